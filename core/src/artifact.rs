@@ -1,0 +1,160 @@
+//! Where a model's weights come from, and the digest they must have.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// Why an artifact reference was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ArtifactError {
+    #[error("artifact must not be empty")]
+    Empty,
+    #[error(
+        "artifact scheme {scheme:?} is not supported; use a local path or a file:// URI"
+    )]
+    UnsupportedScheme { scheme: String },
+    #[error("file:// URI {0:?} must hold an absolute path (file:///path/to/model.gguf)")]
+    RelativeFileUri(String),
+    #[error("sha256 must be 64 hexadecimal characters, got {0:?}")]
+    BadDigest(String),
+}
+
+/// A model artifact: for now a file on the node's own filesystem.
+///
+/// Remote schemes are refused at parse time, so no request or config entry can
+/// make the server open a connection to an address it names (no SSRF).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(into = "String")]
+pub enum ArtifactUri {
+    File(PathBuf),
+}
+
+impl ArtifactUri {
+    /// Parses `raw` as a path or `file://` URI; a relative path is taken
+    /// relative to `base_dir` (the directory of the config file that named it).
+    ///
+    /// # Errors
+    /// An [`ArtifactError`] for empty input, a relative `file://` URI, or any other scheme.
+    pub fn parse(raw: &str, base_dir: Option<&Path>) -> Result<Self, ArtifactError> {
+        let raw = raw.trim();
+        if raw.is_empty() {
+            return Err(ArtifactError::Empty);
+        }
+        if let Some(rest) = raw.strip_prefix("file://") {
+            if !rest.starts_with('/') {
+                return Err(ArtifactError::RelativeFileUri(raw.to_owned()));
+            }
+            return Ok(Self::File(PathBuf::from(rest)));
+        }
+        if let Some((scheme, _)) = raw.split_once("://") {
+            return Err(ArtifactError::UnsupportedScheme { scheme: scheme.to_owned() });
+        }
+        let path = Path::new(raw);
+        let path = match base_dir {
+            Some(base) if path.is_relative() => base.join(path),
+            _ => path.to_path_buf(),
+        };
+        Ok(Self::File(path))
+    }
+
+    pub fn local_path(&self) -> &Path {
+        match self {
+            Self::File(path) => path,
+        }
+    }
+}
+
+impl fmt::Display for ArtifactUri {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::File(path) => write!(f, "file://{}", path.display()),
+        }
+    }
+}
+
+impl From<ArtifactUri> for String {
+    fn from(uri: ArtifactUri) -> Self {
+        uri.to_string()
+    }
+}
+
+/// A SHA-256 digest, lowercase hex.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+#[serde(transparent)]
+pub struct Sha256Digest(String);
+
+impl Sha256Digest {
+    /// Parses 64 hex characters (either case; stored lowercase).
+    ///
+    /// # Errors
+    /// [`ArtifactError::BadDigest`] for anything else.
+    pub fn parse(raw: &str) -> Result<Self, ArtifactError> {
+        let raw = raw.trim();
+        if raw.len() == 64 && raw.chars().all(|c| c.is_ascii_hexdigit()) {
+            Ok(Self(raw.to_ascii_lowercase()))
+        } else {
+            Err(ArtifactError::BadDigest(raw.to_owned()))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Sha256Digest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for Sha256Digest {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw = String::deserialize(d)?;
+        Self::parse(&raw).map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn relative_paths_resolve_against_the_config_directory() {
+        let uri = ArtifactUri::parse("models/a.gguf", Some(Path::new("/etc/gt"))).ok();
+        assert_eq!(uri, Some(ArtifactUri::File(PathBuf::from("/etc/gt/models/a.gguf"))));
+        let abs = ArtifactUri::parse("/m/a.gguf", Some(Path::new("/etc/gt"))).ok();
+        assert_eq!(abs, Some(ArtifactUri::File(PathBuf::from("/m/a.gguf"))));
+    }
+
+    #[test]
+    fn file_uris_must_be_absolute() {
+        assert_eq!(
+            ArtifactUri::parse("file:///m/a.gguf", None).ok(),
+            Some(ArtifactUri::File(PathBuf::from("/m/a.gguf")))
+        );
+        assert!(matches!(
+            ArtifactUri::parse("file://m/a.gguf", None),
+            Err(ArtifactError::RelativeFileUri(_))
+        ));
+    }
+
+    #[test]
+    fn remote_schemes_are_refused_so_no_artifact_can_reach_the_network() {
+        for raw in ["http://169.254.169.254/latest", "https://x/y.gguf", "s3://b/k", "gopher://x"] {
+            assert!(
+                matches!(ArtifactUri::parse(raw, None), Err(ArtifactError::UnsupportedScheme { .. })),
+                "{raw}"
+            );
+        }
+    }
+
+    #[test]
+    fn digests_are_64_hex_characters() {
+        let d = "1D9614638D18024D0FBB36575A15F1302A3ADF044DF10345688EC4F6E1C4FF32";
+        assert_eq!(Sha256Digest::parse(d).map(|d| d.to_string()), Ok(d.to_ascii_lowercase()));
+        assert!(Sha256Digest::parse("abc").is_err());
+        assert!(Sha256Digest::parse(&"g".repeat(64)).is_err());
+    }
+}

@@ -1,0 +1,109 @@
+//! A model's deployment spec, and the rules a set of specs must keep together.
+
+use std::collections::HashMap;
+
+use crate::{ArtifactUri, ModelAlias, ModelName, Sha256Digest};
+
+/// Smallest context window a model may be configured with, in tokens: a chat
+/// template alone takes a few dozen.
+pub const MIN_CONTEXT_LENGTH: u32 = 64;
+
+/// What to serve and how: one entry of the `models:` list.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelSpec {
+    pub name: ModelName,
+    pub aliases: Vec<ModelAlias>,
+    pub artifact: ArtifactUri,
+    /// When set, the artifact is refused unless its SHA-256 matches.
+    pub sha256: Option<Sha256Digest>,
+    /// Context window to serve, in tokens; defaults to what the model was trained
+    /// for, and may only shrink it (KV cache memory grows with it).
+    pub context_length: Option<u32>,
+    /// A Jinja chat template that replaces the one in the model file.
+    pub chat_template: Option<String>,
+}
+
+impl ModelSpec {
+    /// A spec with only the required fields set.
+    pub fn new(name: ModelName, artifact: ArtifactUri) -> Self {
+        Self { name, aliases: Vec::new(), artifact, sha256: None, context_length: None, chat_template: None }
+    }
+}
+
+/// Why a set of model specs cannot be served together.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ModelSpecError {
+    #[error("model {first:?} and model {second:?} both answer to {id:?}")]
+    DuplicateId { id: String, first: String, second: String },
+    #[error("model {model:?}: context_length {value} is below the minimum of {min}")]
+    ContextTooSmall { model: String, value: u32, min: u32 },
+}
+
+/// Checks that names and aliases are unique across all specs (a `"model"` value
+/// must resolve to one model) and that each spec is usable on its own.
+///
+/// # Errors
+/// The first [`ModelSpecError`] found.
+pub fn validate_model_set(specs: &[ModelSpec]) -> Result<(), ModelSpecError> {
+    let mut owner: HashMap<&str, &str> = HashMap::new();
+    for spec in specs {
+        if let Some(value) = spec.context_length.filter(|&v| v < MIN_CONTEXT_LENGTH) {
+            return Err(ModelSpecError::ContextTooSmall {
+                model: spec.name.to_string(),
+                value,
+                min: MIN_CONTEXT_LENGTH,
+            });
+        }
+        let ids = std::iter::once(spec.name.as_str()).chain(spec.aliases.iter().map(ModelAlias::as_str));
+        let mut own: Vec<&str> = Vec::new();
+        for id in ids {
+            if own.contains(&id) {
+                continue;
+            }
+            own.push(id);
+            if let Some(first) = owner.insert(id, spec.name.as_str()) {
+                return Err(ModelSpecError::DuplicateId {
+                    id: id.to_owned(),
+                    first: first.to_owned(),
+                    second: spec.name.to_string(),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(name: &str, aliases: &[&str]) -> ModelSpec {
+        let mut s = ModelSpec::new(
+            ModelName::parse(name).unwrap_or_else(|e| panic!("{e}")),
+            ArtifactUri::File("/m.gguf".into()),
+        );
+        s.aliases = aliases.iter().map(|a| ModelAlias::parse(a).unwrap_or_else(|e| panic!("{e}"))).collect();
+        s
+    }
+
+    #[test]
+    fn an_alias_may_not_shadow_another_models_name() {
+        let err = validate_model_set(&[spec("a", &[]), spec("b", &["a"])]);
+        assert_eq!(
+            err,
+            Err(ModelSpecError::DuplicateId { id: "a".into(), first: "a".into(), second: "b".into() })
+        );
+    }
+
+    #[test]
+    fn a_model_may_repeat_its_own_name_as_alias() {
+        assert_eq!(validate_model_set(&[spec("a", &["a", "A/x"]), spec("b", &["B/x"])]), Ok(()));
+    }
+
+    #[test]
+    fn tiny_context_windows_are_refused() {
+        let mut s = spec("a", &[]);
+        s.context_length = Some(8);
+        assert!(matches!(validate_model_set(&[s]), Err(ModelSpecError::ContextTooSmall { .. })));
+    }
+}
