@@ -1,0 +1,249 @@
+//! Tokenizers read from GGUF metadata: GPT-2 style byte-level BPE
+//! (`tokenizer.ggml.model = gpt2`) and SentencePiece style BPE (`llama`).
+//!
+//! Both follow llama.cpp's reading of the same metadata, so a prompt becomes
+//! the same token ids here as there.
+
+mod bpe;
+pub(crate) mod byte_level;
+mod pretokenize;
+mod special;
+mod spm;
+
+use std::collections::HashMap;
+
+pub use pretokenize::PreTokenizer;
+
+use self::bpe::BpeModel;
+use self::special::SpecialMatcher;
+use self::spm::SpmModel;
+
+/// Why a tokenizer could not be built from a model file.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TokenizerError {
+    #[error("tokenizer metadata is missing {0}")]
+    Missing(&'static str),
+    #[error("tokenizer metadata is inconsistent: {0}")]
+    Inconsistent(String),
+    #[error("tokenizer model {0:?} is not supported (supported: gpt2, llama)")]
+    UnsupportedModel(String),
+}
+
+/// llama.cpp's token types (`tokenizer.ggml.token_type`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenType {
+    Normal,
+    Unknown,
+    /// Markup such as `<|im_start|>`: only produced from text when special
+    /// tokens are parsed, and never rendered into output text.
+    Control,
+    /// Added tokens such as `<tool_call>`: always matched as a whole and rendered as text.
+    UserDefined,
+    Unused,
+    /// `<0xAB>` byte-fallback tokens of SentencePiece vocabularies.
+    Byte,
+}
+
+impl TokenType {
+    pub fn from_gguf(raw: i32) -> Self {
+        match raw {
+            2 => Self::Unknown,
+            3 => Self::Control,
+            4 => Self::UserDefined,
+            5 => Self::Unused,
+            6 => Self::Byte,
+            _ => Self::Normal,
+        }
+    }
+}
+
+/// Everything a tokenizer is built from, as read from GGUF metadata.
+#[derive(Debug, Clone, Default)]
+pub struct TokenizerSpec {
+    /// `tokenizer.ggml.model`: `gpt2` or `llama`.
+    pub model: String,
+    /// `tokenizer.ggml.pre`: which pre-tokenizer split a `gpt2` model uses.
+    pub pre: Option<String>,
+    pub tokens: Vec<String>,
+    pub token_types: Vec<TokenType>,
+    /// SentencePiece merge priorities (higher merges first).
+    pub scores: Vec<f32>,
+    /// BPE merges, `"a b"`, highest priority first.
+    pub merges: Vec<String>,
+    pub bos: Option<u32>,
+    pub eos: Option<u32>,
+    pub eot: Option<u32>,
+    pub unknown: Option<u32>,
+    pub add_bos: bool,
+    pub add_space_prefix: bool,
+}
+
+enum Model {
+    Bpe(BpeModel),
+    Spm(SpmModel),
+}
+
+/// A model's tokenizer: text to ids and ids back to bytes.
+pub struct Tokenizer {
+    model: Model,
+    /// Bytes each token renders as in output text; empty for control tokens.
+    pieces: Vec<Vec<u8>>,
+    /// The literal text of each token, as written in the vocabulary.
+    texts: Vec<String>,
+    special: SpecialMatcher,
+    bos: Option<u32>,
+    eos: Option<u32>,
+    add_bos: bool,
+    add_space_prefix: bool,
+    end_of_generation: Vec<u32>,
+}
+
+/// Texts of end-of-turn tokens across model families; one of these in the
+/// vocabulary as a control token also ends a generation, as in llama.cpp.
+const END_OF_GENERATION_TEXTS: &[&str] = &[
+    "<|eot_id|>",
+    "<|im_end|>",
+    "<|end|>",
+    "<end_of_turn>",
+    "<|endoftext|>",
+    "<|eom_id|>",
+    "<EOT>",
+    "</s>",
+];
+
+impl Tokenizer {
+    /// Builds a tokenizer from GGUF tokenizer metadata.
+    ///
+    /// # Errors
+    /// A [`TokenizerError`] when required fields are missing or inconsistent,
+    /// or the tokenizer model is not one GreenThread implements.
+    pub fn new(spec: TokenizerSpec) -> Result<Self, TokenizerError> {
+        let n = spec.tokens.len();
+        if n == 0 {
+            return Err(TokenizerError::Missing("tokenizer.ggml.tokens"));
+        }
+        let token_types = if spec.token_types.is_empty() {
+            vec![TokenType::Normal; n]
+        } else if spec.token_types.len() == n {
+            spec.token_types.clone()
+        } else {
+            return Err(TokenizerError::Inconsistent(format!(
+                "{} token types for {n} tokens",
+                spec.token_types.len()
+            )));
+        };
+        for (what, id) in [("bos", spec.bos), ("eos", spec.eos), ("eot", spec.eot), ("unknown", spec.unknown)] {
+            if let Some(id) = id.filter(|&id| id as usize >= n) {
+                return Err(TokenizerError::Inconsistent(format!("{what} token id {id} is outside the vocabulary")));
+            }
+        }
+        let ids: HashMap<String, u32> =
+            spec.tokens.iter().enumerate().map(|(i, t)| (t.clone(), i as u32)).collect();
+        let (model, pieces) = match spec.model.as_str() {
+            "gpt2" => {
+                let pre = PreTokenizer::from_gguf(spec.pre.as_deref());
+                let bpe = BpeModel::new(&ids, &spec.merges, pre)?;
+                let pieces = (0..n).map(|i| bpe::piece_bytes(&spec.tokens[i], token_types[i])).collect();
+                (Model::Bpe(bpe), pieces)
+            }
+            "llama" => {
+                if spec.scores.len() != n {
+                    return Err(TokenizerError::Inconsistent(format!(
+                        "{} scores for {n} tokens",
+                        spec.scores.len()
+                    )));
+                }
+                let spm = SpmModel::new(ids.clone(), spec.scores.clone(), spec.unknown);
+                let pieces = (0..n).map(|i| spm::piece_bytes(&spec.tokens[i], token_types[i])).collect();
+                (Model::Spm(spm), pieces)
+            }
+            other => return Err(TokenizerError::UnsupportedModel(other.to_owned())),
+        };
+        let special = SpecialMatcher::new(&spec.tokens, &token_types);
+        let mut end_of_generation: Vec<u32> = [spec.eos, spec.eot].into_iter().flatten().collect();
+        for text in END_OF_GENERATION_TEXTS {
+            if let Some(&id) = ids.get(*text)
+                && token_types[id as usize] == TokenType::Control
+                && !end_of_generation.contains(&id)
+            {
+                end_of_generation.push(id);
+            }
+        }
+        Ok(Self {
+            model,
+            pieces,
+            texts: spec.tokens,
+            special,
+            bos: spec.bos,
+            eos: spec.eos,
+            add_bos: spec.add_bos,
+            add_space_prefix: spec.add_space_prefix,
+            end_of_generation,
+        })
+    }
+
+    pub fn vocab_size(&self) -> usize {
+        self.texts.len()
+    }
+
+    /// Tokenizes `text`. With `parse_special`, control-token markup in the text
+    /// (`<|im_start|>`) becomes that token; without, it is tokenized as plain text.
+    /// Adds the BOS token where the model asks for it.
+    pub fn encode(&self, text: &str, parse_special: bool) -> Vec<u32> {
+        let mut out = Vec::with_capacity(text.len() / 3 + 2);
+        if self.add_bos
+            && let Some(bos) = self.bos
+        {
+            out.push(bos);
+        }
+        let mut prev_was_special = true;
+        for fragment in self.special.split(text, parse_special) {
+            match fragment {
+                special::Fragment::Token(id) => {
+                    out.push(id);
+                    prev_was_special = true;
+                }
+                special::Fragment::Text(raw) => {
+                    match &self.model {
+                        Model::Bpe(bpe) => bpe.encode(raw, &mut out),
+                        Model::Spm(spm) => spm.encode(raw, self.add_space_prefix && prev_was_special, &mut out),
+                    }
+                    prev_was_special = false;
+                }
+            }
+        }
+        out
+    }
+
+    /// The bytes token `id` contributes to output text (empty for control tokens).
+    pub fn piece(&self, id: u32) -> &[u8] {
+        self.pieces.get(id as usize).map_or(&[], Vec::as_slice)
+    }
+
+    /// Decodes ids to text, replacing invalid UTF-8.
+    pub fn decode(&self, ids: &[u32]) -> String {
+        let bytes: Vec<u8> = ids.iter().flat_map(|&id| self.piece(id).iter().copied()).collect();
+        String::from_utf8_lossy(&bytes).into_owned()
+    }
+
+    /// The vocabulary's text for token `id`, e.g. `<|im_end|>`.
+    pub fn token_text(&self, id: u32) -> Option<&str> {
+        self.texts.get(id as usize).map(String::as_str)
+    }
+
+    pub fn bos_text(&self) -> &str {
+        self.bos.and_then(|id| self.token_text(id)).unwrap_or("")
+    }
+
+    pub fn eos_text(&self) -> &str {
+        self.eos.and_then(|id| self.token_text(id)).unwrap_or("")
+    }
+
+    /// Whether generating `id` ends the model's turn.
+    pub fn is_end_of_generation(&self, id: u32) -> bool {
+        self.end_of_generation.contains(&id)
+    }
+}
+
+#[cfg(test)]
+mod tests;
