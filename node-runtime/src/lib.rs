@@ -1,7 +1,14 @@
 //! GreenThread's node runtime: the builtin inference engine that turns a GGUF
 //! file into a model serving token streams.
 
+pub mod builtin;
+pub mod chat_template;
+mod error;
+pub mod sampler;
+pub mod text_stream;
 pub mod tokenizer;
 
 #[cfg(any(test, feature = "test-util"))]
 pub mod fixtures;
+
+pub use error::{Error, Result};

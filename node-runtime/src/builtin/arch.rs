@@ -1,0 +1,163 @@
+//! The decoder architectures the builtin engine runs, and their
+//! hyperparameters as read from GGUF metadata.
+
+use super::gguf::Metadata;
+
+/// Decoder families. They share one transformer implementation; what
+/// differs is captured in [`ArchConfig`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Architecture {
+    Llama,
+    Qwen2,
+    Gemma3,
+}
+
+impl Architecture {
+    pub fn parse(raw: &str) -> Option<Self> {
+        match raw {
+            "llama" => Some(Self::Llama),
+            "qwen2" => Some(Self::Qwen2),
+            "gemma3" => Some(Self::Gemma3),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Llama => "llama",
+            Self::Qwen2 => "qwen2",
+            Self::Gemma3 => "gemma3",
+        }
+    }
+}
+
+/// How rotary embeddings pair up the dimensions of a head.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RopeStyle {
+    /// Dimension `i` with `i + d/2` (GPT-NeoX; Qwen2, Gemma).
+    Neox,
+    /// Dimension `2i` with `2i + 1` (original LLaMA; GGUF llama weights are permuted for it).
+    Interleaved,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Activation {
+    Silu,
+    /// GELU, tanh approximation (Gemma).
+    GeluTanh,
+}
+
+/// Rotary embedding frequencies of one kind of layer.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RopeParams {
+    pub base: f32,
+    /// Linear position scaling: positions are divided by this.
+    pub scale: f32,
+}
+
+/// Everything that shapes a model's forward pass.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ArchConfig {
+    pub arch: Architecture,
+    pub n_layers: usize,
+    pub hidden: usize,
+    pub n_heads: usize,
+    pub n_kv_heads: usize,
+    pub head_dim: usize,
+    pub ffn_hidden: usize,
+    pub rms_eps: f32,
+    /// Context length the model was trained for, in tokens.
+    pub context_length: usize,
+    pub rope_style: RopeStyle,
+    /// Rope of global-attention layers.
+    pub rope_global: RopeParams,
+    /// Rope of sliding-window layers (Gemma 3 uses a lower base there).
+    pub rope_local: RopeParams,
+    /// Sliding-window size of local layers, in tokens.
+    pub sliding_window: Option<usize>,
+    /// Every `n`-th layer (1-based) attends globally; the rest use the window.
+    pub global_layer_period: Option<usize>,
+    /// Embeddings are multiplied by this (Gemma: sqrt(hidden)).
+    pub embed_scale: Option<f32>,
+    pub activation: Activation,
+    /// Query scale before the dot product.
+    pub attention_scale: f32,
+}
+
+impl ArchConfig {
+    /// Reads the hyperparameters of a supported architecture.
+    ///
+    /// # Errors
+    /// A message naming the missing or unsupported setting.
+    pub fn from_metadata(md: &Metadata<'_>) -> Result<Self, String> {
+        let arch = Architecture::parse(md.architecture()).ok_or_else(|| {
+            format!("architecture {:?} is not supported (supported: llama, qwen2, gemma3)", md.architecture())
+        })?;
+        let k = |s: &str| md.arch_key(s);
+        let hidden = md.usize(&k("embedding_length"))?;
+        let n_heads = md.usize(&k("attention.head_count"))?;
+        if n_heads == 0 {
+            return Err("attention.head_count is 0".into());
+        }
+        let n_kv_heads = md.opt_usize(&k("attention.head_count_kv"))?.unwrap_or(n_heads);
+        if n_kv_heads == 0 || n_heads % n_kv_heads != 0 {
+            return Err(format!("{n_heads} attention heads cannot share {n_kv_heads} key/value heads"));
+        }
+        let head_dim = md.opt_usize(&k("attention.key_length"))?.unwrap_or(hidden / n_heads);
+        let value_dim = md.opt_usize(&k("attention.value_length"))?.unwrap_or(head_dim);
+        if value_dim != head_dim {
+            return Err(format!("key length {head_dim} differs from value length {value_dim}"));
+        }
+        if let Some(rot) = md.opt_usize(&k("rope.dimension_count"))?
+            && rot != head_dim
+        {
+            return Err(format!("partial rotary embeddings ({rot} of {head_dim} dimensions) are not supported"));
+        }
+        if head_dim % 2 != 0 {
+            return Err(format!("head dimension {head_dim} is odd"));
+        }
+        let base = md.opt_f32(&k("rope.freq_base"))?.unwrap_or(10_000.0);
+        let scale = match md.opt_str(&k("rope.scaling.type"))? {
+            None | Some("none") => 1.0,
+            Some("linear") => md.opt_f32(&k("rope.scaling.factor"))?.unwrap_or(1.0),
+            Some(other) => return Err(format!("rope scaling {other:?} is not supported")),
+        };
+        let rope_global = RopeParams { base, scale };
+        let is_gemma = arch == Architecture::Gemma3;
+        Ok(Self {
+            arch,
+            n_layers: md.usize(&k("block_count"))?,
+            hidden,
+            n_heads,
+            n_kv_heads,
+            head_dim,
+            ffn_hidden: md.usize(&k("feed_forward_length"))?,
+            rms_eps: md.opt_f32(&k("attention.layer_norm_rms_epsilon"))?.unwrap_or(1e-6),
+            context_length: md.opt_usize(&k("context_length"))?.unwrap_or(4096),
+            rope_style: if arch == Architecture::Llama { RopeStyle::Interleaved } else { RopeStyle::Neox },
+            rope_global,
+            // Gemma 3's local layers use base 10k without scaling (llama.cpp's
+            // rope_freq_base_train_swa for this architecture).
+            rope_local: if is_gemma { RopeParams { base: 10_000.0, scale: 1.0 } } else { rope_global },
+            sliding_window: if is_gemma { md.opt_usize(&k("attention.sliding_window"))? } else { None },
+            global_layer_period: if is_gemma { Some(6) } else { None },
+            embed_scale: if is_gemma { Some((hidden as f32).sqrt()) } else { None },
+            activation: if is_gemma { Activation::GeluTanh } else { Activation::Silu },
+            attention_scale: 1.0 / (head_dim as f32).sqrt(),
+        })
+    }
+
+    /// Whether layer `layer` (0-based) uses the sliding window.
+    pub fn is_local_layer(&self, layer: usize) -> bool {
+        match (self.sliding_window, self.global_layer_period) {
+            (Some(_), Some(period)) => (layer + 1) % period != 0,
+            (Some(_), None) => true,
+            _ => false,
+        }
+    }
+
+    /// Bytes of KV cache one token takes across all layers (f32 keys and values).
+    pub fn kv_bytes_per_token(&self) -> usize {
+        2 * self.n_layers * self.n_kv_heads * self.head_dim * size_of::<f32>()
+    }
+}

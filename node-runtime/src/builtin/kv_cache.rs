@@ -1,0 +1,107 @@
+//! Per-sequence key/value cache: one growable buffer per layer, so each
+//! sequence in a batch attends only to its own past.
+
+use candle_core::{DType, Device, Tensor};
+
+/// Cache growth step, in tokens. Growing in steps keeps copies rare without
+/// reserving the whole context window for a short chat.
+const GROWTH_STEP: usize = 256;
+
+/// Keys and values of one layer, `[kv_heads, capacity, head_dim]` each.
+struct LayerCache {
+    k: Tensor,
+    v: Tensor,
+}
+
+/// The cache of one sequence across all layers.
+pub struct SeqCache {
+    layers: Vec<Option<LayerCache>>,
+    /// Tokens stored (the same in every layer once a step completes).
+    len: usize,
+    capacity: usize,
+    max_len: usize,
+    kv_heads: usize,
+    head_dim: usize,
+    device: Device,
+}
+
+impl SeqCache {
+    pub fn new(n_layers: usize, kv_heads: usize, head_dim: usize, max_len: usize, device: &Device) -> Self {
+        Self {
+            layers: (0..n_layers).map(|_| None).collect(),
+            len: 0,
+            capacity: 0,
+            max_len,
+            kv_heads,
+            head_dim,
+            device: device.clone(),
+        }
+    }
+
+    /// Tokens already in the cache.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Bytes held, for memory accounting.
+    pub fn bytes(&self) -> usize {
+        self.layers.iter().flatten().count() * 2 * self.kv_heads * self.capacity * self.head_dim * 4
+    }
+
+    /// Makes room for `extra` more tokens in every layer.
+    pub fn reserve(&mut self, extra: usize) -> candle_core::Result<()> {
+        let needed = self.len + extra;
+        if needed > self.max_len {
+            candle_core::bail!("KV cache overflow: {needed} tokens exceed {}", self.max_len);
+        }
+        if needed <= self.capacity {
+            return Ok(());
+        }
+        let new_capacity = needed.div_ceil(GROWTH_STEP).saturating_mul(GROWTH_STEP).max(self.capacity * 2).min(self.max_len);
+        for layer in self.layers.iter_mut() {
+            let fresh = |old: Option<&Tensor>| -> candle_core::Result<Tensor> {
+                let t = Tensor::zeros((self.kv_heads, new_capacity, self.head_dim), DType::F32, &self.device)?;
+                if let Some(old) = old
+                    && self.len > 0
+                {
+                    t.slice_set(&old.narrow(1, 0, self.len)?.contiguous()?, 1, 0)?;
+                }
+                Ok(t)
+            };
+            let k = fresh(layer.as_ref().map(|l| &l.k))?;
+            let v = fresh(layer.as_ref().map(|l| &l.v))?;
+            *layer = Some(LayerCache { k, v });
+        }
+        self.capacity = new_capacity;
+        Ok(())
+    }
+
+    /// Writes `k`, `v` (`[tokens, kv_heads, head_dim]`) of `layer` after the
+    /// cached tokens and returns views of positions `from..len + tokens`.
+    /// Call [`Self::reserve`] first and [`Self::commit`] after the last layer.
+    pub fn append(
+        &mut self,
+        layer: usize,
+        k: &Tensor,
+        v: &Tensor,
+        from: usize,
+    ) -> candle_core::Result<(Tensor, Tensor)> {
+        let tokens = k.dim(0)?;
+        let Some(Some(cache)) = self.layers.get(layer) else {
+            candle_core::bail!("KV cache layer {layer} was not reserved");
+        };
+        cache.k.slice_set(&k.transpose(0, 1)?.contiguous()?, 1, self.len)?;
+        cache.v.slice_set(&v.transpose(0, 1)?.contiguous()?, 1, self.len)?;
+        let end = self.len + tokens;
+        Ok((cache.k.narrow(1, from, end - from)?, cache.v.narrow(1, from, end - from)?))
+    }
+
+    /// Marks `tokens` appended tokens as stored.
+    pub fn commit(&mut self, tokens: usize) {
+        self.len += tokens;
+    }
+}

@@ -1,0 +1,211 @@
+//! Turning logits into the next token: penalties, temperature, top-k,
+//! top-p and min-p, drawn from the request's own seeded random stream.
+
+use std::collections::HashMap;
+
+use greenthread_core::SamplingParams;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+/// When top-p is active, look for the nucleus among this many most likely
+/// tokens before sorting the whole vocabulary (150k+ entries).
+const NUCLEUS_CANDIDATES: usize = 512;
+
+/// The sampling state of one sequence.
+pub struct Sampler {
+    params: SamplingParams,
+    rng: StdRng,
+    /// How often each generated token occurred (presence/frequency penalties).
+    generated: HashMap<u32, u32>,
+    /// Prompt and generated tokens (repetition penalty).
+    seen: Vec<u32>,
+}
+
+impl Sampler {
+    pub fn new(params: SamplingParams, prompt: &[u32]) -> Self {
+        let rng = match params.seed {
+            Some(seed) => StdRng::seed_from_u64(seed),
+            None => StdRng::from_os_rng(),
+        };
+        let seen = if params.repetition_penalty == 1.0 { Vec::new() } else { prompt.to_vec() };
+        Self { params, rng, generated: HashMap::new(), seen }
+    }
+
+    /// Picks the next token from `logits` (modified in place) and records it.
+    pub fn sample(&mut self, logits: &mut [f32]) -> u32 {
+        self.apply_penalties(logits);
+        let token = if self.params.is_greedy() { argmax(logits) } else { self.draw(logits) };
+        *self.generated.entry(token).or_default() += 1;
+        if self.params.repetition_penalty != 1.0 {
+            self.seen.push(token);
+        }
+        token
+    }
+
+    fn apply_penalties(&self, logits: &mut [f32]) {
+        let p = &self.params;
+        if p.repetition_penalty != 1.0 {
+            for &t in &self.seen {
+                if let Some(l) = logits.get_mut(t as usize) {
+                    *l = if *l > 0.0 { *l / p.repetition_penalty } else { *l * p.repetition_penalty };
+                }
+            }
+        }
+        if p.presence_penalty != 0.0 || p.frequency_penalty != 0.0 {
+            for (&t, &count) in &self.generated {
+                if let Some(l) = logits.get_mut(t as usize) {
+                    *l -= p.presence_penalty + p.frequency_penalty * count as f32;
+                }
+            }
+        }
+    }
+
+    fn draw(&mut self, logits: &[f32]) -> u32 {
+        let p = &self.params;
+        let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        // Probabilities up to a constant factor, as (token, weight).
+        let mut cands: Vec<(u32, f32)> = logits
+            .iter()
+            .enumerate()
+            .filter(|(_, l)| l.is_finite())
+            .map(|(i, &l)| (i as u32, ((l - max) / p.temperature).exp()))
+            .filter(|(_, w)| *w > 0.0)
+            .collect();
+        if cands.is_empty() {
+            return argmax(logits);
+        }
+        let by_weight = |a: &(u32, f32), b: &(u32, f32)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
+        if let Some(k) = p.top_k.map(|k| k as usize).filter(|&k| k < cands.len()) {
+            cands.select_nth_unstable_by(k.max(1) - 1, by_weight);
+            cands.truncate(k.max(1));
+        }
+        if p.top_p < 1.0 {
+            let total: f32 = cands.iter().map(|c| c.1).sum();
+            // Sort only the head when it already holds the nucleus.
+            if cands.len() > NUCLEUS_CANDIDATES {
+                cands.select_nth_unstable_by(NUCLEUS_CANDIDATES - 1, by_weight);
+                let head: f32 = cands[..NUCLEUS_CANDIDATES].iter().map(|c| c.1).sum();
+                if head >= p.top_p * total {
+                    cands.truncate(NUCLEUS_CANDIDATES);
+                }
+            }
+            cands.sort_unstable_by(by_weight);
+            let mut cum = 0.0;
+            let mut keep = cands.len();
+            for (i, c) in cands.iter().enumerate() {
+                cum += c.1;
+                if cum >= p.top_p * total {
+                    keep = i + 1;
+                    break;
+                }
+            }
+            cands.truncate(keep.max(1));
+        }
+        if p.min_p > 0.0 {
+            let top = cands.iter().map(|c| c.1).fold(0.0, f32::max);
+            cands.retain(|c| c.1 >= p.min_p * top);
+        }
+        let total: f32 = cands.iter().map(|c| c.1).sum();
+        let mut r = self.rng.random::<f32>() * total;
+        for &(token, w) in &cands {
+            if r < w {
+                return token;
+            }
+            r -= w;
+        }
+        cands.last().map_or(0, |c| c.0)
+    }
+}
+
+/// Index of the largest logit; the lowest index among ties.
+pub fn argmax(logits: &[f32]) -> u32 {
+    let mut best = 0;
+    for (i, &l) in logits.iter().enumerate() {
+        if l > logits[best] {
+            best = i;
+        }
+    }
+    best as u32
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn params(f: impl FnOnce(&mut SamplingParams)) -> SamplingParams {
+        let mut p = SamplingParams { seed: Some(7), ..SamplingParams::default() };
+        f(&mut p);
+        p
+    }
+
+    #[test]
+    fn greedy_picks_the_largest_logit_and_the_first_among_ties() {
+        let mut s = Sampler::new(SamplingParams::greedy(), &[]);
+        assert_eq!(s.sample(&mut [0.1, 3.0, -1.0, 3.0]), 1);
+    }
+
+    #[test]
+    fn the_same_seed_draws_the_same_tokens() {
+        let logits: Vec<f32> = (0..100).map(|i| (i as f32 * 0.37).sin()).collect();
+        let draw = || {
+            let mut s = Sampler::new(params(|_| {}), &[]);
+            (0..20).map(|_| s.sample(&mut logits.clone())).collect::<Vec<_>>()
+        };
+        assert_eq!(draw(), draw());
+    }
+
+    #[test]
+    fn top_k_one_is_greedy() {
+        let mut s = Sampler::new(params(|p| p.top_k = Some(1)), &[]);
+        for _ in 0..20 {
+            assert_eq!(s.sample(&mut [0.0, 1.0, 0.9, 0.5]), 1);
+        }
+    }
+
+    #[test]
+    fn top_p_keeps_only_the_nucleus() {
+        // Token 0 holds ~88% of the mass; top_p 0.5 leaves only it.
+        let mut s = Sampler::new(params(|p| p.top_p = 0.5), &[]);
+        for _ in 0..50 {
+            assert_eq!(s.sample(&mut [5.0, 3.0, 1.0, 0.0]), 0);
+        }
+    }
+
+    #[test]
+    fn frequency_penalty_steers_away_from_repeats() {
+        let mut s = Sampler::new(
+            SamplingParams { frequency_penalty: 2.0, ..SamplingParams::greedy() },
+            &[],
+        );
+        let first = s.sample(&mut [1.0, 0.5]);
+        let second = s.sample(&mut [1.0, 0.5]);
+        assert_eq!((first, second), (0, 1));
+    }
+
+    #[test]
+    fn repetition_penalty_covers_the_prompt() {
+        let mut s = Sampler::new(SamplingParams { repetition_penalty: 4.0, ..SamplingParams::greedy() }, &[0]);
+        assert_eq!(s.sample(&mut [2.0, 1.0]), 1);
+    }
+
+    proptest! {
+        #[test]
+        fn a_drawn_token_is_always_one_with_finite_logit(
+            logits in proptest::collection::vec(prop_oneof![-20.0f32..20.0, Just(f32::NEG_INFINITY)], 1..300),
+            temperature in 0.05f32..2.0,
+            top_p in 0.01f32..=1.0,
+            top_k in proptest::option::of(1u32..50),
+            min_p in 0.0f32..0.5,
+            seed in any::<u64>(),
+        ) {
+            prop_assume!(logits.iter().any(|l| l.is_finite()));
+            let p = SamplingParams { temperature, top_p, top_k, min_p, seed: Some(seed), ..SamplingParams::default() };
+            let mut s = Sampler::new(p, &[]);
+            let t = s.sample(&mut logits.clone()) as usize;
+            prop_assert!(t < logits.len());
+            prop_assert!(logits[t].is_finite());
+        }
+    }
+}
