@@ -8,6 +8,10 @@ use minijinja::{Environment, ErrorKind, Value};
 
 use crate::{Error, Result};
 
+/// Gemma's turn format, for Gemma files that carry no template (the base
+/// models). The assistant's turns are the `model` role.
+pub const GEMMA_TURNS: &str = "{{ bos_token }}{%- for message in messages %}{{- '<start_of_turn>' + ('model' if message.role == 'assistant' else 'user' if message.role == 'system' else message.role) + '\n' + message.content + '<end_of_turn>\n' }}{%- endfor %}{%- if add_generation_prompt %}{{- '<start_of_turn>model\n' }}{%- endif %}";
+
 /// Rendering budget: a template from a model file is untrusted code, and a
 /// loop over a 100k-message conversation must not pin a core.
 const TEMPLATE_FUEL: u64 = 50_000_000;
@@ -139,7 +143,7 @@ mod tests {
     use greenthread_core::Role;
 
     use super::*;
-    use crate::fixtures::vocab::{CHATML_TEMPLATE, GEMMA_TEMPLATE};
+    use crate::fixtures::vocab::CHATML_TEMPLATE;
 
     fn conversation() -> Vec<ChatMessage> {
         vec![ChatMessage::text(Role::System, "Be brief."), ChatMessage::text(Role::User, "Hi")]
@@ -156,7 +160,7 @@ mod tests {
 
     #[test]
     fn gemma_turns_start_with_bos_and_call_the_assistant_model() {
-        let t = ChatTemplate::new(GEMMA_TEMPLATE, "<bos>", "<eos>").unwrap();
+        let t = ChatTemplate::new(GEMMA_TURNS, "<bos>", "<eos>").unwrap();
         let msgs = vec![ChatMessage::text(Role::User, "Hi"), ChatMessage::text(Role::Assistant, "Hello")];
         assert_eq!(
             t.render(&msgs, None, true).unwrap(),

@@ -3,6 +3,7 @@
 
 pub mod builtin;
 pub mod chat_template;
+pub mod engine;
 mod error;
 pub mod sampler;
 pub mod text_stream;
@@ -11,4 +12,5 @@ pub mod tokenizer;
 #[cfg(any(test, feature = "test-util"))]
 pub mod fixtures;
 
+pub use engine::{Engine, GenerateRequest, GenerationEvent, GenerationStream, ModelInfo, ModelInstance};
 pub use error::{Error, Result};

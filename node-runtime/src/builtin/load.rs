@@ -1,0 +1,146 @@
+//! Loading a GGUF file into a ready-to-run model: verification, metadata,
+//! tokenizer, chat template and weights.
+
+use std::fs::File;
+use std::io::{BufReader, Read};
+use std::path::Path;
+
+use candle_core::Device;
+use candle_core::quantized::gguf_file::Content;
+use greenthread_core::Sha256Digest;
+use sha2::{Digest, Sha256};
+
+use super::arch::{ArchConfig, Architecture};
+use super::gguf::Metadata;
+use super::transformer::Transformer;
+use super::weights::Weights;
+use crate::chat_template::{ChatTemplate, GEMMA_TURNS};
+use crate::engine::ModelInfo;
+use crate::tokenizer::Tokenizer;
+use crate::{Error, Result};
+
+/// How to load a model file.
+#[derive(Debug, Clone, Default)]
+pub struct LoadOptions {
+    /// Context window to serve; at most what the model was trained for.
+    pub context_length: Option<usize>,
+    /// A chat template replacing the one in the file.
+    pub chat_template: Option<String>,
+    /// Refuse the file unless its SHA-256 matches.
+    pub sha256: Option<Sha256Digest>,
+}
+
+/// A model in memory, ready to hand to a worker.
+pub struct LoadedModel {
+    pub transformer: Transformer,
+    pub tokenizer: Tokenizer,
+    pub template: Option<ChatTemplate>,
+    pub info: ModelInfo,
+}
+
+/// Loads the GGUF model at `path` onto `device`.
+///
+/// # Errors
+/// [`Error::Io`] when it cannot be read, [`Error::DigestMismatch`] when it
+/// fails verification, [`Error::InvalidModel`] when it is not a model this
+/// engine can run, [`Error::Template`] when a configured chat template does
+/// not compile.
+pub fn load_gguf(path: &Path, options: &LoadOptions, device: &Device) -> Result<LoadedModel> {
+    let io = |source| Error::Io { path: path.to_path_buf(), source };
+    if let Some(expected) = &options.sha256 {
+        let actual = sha256_file(path).map_err(io)?;
+        if actual != expected.as_str() {
+            return Err(Error::DigestMismatch {
+                path: path.to_path_buf(),
+                expected: expected.to_string(),
+                actual,
+            });
+        }
+    }
+    let mut reader = BufReader::new(File::open(path).map_err(io)?);
+    let content = Content::read(&mut reader).map_err(|e| Error::invalid(path, format!("not a readable GGUF file: {e}")))?;
+    let md = Metadata::new(&content.metadata).map_err(|e| Error::invalid(path, e))?;
+    let cfg = ArchConfig::from_metadata(&md).map_err(|e| Error::invalid(path, e))?;
+    let tokenizer = Tokenizer::new(md.tokenizer_spec().map_err(|e| Error::invalid(path, e))?)
+        .map_err(|e| Error::invalid(path, e))?;
+    let context_length = match options.context_length {
+        None => cfg.context_length,
+        Some(c) if c <= cfg.context_length => c,
+        Some(c) => {
+            return Err(Error::invalid(
+                path,
+                format!("context_length {c} exceeds the {} tokens the model was trained for", cfg.context_length),
+            ));
+        }
+    };
+    let template = chat_template(path, &md, cfg.arch, options, &tokenizer)?;
+    let description = md.opt_str("general.name").ok().flatten().map(str::to_owned);
+    let mut weights = Weights::new(&content, reader, path, device);
+    let transformer = Transformer::load(cfg, &mut weights, device)?;
+    if tokenizer.vocab_size() > transformer.vocab_size() {
+        return Err(Error::invalid(
+            path,
+            format!(
+                "the tokenizer has {} tokens but the embeddings only {}",
+                tokenizer.vocab_size(),
+                transformer.vocab_size()
+            ),
+        ));
+    }
+    let info = ModelInfo {
+        architecture: transformer.config().arch.as_str().to_owned(),
+        description,
+        context_length,
+        vocab_size: tokenizer.vocab_size(),
+        weight_bytes: transformer.weight_bytes,
+        has_chat_template: template.is_some(),
+    };
+    Ok(LoadedModel { transformer, tokenizer, template, info })
+}
+
+/// The configured template, else the file's, else the architecture's known
+/// turn format. A broken template in the file is logged and skipped: the
+/// model still serves completions.
+fn chat_template(
+    path: &Path,
+    md: &Metadata<'_>,
+    arch: Architecture,
+    options: &LoadOptions,
+    tokenizer: &Tokenizer,
+) -> Result<Option<ChatTemplate>> {
+    let (bos, eos) = (tokenizer.bos_text(), tokenizer.eos_text());
+    if let Some(source) = &options.chat_template {
+        return ChatTemplate::new(source, bos, eos).map(Some);
+    }
+    let from_file = md.opt_str("tokenizer.chat_template").ok().flatten();
+    let source = match (from_file, arch) {
+        (Some(source), _) => source,
+        (None, Architecture::Gemma3) => GEMMA_TURNS,
+        (None, _) => return Ok(None),
+    };
+    match ChatTemplate::new(source, bos, eos) {
+        Ok(t) => Ok(Some(t)),
+        Err(e) => {
+            tracing::warn!(path = %path.display(), error = %e, "The model's chat template does not compile; chat is disabled");
+            Ok(None)
+        }
+    }
+}
+
+/// SHA-256 of a file, lowercase hex.
+///
+/// # Errors
+/// When the file cannot be read.
+pub fn sha256_file(path: &Path) -> std::io::Result<String> {
+    let mut file = File::open(path)?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(hex::encode(hasher.finalize()))
+}
