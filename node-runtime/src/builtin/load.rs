@@ -98,6 +98,17 @@ pub fn load_gguf(path: &Path, options: &LoadOptions, device: &Device) -> Result<
     Ok(LoadedModel { transformer, tokenizer, template, info })
 }
 
+/// Reads only the tokenizer of the GGUF file at `path`.
+///
+/// # Errors
+/// As [`load_gguf`], for the file and its tokenizer metadata.
+pub fn read_tokenizer(path: &Path) -> Result<Tokenizer> {
+    let mut reader = BufReader::new(File::open(path).map_err(|source| Error::Io { path: path.to_path_buf(), source })?);
+    let content = Content::read(&mut reader).map_err(|e| Error::invalid(path, format!("not a readable GGUF file: {e}")))?;
+    let md = Metadata::new(&content.metadata).map_err(|e| Error::invalid(path, e))?;
+    Tokenizer::new(md.tokenizer_spec().map_err(|e| Error::invalid(path, e))?).map_err(|e| Error::invalid(path, e))
+}
+
 /// The configured template, else the file's, else the architecture's known
 /// turn format. A broken template in the file is logged and skipped: the
 /// model still serves completions.

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use greenthread_core::{ChatMessage, ModelSpec};
 use tokio::sync::mpsc;
 
-pub use self::load::{LoadOptions, LoadedModel, load_gguf};
+pub use self::load::{LoadOptions, LoadedModel, load_gguf, read_tokenizer, sha256_file};
 use self::worker::{NewSequence, WorkerLimits};
 use crate::chat_template::ChatTemplate;
 use crate::engine::{Engine, GenerateRequest, GenerationStream, ModelInfo, ModelInstance};
