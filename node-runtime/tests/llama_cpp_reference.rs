@@ -16,7 +16,6 @@ use greenthread_node_runtime::builtin::{LoadOptions, load_gguf, read_tokenizer};
 use greenthread_node_runtime::fixtures::TinyModel;
 use serde_json::{Value, json};
 
-const NEEDS: &str = "needs llama-cpp-python and the real models; run by scripts/test.sh";
 
 fn env_path(var: &str) -> PathBuf {
     std::env::var_os(var)
@@ -73,7 +72,6 @@ const TEXTS: &[&str] = &[
 #[test]
 #[ignore = "needs llama-cpp-python and the real models; run by scripts/test.sh"]
 fn tokenizers_match_llama_cpp_on_the_real_models() {
-    let _ = NEEDS;
     for file in [QWEN, GEMMA] {
         let path = real_model(file);
         let ours = read_tokenizer(&path).unwrap();
