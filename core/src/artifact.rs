@@ -10,9 +10,7 @@ use serde::{Deserialize, Serialize};
 pub enum ArtifactError {
     #[error("artifact must not be empty")]
     Empty,
-    #[error(
-        "artifact scheme {scheme:?} is not supported; use a local path or a file:// URI"
-    )]
+    #[error("artifact scheme {scheme:?} is not supported; use a local path or a file:// URI")]
     UnsupportedScheme { scheme: String },
     #[error("file:// URI {0:?} must hold an absolute path (file:///path/to/model.gguf)")]
     RelativeFileUri(String),
@@ -48,7 +46,9 @@ impl ArtifactUri {
             return Ok(Self::File(PathBuf::from(rest)));
         }
         if let Some((scheme, _)) = raw.split_once("://") {
-            return Err(ArtifactError::UnsupportedScheme { scheme: scheme.to_owned() });
+            return Err(ArtifactError::UnsupportedScheme {
+                scheme: scheme.to_owned(),
+            });
         }
         let path = Path::new(raw);
         let path = match base_dir {
@@ -123,7 +123,10 @@ mod tests {
     #[test]
     fn relative_paths_resolve_against_the_config_directory() {
         let uri = ArtifactUri::parse("models/a.gguf", Some(Path::new("/etc/gt"))).ok();
-        assert_eq!(uri, Some(ArtifactUri::File(PathBuf::from("/etc/gt/models/a.gguf"))));
+        assert_eq!(
+            uri,
+            Some(ArtifactUri::File(PathBuf::from("/etc/gt/models/a.gguf")))
+        );
         let abs = ArtifactUri::parse("/m/a.gguf", Some(Path::new("/etc/gt"))).ok();
         assert_eq!(abs, Some(ArtifactUri::File(PathBuf::from("/m/a.gguf"))));
     }
@@ -142,9 +145,17 @@ mod tests {
 
     #[test]
     fn remote_schemes_are_refused_so_no_artifact_can_reach_the_network() {
-        for raw in ["http://169.254.169.254/latest", "https://x/y.gguf", "s3://b/k", "gopher://x"] {
+        for raw in [
+            "http://169.254.169.254/latest",
+            "https://x/y.gguf",
+            "s3://b/k",
+            "gopher://x",
+        ] {
             assert!(
-                matches!(ArtifactUri::parse(raw, None), Err(ArtifactError::UnsupportedScheme { .. })),
+                matches!(
+                    ArtifactUri::parse(raw, None),
+                    Err(ArtifactError::UnsupportedScheme { .. })
+                ),
                 "{raw}"
             );
         }
@@ -153,7 +164,10 @@ mod tests {
     #[test]
     fn digests_are_64_hex_characters() {
         let d = "1D9614638D18024D0FBB36575A15F1302A3ADF044DF10345688EC4F6E1C4FF32";
-        assert_eq!(Sha256Digest::parse(d).map(|d| d.to_string()), Ok(d.to_ascii_lowercase()));
+        assert_eq!(
+            Sha256Digest::parse(d).map(|d| d.to_string()),
+            Ok(d.to_ascii_lowercase())
+        );
         assert!(Sha256Digest::parse("abc").is_err());
         assert!(Sha256Digest::parse(&"g".repeat(64)).is_err());
     }

@@ -51,14 +51,19 @@ impl ModelName {
             return Err(NameError::Empty);
         }
         if raw.len() > MAX_NAME_LEN {
-            return Err(NameError::TooLong { len: raw.len(), max: MAX_NAME_LEN });
+            return Err(NameError::TooLong {
+                len: raw.len(),
+                max: MAX_NAME_LEN,
+            });
         }
         let mut chars = raw.chars();
         let first = chars.next().unwrap_or_default();
         if !(first.is_ascii_lowercase() || first.is_ascii_digit()) {
             return Err(NameError::InvalidCharacter { found: first });
         }
-        if let Some(bad) = chars.find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || "-_.".contains(*c))) {
+        if let Some(bad) =
+            chars.find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || "-_.".contains(*c)))
+        {
             return Err(NameError::InvalidCharacter { found: bad });
         }
         if RESERVED_NAMES.contains(&raw) {
@@ -101,7 +106,10 @@ impl ModelAlias {
             return Err(NameError::Empty);
         }
         if raw.len() > MAX_ALIAS_LEN {
-            return Err(NameError::TooLong { len: raw.len(), max: MAX_ALIAS_LEN });
+            return Err(NameError::TooLong {
+                len: raw.len(),
+                max: MAX_ALIAS_LEN,
+            });
         }
         if raw.chars().any(|c| c.is_whitespace() || c.is_control()) {
             return Err(NameError::Unprintable);
@@ -136,18 +144,36 @@ mod tests {
     #[test]
     fn accepts_ordinary_slugs() {
         for ok in ["qwen2.5-coder-0.5b", "gemma3_270m", "7b", "a"] {
-            assert_eq!(ModelName::parse(ok).map(|n| n.to_string()), Ok(ok.to_owned()));
+            assert_eq!(
+                ModelName::parse(ok).map(|n| n.to_string()),
+                Ok(ok.to_owned())
+            );
         }
     }
 
     #[test]
     fn refuses_names_that_could_escape_a_path_or_shadow_a_route() {
-        assert_eq!(ModelName::parse("../etc"), Err(NameError::InvalidCharacter { found: '.' }));
-        assert_eq!(ModelName::parse("a/b"), Err(NameError::InvalidCharacter { found: '/' }));
-        assert_eq!(ModelName::parse("Qwen"), Err(NameError::InvalidCharacter { found: 'Q' }));
+        assert_eq!(
+            ModelName::parse("../etc"),
+            Err(NameError::InvalidCharacter { found: '.' })
+        );
+        assert_eq!(
+            ModelName::parse("a/b"),
+            Err(NameError::InvalidCharacter { found: '/' })
+        );
+        assert_eq!(
+            ModelName::parse("Qwen"),
+            Err(NameError::InvalidCharacter { found: 'Q' })
+        );
         assert_eq!(ModelName::parse(""), Err(NameError::Empty));
-        assert_eq!(ModelName::parse("v1"), Err(NameError::Reserved("v1".into())));
-        assert!(matches!(ModelName::parse(&"x".repeat(65)), Err(NameError::TooLong { .. })));
+        assert_eq!(
+            ModelName::parse("v1"),
+            Err(NameError::Reserved("v1".into()))
+        );
+        assert!(matches!(
+            ModelName::parse(&"x".repeat(65)),
+            Err(NameError::TooLong { .. })
+        ));
     }
 
     #[test]

@@ -45,12 +45,20 @@ impl ChatTemplate {
         env.set_syntax(syntax);
         env.set_fuel(Some(TEMPLATE_FUEL));
         env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
-        env.add_function("raise_exception", |msg: String| -> std::result::Result<Value, minijinja::Error> {
-            Err(minijinja::Error::new(ErrorKind::InvalidOperation, msg))
-        });
+        env.add_function(
+            "raise_exception",
+            |msg: String| -> std::result::Result<Value, minijinja::Error> {
+                Err(minijinja::Error::new(ErrorKind::InvalidOperation, msg))
+            },
+        );
         env.add_function("strftime_now", |fmt: String| strftime_now(&fmt));
-        env.add_template_owned("chat", source.to_owned()).map_err(|e| Error::Template(describe(&e)))?;
-        Ok(Self { env, bos: bos.to_owned(), eos: eos.to_owned() })
+        env.add_template_owned("chat", source.to_owned())
+            .map_err(|e| Error::Template(describe(&e)))?;
+        Ok(Self {
+            env,
+            bos: bos.to_owned(),
+            eos: eos.to_owned(),
+        })
     }
 
     /// Renders `messages` (and `tools`, a JSON list of tool definitions) into a prompt.
@@ -64,7 +72,10 @@ impl ChatTemplate {
         tools: Option<&serde_json::Value>,
         add_generation_prompt: bool,
     ) -> Result<String> {
-        let template = self.env.get_template("chat").map_err(|e| Error::Template(describe(&e)))?;
+        let template = self
+            .env
+            .get_template("chat")
+            .map_err(|e| Error::Template(describe(&e)))?;
         let ctx = minijinja::context! {
             messages => Value::from(Serde(messages)),
             tools => tools.map(|t| Value::from(Serde(t))),
@@ -72,7 +83,9 @@ impl ChatTemplate {
             bos_token => self.bos.as_str(),
             eos_token => self.eos.as_str(),
         };
-        template.render(ctx).map_err(|e| Error::Template(describe(&e)))
+        template
+            .render(ctx)
+            .map_err(|e| Error::Template(describe(&e)))
     }
 }
 
@@ -93,8 +106,20 @@ fn strftime_now(fmt: &str) -> String {
     format_utc(secs, fmt)
 }
 
-const MONTHS: [&str; 12] =
-    ["January", "February", "March", "April", "May", "June", "July", "August", "September", "October", "November", "December"];
+const MONTHS: [&str; 12] = [
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+];
 
 fn format_utc(secs: u64, fmt: &str) -> String {
     let days = (secs / 86_400) as i64;
@@ -146,7 +171,10 @@ mod tests {
     use crate::fixtures::vocab::CHATML_TEMPLATE;
 
     fn conversation() -> Vec<ChatMessage> {
-        vec![ChatMessage::text(Role::System, "Be brief."), ChatMessage::text(Role::User, "Hi")]
+        vec![
+            ChatMessage::text(Role::System, "Be brief."),
+            ChatMessage::text(Role::User, "Hi"),
+        ]
     }
 
     #[test]
@@ -161,7 +189,10 @@ mod tests {
     #[test]
     fn gemma_turns_start_with_bos_and_call_the_assistant_model() {
         let t = ChatTemplate::new(GEMMA_TURNS, "<bos>", "<eos>").unwrap();
-        let msgs = vec![ChatMessage::text(Role::User, "Hi"), ChatMessage::text(Role::Assistant, "Hello")];
+        let msgs = vec![
+            ChatMessage::text(Role::User, "Hi"),
+            ChatMessage::text(Role::Assistant, "Hello"),
+        ];
         assert_eq!(
             t.render(&msgs, None, true).unwrap(),
             "<bos><start_of_turn>user\nHi<end_of_turn>\n<start_of_turn>model\nHello<end_of_turn>\n<start_of_turn>model\n"
@@ -194,17 +225,26 @@ mod tests {
     #[test]
     fn a_runaway_template_runs_out_of_fuel_instead_of_hanging() {
         let t = ChatTemplate::new("{% for i in range(100000000) %}x{% endfor %}", "", "").unwrap();
-        assert!(matches!(t.render(&conversation(), None, false), Err(Error::Template(_))));
+        assert!(matches!(
+            t.render(&conversation(), None, false),
+            Err(Error::Template(_))
+        ));
     }
 
     #[test]
     fn syntax_errors_are_reported_at_compile_time() {
-        assert!(matches!(ChatTemplate::new("{% for %}", "", ""), Err(Error::Template(_))));
+        assert!(matches!(
+            ChatTemplate::new("{% for %}", "", ""),
+            Err(Error::Template(_))
+        ));
     }
 
     #[test]
     fn strftime_formats_a_known_instant() {
         // 2024-07-26 13:05:09 UTC
-        assert_eq!(format_utc(1_722_000_309, "%d %b %Y %H:%M:%S"), "26 Jul 2024 13:25:09");
+        assert_eq!(
+            format_utc(1_722_000_309, "%d %b %Y %H:%M:%S"),
+            "26 Jul 2024 13:25:09"
+        );
     }
 }

@@ -16,7 +16,6 @@ use greenthread_node_runtime::builtin::{LoadOptions, load_gguf, read_tokenizer};
 use greenthread_node_runtime::fixtures::TinyModel;
 use serde_json::{Value, json};
 
-
 fn env_path(var: &str) -> PathBuf {
     std::env::var_os(var)
         .map(PathBuf::from)
@@ -25,7 +24,11 @@ fn env_path(var: &str) -> PathBuf {
 
 fn real_model(file: &str) -> PathBuf {
     let path = env_path("GREENTHREAD_MODELS").join(file);
-    assert!(path.exists(), "{} is missing; scripts/fetch-model.sh fetches it", path.display());
+    assert!(
+        path.exists(),
+        "{} is missing; scripts/fetch-model.sh fetches it",
+        path.display()
+    );
     path
 }
 
@@ -42,9 +45,18 @@ fn reference(request: Value) -> Value {
         .stderr(Stdio::inherit())
         .spawn()
         .expect("start the llama.cpp reference script");
-    child.stdin.take().unwrap().write_all(request.to_string().as_bytes()).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(request.to_string().as_bytes())
+        .unwrap();
     let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "llama.cpp reference failed: {:?}", out.status);
+    assert!(
+        out.status.success(),
+        "llama.cpp reference failed: {:?}",
+        out.status
+    );
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
@@ -75,7 +87,8 @@ fn tokenizers_match_llama_cpp_on_the_real_models() {
     for file in [QWEN, GEMMA] {
         let path = real_model(file);
         let ours = read_tokenizer(&path).unwrap();
-        let theirs = as_ids(&reference(json!({"op": "tokenize", "model": path, "texts": TEXTS}))["tokens"]);
+        let theirs =
+            as_ids(&reference(json!({"op": "tokenize", "model": path, "texts": TEXTS}))["tokens"]);
         for (text, expected) in TEXTS.iter().zip(theirs) {
             assert_eq!(ours.encode(text, true), expected, "{file}: {text:?}");
         }
@@ -89,7 +102,11 @@ fn our_logits(path: &Path, prompts: &[Vec<u32>]) -> Vec<Vec<f32>> {
         .iter()
         .map(|p| {
             let mut cache = model.transformer.new_cache(512);
-            let mut batch = [BatchItem { tokens: p, cache: &mut cache, want_logits: true }];
+            let mut batch = [BatchItem {
+                tokens: p,
+                cache: &mut cache,
+                want_logits: true,
+            }];
             let logits = model.transformer.forward(&mut batch).unwrap().unwrap();
             logits.to_vec2::<f32>().unwrap().remove(0)
         })
@@ -99,8 +116,14 @@ fn our_logits(path: &Path, prompts: &[Vec<u32>]) -> Vec<Vec<f32>> {
 /// Largest difference relative to the spread of the reference logits.
 fn relative_error(ours: &[f32], theirs: &[f32]) -> f32 {
     assert_eq!(ours.len(), theirs.len());
-    let max_diff = ours.iter().zip(theirs).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
-    let (lo, hi) = theirs.iter().fold((f32::MAX, f32::MIN), |(lo, hi), &x| (lo.min(x), hi.max(x)));
+    let max_diff = ours
+        .iter()
+        .zip(theirs)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0, f32::max);
+    let (lo, hi) = theirs
+        .iter()
+        .fold((f32::MAX, f32::MIN), |(lo, hi), &x| (lo.min(x), hi.max(x)));
     max_diff / (hi - lo).max(1e-6)
 }
 
@@ -112,7 +135,12 @@ fn tiny_models_of_every_architecture_match_llama_cpp_logits() {
         ("qwen2", TinyModel::qwen2()),
         ("llama", TinyModel::llama()),
         ("gemma3", TinyModel::gemma3()),
-        ("qwen2-q4k", TinyModel::qwen2().with_shape(256, 4, 2, 64, 512).with_dtype(GgmlDType::Q4K)),
+        (
+            "qwen2-q4k",
+            TinyModel::qwen2()
+                .with_shape(256, 4, 2, 64, 512)
+                .with_dtype(GgmlDType::Q4K),
+        ),
     ];
     for (label, model) in models {
         let path = dir.path().join(format!("{label}.gguf"));
@@ -123,12 +151,21 @@ fn tiny_models_of_every_architecture_match_llama_cpp_logits() {
             (0..5).map(|i| 40 + i).collect(),
             (0..37).map(|i| (i * 7 + 11) % (vocab - 10) + 6).collect(),
         ];
-        let theirs: Vec<Vec<f32>> =
-            serde_json::from_value(reference(json!({"op": "logits", "model": path, "prompts": prompts}))["logits"].clone())
-                .unwrap();
-        for ((ours, theirs), prompt) in our_logits(&path, &prompts).iter().zip(&theirs).zip(&prompts) {
+        let theirs: Vec<Vec<f32>> = serde_json::from_value(
+            reference(json!({"op": "logits", "model": path, "prompts": prompts}))["logits"].clone(),
+        )
+        .unwrap();
+        for ((ours, theirs), prompt) in our_logits(&path, &prompts)
+            .iter()
+            .zip(&theirs)
+            .zip(&prompts)
+        {
             let err = relative_error(ours, theirs);
-            assert!(err < 0.02, "{label}: logits differ from llama.cpp by {err:.4} of their range (prompt of {})", prompt.len());
+            assert!(
+                err < 0.02,
+                "{label}: logits differ from llama.cpp by {err:.4} of their range (prompt of {})",
+                prompt.len()
+            );
         }
     }
 }
@@ -143,13 +180,21 @@ const NEAR_TIE: f32 = 0.5;
 #[ignore = "needs llama-cpp-python and the real models; run by scripts/test.sh"]
 fn real_models_follow_llama_cpp_greedy_continuations() {
     for (file, texts) in [
-        (QWEN, &["<|im_start|>user\nWhat is the capital of France?<|im_end|>\n<|im_start|>assistant\n", "def fibonacci(n):"][..]),
+        (
+            QWEN,
+            &[
+                "<|im_start|>user\nWhat is the capital of France?<|im_end|>\n<|im_start|>assistant\n",
+                "def fibonacci(n):",
+            ][..],
+        ),
         (GEMMA, &["The capital of France is", "Once upon a time"][..]),
     ] {
         let path = real_model(file);
         let tokenizer = read_tokenizer(&path).unwrap();
         let prompts: Vec<Vec<u32>> = texts.iter().map(|t| tokenizer.encode(t, true)).collect();
-        let theirs = as_ids(&reference(json!({"op": "greedy", "model": path, "prompts": prompts, "n": 24}))["tokens"]);
+        let theirs = as_ids(
+            &reference(json!({"op": "greedy", "model": path, "prompts": prompts, "n": 24}))["tokens"],
+        );
         let model = load_gguf(&path, &LoadOptions::default(), &Device::Cpu).unwrap();
         for (prompt, expected) in prompts.iter().zip(theirs) {
             // Teacher forcing: feed llama.cpp's tokens and check that each is
@@ -158,8 +203,19 @@ fn real_models_follow_llama_cpp_greedy_continuations() {
             let mut next = prompt.clone();
             let mut exact = 0;
             for (step, &want) in expected.iter().enumerate() {
-                let mut batch = [BatchItem { tokens: &next, cache: &mut cache, want_logits: true }];
-                let logits = model.transformer.forward(&mut batch).unwrap().unwrap().to_vec2::<f32>().unwrap().remove(0);
+                let mut batch = [BatchItem {
+                    tokens: &next,
+                    cache: &mut cache,
+                    want_logits: true,
+                }];
+                let logits = model
+                    .transformer
+                    .forward(&mut batch)
+                    .unwrap()
+                    .unwrap()
+                    .to_vec2::<f32>()
+                    .unwrap()
+                    .remove(0);
                 let ours = greenthread_node_runtime::sampler::argmax(&logits);
                 exact += usize::from(ours == want);
                 let gap = logits[ours as usize] - logits[want as usize];
@@ -172,7 +228,11 @@ fn real_models_follow_llama_cpp_greedy_continuations() {
                 );
                 next = vec![want];
             }
-            assert!(exact * 10 >= expected.len() * 9, "{file}: only {exact} of {} greedy tokens agree", expected.len());
+            assert!(
+                exact * 10 >= expected.len() * 9,
+                "{file}: only {exact} of {} greedy tokens agree",
+                expected.len()
+            );
         }
     }
 }

@@ -1,0 +1,178 @@
+//! The gateway's errors and their one mapping to HTTP: OpenAI's error shape
+//! `{"error":{"message","type","param","code"}}` with the status the SDKs expect.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+/// Everything a request can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("We could not parse the JSON body of your request: {0}")]
+    BadJson(String),
+    #[error("{message}")]
+    InvalidParam { param: String, message: String },
+    #[error("{message}")]
+    Unsupported {
+        param: &'static str,
+        message: String,
+    },
+    #[error("The model `{0}` does not exist or you do not have access to it.")]
+    ModelNotFound(String),
+    #[error("{0}")]
+    ContextLengthExceeded(String),
+    #[error("The request body is larger than the limit of {limit} bytes.")]
+    PayloadTooLarge { limit: usize },
+    #[error("Unknown request URL: {method} {path}.")]
+    RouteNotFound { method: String, path: String },
+    #[error("Method {method} is not allowed for {path}.")]
+    MethodNotAllowed { method: String, path: String },
+    #[error("The model is not available right now: {0}")]
+    Unavailable(String),
+    /// A fault of the server; the detail is logged, never sent.
+    #[error("The server had an error while processing your request.")]
+    Internal(String),
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;
+
+impl ApiError {
+    pub fn invalid(param: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::InvalidParam {
+            param: param.into(),
+            message: message.into(),
+        }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::BadJson(_)
+            | Self::InvalidParam { .. }
+            | Self::Unsupported { .. }
+            | Self::ContextLengthExceeded(_) => StatusCode::BAD_REQUEST,
+            Self::ModelNotFound(_) | Self::RouteNotFound { .. } => StatusCode::NOT_FOUND,
+            Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
+            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// OpenAI's `type`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Internal(_) => "server_error",
+            Self::Unavailable(_) => "service_unavailable_error",
+            _ => "invalid_request_error",
+        }
+    }
+
+    /// OpenAI's `param`.
+    pub fn param(&self) -> Option<&str> {
+        match self {
+            Self::InvalidParam { param, .. } => Some(param),
+            Self::Unsupported { param, .. } => Some(param),
+            Self::ModelNotFound(_) => Some("model"),
+            Self::ContextLengthExceeded(_) => Some("messages"),
+            _ => None,
+        }
+    }
+
+    /// OpenAI's `code`: stable and machine-readable.
+    pub fn code(&self) -> Option<&'static str> {
+        match self {
+            Self::BadJson(_) => Some("invalid_json"),
+            Self::InvalidParam { .. } => Some("invalid_value"),
+            Self::Unsupported { .. } => Some("unsupported_parameter"),
+            Self::ModelNotFound(_) => Some("model_not_found"),
+            Self::ContextLengthExceeded(_) => Some("context_length_exceeded"),
+            Self::PayloadTooLarge { .. } => Some("request_too_large"),
+            Self::RouteNotFound { .. } => Some("unknown_url"),
+            Self::MethodNotAllowed { .. } => Some("method_not_allowed"),
+            Self::Unavailable(_) => Some("model_unavailable"),
+            Self::Internal(_) => None,
+        }
+    }
+
+    /// The JSON body, also used for errors inside an SSE stream.
+    pub fn body(&self) -> serde_json::Value {
+        json!({"error": {"message": self.to_string(), "type": self.kind(), "param": self.param(), "code": self.code()}})
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        if let Self::Internal(detail) = &self {
+            tracing::error!(error = %detail, "Request failed");
+        }
+        (self.status(), Json(self.body())).into_response()
+    }
+}
+
+impl From<greenthread_node_runtime::Error> for ApiError {
+    fn from(e: greenthread_node_runtime::Error) -> Self {
+        use greenthread_node_runtime::Error as E;
+        match e {
+            E::ContextLengthExceeded { .. } => Self::ContextLengthExceeded(e.to_string()),
+            E::Template(_) | E::NoChatTemplate => Self::invalid("messages", e.to_string()),
+            E::EmptyPrompt | E::TokenOutOfRange(_) => Self::invalid("prompt", e.to_string()),
+            E::Stopped => Self::Unavailable(e.to_string()),
+            other => Self::Internal(other.to_string()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_error_has_the_openai_shape() {
+        let errors = [
+            ApiError::BadJson("x".into()),
+            ApiError::invalid("temperature", "too hot"),
+            ApiError::ModelNotFound("m".into()),
+            ApiError::PayloadTooLarge { limit: 1 },
+            ApiError::Internal("secret detail".into()),
+        ];
+        for e in errors {
+            let body = e.body();
+            let err = &body["error"];
+            assert!(
+                err["message"].is_string() && err["type"].is_string(),
+                "{body}"
+            );
+            assert!(
+                err.get("param").is_some() && err.get("code").is_some(),
+                "{body}"
+            );
+        }
+    }
+
+    #[test]
+    fn internal_details_never_reach_the_client() {
+        let body = ApiError::Internal("disk /secret full".into()).body();
+        assert!(!body.to_string().contains("secret"));
+    }
+
+    #[test]
+    fn statuses_follow_what_the_sdks_expect() {
+        assert_eq!(
+            ApiError::BadJson(String::new()).status(),
+            StatusCode::BAD_REQUEST
+        );
+        assert_eq!(
+            ApiError::ModelNotFound(String::new()).status(),
+            StatusCode::NOT_FOUND
+        );
+        assert_eq!(
+            ApiError::PayloadTooLarge { limit: 0 }.status(),
+            StatusCode::PAYLOAD_TOO_LARGE
+        );
+        assert_eq!(
+            ApiError::Internal(String::new()).status(),
+            StatusCode::INTERNAL_SERVER_ERROR
+        );
+    }
+}

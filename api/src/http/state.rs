@@ -1,0 +1,31 @@
+//! What every handler shares.
+
+use std::sync::Arc;
+
+use crate::registry::ModelRegistry;
+
+/// Request limits, each with the reason for its default.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Largest request body, in bytes. 8 MiB holds a long conversation (a
+    /// 100k-token context is ~400 KB of text) with room for tool schemas.
+    pub max_request_bytes: usize,
+    /// Most choices (`n`) one request may ask for: each is a sequence in the batch.
+    pub max_choices: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_request_bytes: 8 * 1024 * 1024,
+            max_choices: 8,
+        }
+    }
+}
+
+/// Shared state of the HTTP server.
+#[derive(Clone)]
+pub struct AppState {
+    pub models: Arc<ModelRegistry>,
+    pub limits: Limits,
+}

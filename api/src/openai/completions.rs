@@ -1,0 +1,179 @@
+//! `POST /v1/completions` (the legacy text completions API), whole and streamed.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::response::sse::{Event, Sse};
+use axum::response::{IntoResponse, Response};
+use futures_util::{Stream, StreamExt};
+use greenthread_node_runtime::{GenerationEvent, GenerationStream};
+
+use super::choices::{self, SYSTEM_FINGERPRINT, now_unix, response_id};
+use super::types::{Completion, CompletionChoice, CompletionRequest, UsageOut};
+use super::validate::{self, ValidPrompt};
+use super::{model_for_body, model_for_path};
+use crate::http::error::{ApiError, ApiResult};
+use crate::http::json::ApiJson;
+use crate::http::state::AppState;
+use crate::registry::ServedModel;
+
+pub async fn unified(
+    State(state): State<AppState>,
+    ApiJson(req): ApiJson<CompletionRequest>,
+) -> ApiResult<Response> {
+    let model = model_for_body(&state, req.model.as_deref())?;
+    complete(&state, model, req).await
+}
+
+pub async fn per_model(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    ApiJson(req): ApiJson<CompletionRequest>,
+) -> ApiResult<Response> {
+    let model = model_for_path(&state, &name)?;
+    complete(&state, model, req).await
+}
+
+/// One prompt, tokenized, with its text for `echo`.
+struct Prompt {
+    tokens: Vec<u32>,
+    text: String,
+}
+
+async fn complete(
+    state: &AppState,
+    model: Arc<ServedModel>,
+    req: CompletionRequest,
+) -> ApiResult<Response> {
+    let valid = validate::completion(req, &state.limits)?;
+    let generation = valid.generation;
+    let prompts = choices::prepare(&model, move |m| {
+        Ok(valid
+            .prompts
+            .into_iter()
+            .map(|p| match p {
+                ValidPrompt::Text(text) => Prompt {
+                    tokens: m.instance.text_prompt(&text),
+                    text,
+                },
+                ValidPrompt::Tokens(tokens) => Prompt {
+                    text: String::new(),
+                    tokens,
+                },
+            })
+            .collect::<Vec<_>>())
+    })
+    .await?;
+    let mut running = Vec::new();
+    let mut echoes = Vec::new();
+    for (i, prompt) in prompts.iter().enumerate() {
+        running.extend(choices::start(
+            &model,
+            &prompt.tokens,
+            &generation,
+            i as u32 * generation.n,
+        )?);
+        for _ in 0..generation.n {
+            echoes.push(if valid.echo {
+                prompt.text.clone()
+            } else {
+                String::new()
+            });
+        }
+    }
+    let prompt_tokens = prompts.iter().map(|p| p.tokens.len() as u32).sum();
+    let id = response_id("cmpl");
+    let name = model.spec.name.to_string();
+    if generation.stream {
+        return Ok(Sse::new(stream(
+            id,
+            name,
+            running,
+            echoes,
+            prompt_tokens,
+            generation.include_usage,
+        ))
+        .into_response());
+    }
+    let outputs = choices::collect(running).await?;
+    let completion_tokens = outputs.iter().map(|o| o.completion_tokens).sum();
+    let body = Completion {
+        id: &id,
+        object: "text_completion",
+        created: now_unix(),
+        model: &name,
+        system_fingerprint: SYSTEM_FINGERPRINT,
+        choices: outputs
+            .into_iter()
+            .map(|o| CompletionChoice {
+                index: o.index,
+                text: format!("{}{}", echoes[o.index as usize], o.text),
+                logprobs: None,
+                finish_reason: Some(o.finish.openai()),
+            })
+            .collect(),
+        usage: Some(Some(UsageOut::new(prompt_tokens, completion_tokens))),
+    };
+    Ok(Json(body).into_response())
+}
+
+fn stream(
+    id: String,
+    model: String,
+    running: Vec<(u32, GenerationStream)>,
+    mut echoes: Vec<String>,
+    prompt_tokens: u32,
+    include_usage: bool,
+) -> impl Stream<Item = Result<Event, Infallible>> + Send {
+    let created = now_unix();
+    let choice_count = running.len();
+    let usage_null = include_usage.then_some(None);
+    let chunk = move |choices: Vec<CompletionChoice>, usage| {
+        let body = Completion {
+            id: &id,
+            object: "text_completion",
+            created,
+            model: &model,
+            system_fingerprint: SYSTEM_FINGERPRINT,
+            choices,
+            usage,
+        };
+        Ok(Event::default().data(serde_json::to_string(&body).unwrap_or_default()))
+    };
+    let text = |index: u32, text: String, finish: Option<&'static str>| CompletionChoice {
+        index,
+        text,
+        logprobs: None,
+        finish_reason: finish,
+    };
+    async_stream::stream! {
+        for (index, echo) in echoes.iter_mut().enumerate() {
+            if !echo.is_empty() {
+                yield chunk(vec![text(index as u32, std::mem::take(echo), None)], usage_null);
+            }
+        }
+        let mut events = choices::merge(running);
+        let (mut done, mut completion_tokens) = (0, 0);
+        while let Some((index, event)) = events.next().await {
+            match event {
+                GenerationEvent::Text(t) => yield chunk(vec![text(index, t, None)], usage_null),
+                GenerationEvent::Done { finish, usage } => {
+                    done += 1;
+                    completion_tokens += usage.completion_tokens;
+                    yield chunk(vec![text(index, String::new(), Some(finish.openai()))], usage_null);
+                }
+                GenerationEvent::Failed { message, .. } => {
+                    tracing::error!(error = %message, "Generation failed mid-stream");
+                    yield Ok(Event::default().data(ApiError::Internal(message).body().to_string()));
+                    break;
+                }
+            }
+        }
+        if done == choice_count && include_usage {
+            yield chunk(Vec::new(), Some(Some(UsageOut::new(prompt_tokens, completion_tokens))));
+        }
+        yield Ok(Event::default().data("[DONE]"));
+    }
+}

@@ -1,0 +1,460 @@
+//! From OpenAI request bodies to validated requests: every range and
+//! combination is checked here, once, and inner layers trust the result.
+
+use greenthread_core::{
+    ChatMessage, Role, SamplingParams, SamplingRequest, ToolCall, ToolCallFunction,
+};
+use serde_json::Value;
+
+use super::types::{
+    ChatCompletionRequest, ChatMessageIn, CompletionRequest, MessageContent, PromptField,
+    SamplingFields, StopField,
+};
+use crate::http::error::{ApiError, ApiResult};
+use crate::http::state::Limits;
+
+/// OpenAI's limit on stop sequences.
+const MAX_STOP_SEQUENCES: usize = 4;
+/// The completions API's default `max_tokens`, as OpenAI documents it.
+const COMPLETIONS_DEFAULT_MAX_TOKENS: u32 = 16;
+
+/// How to generate, shared by chat and completions.
+#[derive(Debug, Clone)]
+pub struct ValidGeneration {
+    pub sampling: SamplingParams,
+    /// `None`: until the model stops or the context is full.
+    pub max_tokens: Option<u32>,
+    pub stop: Vec<String>,
+    pub n: u32,
+    pub stream: bool,
+    pub include_usage: bool,
+}
+
+impl ValidGeneration {
+    /// Sampling of choice `index`: with a seed, each choice gets its own
+    /// stream, so `n` seeded choices differ but repeat across requests.
+    pub fn sampling_for_choice(&self, index: u32) -> SamplingParams {
+        let mut s = self.sampling.clone();
+        s.seed = s.seed.map(|seed| seed.wrapping_add(u64::from(index)));
+        s
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ValidChat {
+    pub messages: Vec<ChatMessage>,
+    pub tools: Option<Value>,
+    pub generation: ValidGeneration,
+}
+
+#[derive(Debug, Clone)]
+pub enum ValidPrompt {
+    Text(String),
+    Tokens(Vec<u32>),
+}
+
+#[derive(Debug, Clone)]
+pub struct ValidCompletion {
+    pub prompts: Vec<ValidPrompt>,
+    pub echo: bool,
+    pub generation: ValidGeneration,
+}
+
+fn generation(
+    fields: &SamplingFields,
+    max_tokens: Option<u32>,
+    limits: &Limits,
+) -> ApiResult<ValidGeneration> {
+    let sampling = SamplingRequest {
+        temperature: fields.temperature,
+        top_p: fields.top_p,
+        top_k: fields.top_k,
+        min_p: fields.min_p,
+        presence_penalty: fields.presence_penalty,
+        frequency_penalty: fields.frequency_penalty,
+        repetition_penalty: fields.repetition_penalty,
+        seed: fields.seed,
+    }
+    .validate()
+    .map_err(|e| ApiError::invalid(e.param, e.message))?;
+    if max_tokens == Some(0) {
+        return Err(ApiError::invalid(
+            "max_tokens",
+            "max_tokens must be at least 1",
+        ));
+    }
+    let stop = match &fields.stop {
+        None => Vec::new(),
+        Some(StopField::One(s)) => vec![s.clone()],
+        Some(StopField::Many(v)) => v.clone(),
+    };
+    if stop.len() > MAX_STOP_SEQUENCES {
+        return Err(ApiError::invalid(
+            "stop",
+            format!("At most {MAX_STOP_SEQUENCES} stop sequences are allowed"),
+        ));
+    }
+    if stop.iter().any(String::is_empty) {
+        return Err(ApiError::invalid(
+            "stop",
+            "Stop sequences must not be empty",
+        ));
+    }
+    let n = fields.n.unwrap_or(1);
+    if n == 0 || n > limits.max_choices {
+        return Err(ApiError::invalid(
+            "n",
+            format!("n must be between 1 and {}", limits.max_choices),
+        ));
+    }
+    let stream = fields.stream.unwrap_or(false);
+    if fields.stream_options.is_some() && !stream {
+        return Err(ApiError::invalid(
+            "stream_options",
+            "stream_options is only allowed when stream is true",
+        ));
+    }
+    Ok(ValidGeneration {
+        sampling,
+        max_tokens,
+        stop,
+        n,
+        stream,
+        include_usage: fields
+            .stream_options
+            .as_ref()
+            .is_some_and(|o| o.include_usage),
+    })
+}
+
+/// Validates a chat completion request.
+///
+/// # Errors
+/// [`ApiError::InvalidParam`] or [`ApiError::Unsupported`] naming the field.
+pub fn chat(req: ChatCompletionRequest, limits: &Limits) -> ApiResult<ValidChat> {
+    if req.messages.is_empty() {
+        return Err(ApiError::invalid(
+            "messages",
+            "messages must contain at least one message",
+        ));
+    }
+    if req.max_tokens.is_some() && req.max_completion_tokens.is_some() {
+        return Err(ApiError::invalid(
+            "max_tokens",
+            "Set max_tokens or max_completion_tokens, not both",
+        ));
+    }
+    let max_tokens = req.max_completion_tokens.or(req.max_tokens);
+    let generation = generation(&req.sampling(), max_tokens, limits)?;
+    if req.logprobs == Some(true) || req.top_logprobs.is_some_and(|n| n > 0) {
+        return Err(ApiError::Unsupported {
+            param: "logprobs",
+            message: "logprobs are not supported yet".into(),
+        });
+    }
+    if let Some(format) = &req.response_format
+        && format.kind != "text"
+    {
+        return Err(ApiError::Unsupported {
+            param: "response_format",
+            message: format!(
+                "response_format {:?} is not supported yet; only \"text\" is",
+                format.kind
+            ),
+        });
+    }
+    if let Some(choice) = &req.tool_choice
+        && !matches!(choice.as_str(), Some("auto" | "none"))
+    {
+        return Err(ApiError::Unsupported {
+            param: "tool_choice",
+            message: "only tool_choice \"auto\" and \"none\" are supported yet".into(),
+        });
+    }
+    let tools = match (req.tools, req.tool_choice.as_ref().and_then(Value::as_str)) {
+        (Some(tools), choice) if !tools.is_empty() && choice != Some("none") => {
+            Some(Value::Array(tools))
+        }
+        _ => None,
+    };
+    let messages = req
+        .messages
+        .into_iter()
+        .enumerate()
+        .map(|(i, m)| message(i, m))
+        .collect::<ApiResult<Vec<_>>>()?;
+    Ok(ValidChat {
+        messages,
+        tools,
+        generation,
+    })
+}
+
+fn message(i: usize, m: ChatMessageIn) -> ApiResult<ChatMessage> {
+    let at = |field: &str| format!("messages[{i}].{field}");
+    let role = Role::parse(&m.role).ok_or_else(|| {
+        ApiError::invalid(
+            at("role"),
+            format!(
+                "Invalid role {:?}; expected system, developer, user, assistant or tool",
+                m.role
+            ),
+        )
+    })?;
+    let content = match m.content {
+        None => None,
+        Some(MessageContent::Text(t)) => Some(t),
+        Some(MessageContent::Parts(parts)) => {
+            let mut text = String::new();
+            for (j, part) in parts.into_iter().enumerate() {
+                match (part.kind.as_str(), part.text) {
+                    ("text", Some(t)) => text.push_str(&t),
+                    ("text", None) => {
+                        return Err(ApiError::invalid(
+                            at(&format!("content[{j}].text")),
+                            "missing text",
+                        ));
+                    }
+                    (other, _) => {
+                        return Err(ApiError::invalid(
+                            at(&format!("content[{j}].type")),
+                            format!(
+                                "content parts of type {other:?} are not supported by this model"
+                            ),
+                        ));
+                    }
+                }
+            }
+            Some(text)
+        }
+    };
+    let tool_calls = m
+        .tool_calls
+        .unwrap_or_default()
+        .into_iter()
+        .enumerate()
+        .map(|(j, call)| {
+            let arguments: Value = serde_json::from_str(&call.function.arguments).map_err(|e| {
+                ApiError::invalid(
+                    at(&format!("tool_calls[{j}].function.arguments")),
+                    format!("not valid JSON: {e}"),
+                )
+            })?;
+            Ok(ToolCall {
+                id: call.id.unwrap_or_default(),
+                kind: "function",
+                function: ToolCallFunction {
+                    name: call.function.name,
+                    arguments,
+                },
+            })
+        })
+        .collect::<ApiResult<Vec<_>>>()?;
+    if role != Role::Assistant && !tool_calls.is_empty() {
+        return Err(ApiError::invalid(
+            at("tool_calls"),
+            "only assistant messages may carry tool_calls",
+        ));
+    }
+    if content.is_none() && tool_calls.is_empty() {
+        return Err(ApiError::invalid(at("content"), "content is required"));
+    }
+    Ok(ChatMessage {
+        role,
+        content,
+        name: m.name,
+        tool_calls,
+        tool_call_id: m.tool_call_id,
+    })
+}
+
+/// Validates a (legacy) completion request.
+///
+/// # Errors
+/// [`ApiError::InvalidParam`] or [`ApiError::Unsupported`] naming the field.
+pub fn completion(req: CompletionRequest, limits: &Limits) -> ApiResult<ValidCompletion> {
+    if req.suffix.as_deref().is_some_and(|s| !s.is_empty()) {
+        return Err(ApiError::Unsupported {
+            param: "suffix",
+            message: "suffix is not supported".into(),
+        });
+    }
+    if req.logprobs.is_some_and(|n| n > 0) {
+        return Err(ApiError::Unsupported {
+            param: "logprobs",
+            message: "logprobs are not supported yet".into(),
+        });
+    }
+    if req.best_of.is_some_and(|b| b > 1) {
+        return Err(ApiError::Unsupported {
+            param: "best_of",
+            message: "best_of greater than 1 is not supported".into(),
+        });
+    }
+    let fields = req.sampling();
+    let prompts = match req.prompt {
+        PromptField::Text(t) => vec![ValidPrompt::Text(t)],
+        PromptField::Texts(ts) => ts.into_iter().map(ValidPrompt::Text).collect(),
+        PromptField::Tokens(ids) => vec![ValidPrompt::Tokens(ids)],
+        PromptField::TokenLists(lists) => lists.into_iter().map(ValidPrompt::Tokens).collect(),
+    };
+    if prompts.is_empty() {
+        return Err(ApiError::invalid(
+            "prompt",
+            "prompt must not be an empty list",
+        ));
+    }
+    let max_tokens = Some(req.max_tokens.unwrap_or(COMPLETIONS_DEFAULT_MAX_TOKENS));
+    let generation = generation(&fields, max_tokens, limits)?;
+    if prompts.len() as u64 * u64::from(generation.n) > u64::from(limits.max_choices) {
+        return Err(ApiError::invalid(
+            "prompt",
+            format!(
+                "prompts × n may be at most {} choices per request",
+                limits.max_choices
+            ),
+        ));
+    }
+    Ok(ValidCompletion {
+        prompts,
+        echo: req.echo.unwrap_or(false),
+        generation,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::json::parse;
+
+    fn chat_req(body: &str) -> ApiResult<ValidChat> {
+        chat(parse(body.as_bytes())?, &Limits::default())
+    }
+
+    fn param_of(r: ApiResult<ValidChat>) -> String {
+        match r {
+            Err(ApiError::InvalidParam { param, .. }) => param,
+            Err(ApiError::Unsupported { param, .. }) => param.to_owned(),
+            other => panic!("expected a parameter error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_plain_chat_request_gets_defaults() {
+        let v = chat_req(r#"{"model":"m","messages":[{"role":"user","content":"hi"}]}"#).unwrap();
+        assert_eq!(v.messages, [ChatMessage::text(Role::User, "hi")]);
+        assert_eq!(v.generation.n, 1);
+        assert!(!v.generation.stream);
+        assert_eq!(v.generation.max_tokens, None);
+    }
+
+    #[test]
+    fn content_parts_are_joined_and_the_developer_role_is_system() {
+        let v = chat_req(
+            r#"{"messages":[{"role":"developer","content":[{"type":"text","text":"a"},{"type":"text","text":"b"}]}]}"#,
+        )
+        .unwrap();
+        assert_eq!(v.messages, [ChatMessage::text(Role::System, "ab")]);
+    }
+
+    #[test]
+    fn bad_fields_are_named() {
+        assert_eq!(param_of(chat_req(r#"{"messages":[]}"#)), "messages");
+        assert_eq!(
+            param_of(chat_req(
+                r#"{"messages":[{"role":"wizard","content":"x"}]}"#
+            )),
+            "messages[0].role"
+        );
+        assert_eq!(
+            param_of(chat_req(r#"{"messages":[{"role":"user"}]}"#)),
+            "messages[0].content"
+        );
+        assert_eq!(
+            param_of(chat_req(
+                r#"{"messages":[{"role":"user","content":"x"}],"temperature":3}"#
+            )),
+            "temperature"
+        );
+        assert_eq!(
+            param_of(chat_req(
+                r#"{"messages":[{"role":"user","content":"x"}],"n":99}"#
+            )),
+            "n"
+        );
+        assert_eq!(
+            param_of(chat_req(
+                r#"{"messages":[{"role":"user","content":"x"}],"max_tokens":0}"#
+            )),
+            "max_tokens"
+        );
+        assert_eq!(
+            param_of(chat_req(
+                r#"{"messages":[{"role":"user","content":"x"}],"stop":["a","b","c","d","e"]}"#
+            )),
+            "stop"
+        );
+        assert_eq!(
+            param_of(chat_req(
+                r#"{"messages":[{"role":"user","content":"x"}],"stream_options":{"include_usage":true}}"#
+            )),
+            "stream_options"
+        );
+        assert_eq!(
+            param_of(chat_req(
+                r#"{"messages":[{"role":"user","content":[{"type":"image_url","image_url":{"url":"x"}}]}]}"#
+            )),
+            "messages[0].content[0].type"
+        );
+    }
+
+    #[test]
+    fn features_not_built_yet_are_refused_rather_than_ignored() {
+        for extra in [
+            r#""logprobs":true"#,
+            r#""response_format":{"type":"json_object"}"#,
+            r#""tool_choice":"required""#,
+        ] {
+            let body = format!(r#"{{"messages":[{{"role":"user","content":"x"}}],{extra}}}"#);
+            assert!(
+                matches!(chat_req(&body), Err(ApiError::Unsupported { .. })),
+                "{extra}"
+            );
+        }
+    }
+
+    #[test]
+    fn max_completion_tokens_is_the_newer_name_for_max_tokens() {
+        let v =
+            chat_req(r#"{"messages":[{"role":"user","content":"x"}],"max_completion_tokens":5}"#)
+                .unwrap();
+        assert_eq!(v.generation.max_tokens, Some(5));
+    }
+
+    #[test]
+    fn assistant_tool_call_arguments_must_be_json() {
+        let body = r#"{"messages":[{"role":"assistant","content":null,"tool_calls":[{"id":"1","type":"function","function":{"name":"f","arguments":"{oops"}}]}]}"#;
+        assert_eq!(
+            param_of(chat_req(body)),
+            "messages[0].tool_calls[0].function.arguments"
+        );
+    }
+
+    #[test]
+    fn completions_default_to_sixteen_tokens_and_accept_token_prompts() {
+        let v = completion(
+            parse(br#"{"model":"m","prompt":[1,2,3]}"#).unwrap(),
+            &Limits::default(),
+        )
+        .unwrap();
+        assert_eq!(v.generation.max_tokens, Some(16));
+        assert!(matches!(&v.prompts[..], [ValidPrompt::Tokens(t)] if t == &[1, 2, 3]));
+    }
+
+    #[test]
+    fn seeded_choices_get_distinct_streams() {
+        let v = chat_req(r#"{"messages":[{"role":"user","content":"x"}],"seed":5,"n":2}"#).unwrap();
+        assert_eq!(v.generation.sampling_for_choice(0).seed, Some(5));
+        assert_eq!(v.generation.sampling_for_choice(1).seed, Some(6));
+    }
+}
