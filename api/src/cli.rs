@@ -6,11 +6,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 #[derive(Debug, Parser)]
-#[command(
-    name = "greenthread",
-    version,
-    about = "Serve many language models on shared hardware"
-)]
+#[command(name = "greenthread", version, about = "Serve many language models on shared hardware")]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,

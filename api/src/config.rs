@@ -14,19 +14,14 @@
 
 use std::path::{Path, PathBuf};
 
-use greenthread_core::{
-    ArtifactUri, ModelAlias, ModelName, ModelSpec, Sha256Digest, validate_model_set,
-};
+use greenthread_core::{ArtifactUri, ModelAlias, ModelName, ModelSpec, Sha256Digest, validate_model_set};
 use serde::Deserialize;
 
 /// Why a config file was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config file {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Read { path: PathBuf, source: std::io::Error },
     #[error("config file {path}: {message}")]
     Invalid { path: PathBuf, message: String },
 }
@@ -62,15 +57,10 @@ impl Config {
     /// # Errors
     /// [`ConfigError`] naming the file, and for content errors the key and line.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let text =
+            std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
         let base = path.parent().unwrap_or(Path::new("."));
-        Self::parse(&text, base).map_err(|message| ConfigError::Invalid {
-            path: path.to_path_buf(),
-            message,
-        })
+        Self::parse(&text, base).map_err(|message| ConfigError::Invalid { path: path.to_path_buf(), message })
     }
 
     /// Parses config text; relative artifact paths resolve against `base_dir`.
@@ -78,8 +68,7 @@ impl Config {
     /// # Errors
     /// A message naming the offending key and line.
     pub fn parse(text: &str, base_dir: &Path) -> Result<Self, String> {
-        let doc: ConfigDocument =
-            serde_yaml_ng::from_str(text).map_err(|e| with_line(e.to_string(), text))?;
+        let doc: ConfigDocument = serde_yaml_ng::from_str(text).map_err(|e| with_line(e.to_string(), text))?;
         let home = std::env::var_os("HOME").map(PathBuf::from);
         let models = doc
             .models
@@ -110,15 +99,10 @@ fn with_line(message: String, text: &str) -> String {
     if message.contains(" line ") {
         return message;
     }
-    let key = message
-        .strip_prefix("unknown field `")
-        .and_then(|rest| rest.split('`').next());
+    let key = message.strip_prefix("unknown field `").and_then(|rest| rest.split('`').next());
     let line = key.and_then(|key| {
         text.lines().position(|l| {
-            l.trim_start()
-                .trim_start_matches("- ")
-                .strip_prefix(key)
-                .is_some_and(|r| r.trim_start().starts_with(':'))
+            l.trim_start().trim_start_matches("- ").strip_prefix(key).is_some_and(|r| r.trim_start().starts_with(':'))
         })
     });
     match line {
@@ -151,10 +135,7 @@ mod tests {
         .unwrap();
         let m = &cfg.models[0];
         assert_eq!(m.name.as_str(), "qwen");
-        assert_eq!(
-            m.artifact.local_path(),
-            Path::new("/etc/greenthread/models/q.gguf")
-        );
+        assert_eq!(m.artifact.local_path(), Path::new("/etc/greenthread/models/q.gguf"));
         assert_eq!(m.aliases[0].as_str(), "Qwen/Q-0.5B");
         assert_eq!(m.context_length, Some(4096));
         assert!(m.sha256.is_some());
@@ -162,8 +143,7 @@ mod tests {
 
     #[test]
     fn an_unknown_key_is_named_with_its_line() {
-        let err = parse("models:\n  - name: qwen\n    artifact: q.gguf\n    artefact: typo.gguf\n")
-            .unwrap_err();
+        let err = parse("models:\n  - name: qwen\n    artifact: q.gguf\n    artefact: typo.gguf\n").unwrap_err();
         assert!(err.contains("artefact"), "{err}");
         assert!(err.contains("line 4"), "{err}");
         let err = parse("modles: []\n").unwrap_err();
@@ -174,12 +154,8 @@ mod tests {
     fn bad_names_and_remote_artifacts_are_refused_with_their_place() {
         let err = parse("models:\n  - name: ../etc\n    artifact: q.gguf\n").unwrap_err();
         assert!(err.contains("../etc") && err.contains("line 2"), "{err}");
-        let err =
-            parse("models:\n  - name: a\n    artifact: http://10.0.0.1/m.gguf\n").unwrap_err();
-        assert!(
-            err.contains("models[0].artifact") && err.contains("not supported"),
-            "{err}"
-        );
+        let err = parse("models:\n  - name: a\n    artifact: http://10.0.0.1/m.gguf\n").unwrap_err();
+        assert!(err.contains("models[0].artifact") && err.contains("not supported"), "{err}");
     }
 
     #[test]
@@ -191,13 +167,7 @@ mod tests {
 
     #[test]
     fn home_is_expanded_in_artifact_paths() {
-        assert_eq!(
-            expand_home("~/m.gguf", Some(Path::new("/home/u"))),
-            "/home/u/m.gguf"
-        );
-        assert_eq!(
-            expand_home("/abs/m.gguf", Some(Path::new("/home/u"))),
-            "/abs/m.gguf"
-        );
+        assert_eq!(expand_home("~/m.gguf", Some(Path::new("/home/u"))), "/home/u/m.gguf");
+        assert_eq!(expand_home("/abs/m.gguf", Some(Path::new("/home/u"))), "/abs/m.gguf");
     }
 }

@@ -11,10 +11,7 @@ fn main() -> std::process::ExitCode {
         eprintln!("error: {message}");
         return std::process::ExitCode::FAILURE;
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -38,9 +35,7 @@ fn main() -> std::process::ExitCode {
 
 fn init_logging(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
@@ -51,11 +46,8 @@ fn init_logging(format: LogFormat) {
 /// on an older CPU instead of dying on an illegal instruction mid-request.
 fn check_cpu() -> Result<(), String> {
     #[cfg(target_arch = "x86_64")]
-    if !(std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma"))
-    {
-        return Err(
-            "this build of greenthread needs an x86-64 CPU with AVX2 and FMA (x86-64-v3)".into(),
-        );
+    if !(std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")) {
+        return Err("this build of greenthread needs an x86-64 CPU with AVX2 and FMA (x86-64-v3)".into());
     }
     Ok(())
 }

@@ -27,10 +27,7 @@ pub enum RegistryError {
     #[error(transparent)]
     Spec(#[from] greenthread_core::ModelSpecError),
     #[error("model {name}: {source}")]
-    Load {
-        name: String,
-        source: greenthread_node_runtime::Error,
-    },
+    Load { name: String, source: greenthread_node_runtime::Error },
 }
 
 impl ModelRegistry {
@@ -38,23 +35,13 @@ impl ModelRegistry {
     ///
     /// # Errors
     /// When the specs conflict or any model fails to load.
-    pub fn load(
-        specs: &[ModelSpec],
-        engine: &dyn Engine,
-        now_unix: u64,
-    ) -> Result<Self, RegistryError> {
+    pub fn load(specs: &[ModelSpec], engine: &dyn Engine, now_unix: u64) -> Result<Self, RegistryError> {
         validate_model_set(specs)?;
         let mut registry = Self::default();
         for spec in specs {
-            let instance = engine.load(spec).map_err(|source| RegistryError::Load {
-                name: spec.name.to_string(),
-                source,
-            })?;
-            registry.insert(ServedModel {
-                spec: spec.clone(),
-                instance,
-                created: now_unix,
-            });
+            let instance =
+                engine.load(spec).map_err(|source| RegistryError::Load { name: spec.name.to_string(), source })?;
+            registry.insert(ServedModel { spec: spec.clone(), instance, created: now_unix });
         }
         Ok(registry)
     }

@@ -19,17 +19,11 @@ pub enum ServeError {
     #[error(transparent)]
     Models(#[from] RegistryError),
     #[error("data directory {path}: {source}")]
-    DataDir {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    DataDir { path: PathBuf, source: std::io::Error },
     #[error("data directory {0} is in use by another greenthread server")]
     DataDirLocked(PathBuf),
     #[error("cannot listen on {addr}: {source}")]
-    Listen {
-        addr: std::net::SocketAddr,
-        source: std::io::Error,
-    },
+    Listen { addr: std::net::SocketAddr, source: std::io::Error },
     #[error("server failed: {0}")]
     Server(std::io::Error),
 }
@@ -49,11 +43,7 @@ pub async fn run_serve(args: ServeArgs) -> Result<(), ServeError> {
         }
     };
     let engine = BuiltinEngine::best_available().with_max_sequences(args.limits.max_sequences);
-    tracing::info!(
-        device = engine.device_name(),
-        models = config.models.len(),
-        "Loading models"
-    );
+    tracing::info!(device = engine.device_name(), models = config.models.len(), "Loading models");
     let specs = config.models;
     let now = crate::openai::now_unix_seconds();
     let registry = tokio::task::spawn_blocking(move || ModelRegistry::load(&specs, &engine, now))
@@ -71,37 +61,22 @@ pub async fn run_serve(args: ServeArgs) -> Result<(), ServeError> {
     }
     let state = AppState {
         models: Arc::new(registry),
-        limits: Limits {
-            max_request_bytes: args.limits.max_request_bytes,
-            ..Limits::default()
-        },
+        limits: Limits { max_request_bytes: args.limits.max_request_bytes, ..Limits::default() },
     };
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
-        .map_err(|source| ServeError::Listen {
-            addr: args.listen,
-            source,
-        })?;
+        .map_err(|source| ServeError::Listen { addr: args.listen, source })?;
     let addr = listener.local_addr().map_err(ServeError::Server)?;
     tracing::info!(%addr, "Serving the OpenAI API at http://{addr}/v1");
-    crate::http::serve(listener, crate::http::router(state))
-        .await
-        .map_err(ServeError::Server)
+    crate::http::serve(listener, crate::http::router(state)).await.map_err(ServeError::Server)
 }
 
 /// Creates the data directory and takes its lock, so two servers never share state.
 fn lock_data_dir(dir: &Path) -> Result<File, ServeError> {
-    let err = |source| ServeError::DataDir {
-        path: dir.to_path_buf(),
-        source,
-    };
+    let err = |source| ServeError::DataDir { path: dir.to_path_buf(), source };
     std::fs::create_dir_all(dir).map_err(err)?;
-    let file = File::options()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(dir.join("greenthread.lock"))
-        .map_err(err)?;
+    let file =
+        File::options().create(true).truncate(false).write(true).open(dir.join("greenthread.lock")).map_err(err)?;
     match file.try_lock() {
         Ok(()) => Ok(file),
         Err(std::fs::TryLockError::WouldBlock) => Err(ServeError::DataDirLocked(dir.to_path_buf())),

@@ -46,9 +46,7 @@ impl ArtifactUri {
             return Ok(Self::File(PathBuf::from(rest)));
         }
         if let Some((scheme, _)) = raw.split_once("://") {
-            return Err(ArtifactError::UnsupportedScheme {
-                scheme: scheme.to_owned(),
-            });
+            return Err(ArtifactError::UnsupportedScheme { scheme: scheme.to_owned() });
         }
         let path = Path::new(raw);
         let path = match base_dir {
@@ -123,10 +121,7 @@ mod tests {
     #[test]
     fn relative_paths_resolve_against_the_config_directory() {
         let uri = ArtifactUri::parse("models/a.gguf", Some(Path::new("/etc/gt"))).ok();
-        assert_eq!(
-            uri,
-            Some(ArtifactUri::File(PathBuf::from("/etc/gt/models/a.gguf")))
-        );
+        assert_eq!(uri, Some(ArtifactUri::File(PathBuf::from("/etc/gt/models/a.gguf"))));
         let abs = ArtifactUri::parse("/m/a.gguf", Some(Path::new("/etc/gt"))).ok();
         assert_eq!(abs, Some(ArtifactUri::File(PathBuf::from("/m/a.gguf"))));
     }
@@ -137,37 +132,20 @@ mod tests {
             ArtifactUri::parse("file:///m/a.gguf", None).ok(),
             Some(ArtifactUri::File(PathBuf::from("/m/a.gguf")))
         );
-        assert!(matches!(
-            ArtifactUri::parse("file://m/a.gguf", None),
-            Err(ArtifactError::RelativeFileUri(_))
-        ));
+        assert!(matches!(ArtifactUri::parse("file://m/a.gguf", None), Err(ArtifactError::RelativeFileUri(_))));
     }
 
     #[test]
     fn remote_schemes_are_refused_so_no_artifact_can_reach_the_network() {
-        for raw in [
-            "http://169.254.169.254/latest",
-            "https://x/y.gguf",
-            "s3://b/k",
-            "gopher://x",
-        ] {
-            assert!(
-                matches!(
-                    ArtifactUri::parse(raw, None),
-                    Err(ArtifactError::UnsupportedScheme { .. })
-                ),
-                "{raw}"
-            );
+        for raw in ["http://169.254.169.254/latest", "https://x/y.gguf", "s3://b/k", "gopher://x"] {
+            assert!(matches!(ArtifactUri::parse(raw, None), Err(ArtifactError::UnsupportedScheme { .. })), "{raw}");
         }
     }
 
     #[test]
     fn digests_are_64_hex_characters() {
         let d = "1D9614638D18024D0FBB36575A15F1302A3ADF044DF10345688EC4F6E1C4FF32";
-        assert_eq!(
-            Sha256Digest::parse(d).map(|d| d.to_string()),
-            Ok(d.to_ascii_lowercase())
-        );
+        assert_eq!(Sha256Digest::parse(d).map(|d| d.to_string()), Ok(d.to_ascii_lowercase()));
         assert!(Sha256Digest::parse("abc").is_err());
         assert!(Sha256Digest::parse(&"g".repeat(64)).is_err());
     }

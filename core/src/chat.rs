@@ -42,13 +42,7 @@ pub struct ChatMessage {
 
 impl ChatMessage {
     pub fn text(role: Role, content: impl Into<String>) -> Self {
-        Self {
-            role,
-            content: Some(content.into()),
-            name: None,
-            tool_calls: Vec::new(),
-            tool_call_id: None,
-        }
+        Self { role, content: Some(content.into()), name: None, tool_calls: Vec::new(), tool_call_id: None }
     }
 }
 

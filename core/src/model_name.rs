@@ -12,10 +12,8 @@ pub const MAX_NAME_LEN: usize = 64;
 pub const MAX_ALIAS_LEN: usize = 200;
 
 /// Path segments that routes of the server itself use; a model may not take them.
-const RESERVED_NAMES: &[&str] = &[
-    "v1", "api", "health", "healthz", "ready", "status", "metrics", "graphql", "console", "static",
-    "assets",
-];
+const RESERVED_NAMES: &[&str] =
+    &["v1", "api", "health", "healthz", "ready", "status", "metrics", "graphql", "console", "static", "assets"];
 
 /// Why a model name or alias was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -51,19 +49,14 @@ impl ModelName {
             return Err(NameError::Empty);
         }
         if raw.len() > MAX_NAME_LEN {
-            return Err(NameError::TooLong {
-                len: raw.len(),
-                max: MAX_NAME_LEN,
-            });
+            return Err(NameError::TooLong { len: raw.len(), max: MAX_NAME_LEN });
         }
         let mut chars = raw.chars();
         let first = chars.next().unwrap_or_default();
         if !(first.is_ascii_lowercase() || first.is_ascii_digit()) {
             return Err(NameError::InvalidCharacter { found: first });
         }
-        if let Some(bad) =
-            chars.find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || "-_.".contains(*c)))
-        {
+        if let Some(bad) = chars.find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || "-_.".contains(*c))) {
             return Err(NameError::InvalidCharacter { found: bad });
         }
         if RESERVED_NAMES.contains(&raw) {
@@ -106,10 +99,7 @@ impl ModelAlias {
             return Err(NameError::Empty);
         }
         if raw.len() > MAX_ALIAS_LEN {
-            return Err(NameError::TooLong {
-                len: raw.len(),
-                max: MAX_ALIAS_LEN,
-            });
+            return Err(NameError::TooLong { len: raw.len(), max: MAX_ALIAS_LEN });
         }
         if raw.chars().any(|c| c.is_whitespace() || c.is_control()) {
             return Err(NameError::Unprintable);
@@ -144,36 +134,18 @@ mod tests {
     #[test]
     fn accepts_ordinary_slugs() {
         for ok in ["qwen2.5-coder-0.5b", "gemma3_270m", "7b", "a"] {
-            assert_eq!(
-                ModelName::parse(ok).map(|n| n.to_string()),
-                Ok(ok.to_owned())
-            );
+            assert_eq!(ModelName::parse(ok).map(|n| n.to_string()), Ok(ok.to_owned()));
         }
     }
 
     #[test]
     fn refuses_names_that_could_escape_a_path_or_shadow_a_route() {
-        assert_eq!(
-            ModelName::parse("../etc"),
-            Err(NameError::InvalidCharacter { found: '.' })
-        );
-        assert_eq!(
-            ModelName::parse("a/b"),
-            Err(NameError::InvalidCharacter { found: '/' })
-        );
-        assert_eq!(
-            ModelName::parse("Qwen"),
-            Err(NameError::InvalidCharacter { found: 'Q' })
-        );
+        assert_eq!(ModelName::parse("../etc"), Err(NameError::InvalidCharacter { found: '.' }));
+        assert_eq!(ModelName::parse("a/b"), Err(NameError::InvalidCharacter { found: '/' }));
+        assert_eq!(ModelName::parse("Qwen"), Err(NameError::InvalidCharacter { found: 'Q' }));
         assert_eq!(ModelName::parse(""), Err(NameError::Empty));
-        assert_eq!(
-            ModelName::parse("v1"),
-            Err(NameError::Reserved("v1".into()))
-        );
-        assert!(matches!(
-            ModelName::parse(&"x".repeat(65)),
-            Err(NameError::TooLong { .. })
-        ));
+        assert_eq!(ModelName::parse("v1"), Err(NameError::Reserved("v1".into())));
+        assert!(matches!(ModelName::parse(&"x".repeat(65)), Err(NameError::TooLong { .. })));
     }
 
     #[test]

@@ -26,14 +26,7 @@ pub struct ModelSpec {
 impl ModelSpec {
     /// A spec with only the required fields set.
     pub fn new(name: ModelName, artifact: ArtifactUri) -> Self {
-        Self {
-            name,
-            aliases: Vec::new(),
-            artifact,
-            sha256: None,
-            context_length: None,
-            chat_template: None,
-        }
+        Self { name, aliases: Vec::new(), artifact, sha256: None, context_length: None, chat_template: None }
     }
 }
 
@@ -41,11 +34,7 @@ impl ModelSpec {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ModelSpecError {
     #[error("model {first:?} and model {second:?} both answer to {id:?}")]
-    DuplicateId {
-        id: String,
-        first: String,
-        second: String,
-    },
+    DuplicateId { id: String, first: String, second: String },
     #[error("model {model:?}: context_length {value} is below the minimum of {min}")]
     ContextTooSmall { model: String, value: u32, min: u32 },
 }
@@ -65,8 +54,7 @@ pub fn validate_model_set(specs: &[ModelSpec]) -> Result<(), ModelSpecError> {
                 min: MIN_CONTEXT_LENGTH,
             });
         }
-        let ids =
-            std::iter::once(spec.name.as_str()).chain(spec.aliases.iter().map(ModelAlias::as_str));
+        let ids = std::iter::once(spec.name.as_str()).chain(spec.aliases.iter().map(ModelAlias::as_str));
         let mut own: Vec<&str> = Vec::new();
         for id in ids {
             if own.contains(&id) {
@@ -94,41 +82,25 @@ mod tests {
             ModelName::parse(name).unwrap_or_else(|e| panic!("{e}")),
             ArtifactUri::File("/m.gguf".into()),
         );
-        s.aliases = aliases
-            .iter()
-            .map(|a| ModelAlias::parse(a).unwrap_or_else(|e| panic!("{e}")))
-            .collect();
+        s.aliases = aliases.iter().map(|a| ModelAlias::parse(a).unwrap_or_else(|e| panic!("{e}"))).collect();
         s
     }
 
     #[test]
     fn an_alias_may_not_shadow_another_models_name() {
         let err = validate_model_set(&[spec("a", &[]), spec("b", &["a"])]);
-        assert_eq!(
-            err,
-            Err(ModelSpecError::DuplicateId {
-                id: "a".into(),
-                first: "a".into(),
-                second: "b".into()
-            })
-        );
+        assert_eq!(err, Err(ModelSpecError::DuplicateId { id: "a".into(), first: "a".into(), second: "b".into() }));
     }
 
     #[test]
     fn a_model_may_repeat_its_own_name_as_alias() {
-        assert_eq!(
-            validate_model_set(&[spec("a", &["a", "A/x"]), spec("b", &["B/x"])]),
-            Ok(())
-        );
+        assert_eq!(validate_model_set(&[spec("a", &["a", "A/x"]), spec("b", &["B/x"])]), Ok(()));
     }
 
     #[test]
     fn tiny_context_windows_are_refused() {
         let mut s = spec("a", &[]);
         s.context_length = Some(8);
-        assert!(matches!(
-            validate_model_set(&[s]),
-            Err(ModelSpecError::ContextTooSmall { .. })
-        ));
+        assert!(matches!(validate_model_set(&[s]), Err(ModelSpecError::ContextTooSmall { .. })));
     }
 }

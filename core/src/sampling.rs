@@ -10,10 +10,7 @@ pub struct ParamError {
 
 impl ParamError {
     pub fn new(param: &'static str, message: impl Into<String>) -> Self {
-        Self {
-            param,
-            message: message.into(),
-        }
+        Self { param, message: message.into() }
     }
 }
 
@@ -48,10 +45,7 @@ pub struct SamplingParams {
 impl SamplingParams {
     /// Greedy decoding: always the most likely token.
     pub fn greedy() -> Self {
-        Self {
-            temperature: 0.0,
-            ..Self::default()
-        }
+        Self { temperature: 0.0, ..Self::default() }
     }
 
     pub fn is_greedy(&self) -> bool {
@@ -75,17 +69,11 @@ impl Default for SamplingParams {
     }
 }
 
-fn in_range(
-    param: &'static str,
-    value: Option<f32>,
-    lo: f32,
-    hi: f32,
-) -> Result<Option<f32>, ParamError> {
+fn in_range(param: &'static str, value: Option<f32>, lo: f32, hi: f32) -> Result<Option<f32>, ParamError> {
     match value {
-        Some(v) if !v.is_finite() || v < lo || v > hi => Err(ParamError::new(
-            param,
-            format!("{v} is out of range; expected a number from {lo} to {hi}"),
-        )),
+        Some(v) if !v.is_finite() || v < lo || v > hi => {
+            Err(ParamError::new(param, format!("{v} is out of range; expected a number from {lo} to {hi}")))
+        }
         other => Ok(other),
     }
 }
@@ -100,21 +88,14 @@ impl SamplingRequest {
         let top_k = match self.top_k {
             None => None,
             Some(k) if k <= 0 => None,
-            Some(k) => {
-                Some(u32::try_from(k).map_err(|_| ParamError::new("top_k", "is too large"))?)
-            }
+            Some(k) => Some(u32::try_from(k).map_err(|_| ParamError::new("top_k", "is too large"))?),
         };
-        let repetition_penalty =
-            in_range("repetition_penalty", self.repetition_penalty, 0.0, 10.0)?;
+        let repetition_penalty = in_range("repetition_penalty", self.repetition_penalty, 0.0, 10.0)?;
         if repetition_penalty == Some(0.0) {
-            return Err(ParamError::new(
-                "repetition_penalty",
-                "must be greater than 0",
-            ));
+            return Err(ParamError::new("repetition_penalty", "must be greater than 0"));
         }
         Ok(SamplingParams {
-            temperature: in_range("temperature", self.temperature, 0.0, 2.0)?
-                .unwrap_or(d.temperature),
+            temperature: in_range("temperature", self.temperature, 0.0, 2.0)?.unwrap_or(d.temperature),
             top_p: in_range("top_p", self.top_p, 0.0, 1.0)?.unwrap_or(d.top_p),
             top_k,
             min_p: in_range("min_p", self.min_p, 0.0, 1.0)?.unwrap_or(d.min_p),
@@ -138,55 +119,28 @@ mod tests {
 
     #[test]
     fn empty_request_gets_openai_defaults() {
-        assert_eq!(
-            SamplingRequest::default().validate(),
-            Ok(SamplingParams::default())
-        );
+        assert_eq!(SamplingRequest::default().validate(), Ok(SamplingParams::default()));
     }
 
     #[test]
     fn out_of_range_values_name_their_parameter() {
-        let bad = SamplingRequest {
-            temperature: Some(2.5),
-            ..Default::default()
-        };
+        let bad = SamplingRequest { temperature: Some(2.5), ..Default::default() };
         assert_eq!(bad.validate().map_err(|e| e.param), Err("temperature"));
-        let bad = SamplingRequest {
-            top_p: Some(f32::NAN),
-            ..Default::default()
-        };
+        let bad = SamplingRequest { top_p: Some(f32::NAN), ..Default::default() };
         assert_eq!(bad.validate().map_err(|e| e.param), Err("top_p"));
-        let bad = SamplingRequest {
-            frequency_penalty: Some(-3.0),
-            ..Default::default()
-        };
-        assert_eq!(
-            bad.validate().map_err(|e| e.param),
-            Err("frequency_penalty")
-        );
-        let bad = SamplingRequest {
-            repetition_penalty: Some(0.0),
-            ..Default::default()
-        };
-        assert_eq!(
-            bad.validate().map_err(|e| e.param),
-            Err("repetition_penalty")
-        );
+        let bad = SamplingRequest { frequency_penalty: Some(-3.0), ..Default::default() };
+        assert_eq!(bad.validate().map_err(|e| e.param), Err("frequency_penalty"));
+        let bad = SamplingRequest { repetition_penalty: Some(0.0), ..Default::default() };
+        assert_eq!(bad.validate().map_err(|e| e.param), Err("repetition_penalty"));
     }
 
     #[test]
     fn non_positive_top_k_disables_it() {
         for k in [0, -1] {
-            let req = SamplingRequest {
-                top_k: Some(k),
-                ..Default::default()
-            };
+            let req = SamplingRequest { top_k: Some(k), ..Default::default() };
             assert_eq!(req.validate().map(|p| p.top_k), Ok(None));
         }
-        let req = SamplingRequest {
-            top_k: Some(40),
-            ..Default::default()
-        };
+        let req = SamplingRequest { top_k: Some(40), ..Default::default() };
         assert_eq!(req.validate().map(|p| p.top_k), Ok(Some(40)));
     }
 

@@ -17,27 +17,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let max_tokens: u32 = rest.iter().find_map(|a| a.parse().ok()).unwrap_or(32);
     let chat = rest.iter().any(|a| a == "--chat");
     let started = Instant::now();
-    let loaded = load_gguf(
-        &PathBuf::from(path),
-        &LoadOptions::default(),
-        &candle_core::Device::Cpu,
-    )?;
-    eprintln!(
-        "loaded {} in {:.2?}",
-        loaded.info.architecture,
-        started.elapsed()
-    );
+    let loaded = load_gguf(&PathBuf::from(path), &LoadOptions::default(), &candle_core::Device::Cpu)?;
+    eprintln!("loaded {} in {:.2?}", loaded.info.architecture, started.elapsed());
     let model = BuiltinModel::start(loaded, 1, "cli")?;
     let tokens = if chat {
         model.chat_prompt(&[ChatMessage::text(Role::User, prompt.as_str())], None)?
     } else {
         model.text_prompt(prompt)
     };
-    eprintln!(
-        "prompt: {} tokens {:?}",
-        tokens.len(),
-        &tokens[..tokens.len().min(16)]
-    );
+    eprintln!("prompt: {} tokens {:?}", tokens.len(), &tokens[..tokens.len().min(16)]);
     let rt = tokio::runtime::Builder::new_current_thread().build()?;
     rt.block_on(async {
         let started = Instant::now();
@@ -57,12 +45,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 GenerationEvent::Done { finish, usage } => {
                     let total = started.elapsed();
                     let ttft = first.unwrap_or(total);
-                    let decode = usage.completion_tokens.saturating_sub(1) as f64
-                        / (total - ttft).as_secs_f64();
+                    let decode = usage.completion_tokens.saturating_sub(1) as f64 / (total - ttft).as_secs_f64();
                     println!();
-                    eprintln!(
-                        "{finish:?} {usage:?}; first token {ttft:.2?}, then {decode:.1} tok/s"
-                    );
+                    eprintln!("{finish:?} {usage:?}; first token {ttft:.2?}, then {decode:.1} tok/s");
                 }
                 GenerationEvent::Failed { message, .. } => return Err(message.into()),
             }

@@ -45,20 +45,12 @@ impl ChatTemplate {
         env.set_syntax(syntax);
         env.set_fuel(Some(TEMPLATE_FUEL));
         env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
-        env.add_function(
-            "raise_exception",
-            |msg: String| -> std::result::Result<Value, minijinja::Error> {
-                Err(minijinja::Error::new(ErrorKind::InvalidOperation, msg))
-            },
-        );
+        env.add_function("raise_exception", |msg: String| -> std::result::Result<Value, minijinja::Error> {
+            Err(minijinja::Error::new(ErrorKind::InvalidOperation, msg))
+        });
         env.add_function("strftime_now", |fmt: String| strftime_now(&fmt));
-        env.add_template_owned("chat", source.to_owned())
-            .map_err(|e| Error::Template(describe(&e)))?;
-        Ok(Self {
-            env,
-            bos: bos.to_owned(),
-            eos: eos.to_owned(),
-        })
+        env.add_template_owned("chat", source.to_owned()).map_err(|e| Error::Template(describe(&e)))?;
+        Ok(Self { env, bos: bos.to_owned(), eos: eos.to_owned() })
     }
 
     /// Renders `messages` (and `tools`, a JSON list of tool definitions) into a prompt.
@@ -72,10 +64,7 @@ impl ChatTemplate {
         tools: Option<&serde_json::Value>,
         add_generation_prompt: bool,
     ) -> Result<String> {
-        let template = self
-            .env
-            .get_template("chat")
-            .map_err(|e| Error::Template(describe(&e)))?;
+        let template = self.env.get_template("chat").map_err(|e| Error::Template(describe(&e)))?;
         let ctx = minijinja::context! {
             messages => Value::from(Serde(messages)),
             tools => tools.map(|t| Value::from(Serde(t))),
@@ -83,9 +72,7 @@ impl ChatTemplate {
             bos_token => self.bos.as_str(),
             eos_token => self.eos.as_str(),
         };
-        template
-            .render(ctx)
-            .map_err(|e| Error::Template(describe(&e)))
+        template.render(ctx).map_err(|e| Error::Template(describe(&e)))
     }
 }
 
@@ -100,9 +87,7 @@ fn describe(e: &minijinja::Error) -> String {
 /// `strftime_now` of transformers, for the specifiers chat templates use
 /// (Llama 3 prints today's date into its system prompt).
 fn strftime_now(fmt: &str) -> String {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
+    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
     format_utc(secs, fmt)
 }
 
@@ -171,10 +156,7 @@ mod tests {
     use crate::fixtures::vocab::CHATML_TEMPLATE;
 
     fn conversation() -> Vec<ChatMessage> {
-        vec![
-            ChatMessage::text(Role::System, "Be brief."),
-            ChatMessage::text(Role::User, "Hi"),
-        ]
+        vec![ChatMessage::text(Role::System, "Be brief."), ChatMessage::text(Role::User, "Hi")]
     }
 
     #[test]
@@ -189,10 +171,7 @@ mod tests {
     #[test]
     fn gemma_turns_start_with_bos_and_call_the_assistant_model() {
         let t = ChatTemplate::new(GEMMA_TURNS, "<bos>", "<eos>").unwrap();
-        let msgs = vec![
-            ChatMessage::text(Role::User, "Hi"),
-            ChatMessage::text(Role::Assistant, "Hello"),
-        ];
+        let msgs = vec![ChatMessage::text(Role::User, "Hi"), ChatMessage::text(Role::Assistant, "Hello")];
         assert_eq!(
             t.render(&msgs, None, true).unwrap(),
             "<bos><start_of_turn>user\nHi<end_of_turn>\n<start_of_turn>model\nHello<end_of_turn>\n<start_of_turn>model\n"
@@ -201,7 +180,8 @@ mod tests {
 
     #[test]
     fn raise_exception_in_a_template_is_a_template_error_with_its_message() {
-        let src = "{% if messages[0].role != 'user' %}{{ raise_exception('Conversation must start with user') }}{% endif %}";
+        let src =
+            "{% if messages[0].role != 'user' %}{{ raise_exception('Conversation must start with user') }}{% endif %}";
         let t = ChatTemplate::new(src, "", "").unwrap();
         match t.render(&conversation(), None, true) {
             Err(Error::Template(msg)) => assert_eq!(msg, "Conversation must start with user"),
@@ -225,26 +205,17 @@ mod tests {
     #[test]
     fn a_runaway_template_runs_out_of_fuel_instead_of_hanging() {
         let t = ChatTemplate::new("{% for i in range(100000000) %}x{% endfor %}", "", "").unwrap();
-        assert!(matches!(
-            t.render(&conversation(), None, false),
-            Err(Error::Template(_))
-        ));
+        assert!(matches!(t.render(&conversation(), None, false), Err(Error::Template(_))));
     }
 
     #[test]
     fn syntax_errors_are_reported_at_compile_time() {
-        assert!(matches!(
-            ChatTemplate::new("{% for %}", "", ""),
-            Err(Error::Template(_))
-        ));
+        assert!(matches!(ChatTemplate::new("{% for %}", "", ""), Err(Error::Template(_))));
     }
 
     #[test]
     fn strftime_formats_a_known_instant() {
         // 2024-07-26 13:05:09 UTC
-        assert_eq!(
-            format_utc(1_722_000_309, "%d %b %Y %H:%M:%S"),
-            "26 Jul 2024 13:25:09"
-        );
+        assert_eq!(format_utc(1_722_000_309, "%d %b %Y %H:%M:%S"), "26 Jul 2024 13:25:09");
     }
 }

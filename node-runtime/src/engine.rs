@@ -80,11 +80,7 @@ pub trait ModelInstance: Send + Sync {
     ///
     /// # Errors
     /// [`crate::Error::NoChatTemplate`] or [`crate::Error::Template`].
-    fn chat_prompt(
-        &self,
-        messages: &[ChatMessage],
-        tools: Option<&serde_json::Value>,
-    ) -> Result<Vec<u32>>;
+    fn chat_prompt(&self, messages: &[ChatMessage], tools: Option<&serde_json::Value>) -> Result<Vec<u32>>;
 
     /// Tokenizes a raw prompt (special-token markup in it is parsed).
     fn text_prompt(&self, text: &str) -> Vec<u32>;

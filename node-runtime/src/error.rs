@@ -6,33 +6,20 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("cannot read model file {path}: {source}")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Io { path: PathBuf, source: std::io::Error },
     #[error("model file {path} cannot be served: {reason}")]
     InvalidModel { path: PathBuf, reason: String },
     #[error("model file {path} has sha256 {actual}, but its spec requires {expected}")]
-    DigestMismatch {
-        path: PathBuf,
-        expected: String,
-        actual: String,
-    },
+    DigestMismatch { path: PathBuf, expected: String, actual: String },
     /// The chat template refused the conversation (e.g. roles that do not alternate).
     #[error("the model's chat template rejected the messages: {0}")]
     Template(String),
-    #[error(
-        "this model has no chat template; use the completions endpoint or set `chat_template` in its config"
-    )]
+    #[error("this model has no chat template; use the completions endpoint or set `chat_template` in its config")]
     NoChatTemplate,
     #[error(
         "this model's context window is {context} tokens; the prompt has {prompt} tokens and {requested} more were requested"
     )]
-    ContextLengthExceeded {
-        prompt: usize,
-        requested: usize,
-        context: usize,
-    },
+    ContextLengthExceeded { prompt: usize, requested: usize, context: usize },
     #[error("the prompt is empty")]
     EmptyPrompt,
     #[error("token id {0} is outside the model's vocabulary")]
@@ -45,10 +32,7 @@ pub enum Error {
 
 impl Error {
     pub(crate) fn invalid(path: impl Into<PathBuf>, reason: impl std::fmt::Display) -> Self {
-        Self::InvalidModel {
-            path: path.into(),
-            reason: reason.to_string(),
-        }
+        Self::InvalidModel { path: path.into(), reason: reason.to_string() }
     }
 
     /// Whether the request, not the server, is at fault.

@@ -12,7 +12,5 @@ pub mod tokenizer;
 #[cfg(any(test, feature = "test-util"))]
 pub mod fixtures;
 
-pub use engine::{
-    Engine, GenerateRequest, GenerationEvent, GenerationStream, ModelInfo, ModelInstance,
-};
+pub use engine::{Engine, GenerateRequest, GenerationEvent, GenerationStream, ModelInfo, ModelInstance};
 pub use error::{Error, Result};

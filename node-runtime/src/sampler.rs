@@ -27,27 +27,14 @@ impl Sampler {
             Some(seed) => StdRng::seed_from_u64(seed),
             None => StdRng::from_os_rng(),
         };
-        let seen = if params.repetition_penalty == 1.0 {
-            Vec::new()
-        } else {
-            prompt.to_vec()
-        };
-        Self {
-            params,
-            rng,
-            generated: HashMap::new(),
-            seen,
-        }
+        let seen = if params.repetition_penalty == 1.0 { Vec::new() } else { prompt.to_vec() };
+        Self { params, rng, generated: HashMap::new(), seen }
     }
 
     /// Picks the next token from `logits` (modified in place) and records it.
     pub fn sample(&mut self, logits: &mut [f32]) -> u32 {
         self.apply_penalties(logits);
-        let token = if self.params.is_greedy() {
-            argmax(logits)
-        } else {
-            self.draw(logits)
-        };
+        let token = if self.params.is_greedy() { argmax(logits) } else { self.draw(logits) };
         *self.generated.entry(token).or_default() += 1;
         if self.params.repetition_penalty != 1.0 {
             self.seen.push(token);
@@ -60,11 +47,7 @@ impl Sampler {
         if p.repetition_penalty != 1.0 {
             for &t in &self.seen {
                 if let Some(l) = logits.get_mut(t as usize) {
-                    *l = if *l > 0.0 {
-                        *l / p.repetition_penalty
-                    } else {
-                        *l * p.repetition_penalty
-                    };
+                    *l = if *l > 0.0 { *l / p.repetition_penalty } else { *l * p.repetition_penalty };
                 }
             }
         }
@@ -152,10 +135,7 @@ mod tests {
     use super::*;
 
     fn params(f: impl FnOnce(&mut SamplingParams)) -> SamplingParams {
-        let mut p = SamplingParams {
-            seed: Some(7),
-            ..SamplingParams::default()
-        };
+        let mut p = SamplingParams { seed: Some(7), ..SamplingParams::default() };
         f(&mut p);
         p
     }
@@ -171,9 +151,7 @@ mod tests {
         let logits: Vec<f32> = (0..100).map(|i| (i as f32 * 0.37).sin()).collect();
         let draw = || {
             let mut s = Sampler::new(params(|_| {}), &[]);
-            (0..20)
-                .map(|_| s.sample(&mut logits.clone()))
-                .collect::<Vec<_>>()
+            (0..20).map(|_| s.sample(&mut logits.clone())).collect::<Vec<_>>()
         };
         assert_eq!(draw(), draw());
     }
@@ -197,13 +175,7 @@ mod tests {
 
     #[test]
     fn frequency_penalty_steers_away_from_repeats() {
-        let mut s = Sampler::new(
-            SamplingParams {
-                frequency_penalty: 2.0,
-                ..SamplingParams::greedy()
-            },
-            &[],
-        );
+        let mut s = Sampler::new(SamplingParams { frequency_penalty: 2.0, ..SamplingParams::greedy() }, &[]);
         let first = s.sample(&mut [1.0, 0.5]);
         let second = s.sample(&mut [1.0, 0.5]);
         assert_eq!((first, second), (0, 1));
@@ -211,13 +183,7 @@ mod tests {
 
     #[test]
     fn repetition_penalty_covers_the_prompt() {
-        let mut s = Sampler::new(
-            SamplingParams {
-                repetition_penalty: 4.0,
-                ..SamplingParams::greedy()
-            },
-            &[0],
-        );
+        let mut s = Sampler::new(SamplingParams { repetition_penalty: 4.0, ..SamplingParams::greedy() }, &[0]);
         assert_eq!(s.sample(&mut [2.0, 1.0]), 1);
     }
 

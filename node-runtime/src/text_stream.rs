@@ -23,11 +23,7 @@ pub struct TextStream {
 
 impl TextStream {
     pub fn new(stops: Vec<String>) -> Self {
-        Self {
-            pending: Vec::new(),
-            held: String::new(),
-            stops: stops.into_iter().filter(|s| !s.is_empty()).collect(),
-        }
+        Self { pending: Vec::new(), held: String::new(), stops: stops.into_iter().filter(|s| !s.is_empty()).collect() }
     }
 
     /// Adds one token's bytes.
@@ -50,11 +46,8 @@ impl TextStream {
 
     fn accept(&mut self, text: &str) -> Step {
         self.held.push_str(text);
-        if let Some((at, stop)) = self
-            .stops
-            .iter()
-            .filter_map(|s| self.held.find(s.as_str()).map(|at| (at, s)))
-            .min_by_key(|(at, _)| *at)
+        if let Some((at, stop)) =
+            self.stops.iter().filter_map(|s| self.held.find(s.as_str()).map(|at| (at, s))).min_by_key(|(at, _)| *at)
         {
             let stop = stop.clone();
             let text = self.held[..at].to_owned();
@@ -76,9 +69,7 @@ impl TextStream {
             .filter(|&n| held.is_char_boundary(held.len() - n))
             .find(|&n| {
                 let suffix = &held[held.len() - n..];
-                self.stops
-                    .iter()
-                    .any(|s| s.len() > n && s.starts_with(suffix))
+                self.stops.iter().any(|s| s.len() > n && s.starts_with(suffix))
             })
             .unwrap_or(0)
     }
@@ -121,10 +112,7 @@ mod tests {
 
     #[test]
     fn a_stop_sequence_across_tokens_is_found_and_cut() {
-        assert_eq!(
-            run(&["END"], &[b"abc E", b"N", b"D more"]),
-            ("abc ".into(), Some("END".into()))
-        );
+        assert_eq!(run(&["END"], &[b"abc E", b"N", b"D more"]), ("abc ".into(), Some("END".into())));
     }
 
     #[test]

@@ -24,11 +24,7 @@ fn env_path(var: &str) -> PathBuf {
 
 fn real_model(file: &str) -> PathBuf {
     let path = env_path("GREENTHREAD_MODELS").join(file);
-    assert!(
-        path.exists(),
-        "{} is missing; scripts/fetch-model.sh fetches it",
-        path.display()
-    );
+    assert!(path.exists(), "{} is missing; scripts/fetch-model.sh fetches it", path.display());
     path
 }
 
@@ -45,18 +41,9 @@ fn reference(request: Value) -> Value {
         .stderr(Stdio::inherit())
         .spawn()
         .expect("start the llama.cpp reference script");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(request.to_string().as_bytes())
-        .unwrap();
+    child.stdin.take().unwrap().write_all(request.to_string().as_bytes()).unwrap();
     let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "llama.cpp reference failed: {:?}",
-        out.status
-    );
+    assert!(out.status.success(), "llama.cpp reference failed: {:?}", out.status);
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
@@ -87,8 +74,7 @@ fn tokenizers_match_llama_cpp_on_the_real_models() {
     for file in [QWEN, GEMMA] {
         let path = real_model(file);
         let ours = read_tokenizer(&path).unwrap();
-        let theirs =
-            as_ids(&reference(json!({"op": "tokenize", "model": path, "texts": TEXTS}))["tokens"]);
+        let theirs = as_ids(&reference(json!({"op": "tokenize", "model": path, "texts": TEXTS}))["tokens"]);
         for (text, expected) in TEXTS.iter().zip(theirs) {
             assert_eq!(ours.encode(text, true), expected, "{file}: {text:?}");
         }
@@ -102,11 +88,7 @@ fn our_logits(path: &Path, prompts: &[Vec<u32>]) -> Vec<Vec<f32>> {
         .iter()
         .map(|p| {
             let mut cache = model.transformer.new_cache(512);
-            let mut batch = [BatchItem {
-                tokens: p,
-                cache: &mut cache,
-                want_logits: true,
-            }];
+            let mut batch = [BatchItem { tokens: p, cache: &mut cache, want_logits: true }];
             let logits = model.transformer.forward(&mut batch).unwrap().unwrap();
             logits.to_vec2::<f32>().unwrap().remove(0)
         })
@@ -116,14 +98,8 @@ fn our_logits(path: &Path, prompts: &[Vec<u32>]) -> Vec<Vec<f32>> {
 /// Largest difference relative to the spread of the reference logits.
 fn relative_error(ours: &[f32], theirs: &[f32]) -> f32 {
     assert_eq!(ours.len(), theirs.len());
-    let max_diff = ours
-        .iter()
-        .zip(theirs)
-        .map(|(a, b)| (a - b).abs())
-        .fold(0.0, f32::max);
-    let (lo, hi) = theirs
-        .iter()
-        .fold((f32::MAX, f32::MIN), |(lo, hi), &x| (lo.min(x), hi.max(x)));
+    let max_diff = ours.iter().zip(theirs).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+    let (lo, hi) = theirs.iter().fold((f32::MAX, f32::MIN), |(lo, hi), &x| (lo.min(x), hi.max(x)));
     max_diff / (hi - lo).max(1e-6)
 }
 
@@ -135,31 +111,20 @@ fn tiny_models_of_every_architecture_match_llama_cpp_logits() {
         ("qwen2", TinyModel::qwen2()),
         ("llama", TinyModel::llama()),
         ("gemma3", TinyModel::gemma3()),
-        (
-            "qwen2-q4k",
-            TinyModel::qwen2()
-                .with_shape(256, 4, 2, 64, 512)
-                .with_dtype(GgmlDType::Q4K),
-        ),
+        ("qwen2-q4k", TinyModel::qwen2().with_shape(256, 4, 2, 64, 512).with_dtype(GgmlDType::Q4K)),
     ];
     for (label, model) in models {
         let path = dir.path().join(format!("{label}.gguf"));
         model.write(&path).unwrap();
         // Long enough to cross Gemma's 8-token sliding window.
         let vocab = model.vocab_size() as u32;
-        let prompts: Vec<Vec<u32>> = vec![
-            (0..5).map(|i| 40 + i).collect(),
-            (0..37).map(|i| (i * 7 + 11) % (vocab - 10) + 6).collect(),
-        ];
+        let prompts: Vec<Vec<u32>> =
+            vec![(0..5).map(|i| 40 + i).collect(), (0..37).map(|i| (i * 7 + 11) % (vocab - 10) + 6).collect()];
         let theirs: Vec<Vec<f32>> = serde_json::from_value(
             reference(json!({"op": "logits", "model": path, "prompts": prompts}))["logits"].clone(),
         )
         .unwrap();
-        for ((ours, theirs), prompt) in our_logits(&path, &prompts)
-            .iter()
-            .zip(&theirs)
-            .zip(&prompts)
-        {
+        for ((ours, theirs), prompt) in our_logits(&path, &prompts).iter().zip(&theirs).zip(&prompts) {
             let err = relative_error(ours, theirs);
             assert!(
                 err < 0.02,
@@ -192,9 +157,7 @@ fn real_models_follow_llama_cpp_greedy_continuations() {
         let path = real_model(file);
         let tokenizer = read_tokenizer(&path).unwrap();
         let prompts: Vec<Vec<u32>> = texts.iter().map(|t| tokenizer.encode(t, true)).collect();
-        let theirs = as_ids(
-            &reference(json!({"op": "greedy", "model": path, "prompts": prompts, "n": 24}))["tokens"],
-        );
+        let theirs = as_ids(&reference(json!({"op": "greedy", "model": path, "prompts": prompts, "n": 24}))["tokens"]);
         let model = load_gguf(&path, &LoadOptions::default(), &Device::Cpu).unwrap();
         for (prompt, expected) in prompts.iter().zip(theirs) {
             // Teacher forcing: feed llama.cpp's tokens and check that each is
@@ -203,19 +166,9 @@ fn real_models_follow_llama_cpp_greedy_continuations() {
             let mut next = prompt.clone();
             let mut exact = 0;
             for (step, &want) in expected.iter().enumerate() {
-                let mut batch = [BatchItem {
-                    tokens: &next,
-                    cache: &mut cache,
-                    want_logits: true,
-                }];
-                let logits = model
-                    .transformer
-                    .forward(&mut batch)
-                    .unwrap()
-                    .unwrap()
-                    .to_vec2::<f32>()
-                    .unwrap()
-                    .remove(0);
+                let mut batch = [BatchItem { tokens: &next, cache: &mut cache, want_logits: true }];
+                let logits =
+                    model.transformer.forward(&mut batch).unwrap().unwrap().to_vec2::<f32>().unwrap().remove(0);
                 let ours = greenthread_node_runtime::sampler::argmax(&logits);
                 exact += usize::from(ours == want);
                 let gap = logits[ours as usize] - logits[want as usize];
@@ -228,11 +181,7 @@ fn real_models_follow_llama_cpp_greedy_continuations() {
                 );
                 next = vec![want];
             }
-            assert!(
-                exact * 10 >= expected.len() * 9,
-                "{file}: only {exact} of {} greedy tokens agree",
-                expected.len()
-            );
+            assert!(exact * 10 >= expected.len() * 9, "{file}: only {exact} of {} greedy tokens agree", expected.len());
         }
     }
 }

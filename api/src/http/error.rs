@@ -14,10 +14,7 @@ pub enum ApiError {
     #[error("{message}")]
     InvalidParam { param: String, message: String },
     #[error("{message}")]
-    Unsupported {
-        param: &'static str,
-        message: String,
-    },
+    Unsupported { param: &'static str, message: String },
     #[error("The model `{0}` does not exist or you do not have access to it.")]
     ModelNotFound(String),
     #[error("{0}")]
@@ -39,10 +36,7 @@ pub type ApiResult<T> = Result<T, ApiError>;
 
 impl ApiError {
     pub fn invalid(param: impl Into<String>, message: impl Into<String>) -> Self {
-        Self::InvalidParam {
-            param: param.into(),
-            message: message.into(),
-        }
+        Self::InvalidParam { param: param.into(), message: message.into() }
     }
 
     pub fn status(&self) -> StatusCode {
@@ -139,14 +133,8 @@ mod tests {
         for e in errors {
             let body = e.body();
             let err = &body["error"];
-            assert!(
-                err["message"].is_string() && err["type"].is_string(),
-                "{body}"
-            );
-            assert!(
-                err.get("param").is_some() && err.get("code").is_some(),
-                "{body}"
-            );
+            assert!(err["message"].is_string() && err["type"].is_string(), "{body}");
+            assert!(err.get("param").is_some() && err.get("code").is_some(), "{body}");
         }
     }
 
@@ -158,21 +146,9 @@ mod tests {
 
     #[test]
     fn statuses_follow_what_the_sdks_expect() {
-        assert_eq!(
-            ApiError::BadJson(String::new()).status(),
-            StatusCode::BAD_REQUEST
-        );
-        assert_eq!(
-            ApiError::ModelNotFound(String::new()).status(),
-            StatusCode::NOT_FOUND
-        );
-        assert_eq!(
-            ApiError::PayloadTooLarge { limit: 0 }.status(),
-            StatusCode::PAYLOAD_TOO_LARGE
-        );
-        assert_eq!(
-            ApiError::Internal(String::new()).status(),
-            StatusCode::INTERNAL_SERVER_ERROR
-        );
+        assert_eq!(ApiError::BadJson(String::new()).status(), StatusCode::BAD_REQUEST);
+        assert_eq!(ApiError::ModelNotFound(String::new()).status(), StatusCode::NOT_FOUND);
+        assert_eq!(ApiError::PayloadTooLarge { limit: 0 }.status(), StatusCode::PAYLOAD_TOO_LARGE);
+        assert_eq!(ApiError::Internal(String::new()).status(), StatusCode::INTERNAL_SERVER_ERROR);
     }
 }

@@ -17,9 +17,7 @@ impl<T: DeserializeOwned> FromRequest<AppState> for ApiJson<T> {
     async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
         let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
             if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::PayloadTooLarge {
-                    limit: state.limits.max_request_bytes,
-                }
+                ApiError::PayloadTooLarge { limit: state.limits.max_request_bytes }
             } else {
                 ApiError::BadJson(rejection.body_text())
             }
@@ -35,19 +33,9 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         let path = e.path().to_string();
         let inner = e.into_inner();
         let message = inner.to_string();
-        if let Some(field) = message
-            .strip_prefix("missing field `")
-            .and_then(|r| r.split('`').next())
-        {
-            let param = if path == "." {
-                field.to_owned()
-            } else {
-                format!("{path}.{field}")
-            };
-            ApiError::invalid(
-                param.clone(),
-                format!("Missing required parameter: '{param}'."),
-            )
+        if let Some(field) = message.strip_prefix("missing field `").and_then(|r| r.split('`').next()) {
+            let param = if path == "." { field.to_owned() } else { format!("{path}.{field}") };
+            ApiError::invalid(param.clone(), format!("Missing required parameter: '{param}'."))
         } else if inner.is_syntax() || inner.is_eof() || path == "." {
             ApiError::BadJson(message)
         } else {
@@ -71,14 +59,8 @@ mod tests {
 
     #[test]
     fn syntax_errors_are_bad_json() {
-        assert!(matches!(
-            parse::<Req>(b"{\"model\": "),
-            Err(ApiError::BadJson(_))
-        ));
-        assert!(matches!(
-            parse::<Req>(b"not json"),
-            Err(ApiError::BadJson(_))
-        ));
+        assert!(matches!(parse::<Req>(b"{\"model\": "), Err(ApiError::BadJson(_))));
+        assert!(matches!(parse::<Req>(b"not json"), Err(ApiError::BadJson(_))));
     }
 
     #[test]

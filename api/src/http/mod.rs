@@ -34,11 +34,9 @@ pub fn router(state: AppState) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(
-            TraceLayer::new_for_http().on_request(()).on_response(
-                DefaultOnResponse::new()
-                    .level(Level::INFO)
-                    .latency_unit(tower_http::LatencyUnit::Micros),
-            ),
+            TraceLayer::new_for_http()
+                .on_request(())
+                .on_response(DefaultOnResponse::new().level(Level::INFO).latency_unit(tower_http::LatencyUnit::Micros)),
         )
         .with_state(state)
 }
@@ -48,17 +46,11 @@ async fn health() -> axum::Json<serde_json::Value> {
 }
 
 async fn not_found(method: Method, uri: Uri) -> ApiError {
-    ApiError::RouteNotFound {
-        method: method.to_string(),
-        path: uri.path().to_owned(),
-    }
+    ApiError::RouteNotFound { method: method.to_string(), path: uri.path().to_owned() }
 }
 
 async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
-    ApiError::MethodNotAllowed {
-        method: method.to_string(),
-        path: uri.path().to_owned(),
-    }
+    ApiError::MethodNotAllowed { method: method.to_string(), path: uri.path().to_owned() }
 }
 
 /// How long in-flight requests may take to finish after a shutdown signal.
@@ -74,10 +66,7 @@ pub async fn serve(listener: tokio::net::TcpListener, router: Router) -> std::io
     let (tx, mut stopping) = tokio::sync::watch::channel(false);
     let signal = async move {
         shutdown_signal().await;
-        tracing::info!(
-            grace_s = SHUTDOWN_GRACE.as_secs(),
-            "Shutting down; finishing requests in flight"
-        );
+        tracing::info!(grace_s = SHUTDOWN_GRACE.as_secs(), "Shutting down; finishing requests in flight");
         let _ = tx.send(true);
     };
     let server = axum::serve(listener, router).with_graceful_shutdown(signal);

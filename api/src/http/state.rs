@@ -16,10 +16,7 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Self {
-            max_request_bytes: 8 * 1024 * 1024,
-            max_choices: 8,
-        }
+        Self { max_request_bytes: 8 * 1024 * 1024, max_choices: 8 }
     }
 }
 

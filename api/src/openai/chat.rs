@@ -12,8 +12,8 @@ use greenthread_node_runtime::{GenerationEvent, GenerationStream};
 
 use super::choices::{self, SYSTEM_FINGERPRINT, now_unix, response_id};
 use super::types::{
-    ChatChoice, ChatChunkChoice, ChatCompletion, ChatCompletionChunk, ChatCompletionRequest,
-    ChatDelta, ChatMessageOut, UsageOut,
+    ChatChoice, ChatChunkChoice, ChatCompletion, ChatCompletionChunk, ChatCompletionRequest, ChatDelta, ChatMessageOut,
+    UsageOut,
 };
 use super::validate::{self, ValidChat};
 use super::{model_for_body, model_for_path};
@@ -39,21 +39,10 @@ pub async fn per_model(
     complete(&state, model, req).await
 }
 
-async fn complete(
-    state: &AppState,
-    model: Arc<ServedModel>,
-    req: ChatCompletionRequest,
-) -> ApiResult<Response> {
+async fn complete(state: &AppState, model: Arc<ServedModel>, req: ChatCompletionRequest) -> ApiResult<Response> {
     let chat = validate::chat(req, &state.limits)?;
-    let ValidChat {
-        messages,
-        tools,
-        generation,
-    } = chat;
-    let prompt = choices::prepare(&model, move |m| {
-        Ok(m.instance.chat_prompt(&messages, tools.as_ref())?)
-    })
-    .await?;
+    let ValidChat { messages, tools, generation } = chat;
+    let prompt = choices::prepare(&model, move |m| Ok(m.instance.chat_prompt(&messages, tools.as_ref())?)).await?;
     let prompt_tokens = prompt.len() as u32;
     let running = choices::start(&model, &prompt, &generation, 0)?;
     let id = response_id("chatcmpl");
@@ -74,10 +63,7 @@ async fn complete(
             .into_iter()
             .map(|o| ChatChoice {
                 index: o.index,
-                message: ChatMessageOut {
-                    role: "assistant",
-                    content: o.text,
-                },
+                message: ChatMessageOut { role: "assistant", content: o.text },
                 logprobs: None,
                 finish_reason: o.finish.openai(),
             })
@@ -103,12 +89,7 @@ fn stream(
     let usage_null = include_usage.then_some(None);
     let chunk = move |index: Option<u32>, delta: ChatDelta, finish: Option<&'static str>, usage| {
         let choices = index
-            .map(|index| ChatChunkChoice {
-                index,
-                delta,
-                logprobs: None,
-                finish_reason: finish,
-            })
+            .map(|index| ChatChunkChoice { index, delta, logprobs: None, finish_reason: finish })
             .into_iter()
             .collect();
         let body = ChatCompletionChunk {

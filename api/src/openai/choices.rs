@@ -56,21 +56,14 @@ pub async fn collect(choices: Vec<(u32, GenerationStream)>) -> ApiResult<Vec<Cho
             match stream.next().await {
                 Some(GenerationEvent::Text(t)) => text.push_str(&t),
                 Some(GenerationEvent::Done { finish, usage }) => {
-                    out.push(ChoiceOutput {
-                        index,
-                        text,
-                        finish,
-                        completion_tokens: usage.completion_tokens,
-                    });
+                    out.push(ChoiceOutput { index, text, finish, completion_tokens: usage.completion_tokens });
                     break;
                 }
                 Some(GenerationEvent::Failed { message, .. }) => {
                     return Err(ApiError::Internal(message));
                 }
                 None => {
-                    return Err(ApiError::Internal(
-                        "the generation ended without a result".into(),
-                    ));
+                    return Err(ApiError::Internal("the generation ended without a result".into()));
                 }
             }
         }
@@ -79,13 +72,9 @@ pub async fn collect(choices: Vec<(u32, GenerationStream)>) -> ApiResult<Vec<Cho
 }
 
 /// Events of all choices as they come, each with its choice index.
-pub fn merge(
-    choices: Vec<(u32, GenerationStream)>,
-) -> impl Stream<Item = (u32, GenerationEvent)> + Send {
+pub fn merge(choices: Vec<(u32, GenerationStream)>) -> impl Stream<Item = (u32, GenerationEvent)> + Send {
     stream::select_all(choices.into_iter().map(|(index, s)| {
-        stream::unfold(s, |mut s| async move { s.next().await.map(|e| (e, s)) })
-            .map(move |e| (index, e))
-            .boxed()
+        stream::unfold(s, |mut s| async move { s.next().await.map(|e| (e, s)) }).map(move |e| (index, e)).boxed()
     }))
 }
 
@@ -107,19 +96,13 @@ pub async fn prepare<T: Send + 'static>(
 pub fn response_id(prefix: &str) -> String {
     use rand::Rng;
     use rand::distr::Alphanumeric;
-    let suffix: String = rand::rng()
-        .sample_iter(Alphanumeric)
-        .take(24)
-        .map(char::from)
-        .collect();
+    let suffix: String = rand::rng().sample_iter(Alphanumeric).take(24).map(char::from).collect();
     format!("{prefix}-{suffix}")
 }
 
 /// Seconds since the Unix epoch, for `created` fields.
 pub fn now_unix() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
 /// Identifies the build in `system_fingerprint`.

@@ -19,10 +19,7 @@ use crate::http::json::ApiJson;
 use crate::http::state::AppState;
 use crate::registry::ServedModel;
 
-pub async fn unified(
-    State(state): State<AppState>,
-    ApiJson(req): ApiJson<CompletionRequest>,
-) -> ApiResult<Response> {
+pub async fn unified(State(state): State<AppState>, ApiJson(req): ApiJson<CompletionRequest>) -> ApiResult<Response> {
     let model = model_for_body(&state, req.model.as_deref())?;
     complete(&state, model, req).await
 }
@@ -42,11 +39,7 @@ struct Prompt {
     text: String,
 }
 
-async fn complete(
-    state: &AppState,
-    model: Arc<ServedModel>,
-    req: CompletionRequest,
-) -> ApiResult<Response> {
+async fn complete(state: &AppState, model: Arc<ServedModel>, req: CompletionRequest) -> ApiResult<Response> {
     let valid = validate::completion(req, &state.limits)?;
     let generation = valid.generation;
     let prompts = choices::prepare(&model, move |m| {
@@ -54,14 +47,8 @@ async fn complete(
             .prompts
             .into_iter()
             .map(|p| match p {
-                ValidPrompt::Text(text) => Prompt {
-                    tokens: m.instance.text_prompt(&text),
-                    text,
-                },
-                ValidPrompt::Tokens(tokens) => Prompt {
-                    text: String::new(),
-                    tokens,
-                },
+                ValidPrompt::Text(text) => Prompt { tokens: m.instance.text_prompt(&text), text },
+                ValidPrompt::Tokens(tokens) => Prompt { text: String::new(), tokens },
             })
             .collect::<Vec<_>>())
     })
@@ -69,33 +56,16 @@ async fn complete(
     let mut running = Vec::new();
     let mut echoes = Vec::new();
     for (i, prompt) in prompts.iter().enumerate() {
-        running.extend(choices::start(
-            &model,
-            &prompt.tokens,
-            &generation,
-            i as u32 * generation.n,
-        )?);
+        running.extend(choices::start(&model, &prompt.tokens, &generation, i as u32 * generation.n)?);
         for _ in 0..generation.n {
-            echoes.push(if valid.echo {
-                prompt.text.clone()
-            } else {
-                String::new()
-            });
+            echoes.push(if valid.echo { prompt.text.clone() } else { String::new() });
         }
     }
     let prompt_tokens = prompts.iter().map(|p| p.tokens.len() as u32).sum();
     let id = response_id("cmpl");
     let name = model.spec.name.to_string();
     if generation.stream {
-        return Ok(Sse::new(stream(
-            id,
-            name,
-            running,
-            echoes,
-            prompt_tokens,
-            generation.include_usage,
-        ))
-        .into_response());
+        return Ok(Sse::new(stream(id, name, running, echoes, prompt_tokens, generation.include_usage)).into_response());
     }
     let outputs = choices::collect(running).await?;
     let completion_tokens = outputs.iter().map(|o| o.completion_tokens).sum();

@@ -10,39 +10,22 @@ use crate::http::state::AppState;
 use crate::registry::ServedModel;
 
 fn object(m: &ServedModel) -> ModelObject {
-    ModelObject {
-        id: m.spec.name.to_string(),
-        object: "model",
-        created: m.created,
-        owned_by: "greenthread",
-    }
+    ModelObject { id: m.spec.name.to_string(), object: "model", created: m.created, owned_by: "greenthread" }
 }
 
 pub async fn list(State(state): State<AppState>) -> Json<ModelList> {
-    Json(ModelList {
-        object: "list",
-        data: state.models.all().map(|m| object(m)).collect(),
-    })
+    Json(ModelList { object: "list", data: state.models.all().map(|m| object(m)).collect() })
 }
 
 /// `id` may be a name or an alias (aliases can contain `/`).
-pub async fn retrieve(
-    State(state): State<AppState>,
-    Path(id): Path<String>,
-) -> ApiResult<Json<ModelObject>> {
+pub async fn retrieve(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<ModelObject>> {
     Ok(Json(object(model_for_body(&state, Some(&id))?.as_ref())))
 }
 
 /// Under a per-model prefix the list holds that model alone.
-pub async fn list_one(
-    State(state): State<AppState>,
-    Path(name): Path<String>,
-) -> ApiResult<Json<ModelList>> {
+pub async fn list_one(State(state): State<AppState>, Path(name): Path<String>) -> ApiResult<Json<ModelList>> {
     let model = model_for_path(&state, &name)?;
-    Ok(Json(ModelList {
-        object: "list",
-        data: vec![object(&model)],
-    }))
+    Ok(Json(ModelList { object: "list", data: vec![object(&model)] }))
 }
 
 pub async fn retrieve_one(

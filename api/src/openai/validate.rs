@@ -1,14 +1,11 @@
 //! From OpenAI request bodies to validated requests: every range and
 //! combination is checked here, once, and inner layers trust the result.
 
-use greenthread_core::{
-    ChatMessage, Role, SamplingParams, SamplingRequest, ToolCall, ToolCallFunction,
-};
+use greenthread_core::{ChatMessage, Role, SamplingParams, SamplingRequest, ToolCall, ToolCallFunction};
 use serde_json::Value;
 
 use super::types::{
-    ChatCompletionRequest, ChatMessageIn, CompletionRequest, MessageContent, PromptField,
-    SamplingFields, StopField,
+    ChatCompletionRequest, ChatMessageIn, CompletionRequest, MessageContent, PromptField, SamplingFields, StopField,
 };
 use crate::http::error::{ApiError, ApiResult};
 use crate::http::state::Limits;
@@ -60,11 +57,7 @@ pub struct ValidCompletion {
     pub generation: ValidGeneration,
 }
 
-fn generation(
-    fields: &SamplingFields,
-    max_tokens: Option<u32>,
-    limits: &Limits,
-) -> ApiResult<ValidGeneration> {
+fn generation(fields: &SamplingFields, max_tokens: Option<u32>, limits: &Limits) -> ApiResult<ValidGeneration> {
     let sampling = SamplingRequest {
         temperature: fields.temperature,
         top_p: fields.top_p,
@@ -78,10 +71,7 @@ fn generation(
     .validate()
     .map_err(|e| ApiError::invalid(e.param, e.message))?;
     if max_tokens == Some(0) {
-        return Err(ApiError::invalid(
-            "max_tokens",
-            "max_tokens must be at least 1",
-        ));
+        return Err(ApiError::invalid("max_tokens", "max_tokens must be at least 1"));
     }
     let stop = match &fields.stop {
         None => Vec::new(),
@@ -89,30 +79,18 @@ fn generation(
         Some(StopField::Many(v)) => v.clone(),
     };
     if stop.len() > MAX_STOP_SEQUENCES {
-        return Err(ApiError::invalid(
-            "stop",
-            format!("At most {MAX_STOP_SEQUENCES} stop sequences are allowed"),
-        ));
+        return Err(ApiError::invalid("stop", format!("At most {MAX_STOP_SEQUENCES} stop sequences are allowed")));
     }
     if stop.iter().any(String::is_empty) {
-        return Err(ApiError::invalid(
-            "stop",
-            "Stop sequences must not be empty",
-        ));
+        return Err(ApiError::invalid("stop", "Stop sequences must not be empty"));
     }
     let n = fields.n.unwrap_or(1);
     if n == 0 || n > limits.max_choices {
-        return Err(ApiError::invalid(
-            "n",
-            format!("n must be between 1 and {}", limits.max_choices),
-        ));
+        return Err(ApiError::invalid("n", format!("n must be between 1 and {}", limits.max_choices)));
     }
     let stream = fields.stream.unwrap_or(false);
     if fields.stream_options.is_some() && !stream {
-        return Err(ApiError::invalid(
-            "stream_options",
-            "stream_options is only allowed when stream is true",
-        ));
+        return Err(ApiError::invalid("stream_options", "stream_options is only allowed when stream is true"));
     }
     Ok(ValidGeneration {
         sampling,
@@ -120,10 +98,7 @@ fn generation(
         stop,
         n,
         stream,
-        include_usage: fields
-            .stream_options
-            .as_ref()
-            .is_some_and(|o| o.include_usage),
+        include_usage: fields.stream_options.as_ref().is_some_and(|o| o.include_usage),
     })
 }
 
@@ -133,34 +108,22 @@ fn generation(
 /// [`ApiError::InvalidParam`] or [`ApiError::Unsupported`] naming the field.
 pub fn chat(req: ChatCompletionRequest, limits: &Limits) -> ApiResult<ValidChat> {
     if req.messages.is_empty() {
-        return Err(ApiError::invalid(
-            "messages",
-            "messages must contain at least one message",
-        ));
+        return Err(ApiError::invalid("messages", "messages must contain at least one message"));
     }
     if req.max_tokens.is_some() && req.max_completion_tokens.is_some() {
-        return Err(ApiError::invalid(
-            "max_tokens",
-            "Set max_tokens or max_completion_tokens, not both",
-        ));
+        return Err(ApiError::invalid("max_tokens", "Set max_tokens or max_completion_tokens, not both"));
     }
     let max_tokens = req.max_completion_tokens.or(req.max_tokens);
     let generation = generation(&req.sampling(), max_tokens, limits)?;
     if req.logprobs == Some(true) || req.top_logprobs.is_some_and(|n| n > 0) {
-        return Err(ApiError::Unsupported {
-            param: "logprobs",
-            message: "logprobs are not supported yet".into(),
-        });
+        return Err(ApiError::Unsupported { param: "logprobs", message: "logprobs are not supported yet".into() });
     }
     if let Some(format) = &req.response_format
         && format.kind != "text"
     {
         return Err(ApiError::Unsupported {
             param: "response_format",
-            message: format!(
-                "response_format {:?} is not supported yet; only \"text\" is",
-                format.kind
-            ),
+            message: format!("response_format {:?} is not supported yet; only \"text\" is", format.kind),
         });
     }
     if let Some(choice) = &req.tool_choice
@@ -172,22 +135,11 @@ pub fn chat(req: ChatCompletionRequest, limits: &Limits) -> ApiResult<ValidChat>
         });
     }
     let tools = match (req.tools, req.tool_choice.as_ref().and_then(Value::as_str)) {
-        (Some(tools), choice) if !tools.is_empty() && choice != Some("none") => {
-            Some(Value::Array(tools))
-        }
+        (Some(tools), choice) if !tools.is_empty() && choice != Some("none") => Some(Value::Array(tools)),
         _ => None,
     };
-    let messages = req
-        .messages
-        .into_iter()
-        .enumerate()
-        .map(|(i, m)| message(i, m))
-        .collect::<ApiResult<Vec<_>>>()?;
-    Ok(ValidChat {
-        messages,
-        tools,
-        generation,
-    })
+    let messages = req.messages.into_iter().enumerate().map(|(i, m)| message(i, m)).collect::<ApiResult<Vec<_>>>()?;
+    Ok(ValidChat { messages, tools, generation })
 }
 
 fn message(i: usize, m: ChatMessageIn) -> ApiResult<ChatMessage> {
@@ -195,10 +147,7 @@ fn message(i: usize, m: ChatMessageIn) -> ApiResult<ChatMessage> {
     let role = Role::parse(&m.role).ok_or_else(|| {
         ApiError::invalid(
             at("role"),
-            format!(
-                "Invalid role {:?}; expected system, developer, user, assistant or tool",
-                m.role
-            ),
+            format!("Invalid role {:?}; expected system, developer, user, assistant or tool", m.role),
         )
     })?;
     let content = match m.content {
@@ -210,17 +159,12 @@ fn message(i: usize, m: ChatMessageIn) -> ApiResult<ChatMessage> {
                 match (part.kind.as_str(), part.text) {
                     ("text", Some(t)) => text.push_str(&t),
                     ("text", None) => {
-                        return Err(ApiError::invalid(
-                            at(&format!("content[{j}].text")),
-                            "missing text",
-                        ));
+                        return Err(ApiError::invalid(at(&format!("content[{j}].text")), "missing text"));
                     }
                     (other, _) => {
                         return Err(ApiError::invalid(
                             at(&format!("content[{j}].type")),
-                            format!(
-                                "content parts of type {other:?} are not supported by this model"
-                            ),
+                            format!("content parts of type {other:?} are not supported by this model"),
                         ));
                     }
                 }
@@ -235,37 +179,22 @@ fn message(i: usize, m: ChatMessageIn) -> ApiResult<ChatMessage> {
         .enumerate()
         .map(|(j, call)| {
             let arguments: Value = serde_json::from_str(&call.function.arguments).map_err(|e| {
-                ApiError::invalid(
-                    at(&format!("tool_calls[{j}].function.arguments")),
-                    format!("not valid JSON: {e}"),
-                )
+                ApiError::invalid(at(&format!("tool_calls[{j}].function.arguments")), format!("not valid JSON: {e}"))
             })?;
             Ok(ToolCall {
                 id: call.id.unwrap_or_default(),
                 kind: "function",
-                function: ToolCallFunction {
-                    name: call.function.name,
-                    arguments,
-                },
+                function: ToolCallFunction { name: call.function.name, arguments },
             })
         })
         .collect::<ApiResult<Vec<_>>>()?;
     if role != Role::Assistant && !tool_calls.is_empty() {
-        return Err(ApiError::invalid(
-            at("tool_calls"),
-            "only assistant messages may carry tool_calls",
-        ));
+        return Err(ApiError::invalid(at("tool_calls"), "only assistant messages may carry tool_calls"));
     }
     if content.is_none() && tool_calls.is_empty() {
         return Err(ApiError::invalid(at("content"), "content is required"));
     }
-    Ok(ChatMessage {
-        role,
-        content,
-        name: m.name,
-        tool_calls,
-        tool_call_id: m.tool_call_id,
-    })
+    Ok(ChatMessage { role, content, name: m.name, tool_calls, tool_call_id: m.tool_call_id })
 }
 
 /// Validates a (legacy) completion request.
@@ -274,16 +203,10 @@ fn message(i: usize, m: ChatMessageIn) -> ApiResult<ChatMessage> {
 /// [`ApiError::InvalidParam`] or [`ApiError::Unsupported`] naming the field.
 pub fn completion(req: CompletionRequest, limits: &Limits) -> ApiResult<ValidCompletion> {
     if req.suffix.as_deref().is_some_and(|s| !s.is_empty()) {
-        return Err(ApiError::Unsupported {
-            param: "suffix",
-            message: "suffix is not supported".into(),
-        });
+        return Err(ApiError::Unsupported { param: "suffix", message: "suffix is not supported".into() });
     }
     if req.logprobs.is_some_and(|n| n > 0) {
-        return Err(ApiError::Unsupported {
-            param: "logprobs",
-            message: "logprobs are not supported yet".into(),
-        });
+        return Err(ApiError::Unsupported { param: "logprobs", message: "logprobs are not supported yet".into() });
     }
     if req.best_of.is_some_and(|b| b > 1) {
         return Err(ApiError::Unsupported {
@@ -299,27 +222,17 @@ pub fn completion(req: CompletionRequest, limits: &Limits) -> ApiResult<ValidCom
         PromptField::TokenLists(lists) => lists.into_iter().map(ValidPrompt::Tokens).collect(),
     };
     if prompts.is_empty() {
-        return Err(ApiError::invalid(
-            "prompt",
-            "prompt must not be an empty list",
-        ));
+        return Err(ApiError::invalid("prompt", "prompt must not be an empty list"));
     }
     let max_tokens = Some(req.max_tokens.unwrap_or(COMPLETIONS_DEFAULT_MAX_TOKENS));
     let generation = generation(&fields, max_tokens, limits)?;
     if prompts.len() as u64 * u64::from(generation.n) > u64::from(limits.max_choices) {
         return Err(ApiError::invalid(
             "prompt",
-            format!(
-                "prompts × n may be at most {} choices per request",
-                limits.max_choices
-            ),
+            format!("prompts × n may be at most {} choices per request", limits.max_choices),
         ));
     }
-    Ok(ValidCompletion {
-        prompts,
-        echo: req.echo.unwrap_or(false),
-        generation,
-    })
+    Ok(ValidCompletion { prompts, echo: req.echo.unwrap_or(false), generation })
 }
 
 #[cfg(test)]
@@ -360,38 +273,16 @@ mod tests {
     #[test]
     fn bad_fields_are_named() {
         assert_eq!(param_of(chat_req(r#"{"messages":[]}"#)), "messages");
+        assert_eq!(param_of(chat_req(r#"{"messages":[{"role":"wizard","content":"x"}]}"#)), "messages[0].role");
+        assert_eq!(param_of(chat_req(r#"{"messages":[{"role":"user"}]}"#)), "messages[0].content");
         assert_eq!(
-            param_of(chat_req(
-                r#"{"messages":[{"role":"wizard","content":"x"}]}"#
-            )),
-            "messages[0].role"
-        );
-        assert_eq!(
-            param_of(chat_req(r#"{"messages":[{"role":"user"}]}"#)),
-            "messages[0].content"
-        );
-        assert_eq!(
-            param_of(chat_req(
-                r#"{"messages":[{"role":"user","content":"x"}],"temperature":3}"#
-            )),
+            param_of(chat_req(r#"{"messages":[{"role":"user","content":"x"}],"temperature":3}"#)),
             "temperature"
         );
+        assert_eq!(param_of(chat_req(r#"{"messages":[{"role":"user","content":"x"}],"n":99}"#)), "n");
+        assert_eq!(param_of(chat_req(r#"{"messages":[{"role":"user","content":"x"}],"max_tokens":0}"#)), "max_tokens");
         assert_eq!(
-            param_of(chat_req(
-                r#"{"messages":[{"role":"user","content":"x"}],"n":99}"#
-            )),
-            "n"
-        );
-        assert_eq!(
-            param_of(chat_req(
-                r#"{"messages":[{"role":"user","content":"x"}],"max_tokens":0}"#
-            )),
-            "max_tokens"
-        );
-        assert_eq!(
-            param_of(chat_req(
-                r#"{"messages":[{"role":"user","content":"x"}],"stop":["a","b","c","d","e"]}"#
-            )),
+            param_of(chat_req(r#"{"messages":[{"role":"user","content":"x"}],"stop":["a","b","c","d","e"]}"#)),
             "stop"
         );
         assert_eq!(
@@ -410,43 +301,29 @@ mod tests {
 
     #[test]
     fn features_not_built_yet_are_refused_rather_than_ignored() {
-        for extra in [
-            r#""logprobs":true"#,
-            r#""response_format":{"type":"json_object"}"#,
-            r#""tool_choice":"required""#,
-        ] {
+        for extra in
+            [r#""logprobs":true"#, r#""response_format":{"type":"json_object"}"#, r#""tool_choice":"required""#]
+        {
             let body = format!(r#"{{"messages":[{{"role":"user","content":"x"}}],{extra}}}"#);
-            assert!(
-                matches!(chat_req(&body), Err(ApiError::Unsupported { .. })),
-                "{extra}"
-            );
+            assert!(matches!(chat_req(&body), Err(ApiError::Unsupported { .. })), "{extra}");
         }
     }
 
     #[test]
     fn max_completion_tokens_is_the_newer_name_for_max_tokens() {
-        let v =
-            chat_req(r#"{"messages":[{"role":"user","content":"x"}],"max_completion_tokens":5}"#)
-                .unwrap();
+        let v = chat_req(r#"{"messages":[{"role":"user","content":"x"}],"max_completion_tokens":5}"#).unwrap();
         assert_eq!(v.generation.max_tokens, Some(5));
     }
 
     #[test]
     fn assistant_tool_call_arguments_must_be_json() {
         let body = r#"{"messages":[{"role":"assistant","content":null,"tool_calls":[{"id":"1","type":"function","function":{"name":"f","arguments":"{oops"}}]}]}"#;
-        assert_eq!(
-            param_of(chat_req(body)),
-            "messages[0].tool_calls[0].function.arguments"
-        );
+        assert_eq!(param_of(chat_req(body)), "messages[0].tool_calls[0].function.arguments");
     }
 
     #[test]
     fn completions_default_to_sixteen_tokens_and_accept_token_prompts() {
-        let v = completion(
-            parse(br#"{"model":"m","prompt":[1,2,3]}"#).unwrap(),
-            &Limits::default(),
-        )
-        .unwrap();
+        let v = completion(parse(br#"{"model":"m","prompt":[1,2,3]}"#).unwrap(), &Limits::default()).unwrap();
         assert_eq!(v.generation.max_tokens, Some(16));
         assert!(matches!(&v.prompts[..], [ValidPrompt::Tokens(t)] if t == &[1, 2, 3]));
     }

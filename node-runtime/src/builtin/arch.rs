@@ -91,10 +91,7 @@ impl ArchConfig {
     /// A message naming the missing or unsupported setting.
     pub fn from_metadata(md: &Metadata<'_>) -> Result<Self, String> {
         let arch = Architecture::parse(md.architecture()).ok_or_else(|| {
-            format!(
-                "architecture {:?} is not supported (supported: llama, qwen2, gemma3)",
-                md.architecture()
-            )
+            format!("architecture {:?} is not supported (supported: llama, qwen2, gemma3)", md.architecture())
         })?;
         let k = |s: &str| md.arch_key(s);
         let hidden = md.usize(&k("embedding_length"))?;
@@ -102,31 +99,19 @@ impl ArchConfig {
         if n_heads == 0 {
             return Err("attention.head_count is 0".into());
         }
-        let n_kv_heads = md
-            .opt_usize(&k("attention.head_count_kv"))?
-            .unwrap_or(n_heads);
+        let n_kv_heads = md.opt_usize(&k("attention.head_count_kv"))?.unwrap_or(n_heads);
         if n_kv_heads == 0 || n_heads % n_kv_heads != 0 {
-            return Err(format!(
-                "{n_heads} attention heads cannot share {n_kv_heads} key/value heads"
-            ));
+            return Err(format!("{n_heads} attention heads cannot share {n_kv_heads} key/value heads"));
         }
-        let head_dim = md
-            .opt_usize(&k("attention.key_length"))?
-            .unwrap_or(hidden / n_heads);
-        let value_dim = md
-            .opt_usize(&k("attention.value_length"))?
-            .unwrap_or(head_dim);
+        let head_dim = md.opt_usize(&k("attention.key_length"))?.unwrap_or(hidden / n_heads);
+        let value_dim = md.opt_usize(&k("attention.value_length"))?.unwrap_or(head_dim);
         if value_dim != head_dim {
-            return Err(format!(
-                "key length {head_dim} differs from value length {value_dim}"
-            ));
+            return Err(format!("key length {head_dim} differs from value length {value_dim}"));
         }
         if let Some(rot) = md.opt_usize(&k("rope.dimension_count"))?
             && rot != head_dim
         {
-            return Err(format!(
-                "partial rotary embeddings ({rot} of {head_dim} dimensions) are not supported"
-            ));
+            return Err(format!("partial rotary embeddings ({rot} of {head_dim} dimensions) are not supported"));
         }
         if head_dim % 2 != 0 {
             return Err(format!("head dimension {head_dim} is odd"));
@@ -147,42 +132,17 @@ impl ArchConfig {
             n_kv_heads,
             head_dim,
             ffn_hidden: md.usize(&k("feed_forward_length"))?,
-            rms_eps: md
-                .opt_f32(&k("attention.layer_norm_rms_epsilon"))?
-                .unwrap_or(1e-6),
+            rms_eps: md.opt_f32(&k("attention.layer_norm_rms_epsilon"))?.unwrap_or(1e-6),
             context_length: md.opt_usize(&k("context_length"))?.unwrap_or(4096),
-            rope_style: if arch == Architecture::Llama {
-                RopeStyle::Interleaved
-            } else {
-                RopeStyle::Neox
-            },
+            rope_style: if arch == Architecture::Llama { RopeStyle::Interleaved } else { RopeStyle::Neox },
             rope_global,
             // Gemma 3's local layers use base 10k without scaling (llama.cpp's
             // rope_freq_base_train_swa for this architecture).
-            rope_local: if is_gemma {
-                RopeParams {
-                    base: 10_000.0,
-                    scale: 1.0,
-                }
-            } else {
-                rope_global
-            },
-            sliding_window: if is_gemma {
-                md.opt_usize(&k("attention.sliding_window"))?
-            } else {
-                None
-            },
+            rope_local: if is_gemma { RopeParams { base: 10_000.0, scale: 1.0 } } else { rope_global },
+            sliding_window: if is_gemma { md.opt_usize(&k("attention.sliding_window"))? } else { None },
             global_layer_period: if is_gemma { Some(6) } else { None },
-            embed_scale: if is_gemma {
-                Some((hidden as f32).sqrt())
-            } else {
-                None
-            },
-            activation: if is_gemma {
-                Activation::GeluTanh
-            } else {
-                Activation::Silu
-            },
+            embed_scale: if is_gemma { Some((hidden as f32).sqrt()) } else { None },
+            activation: if is_gemma { Activation::GeluTanh } else { Activation::Silu },
             attention_scale: 1.0 / (head_dim as f32).sqrt(),
         })
     }

@@ -51,18 +51,14 @@ impl<'a> Metadata<'a> {
                 Value::I32(x) if *x >= 0 => *x as u64,
                 Value::I64(x) if *x >= 0 => *x as u64,
                 other => {
-                    return Err(format!(
-                        "{key} should be a non-negative integer, found {other:?}"
-                    ));
+                    return Err(format!("{key} should be a non-negative integer, found {other:?}"));
                 }
             }),
         })
     }
 
     pub fn usize(&self, key: &str) -> MetaResult<usize> {
-        self.opt_u64(key)?
-            .map(|v| v as usize)
-            .ok_or_else(|| format!("missing {key}"))
+        self.opt_u64(key)?.map(|v| v as usize).ok_or_else(|| format!("missing {key}"))
     }
 
     pub fn opt_usize(&self, key: &str) -> MetaResult<Option<usize>> {
@@ -70,9 +66,7 @@ impl<'a> Metadata<'a> {
     }
 
     pub fn opt_u32(&self, key: &str) -> MetaResult<Option<u32>> {
-        self.opt_u64(key)?
-            .map(|v| u32::try_from(v).map_err(|_| format!("{key} is too large")))
-            .transpose()
+        self.opt_u64(key)?.map(|v| u32::try_from(v).map_err(|_| format!("{key} is too large"))).transpose()
     }
 
     pub fn opt_f32(&self, key: &str) -> MetaResult<Option<f32>> {
@@ -97,10 +91,7 @@ impl<'a> Metadata<'a> {
             None => None,
             Some(Value::String(s)) => Some(s.as_str()),
             Some(other) => {
-                return Err(format!(
-                    "{key} should be a string, found {:?}",
-                    other.value_type()
-                ));
+                return Err(format!("{key} should be a string, found {:?}", other.value_type()));
             }
         })
     }
@@ -110,10 +101,7 @@ impl<'a> Metadata<'a> {
             None => None,
             Some(Value::Array(items)) => Some(items),
             Some(other) => {
-                return Err(format!(
-                    "{key} should be an array, found {:?}",
-                    other.value_type()
-                ));
+                return Err(format!("{key} should be an array, found {:?}", other.value_type()));
             }
         })
     }
@@ -126,10 +114,7 @@ impl<'a> Metadata<'a> {
             .iter()
             .map(|v| match v {
                 Value::String(s) => Ok(s.clone()),
-                other => Err(format!(
-                    "{key} should hold strings, found {:?}",
-                    other.value_type()
-                )),
+                other => Err(format!("{key} should hold strings, found {:?}", other.value_type())),
             })
             .collect::<MetaResult<Vec<_>>>()
             .map(Some)
@@ -144,10 +129,7 @@ impl<'a> Metadata<'a> {
             .map(|v| match v {
                 Value::F32(x) => Ok(*x),
                 Value::F64(x) => Ok(*x as f32),
-                other => Err(format!(
-                    "{key} should hold floats, found {:?}",
-                    other.value_type()
-                )),
+                other => Err(format!("{key} should hold floats, found {:?}", other.value_type())),
             })
             .collect::<MetaResult<Vec<_>>>()
             .map(Some)
@@ -161,15 +143,10 @@ impl<'a> Metadata<'a> {
             .iter()
             .map(|v| match v {
                 Value::I32(x) => Ok(*x),
-                Value::U32(x) => {
-                    i32::try_from(*x).map_err(|_| format!("{key} value {x} is too large"))
-                }
+                Value::U32(x) => i32::try_from(*x).map_err(|_| format!("{key} value {x} is too large")),
                 Value::I8(x) => Ok(i32::from(*x)),
                 Value::U8(x) => Ok(i32::from(*x)),
-                other => Err(format!(
-                    "{key} should hold integers, found {:?}",
-                    other.value_type()
-                )),
+                other => Err(format!("{key} should hold integers, found {:?}", other.value_type())),
             })
             .collect::<MetaResult<Vec<_>>>()
             .map(Some)
@@ -178,14 +155,9 @@ impl<'a> Metadata<'a> {
     /// Everything the tokenizer needs.
     pub fn tokenizer_spec(&self) -> MetaResult<TokenizerSpec> {
         Ok(TokenizerSpec {
-            model: self
-                .opt_str("tokenizer.ggml.model")?
-                .ok_or("missing tokenizer.ggml.model")?
-                .to_owned(),
+            model: self.opt_str("tokenizer.ggml.model")?.ok_or("missing tokenizer.ggml.model")?.to_owned(),
             pre: self.opt_str("tokenizer.ggml.pre")?.map(str::to_owned),
-            tokens: self
-                .str_array("tokenizer.ggml.tokens")?
-                .ok_or("missing tokenizer.ggml.tokens")?,
+            tokens: self.str_array("tokenizer.ggml.tokens")?.ok_or("missing tokenizer.ggml.tokens")?,
             token_types: self
                 .i32_array("tokenizer.ggml.token_type")?
                 .unwrap_or_default()

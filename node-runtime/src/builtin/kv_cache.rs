@@ -26,13 +26,7 @@ pub struct SeqCache {
 }
 
 impl SeqCache {
-    pub fn new(
-        n_layers: usize,
-        kv_heads: usize,
-        head_dim: usize,
-        max_len: usize,
-        device: &Device,
-    ) -> Self {
+    pub fn new(n_layers: usize, kv_heads: usize, head_dim: usize, max_len: usize, device: &Device) -> Self {
         Self {
             layers: (0..n_layers).map(|_| None).collect(),
             len: 0,
@@ -67,18 +61,11 @@ impl SeqCache {
         if needed <= self.capacity {
             return Ok(());
         }
-        let new_capacity = needed
-            .div_ceil(GROWTH_STEP)
-            .saturating_mul(GROWTH_STEP)
-            .max(self.capacity * 2)
-            .min(self.max_len);
+        let new_capacity =
+            needed.div_ceil(GROWTH_STEP).saturating_mul(GROWTH_STEP).max(self.capacity * 2).min(self.max_len);
         for layer in self.layers.iter_mut() {
             let fresh = |old: Option<&Tensor>| -> candle_core::Result<Tensor> {
-                let t = Tensor::zeros(
-                    (self.kv_heads, new_capacity, self.head_dim),
-                    DType::F32,
-                    &self.device,
-                )?;
+                let t = Tensor::zeros((self.kv_heads, new_capacity, self.head_dim), DType::F32, &self.device)?;
                 if let Some(old) = old
                     && self.len > 0
                 {
@@ -108,17 +95,10 @@ impl SeqCache {
         let Some(Some(cache)) = self.layers.get(layer) else {
             candle_core::bail!("KV cache layer {layer} was not reserved");
         };
-        cache
-            .k
-            .slice_set(&k.transpose(0, 1)?.contiguous()?, 1, self.len)?;
-        cache
-            .v
-            .slice_set(&v.transpose(0, 1)?.contiguous()?, 1, self.len)?;
+        cache.k.slice_set(&k.transpose(0, 1)?.contiguous()?, 1, self.len)?;
+        cache.v.slice_set(&v.transpose(0, 1)?.contiguous()?, 1, self.len)?;
         let end = self.len + tokens;
-        Ok((
-            cache.k.narrow(1, from, end - from)?,
-            cache.v.narrow(1, from, end - from)?,
-        ))
+        Ok((cache.k.narrow(1, from, end - from)?, cache.v.narrow(1, from, end - from)?))
     }
 
     /// Marks `tokens` appended tokens as stored.

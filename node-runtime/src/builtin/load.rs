@@ -46,23 +46,16 @@ pub struct LoadedModel {
 /// engine can run, [`Error::Template`] when a configured chat template does
 /// not compile.
 pub fn load_gguf(path: &Path, options: &LoadOptions, device: &Device) -> Result<LoadedModel> {
-    let io = |source| Error::Io {
-        path: path.to_path_buf(),
-        source,
-    };
+    let io = |source| Error::Io { path: path.to_path_buf(), source };
     if let Some(expected) = &options.sha256 {
         let actual = sha256_file(path).map_err(io)?;
         if actual != expected.as_str() {
-            return Err(Error::DigestMismatch {
-                path: path.to_path_buf(),
-                expected: expected.to_string(),
-                actual,
-            });
+            return Err(Error::DigestMismatch { path: path.to_path_buf(), expected: expected.to_string(), actual });
         }
     }
     let mut reader = BufReader::new(File::open(path).map_err(io)?);
-    let content = Content::read(&mut reader)
-        .map_err(|e| Error::invalid(path, format!("not a readable GGUF file: {e}")))?;
+    let content =
+        Content::read(&mut reader).map_err(|e| Error::invalid(path, format!("not a readable GGUF file: {e}")))?;
     let md = Metadata::new(&content.metadata).map_err(|e| Error::invalid(path, e))?;
     let cfg = ArchConfig::from_metadata(&md).map_err(|e| Error::invalid(path, e))?;
     let tokenizer = Tokenizer::new(md.tokenizer_spec().map_err(|e| Error::invalid(path, e))?)
@@ -73,10 +66,7 @@ pub fn load_gguf(path: &Path, options: &LoadOptions, device: &Device) -> Result<
         Some(c) => {
             return Err(Error::invalid(
                 path,
-                format!(
-                    "context_length {c} exceeds the {} tokens the model was trained for",
-                    cfg.context_length
-                ),
+                format!("context_length {c} exceeds the {} tokens the model was trained for", cfg.context_length),
             ));
         }
     };
@@ -102,12 +92,7 @@ pub fn load_gguf(path: &Path, options: &LoadOptions, device: &Device) -> Result<
         weight_bytes: transformer.weight_bytes,
         has_chat_template: template.is_some(),
     };
-    Ok(LoadedModel {
-        transformer,
-        tokenizer,
-        template,
-        info,
-    })
+    Ok(LoadedModel { transformer, tokenizer, template, info })
 }
 
 /// Reads only the tokenizer of the GGUF file at `path`.
@@ -115,15 +100,11 @@ pub fn load_gguf(path: &Path, options: &LoadOptions, device: &Device) -> Result<
 /// # Errors
 /// As [`load_gguf`], for the file and its tokenizer metadata.
 pub fn read_tokenizer(path: &Path) -> Result<Tokenizer> {
-    let mut reader = BufReader::new(File::open(path).map_err(|source| Error::Io {
-        path: path.to_path_buf(),
-        source,
-    })?);
-    let content = Content::read(&mut reader)
-        .map_err(|e| Error::invalid(path, format!("not a readable GGUF file: {e}")))?;
+    let mut reader = BufReader::new(File::open(path).map_err(|source| Error::Io { path: path.to_path_buf(), source })?);
+    let content =
+        Content::read(&mut reader).map_err(|e| Error::invalid(path, format!("not a readable GGUF file: {e}")))?;
     let md = Metadata::new(&content.metadata).map_err(|e| Error::invalid(path, e))?;
-    Tokenizer::new(md.tokenizer_spec().map_err(|e| Error::invalid(path, e))?)
-        .map_err(|e| Error::invalid(path, e))
+    Tokenizer::new(md.tokenizer_spec().map_err(|e| Error::invalid(path, e))?).map_err(|e| Error::invalid(path, e))
 }
 
 /// The configured template, else the file's, else the architecture's known

@@ -37,10 +37,7 @@ pub struct BuiltinEngine {
 impl BuiltinEngine {
     /// An engine on the CPU.
     pub fn cpu() -> Self {
-        Self {
-            device: candle_core::Device::Cpu,
-            max_sequences: DEFAULT_MAX_SEQUENCES,
-        }
+        Self { device: candle_core::Device::Cpu, max_sequences: DEFAULT_MAX_SEQUENCES }
     }
 
     /// An engine on the first CUDA device when this build has CUDA and one is
@@ -49,10 +46,7 @@ impl BuiltinEngine {
         #[cfg(feature = "cuda")]
         match candle_core::Device::new_cuda(0) {
             Ok(device) => {
-                return Self {
-                    device,
-                    max_sequences: DEFAULT_MAX_SEQUENCES,
-                };
+                return Self { device, max_sequences: DEFAULT_MAX_SEQUENCES };
             }
             Err(e) => {
                 tracing::warn!(error = %e, "No usable CUDA device; running models on the CPU")
@@ -79,11 +73,7 @@ impl Engine for BuiltinEngine {
             sha256: spec.sha256.clone(),
         };
         let loaded = load_gguf(spec.artifact.local_path(), &options, &self.device)?;
-        Ok(Arc::new(BuiltinModel::start(
-            loaded,
-            self.max_sequences,
-            spec.name.as_str(),
-        )?))
+        Ok(Arc::new(BuiltinModel::start(loaded, self.max_sequences, spec.name.as_str())?))
     }
 }
 
@@ -103,24 +93,14 @@ impl BuiltinModel {
     pub fn start(loaded: LoadedModel, max_sequences: usize, name: &str) -> Result<Self> {
         let (sender, rx) = mpsc::unbounded_channel();
         let tokenizer = Arc::new(loaded.tokenizer);
-        let limits = WorkerLimits {
-            max_sequences,
-            context_length: loaded.info.context_length,
-        };
+        let limits = WorkerLimits { max_sequences, context_length: loaded.info.context_length };
         let worker_tokenizer = tokenizer.clone();
         let transformer = loaded.transformer;
         std::thread::Builder::new()
             .name(format!("gt-model-{name}"))
             .spawn(move || worker::run(transformer, worker_tokenizer, rx, limits))
-            .map_err(|e| {
-                Error::Inference(format!("cannot start the model's worker thread: {e}"))
-            })?;
-        Ok(Self {
-            info: loaded.info,
-            tokenizer,
-            template: loaded.template,
-            sender,
-        })
+            .map_err(|e| Error::Inference(format!("cannot start the model's worker thread: {e}")))?;
+        Ok(Self { info: loaded.info, tokenizer, template: loaded.template, sender })
     }
 
     pub fn tokenizer(&self) -> &Tokenizer {
@@ -133,11 +113,7 @@ impl ModelInstance for BuiltinModel {
         &self.info
     }
 
-    fn chat_prompt(
-        &self,
-        messages: &[ChatMessage],
-        tools: Option<&serde_json::Value>,
-    ) -> Result<Vec<u32>> {
+    fn chat_prompt(&self, messages: &[ChatMessage], tools: Option<&serde_json::Value>) -> Result<Vec<u32>> {
         let template = self.template.as_ref().ok_or(Error::NoChatTemplate)?;
         let text = template.render(messages, tools, true)?;
         Ok(self.tokenizer.encode(&text, true))
@@ -153,11 +129,7 @@ impl ModelInstance for BuiltinModel {
         if prompt_len == 0 {
             return Err(Error::EmptyPrompt);
         }
-        if let Some(&bad) = request
-            .prompt
-            .iter()
-            .find(|&&t| t as usize >= self.info.vocab_size)
-        {
+        if let Some(&bad) = request.prompt.iter().find(|&&t| t as usize >= self.info.vocab_size) {
             return Err(Error::TokenOutOfRange(bad));
         }
         let room = context.saturating_sub(prompt_len);
@@ -175,13 +147,7 @@ impl ModelInstance for BuiltinModel {
         let (events, rx) = mpsc::unbounded_channel();
         let sampler = Sampler::new(request.sampling, &request.prompt);
         self.sender
-            .send(NewSequence {
-                prompt: request.prompt,
-                sampler,
-                max_tokens,
-                stops: request.stop,
-                events,
-            })
+            .send(NewSequence { prompt: request.prompt, sampler, max_tokens, stops: request.stop, events })
             .map_err(|_| Error::Stopped)?;
         Ok(GenerationStream::new(rx))
     }

@@ -55,13 +55,7 @@ impl Transformer {
     /// # Errors
     /// When a tensor is missing or has the wrong shape.
     pub fn load(cfg: ArchConfig, w: &mut Weights<'_>, device: &Device) -> Result<Self> {
-        let (h, nh, nkv, d, ff) = (
-            cfg.hidden,
-            cfg.n_heads,
-            cfg.n_kv_heads,
-            cfg.head_dim,
-            cfg.ffn_hidden,
-        );
+        let (h, nh, nkv, d, ff) = (cfg.hidden, cfg.n_heads, cfg.n_kv_heads, cfg.head_dim, cfg.ffn_hidden);
         let embeddings = w.qtensor("token_embd.weight")?;
         let vocab = embeddings.shape().dims2()?.0;
         let mut layers = Vec::with_capacity(cfg.n_layers);
@@ -91,15 +85,7 @@ impl Transformer {
             // Tied embeddings: the output projection is the embedding table.
             QLinear::new(QMatMul::from_arc(embeddings.clone())?, None)
         };
-        Ok(Self {
-            cfg,
-            embeddings,
-            layers,
-            output_norm,
-            lm_head,
-            device: device.clone(),
-            weight_bytes: w.loaded_bytes,
-        })
+        Ok(Self { cfg, embeddings, layers, output_norm, lm_head, device: device.clone(), weight_bytes: w.loaded_bytes })
     }
 
     pub fn config(&self) -> &ArchConfig {
@@ -112,13 +98,7 @@ impl Transformer {
 
     /// A fresh cache for one sequence of at most `max_len` tokens.
     pub fn new_cache(&self, max_len: usize) -> SeqCache {
-        SeqCache::new(
-            self.cfg.n_layers,
-            self.cfg.n_kv_heads,
-            self.cfg.head_dim,
-            max_len,
-            &self.device,
-        )
+        SeqCache::new(self.cfg.n_layers, self.cfg.n_kv_heads, self.cfg.head_dim, max_len, &self.device)
     }
 
     /// Runs one step over `batch`, appending every item's tokens to its cache.
@@ -128,18 +108,13 @@ impl Transformer {
     /// On a tensor error (a bug or an exhausted device) or a cache overflow.
     pub fn forward(&self, batch: &mut [BatchItem<'_>]) -> Result<Option<Tensor>> {
         let cfg = &self.cfg;
-        let ids: Vec<u32> = batch
-            .iter()
-            .flat_map(|b| b.tokens.iter().copied())
-            .collect();
+        let ids: Vec<u32> = batch.iter().flat_map(|b| b.tokens.iter().copied()).collect();
         let n = ids.len();
         if n == 0 {
             return Ok(None);
         }
-        let positions: Vec<usize> = batch
-            .iter()
-            .flat_map(|b| (b.cache.len()..b.cache.len() + b.tokens.len()).collect::<Vec<_>>())
-            .collect();
+        let positions: Vec<usize> =
+            batch.iter().flat_map(|b| (b.cache.len()..b.cache.len() + b.tokens.len()).collect::<Vec<_>>()).collect();
         for item in batch.iter_mut() {
             item.cache.reserve(item.tokens.len())?;
         }
@@ -152,19 +127,10 @@ impl Transformer {
         let rope_local = if cfg.rope_local == cfg.rope_global {
             None
         } else {
-            Some(RopeTable::new(
-                cfg,
-                cfg.rope_local,
-                &positions,
-                &self.device,
-            )?)
+            Some(RopeTable::new(cfg, cfg.rope_local, &positions, &self.device)?)
         };
         for (li, layer) in self.layers.iter().enumerate() {
-            let rope = if layer.local {
-                rope_local.as_ref().unwrap_or(&rope_global)
-            } else {
-                &rope_global
-            };
+            let rope = if layer.local { rope_local.as_ref().unwrap_or(&rope_global) } else { &rope_global };
             x = self.layer_forward(li, layer, &x, rope, batch)?;
         }
         for item in batch.iter_mut() {
@@ -216,27 +182,12 @@ impl Transformer {
         for item in batch.iter_mut() {
             let t = item.tokens.len();
             let start = item.cache.len();
-            let window = if layer.local {
-                cfg.sliding_window
-            } else {
-                None
-            };
+            let window = if layer.local { cfg.sliding_window } else { None };
             // Oldest position any of this item's queries may see.
             let from = window.map_or(0, |w| (start + 1).saturating_sub(w));
-            let (keys, values) =
-                item.cache
-                    .append(li, &k.narrow(0, offset, t)?, &v.narrow(0, offset, t)?, from)?;
+            let (keys, values) = item.cache.append(li, &k.narrow(0, offset, t)?, &v.narrow(0, offset, t)?, from)?;
             let q_item = q.narrow(0, offset, t)?;
-            outputs.push(attend(
-                &q_item,
-                &keys,
-                &values,
-                start,
-                from,
-                window,
-                nkv,
-                &self.device,
-            )?);
+            outputs.push(attend(&q_item, &keys, &values, start, from, window, nkv, &self.device)?);
             offset += t;
         }
         let attn = Tensor::cat(&outputs, 0)?;
@@ -280,11 +231,7 @@ fn attend(
     let len = keys.dim(1)?;
     // [t, nkv, group, d] → [nkv, t * group, d]: query heads that share a
     // key/value head become rows of one matrix product.
-    let q = q
-        .reshape((t, nkv, group, d))?
-        .transpose(0, 1)?
-        .contiguous()?
-        .reshape((nkv, t * group, d))?;
+    let q = q.reshape((t, nkv, group, d))?.transpose(0, 1)?.contiguous()?.reshape((nkv, t * group, d))?;
     let scores = q.matmul(&keys.transpose(1, 2)?)?;
     // A single new token sees its whole (windowed) cache: no mask needed.
     let scores = if t > 1 {
@@ -309,10 +256,7 @@ fn attend(
     };
     let probs = candle_nn::ops::softmax_last_dim(&scores)?;
     let out = probs.matmul(&values.contiguous()?)?;
-    out.reshape((nkv, t, group, d))?
-        .transpose(0, 1)?
-        .contiguous()?
-        .reshape((t, nh * d))
+    out.reshape((nkv, t, group, d))?.transpose(0, 1)?.contiguous()?.reshape((t, nh * d))
 }
 
 /// cos/sin of every token's position for one set of rope parameters.
@@ -323,16 +267,10 @@ struct RopeTable {
 }
 
 impl RopeTable {
-    fn new(
-        cfg: &ArchConfig,
-        params: RopeParams,
-        positions: &[usize],
-        device: &Device,
-    ) -> candle_core::Result<Self> {
+    fn new(cfg: &ArchConfig, params: RopeParams, positions: &[usize], device: &Device) -> candle_core::Result<Self> {
         let half = cfg.head_dim / 2;
-        let inv_freq: Vec<f32> = (0..half)
-            .map(|i| 1.0 / params.base.powf(2.0 * i as f32 / cfg.head_dim as f32))
-            .collect();
+        let inv_freq: Vec<f32> =
+            (0..half).map(|i| 1.0 / params.base.powf(2.0 * i as f32 / cfg.head_dim as f32)).collect();
         let mut cos = Vec::with_capacity(positions.len() * half);
         let mut sin = Vec::with_capacity(positions.len() * half);
         for &p in positions {

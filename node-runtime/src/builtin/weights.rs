@@ -22,19 +22,8 @@ pub struct Weights<'a> {
 }
 
 impl<'a> Weights<'a> {
-    pub fn new(
-        content: &'a Content,
-        reader: BufReader<File>,
-        path: &Path,
-        device: &Device,
-    ) -> Self {
-        Self {
-            content,
-            reader,
-            path: path.to_path_buf(),
-            device: device.clone(),
-            loaded_bytes: 0,
-        }
+    pub fn new(content: &'a Content, reader: BufReader<File>, path: &Path, device: &Device) -> Self {
+        Self { content, reader, path: path.to_path_buf(), device: device.clone(), loaded_bytes: 0 }
     }
 
     pub fn has(&self, name: &str) -> bool {
@@ -47,10 +36,7 @@ impl<'a> Weights<'a> {
     /// [`Error::InvalidModel`] when it is missing or unreadable.
     pub fn qtensor(&mut self, name: &str) -> Result<Arc<QTensor>> {
         if !self.has(name) {
-            return Err(Error::invalid(
-                &self.path,
-                format!("tensor {name} is missing"),
-            ));
+            return Err(Error::invalid(&self.path, format!("tensor {name} is missing")));
         }
         let t = self
             .content
@@ -76,11 +62,7 @@ impl<'a> Weights<'a> {
     }
 
     pub fn opt_vector(&mut self, name: &str, len: usize) -> Result<Option<Tensor>> {
-        if self.has(name) {
-            self.vector(name, len).map(Some)
-        } else {
-            Ok(None)
-        }
+        if self.has(name) { self.vector(name, len).map(Some) } else { Ok(None) }
     }
 
     /// A `[rows, cols]` matrix as a linear layer mapping `cols` inputs to `rows` outputs.
@@ -92,10 +74,7 @@ impl<'a> Weights<'a> {
         if w.shape().dims() != [rows, cols] {
             return Err(Error::invalid(
                 &self.path,
-                format!(
-                    "tensor {name}.weight has shape {:?}, expected [{rows}, {cols}]",
-                    w.shape().dims()
-                ),
+                format!("tensor {name}.weight has shape {:?}, expected [{rows}, {cols}]", w.shape().dims()),
             ));
         }
         let bias = self.opt_vector(&format!("{name}.bias"), rows)?;

@@ -45,10 +45,7 @@ impl Sequence {
     }
 
     fn usage(&self) -> Usage {
-        Usage {
-            prompt_tokens: self.prompt_len as u32,
-            completion_tokens: self.generated,
-        }
+        Usage { prompt_tokens: self.prompt_len as u32, completion_tokens: self.generated }
     }
 
     fn send(&self, event: GenerationEvent) {
@@ -112,20 +109,11 @@ pub fn run(
 
 /// One forward pass over the planned part of every active sequence, then
 /// sampling for those whose pending tokens are all processed.
-fn step(
-    model: &Transformer,
-    tokenizer: &Tokenizer,
-    active: &mut Vec<Sequence>,
-    limits: WorkerLimits,
-) {
+fn step(model: &Transformer, tokenizer: &Tokenizer, active: &mut Vec<Sequence>, limits: WorkerLimits) {
     let pending: Vec<usize> = active.iter().map(Sequence::pending).collect();
     let plan = plan_step(&pending, STEP_TOKEN_BUDGET);
     let scheduled: Vec<usize> = (0..active.len()).filter(|&i| plan[i] > 0).collect();
-    let sampled: Vec<usize> = scheduled
-        .iter()
-        .copied()
-        .filter(|&i| plan[i] == pending[i])
-        .collect();
+    let sampled: Vec<usize> = scheduled.iter().copied().filter(|&i| plan[i] == pending[i]).collect();
 
     let result = catch_unwind(AssertUnwindSafe(|| {
         let mut batch: Vec<BatchItem<'_>> = Vec::with_capacity(scheduled.len());
@@ -135,11 +123,7 @@ fn step(
             }
             let from = seq.cache.len();
             let Sequence { tokens, cache, .. } = seq;
-            batch.push(BatchItem {
-                tokens: &tokens[from..from + plan[i]],
-                cache,
-                want_logits: plan[i] == pending[i],
-            });
+            batch.push(BatchItem { tokens: &tokens[from..from + plan[i]], cache, want_logits: plan[i] == pending[i] });
         }
         model.forward(&mut batch).and_then(|logits| match logits {
             Some(l) => Ok(l.to_vec2::<f32>()?),
@@ -169,10 +153,7 @@ fn step(
             if !tail.is_empty() && !matches!(finish, FinishReason::StopSequence(_)) {
                 seq.send(GenerationEvent::Text(tail));
             }
-            seq.send(GenerationEvent::Done {
-                finish,
-                usage: seq.usage(),
-            });
+            seq.send(GenerationEvent::Done { finish, usage: seq.usage() });
             finished.push(i);
         }
     }
@@ -180,12 +161,7 @@ fn step(
 }
 
 /// Adds `token` to `seq`, sends its text, and says whether the sequence ended.
-fn advance(
-    seq: &mut Sequence,
-    tokenizer: &Tokenizer,
-    token: u32,
-    context: usize,
-) -> Option<FinishReason> {
+fn advance(seq: &mut Sequence, tokenizer: &Tokenizer, token: u32, context: usize) -> Option<FinishReason> {
     if tokenizer.is_end_of_generation(token) {
         return Some(FinishReason::EndOfTurn);
     }
@@ -213,17 +189,10 @@ fn advance(
 }
 
 fn fail(active: &mut Vec<Sequence>, indices: &[usize], message: &str) {
-    tracing::error!(
-        error = message,
-        sequences = indices.len(),
-        "Forward pass failed; failing its sequences"
-    );
+    tracing::error!(error = message, sequences = indices.len(), "Forward pass failed; failing its sequences");
     for &i in indices {
         let seq = &active[i];
-        seq.send(GenerationEvent::Failed {
-            message: message.to_owned(),
-            usage: seq.usage(),
-        });
+        seq.send(GenerationEvent::Failed { message: message.to_owned(), usage: seq.usage() });
     }
     remove(active, indices);
 }

@@ -18,26 +18,17 @@ pub struct BpeModel {
 }
 
 impl BpeModel {
-    pub fn new(
-        ids: &HashMap<String, u32>,
-        merge_list: &[String],
-        pre: PreTokenizer,
-    ) -> Result<Self, TokenizerError> {
+    pub fn new(ids: &HashMap<String, u32>, merge_list: &[String], pre: PreTokenizer) -> Result<Self, TokenizerError> {
         if merge_list.is_empty() {
             return Err(TokenizerError::Missing("tokenizer.ggml.merges"));
         }
         let mut merges = HashMap::with_capacity(merge_list.len());
         for (rank, merge) in merge_list.iter().enumerate() {
             let Some((left, right)) = merge.split_once(' ') else {
-                return Err(TokenizerError::Inconsistent(format!(
-                    "merge {merge:?} has no space"
-                )));
+                return Err(TokenizerError::Inconsistent(format!("merge {merge:?} has no space")));
             };
-            let (Some(&l), Some(&r), Some(&m)) = (
-                ids.get(left),
-                ids.get(right),
-                ids.get(&format!("{left}{right}")),
-            ) else {
+            let (Some(&l), Some(&r), Some(&m)) = (ids.get(left), ids.get(right), ids.get(&format!("{left}{right}")))
+            else {
                 // A merge whose parts are not tokens can never apply.
                 continue;
             };
@@ -47,17 +38,8 @@ impl BpeModel {
         for (b, slot) in byte_ids.iter_mut().enumerate() {
             *slot = ids.get(&byte_char(b as u8).to_string()).copied();
         }
-        let ids = if pre.ignore_merges {
-            ids.clone()
-        } else {
-            HashMap::new()
-        };
-        Ok(Self {
-            pre,
-            merges,
-            byte_ids,
-            ids,
-        })
+        let ids = if pre.ignore_merges { ids.clone() } else { HashMap::new() };
+        Ok(Self { pre, merges, byte_ids, ids })
     }
 
     /// Appends the ids of `text` (no special tokens in it) to `out`.
@@ -75,10 +57,7 @@ impl BpeModel {
     }
 
     fn encode_word(&self, word: &str, out: &mut Vec<u32>) {
-        let mut symbols: Vec<u32> = word
-            .bytes()
-            .filter_map(|b| self.byte_ids[b as usize])
-            .collect();
+        let mut symbols: Vec<u32> = word.bytes().filter_map(|b| self.byte_ids[b as usize]).collect();
         if symbols.len() > 1 {
             merge_symbols(&mut symbols, &self.merges);
         }

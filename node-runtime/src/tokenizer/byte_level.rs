@@ -23,11 +23,7 @@ fn tables() -> &'static Tables {
                 c
             };
         }
-        let to_byte = to_char
-            .iter()
-            .enumerate()
-            .map(|(b, &c)| (c, b as u8))
-            .collect();
+        let to_byte = to_char.iter().enumerate().map(|(b, &c)| (c, b as u8)).collect();
         Tables { to_char, to_byte }
     })
 }

@@ -100,16 +100,8 @@ pub struct Tokenizer {
 
 /// Texts of end-of-turn tokens across model families; one of these in the
 /// vocabulary as a control token also ends a generation, as in llama.cpp.
-const END_OF_GENERATION_TEXTS: &[&str] = &[
-    "<|eot_id|>",
-    "<|im_end|>",
-    "<|end|>",
-    "<end_of_turn>",
-    "<|endoftext|>",
-    "<|eom_id|>",
-    "<EOT>",
-    "</s>",
-];
+const END_OF_GENERATION_TEXTS: &[&str] =
+    &["<|eot_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>", "<|endoftext|>", "<|eom_id|>", "<EOT>", "</s>"];
 
 impl Tokenizer {
     /// Builds a tokenizer from GGUF tokenizer metadata.
@@ -127,49 +119,27 @@ impl Tokenizer {
         } else if spec.token_types.len() == n {
             spec.token_types.clone()
         } else {
-            return Err(TokenizerError::Inconsistent(format!(
-                "{} token types for {n} tokens",
-                spec.token_types.len()
-            )));
+            return Err(TokenizerError::Inconsistent(format!("{} token types for {n} tokens", spec.token_types.len())));
         };
-        for (what, id) in [
-            ("bos", spec.bos),
-            ("eos", spec.eos),
-            ("eot", spec.eot),
-            ("unknown", spec.unknown),
-        ] {
+        for (what, id) in [("bos", spec.bos), ("eos", spec.eos), ("eot", spec.eot), ("unknown", spec.unknown)] {
             if let Some(id) = id.filter(|&id| id as usize >= n) {
-                return Err(TokenizerError::Inconsistent(format!(
-                    "{what} token id {id} is outside the vocabulary"
-                )));
+                return Err(TokenizerError::Inconsistent(format!("{what} token id {id} is outside the vocabulary")));
             }
         }
-        let ids: HashMap<String, u32> = spec
-            .tokens
-            .iter()
-            .enumerate()
-            .map(|(i, t)| (t.clone(), i as u32))
-            .collect();
+        let ids: HashMap<String, u32> = spec.tokens.iter().enumerate().map(|(i, t)| (t.clone(), i as u32)).collect();
         let (model, pieces) = match spec.model.as_str() {
             "gpt2" => {
                 let pre = PreTokenizer::from_gguf(spec.pre.as_deref());
                 let bpe = BpeModel::new(&ids, &spec.merges, pre)?;
-                let pieces = (0..n)
-                    .map(|i| bpe::piece_bytes(&spec.tokens[i], token_types[i]))
-                    .collect();
+                let pieces = (0..n).map(|i| bpe::piece_bytes(&spec.tokens[i], token_types[i])).collect();
                 (Model::Bpe(bpe), pieces)
             }
             "llama" => {
                 if spec.scores.len() != n {
-                    return Err(TokenizerError::Inconsistent(format!(
-                        "{} scores for {n} tokens",
-                        spec.scores.len()
-                    )));
+                    return Err(TokenizerError::Inconsistent(format!("{} scores for {n} tokens", spec.scores.len())));
                 }
                 let spm = SpmModel::new(ids.clone(), spec.scores.clone(), spec.unknown);
-                let pieces = (0..n)
-                    .map(|i| spm::piece_bytes(&spec.tokens[i], token_types[i]))
-                    .collect();
+                let pieces = (0..n).map(|i| spm::piece_bytes(&spec.tokens[i], token_types[i])).collect();
                 (Model::Spm(spm), pieces)
             }
             other => return Err(TokenizerError::UnsupportedModel(other.to_owned())),
@@ -221,9 +191,7 @@ impl Tokenizer {
                 special::Fragment::Text(raw) => {
                     match &self.model {
                         Model::Bpe(bpe) => bpe.encode(raw, &mut out),
-                        Model::Spm(spm) => {
-                            spm.encode(raw, self.add_space_prefix && prev_was_special, &mut out)
-                        }
+                        Model::Spm(spm) => spm.encode(raw, self.add_space_prefix && prev_was_special, &mut out),
                     }
                     prev_was_special = false;
                 }
@@ -239,10 +207,7 @@ impl Tokenizer {
 
     /// Decodes ids to text, replacing invalid UTF-8.
     pub fn decode(&self, ids: &[u32]) -> String {
-        let bytes: Vec<u8> = ids
-            .iter()
-            .flat_map(|&id| self.piece(id).iter().copied())
-            .collect();
+        let bytes: Vec<u8> = ids.iter().flat_map(|&id| self.piece(id).iter().copied()).collect();
         String::from_utf8_lossy(&bytes).into_owned()
     }
 

@@ -23,9 +23,7 @@ impl PreTokenizer {
     pub fn from_gguf(pre: Option<&str>) -> Self {
         let (pattern, ignore_merges) = match pre {
             Some("qwen2" | "qwen35" | "deepseek-r1-qwen") => (QWEN2, false),
-            Some("llama3" | "llama-bpe" | "llama-v3" | "smaug-bpe" | "falcon3" | "pixtral") => {
-                (LLAMA3, true)
-            }
+            Some("llama3" | "llama-bpe" | "llama-v3" | "smaug-bpe" | "falcon3" | "pixtral") => (LLAMA3, true),
             None | Some("gpt2" | "gpt-2" | "default") => (GPT2, false),
             Some(other) => {
                 tracing::warn!(pre = other, "Unknown tokenizer pre-split; using GPT-2's");
@@ -39,10 +37,7 @@ impl PreTokenizer {
         // The patterns are constants of this module; a failure is a bug caught by its tests.
         #[allow(clippy::expect_used)]
         let regex = Regex::new(pattern).expect("built-in pre-tokenizer pattern compiles");
-        Self {
-            regex,
-            ignore_merges,
-        }
+        Self { regex, ignore_merges }
     }
 
     /// Splits `text` into words. Text the pattern does not match (rare) is
@@ -77,10 +72,7 @@ mod tests {
     #[test]
     fn qwen2_splits_digits_one_by_one_and_keeps_leading_spaces() {
         let pre = PreTokenizer::from_gguf(Some("qwen2"));
-        assert_eq!(
-            pre.split("Hello world 123!"),
-            ["Hello", " world", " ", "1", "2", "3", "!"]
-        );
+        assert_eq!(pre.split("Hello world 123!"), ["Hello", " world", " ", "1", "2", "3", "!"]);
         assert_eq!(pre.split("a  b\n\nc"), ["a", " ", " b", "\n\n", "c"]);
     }
 
@@ -94,14 +86,7 @@ mod tests {
     fn split_words_always_concatenate_to_the_input() {
         for pre in [None, Some("qwen2"), Some("llama-bpe"), Some("unknown-pre")] {
             let p = PreTokenizer::from_gguf(pre);
-            for text in [
-                "",
-                " ",
-                "x",
-                "  trailing  ",
-                "é漢字 \t\r\n mix 99 it's",
-                "\u{0}\u{1}",
-            ] {
+            for text in ["", " ", "x", "  trailing  ", "é漢字 \t\r\n mix 99 it's", "\u{0}\u{1}"] {
                 assert_eq!(p.split(text).concat(), text, "{pre:?} {text:?}");
             }
         }

@@ -34,11 +34,7 @@ impl SpecialMatcher {
             .zip(types)
             .enumerate()
             .filter(|(_, (text, ty))| {
-                !text.is_empty()
-                    && matches!(
-                        ty,
-                        TokenType::Control | TokenType::UserDefined | TokenType::Unknown
-                    )
+                !text.is_empty() && matches!(ty, TokenType::Control | TokenType::UserDefined | TokenType::Unknown)
             })
             .map(|(id, (text, ty))| Special {
                 text: text.clone(),
@@ -48,19 +44,13 @@ impl SpecialMatcher {
             .collect();
         specials.sort_by(|a, b| b.text.len().cmp(&a.text.len()).then(a.id.cmp(&b.id)));
         let automaton = AhoCorasick::new(specials.iter().map(|s| s.text.as_str())).ok();
-        Self {
-            specials,
-            automaton,
-        }
+        Self { specials, automaton }
     }
 
     /// Splits `text` into raw text and special tokens.
     pub fn split<'t>(&self, text: &'t str, parse_special: bool) -> Vec<Fragment<'t>> {
         let mut present: Vec<usize> = match &self.automaton {
-            Some(ac) => ac
-                .find_overlapping_iter(text)
-                .map(|m| m.pattern().as_usize())
-                .collect(),
+            Some(ac) => ac.find_overlapping_iter(text).map(|m| m.pattern().as_usize()).collect(),
             None => Vec::new(),
         };
         present.sort_unstable();
@@ -100,17 +90,10 @@ mod tests {
     use super::*;
 
     fn matcher() -> SpecialMatcher {
-        let tokens: Vec<String> = ["a", "<|im_start|>", "<|im_end|>", "<tool_call>", "<|im"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
-        let types = [
-            TokenType::Normal,
-            TokenType::Control,
-            TokenType::Control,
-            TokenType::UserDefined,
-            TokenType::Control,
-        ];
+        let tokens: Vec<String> =
+            ["a", "<|im_start|>", "<|im_end|>", "<tool_call>", "<|im"].iter().map(|s| s.to_string()).collect();
+        let types =
+            [TokenType::Normal, TokenType::Control, TokenType::Control, TokenType::UserDefined, TokenType::Control];
         SpecialMatcher::new(&tokens, &types)
     }
 
@@ -119,16 +102,9 @@ mod tests {
         let m = matcher();
         assert_eq!(
             m.split("<|im_start|>user\nhi<|im_end|>", true),
-            [
-                Fragment::Token(1),
-                Fragment::Text("user\nhi"),
-                Fragment::Token(2)
-            ]
+            [Fragment::Token(1), Fragment::Text("user\nhi"), Fragment::Token(2)]
         );
-        assert_eq!(
-            m.split("<|im_start|>user", false),
-            [Fragment::Text("<|im_start|>user")]
-        );
+        assert_eq!(m.split("<|im_start|>user", false), [Fragment::Text("<|im_start|>user")]);
     }
 
     #[test]
@@ -141,9 +117,6 @@ mod tests {
 
     #[test]
     fn longer_special_tokens_win_over_their_prefixes() {
-        assert_eq!(
-            matcher().split("<|im_end|><|im", true),
-            [Fragment::Token(2), Fragment::Token(4)]
-        );
+        assert_eq!(matcher().split("<|im_end|><|im", true), [Fragment::Token(2), Fragment::Token(4)]);
     }
 }

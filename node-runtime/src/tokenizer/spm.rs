@@ -30,9 +30,7 @@ impl Eq for Bigram {}
 impl Ord for Bigram {
     /// Highest score first; among equal scores, the leftmost pair.
     fn cmp(&self, other: &Self) -> Ordering {
-        self.score
-            .total_cmp(&other.score)
-            .then_with(|| other.left.cmp(&self.left))
+        self.score.total_cmp(&other.score).then_with(|| other.left.cmp(&self.left))
     }
 }
 
@@ -57,17 +55,10 @@ impl SpmModel {
             *slot = ids.get(&hex).copied().or_else(|| {
                 // Vocabularies without byte tokens may hold the byte itself.
                 let raw = [b as u8];
-                std::str::from_utf8(&raw)
-                    .ok()
-                    .and_then(|s| ids.get(s).copied())
+                std::str::from_utf8(&raw).ok().and_then(|s| ids.get(s).copied())
             });
         }
-        Self {
-            ids,
-            scores,
-            byte_ids,
-            unknown,
-        }
+        Self { ids, scores, byte_ids, unknown }
     }
 
     /// Appends the ids of `text` (no special tokens in it) to `out`.
@@ -83,12 +74,7 @@ impl SpmModel {
     fn encode_escaped(&self, text: &str, out: &mut Vec<u32>) {
         let mut symbols: Vec<Symbol> = Vec::with_capacity(text.len());
         for (i, (start, c)) in text.char_indices().enumerate() {
-            symbols.push(Symbol {
-                start,
-                len: c.len_utf8(),
-                prev: i.checked_sub(1),
-                next: None,
-            });
+            symbols.push(Symbol { start, len: c.len_utf8(), prev: i.checked_sub(1), next: None });
             if i > 0 {
                 symbols[i - 1].next = Some(i);
             }
@@ -135,28 +121,12 @@ impl SpmModel {
         }
     }
 
-    fn try_bigram(
-        &self,
-        text: &str,
-        symbols: &[Symbol],
-        left: usize,
-        right: usize,
-        queue: &mut BinaryHeap<Bigram>,
-    ) {
+    fn try_bigram(&self, text: &str, symbols: &[Symbol], left: usize, right: usize, queue: &mut BinaryHeap<Bigram>) {
         let start = symbols[left].start;
         let len = symbols[left].len + symbols[right].len;
         if let Some(&id) = self.ids.get(&text[start..start + len]) {
-            let score = self
-                .scores
-                .get(id as usize)
-                .copied()
-                .unwrap_or(f32::NEG_INFINITY);
-            queue.push(Bigram {
-                score,
-                left,
-                right,
-                len,
-            });
+            let score = self.scores.get(id as usize).copied().unwrap_or(f32::NEG_INFINITY);
+            queue.push(Bigram { score, left, right, len });
         }
     }
 }
@@ -166,9 +136,7 @@ pub fn piece_bytes(text: &str, ty: TokenType) -> Vec<u8> {
     match ty {
         TokenType::Control | TokenType::Unused | TokenType::Unknown => Vec::new(),
         TokenType::UserDefined => text.as_bytes().to_vec(),
-        TokenType::Byte => {
-            parse_byte_token(text).map_or_else(|| text.as_bytes().to_vec(), |b| vec![b])
-        }
+        TokenType::Byte => parse_byte_token(text).map_or_else(|| text.as_bytes().to_vec(), |b| vec![b]),
         TokenType::Normal => text.replace(SPACE, " ").into_bytes(),
     }
 }

@@ -12,18 +12,13 @@ fn spm() -> Tokenizer {
 }
 
 fn texts(t: &Tokenizer, ids: &[u32]) -> Vec<String> {
-    ids.iter()
-        .map(|&id| t.token_text(id).unwrap().to_owned())
-        .collect()
+    ids.iter().map(|&id| t.token_text(id).unwrap().to_owned()).collect()
 }
 
 #[test]
 fn bpe_merges_follow_the_merge_list() {
     let t = bpe();
-    assert_eq!(
-        texts(&t, &t.encode("Hello world", false)),
-        ["Hello", "Ġworld"]
-    );
+    assert_eq!(texts(&t, &t.encode("Hello world", false)), ["Hello", "Ġworld"]);
     assert_eq!(texts(&t, &t.encode(" the", false)), ["Ġthe"]);
     // No merge makes "xq": it stays two byte tokens.
     assert_eq!(texts(&t, &t.encode("xq", false)), ["x", "q"]);
@@ -33,15 +28,9 @@ fn bpe_merges_follow_the_merge_list() {
 fn bpe_parses_chat_markup_only_when_asked() {
     let t = bpe();
     let ids = t.encode("<|im_start|>user\nHello<|im_end|>", true);
-    assert_eq!(
-        texts(&t, &ids),
-        ["<|im_start|>", "u", "s", "er", "Ċ", "Hello", "<|im_end|>"]
-    );
+    assert_eq!(texts(&t, &ids), ["<|im_start|>", "u", "s", "er", "Ċ", "Hello", "<|im_end|>"]);
     let plain = t.encode("<|im_start|>", false);
-    assert!(
-        plain.len() > 1,
-        "markup in user text must not become a control token"
-    );
+    assert!(plain.len() > 1, "markup in user text must not become a control token");
 }
 
 #[test]
@@ -81,25 +70,12 @@ fn spm_turn_markers_are_control_tokens_and_end_of_turn_ends_generation() {
 fn inconsistent_metadata_is_refused() {
     let mut spec = bpe_vocab();
     spec.token_types.pop();
-    assert!(matches!(
-        Tokenizer::new(spec),
-        Err(TokenizerError::Inconsistent(_))
-    ));
+    assert!(matches!(Tokenizer::new(spec), Err(TokenizerError::Inconsistent(_))));
     let mut spec = spm_vocab();
     spec.eos = Some(1 << 30);
-    assert!(matches!(
-        Tokenizer::new(spec),
-        Err(TokenizerError::Inconsistent(_))
-    ));
-    let spec = TokenizerSpec {
-        model: "rwkv".into(),
-        tokens: vec!["a".into()],
-        ..Default::default()
-    };
-    assert!(matches!(
-        Tokenizer::new(spec),
-        Err(TokenizerError::UnsupportedModel(_))
-    ));
+    assert!(matches!(Tokenizer::new(spec), Err(TokenizerError::Inconsistent(_))));
+    let spec = TokenizerSpec { model: "rwkv".into(), tokens: vec!["a".into()], ..Default::default() };
+    assert!(matches!(Tokenizer::new(spec), Err(TokenizerError::UnsupportedModel(_))));
 }
 
 proptest! {
