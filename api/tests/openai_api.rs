@@ -1,6 +1,8 @@
 //! The OpenAI-compatible API over real HTTP on loopback, with tiny generated
 //! models behind it.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod support;
 
 use std::collections::HashSet;

@@ -2,6 +2,7 @@
 //! `cargo run --release --example generate -- model.gguf "prompt" [max_tokens] [--chat]`.
 
 use std::path::PathBuf;
+#[allow(clippy::disallowed_types)] // A command-line timer, not scheduling logic.
 use std::time::Instant;
 
 use greenthread_core::{ChatMessage, Role, SamplingParams};

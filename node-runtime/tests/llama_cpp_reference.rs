@@ -5,6 +5,8 @@
 //! `llama_cpp`) and the real models (`GREENTHREAD_MODELS`); `scripts/test.sh`
 //! provides both and runs them.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};

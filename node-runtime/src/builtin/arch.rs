@@ -100,7 +100,7 @@ impl ArchConfig {
             return Err("attention.head_count is 0".into());
         }
         let n_kv_heads = md.opt_usize(&k("attention.head_count_kv"))?.unwrap_or(n_heads);
-        if n_kv_heads == 0 || n_heads % n_kv_heads != 0 {
+        if n_kv_heads == 0 || !n_heads.is_multiple_of(n_kv_heads) {
             return Err(format!("{n_heads} attention heads cannot share {n_kv_heads} key/value heads"));
         }
         let head_dim = md.opt_usize(&k("attention.key_length"))?.unwrap_or(hidden / n_heads);
@@ -113,7 +113,7 @@ impl ArchConfig {
         {
             return Err(format!("partial rotary embeddings ({rot} of {head_dim} dimensions) are not supported"));
         }
-        if head_dim % 2 != 0 {
+        if !head_dim.is_multiple_of(2) {
             return Err(format!("head dimension {head_dim} is odd"));
         }
         let base = md.opt_f32(&k("rope.freq_base"))?.unwrap_or(10_000.0);
@@ -150,7 +150,7 @@ impl ArchConfig {
     /// Whether layer `layer` (0-based) uses the sliding window.
     pub fn is_local_layer(&self, layer: usize) -> bool {
         match (self.sliding_window, self.global_layer_period) {
-            (Some(_), Some(period)) => (layer + 1) % period != 0,
+            (Some(_), Some(period)) => !(layer + 1).is_multiple_of(period),
             (Some(_), None) => true,
             _ => false,
         }

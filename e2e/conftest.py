@@ -1,0 +1,103 @@
+"""Starts the real `greenthread` binary with the real demo model for the SDK tests.
+
+Environment (scripts/test.sh sets it):
+  GREENTHREAD_BIN     the greenthread binary to test
+  GREENTHREAD_MODELS  directory holding the demo model file
+Each run writes the server's log to e2e/out/<test session>/server.log and
+prints its tail when a test fails.
+"""
+import os
+import signal
+import socket
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+DEMO_MODEL = "qwen2.5-coder-0.5b-instruct"
+DEMO_FILE = "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"
+DEMO_ALIAS = "Qwen/Qwen2.5-Coder-0.5B-Instruct"
+OUT = Path(__file__).parent / "out"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_healthy(base: str, proc: subprocess.Popen, log: Path, timeout: float = 180.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"greenthread exited with {proc.returncode}:\n{log.read_text()[-4000:]}")
+        try:
+            with urllib.request.urlopen(f"{base}/health", timeout=1) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.2)
+    raise RuntimeError(f"greenthread did not become healthy in {timeout}s:\n{log.read_text()[-4000:]}")
+
+
+class Server:
+    def __init__(self, base: str, proc: subprocess.Popen, log: Path):
+        self.base = base
+        self.proc = proc
+        self.log = log
+
+    def log_tail(self, n: int = 60) -> str:
+        return "\n".join(self.log.read_text(errors="replace").splitlines()[-n:])
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory) -> Server:
+    binary = os.environ.get("GREENTHREAD_BIN")
+    models = os.environ.get("GREENTHREAD_MODELS")
+    if not binary or not models:
+        pytest.fail("GREENTHREAD_BIN and GREENTHREAD_MODELS must be set: run the e2e tests through scripts/test.sh")
+    model_path = Path(models) / DEMO_FILE
+    assert model_path.exists(), f"{model_path} is missing: scripts/fetch_model.py {DEMO_MODEL}"
+    work = tmp_path_factory.mktemp("greenthread")
+    config = work / "config.yaml"
+    config.write_text(
+        "models:\n"
+        f"  - name: {DEMO_MODEL}\n"
+        f"    artifact: {model_path}\n"
+        f"    aliases: [{DEMO_ALIAS}]\n"
+        "    context_length: 2048\n"
+    )
+    OUT.mkdir(exist_ok=True)
+    log = OUT / "server.log"
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    with open(log, "w") as log_file:
+        proc = subprocess.Popen(
+            [binary, "serve", "--config", str(config), "--data-dir", str(work / "data"), "--listen", f"127.0.0.1:{port}"],
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+        )
+    srv = Server(base, proc, log)
+    try:
+        wait_healthy(base, proc, log)
+        yield srv
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            code = proc.wait(timeout=40)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            raise
+    assert code == 0, f"greenthread exited with {code} after SIGTERM:\n{srv.log_tail()}"
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    if report.when == "call" and report.failed:
+        srv = item.funcargs.get("server")
+        if isinstance(srv, Server):
+            report.sections.append(("greenthread server log (tail)", srv.log_tail()))

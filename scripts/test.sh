@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# The whole test suite, as CI runs it: formatting, lints, unit and
+# integration tests, the llama.cpp reference tests and the end-to-end SDK
+# tests against the real binary serving the real demo model.
+source "$(dirname "$0")/lib.sh"
+need cargo "install Rust from https://rustup.rs"
+need python3 "Python 3 runs the SDK tests and the llama.cpp reference"
+cd "$ROOT"
+
+log "Fetching the real models (verified; cached after the first run)"
+python3 scripts/fetch_model.py qwen2.5-coder-0.5b-instruct >/dev/null
+python3 scripts/fetch_model.py gemma-3-270m >/dev/null
+
+e2e_python="$(python_env e2e e2e/requirements.txt)"
+# llama.cpp compiles from source on first install (a few minutes on 2 cores).
+export GREENTHREAD_LLAMA_PYTHON="$(python_env llama bench/requirements-llama.txt)"
+
+log "Checking formatting and lints"
+cargo fmt --all -- --check
+cargo clippy --locked --workspace --all-targets --profile ci -- -D warnings
+
+log "Rust tests (unit, integration, llama.cpp reference)"
+cargo test --locked --workspace --profile ci -- --include-ignored
+
+log "End-to-end tests: the openai SDK against greenthread serve"
+cargo build --locked --profile ci -p greenthread-api --bin greenthread
+export GREENTHREAD_BIN="$CARGO_TARGET_DIR/ci/greenthread"
+"$e2e_python" -m pytest e2e -q -p no:cacheprovider "$@"
