@@ -16,13 +16,9 @@ def client(server):
 
 
 def ask(client, question, **kwargs):
-    return client.chat.completions.create(
-        model=DEMO_MODEL,
-        messages=[{"role": "user", "content": question}],
-        temperature=0,
-        max_tokens=kwargs.pop("max_tokens", 40),
-        **kwargs,
-    )
+    kwargs.setdefault("temperature", 0)
+    kwargs.setdefault("max_tokens", 40)
+    return client.chat.completions.create(model=DEMO_MODEL, messages=[{"role": "user", "content": question}], **kwargs)
 
 
 def test_models_list_shows_the_demo_model(client):

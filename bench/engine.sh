@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Builtin engine vs llama.cpp: prompt and decode tokens/s on the same GGUF
+# files, same prompt, same threads, in one run. Prints a markdown table.
+#   bench/engine.sh [THREADS]   (default: all cores)
+source "$(dirname "$0")/../scripts/lib.sh"
+cd "$ROOT"
+threads="${1:-$(nproc)}"
+export RAYON_NUM_THREADS="$threads"
+export GREENTHREAD_LLAMA_PYTHON="$(python_env llama bench/requirements-llama.txt)"
+models=(
+  "$(python3 scripts/fetch_model.py gemma-3-270m)"
+  "$(python3 scripts/fetch_model.py qwen2.5-coder-0.5b-instruct)"
+)
+cargo build --release --locked -p greenthread-node-runtime --benches >&2
+echo "| model | threads | phase | GreenThread tok/s | llama.cpp tok/s | ratio |"
+echo "|---|---|---|---|---|---|"
+for m in "${models[@]}"; do
+  for p in 64 256; do
+    cargo bench --locked -q -p greenthread-node-runtime --bench engine -- "$m" --prompt "$p" --decode 64 --repeats 3 \
+      | { if [[ $p == 64 ]]; then cat; else grep prefill; fi; }
+  done
+done
