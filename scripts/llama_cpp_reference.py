@@ -46,6 +46,11 @@ def last_logits(m, prompt):
     return np.asarray(m.scores[m.n_tokens - 1], dtype=np.float32)
 
 
+def last_token_logits(m):
+    """Logits of the last evaluated token, without keeping every position's."""
+    return np.ctypeslib.as_array(m._ctx.get_logits(), shape=(m.n_vocab(),))
+
+
 def logits(req):
     m = load(req["model"], n_ctx=req.get("n_ctx", 512), threads=req.get("threads"), logits_all=True)
     return {"logits": [last_logits(m, p).tolist() for p in req["prompts"]]}
@@ -77,9 +82,10 @@ def bench(req):
         t0 = time.perf_counter()
         m.eval(prompt)
         t1 = time.perf_counter()
-        tok = int(np.argmax(m.scores[m.n_tokens - 1])) if m.context_params.logits_all else prompt[-1]
+        tok = int(np.argmax(last_token_logits(m)))
         for _ in range(n):
             m.eval([tok])
+            tok = int(np.argmax(last_token_logits(m)))
         t2 = time.perf_counter()
         prefill.append(len(prompt) / (t1 - t0))
         decode.append(n / (t2 - t1))
