@@ -2,6 +2,7 @@
 
 pub mod arch;
 pub mod gguf;
+pub mod kernels;
 pub mod kv_cache;
 mod load;
 pub mod plan;

@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use candle_core::quantized::{QMatMul, QTensor};
+use candle_core::quantized::QTensor;
 use candle_core::{DType, Device, Tensor};
 
 use super::arch::{Activation, ArchConfig, RopeParams, RopeStyle};
@@ -83,7 +83,7 @@ impl Transformer {
             w.linear("output", vocab, h)?
         } else {
             // Tied embeddings: the output projection is the embedding table.
-            QLinear::new(QMatMul::from_arc(embeddings.clone())?, None)
+            QLinear::new(embeddings.clone(), None)?
         };
         Ok(Self { cfg, embeddings, layers, output_norm, lm_head, device: device.clone(), weight_bytes: w.loaded_bytes })
     }

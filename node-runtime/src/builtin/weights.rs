@@ -9,6 +9,7 @@ use candle_core::quantized::gguf_file::Content;
 use candle_core::quantized::{QMatMul, QTensor};
 use candle_core::{Device, Module, Tensor};
 
+use super::kernels::BlockMatrix;
 use crate::{Error, Result};
 
 /// Tensors of one GGUF file, loaded on demand onto `device`.
@@ -78,28 +79,64 @@ impl<'a> Weights<'a> {
             ));
         }
         let bias = self.opt_vector(&format!("{name}.bias"), rows)?;
-        let weight = QMatMul::from_arc(w)?;
-        Ok(QLinear { weight, bias })
+        Ok(QLinear::new(w, bias)?)
     }
+}
+
+/// How a linear layer multiplies.
+enum Kernel {
+    /// GreenThread's block kernels (Q4_0, Q5_0, Q8_0 on the CPU).
+    Block(BlockMatrix),
+    /// candle's quantized matmul: other formats, other devices.
+    Candle(QMatMul),
 }
 
 /// A linear layer with quantized weights and an optional f32 bias.
 pub struct QLinear {
-    weight: QMatMul,
+    weight: Kernel,
     bias: Option<Tensor>,
 }
 
 impl QLinear {
-    pub fn new(weight: QMatMul, bias: Option<Tensor>) -> Self {
-        Self { weight, bias }
+    /// A layer over `weight`, on the block kernels where they apply.
+    ///
+    /// # Errors
+    /// When candle cannot take the tensor.
+    pub fn new(weight: Arc<QTensor>, bias: Option<Tensor>) -> candle_core::Result<Self> {
+        let weight = match BlockMatrix::from_qtensor(&weight) {
+            Some(m) => Kernel::Block(m),
+            None => Kernel::Candle(QMatMul::from_arc(weight)?),
+        };
+        Ok(Self { weight, bias })
     }
 
     /// `x`: `[tokens, inputs]` → `[tokens, outputs]`.
     pub fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        let y = self.weight.forward(x)?;
+        let y = match &self.weight {
+            Kernel::Candle(m) => m.forward(x)?,
+            Kernel::Block(m) => block_forward(m, x)?,
+        };
         match &self.bias {
             Some(b) => y.broadcast_add(b),
             None => Ok(y),
         }
     }
+}
+
+fn block_forward(w: &BlockMatrix, x: &Tensor) -> candle_core::Result<Tensor> {
+    let (m, k) = x.dims2()?;
+    if k != w.cols() {
+        candle_core::bail!("linear layer expects {} inputs, got {k}", w.cols());
+    }
+    let x = x.contiguous()?;
+    let mut out = vec![0f32; m * w.rows()];
+    {
+        let (storage, layout) = x.storage_and_layout();
+        let candle_core::Storage::Cpu(cpu) = &*storage else {
+            candle_core::bail!("block kernels run on the CPU only");
+        };
+        let data = &cpu.as_slice::<f32>()?[layout.start_offset()..layout.start_offset() + m * k];
+        w.matmul(data, m, &mut out);
+    }
+    Tensor::from_vec(out, (m, w.rows()), x.device())
 }

@@ -1,0 +1,167 @@
+//! Matrix kernels for the 32-element block formats (Q4_0, Q5_0, Q8_0) that
+//! most small GGUF models store their weights in.
+//!
+//! candle's CPU path for these runs one dot product per (row, column) and,
+//! for Q5_0, without SIMD at all; its fast repacked kernels need the inner
+//! dimension to be a multiple of 256, which 896- and 640-wide models are not.
+//! These kernels read the blocks as stored (no repacked copy, no load-time
+//! work), quantize the activations to 8 bits once per call, and compute
+//! `u8 × i8` dot products with VNNI (or AVX2), reusing each decoded weight
+//! block across several activation rows. Dispatch is decided at run time.
+
+mod activations;
+mod reference;
+#[cfg(target_arch = "x86_64")]
+mod x86;
+
+use candle_core::quantized::{GgmlDType, QTensor};
+
+pub use self::activations::QuantizedActivations;
+
+/// Elements per block.
+pub const BLOCK: usize = 32;
+
+/// A block format these kernels run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BlockFormat {
+    /// 4-bit unsigned values with offset 8, one f16 scale: 18 bytes.
+    Q4_0,
+    /// 5-bit unsigned values with offset 16, one f16 scale: 22 bytes.
+    Q5_0,
+    /// 8-bit signed values, one f16 scale: 34 bytes.
+    Q8_0,
+}
+
+impl BlockFormat {
+    pub fn from_ggml(dtype: GgmlDType) -> Option<Self> {
+        match dtype {
+            GgmlDType::Q4_0 => Some(Self::Q4_0),
+            GgmlDType::Q5_0 => Some(Self::Q5_0),
+            GgmlDType::Q8_0 => Some(Self::Q8_0),
+            _ => None,
+        }
+    }
+
+    pub const fn block_bytes(self) -> usize {
+        match self {
+            Self::Q4_0 => 18,
+            Self::Q5_0 => 22,
+            Self::Q8_0 => 34,
+        }
+    }
+
+    /// What is subtracted from the stored unsigned value to get the weight.
+    /// Q8_0's signed values are read as `value ^ 0x80`, i.e. with offset 128.
+    pub const fn offset(self) -> i32 {
+        match self {
+            Self::Q4_0 => 8,
+            Self::Q5_0 => 16,
+            Self::Q8_0 => 128,
+        }
+    }
+}
+
+/// Which instruction set the kernels use on this CPU.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Level {
+    /// `vpdpbusd` on 256-bit vectors (AVX-VNNI, or AVX-512 VNNI with VL).
+    Vnni,
+    /// `vpmaddubsw` + `vpmaddwd`; saturates on Q8_0's full range, so Q8_0 is left to candle.
+    Avx2,
+    /// Plain Rust.
+    Scalar,
+}
+
+/// The level for this CPU, detected once.
+pub fn level() -> Level {
+    #[cfg(target_arch = "x86_64")]
+    {
+        x86::level()
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        Level::Scalar
+    }
+}
+
+/// A weight matrix of `rows` × `cols` in a block format, row-major as in GGUF.
+pub struct BlockMatrix {
+    format: BlockFormat,
+    rows: usize,
+    cols: usize,
+    data: Vec<u8>,
+}
+
+impl BlockMatrix {
+    /// Takes `t` (shape `[rows, cols]`) if the kernels run its format fast
+    /// on this CPU; `None` leaves it to candle.
+    pub fn from_qtensor(t: &QTensor) -> Option<Self> {
+        let format = BlockFormat::from_ggml(t.dtype())?;
+        let (rows, cols) = t.shape().dims2().ok()?;
+        let fast = match level() {
+            Level::Vnni => true,
+            Level::Avx2 => format != BlockFormat::Q8_0,
+            Level::Scalar => false,
+        };
+        if !fast || !cols.is_multiple_of(BLOCK) || !t.device().is_cpu() {
+            return None;
+        }
+        let data = t.data().ok()?.into_owned();
+        (data.len() == rows * cols / BLOCK * format.block_bytes()).then_some(Self { format, rows, cols, data })
+    }
+
+    /// Builds a matrix from raw blocks (tests and benchmarks).
+    ///
+    /// # Panics
+    /// When `data` does not hold `rows × cols` values of `format`.
+    pub fn from_raw(format: BlockFormat, rows: usize, cols: usize, data: Vec<u8>) -> Self {
+        assert!(cols.is_multiple_of(BLOCK) && data.len() == rows * cols / BLOCK * format.block_bytes());
+        Self { format, rows, cols, data }
+    }
+
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    pub fn cols(&self) -> usize {
+        self.cols
+    }
+
+    pub fn format(&self) -> BlockFormat {
+        self.format
+    }
+
+    pub fn bytes(&self) -> usize {
+        self.data.len()
+    }
+
+    /// `out[i][j] = Σ_c x[i][c] · w[j][c]` for `m` rows of `x` (`m × cols`);
+    /// `out` is `m × rows`.
+    ///
+    /// # Panics
+    /// When the slices do not have those sizes.
+    pub fn matmul(&self, x: &[f32], m: usize, out: &mut [f32]) {
+        assert_eq!(x.len(), m * self.cols);
+        assert_eq!(out.len(), m * self.rows);
+        let acts = QuantizedActivations::new(x, m, self.cols, self.format.offset());
+        self.matmul_quantized(&acts, out);
+    }
+
+    /// As [`Self::matmul`], with activations already quantized.
+    pub fn matmul_quantized(&self, acts: &QuantizedActivations, out: &mut [f32]) {
+        match level() {
+            #[cfg(target_arch = "x86_64")]
+            Level::Vnni | Level::Avx2 => x86::matmul(self, acts, out),
+            _ => reference::matmul(self, acts, out),
+        }
+    }
+
+    /// The scalar reference, for tests of the SIMD kernels.
+    pub fn matmul_reference(&self, x: &[f32], m: usize, out: &mut [f32]) {
+        let acts = QuantizedActivations::new(x, m, self.cols, self.format.offset());
+        reference::matmul(self, &acts, out);
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,119 @@
+use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
+use candle_core::{Device, Module, Tensor};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+use super::*;
+
+fn random(rng: &mut StdRng, n: usize) -> Vec<f32> {
+    (0..n).map(|_| rng.random_range(-1.0f32..1.0)).collect()
+}
+
+fn quantized(rng: &mut StdRng, dtype: GgmlDType, rows: usize, cols: usize) -> QTensor {
+    let w = Tensor::from_vec(random(rng, rows * cols), (rows, cols), &Device::Cpu).unwrap();
+    QTensor::quantize(&w, dtype).unwrap()
+}
+
+fn max_relative_error(a: &[f32], b: &[f32]) -> f32 {
+    let scale = b.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-6);
+    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max) / scale
+}
+
+const SHAPES: &[(usize, usize, usize)] =
+    &[(1, 1, 32), (1, 5, 64), (1, 37, 896), (2, 3, 64), (3, 17, 96), (4, 8, 32), (5, 33, 640), (9, 18, 128), (64, 20, 896)];
+
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn every_simd_kernel_on_this_cpu_agrees_with_the_scalar_definition() {
+    let mut rng = StdRng::seed_from_u64(5);
+    let mut compared = 0;
+    for dtype in [GgmlDType::Q4_0, GgmlDType::Q5_0, GgmlDType::Q8_0] {
+        let format = BlockFormat::from_ggml(dtype).unwrap();
+        for &(m, n, k) in SHAPES {
+            let q = quantized(&mut rng, dtype, n, k);
+            let w = BlockMatrix::from_raw(format, n, k, q.data().unwrap().into_owned());
+            let x = random(&mut rng, m * k);
+            let mut slow = vec![0f32; m * n];
+            w.matmul_reference(&x, m, &mut slow);
+            let acts = QuantizedActivations::new(&x, m, k, format.offset());
+            for isa in x86::available_isas(format) {
+                let mut fast = vec![0f32; m * n];
+                x86::matmul_forced(isa, &w, &acts, &mut fast);
+                let err = max_relative_error(&fast, &slow);
+                assert!(err < 1e-5, "{isa} {dtype:?} {m}x{n}x{k}: {err}");
+                compared += 1;
+            }
+        }
+    }
+    // The build targets x86-64-v3, so AVX2 at least is always there.
+    assert!(compared >= 3 * SHAPES.len(), "only {compared} SIMD comparisons ran");
+}
+
+#[test]
+fn block_kernels_agree_with_candle() {
+    let mut rng = StdRng::seed_from_u64(6);
+    for dtype in [GgmlDType::Q4_0, GgmlDType::Q5_0, GgmlDType::Q8_0] {
+        for &(m, n, k) in SHAPES {
+            let q = quantized(&mut rng, dtype, n, k);
+            let raw = q.data().unwrap().into_owned();
+            let w = BlockMatrix::from_raw(BlockFormat::from_ggml(dtype).unwrap(), n, k, raw);
+            let x = random(&mut rng, m * k);
+            let mut ours = vec![0f32; m * n];
+            w.matmul_reference(&x, m, &mut ours);
+            let xt = Tensor::from_vec(x, (m, k), &Device::Cpu).unwrap();
+            let theirs = QMatMul::from_qtensor(q).unwrap().forward(&xt).unwrap().flatten_all().unwrap();
+            let err = max_relative_error(&ours, &theirs.to_vec1::<f32>().unwrap());
+            assert!(err < 1e-4, "{dtype:?} {m}x{n}x{k}: {err}");
+        }
+    }
+}
+
+#[test]
+fn the_scalar_definition_matches_dequantized_weights() {
+    let mut rng = StdRng::seed_from_u64(7);
+    for dtype in [GgmlDType::Q4_0, GgmlDType::Q5_0, GgmlDType::Q8_0] {
+        let (m, n, k) = (3, 7, 128);
+        let q = quantized(&mut rng, dtype, n, k);
+        let dense = q.dequantize(&Device::Cpu).unwrap().to_vec2::<f32>().unwrap();
+        let w = BlockMatrix::from_raw(BlockFormat::from_ggml(dtype).unwrap(), n, k, q.data().unwrap().into_owned());
+        let x = random(&mut rng, m * k);
+        let mut ours = vec![0f32; m * n];
+        w.matmul_reference(&x, m, &mut ours);
+        let exact: Vec<f32> =
+            (0..m).flat_map(|i| (0..n).map(|j| (0..k).map(|c| x[i * k + c] * dense[j][c]).sum::<f32>()).collect::<Vec<_>>()).collect();
+        // Only the 8-bit rounding of the activations separates the two.
+        let err = max_relative_error(&ours, &exact);
+        assert!(err < 0.02, "{dtype:?}: {err}");
+    }
+}
+
+#[test]
+#[ignore = "timing probe"]
+#[allow(clippy::disallowed_types)]
+fn probe_decode_bandwidth() {
+    let mut rng = StdRng::seed_from_u64(9);
+    for (dtype, n, k) in [(GgmlDType::Q5_0, 4864, 896), (GgmlDType::Q8_0, 32768, 896), (GgmlDType::Q5_0, 896, 4864)] {
+        let q = quantized(&mut rng, dtype, n, k);
+        let w = BlockMatrix::from_qtensor(&q).unwrap();
+        let x = random(&mut rng, k);
+        let mut out = vec![0f32; n];
+        for m in [1usize, 64] {
+            let x: Vec<f32> = x.iter().cycle().take(m * k).copied().collect();
+            let mut out = vec![0f32; m * n];
+            w.matmul(&x, m, &mut out);
+            let t = std::time::Instant::now();
+            let reps = if m == 1 { 200 } else { 10 };
+            for _ in 0..reps { w.matmul(&x, m, &mut out); }
+            let s = t.elapsed().as_secs_f64() / reps as f64;
+            eprintln!("{dtype:?} {n}x{k} m={m}: {:.3} ms, {:.1} GB/s, {:.1} GMAC/s", s * 1e3, w.bytes() as f64 / s / 1e9, (m * n * k) as f64 / s / 1e9);
+        }
+        let _ = &mut out;
+        let qm = QMatMul::from_qtensor(q).unwrap();
+        let xt = Tensor::from_vec(x.clone(), (1, k), &Device::Cpu).unwrap();
+        qm.forward(&xt).unwrap();
+        let t = std::time::Instant::now();
+        for _ in 0..200 { qm.forward(&xt).unwrap(); }
+        let s = t.elapsed().as_secs_f64() / 200.0;
+        eprintln!("   candle m=1: {:.3} ms, {:.1} GB/s", s * 1e3, w.bytes() as f64 / s / 1e9);
+    }
+}
