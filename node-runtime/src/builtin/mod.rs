@@ -1,5 +1,6 @@
 //! The builtin engine: GGUF models run with candle on the CPU (or CUDA).
 
+mod activation;
 pub mod arch;
 pub mod gguf;
 pub mod kernels;

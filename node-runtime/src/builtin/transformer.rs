@@ -8,7 +8,8 @@ use std::sync::Arc;
 use candle_core::quantized::QTensor;
 use candle_core::{DType, Device, Tensor};
 
-use super::arch::{Activation, ArchConfig, RopeParams, RopeStyle};
+use super::activation;
+use super::arch::{ArchConfig, RopeParams, RopeStyle};
 use super::kv_cache::SeqCache;
 use super::weights::{QLinear, Weights};
 use crate::Result;
@@ -198,12 +199,8 @@ impl Transformer {
         let x = (x + attn)?;
 
         let h = candle_nn::ops::rms_norm(&x, &layer.ffn_norm, cfg.rms_eps)?;
-        let gate = layer.gate.forward(&h)?;
-        let gate = match cfg.activation {
-            Activation::Silu => candle_nn::ops::silu(&gate)?,
-            Activation::GeluTanh => gate.gelu()?,
-        };
-        let mut ff = layer.down.forward(&(gate * layer.up.forward(&h)?)?)?;
+        let gated = activation::gated(&layer.gate.forward(&h)?, &layer.up.forward(&h)?, cfg.activation)?;
+        let mut ff = layer.down.forward(&gated)?;
         if let Some(norm) = &layer.post_ffn_norm {
             ff = candle_nn::ops::rms_norm(&ff, norm, cfg.rms_eps)?;
         }

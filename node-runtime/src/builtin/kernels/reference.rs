@@ -40,8 +40,8 @@ pub fn matmul(w: &BlockMatrix, a: &QuantizedActivations, out: &mut [f32]) {
                 let block = &w.data[(j * kb + b) * bytes..(j * kb + b + 1) * bytes];
                 let (d, u) = decode_block(w.format, block);
                 let act = &a.values[(i * kb + b) * BLOCK..(i * kb + b + 1) * BLOCK];
-                let dot: i32 =
-                    u.iter().zip(act).map(|(&u, &v)| i32::from(u) * i32::from(v)).sum::<i32>() + a.corrections[i * kb + b];
+                let dot: i32 = u.iter().zip(act).map(|(&u, &v)| i32::from(u) * i32::from(v)).sum::<i32>()
+                    + a.corrections[i * kb + b];
                 acc += d * a.scales[i * kb + b] * dot as f32;
             }
             out[i * w.rows + j] = acc;

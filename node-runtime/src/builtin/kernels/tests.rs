@@ -19,8 +19,17 @@ fn max_relative_error(a: &[f32], b: &[f32]) -> f32 {
     a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max) / scale
 }
 
-const SHAPES: &[(usize, usize, usize)] =
-    &[(1, 1, 32), (1, 5, 64), (1, 37, 896), (2, 3, 64), (3, 17, 96), (4, 8, 32), (5, 33, 640), (9, 18, 128), (64, 20, 896)];
+const SHAPES: &[(usize, usize, usize)] = &[
+    (1, 1, 32),
+    (1, 5, 64),
+    (1, 37, 896),
+    (2, 3, 64),
+    (3, 17, 96),
+    (4, 8, 32),
+    (5, 33, 640),
+    (9, 18, 128),
+    (64, 20, 896),
+];
 
 #[cfg(target_arch = "x86_64")]
 #[test]
@@ -63,7 +72,9 @@ fn block_kernels_agree_with_candle() {
             let xt = Tensor::from_vec(x, (m, k), &Device::Cpu).unwrap();
             let theirs = QMatMul::from_qtensor(q).unwrap().forward(&xt).unwrap().flatten_all().unwrap();
             let err = max_relative_error(&ours, &theirs.to_vec1::<f32>().unwrap());
-            assert!(err < 1e-4, "{dtype:?} {m}x{n}x{k}: {err}");
+            // candle rounds activation ties away from zero, these kernels (like
+            // ggml's SIMD quantizer) to even: a tie moves one value by one step.
+            assert!(err < 1e-3, "{dtype:?} {m}x{n}x{k}: {err}");
         }
     }
 }
@@ -79,8 +90,9 @@ fn the_scalar_definition_matches_dequantized_weights() {
         let x = random(&mut rng, m * k);
         let mut ours = vec![0f32; m * n];
         w.matmul_reference(&x, m, &mut ours);
-        let exact: Vec<f32> =
-            (0..m).flat_map(|i| (0..n).map(|j| (0..k).map(|c| x[i * k + c] * dense[j][c]).sum::<f32>()).collect::<Vec<_>>()).collect();
+        let exact: Vec<f32> = (0..m)
+            .flat_map(|i| (0..n).map(|j| (0..k).map(|c| x[i * k + c] * dense[j][c]).sum::<f32>()).collect::<Vec<_>>())
+            .collect();
         // Only the 8-bit rounding of the activations separates the two.
         let err = max_relative_error(&ours, &exact);
         assert!(err < 0.02, "{dtype:?}: {err}");
@@ -103,16 +115,25 @@ fn probe_decode_bandwidth() {
             w.matmul(&x, m, &mut out);
             let t = std::time::Instant::now();
             let reps = if m == 1 { 200 } else { 10 };
-            for _ in 0..reps { w.matmul(&x, m, &mut out); }
+            for _ in 0..reps {
+                w.matmul(&x, m, &mut out);
+            }
             let s = t.elapsed().as_secs_f64() / reps as f64;
-            eprintln!("{dtype:?} {n}x{k} m={m}: {:.3} ms, {:.1} GB/s, {:.1} GMAC/s", s * 1e3, w.bytes() as f64 / s / 1e9, (m * n * k) as f64 / s / 1e9);
+            eprintln!(
+                "{dtype:?} {n}x{k} m={m}: {:.3} ms, {:.1} GB/s, {:.1} GMAC/s",
+                s * 1e3,
+                w.bytes() as f64 / s / 1e9,
+                (m * n * k) as f64 / s / 1e9
+            );
         }
         let _ = &mut out;
         let qm = QMatMul::from_qtensor(q).unwrap();
         let xt = Tensor::from_vec(x.clone(), (1, k), &Device::Cpu).unwrap();
         qm.forward(&xt).unwrap();
         let t = std::time::Instant::now();
-        for _ in 0..200 { qm.forward(&xt).unwrap(); }
+        for _ in 0..200 {
+            qm.forward(&xt).unwrap();
+        }
         let s = t.elapsed().as_secs_f64() / 200.0;
         eprintln!("   candle m=1: {:.3} ms, {:.1} GB/s", s * 1e3, w.bytes() as f64 / s / 1e9);
     }
