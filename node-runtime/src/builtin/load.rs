@@ -74,6 +74,7 @@ pub fn load_gguf(path: &Path, options: &LoadOptions, device: &Device) -> Result<
     let description = md.opt_str("general.name").ok().flatten().map(str::to_owned);
     let mut weights = Weights::new(&content, reader, path, device);
     let transformer = Transformer::load(cfg, &mut weights, device)?;
+    transformer.warm_up()?;
     if tokenizer.vocab_size() > transformer.vocab_size() {
         return Err(Error::invalid(
             path,

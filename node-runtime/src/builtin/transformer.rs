@@ -89,6 +89,18 @@ impl Transformer {
         Ok(Self { cfg, embeddings, layers, output_norm, lm_head, device: device.clone(), weight_bytes: w.loaded_bytes })
     }
 
+    /// Runs one small forward pass so that lazily prepared kernel data
+    /// (candle repacks K-quant weights on first use) is ready before the
+    /// first request rather than during it.
+    ///
+    /// # Errors
+    /// As [`Self::forward`].
+    pub fn warm_up(&self) -> Result<()> {
+        let mut cache = self.new_cache(2);
+        self.forward(&mut [BatchItem { tokens: &[0, 0], cache: &mut cache, want_logits: true }])?;
+        Ok(())
+    }
+
     pub fn config(&self) -> &ArchConfig {
         &self.cfg
     }
