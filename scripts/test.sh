@@ -23,6 +23,7 @@ log "Rust tests (unit, integration, llama.cpp reference)"
 cargo test --locked --workspace --profile ci -- --include-ignored
 
 log "End-to-end tests: the openai SDK against greenthread serve"
-cargo build --locked --profile ci -p greenthread-api --bin greenthread
+# `cargo test` above built the binary (integration tests need it) with the same features.
 export GREENTHREAD_BIN="$CARGO_TARGET_DIR/ci/greenthread"
+[[ -x "$GREENTHREAD_BIN" ]] || die "cargo test did not build $GREENTHREAD_BIN"
 "$e2e_python" -m pytest e2e -q -p no:cacheprovider "$@"
