@@ -4,13 +4,20 @@
 pub mod artifact;
 pub mod chat;
 pub mod generation;
+pub mod lifecycle;
+pub mod lru;
 pub mod model_name;
 pub mod model_spec;
+pub mod node;
 pub mod sampling;
+pub mod units;
 
 pub use artifact::{ArtifactError, ArtifactUri, Sha256Digest};
 pub use chat::{ChatMessage, Role, ToolCall, ToolCallFunction};
 pub use generation::{FinishReason, GenerationLimits, Usage};
+pub use lifecycle::{IllegalTransition, ModelState, Tier, WarmTier};
 pub use model_name::{ModelAlias, ModelName, NameError};
-pub use model_spec::{ModelSpec, ModelSpecError, validate_model_set};
+pub use model_spec::{ModelSpec, ModelSpecError, Scaling, default_project, validate_model_set};
+pub use node::{NodeControl, NodeError, NodeFuture, TierUsage, WakeReport};
 pub use sampling::{ParamError, SamplingParams, SamplingRequest};
+pub use units::{ByteSize, UnitError, format_duration, parse_duration};

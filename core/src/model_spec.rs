@@ -1,8 +1,36 @@
 //! A model's deployment spec, and the rules a set of specs must keep together.
 
 use std::collections::HashMap;
+use std::time::Duration;
 
-use crate::{ArtifactUri, ModelAlias, ModelName, Sha256Digest};
+use crate::{ArtifactUri, ModelAlias, ModelName, Sha256Digest, WarmTier};
+
+/// How long an idle model keeps its device memory by default: long enough
+/// that a conversation's next turn finds it awake, short enough that an idle
+/// model does not hold a GPU for long.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(5 * 60);
+
+/// The project a model belongs to when its spec names none.
+pub const DEFAULT_PROJECT: &str = "default";
+
+/// When a model holds device memory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Scaling {
+    /// `0`: may sleep (scale to zero); `1`: stays on the device.
+    pub min_replicas: u32,
+    /// Idle time after which it sleeps.
+    pub idle_timeout: Duration,
+    /// Where its weights wait while it sleeps.
+    pub warm_tier: WarmTier,
+    /// Never chosen as a victim to make room for another model.
+    pub never_preempt: bool,
+}
+
+impl Default for Scaling {
+    fn default() -> Self {
+        Self { min_replicas: 0, idle_timeout: DEFAULT_IDLE_TIMEOUT, warm_tier: WarmTier::Ram, never_preempt: false }
+    }
+}
 
 /// Smallest context window a model may be configured with, in tokens: a chat
 /// template alone takes a few dozen.
@@ -21,13 +49,31 @@ pub struct ModelSpec {
     pub context_length: Option<u32>,
     /// A Jinja chat template that replaces the one in the model file.
     pub chat_template: Option<String>,
+    /// The project that owns the model; device shares are fair between projects.
+    pub project: ModelName,
+    pub scaling: Scaling,
 }
 
 impl ModelSpec {
     /// A spec with only the required fields set.
     pub fn new(name: ModelName, artifact: ArtifactUri) -> Self {
-        Self { name, aliases: Vec::new(), artifact, sha256: None, context_length: None, chat_template: None }
+        Self {
+            name,
+            aliases: Vec::new(),
+            artifact,
+            sha256: None,
+            context_length: None,
+            chat_template: None,
+            project: default_project(),
+            scaling: Scaling::default(),
+        }
     }
+}
+
+/// The project of models whose spec names none.
+pub fn default_project() -> ModelName {
+    // A constant slug that ModelName accepts; the test below keeps it so.
+    ModelName::parse(DEFAULT_PROJECT).unwrap_or_else(|_| unreachable!("the default project name is a valid slug"))
 }
 
 /// Why a set of model specs cannot be served together.
@@ -37,6 +83,8 @@ pub enum ModelSpecError {
     DuplicateId { id: String, first: String, second: String },
     #[error("model {model:?}: context_length {value} is below the minimum of {min}")]
     ContextTooSmall { model: String, value: u32, min: u32 },
+    #[error("model {model:?}: min_replicas must be 0 (may sleep) or 1 (always on), not {value}")]
+    MinReplicas { model: String, value: u32 },
 }
 
 /// Checks that names and aliases are unique across all specs (a `"model"` value
@@ -53,6 +101,9 @@ pub fn validate_model_set(specs: &[ModelSpec]) -> Result<(), ModelSpecError> {
                 value,
                 min: MIN_CONTEXT_LENGTH,
             });
+        }
+        if spec.scaling.min_replicas > 1 {
+            return Err(ModelSpecError::MinReplicas { model: spec.name.to_string(), value: spec.scaling.min_replicas });
         }
         let ids = std::iter::once(spec.name.as_str()).chain(spec.aliases.iter().map(ModelAlias::as_str));
         let mut own: Vec<&str> = Vec::new();
@@ -95,6 +146,11 @@ mod tests {
     #[test]
     fn a_model_may_repeat_its_own_name_as_alias() {
         assert_eq!(validate_model_set(&[spec("a", &["a", "A/x"]), spec("b", &["B/x"])]), Ok(()));
+    }
+
+    #[test]
+    fn the_default_project_is_a_valid_name() {
+        assert_eq!(default_project().as_str(), DEFAULT_PROJECT);
     }
 
     #[test]

@@ -1,0 +1,12 @@
+//! GreenThread's scheduler: which models hold device memory and when.
+//! The policies are pure functions ([`preemption`]); the [`manager`] applies
+//! them to a node, one model lifecycle at a time.
+
+pub mod manager;
+pub mod preemption;
+
+pub use manager::{
+    AcquireError, Cause, Lease, ManagedModel, ManagerConfig, ManagerStatus, ModelManager, ModelStatus, NoObserver,
+    Observer, TransitionEvent,
+};
+pub use preemption::{Decision, DeviceView, PreemptionRules, Resident, WakeRequest, decide};
