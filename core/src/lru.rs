@@ -22,7 +22,7 @@ pub fn evictions<K: Clone>(entries: &[Cached<K>], budget: u64, incoming: u64) ->
         return Some(Vec::new());
     }
     let mut candidates: Vec<&Cached<K>> = entries.iter().filter(|e| !e.pinned).collect();
-    candidates.sort_by(|a, b| b.idle_for.cmp(&a.idle_for));
+    candidates.sort_by_key(|c| std::cmp::Reverse(c.idle_for));
     let mut remaining = used;
     let mut out = Vec::new();
     for c in candidates {
