@@ -10,22 +10,32 @@ use serde::{Deserialize, Serialize};
 pub enum ArtifactError {
     #[error("artifact must not be empty")]
     Empty,
-    #[error("artifact scheme {scheme:?} is not supported; use a local path or a file:// URI")]
+    #[error(
+        "artifact scheme {scheme:?} is not supported; use a local path, a file:// URI, or object storage (s3://, gs://, az://)"
+    )]
     UnsupportedScheme { scheme: String },
+    #[error("object storage URI {0:?} must name a bucket and a key")]
+    IncompleteObjectUri(String),
     #[error("file:// URI {0:?} must hold an absolute path (file:///path/to/model.gguf)")]
     RelativeFileUri(String),
     #[error("sha256 must be 64 hexadecimal characters, got {0:?}")]
     BadDigest(String),
 }
 
-/// A model artifact: for now a file on the node's own filesystem.
+/// Object storage schemes an artifact may live under.
+const OBJECT_SCHEMES: &[&str] = &["s3", "gs", "az", "azure", "abfs", "abfss"];
+
+/// A model artifact: a file on the node's filesystem, or an object in
+/// S3, GCS or Azure storage (credentials from the environment).
 ///
-/// Remote schemes are refused at parse time, so no request or config entry can
-/// make the server open a connection to an address it names (no SSRF).
+/// Plain `http(s)://` and other schemes are refused at parse time, so no
+/// request or config entry can make the server open a connection to an
+/// arbitrary address it names (no SSRF).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(into = "String")]
 pub enum ArtifactUri {
     File(PathBuf),
+    Object(String),
 }
 
 impl ArtifactUri {
@@ -45,8 +55,15 @@ impl ArtifactUri {
             }
             return Ok(Self::File(PathBuf::from(rest)));
         }
-        if let Some((scheme, _)) = raw.split_once("://") {
-            return Err(ArtifactError::UnsupportedScheme { scheme: scheme.to_owned() });
+        if let Some((scheme, rest)) = raw.split_once("://") {
+            if !OBJECT_SCHEMES.contains(&scheme.to_ascii_lowercase().as_str()) {
+                return Err(ArtifactError::UnsupportedScheme { scheme: scheme.to_owned() });
+            }
+            let (bucket, key) = rest.split_once('/').unwrap_or((rest, ""));
+            if bucket.is_empty() || key.is_empty() || key.split('/').any(|seg| seg == "..") {
+                return Err(ArtifactError::IncompleteObjectUri(raw.to_owned()));
+            }
+            return Ok(Self::Object(raw.to_owned()));
         }
         let path = Path::new(raw);
         let path = match base_dir {
@@ -56,9 +73,11 @@ impl ArtifactUri {
         Ok(Self::File(path))
     }
 
-    pub fn local_path(&self) -> &Path {
+    /// The local file, for `file://` artifacts.
+    pub fn local_path(&self) -> Option<&Path> {
         match self {
-            Self::File(path) => path,
+            Self::File(path) => Some(path),
+            Self::Object(_) => None,
         }
     }
 }
@@ -67,6 +86,7 @@ impl fmt::Display for ArtifactUri {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::File(path) => write!(f, "file://{}", path.display()),
+            Self::Object(url) => f.write_str(url),
         }
     }
 }
@@ -136,8 +156,20 @@ mod tests {
     }
 
     #[test]
-    fn remote_schemes_are_refused_so_no_artifact_can_reach_the_network() {
-        for raw in ["http://169.254.169.254/latest", "https://x/y.gguf", "s3://b/k", "gopher://x"] {
+    fn object_storage_uris_are_accepted_with_a_bucket_and_key() {
+        assert_eq!(
+            ArtifactUri::parse("s3://models/qwen/q.gguf", None),
+            Ok(ArtifactUri::Object("s3://models/qwen/q.gguf".into()))
+        );
+        assert!(ArtifactUri::parse("gs://bucket/a.gguf", None).is_ok());
+        for bad in ["s3://bucket", "s3:///key", "s3://b/../etc/passwd"] {
+            assert!(matches!(ArtifactUri::parse(bad, None), Err(ArtifactError::IncompleteObjectUri(_))), "{bad}");
+        }
+    }
+
+    #[test]
+    fn web_and_other_schemes_are_refused_so_no_artifact_can_reach_an_arbitrary_address() {
+        for raw in ["http://169.254.169.254/latest", "https://x/y.gguf", "ftp://b/k", "gopher://x"] {
             assert!(matches!(ArtifactUri::parse(raw, None), Err(ArtifactError::UnsupportedScheme { .. })), "{raw}");
         }
     }

@@ -18,6 +18,6 @@ pub use generation::{FinishReason, GenerationLimits, Usage};
 pub use lifecycle::{IllegalTransition, ModelState, Tier, WarmTier};
 pub use model_name::{ModelAlias, ModelName, NameError};
 pub use model_spec::{ModelSpec, ModelSpecError, Scaling, default_project, validate_model_set};
-pub use node::{NodeControl, NodeError, NodeFuture, TierUsage, WakeReport};
+pub use node::{NodeControl, NodeError, NodeFuture, StageReport, TierUsage, WakeReport};
 pub use sampling::{ParamError, SamplingParams, SamplingRequest};
 pub use units::{ByteSize, UnitError, format_duration, parse_duration};

@@ -26,6 +26,15 @@ pub enum NodeError {
     Unreachable(String),
 }
 
+/// What staging found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StageReport {
+    /// The fastest tier now holding the weights.
+    pub tier: Tier,
+    /// Device bytes the model will need awake.
+    pub device_bytes: u64,
+}
+
 /// How a wake went.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct WakeReport {
@@ -49,9 +58,9 @@ pub struct TierUsage {
 /// Operations on a node's models. Each may take seconds (a wake moves
 /// gigabytes); the scheduler never holds a lock across them.
 pub trait NodeControl: Send + Sync {
-    /// Brings the model's artifact onto the node, verified, and returns the
-    /// fastest tier now holding it.
-    fn stage<'a>(&'a self, model: &'a ModelName) -> NodeFuture<'a, Tier>;
+    /// Brings the model's artifact onto the node, verified, and says where
+    /// it now is and how much device memory it will need.
+    fn stage<'a>(&'a self, model: &'a ModelName) -> NodeFuture<'a, StageReport>;
 
     /// Moves the model's weights onto the device from the fastest tier holding them.
     fn wake<'a>(&'a self, model: &'a ModelName) -> NodeFuture<'a, WakeReport>;

@@ -19,7 +19,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let chat = rest.iter().any(|a| a == "--chat");
     let started = Instant::now();
     let loaded = load_gguf(&PathBuf::from(path), &LoadOptions::default(), &candle_core::Device::Cpu)?;
-    eprintln!("loaded {} in {:.2?}", loaded.info.architecture, started.elapsed());
+    eprintln!("loaded {} in {:.2?}", loaded.host.info.architecture, started.elapsed());
     let model = BuiltinModel::start(loaded, 1, "cli")?;
     let tokens = if chat {
         model.chat_prompt(&[ChatMessage::text(Role::User, prompt.as_str())], None)?

@@ -1,23 +1,11 @@
-//! The engine seam: what the gateway needs from any inference engine, so the
-//! builtin engine and later external ones (vLLM, llama.cpp server) are
-//! interchangeable behind `Arc<dyn ModelInstance>`.
+//! The engine seam: what the gateway needs from a model, so the builtin
+//! engine and later external ones (vLLM, llama.cpp server) or a model on
+//! another node are interchangeable behind `Arc<dyn ModelInstance>`.
 
-use std::sync::Arc;
-
-use greenthread_core::{ChatMessage, FinishReason, ModelSpec, SamplingParams, Usage};
+use greenthread_core::{ChatMessage, FinishReason, SamplingParams, Usage};
 use tokio::sync::mpsc;
 
 use crate::Result;
-
-/// Loads models.
-pub trait Engine: Send + Sync {
-    /// Loads `spec`'s artifact and starts serving it.
-    ///
-    /// # Errors
-    /// When the artifact cannot be read, fails verification, or holds a model
-    /// this engine cannot run.
-    fn load(&self, spec: &ModelSpec) -> Result<Arc<dyn ModelInstance>>;
-}
 
 /// Facts about a loaded model.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -26,6 +26,8 @@ pub enum Error {
     TokenOutOfRange(u32),
     #[error("the model is shutting down")]
     Stopped,
+    #[error("the model is asleep; it must wake before it can generate")]
+    Asleep,
     #[error("inference failed: {0}")]
     Inference(String),
 }

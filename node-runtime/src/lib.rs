@@ -5,6 +5,7 @@ pub mod builtin;
 pub mod chat_template;
 pub mod engine;
 mod error;
+pub mod node;
 pub mod sampler;
 pub mod text_stream;
 pub mod tokenizer;
@@ -12,5 +13,5 @@ pub mod tokenizer;
 #[cfg(any(test, feature = "test-util"))]
 pub mod fixtures;
 
-pub use engine::{Engine, GenerateRequest, GenerationEvent, GenerationStream, ModelInfo, ModelInstance};
+pub use engine::{GenerateRequest, GenerationEvent, GenerationStream, ModelInfo, ModelInstance};
 pub use error::{Error, Result};

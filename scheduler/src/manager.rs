@@ -13,7 +13,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use greenthread_core::{ModelName, ModelSpec, ModelState, NodeControl, NodeError, Tier, WakeReport};
+use greenthread_core::{ModelName, ModelSpec, ModelState, NodeControl, NodeError, StageReport, Tier, WakeReport};
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::time::Instant;
 
@@ -44,10 +44,11 @@ impl ManagerConfig {
     }
 }
 
-/// A model to manage and the device bytes it needs when awake.
+/// A model to manage.
 #[derive(Debug, Clone)]
 pub struct ManagedModel {
     pub spec: ModelSpec,
+    /// Device bytes it needs awake, until staging reports the real figure.
     pub device_bytes: u64,
 }
 
@@ -168,7 +169,7 @@ pub struct ModelManager {
 enum Command {
     Acquire { model: ModelName, reply: oneshot::Sender<Result<Lease, AcquireError>> },
     Release(ModelName),
-    Staged { model: ModelName, result: Result<Tier, NodeError> },
+    Staged { model: ModelName, result: Result<StageReport, NodeError> },
     Woke { model: ModelName, result: Result<WakeReport, NodeError> },
     Slept { model: ModelName, result: Result<Tier, NodeError> },
     Status(oneshot::Sender<ManagerStatus>),
@@ -541,13 +542,16 @@ impl Actor {
         tokio::spawn(op(self.node.clone(), name.clone(), self.tx.clone()));
     }
 
-    fn on_staged(&mut self, name: &ModelName, result: Result<Tier, NodeError>) {
+    fn on_staged(&mut self, name: &ModelName, result: Result<StageReport, NodeError>) {
         if let Some(e) = self.entries.get_mut(name) {
             e.busy = false;
+            if let Ok(report) = &result {
+                e.device_bytes = report.device_bytes;
+            }
         }
         match result {
-            Ok(tier) => {
-                self.transition(name, ModelState::Staged { tier }, Cause::Startup);
+            Ok(report) => {
+                self.transition(name, ModelState::Staged { tier: report.tier }, Cause::Startup);
                 self.schedule(name);
             }
             Err(err) => self.fail(name, err.to_string()),

@@ -1,27 +1,31 @@
 //! The builtin engine: GGUF models run with candle on the CPU (or CUDA).
+//! A model is opened once (tokenizer, template, tensor layout stay on the
+//! host) and then wakes and sleeps: waking materializes its weights and
+//! starts its worker thread, sleeping stops the worker and frees every
+//! device byte.
 
 mod activation;
 pub mod arch;
 pub mod gguf;
+mod host;
 pub mod kernels;
 pub mod kv_cache;
-mod load;
 pub mod plan;
 pub mod transformer;
 pub mod weights;
 mod worker;
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::JoinHandle;
 
 use greenthread_core::{ChatMessage, ModelSpec};
 use tokio::sync::mpsc;
 
-pub use self::load::{LoadOptions, LoadedModel, load_gguf, read_tokenizer, sha256_file};
+pub use self::host::{LoadOptions, LoadedModel, ModelHost, load_gguf, materialize, open_gguf, read_tokenizer, sha256_file};
+pub use self::weights::WeightSource;
 use self::worker::{NewSequence, WorkerLimits};
-use crate::chat_template::ChatTemplate;
-use crate::engine::{Engine, GenerateRequest, GenerationStream, ModelInfo, ModelInstance};
+use crate::engine::{GenerateRequest, GenerationStream, ModelInfo, ModelInstance};
 use crate::sampler::Sampler;
-use crate::tokenizer::Tokenizer;
 use crate::{Error, Result};
 
 /// Sequences one model generates at once by default. Decoding is bound by
@@ -42,17 +46,13 @@ impl BuiltinEngine {
         Self { device: candle_core::Device::Cpu, max_sequences: DEFAULT_MAX_SEQUENCES }
     }
 
-    /// An engine on the first CUDA device when this build has CUDA and one is
-    /// present; otherwise on the CPU, saying so in the log.
+    /// An engine on the first CUDA device when this build has candle's CUDA
+    /// backend and one is present; otherwise on the CPU, saying so in the log.
     pub fn best_available() -> Self {
-        #[cfg(feature = "cuda")]
+        #[cfg(feature = "cuda-inference")]
         match candle_core::Device::new_cuda(0) {
-            Ok(device) => {
-                return Self { device, max_sequences: DEFAULT_MAX_SEQUENCES };
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "No usable CUDA device; running models on the CPU")
-            }
+            Ok(device) => return Self { device, max_sequences: DEFAULT_MAX_SEQUENCES },
+            Err(e) => tracing::warn!(error = %e, "No usable CUDA device; running models on the CPU"),
         }
         Self::cpu()
     }
@@ -65,73 +65,152 @@ impl BuiltinEngine {
     pub fn device_name(&self) -> &'static str {
         if self.device.is_cuda() { "cuda" } else { "cpu" }
     }
-}
 
-impl Engine for BuiltinEngine {
-    fn load(&self, spec: &ModelSpec) -> Result<Arc<dyn ModelInstance>> {
+    pub fn is_cpu(&self) -> bool {
+        self.device.is_cpu()
+    }
+
+    /// Opens `spec`'s model from the GGUF file at `path`, asleep.
+    ///
+    /// # Errors
+    /// As [`open_gguf`].
+    pub fn open(&self, spec: &ModelSpec, path: &std::path::Path) -> Result<BuiltinModel> {
         let options = LoadOptions {
             context_length: spec.context_length.map(|c| c as usize),
             chat_template: spec.chat_template.clone(),
-            sha256: spec.sha256.clone(),
+            sha256: None,
         };
-        let loaded = load_gguf(spec.artifact.local_path(), &options, &self.device)?;
-        Ok(Arc::new(BuiltinModel::start(loaded, self.max_sequences, spec.name.as_str())?))
+        let host = open_gguf(path, &options)?;
+        Ok(BuiltinModel::asleep(host, self.clone(), spec.name.as_str()))
     }
 }
 
-/// A model served by a worker thread of the builtin engine.
-pub struct BuiltinModel {
-    info: ModelInfo,
-    tokenizer: Arc<Tokenizer>,
-    template: Option<ChatTemplate>,
+/// A running worker and what it holds.
+struct Awake {
     sender: mpsc::UnboundedSender<NewSequence>,
+    thread: JoinHandle<()>,
+    weight_bytes: usize,
+}
+
+/// A model of the builtin engine: always able to tokenize, able to generate
+/// while awake.
+pub struct BuiltinModel {
+    host: Arc<ModelHost>,
+    engine: BuiltinEngine,
+    name: String,
+    awake: Mutex<Option<Awake>>,
 }
 
 impl BuiltinModel {
-    /// Starts the worker thread for `loaded`.
-    ///
-    /// # Errors
-    /// When the thread cannot be spawned.
-    pub fn start(loaded: LoadedModel, max_sequences: usize, name: &str) -> Result<Self> {
-        let (sender, rx) = mpsc::unbounded_channel();
-        let tokenizer = Arc::new(loaded.tokenizer);
-        let limits = WorkerLimits { max_sequences, context_length: loaded.info.context_length };
-        let worker_tokenizer = tokenizer.clone();
-        let transformer = loaded.transformer;
-        std::thread::Builder::new()
-            .name(format!("gt-model-{name}"))
-            .spawn(move || worker::run(transformer, worker_tokenizer, rx, limits))
-            .map_err(|e| Error::Inference(format!("cannot start the model's worker thread: {e}")))?;
-        Ok(Self { info: loaded.info, tokenizer, template: loaded.template, sender })
+    fn asleep(host: ModelHost, engine: BuiltinEngine, name: &str) -> Self {
+        Self { host: Arc::new(host), engine, name: name.to_owned(), awake: Mutex::new(None) }
     }
 
-    pub fn tokenizer(&self) -> &Tokenizer {
-        &self.tokenizer
+    /// A model already materialized, awake at once (tools and tests).
+    ///
+    /// # Errors
+    /// When the worker thread cannot be spawned.
+    pub fn start(loaded: LoadedModel, max_sequences: usize, name: &str) -> Result<Self> {
+        let engine = BuiltinEngine::cpu().with_max_sequences(max_sequences);
+        let model = Self::asleep(loaded.host, engine, name);
+        model.start_worker(loaded.transformer)?;
+        Ok(model)
+    }
+
+    pub fn host(&self) -> &ModelHost {
+        &self.host
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<Awake>> {
+        // The guarded value is replaced whole, so a panic elsewhere cannot leave it half-written.
+        self.awake.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub fn is_awake(&self) -> bool {
+        self.lock().is_some()
+    }
+
+    /// Device bytes held now: the weights while awake, nothing asleep.
+    pub fn device_bytes(&self) -> usize {
+        self.lock().as_ref().map_or(0, |a| a.weight_bytes)
+    }
+
+    /// Materializes the weights from `source` and starts serving. Waking an
+    /// awake model does nothing.
+    ///
+    /// # Errors
+    /// When the weights cannot be read or the worker cannot start.
+    pub fn wake(&self, source: WeightSource<'_>) -> Result<()> {
+        if self.is_awake() {
+            return Ok(());
+        }
+        let transformer = materialize(&self.host, source, &self.engine.device)?;
+        self.start_worker(transformer)
+    }
+
+    fn start_worker(&self, transformer: transformer::Transformer) -> Result<()> {
+        let (sender, rx) = mpsc::unbounded_channel();
+        let limits =
+            WorkerLimits { max_sequences: self.engine.max_sequences, context_length: self.host.info.context_length };
+        let weight_bytes = transformer.weight_bytes;
+        let host = self.host.clone();
+        let thread = std::thread::Builder::new()
+            .name(format!("gt-model-{}", self.name))
+            .spawn(move || worker::run(transformer, &host.tokenizer, rx, limits))
+            .map_err(|e| Error::Inference(format!("cannot start the model's worker thread: {e}")))?;
+        *self.lock() = Some(Awake { sender, thread, weight_bytes });
+        Ok(())
+    }
+
+    /// Stops taking work, lets the worker finish what it has, and frees
+    /// every device byte: weights, KV caches, scratch buffers.
+    ///
+    /// # Errors
+    /// When the worker thread panicked.
+    pub fn sleep(&self) -> Result<()> {
+        let Some(awake) = self.lock().take() else { return Ok(()) };
+        drop(awake.sender);
+        awake.thread.join().map_err(|_| Error::Inference("the model's worker thread panicked".into()))?;
+        release_freed_memory();
+        Ok(())
+    }
+}
+
+/// Hands memory freed by a sleeping model back to the operating system:
+/// glibc keeps freed heap pages mapped until asked.
+fn release_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    #[allow(unsafe_code)]
+    // SAFETY: malloc_trim only returns free pages to the kernel; it is safe
+    // to call at any time from any thread.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }
 
 impl ModelInstance for BuiltinModel {
     fn info(&self) -> &ModelInfo {
-        &self.info
+        &self.host.info
     }
 
     fn chat_prompt(&self, messages: &[ChatMessage], tools: Option<&serde_json::Value>) -> Result<Vec<u32>> {
-        let template = self.template.as_ref().ok_or(Error::NoChatTemplate)?;
+        let template = self.host.template.as_ref().ok_or(Error::NoChatTemplate)?;
         let text = template.render(messages, tools, true)?;
-        Ok(self.tokenizer.encode(&text, true))
+        Ok(self.host.tokenizer.encode(&text, true))
     }
 
     fn text_prompt(&self, text: &str) -> Vec<u32> {
-        self.tokenizer.encode(text, true)
+        self.host.tokenizer.encode(text, true)
     }
 
     fn generate(&self, request: GenerateRequest) -> Result<GenerationStream> {
-        let context = self.info.context_length;
+        let info = &self.host.info;
+        let context = info.context_length;
         let prompt_len = request.prompt.len();
         if prompt_len == 0 {
             return Err(Error::EmptyPrompt);
         }
-        if let Some(&bad) = request.prompt.iter().find(|&&t| t as usize >= self.info.vocab_size) {
+        if let Some(&bad) = request.prompt.iter().find(|&&t| t as usize >= info.vocab_size) {
             return Err(Error::TokenOutOfRange(bad));
         }
         let room = context.saturating_sub(prompt_len);
@@ -148,7 +227,10 @@ impl ModelInstance for BuiltinModel {
         };
         let (events, rx) = mpsc::unbounded_channel();
         let sampler = Sampler::new(request.sampling, &request.prompt);
-        self.sender
+        let guard = self.lock();
+        let awake = guard.as_ref().ok_or(Error::Asleep)?;
+        awake
+            .sender
             .send(NewSequence { prompt: request.prompt, sampler, max_tokens, stops: request.stop, events })
             .map_err(|_| Error::Stopped)?;
         Ok(GenerationStream::new(rx))

@@ -11,7 +11,7 @@ use candle_core::{DType, Device, Tensor};
 use super::activation;
 use super::arch::{ArchConfig, RopeParams, RopeStyle};
 use super::kv_cache::SeqCache;
-use super::weights::{QLinear, Weights};
+use super::weights::{Kernel, QLinear, Weights};
 use crate::Result;
 
 struct Layer {
@@ -55,7 +55,7 @@ impl Transformer {
     ///
     /// # Errors
     /// When a tensor is missing or has the wrong shape.
-    pub fn load(cfg: ArchConfig, w: &mut Weights<'_>, device: &Device) -> Result<Self> {
+    pub fn load(cfg: ArchConfig, w: &mut Weights, device: &Device) -> Result<Self> {
         let (h, nh, nkv, d, ff) = (cfg.hidden, cfg.n_heads, cfg.n_kv_heads, cfg.head_dim, cfg.ffn_hidden);
         let embeddings = w.qtensor("token_embd.weight")?;
         let vocab = embeddings.shape().dims2()?.0;
@@ -84,7 +84,7 @@ impl Transformer {
             w.linear("output", vocab, h)?
         } else {
             // Tied embeddings: the output projection is the embedding table.
-            QLinear::new(embeddings.clone(), None)?
+            QLinear::new(Kernel::from_qtensor(embeddings.clone())?, None)
         };
         Ok(Self { cfg, embeddings, layers, output_norm, lm_head, device: device.clone(), weight_bytes: w.loaded_bytes })
     }

@@ -1,49 +1,148 @@
-//! Reading a model's tensors out of a GGUF file.
+//! Where a GGUF file's tensors lie, and reading them onto the device from a
+//! file (the disk tier) or from the file's bytes in memory (the RAM tier).
 
+use std::collections::HashMap;
 use std::fs::File;
-use std::io::BufReader;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use candle_core::quantized::gguf_file::Content;
-use candle_core::quantized::{QMatMul, QTensor};
+use candle_core::quantized::{GgmlDType, QMatMul, QTensor, ggml_file};
 use candle_core::{Device, Module, Tensor};
+use rayon::prelude::*;
 
-use super::kernels::BlockMatrix;
+use super::kernels::{BlockFormat, BlockMatrix};
 use crate::{Error, Result};
 
-/// Tensors of one GGUF file, loaded on demand onto `device`.
-pub struct Weights<'a> {
-    content: &'a Content,
-    reader: BufReader<File>,
+/// Where a model's weights are read from when it wakes.
+#[derive(Debug, Clone, Copy)]
+pub enum WeightSource<'a> {
+    /// The GGUF file's bytes in memory.
+    Memory(&'a [u8]),
+    /// The GGUF file on disk.
+    File(&'a Path),
+}
+
+/// One tensor's place in the file.
+#[derive(Debug, Clone)]
+pub struct TensorEntry {
+    pub dtype: GgmlDType,
+    pub dims: Vec<usize>,
+    /// Byte offset from the start of the file.
+    pub start: u64,
+    pub len: usize,
+}
+
+/// Every tensor of a GGUF file.
+#[derive(Debug, Clone, Default)]
+pub struct TensorIndex {
+    entries: HashMap<String, TensorEntry>,
+}
+
+impl TensorIndex {
+    /// # Errors
+    /// [`Error::InvalidModel`] when a tensor's size does not divide into blocks.
+    pub fn new(content: &Content, path: &Path) -> Result<Self> {
+        let mut entries = HashMap::with_capacity(content.tensor_infos.len());
+        for (name, info) in &content.tensor_infos {
+            let elems = info.shape.elem_count();
+            let block = info.ggml_dtype.block_size();
+            if !elems.is_multiple_of(block) {
+                return Err(Error::invalid(path, format!("tensor {name} does not divide into {block}-element blocks")));
+            }
+            entries.insert(
+                name.clone(),
+                TensorEntry {
+                    dtype: info.ggml_dtype,
+                    dims: info.shape.dims().to_vec(),
+                    start: content.tensor_data_offset + info.offset,
+                    len: elems / block * info.ggml_dtype.type_size(),
+                },
+            );
+        }
+        Ok(Self { entries })
+    }
+
+    /// Bytes of all tensors: the model's weight footprint.
+    pub fn total_bytes(&self) -> usize {
+        self.entries.values().map(|e| e.len).sum()
+    }
+
+    /// Rows of a 2-D tensor.
+    pub fn rows(&self, name: &str) -> Option<usize> {
+        self.entries.get(name).and_then(|e| e.dims.first().copied())
+    }
+
+    /// The last byte any tensor reaches: the file must be at least this long.
+    pub fn end(&self) -> u64 {
+        self.entries.values().map(|e| e.start + e.len as u64).max().unwrap_or(0)
+    }
+}
+
+/// A model's tensors, read from their source and waiting to become layers.
+pub struct Weights {
+    raw: HashMap<String, (TensorEntry, Vec<u8>)>,
     path: PathBuf,
     device: Device,
-    /// Bytes of every tensor loaded so far.
+    /// Bytes handed to layers so far.
     pub loaded_bytes: usize,
 }
 
-impl<'a> Weights<'a> {
-    pub fn new(content: &'a Content, reader: BufReader<File>, path: &Path, device: &Device) -> Self {
-        Self { content, reader, path: path.to_path_buf(), device: device.clone(), loaded_bytes: 0 }
+impl Weights {
+    /// Reads every tensor of `index` from `source`, in parallel.
+    ///
+    /// # Errors
+    /// [`Error::Io`] when the file cannot be read, [`Error::InvalidModel`]
+    /// when the source is shorter than the index says.
+    pub fn read_all(index: &TensorIndex, source: WeightSource<'_>, path: &Path, device: &Device) -> Result<Self> {
+        let io = |source| Error::Io { path: path.to_path_buf(), source };
+        let file = match source {
+            WeightSource::File(p) => Some(File::open(p).map_err(io)?),
+            WeightSource::Memory(bytes) => {
+                if (bytes.len() as u64) < index.end() {
+                    return Err(Error::invalid(path, "the in-memory copy is shorter than the model's tensors"));
+                }
+                None
+            }
+        };
+        let raw = index
+            .entries
+            .par_iter()
+            .map(|(name, entry)| {
+                let bytes = match (source, &file) {
+                    (WeightSource::Memory(all), _) => all[entry.start as usize..entry.start as usize + entry.len].to_vec(),
+                    (WeightSource::File(_), Some(f)) => {
+                        let mut buf = vec![0u8; entry.len];
+                        f.read_exact_at(&mut buf, entry.start).map_err(io)?;
+                        buf
+                    }
+                    (WeightSource::File(_), None) => unreachable!("the file was opened above"),
+                };
+                Ok((name.clone(), (entry.clone(), bytes)))
+            })
+            .collect::<Result<HashMap<_, _>>>()?;
+        Ok(Self { raw, path: path.to_path_buf(), device: device.clone(), loaded_bytes: 0 })
     }
 
     pub fn has(&self, name: &str) -> bool {
-        self.content.tensor_infos.contains_key(name)
+        self.raw.contains_key(name)
+    }
+
+    fn take(&mut self, name: &str) -> Result<(TensorEntry, Vec<u8>)> {
+        let taken = self.raw.remove(name).ok_or_else(|| Error::invalid(&self.path, format!("tensor {name} is missing")))?;
+        self.loaded_bytes += taken.1.len();
+        Ok(taken)
     }
 
     /// A tensor by name, quantized as stored.
     ///
     /// # Errors
-    /// [`Error::InvalidModel`] when it is missing or unreadable.
+    /// [`Error::InvalidModel`] when it is missing or malformed.
     pub fn qtensor(&mut self, name: &str) -> Result<Arc<QTensor>> {
-        if !self.has(name) {
-            return Err(Error::invalid(&self.path, format!("tensor {name} is missing")));
-        }
-        let t = self
-            .content
-            .tensor(&mut self.reader, name, &self.device)
+        let (entry, bytes) = self.take(name)?;
+        let t = ggml_file::qtensor_from_ggml(entry.dtype, &bytes, entry.dims, &self.device)
             .map_err(|e| Error::invalid(&self.path, format!("tensor {name}: {e}")))?;
-        self.loaded_bytes += t.storage_size_in_bytes();
         Ok(Arc::new(t))
     }
 
@@ -71,24 +170,61 @@ impl<'a> Weights<'a> {
     /// # Errors
     /// As [`Self::qtensor`], or when its shape is not `[rows, cols]`.
     pub fn linear(&mut self, name: &str, rows: usize, cols: usize) -> Result<QLinear> {
-        let w = self.qtensor(&format!("{name}.weight"))?;
-        if w.shape().dims() != [rows, cols] {
+        let weight_name = format!("{name}.weight");
+        let dims = self.raw.get(&weight_name).map(|(e, _)| e.dims.clone());
+        if let Some(dims) = dims
+            && dims != [rows, cols]
+        {
             return Err(Error::invalid(
                 &self.path,
-                format!("tensor {name}.weight has shape {:?}, expected [{rows}, {cols}]", w.shape().dims()),
+                format!("tensor {weight_name} has shape {dims:?}, expected [{rows}, {cols}]"),
             ));
         }
         let bias = self.opt_vector(&format!("{name}.bias"), rows)?;
-        Ok(QLinear::new(w, bias)?)
+        let weight = self.matrix(&weight_name)?;
+        Ok(QLinear { weight, bias })
+    }
+
+    /// A weight matrix on the fastest kernel for its format, without copying
+    /// block formats a second time.
+    ///
+    /// # Errors
+    /// As [`Self::qtensor`].
+    pub fn matrix(&mut self, name: &str) -> Result<Kernel> {
+        let block = self.raw.get(name).and_then(|(e, _)| {
+            let format = BlockFormat::from_ggml(e.dtype)?;
+            let [rows, cols] = e.dims[..] else { return None };
+            BlockMatrix::runs_on(format, cols, &self.device).then_some((format, rows, cols))
+        });
+        match block {
+            Some((format, rows, cols)) => {
+                let (_, bytes) = self.take(name)?;
+                Ok(Kernel::Block(BlockMatrix::from_raw(format, rows, cols, bytes)))
+            }
+            None => Ok(Kernel::Candle(QMatMul::from_arc(self.qtensor(name)?)?)),
+        }
     }
 }
 
 /// How a linear layer multiplies.
-enum Kernel {
+pub enum Kernel {
     /// GreenThread's block kernels (Q4_0, Q5_0, Q8_0 on the CPU).
     Block(BlockMatrix),
     /// candle's quantized matmul: other formats, other devices.
     Candle(QMatMul),
+}
+
+impl Kernel {
+    /// A kernel over an already loaded tensor (tied embeddings).
+    ///
+    /// # Errors
+    /// When candle cannot take the tensor.
+    pub fn from_qtensor(t: Arc<QTensor>) -> candle_core::Result<Self> {
+        match BlockMatrix::from_qtensor(&t) {
+            Some(m) => Ok(Self::Block(m)),
+            None => Ok(Self::Candle(QMatMul::from_arc(t)?)),
+        }
+    }
 }
 
 /// A linear layer with quantized weights and an optional f32 bias.
@@ -98,16 +234,8 @@ pub struct QLinear {
 }
 
 impl QLinear {
-    /// A layer over `weight`, on the block kernels where they apply.
-    ///
-    /// # Errors
-    /// When candle cannot take the tensor.
-    pub fn new(weight: Arc<QTensor>, bias: Option<Tensor>) -> candle_core::Result<Self> {
-        let weight = match BlockMatrix::from_qtensor(&weight) {
-            Some(m) => Kernel::Block(m),
-            None => Kernel::Candle(QMatMul::from_arc(weight)?),
-        };
-        Ok(Self { weight, bias })
+    pub fn new(weight: Kernel, bias: Option<Tensor>) -> Self {
+        Self { weight, bias }
     }
 
     /// `x`: `[tokens, inputs]` → `[tokens, outputs]`.

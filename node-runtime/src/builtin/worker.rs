@@ -5,7 +5,6 @@
 
 use std::collections::VecDeque;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::Arc;
 
 use greenthread_core::{FinishReason, Usage};
 use tokio::sync::mpsc;
@@ -67,7 +66,7 @@ pub struct WorkerLimits {
 /// Runs until every sender of `rx` is dropped.
 pub fn run(
     model: Transformer,
-    tokenizer: Arc<Tokenizer>,
+    tokenizer: &Tokenizer,
     mut rx: mpsc::UnboundedReceiver<NewSequence>,
     limits: WorkerLimits,
 ) {
@@ -103,7 +102,7 @@ pub fn run(
         if active.is_empty() {
             continue;
         }
-        step(&model, &tokenizer, &mut active, limits);
+        step(&model, tokenizer, &mut active, limits);
     }
 }
 

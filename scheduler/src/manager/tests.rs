@@ -38,13 +38,13 @@ impl ScriptedNode {
 }
 
 impl NodeControl for ScriptedNode {
-    fn stage<'a>(&'a self, model: &'a ModelName) -> NodeFuture<'a, Tier> {
+    fn stage<'a>(&'a self, model: &'a ModelName) -> NodeFuture<'a, StageReport> {
         Box::pin(async move {
             tokio::time::sleep(Duration::from_millis(10)).await;
             if self.broken.contains(&model.to_string()) {
                 return Err(NodeError::Artifact("sha256 mismatch".into()));
             }
-            Ok(Tier::Disk)
+            Ok(StageReport { tier: Tier::Disk, device_bytes: self.bytes[model.as_str()] })
         })
     }
 

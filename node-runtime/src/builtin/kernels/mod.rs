@@ -98,19 +98,24 @@ impl BlockMatrix {
     pub fn from_qtensor(t: &QTensor) -> Option<Self> {
         let format = BlockFormat::from_ggml(t.dtype())?;
         let (rows, cols) = t.shape().dims2().ok()?;
-        let fast = match level() {
-            Level::Vnni => true,
-            Level::Avx2 => format != BlockFormat::Q8_0,
-            Level::Scalar => false,
-        };
-        if !fast || !cols.is_multiple_of(BLOCK) || !t.device().is_cpu() {
+        if !Self::runs_on(format, cols, &t.device()) {
             return None;
         }
         let data = t.data().ok()?.into_owned();
         (data.len() == rows * cols / BLOCK * format.block_bytes()).then_some(Self { format, rows, cols, data })
     }
 
-    /// Builds a matrix from raw blocks (tests and benchmarks).
+    /// Whether these kernels run `format` with `cols` inputs fast on `device`.
+    pub fn runs_on(format: BlockFormat, cols: usize, device: &candle_core::Device) -> bool {
+        let fast = match level() {
+            Level::Vnni => true,
+            Level::Avx2 => format != BlockFormat::Q8_0,
+            Level::Scalar => false,
+        };
+        fast && cols.is_multiple_of(BLOCK) && device.is_cpu()
+    }
+
+    /// Builds a matrix from raw blocks as GGUF stores them.
     ///
     /// # Panics
     /// When `data` does not hold `rows × cols` values of `format`.

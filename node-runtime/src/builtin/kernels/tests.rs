@@ -62,7 +62,8 @@ fn every_simd_kernel_on_this_cpu_agrees_with_the_scalar_definition() {
 fn block_kernels_agree_with_candle() {
     let mut rng = StdRng::seed_from_u64(6);
     for dtype in [GgmlDType::Q4_0, GgmlDType::Q5_0, GgmlDType::Q8_0] {
-        for &(m, n, k) in SHAPES {
+        // candle's own Q5_0 path asserts an even number of blocks per row.
+        for &(m, n, k) in SHAPES.iter().filter(|(_, _, k)| (k / BLOCK).is_multiple_of(2)) {
             let q = quantized(&mut rng, dtype, n, k);
             let raw = q.data().unwrap().into_owned();
             let w = BlockMatrix::from_raw(BlockFormat::from_ggml(dtype).unwrap(), n, k, raw);

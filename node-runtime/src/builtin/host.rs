@@ -1,9 +1,10 @@
-//! Loading a GGUF file into a ready-to-run model: verification, metadata,
-//! tokenizer, chat template and weights.
+//! Opening a GGUF file: what stays on the host while a model sleeps
+//! (metadata, tokenizer, chat template, where each tensor lies), and
+//! materializing its weights on the device when it wakes.
 
 use std::fs::File;
 use std::io::{BufReader, Read};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use candle_core::Device;
 use candle_core::quantized::gguf_file::Content;
@@ -13,7 +14,7 @@ use sha2::{Digest, Sha256};
 use super::arch::{ArchConfig, Architecture};
 use super::gguf::Metadata;
 use super::transformer::Transformer;
-use super::weights::Weights;
+use super::weights::{TensorIndex, WeightSource, Weights};
 use crate::chat_template::{ChatTemplate, GEMMA_TURNS};
 use crate::engine::ModelInfo;
 use crate::tokenizer::Tokenizer;
@@ -30,22 +31,55 @@ pub struct LoadOptions {
     pub sha256: Option<Sha256Digest>,
 }
 
-/// A model in memory, ready to hand to a worker.
-pub struct LoadedModel {
-    pub transformer: Transformer,
+/// What a model keeps on the host, awake or asleep: a few megabytes.
+pub struct ModelHost {
+    /// The file it was opened from.
+    pub path: PathBuf,
+    pub cfg: ArchConfig,
     pub tokenizer: Tokenizer,
     pub template: Option<ChatTemplate>,
     pub info: ModelInfo,
+    pub index: TensorIndex,
 }
 
-/// Loads the GGUF model at `path` onto `device`.
+/// A model opened and materialized in one go (tools and tests).
+pub struct LoadedModel {
+    pub host: ModelHost,
+    pub transformer: Transformer,
+}
+
+/// Opens the GGUF model at `path` and materializes its weights on `device`.
+///
+/// # Errors
+/// As [`open_gguf`] and [`materialize`].
+pub fn load_gguf(path: &Path, options: &LoadOptions, device: &Device) -> Result<LoadedModel> {
+    let host = open_gguf(path, options)?;
+    let transformer = materialize(&host, WeightSource::File(path), device)?;
+    Ok(LoadedModel { host, transformer })
+}
+
+/// Reads the weights of `host` from `source` onto `device` and warms the
+/// model up, ready to serve.
+///
+/// # Errors
+/// [`Error::Io`] or [`Error::InvalidModel`] when the source does not hold
+/// the tensors the host describes.
+pub fn materialize(host: &ModelHost, source: WeightSource<'_>, device: &Device) -> Result<Transformer> {
+    let mut weights = Weights::read_all(&host.index, source, &host.path, device)?;
+    let transformer = Transformer::load(host.cfg.clone(), &mut weights, device)?;
+    transformer.warm_up()?;
+    Ok(transformer)
+}
+
+/// Opens the GGUF model at `path`: verifies it (if `options.sha256` is set),
+/// reads its metadata, tokenizer, chat template and tensor layout, but no weights.
 ///
 /// # Errors
 /// [`Error::Io`] when it cannot be read, [`Error::DigestMismatch`] when it
 /// fails verification, [`Error::InvalidModel`] when it is not a model this
 /// engine can run, [`Error::Template`] when a configured chat template does
 /// not compile.
-pub fn load_gguf(path: &Path, options: &LoadOptions, device: &Device) -> Result<LoadedModel> {
+pub fn open_gguf(path: &Path, options: &LoadOptions) -> Result<ModelHost> {
     let io = |source| Error::Io { path: path.to_path_buf(), source };
     if let Some(expected) = &options.sha256 {
         let actual = sha256_file(path).map_err(io)?;
@@ -72,28 +106,23 @@ pub fn load_gguf(path: &Path, options: &LoadOptions, device: &Device) -> Result<
     };
     let template = chat_template(path, &md, cfg.arch, options, &tokenizer)?;
     let description = md.opt_str("general.name").ok().flatten().map(str::to_owned);
-    let mut weights = Weights::new(&content, reader, path, device);
-    let transformer = Transformer::load(cfg, &mut weights, device)?;
-    transformer.warm_up()?;
-    if tokenizer.vocab_size() > transformer.vocab_size() {
+    let index = TensorIndex::new(&content, path)?;
+    let embedding_rows = index.rows("token_embd.weight").ok_or_else(|| Error::invalid(path, "tensor token_embd.weight is missing"))?;
+    if tokenizer.vocab_size() > embedding_rows {
         return Err(Error::invalid(
             path,
-            format!(
-                "the tokenizer has {} tokens but the embeddings only {}",
-                tokenizer.vocab_size(),
-                transformer.vocab_size()
-            ),
+            format!("the tokenizer has {} tokens but the embeddings only {embedding_rows}", tokenizer.vocab_size()),
         ));
     }
     let info = ModelInfo {
-        architecture: transformer.config().arch.as_str().to_owned(),
+        architecture: cfg.arch.as_str().to_owned(),
         description,
         context_length,
         vocab_size: tokenizer.vocab_size(),
-        weight_bytes: transformer.weight_bytes,
+        weight_bytes: index.total_bytes(),
         has_chat_template: template.is_some(),
     };
-    Ok(LoadedModel { transformer, tokenizer, template, info })
+    Ok(ModelHost { path: path.to_path_buf(), cfg, tokenizer, template, info, index })
 }
 
 /// Reads only the tokenizer of the GGUF file at `path`.

@@ -1,0 +1,246 @@
+//! A node: its weight tiers and the models of the builtin engine, driven by
+//! the scheduler through [`NodeControl`]. Everything that moves gigabytes
+//! runs on blocking threads; the locks guard only bookkeeping.
+
+mod fetch;
+mod tiers;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use greenthread_core::{
+    ModelName, ModelSpec, NodeControl, NodeError, NodeFuture, StageReport, Tier, TierUsage, WakeReport, WarmTier,
+};
+use tokio::time::Instant;
+
+pub use self::tiers::TierBudgets;
+use self::tiers::TierStore;
+use crate::ModelInstance;
+use crate::builtin::{BuiltinEngine, BuiltinModel, WeightSource};
+
+/// How a node runs.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    /// The disk tier: verified artifacts, one file per model.
+    pub cache_dir: PathBuf,
+    pub budgets: TierBudgets,
+    pub engine: BuiltinEngine,
+}
+
+/// A node in this process.
+#[derive(Clone)]
+pub struct LocalNode {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: NodeConfig,
+    specs: HashMap<ModelName, ModelSpec>,
+    models: Mutex<HashMap<ModelName, Arc<BuiltinModel>>>,
+    tiers: Mutex<TierStore>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Every update under these locks is a single insert or remove.
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn engine_error(e: impl std::fmt::Display) -> NodeError {
+    NodeError::Engine(e.to_string())
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, NodeError> + Send + 'static) -> Result<T, NodeError> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| NodeError::Engine(format!("node task failed: {e}")))?
+}
+
+impl LocalNode {
+    /// A node for `specs`, keeping its disk tier in `config.cache_dir`.
+    ///
+    /// # Errors
+    /// When the cache directory cannot be created.
+    pub fn new(config: NodeConfig, specs: &[ModelSpec]) -> std::io::Result<Self> {
+        std::fs::create_dir_all(&config.cache_dir)?;
+        let tiers = TierStore::new(config.budgets);
+        Ok(Self {
+            inner: Arc::new(Inner {
+                specs: specs.iter().map(|s| (s.name.clone(), s.clone())).collect(),
+                config,
+                models: Mutex::new(HashMap::new()),
+                tiers: Mutex::new(tiers),
+            }),
+        })
+    }
+
+    /// The model, once staged.
+    pub fn model(&self, name: &ModelName) -> Option<Arc<BuiltinModel>> {
+        lock(&self.inner.models).get(name).cloned()
+    }
+
+    /// The model as the gateway uses it, once staged.
+    pub fn instance(&self, name: &ModelName) -> Option<Arc<dyn ModelInstance>> {
+        self.model(name).map(|m| m as Arc<dyn ModelInstance>)
+    }
+
+    /// The fastest tier holding the model's weights: the device while awake.
+    pub fn residency(&self, name: &ModelName) -> Tier {
+        if self.model(name).is_some_and(|m| m.is_awake()) {
+            return Tier::Device;
+        }
+        lock(&self.inner.tiers).fastest(name).unwrap_or(Tier::Object)
+    }
+
+    fn spec(&self, name: &ModelName) -> Result<&ModelSpec, NodeError> {
+        self.inner.specs.get(name).ok_or_else(|| NodeError::UnknownModel(name.to_string()))
+    }
+
+    fn cache_path(&self, name: &ModelName) -> PathBuf {
+        self.inner.config.cache_dir.join(format!("{name}.gguf"))
+    }
+
+    async fn stage_model(&self, name: &ModelName) -> Result<StageReport, NodeError> {
+        let spec = self.spec(name)?.clone();
+        let dest = self.cache_path(name);
+        let on_disk = lock(&self.inner.tiers).disk(name).is_some();
+        if !on_disk {
+            let verified = match fetch::cached(&dest, spec.sha256.as_ref()) {
+                Some(v) => v,
+                None => {
+                    tracing::info!(model = %name, artifact = %spec.artifact, "Fetching artifact");
+                    fetch::fetch(&spec.artifact, &dest, spec.sha256.as_ref()).await?
+                }
+            };
+            self.admit_to_disk(name, &verified.path, verified.bytes)?;
+        }
+        if self.model(name).is_none() {
+            let engine = self.inner.config.engine.clone();
+            let model = blocking(move || engine.open(&spec, &dest).map_err(engine_error)).await?;
+            lock(&self.inner.models).insert(name.clone(), Arc::new(model));
+        }
+        let spec = self.spec(name)?;
+        if spec.scaling.warm_tier == WarmTier::Ram {
+            self.load_into_ram(name).await?;
+        }
+        let tier = lock(&self.inner.tiers).fastest(name).unwrap_or(Tier::Disk);
+        let device_bytes = self.model(name).map_or(0, |m| m.info().weight_bytes as u64);
+        Ok(StageReport { tier, device_bytes })
+    }
+
+    fn admit_to_disk(&self, name: &ModelName, path: &Path, bytes: u64) -> Result<(), NodeError> {
+        let mut tiers = lock(&self.inner.tiers);
+        tiers.pin(name);
+        let evicted = tiers.make_disk_room(bytes);
+        tiers.unpin(name);
+        let Some(evicted) = evicted else {
+            fetch::remove(path);
+            return Err(NodeError::Artifact(format!(
+                "model {name} needs {bytes} bytes of disk cache, more than the disk budget leaves free"
+            )));
+        };
+        for p in evicted {
+            tracing::info!(file = %p.display(), "Disk tier full; removing the least recently used artifact");
+            fetch::remove(&p);
+        }
+        tiers.insert_disk(name, path.to_path_buf(), bytes);
+        Ok(())
+    }
+
+    /// Puts the model's artifact in RAM if the budget allows; a model that
+    /// does not fit simply stays on disk.
+    async fn load_into_ram(&self, name: &ModelName) -> Result<(), NodeError> {
+        let (path, bytes) = {
+            let mut tiers = lock(&self.inner.tiers);
+            if tiers.ram(name).is_some() {
+                return Ok(());
+            }
+            let Some(path) = tiers.disk(name) else { return Ok(()) };
+            let bytes = std::fs::metadata(&path).map_err(engine_error)?.len();
+            tiers.pin(name);
+            let room = tiers.make_ram_room(bytes);
+            tiers.unpin(name);
+            match room {
+                Some(evicted) => {
+                    for m in evicted {
+                        tracing::info!(model = %m, "RAM tier full; its copy moves down to disk");
+                    }
+                }
+                None => {
+                    tracing::info!(model = %name, "RAM tier has no room; it waits on disk");
+                    return Ok(());
+                }
+            }
+            (path, bytes)
+        };
+        let data = blocking(move || std::fs::read(&path).map_err(engine_error)).await?;
+        if data.len() as u64 != bytes {
+            return Err(NodeError::Artifact(format!("model {name}: the cached file changed while being read")));
+        }
+        lock(&self.inner.tiers).insert_ram(name, Arc::new(data));
+        Ok(())
+    }
+
+    async fn wake_model(&self, name: &ModelName) -> Result<WakeReport, NodeError> {
+        let model = self.model(name).ok_or_else(|| NodeError::Engine(format!("model {name} is not staged")))?;
+        let (from, ram, disk) = {
+            let mut tiers = lock(&self.inner.tiers);
+            tiers.pin(name);
+            let ram = tiers.ram(name);
+            let disk = tiers.disk(name);
+            (if ram.is_some() { Tier::Ram } else { Tier::Disk }, ram, disk)
+        };
+        let result = blocking(move || {
+            let started = Instant::now();
+            let source = match (&ram, &disk) {
+                (Some(bytes), _) => WeightSource::Memory(bytes.as_slice()),
+                (None, Some(path)) => WeightSource::File(path),
+                (None, None) => return Err(NodeError::Engine("no tier holds the model's weights; stage it first".into())),
+            };
+            model.wake(source).map_err(engine_error)?;
+            Ok(WakeReport { from, duration: started.elapsed(), device_bytes: model.device_bytes() as u64 })
+        })
+        .await;
+        lock(&self.inner.tiers).unpin(name);
+        result
+    }
+
+    async fn sleep_model(&self, name: &ModelName, warm: WarmTier) -> Result<Tier, NodeError> {
+        if let Some(model) = self.model(name) {
+            blocking(move || model.sleep().map_err(engine_error)).await?;
+        }
+        match warm {
+            WarmTier::Ram => self.load_into_ram(name).await?,
+            WarmTier::Disk => {
+                lock(&self.inner.tiers).drop_ram(name);
+            }
+            WarmTier::Object => {
+                let path = {
+                    let mut tiers = lock(&self.inner.tiers);
+                    tiers.drop_ram(name);
+                    tiers.drop_disk(name)
+                };
+                if let Some(p) = path {
+                    fetch::remove(&p);
+                }
+            }
+        }
+        Ok(lock(&self.inner.tiers).fastest(name).unwrap_or(Tier::Object))
+    }
+}
+
+impl NodeControl for LocalNode {
+    fn stage<'a>(&'a self, model: &'a ModelName) -> NodeFuture<'a, StageReport> {
+        Box::pin(self.stage_model(model))
+    }
+
+    fn wake<'a>(&'a self, model: &'a ModelName) -> NodeFuture<'a, WakeReport> {
+        Box::pin(self.wake_model(model))
+    }
+
+    fn sleep<'a>(&'a self, model: &'a ModelName, warm: WarmTier) -> NodeFuture<'a, Tier> {
+        Box::pin(self.sleep_model(model, warm))
+    }
+
+    fn tiers(&self) -> Vec<TierUsage> {
+        lock(&self.inner.tiers).usage()
+    }
+}

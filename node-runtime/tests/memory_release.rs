@@ -1,0 +1,70 @@
+//! Sleep returns a model's memory to the operating system: the process's
+//! resident set falls by at least the model's device footprint. Alone in
+//! its test binary, so no other test's allocations move the numbers.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use greenthread_core::{ArtifactUri, ModelName, ModelSpec, NodeControl, SamplingParams, WarmTier};
+use greenthread_node_runtime::builtin::BuiltinEngine;
+use greenthread_node_runtime::fixtures::TinyModel;
+use greenthread_node_runtime::node::{LocalNode, NodeConfig, TierBudgets};
+use greenthread_node_runtime::{GenerateRequest, GenerationEvent};
+
+/// Resident bytes of this process.
+fn rss() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap();
+    let pages: u64 = statm.split_whitespace().nth(1).unwrap().parse().unwrap();
+    pages * 4096
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn sleeping_returns_at_least_the_device_footprint_to_the_os() {
+    let dir = tempfile::tempdir().unwrap();
+    let artifact = dir.path().join("big.gguf");
+    let mut tiny = TinyModel::qwen2().with_shape(512, 8, 2, 64, 2048);
+    tiny.layers = 16;
+    tiny.write(&artifact).unwrap();
+    let name = ModelName::parse("big").unwrap();
+    let mut spec = ModelSpec::new(name.clone(), ArtifactUri::File(artifact));
+    spec.scaling.warm_tier = WarmTier::Disk;
+    let config = NodeConfig {
+        cache_dir: dir.path().join("cache"),
+        budgets: TierBudgets { ram: 1 << 30, disk: 1 << 30 },
+        engine: BuiltinEngine::cpu(),
+    };
+    let node = LocalNode::new(config, &[spec]).unwrap();
+    node.stage(&name).await.unwrap();
+
+    let before_wake = rss();
+    let footprint = node.wake(&name).await.unwrap().device_bytes;
+    assert!(footprint > 50 << 20, "the model should be big enough to measure ({footprint} bytes)");
+    let m = node.instance(&name).unwrap();
+    let mut stream = m
+        .generate(GenerateRequest {
+            prompt: m.text_prompt("Hello the world"),
+            sampling: SamplingParams::greedy(),
+            max_tokens: Some(16),
+            stop: vec![],
+        })
+        .unwrap();
+    while let Some(e) = stream.next().await {
+        if !matches!(e, GenerationEvent::Text(_)) {
+            break;
+        }
+    }
+    let awake = rss();
+    assert!(awake >= before_wake + footprint * 9 / 10, "waking should make the weights resident");
+
+    node.sleep(&name, WarmTier::Disk).await.unwrap();
+    let asleep = rss();
+    let released = awake.saturating_sub(asleep);
+    assert!(
+        released >= footprint * 9 / 10,
+        "sleep released {} MiB of a {} MiB footprint (resident: {} → {} MiB)",
+        released >> 20,
+        footprint >> 20,
+        awake >> 20,
+        asleep >> 20
+    );
+    eprintln!("footprint {} MiB, released {} MiB", footprint >> 20, released >> 20);
+}

@@ -1,0 +1,156 @@
+//! A node's tiers with real (tiny) GGUF artifacts: staging, verification,
+//! waking from RAM and from disk, sleeping to each warm tier.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::Path;
+
+use greenthread_core::{
+    ArtifactUri, ModelName, ModelSpec, NodeControl, NodeError, SamplingParams, Sha256Digest, Tier, WarmTier,
+};
+use greenthread_node_runtime::builtin::{BuiltinEngine, sha256_file};
+use greenthread_node_runtime::fixtures::TinyModel;
+use greenthread_node_runtime::node::{LocalNode, NodeConfig, TierBudgets};
+use greenthread_node_runtime::{GenerateRequest, GenerationEvent, ModelInstance};
+
+fn name(s: &str) -> ModelName {
+    ModelName::parse(s).unwrap()
+}
+
+fn spec(n: &str, artifact: &Path, warm: WarmTier) -> ModelSpec {
+    let mut s = ModelSpec::new(name(n), ArtifactUri::File(artifact.to_path_buf()));
+    s.scaling.warm_tier = warm;
+    s
+}
+
+fn node(dir: &Path, specs: &[ModelSpec], budgets: TierBudgets) -> LocalNode {
+    let config = NodeConfig { cache_dir: dir.join("cache"), budgets, engine: BuiltinEngine::cpu() };
+    LocalNode::new(config, specs).unwrap()
+}
+
+const PLENTY: TierBudgets = TierBudgets { ram: 1 << 30, disk: 1 << 30 };
+
+async fn greedy(node: &LocalNode, model: &str) -> String {
+    let m = node.instance(&name(model)).unwrap();
+    let prompt = m.text_prompt("the world");
+    let mut stream = m
+        .generate(GenerateRequest { prompt, sampling: SamplingParams::greedy(), max_tokens: Some(12), stop: vec![] })
+        .unwrap();
+    let mut out = String::new();
+    while let Some(e) = stream.next().await {
+        match e {
+            GenerationEvent::Text(t) => out.push_str(&t),
+            GenerationEvent::Done { .. } => break,
+            GenerationEvent::Failed { message, .. } => panic!("{message}"),
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn a_staged_model_wakes_from_ram_or_disk_with_the_same_answers_and_sleeps_to_zero_device_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let artifact = dir.path().join("q.gguf");
+    TinyModel::qwen2().write(&artifact).unwrap();
+    let n = node(dir.path(), &[spec("q", &artifact, WarmTier::Ram)], PLENTY);
+
+    let staged = n.stage(&name("q")).await.unwrap();
+    assert_eq!(staged.tier, Tier::Ram);
+    assert!(staged.device_bytes > 0);
+    assert!(dir.path().join("cache/q.gguf").exists());
+
+    let woke = n.wake(&name("q")).await.unwrap();
+    assert_eq!(woke.from, Tier::Ram);
+    assert_eq!(woke.device_bytes, staged.device_bytes);
+    let from_ram = greedy(&n, "q").await;
+
+    assert_eq!(n.sleep(&name("q"), WarmTier::Disk).await.unwrap(), Tier::Disk);
+    let model = n.model(&name("q")).unwrap();
+    assert_eq!((model.is_awake(), model.device_bytes()), (false, 0));
+    assert!(matches!(
+        model.generate(GenerateRequest {
+            prompt: vec![1],
+            sampling: SamplingParams::greedy(),
+            max_tokens: Some(1),
+            stop: vec![]
+        }),
+        Err(greenthread_node_runtime::Error::Asleep)
+    ));
+
+    let woke = n.wake(&name("q")).await.unwrap();
+    assert_eq!(woke.from, Tier::Disk);
+    assert_eq!(greedy(&n, "q").await, from_ram, "the same weights from either tier");
+}
+
+#[tokio::test]
+async fn sleeping_to_the_object_tier_clears_the_node_and_the_next_stage_fetches_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let artifact = dir.path().join("g.gguf");
+    TinyModel::gemma3().write(&artifact).unwrap();
+    let n = node(dir.path(), &[spec("g", &artifact, WarmTier::Object)], PLENTY);
+    assert_eq!(n.stage(&name("g")).await.unwrap().tier, Tier::Disk, "object-tier models are not kept in RAM");
+    n.wake(&name("g")).await.unwrap();
+    assert_eq!(n.sleep(&name("g"), WarmTier::Object).await.unwrap(), Tier::Object);
+    assert!(!dir.path().join("cache/g.gguf").exists());
+    assert_eq!(n.stage(&name("g")).await.unwrap().tier, Tier::Disk);
+    assert_eq!(n.wake(&name("g")).await.unwrap().from, Tier::Disk);
+}
+
+#[tokio::test]
+async fn a_corrupt_artifact_is_refused_leaves_no_file_behind_and_disturbs_nothing_else() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("good.gguf");
+    let bad = dir.path().join("bad.gguf");
+    TinyModel::qwen2().write(&good).unwrap();
+    TinyModel::llama().write(&bad).unwrap();
+    let mut bad_spec = spec("bad", &bad, WarmTier::Ram);
+    // The digest of a different file: what a tampered or truncated download looks like.
+    bad_spec.sha256 = Some(Sha256Digest::parse(&sha256_file(&good).unwrap()).unwrap());
+    let mut good_spec = spec("good", &good, WarmTier::Ram);
+    good_spec.sha256 = Some(Sha256Digest::parse(&sha256_file(&good).unwrap()).unwrap());
+    let n = node(dir.path(), &[good_spec, bad_spec], PLENTY);
+
+    match n.stage(&name("bad")).await {
+        Err(NodeError::Artifact(msg)) => assert!(msg.contains("sha256") && msg.contains("refused"), "{msg}"),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    let cached: Vec<String> = std::fs::read_dir(dir.path().join("cache"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(cached.is_empty(), "nothing of the refused artifact may remain: {cached:?}");
+    n.stage(&name("good")).await.unwrap();
+    n.wake(&name("good")).await.unwrap();
+    assert!(!greedy(&n, "good").await.is_empty());
+}
+
+#[tokio::test]
+async fn the_ram_tier_keeps_within_its_budget_giving_up_the_least_recently_used_copy() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (dir.path().join("a.gguf"), dir.path().join("b.gguf"));
+    TinyModel::qwen2().write(&a).unwrap();
+    TinyModel::qwen2().write(&b).unwrap();
+    let size = std::fs::metadata(&a).unwrap().len();
+    let budgets = TierBudgets { ram: size + size / 2, disk: 1 << 30 };
+    let n = node(dir.path(), &[spec("a", &a, WarmTier::Ram), spec("b", &b, WarmTier::Ram)], budgets);
+    assert_eq!(n.stage(&name("a")).await.unwrap().tier, Tier::Ram);
+    assert_eq!(n.stage(&name("b")).await.unwrap().tier, Tier::Ram);
+    assert_eq!(n.residency(&name("a")), Tier::Disk, "a's RAM copy made room for b");
+    let ram = n.tiers().into_iter().find(|t| t.tier == Tier::Ram).unwrap();
+    assert!(ram.used <= ram.budget);
+    assert_eq!(n.wake(&name("a")).await.unwrap().from, Tier::Disk);
+}
+
+#[tokio::test]
+async fn a_restarted_node_reuses_its_verified_cache_without_fetching() {
+    let dir = tempfile::tempdir().unwrap();
+    let artifact = dir.path().join("q.gguf");
+    TinyModel::qwen2().write(&artifact).unwrap();
+    let s = spec("q", &artifact, WarmTier::Disk);
+    node(dir.path(), std::slice::from_ref(&s), PLENTY).stage(&name("q")).await.unwrap();
+    // The source disappears; a new node over the same cache still stages.
+    std::fs::remove_file(&artifact).unwrap();
+    let again = node(dir.path(), &[s], PLENTY);
+    assert_eq!(again.stage(&name("q")).await.unwrap().tier, Tier::Disk);
+    again.wake(&name("q")).await.unwrap();
+}
