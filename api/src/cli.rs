@@ -2,8 +2,10 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use greenthread_core::{ByteSize, parse_duration};
 
 #[derive(Debug, Parser)]
 #[command(name = "greenthread", version, about = "Serve many language models on shared hardware")]
@@ -25,14 +27,30 @@ pub struct ServeArgs {
     /// YAML file with a `models:` list (name, artifact, …).
     #[arg(long, env = "GREENTHREAD_CONFIG")]
     pub config: Option<PathBuf>,
-    /// Directory for the server's state; one server per directory.
+    /// Directory for the server's state (the disk tier lives in its `cache/`); one server per directory.
     #[arg(long, env = "GREENTHREAD_DATA_DIR", default_value = "./data")]
     pub data_dir: PathBuf,
     /// Address to listen on.
     #[arg(long, env = "GREENTHREAD_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
     #[command(flatten)]
+    pub tiers: TierArgs,
+    #[command(flatten)]
     pub limits: LimitArgs,
+}
+
+/// Byte budgets of the weight tiers (bytes, or units: 700MiB, 2GiB, 1.5GB).
+#[derive(Debug, Args)]
+pub struct TierArgs {
+    /// Device memory the awake models may hold together [default: on a CPU node, half the RAM].
+    #[arg(long, env = "GREENTHREAD_DEVICE_MEMORY", value_parser = parse_size)]
+    pub device_memory: Option<ByteSize>,
+    /// Host memory for sleeping models' weights [default: a quarter of the RAM].
+    #[arg(long, env = "GREENTHREAD_RAM_CACHE", value_parser = parse_size)]
+    pub ram_cache: Option<ByteSize>,
+    /// Disk for cached artifacts [default: half the free space of the data directory].
+    #[arg(long, env = "GREENTHREAD_DISK_CACHE", value_parser = parse_size)]
+    pub disk_cache: Option<ByteSize>,
 }
 
 /// Request and engine limits.
@@ -44,6 +62,19 @@ pub struct LimitArgs {
     /// Sequences each model generates at once; more requests wait their turn.
     #[arg(long, env = "GREENTHREAD_MAX_SEQUENCES", default_value_t = greenthread_node_runtime::builtin::DEFAULT_MAX_SEQUENCES)]
     pub max_sequences: usize,
+    /// Longest a request waits for a sleeping model to wake before it gets 503 with Retry-After.
+    #[arg(long, env = "GREENTHREAD_WAKE_TIMEOUT", value_parser = parse_duration, default_value = "30s")]
+    pub wake_timeout: Duration,
+    /// A model keeps the device at least this long after waking, so two hot models do not thrash.
+    #[arg(long, env = "GREENTHREAD_MIN_RESIDENCY", value_parser = parse_duration, default_value = "10s")]
+    pub min_residency: Duration,
+    /// A request that has waited this long may preempt models inside their minimum residency.
+    #[arg(long, env = "GREENTHREAD_PREEMPT_AFTER", value_parser = parse_duration, default_value = "5s")]
+    pub preempt_after: Duration,
+}
+
+fn parse_size(raw: &str) -> Result<ByteSize, String> {
+    ByteSize::parse(raw).map_err(|e| e.to_string())
 }
 
 #[derive(Debug, Args)]

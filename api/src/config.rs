@@ -8,13 +8,23 @@
 //!     aliases: [Qwen/Qwen2.5-Coder-0.5B-Instruct]
 //!     context_length: 8192                # optional: serve a smaller window
 //!     chat_template: "{% for m in messages %}…"   # optional: replaces the file's
+//!     project: default                    # optional: owner; device shares are fair between projects
+//!     idle_timeout: 5m                    # optional: sleep after this long without requests
+//!     min_replicas: 0                     # optional: 0 may sleep, 1 stays on the device
+//!     warm_tier: ram                      # optional: where weights wait asleep (ram, disk, object)
+//!     never_preempt: false                # optional: never put to sleep to make room for another
 //! ```
 //!
 //! Unknown keys are errors that name the key and its line.
 
 use std::path::{Path, PathBuf};
 
-use greenthread_core::{ArtifactUri, ModelAlias, ModelName, ModelSpec, Sha256Digest, validate_model_set};
+use std::time::Duration;
+
+use greenthread_core::units::duration_serde;
+use greenthread_core::{
+    ArtifactUri, ModelAlias, ModelName, ModelSpec, Scaling, Sha256Digest, WarmTier, default_project, validate_model_set,
+};
 use serde::Deserialize;
 
 /// Why a config file was refused.
@@ -43,6 +53,26 @@ struct ModelEntry {
     sha256: Option<Sha256Digest>,
     context_length: Option<u32>,
     chat_template: Option<String>,
+    project: Option<ModelName>,
+    #[serde(default, with = "option_duration")]
+    idle_timeout: Option<Duration>,
+    min_replicas: Option<u32>,
+    warm_tier: Option<WarmTier>,
+    #[serde(default)]
+    never_preempt: bool,
+}
+
+/// `Option<Duration>` written as `"3s"`.
+mod option_duration {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer};
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        #[derive(Deserialize)]
+        struct Wrapped(#[serde(with = "super::duration_serde")] Duration);
+        Ok(Option::<Wrapped>::deserialize(d)?.map(|w| w.0))
+    }
 }
 
 /// The models a config file asks to serve.
@@ -68,7 +98,18 @@ impl Config {
     /// # Errors
     /// A message naming the offending key and line.
     pub fn parse(text: &str, base_dir: &Path) -> Result<Self, String> {
-        let doc: ConfigDocument = serde_yaml_ng::from_str(text).map_err(|e| with_line(e.to_string(), text))?;
+        let doc: ConfigDocument = serde_path_to_error::deserialize(serde_yaml_ng::Deserializer::from_str(text))
+            .map_err(|e| {
+                let path = e.path().to_string();
+                let inner = e.into_inner().to_string();
+                // The parser already names the entry; add the field it was reading.
+                let message = match inner.split_once(": ") {
+                    Some((at, rest)) if path != "." && path.starts_with(at) => format!("{path}: {rest}"),
+                    _ if path != "." && !inner.starts_with(&path) => format!("{path}: {inner}"),
+                    _ => inner,
+                };
+                with_line(message, text)
+            })?;
         let home = std::env::var_os("HOME").map(PathBuf::from);
         let models = doc
             .models
@@ -78,6 +119,7 @@ impl Config {
                 let artifact = expand_home(&entry.artifact, home.as_deref());
                 let artifact = ArtifactUri::parse(&artifact, Some(base_dir))
                     .map_err(|e| format!("models[{i}].artifact ({}): {e}", entry.name))?;
+                let defaults = Scaling::default();
                 Ok(ModelSpec {
                     name: entry.name,
                     aliases: entry.aliases,
@@ -85,6 +127,13 @@ impl Config {
                     sha256: entry.sha256,
                     context_length: entry.context_length,
                     chat_template: entry.chat_template,
+                    project: entry.project.unwrap_or_else(default_project),
+                    scaling: Scaling {
+                        min_replicas: entry.min_replicas.unwrap_or(defaults.min_replicas),
+                        idle_timeout: entry.idle_timeout.unwrap_or(defaults.idle_timeout),
+                        warm_tier: entry.warm_tier.unwrap_or(defaults.warm_tier),
+                        never_preempt: entry.never_preempt,
+                    },
                 })
             })
             .collect::<Result<Vec<_>, String>>()?;
@@ -99,7 +148,7 @@ fn with_line(message: String, text: &str) -> String {
     if message.contains(" line ") {
         return message;
     }
-    let key = message.strip_prefix("unknown field `").and_then(|rest| rest.split('`').next());
+    let key = message.split("unknown field `").nth(1).and_then(|rest| rest.split('`').next());
     let line = key.and_then(|key| {
         text.lines().position(|l| {
             l.trim_start().trim_start_matches("- ").strip_prefix(key).is_some_and(|r| r.trim_start().starts_with(':'))
@@ -135,10 +184,34 @@ mod tests {
         .unwrap();
         let m = &cfg.models[0];
         assert_eq!(m.name.as_str(), "qwen");
-        assert_eq!(m.artifact.local_path(), Path::new("/etc/greenthread/models/q.gguf"));
+        assert_eq!(m.artifact.local_path(), Some(Path::new("/etc/greenthread/models/q.gguf")));
         assert_eq!(m.aliases[0].as_str(), "Qwen/Q-0.5B");
         assert_eq!(m.context_length, Some(4096));
         assert!(m.sha256.is_some());
+    }
+
+    #[test]
+    fn scaling_fields_parse_and_default() {
+        let cfg = parse(
+            "models:\n  - name: a\n    artifact: a.gguf\n    idle_timeout: 3s\n    min_replicas: 1\n    warm_tier: disk\n    project: team-x\n    never_preempt: true\n  - name: b\n    artifact: b.gguf\n",
+        )
+        .unwrap();
+        let a = &cfg.models[0];
+        assert_eq!(a.scaling.idle_timeout, Duration::from_secs(3));
+        assert_eq!((a.scaling.min_replicas, a.scaling.warm_tier, a.scaling.never_preempt), (1, WarmTier::Disk, true));
+        assert_eq!(a.project.as_str(), "team-x");
+        assert_eq!(cfg.models[1].scaling, Scaling::default());
+        assert_eq!(cfg.models[1].project, default_project());
+    }
+
+    #[test]
+    fn bad_scaling_values_are_refused_with_their_line() {
+        let err = parse("models:\n  - name: a\n    artifact: a.gguf\n    idle_timeout: soon\n").unwrap_err();
+        assert!(err.contains("soon") && err.contains("models[0].idle_timeout"), "{err}");
+        let err = parse("models:\n  - name: a\n    artifact: a.gguf\n    warm_tier: gpu\n").unwrap_err();
+        assert!(err.contains("gpu"), "{err}");
+        let err = parse("models:\n  - name: a\n    artifact: a.gguf\n    min_replicas: 3\n").unwrap_err();
+        assert!(err.contains("min_replicas"), "{err}");
     }
 
     #[test]

@@ -1,11 +1,14 @@
 //! GreenThread's gateway: the OpenAI-compatible HTTP API in front of the
-//! models, the config file, and the `greenthread serve` entry point.
+//! models, the config file, status and metrics, and the `greenthread serve`
+//! entry point that runs gateway, scheduler and node in one process.
 
+pub mod catalog;
 pub mod cli;
 pub mod config;
 pub mod http;
+pub mod metrics;
 pub mod openai;
-pub mod registry;
 mod serve;
+pub mod status;
 
-pub use serve::{ServeError, run_serve};
+pub use serve::{Budgets, Platform, ServeError, run_serve, start_platform};

@@ -2,8 +2,9 @@
 //! `{"error":{"message","type","param","code"}}` with the status the SDKs expect.
 
 use axum::Json;
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use greenthread_scheduler::AcquireError;
 use serde_json::json;
 
 /// Everything a request can fail with.
@@ -27,6 +28,10 @@ pub enum ApiError {
     MethodNotAllowed { method: String, path: String },
     #[error("The model is not available right now: {0}")]
     Unavailable(String),
+    #[error("The model `{model}` is waking up and was not ready within {waited_s} s; retry shortly.")]
+    Waking { model: String, waited_s: u64, retry_after_s: u64 },
+    #[error("The model `{model}` cannot be served: {reason}")]
+    ModelFailed { model: String, reason: String },
     /// A fault of the server; the detail is logged, never sent.
     #[error("The server had an error while processing your request.")]
     Internal(String),
@@ -48,7 +53,8 @@ impl ApiError {
             Self::ModelNotFound(_) | Self::RouteNotFound { .. } => StatusCode::NOT_FOUND,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
-            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Unavailable(_) | Self::Waking { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Self::ModelFailed { .. } => StatusCode::INTERNAL_SERVER_ERROR,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -56,8 +62,8 @@ impl ApiError {
     /// OpenAI's `type`.
     pub fn kind(&self) -> &'static str {
         match self {
-            Self::Internal(_) => "server_error",
-            Self::Unavailable(_) => "service_unavailable_error",
+            Self::Internal(_) | Self::ModelFailed { .. } => "server_error",
+            Self::Unavailable(_) | Self::Waking { .. } => "service_unavailable_error",
             _ => "invalid_request_error",
         }
     }
@@ -85,6 +91,8 @@ impl ApiError {
             Self::RouteNotFound { .. } => Some("unknown_url"),
             Self::MethodNotAllowed { .. } => Some("method_not_allowed"),
             Self::Unavailable(_) => Some("model_unavailable"),
+            Self::Waking { .. } => Some("model_waking"),
+            Self::ModelFailed { .. } => Some("model_failed"),
             Self::Internal(_) => None,
         }
     }
@@ -100,7 +108,39 @@ impl IntoResponse for ApiError {
         if let Self::Internal(detail) = &self {
             tracing::error!(error = %detail, "Request failed");
         }
-        (self.status(), Json(self.body())).into_response()
+        let mut response = (self.status(), Json(self.body())).into_response();
+        let headers = response.headers_mut();
+        match &self {
+            // The SDKs retry 503s and honour Retry-After.
+            Self::Waking { retry_after_s, .. } => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_s));
+            }
+            // A model that failed to load will not succeed on a retry.
+            Self::ModelFailed { .. } => {
+                headers.insert("x-should-retry", HeaderValue::from_static("false"));
+            }
+            _ => {}
+        }
+        response
+    }
+}
+
+impl From<AcquireError> for ApiError {
+    fn from(e: AcquireError) -> Self {
+        match e {
+            AcquireError::UnknownModel(model) => Self::ModelNotFound(model),
+            AcquireError::Timeout { model, waited, retry_after } => Self::Waking {
+                model,
+                waited_s: waited.as_secs(),
+                retry_after_s: retry_after.as_secs_f64().ceil().max(1.0) as u64,
+            },
+            AcquireError::Failed { model, reason } => Self::ModelFailed { model, reason },
+            AcquireError::TooLarge { model, needed, budget } => Self::ModelFailed {
+                model,
+                reason: format!("it needs {needed} bytes of device memory, more than the device budget of {budget}"),
+            },
+            AcquireError::Stopped => Self::Unavailable("the server is shutting down".into()),
+        }
     }
 }
 
@@ -111,7 +151,7 @@ impl From<greenthread_node_runtime::Error> for ApiError {
             E::ContextLengthExceeded { .. } => Self::ContextLengthExceeded(e.to_string()),
             E::Template(_) | E::NoChatTemplate => Self::invalid("messages", e.to_string()),
             E::EmptyPrompt | E::TokenOutOfRange(_) => Self::invalid("prompt", e.to_string()),
-            E::Stopped => Self::Unavailable(e.to_string()),
+            E::Stopped | E::Asleep => Self::Unavailable(e.to_string()),
             other => Self::Internal(other.to_string()),
         }
     }

@@ -22,6 +22,8 @@ pub fn router(state: AppState) -> Router {
     let body_limit = state.limits.max_request_bytes;
     Router::new()
         .route("/health", get(health))
+        .route("/status", get(crate::status::status))
+        .route("/metrics", get(crate::status::metrics))
         .route("/v1/models", get(models::list))
         .route("/v1/models/{*id}", get(models::retrieve))
         .route("/v1/chat/completions", post(chat::unified))

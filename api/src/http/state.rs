@@ -1,8 +1,13 @@
 //! What every handler shares.
 
 use std::sync::Arc;
+use std::time::Duration;
 
-use crate::registry::ModelRegistry;
+use greenthread_node_runtime::node::LocalNode;
+use greenthread_scheduler::ModelManager;
+
+use crate::catalog::ModelCatalog;
+use crate::metrics::Metrics;
 
 /// Request limits, each with the reason for its default.
 #[derive(Debug, Clone, Copy)]
@@ -12,17 +17,22 @@ pub struct Limits {
     pub max_request_bytes: usize,
     /// Most choices (`n`) one request may ask for: each is a sequence in the batch.
     pub max_choices: u32,
+    /// Longest a request waits for its model to wake before a 503.
+    pub wake_timeout: Duration,
 }
 
 impl Default for Limits {
     fn default() -> Self {
-        Self { max_request_bytes: 8 * 1024 * 1024, max_choices: 8 }
+        Self { max_request_bytes: 8 * 1024 * 1024, max_choices: 8, wake_timeout: Duration::from_secs(30) }
     }
 }
 
 /// Shared state of the HTTP server.
 #[derive(Clone)]
 pub struct AppState {
-    pub models: Arc<ModelRegistry>,
+    pub catalog: Arc<ModelCatalog>,
+    pub manager: ModelManager,
+    pub node: LocalNode,
+    pub metrics: Arc<Metrics>,
     pub limits: Limits,
 }

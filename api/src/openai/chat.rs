@@ -9,6 +9,7 @@ use axum::response::sse::{Event, Sse};
 use axum::response::{IntoResponse, Response};
 use futures_util::{Stream, StreamExt};
 use greenthread_node_runtime::{GenerationEvent, GenerationStream};
+use greenthread_scheduler::Lease;
 
 use super::choices::{self, SYSTEM_FINGERPRINT, now_unix, response_id};
 use super::types::{
@@ -16,11 +17,11 @@ use super::types::{
     UsageOut,
 };
 use super::validate::{self, ValidChat};
-use super::{model_for_body, model_for_path};
+use super::{model_for_body, model_for_path, serving};
+use crate::catalog::CatalogEntry;
 use crate::http::error::{ApiError, ApiResult};
 use crate::http::json::ApiJson;
 use crate::http::state::AppState;
-use crate::registry::ServedModel;
 
 pub async fn unified(
     State(state): State<AppState>,
@@ -39,19 +40,21 @@ pub async fn per_model(
     complete(&state, model, req).await
 }
 
-async fn complete(state: &AppState, model: Arc<ServedModel>, req: ChatCompletionRequest) -> ApiResult<Response> {
+async fn complete(state: &AppState, model: Arc<CatalogEntry>, req: ChatCompletionRequest) -> ApiResult<Response> {
     let chat = validate::chat(req, &state.limits)?;
     let ValidChat { messages, tools, generation } = chat;
-    let prompt = choices::prepare(&model, move |m| Ok(m.instance.chat_prompt(&messages, tools.as_ref())?)).await?;
+    let serving = serving(state, &model).await?;
+    let prompt = choices::prepare(&serving.instance, move |m| Ok(m.chat_prompt(&messages, tools.as_ref())?)).await?;
     let prompt_tokens = prompt.len() as u32;
-    let running = choices::start(&model, &prompt, &generation, 0)?;
+    let running = choices::start(serving.instance.as_ref(), &prompt, &generation, 0)?;
     let id = response_id("chatcmpl");
     let name = model.spec.name.to_string();
     if generation.stream {
-        let events = stream(id, name, running, prompt_tokens, generation.include_usage);
+        let events = stream(id, name, running, prompt_tokens, generation.include_usage, serving.lease);
         return Ok(Sse::new(events).into_response());
     }
     let outputs = choices::collect(running).await?;
+    drop(serving);
     let completion_tokens = outputs.iter().map(|o| o.completion_tokens).sum();
     let body = ChatCompletion {
         id,
@@ -82,6 +85,7 @@ fn stream(
     running: Vec<(u32, GenerationStream)>,
     prompt_tokens: u32,
     include_usage: bool,
+    lease: Lease,
 ) -> impl Stream<Item = Result<Event, Infallible>> + Send {
     let created = now_unix();
     let choice_count = running.len();
@@ -132,5 +136,7 @@ fn stream(
             yield chunk(None, ChatDelta::default(), None, Some(Some(UsageOut::new(prompt_tokens, completion_tokens))));
         }
         yield Ok(Event::default().data("[DONE]"));
+        // The model counts this request in flight until the last chunk is out.
+        drop(lease);
     }
 }

@@ -6,25 +6,24 @@ use std::sync::Arc;
 use futures_util::Stream;
 use futures_util::stream::{self, StreamExt};
 use greenthread_core::FinishReason;
-use greenthread_node_runtime::{GenerateRequest, GenerationEvent, GenerationStream};
+use greenthread_node_runtime::{GenerateRequest, GenerationEvent, GenerationStream, ModelInstance};
 
 use super::validate::ValidGeneration;
 use crate::http::error::{ApiError, ApiResult};
-use crate::registry::ServedModel;
 
 /// Starts choice `first_index..first_index + n` of `prompt`.
 ///
 /// # Errors
 /// When the prompt does not fit the context or the model is stopping.
 pub fn start(
-    model: &ServedModel,
+    model: &dyn ModelInstance,
     prompt: &[u32],
     generation: &ValidGeneration,
     first_index: u32,
 ) -> ApiResult<Vec<(u32, GenerationStream)>> {
     (first_index..first_index + generation.n)
         .map(|index| {
-            let stream = model.instance.generate(GenerateRequest {
+            let stream = model.generate(GenerateRequest {
                 prompt: prompt.to_vec(),
                 sampling: generation.sampling_for_choice(index),
                 max_tokens: generation.max_tokens,
@@ -83,11 +82,11 @@ pub fn merge(choices: Vec<(u32, GenerationStream)>) -> impl Stream<Item = (u32, 
 /// # Errors
 /// What `f` returns, or [`ApiError::Internal`] if it panicked.
 pub async fn prepare<T: Send + 'static>(
-    model: &Arc<ServedModel>,
-    f: impl FnOnce(&ServedModel) -> ApiResult<T> + Send + 'static,
+    model: &Arc<dyn ModelInstance>,
+    f: impl FnOnce(&dyn ModelInstance) -> ApiResult<T> + Send + 'static,
 ) -> ApiResult<T> {
     let model = model.clone();
-    tokio::task::spawn_blocking(move || f(&model))
+    tokio::task::spawn_blocking(move || f(model.as_ref()))
         .await
         .map_err(|e| ApiError::Internal(format!("prompt preparation failed: {e}")))?
 }

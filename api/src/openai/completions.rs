@@ -9,15 +9,16 @@ use axum::response::sse::{Event, Sse};
 use axum::response::{IntoResponse, Response};
 use futures_util::{Stream, StreamExt};
 use greenthread_node_runtime::{GenerationEvent, GenerationStream};
+use greenthread_scheduler::Lease;
 
 use super::choices::{self, SYSTEM_FINGERPRINT, now_unix, response_id};
 use super::types::{Completion, CompletionChoice, CompletionRequest, UsageOut};
 use super::validate::{self, ValidPrompt};
-use super::{model_for_body, model_for_path};
+use super::{model_for_body, model_for_path, serving};
+use crate::catalog::CatalogEntry;
 use crate::http::error::{ApiError, ApiResult};
 use crate::http::json::ApiJson;
 use crate::http::state::AppState;
-use crate::registry::ServedModel;
 
 pub async fn unified(State(state): State<AppState>, ApiJson(req): ApiJson<CompletionRequest>) -> ApiResult<Response> {
     let model = model_for_body(&state, req.model.as_deref())?;
@@ -39,15 +40,16 @@ struct Prompt {
     text: String,
 }
 
-async fn complete(state: &AppState, model: Arc<ServedModel>, req: CompletionRequest) -> ApiResult<Response> {
+async fn complete(state: &AppState, model: Arc<CatalogEntry>, req: CompletionRequest) -> ApiResult<Response> {
     let valid = validate::completion(req, &state.limits)?;
     let generation = valid.generation;
-    let prompts = choices::prepare(&model, move |m| {
+    let serving = serving(state, &model).await?;
+    let prompts = choices::prepare(&serving.instance, move |m| {
         Ok(valid
             .prompts
             .into_iter()
             .map(|p| match p {
-                ValidPrompt::Text(text) => Prompt { tokens: m.instance.text_prompt(&text), text },
+                ValidPrompt::Text(text) => Prompt { tokens: m.text_prompt(&text), text },
                 ValidPrompt::Tokens(tokens) => Prompt { text: String::new(), tokens },
             })
             .collect::<Vec<_>>())
@@ -56,7 +58,12 @@ async fn complete(state: &AppState, model: Arc<ServedModel>, req: CompletionRequ
     let mut running = Vec::new();
     let mut echoes = Vec::new();
     for (i, prompt) in prompts.iter().enumerate() {
-        running.extend(choices::start(&model, &prompt.tokens, &generation, i as u32 * generation.n)?);
+        running.extend(choices::start(
+            serving.instance.as_ref(),
+            &prompt.tokens,
+            &generation,
+            i as u32 * generation.n,
+        )?);
         for _ in 0..generation.n {
             echoes.push(if valid.echo { prompt.text.clone() } else { String::new() });
         }
@@ -65,9 +72,11 @@ async fn complete(state: &AppState, model: Arc<ServedModel>, req: CompletionRequ
     let id = response_id("cmpl");
     let name = model.spec.name.to_string();
     if generation.stream {
-        return Ok(Sse::new(stream(id, name, running, echoes, prompt_tokens, generation.include_usage)).into_response());
+        let events = stream(id, name, running, echoes, prompt_tokens, generation.include_usage, serving.lease);
+        return Ok(Sse::new(events).into_response());
     }
     let outputs = choices::collect(running).await?;
+    drop(serving);
     let completion_tokens = outputs.iter().map(|o| o.completion_tokens).sum();
     let body = Completion {
         id: &id,
@@ -96,6 +105,7 @@ fn stream(
     mut echoes: Vec<String>,
     prompt_tokens: u32,
     include_usage: bool,
+    lease: Lease,
 ) -> impl Stream<Item = Result<Event, Infallible>> + Send {
     let created = now_unix();
     let choice_count = running.len();
@@ -145,5 +155,6 @@ fn stream(
             yield chunk(Vec::new(), Some(Some(UsageOut::new(prompt_tokens, completion_tokens))));
         }
         yield Ok(Event::default().data("[DONE]"));
+        drop(lease);
     }
 }

@@ -5,16 +5,16 @@ use axum::extract::{Path, State};
 
 use super::types::{ModelList, ModelObject};
 use super::{model_for_body, model_for_path};
+use crate::catalog::CatalogEntry;
 use crate::http::error::ApiResult;
 use crate::http::state::AppState;
-use crate::registry::ServedModel;
 
-fn object(m: &ServedModel) -> ModelObject {
+fn object(m: &CatalogEntry) -> ModelObject {
     ModelObject { id: m.spec.name.to_string(), object: "model", created: m.created, owned_by: "greenthread" }
 }
 
 pub async fn list(State(state): State<AppState>) -> Json<ModelList> {
-    Json(ModelList { object: "list", data: state.models.all().map(|m| object(m)).collect() })
+    Json(ModelList { object: "list", data: state.catalog.all().map(|m| object(m)).collect() })
 }
 
 /// `id` may be a name or an alias (aliases can contain `/`).

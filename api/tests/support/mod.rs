@@ -2,13 +2,14 @@
 
 #![allow(dead_code)]
 
-use std::sync::Arc;
+use std::time::Duration;
 
-use greenthread_api::http::state::{AppState, Limits};
-use greenthread_api::registry::ModelRegistry;
-use greenthread_core::{ArtifactUri, ModelAlias, ModelName, ModelSpec};
+use greenthread_api::http::state::Limits;
+use greenthread_api::{Budgets, Platform};
+use greenthread_core::{ArtifactUri, ModelAlias, ModelName, ModelSpec, Scaling, Sha256Digest};
 use greenthread_node_runtime::builtin::BuiltinEngine;
 use greenthread_node_runtime::fixtures::TinyModel;
+use greenthread_scheduler::PreemptionRules;
 
 pub struct TestServer {
     pub base: String,
@@ -22,11 +23,31 @@ pub struct Served {
     pub aliases: Vec<&'static str>,
     pub model: TinyModel,
     pub context_length: Option<u32>,
+    pub scaling: Scaling,
+    /// A digest the artifact does not have: the model must be refused.
+    pub wrong_sha256: bool,
 }
 
 impl Served {
     pub fn new(name: &'static str, model: TinyModel) -> Self {
-        Self { name, aliases: Vec::new(), model, context_length: None }
+        Self {
+            name,
+            aliases: Vec::new(),
+            model,
+            context_length: None,
+            scaling: Scaling::default(),
+            wrong_sha256: false,
+        }
+    }
+
+    pub fn scaling(mut self, f: impl FnOnce(&mut Scaling)) -> Self {
+        f(&mut self.scaling);
+        self
+    }
+
+    pub fn corrupt(mut self) -> Self {
+        self.wrong_sha256 = true;
+        self
     }
 
     pub fn alias(mut self, alias: &'static str) -> Self {
@@ -40,12 +61,31 @@ impl Served {
     }
 }
 
+/// How the platform under test runs.
+pub struct Setup {
+    pub device_budget: u64,
+    pub limits: Limits,
+    pub rules: PreemptionRules,
+}
+
+impl Default for Setup {
+    /// Plenty of device memory, and preemption without residency delays so
+    /// swap tests run in milliseconds.
+    fn default() -> Self {
+        Self {
+            device_budget: 1 << 30,
+            limits: Limits::default(),
+            rules: PreemptionRules { min_residency: Duration::ZERO, force_after: Duration::ZERO },
+        }
+    }
+}
+
 impl TestServer {
     pub async fn start(models: Vec<Served>) -> Self {
-        Self::start_with(models, Limits::default()).await
+        Self::start_with(models, Setup::default()).await
     }
 
-    pub async fn start_with(models: Vec<Served>, limits: Limits) -> Self {
+    pub async fn start_with(models: Vec<Served>, setup: Setup) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let specs: Vec<ModelSpec> = models
             .iter()
@@ -55,11 +95,20 @@ impl TestServer {
                 let mut spec = ModelSpec::new(ModelName::parse(m.name).unwrap(), ArtifactUri::File(path));
                 spec.aliases = m.aliases.iter().map(|a| ModelAlias::parse(a).unwrap()).collect();
                 spec.context_length = m.context_length;
+                spec.scaling = m.scaling.clone();
+                if m.wrong_sha256 {
+                    spec.sha256 = Some(Sha256Digest::parse(&"0".repeat(64)).unwrap());
+                }
                 spec
             })
             .collect();
-        let registry = ModelRegistry::load(&specs, &BuiltinEngine::cpu().with_max_sequences(8), 1_700_000_000).unwrap();
-        let state = AppState { models: Arc::new(registry), limits };
+        let platform = Platform {
+            budgets: Budgets { device: setup.device_budget, ram: 1 << 30, disk: 1 << 30 },
+            engine: BuiltinEngine::cpu().with_max_sequences(8),
+            limits: setup.limits,
+            rules: setup.rules,
+        };
+        let state = greenthread_api::start_platform(&specs, &dir.path().join("data"), platform).await.unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         tokio::spawn(greenthread_api::http::serve(listener, greenthread_api::http::router(state)));
@@ -88,6 +137,21 @@ impl TestServer {
             .unwrap();
         let status = resp.status().as_u16();
         (status, resp.json().await.unwrap())
+    }
+
+    /// The `/metrics` value of a sample, e.g. `greenthread_model_wakes_total{model="a",tier="ram"}`; 0 if absent.
+    pub async fn metric(&self, sample: &str) -> f64 {
+        let text = self.client.get(self.url("/metrics")).send().await.unwrap().text().await.unwrap();
+        text.lines()
+            .filter(|l| !l.starts_with('#'))
+            .find_map(|l| l.strip_prefix(sample).and_then(|rest| rest.trim().parse().ok()))
+            .unwrap_or(0.0)
+    }
+
+    /// The `/status` entry of `model`.
+    pub async fn model_status(&self, model: &str) -> serde_json::Value {
+        let (_, status) = self.get("/status").await;
+        status["models"].as_array().unwrap().iter().find(|m| m["name"] == model).unwrap().clone()
     }
 
     pub async fn get(&self, path: &str) -> (u16, serde_json::Value) {

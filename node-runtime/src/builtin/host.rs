@@ -107,7 +107,8 @@ pub fn open_gguf(path: &Path, options: &LoadOptions) -> Result<ModelHost> {
     let template = chat_template(path, &md, cfg.arch, options, &tokenizer)?;
     let description = md.opt_str("general.name").ok().flatten().map(str::to_owned);
     let index = TensorIndex::new(&content, path)?;
-    let embedding_rows = index.rows("token_embd.weight").ok_or_else(|| Error::invalid(path, "tensor token_embd.weight is missing"))?;
+    let embedding_rows =
+        index.rows("token_embd.weight").ok_or_else(|| Error::invalid(path, "tensor token_embd.weight is missing"))?;
     if tokenizer.vocab_size() > embedding_rows {
         return Err(Error::invalid(
             path,

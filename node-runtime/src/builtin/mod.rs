@@ -21,7 +21,9 @@ use std::thread::JoinHandle;
 use greenthread_core::{ChatMessage, ModelSpec};
 use tokio::sync::mpsc;
 
-pub use self::host::{LoadOptions, LoadedModel, ModelHost, load_gguf, materialize, open_gguf, read_tokenizer, sha256_file};
+pub use self::host::{
+    LoadOptions, LoadedModel, ModelHost, load_gguf, materialize, open_gguf, read_tokenizer, sha256_file,
+};
 pub use self::weights::WeightSource;
 use self::worker::{NewSequence, WorkerLimits};
 use crate::engine::{GenerateRequest, GenerationStream, ModelInfo, ModelInstance};

@@ -111,7 +111,9 @@ impl Weights {
             .par_iter()
             .map(|(name, entry)| {
                 let bytes = match (source, &file) {
-                    (WeightSource::Memory(all), _) => all[entry.start as usize..entry.start as usize + entry.len].to_vec(),
+                    (WeightSource::Memory(all), _) => {
+                        all[entry.start as usize..entry.start as usize + entry.len].to_vec()
+                    }
                     (WeightSource::File(_), Some(f)) => {
                         let mut buf = vec![0u8; entry.len];
                         f.read_exact_at(&mut buf, entry.start).map_err(io)?;
@@ -130,7 +132,8 @@ impl Weights {
     }
 
     fn take(&mut self, name: &str) -> Result<(TensorEntry, Vec<u8>)> {
-        let taken = self.raw.remove(name).ok_or_else(|| Error::invalid(&self.path, format!("tensor {name} is missing")))?;
+        let taken =
+            self.raw.remove(name).ok_or_else(|| Error::invalid(&self.path, format!("tensor {name} is missing")))?;
         self.loaded_bytes += taken.1.len();
         Ok(taken)
     }

@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 
 use futures_util::StreamExt;
 use greenthread_core::{ArtifactUri, NodeError, Sha256Digest};
-use object_store::{ObjectStore, ObjectStoreExt};
 use object_store::local::LocalFileSystem;
+use object_store::{ObjectStore, ObjectStoreExt};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
@@ -47,7 +47,11 @@ pub fn cached(dest: &Path, expected: Option<&Sha256Digest>) -> Option<Verified> 
     let recorded: Stamp = serde_json::from_slice(&std::fs::read(stamp_path(dest)).ok()?).ok()?;
     let now = stamp_of(dest, &recorded.sha256).ok()?;
     let matches_expected = expected.is_none_or(|e| e.as_str() == recorded.sha256);
-    (now == recorded && matches_expected).then(|| Verified { path: dest.to_path_buf(), sha256: recorded.sha256, bytes: recorded.size })
+    (now == recorded && matches_expected).then(|| Verified {
+        path: dest.to_path_buf(),
+        sha256: recorded.sha256,
+        bytes: recorded.size,
+    })
 }
 
 fn artifact_error(uri: &ArtifactUri, what: impl std::fmt::Display) -> NodeError {
@@ -91,7 +95,9 @@ pub async fn fetch(uri: &ArtifactUri, dest: &Path, expected: Option<&Sha256Diges
         let _ = tokio::fs::remove_file(&tmp).await;
         return Err(artifact_error(uri, format!("sha256 is {sha256}, but the spec requires {expected}; refused")));
     }
-    tokio::fs::rename(&tmp, dest).await.map_err(|e| artifact_error(uri, format!("cannot place it in the cache: {e}")))?;
+    tokio::fs::rename(&tmp, dest)
+        .await
+        .map_err(|e| artifact_error(uri, format!("cannot place it in the cache: {e}")))?;
     // Make the rename itself durable before recording the file as verified.
     if let Ok(d) = std::fs::File::open(dir) {
         let _ = d.sync_all();

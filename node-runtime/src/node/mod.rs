@@ -3,6 +3,7 @@
 //! runs on blocking threads; the locks guard only bookkeeping.
 
 mod fetch;
+mod resources;
 mod tiers;
 
 use std::collections::HashMap;
@@ -14,6 +15,7 @@ use greenthread_core::{
 };
 use tokio::time::Instant;
 
+pub use self::resources::HostResources;
 pub use self::tiers::TierBudgets;
 use self::tiers::TierStore;
 use crate::ModelInstance;
@@ -50,7 +52,9 @@ fn engine_error(e: impl std::fmt::Display) -> NodeError {
     NodeError::Engine(e.to_string())
 }
 
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, NodeError> + Send + 'static) -> Result<T, NodeError> {
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, NodeError> + Send + 'static,
+) -> Result<T, NodeError> {
     tokio::task::spawn_blocking(f).await.map_err(|e| NodeError::Engine(format!("node task failed: {e}")))?
 }
 
@@ -193,7 +197,9 @@ impl LocalNode {
             let source = match (&ram, &disk) {
                 (Some(bytes), _) => WeightSource::Memory(bytes.as_slice()),
                 (None, Some(path)) => WeightSource::File(path),
-                (None, None) => return Err(NodeError::Engine("no tier holds the model's weights; stage it first".into())),
+                (None, None) => {
+                    return Err(NodeError::Engine("no tier holds the model's weights; stage it first".into()));
+                }
             };
             model.wake(source).map_err(engine_error)?;
             Ok(WakeReport { from, duration: started.elapsed(), device_bytes: model.device_bytes() as u64 })

@@ -76,7 +76,12 @@ impl TierStore {
         }
     }
 
-    fn lru_view<T>(&self, map: &HashMap<ModelName, T>, bytes: impl Fn(&T) -> u64, last: impl Fn(&T) -> Instant) -> Vec<Cached<ModelName>> {
+    fn lru_view<T>(
+        &self,
+        map: &HashMap<ModelName, T>,
+        bytes: impl Fn(&T) -> u64,
+        last: impl Fn(&T) -> Instant,
+    ) -> Vec<Cached<ModelName>> {
         let now = Instant::now();
         map.iter()
             .map(|(k, v)| Cached {
