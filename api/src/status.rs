@@ -34,7 +34,10 @@ pub struct ModelBody {
     /// The fastest tier holding its weights: `device` while awake.
     pub tier: &'static str,
     pub replicas: u32,
+    /// Device bytes held now (0 asleep).
     pub device_bytes: u64,
+    /// Device bytes it needs awake.
+    pub footprint_bytes: u64,
     pub requests_in_flight: u32,
     pub requests_waiting: usize,
     /// Unix seconds of its last request, if it has had one.
@@ -75,6 +78,7 @@ pub async fn status(State(state): State<AppState>) -> ApiResult<Json<StatusBody>
             state: m.state.name(),
             replicas: m.replicas,
             device_bytes: m.device_bytes,
+            footprint_bytes: m.footprint_bytes,
             requests_in_flight: m.in_flight,
             requests_waiting: m.waiting,
             last_used: m.idle_for.map(|idle| now - idle.as_secs_f64()),

@@ -120,6 +120,8 @@ pub struct ModelStatus {
     /// Replicas on a device: 1 while waking, serving or draining.
     pub replicas: u32,
     pub device_bytes: u64,
+    /// Device bytes it needs awake (known once staged).
+    pub footprint_bytes: u64,
     pub in_flight: u32,
     /// Time since the model was last used, if ever.
     pub idle_for: Option<Duration>,
@@ -667,6 +669,7 @@ impl Actor {
                 state: e.state.clone(),
                 replicas: u32::from(e.state.on_device()),
                 device_bytes: if e.state.on_device() { e.device_bytes } else { 0 },
+                footprint_bytes: e.device_bytes,
                 in_flight: e.in_flight,
                 idle_for: e.last_used.map(|t| now.duration_since(t)),
                 last_wake: e.last_wake,
