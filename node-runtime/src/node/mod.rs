@@ -15,7 +15,7 @@ use greenthread_core::{
 };
 use tokio::time::Instant;
 
-pub use self::resources::HostResources;
+pub use self::resources::{HostResources, evict_from_page_cache};
 pub use self::tiers::TierBudgets;
 use self::tiers::TierStore;
 use crate::ModelInstance;

@@ -39,7 +39,26 @@ fn available_disk(path: &Path) -> Option<u64> {
     }
     // SAFETY: statvfs returned 0, so it initialized the struct.
     let stat = unsafe { stat.assume_init() };
+    // The field types differ between platforms (u32 on some 32-bit targets).
+    #[allow(clippy::unnecessary_cast)]
     Some(stat.f_bavail as u64 * stat.f_frsize as u64)
+}
+
+/// Asks the kernel to drop `path`'s pages from the page cache, so the next
+/// read comes from the disk (benchmarks of the disk tier). Works without
+/// privileges for files that are not being written.
+///
+/// # Errors
+/// When the file cannot be opened or the kernel refuses the advice.
+#[allow(unsafe_code)]
+pub fn evict_from_page_cache(path: &Path) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let file = std::fs::File::open(path)?;
+    file.sync_all()?;
+    // SAFETY: the descriptor is open for the duration of the call; the
+    // advice only affects caching, never the file's contents.
+    let rc = unsafe { libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+    if rc == 0 { Ok(()) } else { Err(std::io::Error::from_raw_os_error(rc)) }
 }
 
 #[cfg(test)]
