@@ -117,7 +117,10 @@ async fn a_model_with_min_replicas_one_is_awake_before_any_request_and_stays() {
 async fn a_wake_past_the_timeout_is_a_503_with_retry_after_and_the_server_stays_healthy() {
     let setup =
         Setup { limits: Limits { wake_timeout: Duration::from_millis(1), ..Limits::default() }, ..Setup::default() };
-    let s = TestServer::start_with(vec![Served::new("a", TinyModel::gemma3())], setup).await;
+    // Big enough (~30 MB) that its wake takes far longer than the 1 ms timeout.
+    let mut slow = TinyModel::qwen2().with_shape(512, 8, 2, 64, 2048);
+    slow.layers = 8;
+    let s = TestServer::start_with(vec![Served::new("a", slow)], setup).await;
     let resp = s.client.post(s.url("/v1/chat/completions")).json(&chat("a", "Hello", 2)).send().await.unwrap();
     assert_eq!(resp.status().as_u16(), 503);
     let retry_after: u64 = resp.headers()["retry-after"].to_str().unwrap().parse().unwrap();
