@@ -65,9 +65,18 @@ pub fn load_gguf(path: &Path, options: &LoadOptions, device: &Device) -> Result<
 /// [`Error::Io`] or [`Error::InvalidModel`] when the source does not hold
 /// the tensors the host describes.
 pub fn materialize(host: &ModelHost, source: WeightSource<'_>, device: &Device) -> Result<Transformer> {
+    let started = tokio::time::Instant::now();
     let mut weights = Weights::read_all(&host.index, source, &host.path, device)?;
+    let read = started.elapsed();
     let transformer = Transformer::load(host.cfg.clone(), &mut weights, device)?;
+    let built = started.elapsed();
     transformer.warm_up()?;
+    tracing::debug!(
+        read_ms = read.as_millis() as u64,
+        build_ms = (built - read).as_millis() as u64,
+        warm_up_ms = (started.elapsed() - built).as_millis() as u64,
+        "Weights materialized"
+    );
     Ok(transformer)
 }
 

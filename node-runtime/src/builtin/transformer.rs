@@ -7,10 +7,12 @@ use std::sync::Arc;
 
 use candle_core::quantized::QTensor;
 use candle_core::{DType, Device, Tensor};
+use rayon::prelude::*;
 
 use super::activation;
 use super::arch::{ArchConfig, RopeParams, RopeStyle};
 use super::kv_cache::SeqCache;
+use super::kernels::BlockMatrix;
 use super::weights::{Kernel, QLinear, Weights};
 use crate::Result;
 
@@ -41,7 +43,7 @@ pub struct BatchItem<'a> {
 
 pub struct Transformer {
     cfg: ArchConfig,
-    embeddings: Arc<QTensor>,
+    embeddings: Embeddings,
     layers: Vec<Layer>,
     output_norm: Tensor,
     lm_head: QLinear,
@@ -57,8 +59,11 @@ impl Transformer {
     /// When a tensor is missing or has the wrong shape.
     pub fn load(cfg: ArchConfig, w: &mut Weights, device: &Device) -> Result<Self> {
         let (h, nh, nkv, d, ff) = (cfg.hidden, cfg.n_heads, cfg.n_kv_heads, cfg.head_dim, cfg.ffn_hidden);
-        let embeddings = w.qtensor("token_embd.weight")?;
-        let vocab = embeddings.shape().dims2()?.0;
+        let embeddings = match w.block_matrix("token_embd.weight")? {
+            Some(block) => Embeddings::Block(block),
+            None => Embeddings::Candle(w.qtensor("token_embd.weight")?),
+        };
+        let vocab = embeddings.rows();
         let mut layers = Vec::with_capacity(cfg.n_layers);
         for i in 0..cfg.n_layers {
             let p = |s: &str| format!("blk.{i}.{s}");
@@ -83,21 +88,27 @@ impl Transformer {
         let lm_head = if w.has("output.weight") {
             w.linear("output", vocab, h)?
         } else {
-            // Tied embeddings: the output projection is the embedding table.
-            QLinear::new(Kernel::from_qtensor(embeddings.clone())?, None)
+            // Tied embeddings: the output projection shares the embedding table.
+            QLinear::new(embeddings.as_kernel()?, None)
         };
         Ok(Self { cfg, embeddings, layers, output_norm, lm_head, device: device.clone(), weight_bytes: w.loaded_bytes })
     }
 
-    /// Runs one small forward pass so that lazily prepared kernel data
-    /// (candle repacks K-quant weights on first use) is ready before the
-    /// first request rather than during it.
+    /// Prepares what kernels build lazily — candle repacks K-quant weights
+    /// into its tile layout on first use — before the first request rather
+    /// than during it, all matrices at once.
     ///
     /// # Errors
-    /// As [`Self::forward`].
+    /// On a tensor error.
     pub fn warm_up(&self) -> Result<()> {
-        let mut cache = self.new_cache(2);
-        self.forward(&mut [BatchItem { tokens: &[0, 0], cache: &mut cache, want_logits: true }])?;
+        let linears: Vec<&QLinear> = self
+            .layers
+            .iter()
+            .flat_map(|l| [&l.q, &l.k, &l.v, &l.o, &l.gate, &l.up, &l.down])
+            .chain(std::iter::once(&self.lm_head))
+            .filter(|l| l.is_lazy())
+            .collect();
+        linears.par_iter().try_for_each(|l| l.prime(&self.device))?;
         Ok(())
     }
 
@@ -106,7 +117,7 @@ impl Transformer {
     }
 
     pub fn vocab_size(&self) -> usize {
-        self.embeddings.shape().dims().first().copied().unwrap_or(0)
+        self.embeddings.rows()
     }
 
     /// A fresh cache for one sequence of at most `max_len` tokens.
@@ -132,7 +143,7 @@ impl Transformer {
             item.cache.reserve(item.tokens.len())?;
         }
         let ids = Tensor::from_vec(ids, n, &self.device)?;
-        let mut x = self.embeddings.embedding(&ids)?;
+        let mut x = self.embeddings.lookup(&ids)?;
         if let Some(scale) = cfg.embed_scale {
             x = (x * f64::from(scale))?;
         }
@@ -217,6 +228,47 @@ impl Transformer {
             ff = candle_nn::ops::rms_norm(&ff, norm, cfg.rms_eps)?;
         }
         Ok((x + ff)?)
+    }
+}
+
+/// The token embedding table, kept once whether or not the output
+/// projection is tied to it.
+enum Embeddings {
+    /// Block formats: rows are decoded on lookup, and the same bytes serve as a tied output matrix.
+    Block(Arc<BlockMatrix>),
+    Candle(Arc<QTensor>),
+}
+
+impl Embeddings {
+    fn rows(&self) -> usize {
+        match self {
+            Self::Block(m) => m.rows(),
+            Self::Candle(t) => t.shape().dims().first().copied().unwrap_or(0),
+        }
+    }
+
+    fn lookup(&self, ids: &Tensor) -> candle_core::Result<Tensor> {
+        match self {
+            Self::Block(m) => {
+                let ids = ids.to_vec1::<u32>()?;
+                let mut out = vec![0f32; ids.len() * m.cols()];
+                for (row, &id) in out.chunks_exact_mut(m.cols()).zip(&ids) {
+                    if id as usize >= m.rows() {
+                        candle_core::bail!("token id {id} is outside the embedding table");
+                    }
+                    m.dequantize_row(id as usize, row);
+                }
+                Tensor::from_vec(out, (ids.len(), m.cols()), &Device::Cpu)
+            }
+            Self::Candle(t) => t.embedding(ids),
+        }
+    }
+
+    fn as_kernel(&self) -> candle_core::Result<Kernel> {
+        match self {
+            Self::Block(m) => Ok(Kernel::Block(m.clone())),
+            Self::Candle(t) => Kernel::from_qtensor(t.clone()),
+        }
     }
 }
 

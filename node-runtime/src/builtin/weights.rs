@@ -194,25 +194,36 @@ impl Weights {
     /// # Errors
     /// As [`Self::qtensor`].
     pub fn matrix(&mut self, name: &str) -> Result<Kernel> {
-        let block = self.raw.get(name).and_then(|(e, _)| {
+        match self.block_matrix(name)? {
+            Some(block) => Ok(Kernel::Block(block)),
+            None => Ok(Kernel::Candle(QMatMul::from_arc(self.qtensor(name)?)?)),
+        }
+    }
+
+    /// The tensor as a block matrix if the block kernels run it here (its
+    /// bytes move, no copy); `None` leaves it for candle.
+    ///
+    /// # Errors
+    /// When it is missing.
+    pub fn block_matrix(&mut self, name: &str) -> Result<Option<Arc<BlockMatrix>>> {
+        let (entry, _) =
+            self.raw.get(name).ok_or_else(|| Error::invalid(&self.path, format!("tensor {name} is missing")))?;
+        let block = Some(entry).and_then(|e| {
             let format = BlockFormat::from_ggml(e.dtype)?;
             let [rows, cols] = e.dims[..] else { return None };
             BlockMatrix::runs_on(format, cols, &self.device).then_some((format, rows, cols))
         });
-        match block {
-            Some((format, rows, cols)) => {
-                let (_, bytes) = self.take(name)?;
-                Ok(Kernel::Block(BlockMatrix::from_raw(format, rows, cols, bytes)))
-            }
-            None => Ok(Kernel::Candle(QMatMul::from_arc(self.qtensor(name)?)?)),
-        }
+        let Some((format, rows, cols)) = block else { return Ok(None) };
+        let (_, bytes) = self.take(name)?;
+        Ok(Some(Arc::new(BlockMatrix::from_raw(format, rows, cols, bytes))))
     }
 }
 
 /// How a linear layer multiplies.
 pub enum Kernel {
-    /// GreenThread's block kernels (Q4_0, Q5_0, Q8_0 on the CPU).
-    Block(BlockMatrix),
+    /// GreenThread's block kernels (Q4_0, Q5_0, Q8_0 on the CPU); shared
+    /// with the embedding table when the output projection is tied to it.
+    Block(Arc<BlockMatrix>),
     /// candle's quantized matmul: other formats, other devices.
     Candle(QMatMul),
 }
@@ -224,7 +235,7 @@ impl Kernel {
     /// When candle cannot take the tensor.
     pub fn from_qtensor(t: Arc<QTensor>) -> candle_core::Result<Self> {
         match BlockMatrix::from_qtensor(&t) {
-            Some(m) => Ok(Self::Block(m)),
+            Some(m) => Ok(Self::Block(Arc::new(m))),
             None => Ok(Self::Candle(QMatMul::from_arc(t)?)),
         }
     }
@@ -239,6 +250,31 @@ pub struct QLinear {
 impl QLinear {
     pub fn new(weight: Kernel, bias: Option<Tensor>) -> Self {
         Self { weight, bias }
+    }
+
+    /// Whether the kernel prepares data on first use (candle's K-quant repacking).
+    pub fn is_lazy(&self) -> bool {
+        matches!(&self.weight, Kernel::Candle(QMatMul::QTensor(t)) if !matches!(t.dtype(), GgmlDType::F32 | GgmlDType::F16 | GgmlDType::BF16))
+    }
+
+    /// Runs the kernel once on two zero rows, which makes it prepare its
+    /// data: two rows, because candle repacks Q6_K only for batches.
+    ///
+    /// # Errors
+    /// On a tensor error.
+    pub fn prime(&self, device: &Device) -> candle_core::Result<()> {
+        if let Kernel::Candle(QMatMul::QTensor(t)) = &self.weight {
+            let cols = t.shape().dims2()?.1;
+            self.weight_forward(&Tensor::zeros((2, cols), candle_core::DType::F32, device)?)?;
+        }
+        Ok(())
+    }
+
+    fn weight_forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        match &self.weight {
+            Kernel::Candle(m) => m.forward(x),
+            Kernel::Block(m) => block_forward(m, x),
+        }
     }
 
     /// `x`: `[tokens, inputs]` → `[tokens, outputs]`.

@@ -161,6 +161,23 @@ impl BlockMatrix {
         }
     }
 
+    /// Row `row` as f32 values (embedding lookups).
+    ///
+    /// # Panics
+    /// When `row` or `out` is out of range.
+    pub fn dequantize_row(&self, row: usize, out: &mut [f32]) {
+        let bytes = self.format.block_bytes();
+        let blocks = self.cols / BLOCK;
+        let offset = self.format.offset() as f32;
+        let data = &self.data[row * blocks * bytes..(row + 1) * blocks * bytes];
+        for (block, dst) in data.chunks_exact(bytes).zip(out.chunks_exact_mut(BLOCK)) {
+            let (d, u) = reference::decode_block(self.format, block);
+            for (o, &q) in dst.iter_mut().zip(&u) {
+                *o = d * (f32::from(q) - offset);
+            }
+        }
+    }
+
     /// The scalar reference, for tests of the SIMD kernels.
     pub fn matmul_reference(&self, x: &[f32], m: usize, out: &mut [f32]) {
         let acts = QuantizedActivations::new(x, m, self.cols, self.format.offset());

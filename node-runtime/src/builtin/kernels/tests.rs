@@ -81,6 +81,21 @@ fn block_kernels_agree_with_candle() {
 }
 
 #[test]
+fn rows_dequantize_as_candle_dequantizes_them() {
+    let mut rng = StdRng::seed_from_u64(8);
+    for dtype in [GgmlDType::Q4_0, GgmlDType::Q5_0, GgmlDType::Q8_0] {
+        let q = quantized(&mut rng, dtype, 5, 96);
+        let dense = q.dequantize(&Device::Cpu).unwrap().to_vec2::<f32>().unwrap();
+        let w = BlockMatrix::from_raw(BlockFormat::from_ggml(dtype).unwrap(), 5, 96, q.data().unwrap().into_owned());
+        for (r, expected) in dense.iter().enumerate() {
+            let mut row = vec![0f32; 96];
+            w.dequantize_row(r, &mut row);
+            assert_eq!(&row, expected, "{dtype:?} row {r}");
+        }
+    }
+}
+
+#[test]
 fn the_scalar_definition_matches_dequantized_weights() {
     let mut rng = StdRng::seed_from_u64(7);
     for dtype in [GgmlDType::Q4_0, GgmlDType::Q5_0, GgmlDType::Q8_0] {
