@@ -18,6 +18,8 @@ export GREENTHREAD_LLAMA_PYTHON="$(python_env llama bench/requirements-llama.txt
 log "Checking formatting and lints"
 cargo fmt --all -- --check
 cargo clippy --locked --workspace --all-targets --profile ci -- -D warnings
+# The CUDA weight path builds without CUDA (the driver is loaded at run time); keep it building.
+cargo clippy --locked -p greenthread-node-runtime --features cuda --all-targets --profile ci -- -D warnings
 
 log "Rust tests (unit, integration, llama.cpp reference)"
 cargo test --locked --workspace --profile ci -- --include-ignored

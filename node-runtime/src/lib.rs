@@ -3,6 +3,8 @@
 
 pub mod builtin;
 pub mod chat_template;
+#[cfg(feature = "cuda")]
+pub mod cuda;
 pub mod engine;
 mod error;
 pub mod node;

@@ -11,8 +11,8 @@ use rayon::prelude::*;
 
 use super::activation;
 use super::arch::{ArchConfig, RopeParams, RopeStyle};
-use super::kv_cache::SeqCache;
 use super::kernels::BlockMatrix;
+use super::kv_cache::SeqCache;
 use super::weights::{Kernel, QLinear, Weights};
 use crate::Result;
 
