@@ -126,3 +126,18 @@ def test_concurrent_requests_each_get_their_own_answer(client):
 
 def test_the_server_answers_normally_after_all_the_bad_requests(client):
     assert "Paris" in ask(client, "What is the capital of France? Answer in one word.").choices[0].message.content
+
+
+def test_status_and_metrics_show_the_model_awake_after_a_request(client, server):
+    ask(client, "Say OK.", max_tokens=4)
+    with urllib.request.urlopen(f"{server.base}/status") as r:
+        status = json.loads(r.read())
+    model = next(m for m in status["models"] if m["name"] == DEMO_MODEL)
+    assert model["state"] == "serving"
+    assert model["tier"] == "device"
+    assert model["device_bytes"] > 400_000_000
+    assert model["last_wake"]["from_tier"] in ("ram", "disk")
+    assert [t["tier"] for t in status["tiers"]] == ["device", "ram", "disk"]
+    with urllib.request.urlopen(f"{server.base}/metrics") as r:
+        metrics = r.read().decode()
+    assert f'greenthread_model_state{{model="{DEMO_MODEL}",state="serving"}} 1' in metrics
