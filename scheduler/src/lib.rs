@@ -3,10 +3,12 @@
 //! them to a node, one model lifecycle at a time.
 
 pub mod manager;
+pub mod placement;
 pub mod preemption;
 
 pub use manager::{
     AcquireError, Cause, Lease, ManagedModel, ManagerConfig, ManagerStatus, ModelManager, ModelStatus, NoObserver,
     Observer, TransitionEvent,
 };
+pub use placement::{NodeView, Placement, place};
 pub use preemption::{Decision, DeviceView, PreemptionRules, Resident, WakeRequest, decide};
