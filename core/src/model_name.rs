@@ -166,3 +166,33 @@ mod tests {
         }
     }
 }
+
+/// A node's id: a lowercase slug like a model name (`gpu-node-1`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+pub struct NodeId(String);
+
+impl NodeId {
+    /// # Errors
+    /// As [`ModelName::parse`], whose rules node ids follow.
+    pub fn parse(raw: &str) -> Result<Self, NameError> {
+        ModelName::parse(raw).map(|n| Self(n.0))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for NodeId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for NodeId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw = String::deserialize(d)?;
+        Self::parse(&raw).map_err(|e| serde::de::Error::custom(format!("node id {raw:?} {e}")))
+    }
+}

@@ -18,6 +18,8 @@ pub const DEFAULT_PROJECT: &str = "default";
 pub struct Scaling {
     /// `0`: may sleep (scale to zero); `1`: stays on the device.
     pub min_replicas: u32,
+    /// Most nodes it runs on at once when busy (at least 1).
+    pub max_replicas: u32,
     /// Idle time after which it sleeps.
     pub idle_timeout: Duration,
     /// Where its weights wait while it sleeps.
@@ -28,7 +30,13 @@ pub struct Scaling {
 
 impl Default for Scaling {
     fn default() -> Self {
-        Self { min_replicas: 0, idle_timeout: DEFAULT_IDLE_TIMEOUT, warm_tier: WarmTier::Ram, never_preempt: false }
+        Self {
+            min_replicas: 0,
+            max_replicas: 1,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            warm_tier: WarmTier::Ram,
+            never_preempt: false,
+        }
     }
 }
 
@@ -85,6 +93,8 @@ pub enum ModelSpecError {
     ContextTooSmall { model: String, value: u32, min: u32 },
     #[error("model {model:?}: min_replicas must be 0 (may sleep) or 1 (always on), not {value}")]
     MinReplicas { model: String, value: u32 },
+    #[error("model {model:?}: max_replicas must be at least 1 and at least min_replicas, not {value}")]
+    MaxReplicas { model: String, value: u32 },
 }
 
 /// Checks that names and aliases are unique across all specs (a `"model"` value
@@ -104,6 +114,9 @@ pub fn validate_model_set(specs: &[ModelSpec]) -> Result<(), ModelSpecError> {
         }
         if spec.scaling.min_replicas > 1 {
             return Err(ModelSpecError::MinReplicas { model: spec.name.to_string(), value: spec.scaling.min_replicas });
+        }
+        if spec.scaling.max_replicas == 0 || spec.scaling.max_replicas < spec.scaling.min_replicas {
+            return Err(ModelSpecError::MaxReplicas { model: spec.name.to_string(), value: spec.scaling.max_replicas });
         }
         let ids = std::iter::once(spec.name.as_str()).chain(spec.aliases.iter().map(ModelAlias::as_str));
         let mut own: Vec<&str> = Vec::new();

@@ -8,7 +8,7 @@ pub mod preemption;
 
 pub use manager::{
     AcquireError, Cause, Lease, ManagedModel, ManagerConfig, ManagerStatus, ModelManager, ModelStatus, NoObserver,
-    Observer, TransitionEvent,
+    NodeHandle, NodeStatus, Observer, ReplicaStatus, SCALE_UP_IN_FLIGHT, TransitionEvent,
 };
 pub use placement::{NodeView, Placement, place};
 pub use preemption::{Decision, DeviceView, PreemptionRules, Resident, WakeRequest, decide};

@@ -4,7 +4,8 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Mutex;
 
-use greenthread_core::{ArtifactUri, NodeFuture, TierUsage, WarmTier};
+use greenthread_core::{ArtifactUri, NodeError, NodeFuture, StageReport, TierUsage, WarmTier};
+use tokio::time::Instant;
 
 use super::*;
 
@@ -95,8 +96,13 @@ fn node(models: &[(&str, u64)], wake_time: Duration) -> Arc<ScriptedNode> {
     })
 }
 
-fn config(budget: u64) -> ManagerConfig {
-    ManagerConfig { wake_timeout: Duration::from_secs(30), ..ManagerConfig::new(budget) }
+fn config(_budget: u64) -> ManagerConfig {
+    ManagerConfig { wake_timeout: Duration::from_secs(30), ..ManagerConfig::default() }
+}
+
+/// One node named `n1` with `budget` device bytes.
+fn one(node: &Arc<ScriptedNode>, budget: u64) -> Vec<NodeHandle> {
+    vec![NodeHandle { id: NodeId::parse("n1").unwrap(), control: node.clone(), device_budget: budget, holdings: vec![] }]
 }
 
 async fn state_of(m: &ModelManager, model: &str) -> ModelState {
@@ -106,8 +112,7 @@ async fn state_of(m: &ModelManager, model: &str) -> ModelState {
 #[tokio::test(start_paused = true)]
 async fn an_idle_model_sleeps_after_its_idle_timeout_and_not_before() {
     let n = node(&[("a", 10)], Duration::from_millis(100));
-    let m = ModelManager::start(
-        n.clone(),
+    let m = ModelManager::start(one(&n, 100),
         vec![model("a", 10, |s| s.idle_timeout = Duration::from_secs(3))],
         config(100),
         Arc::new(NoObserver),
@@ -127,8 +132,7 @@ async fn an_idle_model_sleeps_after_its_idle_timeout_and_not_before() {
 #[tokio::test(start_paused = true)]
 async fn a_model_with_a_request_in_flight_never_sleeps() {
     let n = node(&[("a", 10)], Duration::from_millis(100));
-    let m = ModelManager::start(
-        n.clone(),
+    let m = ModelManager::start(one(&n, 100),
         vec![model("a", 10, |s| s.idle_timeout = Duration::from_secs(1))],
         config(100),
         Arc::new(NoObserver),
@@ -144,8 +148,7 @@ async fn a_model_with_a_request_in_flight_never_sleeps() {
 #[tokio::test(start_paused = true)]
 async fn min_replicas_one_wakes_at_start_and_never_sleeps() {
     let n = node(&[("always", 10)], Duration::from_millis(100));
-    let m = ModelManager::start(
-        n.clone(),
+    let m = ModelManager::start(one(&n, 100),
         vec![model("always", 10, |s| {
             s.min_replicas = 1;
             s.idle_timeout = Duration::from_secs(1);
@@ -161,7 +164,7 @@ async fn min_replicas_one_wakes_at_start_and_never_sleeps() {
 #[tokio::test(start_paused = true)]
 async fn a_hundred_concurrent_requests_share_one_wake() {
     let n = node(&[("a", 10)], Duration::from_millis(800));
-    let m = ModelManager::start(n.clone(), vec![model("a", 10, |_| {})], config(100), Arc::new(NoObserver));
+    let m = ModelManager::start(one(&n, 100), vec![model("a", 10, |_| {})], config(100), Arc::new(NoObserver));
     m.staged().await;
     let leases = futures_join(100, |_| {
         let m = m.clone();
@@ -194,8 +197,7 @@ where
 #[tokio::test(start_paused = true)]
 async fn minimum_residency_protects_a_fresh_model_until_the_waiter_forces_it() {
     let n = node(&[("a", 100), ("b", 100)], Duration::from_millis(100));
-    let m = ModelManager::start(
-        n.clone(),
+    let m = ModelManager::start(one(&n, 100),
         vec![model("a", 100, |_| {}), model("b", 100, |_| {})],
         config(100),
         Arc::new(NoObserver),
@@ -213,8 +215,7 @@ async fn minimum_residency_protects_a_fresh_model_until_the_waiter_forces_it() {
 #[tokio::test(start_paused = true)]
 async fn a_model_past_its_minimum_residency_is_preempted_at_once_lru_first() {
     let n = node(&[("a", 50), ("b", 50), ("c", 50)], Duration::from_millis(100));
-    let m = ModelManager::start(
-        n.clone(),
+    let m = ModelManager::start(one(&n, 100),
         vec![model("a", 50, |_| {}), model("b", 50, |_| {}), model("c", 50, |_| {})],
         config(100),
         Arc::new(NoObserver),
@@ -233,8 +234,7 @@ async fn a_model_past_its_minimum_residency_is_preempted_at_once_lru_first() {
 async fn three_models_with_room_for_one_all_get_served_and_the_budget_holds() {
     let models = [("a", 60), ("b", 60), ("c", 60)];
     let n = node(&models, Duration::from_millis(300));
-    let m = ModelManager::start(
-        n.clone(),
+    let m = ModelManager::start(one(&n, 100),
         models.iter().map(|(n, b)| model(n, *b, |_| {})).collect(),
         config(100),
         Arc::new(NoObserver),
@@ -254,8 +254,8 @@ async fn three_models_with_room_for_one_all_get_served_and_the_budget_holds() {
 #[tokio::test(start_paused = true)]
 async fn a_wake_past_the_timeout_answers_retry_later_and_still_completes() {
     let n = node(&[("slow", 10)], Duration::from_secs(20));
-    let cfg = ManagerConfig { wake_timeout: Duration::from_secs(5), ..ManagerConfig::new(100) };
-    let m = ModelManager::start(n.clone(), vec![model("slow", 10, |_| {})], cfg, Arc::new(NoObserver));
+    let cfg = ManagerConfig { wake_timeout: Duration::from_secs(5), ..ManagerConfig::default() };
+    let m = ModelManager::start(one(&n, 100), vec![model("slow", 10, |_| {})], cfg, Arc::new(NoObserver));
     match m.acquire(&name("slow")).await {
         Err(AcquireError::Timeout { retry_after, .. }) => assert!(retry_after > Duration::ZERO),
         other => panic!("expected a timeout, got {other:?}"),
@@ -273,7 +273,7 @@ async fn a_broken_artifact_fails_its_requests_with_the_reason_and_disturbs_nothi
     scripted.broken = vec!["bad".into()];
     let n = Arc::new(scripted);
     let m = ModelManager::start(
-        n.clone(),
+        one(&n, 100),
         vec![model("good", 10, |_| {}), model("bad", 10, |_| {})],
         config(100),
         Arc::new(NoObserver),
@@ -289,7 +289,7 @@ async fn a_broken_artifact_fails_its_requests_with_the_reason_and_disturbs_nothi
 #[tokio::test(start_paused = true)]
 async fn a_model_larger_than_the_device_is_refused() {
     let n = node(&[("huge", 500)], Duration::from_millis(100));
-    let m = ModelManager::start(n.clone(), vec![model("huge", 500, |_| {})], config(100), Arc::new(NoObserver));
+    let m = ModelManager::start(one(&n, 100), vec![model("huge", 500, |_| {})], config(100), Arc::new(NoObserver));
     assert!(matches!(m.acquire(&name("huge")).await, Err(AcquireError::TooLarge { .. })));
     assert_eq!(n.wakes("huge"), 0);
 }
@@ -297,7 +297,7 @@ async fn a_model_larger_than_the_device_is_refused() {
 #[tokio::test(start_paused = true)]
 async fn every_transition_is_published_with_its_duration() {
     let n = node(&[("a", 10)], Duration::from_millis(250));
-    let m = ModelManager::start(n.clone(), vec![model("a", 10, |_| {})], config(100), Arc::new(NoObserver));
+    let m = ModelManager::start(one(&n, 100), vec![model("a", 10, |_| {})], config(100), Arc::new(NoObserver));
     let mut events = m.subscribe();
     m.staged().await;
     drop(m.acquire(&name("a")).await.unwrap());
@@ -308,4 +308,109 @@ async fn every_transition_is_published_with_its_duration() {
     let waking = seen.iter().find(|(from, _, _)| *from == "waking").expect("a waking → serving event");
     assert_eq!(waking.1, "serving");
     assert_eq!(waking.2, Duration::from_millis(250));
+}
+
+fn handle(id: &str, node: &Arc<ScriptedNode>, budget: u64, holdings: Vec<(&str, Tier)>) -> NodeHandle {
+    NodeHandle {
+        id: NodeId::parse(id).unwrap(),
+        control: node.clone(),
+        device_budget: budget,
+        holdings: holdings.into_iter().map(|(m, t)| (name(m), t)).collect(),
+    }
+}
+
+async fn replicas_of(m: &ModelManager, model: &str) -> Vec<(String, String)> {
+    let status = m.status().await.unwrap();
+    let s = status.models.into_iter().find(|s| s.name.as_str() == model).unwrap();
+    s.replica_list.into_iter().map(|r| (r.node.to_string(), r.state.name().to_owned())).collect()
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_model_wakes_on_the_node_that_holds_its_weights_in_ram() {
+    let (n1, n2) = (node(&[("a", 10)], Duration::from_millis(50)), node(&[("a", 10)], Duration::from_millis(50)));
+    let m = ModelManager::start(
+        vec![handle("n1", &n1, 100, vec![]), handle("n2", &n2, 100, vec![("a", Tier::Ram)])],
+        vec![model("a", 10, |_| {})],
+        config(100),
+        Arc::new(NoObserver),
+    );
+    let lease = m.acquire(&name("a")).await.unwrap();
+    assert_eq!(lease.node().as_str(), "n2");
+    assert_eq!((n1.wakes("a"), n2.wakes("a")), (0, 1));
+}
+
+#[tokio::test(start_paused = true)]
+async fn when_a_node_is_lost_its_models_come_back_on_another() {
+    let (n1, n2) = (node(&[("a", 10)], Duration::from_millis(50)), node(&[("a", 10)], Duration::from_millis(50)));
+    let m = ModelManager::start(
+        vec![handle("n1", &n1, 100, vec![("a", Tier::Ram)]), handle("n2", &n2, 100, vec![])],
+        vec![model("a", 10, |_| {})],
+        config(100),
+        Arc::new(NoObserver),
+    );
+    assert_eq!(m.acquire(&name("a")).await.unwrap().node().as_str(), "n1");
+    m.remove_node(&NodeId::parse("n1").unwrap());
+    let lease = m.acquire(&name("a")).await.unwrap();
+    assert_eq!(lease.node().as_str(), "n2", "placed again on the surviving node");
+    assert_eq!(replicas_of(&m, "a").await, [("n2".to_owned(), "serving".to_owned())]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_retry_that_avoids_a_failed_node_gets_a_replica_elsewhere() {
+    let (n1, n2) = (node(&[("a", 10)], Duration::from_millis(50)), node(&[("a", 10)], Duration::from_millis(50)));
+    let m = ModelManager::start(
+        vec![handle("n1", &n1, 100, vec![("a", Tier::Ram)]), handle("n2", &n2, 100, vec![])],
+        vec![model("a", 10, |s| s.max_replicas = 2)],
+        config(100),
+        Arc::new(NoObserver),
+    );
+    drop(m.acquire(&name("a")).await.unwrap());
+    let retry = m.acquire_avoiding(&name("a"), &[NodeId::parse("n1").unwrap()]).await.unwrap();
+    assert_eq!(retry.node().as_str(), "n2");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_busy_model_gains_replicas_up_to_max_and_idle_ones_scale_down_to_min() {
+    let (n1, n2, n3) = (
+        node(&[("a", 10)], Duration::from_millis(50)),
+        node(&[("a", 10)], Duration::from_millis(50)),
+        node(&[("a", 10)], Duration::from_millis(50)),
+    );
+    let m = ModelManager::start(
+        vec![handle("n1", &n1, 100, vec![]), handle("n2", &n2, 100, vec![]), handle("n3", &n3, 100, vec![])],
+        vec![model("a", 10, |s| {
+            s.min_replicas = 1;
+            s.max_replicas = 2;
+            s.idle_timeout = Duration::from_secs(2);
+        })],
+        config(100),
+        Arc::new(NoObserver),
+    );
+    m.staged().await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(m.status().await.unwrap().models[0].replicas, 1, "min_replicas wakes one at start");
+    let mut leases = Vec::new();
+    for _ in 0..SCALE_UP_IN_FLIGHT * 2 {
+        leases.push(m.acquire(&name("a")).await.unwrap());
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let status = m.status().await.unwrap();
+    assert_eq!(status.models[0].replicas, 2, "busy: a second replica, and no third");
+    let more = m.acquire(&name("a")).await.unwrap();
+    let nodes: std::collections::HashSet<String> = leases.iter().chain([&more]).map(|l| l.node().to_string()).collect();
+    assert_eq!(nodes.len(), 2, "new requests spread over both replicas");
+    drop(leases);
+    drop(more);
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(m.status().await.unwrap().models[0].replicas, 1, "idle: back down to min_replicas");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_node_that_joins_with_a_model_on_its_device_is_adopted_without_a_wake() {
+    let n1 = node(&[("a", 10)], Duration::from_millis(50));
+    let m = ModelManager::start(Vec::new(), vec![model("a", 10, |_| {})], config(100), Arc::new(NoObserver));
+    m.add_node(handle("n1", &n1, 100, vec![("a", Tier::Device)]));
+    let lease = m.acquire(&name("a")).await.unwrap();
+    assert_eq!(lease.node().as_str(), "n1");
+    assert_eq!(n1.wakes("a"), 0, "the running replica was adopted");
 }

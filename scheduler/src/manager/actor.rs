@@ -1,0 +1,676 @@
+//! The manager task: its state, its loop, and every decision it makes.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use greenthread_core::{
+    ModelName, ModelState, NodeControl, NodeError, NodeId, StageReport, Tier, WakeReport,
+};
+use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::time::Instant;
+
+use super::{
+    AcquireError, Cause, Lease, ManagedModel, ManagerConfig, ManagerStatus, ModelStatus, NodeHandle, NodeStatus,
+    Observer, ReplicaStatus, SCALE_UP_IN_FLIGHT, TransitionEvent,
+};
+use crate::placement::{NodeView, Placement, place};
+use crate::preemption::{DeviceView, Resident, WakeRequest};
+
+pub(super) enum Command {
+    Acquire { model: ModelName, avoid: Vec<NodeId>, reply: oneshot::Sender<Result<Lease, AcquireError>> },
+    Release { model: ModelName, node: NodeId },
+    AddNode(NodeHandle),
+    RemoveNode(NodeId),
+    Staged { model: ModelName, node: NodeId, result: Result<StageReport, NodeError> },
+    Woke { model: ModelName, node: NodeId, result: Result<WakeReport, NodeError> },
+    Slept { model: ModelName, node: NodeId, result: Result<Tier, NodeError> },
+    Status(oneshot::Sender<ManagerStatus>),
+    WhenStaged(oneshot::Sender<()>),
+}
+
+struct Waiter {
+    reply: oneshot::Sender<Result<Lease, AcquireError>>,
+    since: Instant,
+    avoid: Vec<NodeId>,
+}
+
+/// One model on one node.
+struct Replica {
+    state: ModelState,
+    /// When it entered `state`.
+    since: Instant,
+    in_flight: u32,
+    last_used: Option<Instant>,
+    resident_since: Option<Instant>,
+    /// A node operation for it is under way.
+    busy: bool,
+    last_wake: Option<WakeReport>,
+    /// Why it is draining, for the event when it has slept.
+    sleep_cause: Option<Cause>,
+}
+
+impl Replica {
+    fn new(state: ModelState) -> Self {
+        Self {
+            state,
+            since: Instant::now(),
+            in_flight: 0,
+            last_used: None,
+            resident_since: None,
+            busy: false,
+            last_wake: None,
+            sleep_cause: None,
+        }
+    }
+}
+
+struct Model {
+    spec: greenthread_core::ModelSpec,
+    /// Device bytes one replica needs.
+    footprint: u64,
+    waiters: Vec<Waiter>,
+    replicas: BTreeMap<NodeId, Replica>,
+}
+
+impl Model {
+    fn on_device(&self) -> usize {
+        self.replicas.values().filter(|r| r.state.on_device()).count()
+    }
+
+    fn serving(&self) -> impl Iterator<Item = (&NodeId, &Replica)> {
+        self.replicas.iter().filter(|(_, r)| r.state == ModelState::Serving && !r.busy)
+    }
+
+    fn starting(&self) -> bool {
+        self.replicas.values().any(|r| matches!(r.state, ModelState::Fetching | ModelState::Waking { .. }))
+    }
+
+    fn oldest_waiter(&self) -> Option<&Waiter> {
+        self.waiters.iter().min_by_key(|w| w.since)
+    }
+
+    fn last_used(&self) -> Option<Instant> {
+        self.replicas.values().filter_map(|r| r.last_used).max()
+    }
+}
+
+struct Node {
+    handle: NodeHandle,
+    /// Where this node holds each model's weights when not on its device.
+    weights: BTreeMap<ModelName, Tier>,
+}
+
+pub(super) struct Actor {
+    config: ManagerConfig,
+    models: BTreeMap<ModelName, Model>,
+    nodes: BTreeMap<NodeId, Node>,
+    tx: mpsc::UnboundedSender<Command>,
+    events: broadcast::Sender<TransitionEvent>,
+    observer: Arc<dyn Observer>,
+    staged_waiters: Vec<oneshot::Sender<()>>,
+}
+
+impl Actor {
+    pub(super) fn new(
+        models: Vec<ManagedModel>,
+        config: ManagerConfig,
+        tx: mpsc::UnboundedSender<Command>,
+        events: broadcast::Sender<TransitionEvent>,
+        observer: Arc<dyn Observer>,
+    ) -> Self {
+        let models = models
+            .into_iter()
+            .map(|m| {
+                let name = m.spec.name.clone();
+                (name, Model { spec: m.spec, footprint: m.device_bytes, waiters: Vec::new(), replicas: BTreeMap::new() })
+            })
+            .collect();
+        Self { config, models, nodes: BTreeMap::new(), tx, events, observer, staged_waiters: Vec::new() }
+    }
+
+    pub(super) async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Command>, nodes: Vec<NodeHandle>) {
+        for node in nodes {
+            self.add_node(node);
+        }
+        self.stage_everything();
+        let mut tick = tokio::time::interval(self.config.tick);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                command = rx.recv() => match command {
+                    Some(c) => self.handle(c),
+                    None => return,
+                },
+                _ = tick.tick() => self.on_tick(),
+            }
+        }
+    }
+
+    fn handle(&mut self, command: Command) {
+        match command {
+            Command::Acquire { model, avoid, reply } => self.on_acquire(model, avoid, reply),
+            Command::Release { model, node } => {
+                if let Some(r) = self.models.get_mut(&model).and_then(|m| m.replicas.get_mut(&node)) {
+                    r.in_flight = r.in_flight.saturating_sub(1);
+                    r.last_used = Some(Instant::now());
+                }
+                self.schedule_all();
+            }
+            Command::AddNode(node) => {
+                self.add_node(node);
+                self.schedule_all();
+            }
+            Command::RemoveNode(node) => self.remove_node(&node),
+            Command::Staged { model, node, result } => self.on_staged(&model, &node, result),
+            Command::Woke { model, node, result } => self.on_woke(&model, &node, result),
+            Command::Slept { model, node, result } => self.on_slept(&model, &node, result),
+            Command::Status(reply) => {
+                let _ = reply.send(self.status());
+            }
+            Command::WhenStaged(reply) => {
+                self.staged_waiters.push(reply);
+                self.release_staged_waiters();
+            }
+        }
+    }
+
+    // ----- membership -----
+
+    fn add_node(&mut self, handle: NodeHandle) {
+        let id = handle.id.clone();
+        // A node that rejoins starts over: whatever it held before is what it reports now.
+        self.drop_replicas_on(&id);
+        let mut weights = BTreeMap::new();
+        for (model, tier) in &handle.holdings {
+            let Some(m) = self.models.get_mut(model) else { continue };
+            match tier {
+                Tier::Device => {
+                    let mut r = Replica::new(ModelState::Serving);
+                    r.resident_since = Some(Instant::now());
+                    m.replicas.insert(id.clone(), r);
+                }
+                Tier::Ram | Tier::Disk => {
+                    weights.insert(model.clone(), *tier);
+                    m.replicas.insert(id.clone(), Replica::new(ModelState::Sleeping { tier: *tier }));
+                }
+                Tier::Object => {}
+            }
+        }
+        tracing::info!(node = %id, budget = handle.device_budget, "Node joined");
+        self.nodes.insert(id, Node { handle, weights });
+    }
+
+    fn remove_node(&mut self, id: &NodeId) {
+        if self.nodes.remove(id).is_some() {
+            tracing::warn!(node = %id, "Node lost; its models will be placed elsewhere");
+            self.observer.node_lost(id);
+        }
+        self.drop_replicas_on(id);
+        self.schedule_all();
+    }
+
+    fn drop_replicas_on(&mut self, id: &NodeId) {
+        for m in self.models.values_mut() {
+            m.replicas.remove(id);
+        }
+    }
+
+    /// At start, every model's artifact goes to one node, so its first wake
+    /// needs no fetch: the node placement would pick for it.
+    fn stage_everything(&mut self) {
+        let names: Vec<ModelName> = self.models.keys().cloned().collect();
+        for name in names {
+            if self.models[&name].replicas.is_empty()
+                && let Placement::On { node, .. } = self.placement(&name, 0, &[], Duration::ZERO)
+                && let Ok(node) = NodeId::parse(&node)
+            {
+                self.start_stage(&name, &node, Cause::Startup);
+            }
+        }
+    }
+
+    // ----- requests -----
+
+    fn on_acquire(&mut self, model: ModelName, avoid: Vec<NodeId>, reply: oneshot::Sender<Result<Lease, AcquireError>>) {
+        let Some(m) = self.models.get_mut(&model) else {
+            let _ = reply.send(Err(AcquireError::UnknownModel(model.to_string())));
+            return;
+        };
+        m.waiters.push(Waiter { reply, since: Instant::now(), avoid });
+        self.serve_waiters(&model);
+        self.schedule(&model);
+    }
+
+    /// Hands every waiter that a serving replica can take a lease on the
+    /// least busy such replica.
+    fn serve_waiters(&mut self, name: &ModelName) {
+        let Some(m) = self.models.get_mut(name) else { return };
+        let now = Instant::now();
+        let mut still_waiting = Vec::new();
+        for waiter in std::mem::take(&mut m.waiters) {
+            if waiter.reply.is_closed() {
+                continue;
+            }
+            let best = m
+                .replicas
+                .iter_mut()
+                .filter(|(n, r)| r.state == ModelState::Serving && !r.busy && !waiter.avoid.contains(n))
+                .min_by_key(|(_, r)| r.in_flight);
+            match best {
+                Some((node, replica)) => {
+                    replica.in_flight += 1;
+                    replica.last_used = Some(now);
+                    let lease = Lease { model: name.clone(), node: node.clone(), tx: self.tx.clone() };
+                    // A caller that gave up drops the lease inside the error, which releases it.
+                    let _ = waiter.reply.send(Ok(lease));
+                }
+                None => still_waiting.push(waiter),
+            }
+        }
+        m.waiters = still_waiting;
+    }
+
+    fn on_tick(&mut self) {
+        let now = Instant::now();
+        let mut idle = Vec::new();
+        for (name, m) in &self.models {
+            let mut on_device = m.on_device();
+            for (node, r) in &m.replicas {
+                let idle_long = r.last_used.is_none_or(|t| now.duration_since(t) >= m.spec.scaling.idle_timeout)
+                    && r.resident_since.is_some_and(|t| now.duration_since(t) >= m.spec.scaling.idle_timeout);
+                if r.state == ModelState::Serving
+                    && !r.busy
+                    && r.in_flight == 0
+                    && m.waiters.is_empty()
+                    && on_device > m.spec.scaling.min_replicas as usize
+                    && idle_long
+                {
+                    idle.push((name.clone(), node.clone()));
+                    on_device -= 1;
+                }
+            }
+        }
+        for (name, node) in idle {
+            self.start_sleep(&name, &node, Cause::Idle);
+        }
+        for m in self.models.values_mut() {
+            m.waiters.retain(|w| !w.reply.is_closed());
+        }
+        self.schedule_all();
+    }
+
+    /// Schedules every model that wants more device presence, oldest request first.
+    fn schedule_all(&mut self) {
+        let mut wanting: Vec<(Option<Instant>, ModelName)> = self
+            .models
+            .iter()
+            .filter(|(_, m)| self.wants_replica(m))
+            .map(|(n, m)| (m.oldest_waiter().map(|w| w.since), n.clone()))
+            .collect();
+        wanting.sort_by_key(|(since, _)| *since);
+        for (_, name) in wanting {
+            self.serve_waiters(&name);
+            self.schedule(&name);
+        }
+    }
+
+    /// Whether `m` needs another replica now: requests no serving replica can
+    /// take, fewer replicas than `min_replicas`, or more load than its
+    /// replicas absorb (up to `max_replicas`).
+    fn wants_replica(&self, m: &Model) -> bool {
+        let on_device = m.on_device() as u32;
+        if on_device < m.spec.scaling.min_replicas {
+            return true;
+        }
+        if !m.waiters.is_empty() {
+            return true;
+        }
+        let serving: Vec<&Replica> = m.serving().map(|(_, r)| r).collect();
+        let load: u32 = serving.iter().map(|r| r.in_flight).sum();
+        !serving.is_empty()
+            && on_device < m.spec.scaling.max_replicas
+            && load >= SCALE_UP_IN_FLIGHT * serving.len() as u32
+            && self.nodes.len() > serving.len()
+    }
+
+    /// Moves `name` one step towards another replica.
+    fn schedule(&mut self, name: &ModelName) {
+        let Some(m) = self.models.get_mut(name) else { return };
+        m.waiters.retain(|w| !w.reply.is_closed());
+        let m = &self.models[name];
+        if !self.wants_replica(m) || m.starting() {
+            return;
+        }
+        // A failed replica is retried only for a request, not in a loop for min_replicas.
+        let failed_only = m.waiters.is_empty() && m.replicas.values().any(|r| matches!(r.state, ModelState::Failed { .. }));
+        if failed_only {
+            return;
+        }
+        let avoid: Vec<NodeId> = m.oldest_waiter().map(|w| w.avoid.clone()).unwrap_or_default();
+        let waited = m.oldest_waiter().map_or(Duration::ZERO, |w| Instant::now().duration_since(w.since));
+        match self.placement(name, self.models[name].footprint, &avoid, waited) {
+            Placement::On { node, victims } => {
+                let Ok(node) = NodeId::parse(&node) else { return };
+                if victims.is_empty() {
+                    self.stage_or_wake(name, &node);
+                } else {
+                    for victim in victims {
+                        if let Ok(v) = ModelName::parse(&victim) {
+                            tracing::info!(model = %v, node = %node, for_model = %name, "Preempting to make device room");
+                            self.start_sleep(&v, &node, Cause::Preempted { by: name.clone() });
+                        }
+                    }
+                }
+            }
+            Placement::Wait => {}
+            Placement::TooLarge { needed } => {
+                let error = AcquireError::TooLarge { model: name.to_string(), needed };
+                self.fail_waiters(name, &error);
+            }
+        }
+    }
+
+    /// Where `name` (needing `bytes`, its oldest request having waited
+    /// `waited`) should wake, not on `avoid`.
+    fn placement(&self, name: &ModelName, bytes: u64, avoid: &[NodeId], waited: Duration) -> Placement {
+        let now = Instant::now();
+        let m = &self.models[name];
+        let views: Vec<NodeView> = self
+            .nodes
+            .iter()
+            .map(|(id, node)| {
+                let replica = m.replicas.get(id);
+                let weights = match replica.map(|r| &r.state) {
+                    Some(ModelState::Staged { tier } | ModelState::Sleeping { tier }) if *tier != Tier::Object => {
+                        Some(*tier)
+                    }
+                    _ => node.weights.get(name).copied(),
+                };
+                NodeView {
+                    node: id.to_string(),
+                    alive: true,
+                    device: self.device_view(id, now),
+                    weights,
+                    has_replica: avoid.contains(id) || replica.is_some_and(|r| r.state.on_device() || r.busy),
+                }
+            })
+            .collect();
+        let request = WakeRequest { model: name.to_string(), project: m.spec.project.to_string(), bytes, waited };
+        place(&views, &request, &self.config.rules)
+    }
+
+    /// The models holding device memory on `node`, as the policy sees them.
+    /// Replicas already draining are left out: their room is coming.
+    fn device_view(&self, node: &NodeId, now: Instant) -> DeviceView {
+        let budget = self.nodes.get(node).map_or(0, |n| n.handle.device_budget);
+        let resident = self
+            .models
+            .iter()
+            .filter_map(|(name, m)| m.replicas.get(node).map(|r| (name, m, r)))
+            .filter(|(_, _, r)| r.state.on_device() && r.state != ModelState::Draining)
+            .map(|(name, m, r)| Resident {
+                model: name.to_string(),
+                project: m.spec.project.to_string(),
+                bytes: m.footprint,
+                in_flight: r.in_flight,
+                idle_for: r.last_used.map_or(Duration::MAX, |t| now.duration_since(t)),
+                resident_for: r.resident_since.map_or(Duration::ZERO, |t| now.duration_since(t)),
+                never_preempt: m.spec.scaling.never_preempt || m.on_device() as u32 <= m.spec.scaling.min_replicas,
+                settled: r.state == ModelState::Serving && !r.busy,
+            })
+            .collect();
+        DeviceView { budget, resident }
+    }
+
+    /// Device bytes on `node` counting replicas still draining.
+    fn device_used(&self, node: &NodeId) -> u64 {
+        self.models
+            .values()
+            .filter_map(|m| m.replicas.get(node).filter(|r| r.state.on_device()).map(|_| m.footprint))
+            .sum()
+    }
+
+    /// Stages `name` on `node` if it is not there yet, else wakes it there
+    /// once the node's device really has room (drains may still be finishing).
+    fn stage_or_wake(&mut self, name: &ModelName, node: &NodeId) {
+        let state = self.models[name].replicas.get(node).map(|r| r.state.clone());
+        match state {
+            None | Some(ModelState::Absent | ModelState::Failed { .. } | ModelState::Sleeping { tier: Tier::Object }) => {
+                self.start_stage(name, node, Cause::Request);
+            }
+            Some(s) if s.can_wake() => {
+                let budget = self.nodes.get(node).map_or(0, |n| n.handle.device_budget);
+                if budget.saturating_sub(self.device_used(node)) >= self.models[name].footprint {
+                    self.start_wake(name, node);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    // ----- node operations -----
+
+    fn start_stage(&mut self, name: &ModelName, node: &NodeId, cause: Cause) {
+        if !self.transition(name, node, ModelState::Fetching, cause) {
+            return;
+        }
+        self.spawn_op(name, node, |control, model, node, tx| async move {
+            let result = control.stage(&model).await;
+            let _ = tx.send(Command::Staged { model, node, result });
+        });
+    }
+
+    fn start_wake(&mut self, name: &ModelName, node: &NodeId) {
+        let from = self.models[name].replicas.get(node).and_then(|r| r.state.tier());
+        let Some(from) = from else { return };
+        if !self.transition(name, node, ModelState::Waking { from }, Cause::Request) {
+            return;
+        }
+        self.spawn_op(name, node, |control, model, node, tx| async move {
+            let result = control.wake(&model).await;
+            let _ = tx.send(Command::Woke { model, node, result });
+        });
+    }
+
+    fn start_sleep(&mut self, name: &ModelName, node: &NodeId, cause: Cause) {
+        let Some(m) = self.models.get(name) else { return };
+        let Some(r) = m.replicas.get(node) else { return };
+        if r.state != ModelState::Serving || r.busy || r.in_flight > 0 {
+            return;
+        }
+        let warm = m.spec.scaling.warm_tier;
+        if !self.transition(name, node, ModelState::Draining, cause.clone()) {
+            return;
+        }
+        if let Some(r) = self.models.get_mut(name).and_then(|m| m.replicas.get_mut(node)) {
+            r.sleep_cause = Some(cause);
+        }
+        self.spawn_op(name, node, move |control, model, node, tx| async move {
+            let result = control.sleep(&model, warm).await;
+            let _ = tx.send(Command::Slept { model, node, result });
+        });
+    }
+
+    /// Runs a node operation as its own task; it reports back through the channel.
+    fn spawn_op<F, Fut>(&mut self, name: &ModelName, node: &NodeId, op: F)
+    where
+        F: FnOnce(Arc<dyn NodeControl>, ModelName, NodeId, mpsc::UnboundedSender<Command>) -> Fut,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        let Some(control) = self.nodes.get(node).map(|n| n.handle.control.clone()) else { return };
+        if let Some(r) = self.models.get_mut(name).and_then(|m| m.replicas.get_mut(node)) {
+            r.busy = true;
+        }
+        tokio::spawn(op(control, name.clone(), node.clone(), self.tx.clone()));
+    }
+
+    fn replica_mut(&mut self, name: &ModelName, node: &NodeId) -> Option<&mut Replica> {
+        if !self.nodes.contains_key(node) {
+            // A result from a node that has left: nothing to update.
+            return None;
+        }
+        self.models.get_mut(name).and_then(|m| m.replicas.get_mut(node))
+    }
+
+    fn on_staged(&mut self, name: &ModelName, node: &NodeId, result: Result<StageReport, NodeError>) {
+        let Some(r) = self.replica_mut(name, node) else { return };
+        r.busy = false;
+        match result {
+            Ok(report) => {
+                if let Some(m) = self.models.get_mut(name) {
+                    m.footprint = report.device_bytes;
+                }
+                self.transition(name, node, ModelState::Staged { tier: report.tier }, Cause::Startup);
+                self.schedule(name);
+            }
+            Err(err) => self.fail(name, node, err.to_string()),
+        }
+        self.release_staged_waiters();
+    }
+
+    fn on_woke(&mut self, name: &ModelName, node: &NodeId, result: Result<WakeReport, NodeError>) {
+        let Some(r) = self.replica_mut(name, node) else { return };
+        r.busy = false;
+        match result {
+            Ok(report) => {
+                r.last_wake = Some(report);
+                r.resident_since = Some(Instant::now());
+                if let Some(m) = self.models.get_mut(name) {
+                    m.footprint = report.device_bytes;
+                }
+                self.observer.woke(name, &report);
+                tracing::info!(model = %name, node = %node, from = %report.from, ms = report.duration.as_millis() as u64, "Model woke");
+                self.transition(name, node, ModelState::Serving, Cause::Request);
+                self.serve_waiters(name);
+            }
+            Err(err) => self.fail(name, node, err.to_string()),
+        }
+        self.schedule_all();
+    }
+
+    fn on_slept(&mut self, name: &ModelName, node: &NodeId, result: Result<Tier, NodeError>) {
+        let Some(r) = self.replica_mut(name, node) else { return };
+        r.busy = false;
+        r.resident_since = None;
+        let cause = r.sleep_cause.take().unwrap_or(Cause::Idle);
+        match result {
+            Ok(tier) => {
+                self.transition(name, node, ModelState::Sleeping { tier }, cause);
+            }
+            Err(err) => self.fail(name, node, err.to_string()),
+        }
+        self.schedule_all();
+    }
+
+    fn fail(&mut self, name: &ModelName, node: &NodeId, reason: String) {
+        tracing::error!(model = %name, node = %node, %reason, "Model failed");
+        self.transition(name, node, ModelState::Failed { reason: reason.clone() }, Cause::Failure);
+        self.fail_waiters(name, &AcquireError::Failed { model: name.to_string(), reason });
+    }
+
+    fn fail_waiters(&mut self, name: &ModelName, error: &AcquireError) {
+        if let Some(m) = self.models.get_mut(name) {
+            for waiter in m.waiters.drain(..) {
+                let _ = waiter.reply.send(Err(error.clone()));
+            }
+        }
+    }
+
+    /// Moves the replica of `name` on `node` to `next` if the lifecycle
+    /// allows it, recording the event (a missing replica starts absent).
+    fn transition(&mut self, name: &ModelName, node: &NodeId, next: ModelState, cause: Cause) -> bool {
+        let Some(m) = self.models.get_mut(name) else { return false };
+        let r = m.replicas.entry(node.clone()).or_insert_with(|| Replica::new(ModelState::Absent));
+        match r.state.to(next) {
+            Ok(next) => {
+                let now = Instant::now();
+                let event = TransitionEvent {
+                    model: name.clone(),
+                    node: node.clone(),
+                    from: std::mem::replace(&mut r.state, next.clone()),
+                    to: next,
+                    after: now.duration_since(r.since),
+                    cause,
+                };
+                r.since = now;
+                tracing::debug!(model = %name, node = %node, from = %event.from, to = %event.to, ms = event.after.as_millis() as u64, cause = event.cause.as_str(), "Model state changed");
+                self.observer.transition(&event);
+                // Nobody listening is fine.
+                let _ = self.events.send(event);
+                true
+            }
+            Err(illegal) => {
+                tracing::error!(model = %name, node = %node, error = %illegal, "Refused a lifecycle transition");
+                false
+            }
+        }
+    }
+
+    fn release_staged_waiters(&mut self) {
+        let fetching = self.models.values().any(|m| m.replicas.values().any(|r| r.state == ModelState::Fetching));
+        if fetching {
+            return;
+        }
+        for w in self.staged_waiters.drain(..) {
+            let _ = w.send(());
+        }
+    }
+
+    fn status(&self) -> ManagerStatus {
+        let now = Instant::now();
+        let rank = |s: &ModelState| match s {
+            ModelState::Serving => 0,
+            ModelState::Waking { .. } => 1,
+            ModelState::Draining => 2,
+            ModelState::Fetching => 3,
+            ModelState::Staged { .. } => 4,
+            ModelState::Sleeping { .. } => 5,
+            ModelState::Failed { .. } => 6,
+            ModelState::Absent => 7,
+        };
+        let models = self
+            .models
+            .iter()
+            .map(|(name, m)| {
+                let replica_list: Vec<ReplicaStatus> = m
+                    .replicas
+                    .iter()
+                    .map(|(node, r)| ReplicaStatus {
+                        node: node.clone(),
+                        state: r.state.clone(),
+                        device_bytes: if r.state.on_device() { m.footprint } else { 0 },
+                        in_flight: r.in_flight,
+                        last_wake: r.last_wake,
+                    })
+                    .collect();
+                let state = m.replicas.values().map(|r| &r.state).min_by_key(|s| rank(s)).cloned().unwrap_or(ModelState::Absent);
+                ModelStatus {
+                    name: name.clone(),
+                    project: m.spec.project.clone(),
+                    state,
+                    replicas: m.on_device() as u32,
+                    device_bytes: replica_list.iter().map(|r| r.device_bytes).sum(),
+                    footprint_bytes: m.footprint,
+                    in_flight: replica_list.iter().map(|r| r.in_flight).sum(),
+                    idle_for: m.last_used().map(|t| now.duration_since(t)),
+                    last_wake: m.replicas.values().filter_map(|r| r.last_wake).last(),
+                    waiting: m.waiters.len(),
+                    replica_list,
+                }
+            })
+            .collect::<Vec<_>>();
+        let nodes: Vec<NodeStatus> = self
+            .nodes
+            .iter()
+            .map(|(id, n)| NodeStatus { id: id.clone(), device_budget: n.handle.device_budget, device_used: self.device_used(id) })
+            .collect();
+        ManagerStatus {
+            device_budget: nodes.iter().map(|n| n.device_budget).sum(),
+            device_used: nodes.iter().map(|n| n.device_used).sum(),
+            nodes,
+            models,
+        }
+    }
+}

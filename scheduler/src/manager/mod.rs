@@ -1,0 +1,298 @@
+//! The model manager: one task that owns every model's replicas across the
+//! nodes and decides, request by request, which models hold device memory
+//! where.
+//!
+//! Requests [`ModelManager::acquire`] a lease on a serving replica (the one
+//! with the fewest requests in flight). A model with no serving replica is
+//! woken once for all its waiters (single flight) on the node
+//! [`crate::placement`] chooses, after models there are put to sleep if its
+//! device is full. Busy models gain replicas up to `max_replicas`; idle
+//! replicas sleep after `idle_timeout`, down to `min_replicas`. A node that
+//! leaves takes its replicas with it, and their models are placed again.
+//! Node operations run as separate tasks and report back; the manager's own
+//! state changes only in its loop.
+
+mod actor;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use greenthread_core::{ModelName, ModelSpec, ModelState, NodeControl, NodeId, Tier, WakeReport};
+use tokio::sync::{broadcast, mpsc, oneshot};
+
+use self::actor::{Actor, Command};
+use crate::preemption::PreemptionRules;
+
+/// Requests in flight per serving replica above which a model gains a
+/// replica (when `max_replicas` allows): about the point where one
+/// replica's batch stops absorbing more sequences for free.
+pub const SCALE_UP_IN_FLIGHT: u32 = 4;
+
+/// How the manager runs.
+#[derive(Debug, Clone, Copy)]
+pub struct ManagerConfig {
+    /// Longest a request waits for its model to wake before it is answered
+    /// with "retry later".
+    pub wake_timeout: Duration,
+    pub rules: PreemptionRules,
+    /// How often idle timeouts and waiting wakes are re-checked. Small next
+    /// to idle timeouts and the preemption deadlines, so they fire on time.
+    pub tick: Duration,
+}
+
+impl Default for ManagerConfig {
+    fn default() -> Self {
+        Self { wake_timeout: Duration::from_secs(60), rules: PreemptionRules::default(), tick: Duration::from_millis(200) }
+    }
+}
+
+/// A model to manage.
+#[derive(Debug, Clone)]
+pub struct ManagedModel {
+    pub spec: ModelSpec,
+    /// Device bytes it needs awake, until staging reports the real figure.
+    pub device_bytes: u64,
+}
+
+/// A node the manager may place models on.
+#[derive(Clone)]
+pub struct NodeHandle {
+    pub id: NodeId,
+    pub control: Arc<dyn NodeControl>,
+    /// Device bytes its awake models may hold together.
+    pub device_budget: u64,
+    /// What the node already holds: models on its device are adopted as
+    /// serving replicas (a scheduler that restarted finds them so), the
+    /// others tell placement where weights already are.
+    pub holdings: Vec<(ModelName, Tier)>,
+}
+
+/// Why a request got no model.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum AcquireError {
+    #[error("model {0} is not served here")]
+    UnknownModel(String),
+    #[error("model {model} did not wake within {waited:?}; retry later")]
+    Timeout { model: String, waited: Duration, retry_after: Duration },
+    #[error("model {model} cannot be served: {reason}")]
+    Failed { model: String, reason: String },
+    #[error("model {model} needs {needed} bytes of device memory, more than any node's device budget")]
+    TooLarge { model: String, needed: u64 },
+    #[error("the model manager has stopped")]
+    Stopped,
+}
+
+/// Why a model changed state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Cause {
+    Startup,
+    Request,
+    Idle,
+    Preempted { by: ModelName },
+    Failure,
+}
+
+impl Cause {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::Startup => "startup",
+            Self::Request => "request",
+            Self::Idle => "idle",
+            Self::Preempted { .. } => "preempted",
+            Self::Failure => "failure",
+        }
+    }
+}
+
+/// One state change of one replica.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TransitionEvent {
+    pub model: ModelName,
+    pub node: NodeId,
+    pub from: ModelState,
+    pub to: ModelState,
+    /// Time spent in `from`.
+    pub after: Duration,
+    pub cause: Cause,
+}
+
+/// Receives what the manager does, for metrics.
+pub trait Observer: Send + Sync {
+    fn transition(&self, _event: &TransitionEvent) {}
+    fn woke(&self, _model: &ModelName, _report: &WakeReport) {}
+    fn wake_timed_out(&self, _model: &ModelName) {}
+    fn node_lost(&self, _node: &NodeId) {}
+}
+
+/// An observer that ignores everything.
+pub struct NoObserver;
+impl Observer for NoObserver {}
+
+/// One replica of a model.
+#[derive(Debug, Clone)]
+pub struct ReplicaStatus {
+    pub node: NodeId,
+    pub state: ModelState,
+    pub device_bytes: u64,
+    pub in_flight: u32,
+    pub last_wake: Option<WakeReport>,
+}
+
+/// A model and the manager's view of it.
+#[derive(Debug, Clone)]
+pub struct ModelStatus {
+    pub name: ModelName,
+    pub project: ModelName,
+    /// The most advanced state among its replicas (serving over waking over …).
+    pub state: ModelState,
+    /// Replicas holding device memory (waking, serving or draining).
+    pub replicas: u32,
+    pub device_bytes: u64,
+    /// Device bytes one replica needs awake (known once staged).
+    pub footprint_bytes: u64,
+    pub in_flight: u32,
+    /// Time since the model was last used, if ever.
+    pub idle_for: Option<Duration>,
+    pub last_wake: Option<WakeReport>,
+    /// Requests waiting for it to wake.
+    pub waiting: usize,
+    pub replica_list: Vec<ReplicaStatus>,
+}
+
+/// A node and what it holds.
+#[derive(Debug, Clone)]
+pub struct NodeStatus {
+    pub id: NodeId,
+    pub device_budget: u64,
+    pub device_used: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct ManagerStatus {
+    pub device_budget: u64,
+    pub device_used: u64,
+    pub nodes: Vec<NodeStatus>,
+    pub models: Vec<ModelStatus>,
+}
+
+/// Permission to use a serving replica. While it lives the replica counts a
+/// request in flight and will not be put to sleep.
+#[derive(Debug)]
+pub struct Lease {
+    model: ModelName,
+    node: NodeId,
+    tx: mpsc::UnboundedSender<Command>,
+}
+
+impl Lease {
+    pub fn model(&self) -> &ModelName {
+        &self.model
+    }
+
+    /// The node whose replica serves this request.
+    pub fn node(&self) -> &NodeId {
+        &self.node
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        // If the manager is gone there is nothing left to release.
+        let _ = self.tx.send(Command::Release { model: self.model.clone(), node: self.node.clone() });
+    }
+}
+
+/// A handle to the manager task; cheap to clone.
+#[derive(Clone)]
+pub struct ModelManager {
+    tx: mpsc::UnboundedSender<Command>,
+    events: broadcast::Sender<TransitionEvent>,
+    observer: Arc<dyn Observer>,
+    wake_timeout: Duration,
+    retry_after: Duration,
+}
+
+impl ModelManager {
+    /// Starts the manager task for `models` over `nodes`. With nodes at
+    /// hand, every model is staged on one at once, and models with
+    /// `min_replicas: 1` wake once staged; nodes may also join later.
+    pub fn start(
+        nodes: Vec<NodeHandle>,
+        models: Vec<ManagedModel>,
+        config: ManagerConfig,
+        observer: Arc<dyn Observer>,
+    ) -> Self {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let (events, _) = broadcast::channel(1024);
+        let actor = Actor::new(models, config, tx.clone(), events.clone(), observer.clone());
+        tokio::spawn(actor.run(rx, nodes));
+        Self { tx, events, observer, wake_timeout: config.wake_timeout, retry_after: config.rules.force_after }
+    }
+
+    /// A lease on `model`, waking it if needed; waits at most the wake timeout.
+    ///
+    /// # Errors
+    /// [`AcquireError`]: unknown model, timeout (retry later), a failed
+    /// stage or wake, a model too large for any device, or a stopped manager.
+    pub async fn acquire(&self, model: &ModelName) -> Result<Lease, AcquireError> {
+        self.acquire_avoiding(model, &[]).await
+    }
+
+    /// As [`Self::acquire`], but not on the given nodes (a retry after one failed).
+    ///
+    /// # Errors
+    /// As [`Self::acquire`].
+    pub async fn acquire_avoiding(&self, model: &ModelName, avoid: &[NodeId]) -> Result<Lease, AcquireError> {
+        let (reply, rx) = oneshot::channel();
+        let command = Command::Acquire { model: model.clone(), avoid: avoid.to_vec(), reply };
+        self.tx.send(command).map_err(|_| AcquireError::Stopped)?;
+        match tokio::time::timeout(self.wake_timeout, rx).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Err(AcquireError::Stopped),
+            Err(_) => {
+                self.observer.wake_timed_out(model);
+                Err(AcquireError::Timeout {
+                    model: model.to_string(),
+                    waited: self.wake_timeout,
+                    retry_after: self.retry_after,
+                })
+            }
+        }
+    }
+
+    /// Adds a node (or replaces one that rejoins).
+    pub fn add_node(&self, node: NodeHandle) {
+        let _ = self.tx.send(Command::AddNode(node));
+    }
+
+    /// Takes a node out: its replicas are gone, their models placed again when needed.
+    pub fn remove_node(&self, node: &NodeId) {
+        let _ = self.tx.send(Command::RemoveNode(node.clone()));
+    }
+
+    /// Every model's replicas and the devices' use.
+    ///
+    /// # Errors
+    /// [`AcquireError::Stopped`] when the manager task is gone.
+    pub async fn status(&self) -> Result<ManagerStatus, AcquireError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx.send(Command::Status(reply)).map_err(|_| AcquireError::Stopped)?;
+        rx.await.map_err(|_| AcquireError::Stopped)
+    }
+
+    /// Resolves once the start-up staging is over (no replica fetching).
+    pub async fn staged(&self) {
+        let (reply, rx) = oneshot::channel();
+        if self.tx.send(Command::WhenStaged(reply)).is_ok() {
+            let _ = rx.await;
+        }
+    }
+
+    /// Every state change from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<TransitionEvent> {
+        self.events.subscribe()
+    }
+}
+
+#[cfg(test)]
+mod tests;
