@@ -1,8 +1,9 @@
 //! The models this server offers, found by name or alias. Whether a model
-//! is awake is the scheduler's business; the catalog only knows specs.
+//! is awake is the scheduler's business; the catalog only knows specs. A
+//! node's catalog fills as its scheduler sends it specs.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError, RwLock};
 
 use greenthread_core::{ModelSpec, ModelSpecError, validate_model_set};
 
@@ -14,11 +15,16 @@ pub struct CatalogEntry {
     pub created: u64,
 }
 
+#[derive(Debug, Default)]
+struct Index {
+    models: Vec<Arc<CatalogEntry>>,
+    by_id: HashMap<String, usize>,
+}
+
 /// Models by name, and every id (name or alias) to its model.
 #[derive(Debug, Default)]
 pub struct ModelCatalog {
-    models: Vec<Arc<CatalogEntry>>,
-    by_id: HashMap<String, usize>,
+    index: RwLock<Index>,
 }
 
 impl ModelCatalog {
@@ -26,21 +32,39 @@ impl ModelCatalog {
     /// When two specs share a name or alias.
     pub fn new(specs: &[ModelSpec], created: u64) -> Result<Self, ModelSpecError> {
         validate_model_set(specs)?;
-        let mut catalog = Self::default();
+        let catalog = Self::default();
         for spec in specs {
-            let index = catalog.models.len();
-            catalog.by_id.insert(spec.name.to_string(), index);
-            for alias in &spec.aliases {
-                catalog.by_id.entry(alias.to_string()).or_insert(index);
-            }
-            catalog.models.push(Arc::new(CatalogEntry { spec: spec.clone(), created }));
+            catalog.put(spec.clone(), created);
         }
         Ok(catalog)
     }
 
+    /// Adds a model, or replaces the one of the same name.
+    pub fn put(&self, spec: ModelSpec, created: u64) {
+        let mut index = self.index.write().unwrap_or_else(PoisonError::into_inner);
+        let entry = Arc::new(CatalogEntry { spec, created });
+        let position = index.models.iter().position(|m| m.spec.name == entry.spec.name);
+        let slot = match position {
+            Some(i) => {
+                index.by_id.retain(|_, v| *v != i);
+                index.models[i] = entry.clone();
+                i
+            }
+            None => {
+                index.models.push(entry.clone());
+                index.models.len() - 1
+            }
+        };
+        index.by_id.insert(entry.spec.name.to_string(), slot);
+        for alias in &entry.spec.aliases {
+            index.by_id.entry(alias.to_string()).or_insert(slot);
+        }
+    }
+
     /// The model a `"model"` value names, by name or alias.
     pub fn resolve(&self, id: &str) -> Option<Arc<CatalogEntry>> {
-        self.by_id.get(id).map(|&i| self.models[i].clone())
+        let index = self.index.read().unwrap_or_else(PoisonError::into_inner);
+        index.by_id.get(id).map(|&i| index.models[i].clone())
     }
 
     /// The model whose name (not alias) is `name`: per-model URLs use names only.
@@ -48,11 +72,11 @@ impl ModelCatalog {
         self.resolve(name).filter(|m| m.spec.name.as_str() == name)
     }
 
-    pub fn all(&self) -> impl Iterator<Item = &Arc<CatalogEntry>> {
-        self.models.iter()
+    pub fn all(&self) -> Vec<Arc<CatalogEntry>> {
+        self.index.read().unwrap_or_else(PoisonError::into_inner).models.clone()
     }
 
     pub fn specs(&self) -> Vec<ModelSpec> {
-        self.models.iter().map(|m| m.spec.clone()).collect()
+        self.all().iter().map(|m| m.spec.clone()).collect()
     }
 }

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use greenthread_core::{ByteSize, parse_duration};
+use greenthread_core::{ByteSize, NodeId, parse_duration};
 
 #[derive(Debug, Parser)]
 #[command(name = "greenthread", version, about = "Serve many language models on shared hardware")]
@@ -18,8 +18,13 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Serve the models of a config file over the OpenAI API (all in one process).
+    /// Serve the models of a config file over the OpenAI API: gateway and
+    /// scheduler, with a node in this process (unless --no-local-node) and
+    /// remote nodes (with --cluster-token).
     Serve(ServeArgs),
+    /// Run a node of a cluster: its models' weights and engines, driven by
+    /// the scheduler at --control-plane.
+    Node(NodeArgs),
 }
 
 #[derive(Debug, Args)]
@@ -33,10 +38,46 @@ pub struct ServeArgs {
     /// Address to listen on.
     #[arg(long, env = "GREENTHREAD_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
+    /// Run no node in this process: models run only on nodes that join (needs --cluster-token).
+    #[arg(long, env = "GREENTHREAD_NO_LOCAL_NODE")]
+    pub no_local_node: bool,
+    /// Secret shared with the nodes; nodes holding it may join. Never logged.
+    #[arg(long, env = "GREENTHREAD_CLUSTER_TOKEN", hide_env_values = true)]
+    pub cluster_token: Option<String>,
     #[command(flatten)]
     pub tiers: TierArgs,
     #[command(flatten)]
     pub limits: LimitArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct NodeArgs {
+    /// Base URL of the scheduler (`greenthread serve`) to join.
+    #[arg(long, env = "GREENTHREAD_CONTROL_PLANE")]
+    pub control_plane: String,
+    /// Secret shared with the scheduler. Never logged.
+    #[arg(long, env = "GREENTHREAD_CLUSTER_TOKEN", hide_env_values = true)]
+    pub cluster_token: String,
+    /// Address to listen on.
+    #[arg(long, env = "GREENTHREAD_LISTEN", default_value = "127.0.0.1:8090")]
+    pub listen: SocketAddr,
+    /// URL the scheduler reaches this node at [default: http://<listen address>].
+    #[arg(long, env = "GREENTHREAD_ADVERTISE")]
+    pub advertise: Option<String>,
+    /// This node's id [default: node-<port>].
+    #[arg(long, env = "GREENTHREAD_NODE_ID")]
+    pub id: Option<NodeId>,
+    /// Directory for the node's disk tier; one node per directory.
+    #[arg(long, env = "GREENTHREAD_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+    #[command(flatten)]
+    pub tiers: TierArgs,
+    /// Sequences each model generates at once; more requests wait their turn.
+    #[arg(long, env = "GREENTHREAD_MAX_SEQUENCES", default_value_t = greenthread_node_runtime::builtin::DEFAULT_MAX_SEQUENCES)]
+    pub max_sequences: usize,
+    /// Largest request body, in bytes.
+    #[arg(long, env = "GREENTHREAD_MAX_REQUEST_BYTES", default_value_t = crate::http::state::Limits::default().max_request_bytes)]
+    pub max_request_bytes: usize,
 }
 
 /// Byte budgets of the weight tiers (bytes, or units: 700MiB, 2GiB, 1.5GB).

@@ -11,6 +11,7 @@
 //!     project: default                    # optional: owner; device shares are fair between projects
 //!     idle_timeout: 5m                    # optional: sleep after this long without requests
 //!     min_replicas: 0                     # optional: 0 may sleep, 1 stays on the device
+//!     max_replicas: 1                     # optional: most nodes it runs on at once when busy
 //!     warm_tier: ram                      # optional: where weights wait asleep (ram, disk, object)
 //!     never_preempt: false                # optional: never put to sleep to make room for another
 //! ```
@@ -57,6 +58,7 @@ struct ModelEntry {
     #[serde(default, with = "option_duration")]
     idle_timeout: Option<Duration>,
     min_replicas: Option<u32>,
+    max_replicas: Option<u32>,
     warm_tier: Option<WarmTier>,
     #[serde(default)]
     never_preempt: bool,
@@ -130,6 +132,9 @@ impl Config {
                     project: entry.project.unwrap_or_else(default_project),
                     scaling: Scaling {
                         min_replicas: entry.min_replicas.unwrap_or(defaults.min_replicas),
+                        max_replicas: entry
+                            .max_replicas
+                            .unwrap_or(defaults.max_replicas.max(entry.min_replicas.unwrap_or(0))),
                         idle_timeout: entry.idle_timeout.unwrap_or(defaults.idle_timeout),
                         warm_tier: entry.warm_tier.unwrap_or(defaults.warm_tier),
                         never_preempt: entry.never_preempt,

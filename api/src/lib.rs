@@ -2,8 +2,10 @@
 //! models, the config file, status and metrics, and the `greenthread serve`
 //! entry point that runs gateway, scheduler and node in one process.
 
+pub mod access;
 pub mod catalog;
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod http;
 pub mod metrics;
@@ -11,4 +13,4 @@ pub mod openai;
 mod serve;
 pub mod status;
 
-pub use serve::{Budgets, Platform, ServeError, run_serve, start_platform};
+pub use serve::{Budgets, LOCAL_NODE, Platform, ServeError, run_node, run_serve, start_platform};

@@ -21,6 +21,7 @@ fn main() -> std::process::ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Serve(args) => greenthread_api::run_serve(args).await,
+            Command::Node(args) => greenthread_api::run_node(args).await,
         }
     });
     match result {

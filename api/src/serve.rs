@@ -1,22 +1,29 @@
-//! `greenthread serve`: the whole platform in one process — gateway,
-//! scheduler and one node — over the models of a config file.
+//! `greenthread serve` (gateway and scheduler, with a node of its own unless
+//! `--no-local-node`, and remote nodes when given a cluster token) and
+//! `greenthread node` (a node of a cluster).
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use greenthread_core::ModelSpec;
+use greenthread_core::{ModelSpec, NodeId};
 use greenthread_node_runtime::builtin::BuiltinEngine;
 use greenthread_node_runtime::node::{HostResources, LocalNode, NodeConfig, TierBudgets};
-use greenthread_scheduler::{ManagedModel, ManagerConfig, ModelManager, PreemptionRules};
+use greenthread_scheduler::{ManagedModel, ManagerConfig, ModelManager, NodeHandle, PreemptionRules};
 
+use crate::access::Scheduled;
 use crate::catalog::ModelCatalog;
-use crate::cli::{ServeArgs, TierArgs};
+use crate::cli::{NodeArgs, ServeArgs, TierArgs};
+use crate::cluster::Cluster;
+use crate::cluster::token::ClusterToken;
 use crate::config::{Config, ConfigError};
 use crate::http::state::{AppState, Limits};
 use crate::metrics::Metrics;
 
-/// Why `serve` could not start or stopped.
+/// The id of the node inside an all-in-one server.
+pub const LOCAL_NODE: &str = "local";
+
+/// Why the server could not start or stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
     #[error(transparent)]
@@ -29,13 +36,15 @@ pub enum ServeError {
     DataDirLocked(PathBuf),
     #[error("cannot size the {0} tier automatically on this machine; pass its budget explicitly")]
     UnknownBudget(&'static str),
+    #[error("{0}")]
+    Usage(String),
     #[error("cannot listen on {addr}: {source}")]
     Listen { addr: std::net::SocketAddr, source: std::io::Error },
     #[error("server failed: {0}")]
     Server(std::io::Error),
 }
 
-/// Byte budgets of all tiers of this node.
+/// Byte budgets of all tiers of a node.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Budgets {
     pub device: u64,
@@ -64,6 +73,23 @@ impl Budgets {
     }
 }
 
+/// Everything that shapes a server's platform.
+#[derive(Debug, Clone)]
+pub struct Platform {
+    pub budgets: Budgets,
+    pub engine: BuiltinEngine,
+    pub limits: Limits,
+    pub rules: PreemptionRules,
+    /// Run a node in this process.
+    pub local_node: bool,
+    /// Accept remote nodes holding this token.
+    pub cluster_token: Option<ClusterToken>,
+}
+
+fn cluster_token(raw: Option<&str>) -> Result<Option<ClusterToken>, ServeError> {
+    raw.map(|t| ClusterToken::new(t).map_err(ServeError::Usage)).transpose()
+}
+
 /// Runs `greenthread serve` until a shutdown signal.
 ///
 /// # Errors
@@ -79,23 +105,34 @@ pub async fn run_serve(args: ServeArgs) -> Result<(), ServeError> {
             Config::default()
         }
     };
+    let token = cluster_token(args.cluster_token.as_deref())?;
+    if args.no_local_node && token.is_none() {
+        return Err(ServeError::Usage("--no-local-node needs --cluster-token so that nodes can join".into()));
+    }
     let budgets = Budgets::resolve(&args.tiers, HostResources::probe(&args.data_dir))?;
     let engine = BuiltinEngine::best_available().with_max_sequences(args.limits.max_sequences);
     tracing::info!(
         device = engine.device_name(),
+        local_node = !args.no_local_node,
+        cluster = token.is_some(),
         device_budget = %greenthread_core::ByteSize(budgets.device),
         ram_budget = %greenthread_core::ByteSize(budgets.ram),
         disk_budget = %greenthread_core::ByteSize(budgets.disk),
         models = config.models.len(),
         "Starting"
     );
-    let limits = Limits {
-        max_request_bytes: args.limits.max_request_bytes,
-        wake_timeout: args.limits.wake_timeout,
-        ..Limits::default()
+    let platform = Platform {
+        budgets,
+        engine,
+        limits: Limits {
+            max_request_bytes: args.limits.max_request_bytes,
+            wake_timeout: args.limits.wake_timeout,
+            ..Limits::default()
+        },
+        rules: PreemptionRules { min_residency: args.limits.min_residency, force_after: args.limits.preempt_after },
+        local_node: !args.no_local_node,
+        cluster_token: token,
     };
-    let rules = PreemptionRules { min_residency: args.limits.min_residency, force_after: args.limits.preempt_after };
-    let platform = Platform { budgets, engine, limits, rules };
     let state = start_platform(&config.models, &args.data_dir, platform).await?;
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
@@ -105,42 +142,94 @@ pub async fn run_serve(args: ServeArgs) -> Result<(), ServeError> {
     crate::http::serve(listener, crate::http::router(state)).await.map_err(ServeError::Server)
 }
 
-/// Everything that shapes one node's platform.
-#[derive(Debug, Clone)]
-pub struct Platform {
-    pub budgets: Budgets,
-    pub engine: BuiltinEngine,
-    pub limits: Limits,
-    pub rules: PreemptionRules,
-}
-
-/// Builds the node, the scheduler and the shared state for `specs`, and
-/// waits until every artifact is staged (or has failed to).
+/// Builds the scheduler, this process's node (if any), the cluster (if a
+/// token is given) and the shared state for `specs`, and waits until the
+/// start-up staging is over.
 ///
 /// # Errors
 /// When the specs conflict or the cache directory cannot be created.
 pub async fn start_platform(specs: &[ModelSpec], data_dir: &Path, platform: Platform) -> Result<AppState, ServeError> {
-    let Platform { budgets, engine, limits, rules } = platform;
-    let catalog = ModelCatalog::new(specs, crate::openai::now_unix_seconds())?;
-    let node_config = NodeConfig {
+    let Platform { budgets, engine, limits, rules, local_node, cluster_token } = platform;
+    let catalog = Arc::new(ModelCatalog::new(specs, crate::openai::now_unix_seconds())?);
+    let metrics = Arc::new(Metrics::new());
+    let mut nodes = Vec::new();
+    let local = if local_node {
+        let node = new_local_node(data_dir, budgets, engine, specs)?;
+        let id = NodeId::parse(LOCAL_NODE).map_err(|e| ServeError::Usage(e.to_string()))?;
+        nodes.push(NodeHandle {
+            id: id.clone(),
+            control: Arc::new(node.clone()),
+            device_budget: budgets.device,
+            holdings: Vec::new(),
+        });
+        Some((id, node))
+    } else {
+        None
+    };
+    let cluster = cluster_token.map(|t| Arc::new(Cluster::new(t, catalog.clone())));
+    let managed = specs.iter().map(|spec| ManagedModel { spec: spec.clone(), device_bytes: 0 }).collect();
+    let manager_config = ManagerConfig { wake_timeout: limits.wake_timeout, rules, ..ManagerConfig::default() };
+    let manager = ModelManager::start(nodes, managed, manager_config, metrics.clone());
+    if let Some(c) = &cluster {
+        c.attach(manager.clone());
+        c.spawn_reaper();
+    }
+    manager.staged().await;
+    if let Ok(status) = manager.status().await {
+        for m in status.models {
+            tracing::info!(model = %m.name, state = %m.state, "Model ready");
+        }
+    }
+    let access = Arc::new(Scheduled { manager: manager.clone(), local: local.clone(), cluster: cluster.clone() });
+    Ok(AppState { catalog, access, manager: Some(manager), node: local.map(|(_, n)| n), cluster, metrics, limits })
+}
+
+fn new_local_node(
+    data_dir: &Path,
+    budgets: Budgets,
+    engine: BuiltinEngine,
+    specs: &[ModelSpec],
+) -> Result<LocalNode, ServeError> {
+    let config = NodeConfig {
         cache_dir: data_dir.join("cache"),
         budgets: TierBudgets { ram: budgets.ram, disk: budgets.disk },
         engine,
     };
-    let node = LocalNode::new(node_config, specs)
-        .map_err(|source| ServeError::DataDir { path: data_dir.to_path_buf(), source })?;
-    let metrics = Arc::new(Metrics::new());
-    let managed = specs.iter().map(|spec| ManagedModel { spec: spec.clone(), device_bytes: 0 }).collect();
-    let manager_config =
-        ManagerConfig { wake_timeout: limits.wake_timeout, rules, ..ManagerConfig::new(budgets.device) };
-    let manager = ModelManager::start(Arc::new(node.clone()), managed, manager_config, metrics.clone());
-    manager.staged().await;
-    if let Ok(status) = manager.status().await {
-        for m in status.models {
-            tracing::info!(model = %m.name, state = %m.state, "Model staged");
-        }
-    }
-    Ok(AppState { catalog: Arc::new(catalog), manager, node, metrics, limits })
+    LocalNode::new(config, specs).map_err(|source| ServeError::DataDir { path: data_dir.to_path_buf(), source })
+}
+
+/// Runs `greenthread node` until a shutdown signal.
+///
+/// # Errors
+/// [`ServeError`] when the token, the data directory, a budget or the
+/// listening address is unusable.
+pub async fn run_node(args: NodeArgs) -> Result<(), ServeError> {
+    let _lock = lock_data_dir(&args.data_dir)?;
+    let token = ClusterToken::new(&args.cluster_token).map_err(ServeError::Usage)?;
+    let budgets = Budgets::resolve(&args.tiers, HostResources::probe(&args.data_dir))?;
+    let engine = BuiltinEngine::best_available().with_max_sequences(args.max_sequences);
+    let node = new_local_node(&args.data_dir, budgets, engine, &[])?;
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .map_err(|source| ServeError::Listen { addr: args.listen, source })?;
+    let addr = listener.local_addr().map_err(ServeError::Server)?;
+    let advertise = args.advertise.unwrap_or_else(|| format!("http://{addr}"));
+    let id = match args.id {
+        Some(id) => id,
+        None => NodeId::parse(&format!("node-{}", addr.port())).map_err(|e| ServeError::Usage(e.to_string()))?,
+    };
+    tracing::info!(node = %id, %advertise, control_plane = %args.control_plane, device_budget = %greenthread_core::ByteSize(budgets.device), "Node starting");
+    let limits = Limits { max_request_bytes: args.max_request_bytes, ..Limits::default() };
+    crate::cluster::node_server::spawn_heartbeat(
+        node.clone(),
+        id,
+        advertise,
+        args.control_plane,
+        budgets.device,
+        token.clone(),
+    );
+    let router = crate::cluster::node_server::router(node, token, limits);
+    crate::http::serve(listener, router).await.map_err(ServeError::Server)
 }
 
 /// Creates the data directory and takes its lock, so two servers never share state.

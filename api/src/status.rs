@@ -1,11 +1,13 @@
-//! `GET /status` (JSON: every model's state and where its weights are; every
-//! tier's budget and use) and `GET /metrics` (Prometheus text).
+//! `GET /status` (JSON: every model's state, replicas and where its weights
+//! are; every node's and tier's budget and use) and `GET /metrics`
+//! (Prometheus text).
 
 use axum::Json;
 use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
-use greenthread_core::NodeControl;
+use greenthread_core::{ModelState, NodeControl, Tier, TierUsage};
+use greenthread_scheduler::ManagerStatus;
 use serde::Serialize;
 
 use crate::http::error::{ApiError, ApiResult};
@@ -14,7 +16,9 @@ use crate::openai::now_unix_seconds;
 
 #[derive(Debug, Serialize)]
 pub struct StatusBody {
+    /// Budgets and use summed over the nodes.
     pub tiers: Vec<TierBody>,
+    pub nodes: Vec<NodeBody>,
     pub models: Vec<ModelBody>,
 }
 
@@ -26,26 +30,43 @@ pub struct TierBody {
 }
 
 #[derive(Debug, Serialize)]
+pub struct NodeBody {
+    pub id: String,
+    pub tiers: Vec<TierBody>,
+}
+
+#[derive(Debug, Serialize)]
 pub struct ModelBody {
     pub name: String,
     pub project: String,
-    /// `absent`, `fetching`, `staged`, `waking`, `serving`, `draining`, `sleeping` or `failed`.
+    /// `absent`, `fetching`, `staged`, `waking`, `serving`, `draining`, `sleeping` or `failed`
+    /// (the most advanced among its replicas).
     pub state: &'static str,
-    /// The fastest tier holding its weights: `device` while awake.
+    /// The fastest tier holding its weights anywhere: `device` while awake.
     pub tier: &'static str,
+    /// Replicas holding device memory.
     pub replicas: u32,
-    /// Device bytes held now (0 asleep).
+    /// Device bytes held now, all replicas (0 asleep).
     pub device_bytes: u64,
-    /// Device bytes it needs awake.
+    /// Device bytes one replica needs awake.
     pub footprint_bytes: u64,
     pub requests_in_flight: u32,
     pub requests_waiting: usize,
     /// Unix seconds of its last request, if it has had one.
     pub last_used: Option<f64>,
     pub last_wake: Option<WakeBody>,
+    pub replica_list: Vec<ReplicaBody>,
     /// Why it failed, when `state` is `failed`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ReplicaBody {
+    pub node: String,
+    pub state: &'static str,
+    pub device_bytes: u64,
+    pub requests_in_flight: u32,
 }
 
 #[derive(Debug, Serialize)]
@@ -54,42 +75,122 @@ pub struct WakeBody {
     pub from_tier: &'static str,
 }
 
+fn tier_body(t: &TierUsage) -> TierBody {
+    TierBody { tier: t.tier.as_str(), budget_bytes: t.budget, used_bytes: t.used }
+}
+
+/// Every node's tiers: the device from the scheduler, RAM and disk from the nodes.
+fn node_tiers(state: &AppState, manager: &ManagerStatus) -> Vec<(String, Vec<TierUsage>)> {
+    let mut warm: Vec<(String, Vec<TierUsage>)> = Vec::new();
+    if let Some(node) = &state.node {
+        warm.push((crate::LOCAL_NODE.to_owned(), node.tiers()));
+    }
+    if let Some(cluster) = &state.cluster {
+        warm.extend(cluster.tiers().into_iter().map(|(id, t)| (id.to_string(), t)));
+    }
+    manager
+        .nodes
+        .iter()
+        .map(|n| {
+            let mut tiers = vec![TierUsage { tier: Tier::Device, budget: n.device_budget, used: n.device_used }];
+            tiers.extend(warm.iter().find(|(id, _)| *id == n.id.as_str()).map(|(_, t)| t.clone()).unwrap_or_default());
+            (n.id.to_string(), tiers)
+        })
+        .collect()
+}
+
+fn totals(nodes: &[(String, Vec<TierUsage>)]) -> Vec<TierBody> {
+    [Tier::Device, Tier::Ram, Tier::Disk]
+        .into_iter()
+        .map(|tier| {
+            let of_tier = nodes.iter().flat_map(|(_, ts)| ts.iter().filter(move |t| t.tier == tier));
+            let (budget, used) = of_tier.fold((0, 0), |(b, u), t| (b + t.budget, u + t.used));
+            TierBody { tier: tier.as_str(), budget_bytes: budget, used_bytes: used }
+        })
+        .collect()
+}
+
 pub async fn status(State(state): State<AppState>) -> ApiResult<Json<StatusBody>> {
-    let manager = state.manager.status().await?;
+    let manager = state
+        .manager
+        .as_ref()
+        .ok_or_else(|| ApiError::RouteNotFound { method: "GET".into(), path: "/status".into() })?;
+    let status = manager.status().await?;
     let now = now_unix_seconds() as f64;
-    let mut tiers =
-        vec![TierBody { tier: "device", budget_bytes: manager.device_budget, used_bytes: manager.device_used }];
-    tiers.extend(state.node.tiers().into_iter().map(|t| TierBody {
-        tier: t.tier.as_str(),
-        budget_bytes: t.budget,
-        used_bytes: t.used,
-    }));
-    let models = manager
+    let nodes = node_tiers(&state, &status);
+    let models = status
         .models
         .into_iter()
-        .map(|m| ModelBody {
-            tier: state.node.residency(&m.name).as_str(),
-            error: match &m.state {
-                greenthread_core::ModelState::Failed { reason } => Some(reason.clone()),
-                _ => None,
-            },
-            name: m.name.to_string(),
-            project: m.project.to_string(),
-            state: m.state.name(),
-            replicas: m.replicas,
-            device_bytes: m.device_bytes,
-            footprint_bytes: m.footprint_bytes,
-            requests_in_flight: m.in_flight,
-            requests_waiting: m.waiting,
-            last_used: m.idle_for.map(|idle| now - idle.as_secs_f64()),
-            last_wake: m.last_wake.map(|w| WakeBody { seconds: w.duration.as_secs_f64(), from_tier: w.from.as_str() }),
+        .map(|m| {
+            let tier = if m.replicas > 0 {
+                Tier::Device
+            } else {
+                m.replica_list
+                    .iter()
+                    .filter_map(|r| match r.state {
+                        ModelState::Staged { tier } | ModelState::Sleeping { tier } => Some(tier),
+                        _ => None,
+                    })
+                    .min()
+                    .unwrap_or(Tier::Object)
+            };
+            ModelBody {
+                tier: tier.as_str(),
+                error: match &m.state {
+                    ModelState::Failed { reason } => Some(reason.clone()),
+                    _ => None,
+                },
+                name: m.name.to_string(),
+                project: m.project.to_string(),
+                state: m.state.name(),
+                replicas: m.replicas,
+                device_bytes: m.device_bytes,
+                footprint_bytes: m.footprint_bytes,
+                requests_in_flight: m.in_flight,
+                requests_waiting: m.waiting,
+                last_used: m.idle_for.map(|idle| now - idle.as_secs_f64()),
+                last_wake: m
+                    .last_wake
+                    .map(|w| WakeBody { seconds: w.duration.as_secs_f64(), from_tier: w.from.as_str() }),
+                replica_list: m
+                    .replica_list
+                    .iter()
+                    .map(|r| ReplicaBody {
+                        node: r.node.to_string(),
+                        state: r.state.name(),
+                        device_bytes: r.device_bytes,
+                        requests_in_flight: r.in_flight,
+                    })
+                    .collect(),
+            }
         })
         .collect();
-    Ok(Json(StatusBody { tiers, models }))
+    Ok(Json(StatusBody {
+        tiers: totals(&nodes),
+        nodes: nodes
+            .iter()
+            .map(|(id, ts)| NodeBody { id: id.clone(), tiers: ts.iter().map(tier_body).collect() })
+            .collect(),
+        models,
+    }))
 }
 
 pub async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
-    let status = state.manager.status().await?;
-    let body = state.metrics.render(&status, &state.node.tiers());
+    let manager = state
+        .manager
+        .as_ref()
+        .ok_or_else(|| ApiError::RouteNotFound { method: "GET".into(), path: "/metrics".into() })?;
+    let status = manager.status().await?;
+    let nodes = node_tiers(&state, &status);
+    let warm: Vec<TierUsage> = totals(&nodes)
+        .into_iter()
+        .filter(|t| t.tier != "device")
+        .map(|t| TierUsage {
+            tier: if t.tier == "ram" { Tier::Ram } else { Tier::Disk },
+            budget: t.budget_bytes,
+            used: t.used_bytes,
+        })
+        .collect();
+    let body = state.metrics.render(&status, &warm);
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], body))
 }

@@ -91,6 +91,20 @@ impl fmt::Display for ArtifactUri {
     }
 }
 
+impl<'de> Deserialize<'de> for ArtifactUri {
+    /// Absolute paths and URIs only: there is no directory to resolve a relative path against.
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw = String::deserialize(d)?;
+        let parsed = Self::parse(&raw, None).map_err(serde::de::Error::custom)?;
+        match &parsed {
+            Self::File(p) if p.is_relative() => {
+                Err(serde::de::Error::custom(format!("artifact path {raw:?} must be absolute")))
+            }
+            _ => Ok(parsed),
+        }
+    }
+}
+
 impl From<ArtifactUri> for String {
     fn from(uri: ArtifactUri) -> Self {
         uri.to_string()

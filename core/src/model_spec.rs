@@ -3,6 +3,9 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use serde::{Deserialize, Serialize};
+
+use crate::units::duration_serde;
 use crate::{ArtifactUri, ModelAlias, ModelName, Sha256Digest, WarmTier};
 
 /// How long an idle model keeps its device memory by default: long enough
@@ -14,13 +17,14 @@ pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(5 * 60);
 pub const DEFAULT_PROJECT: &str = "default";
 
 /// When a model holds device memory.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Scaling {
     /// `0`: may sleep (scale to zero); `1`: stays on the device.
     pub min_replicas: u32,
     /// Most nodes it runs on at once when busy (at least 1).
     pub max_replicas: u32,
     /// Idle time after which it sleeps.
+    #[serde(with = "duration_serde")]
     pub idle_timeout: Duration,
     /// Where its weights wait while it sleeps.
     pub warm_tier: WarmTier,
@@ -44,8 +48,9 @@ impl Default for Scaling {
 /// template alone takes a few dozen.
 pub const MIN_CONTEXT_LENGTH: u32 = 64;
 
-/// What to serve and how: one entry of the `models:` list.
-#[derive(Debug, Clone, PartialEq)]
+/// What to serve and how: one entry of the `models:` list. Its JSON form
+/// is what a scheduler sends a node.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ModelSpec {
     pub name: ModelName,
     pub aliases: Vec<ModelAlias>,
@@ -159,6 +164,18 @@ mod tests {
     #[test]
     fn a_model_may_repeat_its_own_name_as_alias() {
         assert_eq!(validate_model_set(&[spec("a", &["a", "A/x"]), spec("b", &["B/x"])]), Ok(()));
+    }
+
+    #[test]
+    fn a_spec_survives_its_json_form() {
+        let mut s = spec("a", &["Org/A"]);
+        s.scaling.idle_timeout = Duration::from_secs(90);
+        s.scaling.max_replicas = 3;
+        let json = serde_json::to_string(&s).unwrap();
+        assert!(json.contains(r#""idle_timeout":"90s""#), "{json}");
+        assert_eq!(serde_json::from_str::<ModelSpec>(&json).unwrap(), s);
+        let relative = json.replace("/m.gguf", "m.gguf");
+        assert!(serde_json::from_str::<ModelSpec>(&relative).is_err());
     }
 
     #[test]

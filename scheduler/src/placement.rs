@@ -110,7 +110,11 @@ mod tests {
 
     #[test]
     fn weights_in_ram_beat_weights_on_disk_beat_none() {
-        let nodes = [node("none", 100, vec![], None), node("disk", 100, vec![], Some(Tier::Disk)), node("ram", 100, vec![], Some(Tier::Ram))];
+        let nodes = [
+            node("none", 100, vec![], None),
+            node("disk", 100, vec![], Some(Tier::Disk)),
+            node("ram", 100, vec![], Some(Tier::Ram)),
+        ];
         assert_eq!(place(&nodes, &request(50), &RULES), Placement::On { node: "ram".into(), victims: vec![] });
     }
 
@@ -123,7 +127,10 @@ mod tests {
         ];
         assert_eq!(place(&nodes, &request(50), &RULES), Placement::On { node: "idle".into(), victims: vec![] });
         let only_full = [nodes[0].clone()];
-        assert_eq!(place(&only_full, &request(50), &RULES), Placement::On { node: "full".into(), victims: vec!["x".into()] });
+        assert_eq!(
+            place(&only_full, &request(50), &RULES),
+            Placement::On { node: "full".into(), victims: vec!["x".into()] }
+        );
     }
 
     #[test]
@@ -134,7 +141,10 @@ mod tests {
         has.has_replica = true;
         assert_eq!(place(&[dead.clone(), has.clone()], &request(10), &RULES), Placement::Wait);
         let fresh = node("fresh", 100, vec![], None);
-        assert_eq!(place(&[dead, has, fresh], &request(10), &RULES), Placement::On { node: "fresh".into(), victims: vec![] });
+        assert_eq!(
+            place(&[dead, has, fresh], &request(10), &RULES),
+            Placement::On { node: "fresh".into(), victims: vec![] }
+        );
     }
 
     #[test]

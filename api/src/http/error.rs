@@ -135,9 +135,9 @@ impl From<AcquireError> for ApiError {
                 retry_after_s: retry_after.as_secs_f64().ceil().max(1.0) as u64,
             },
             AcquireError::Failed { model, reason } => Self::ModelFailed { model, reason },
-            AcquireError::TooLarge { model, needed, budget } => Self::ModelFailed {
+            AcquireError::TooLarge { model, needed } => Self::ModelFailed {
                 model,
-                reason: format!("it needs {needed} bytes of device memory, more than the device budget of {budget}"),
+                reason: format!("it needs {needed} bytes of device memory, more than any node's device budget"),
             },
             AcquireError::Stopped => Self::Unavailable("the server is shutting down".into()),
         }

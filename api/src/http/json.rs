@@ -8,8 +8,9 @@ use serde::de::DeserializeOwned;
 use super::error::ApiError;
 use super::state::AppState;
 
-/// A JSON body, with errors in the OpenAI shape.
-pub struct ApiJson<T>(pub T);
+/// A JSON body, with errors in the OpenAI shape, and its bytes as sent (a
+/// gateway forwards them to the node unchanged).
+pub struct ApiJson<T>(pub T, pub Bytes);
 
 impl<T: DeserializeOwned> FromRequest<AppState> for ApiJson<T> {
     type Rejection = ApiError;
@@ -22,7 +23,7 @@ impl<T: DeserializeOwned> FromRequest<AppState> for ApiJson<T> {
                 ApiError::BadJson(rejection.body_text())
             }
         })?;
-        parse(&bytes).map(ApiJson)
+        parse(&bytes).map(|value| ApiJson(value, bytes))
     }
 }
 

@@ -17,10 +17,11 @@ use self::error::ApiError;
 use self::state::AppState;
 use crate::openai::{chat, completions, models};
 
-/// Every route of the gateway.
+/// Every route of the gateway. With a cluster, the scheduler's internal
+/// route for node heartbeats joins them, behind the cluster token.
 pub fn router(state: AppState) -> Router {
     let body_limit = state.limits.max_request_bytes;
-    Router::new()
+    let mut router = Router::new()
         .route("/health", get(health))
         .route("/status", get(crate::status::status))
         .route("/metrics", get(crate::status::metrics))
@@ -28,19 +29,31 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/models/{*id}", get(models::retrieve))
         .route("/v1/chat/completions", post(chat::unified))
         .route("/v1/completions", post(completions::unified))
+        .merge(model_routes())
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(state.clone());
+    if let Some(cluster) = &state.cluster {
+        let internal = Router::new()
+            .route("/internal/v1/nodes/heartbeat", post(crate::cluster::heartbeat))
+            .layer(axum::middleware::from_fn_with_state(cluster.token.clone(), crate::cluster::token::require_token))
+            .with_state(cluster.clone());
+        router = router.merge(internal);
+    }
+    router.layer(DefaultBodyLimit::max(body_limit)).layer(
+        TraceLayer::new_for_http()
+            .on_request(())
+            .on_response(DefaultOnResponse::new().level(Level::INFO).latency_unit(tower_http::LatencyUnit::Micros)),
+    )
+}
+
+/// The per-model OpenAI routes `/<model>/v1/...`: the gateway's, and all a node serves.
+pub fn model_routes() -> Router<AppState> {
+    Router::new()
         .route("/{model}/v1/models", get(models::list_one))
         .route("/{model}/v1/models/{*id}", get(models::retrieve_one))
         .route("/{model}/v1/chat/completions", post(chat::per_model))
         .route("/{model}/v1/completions", post(completions::per_model))
-        .fallback(not_found)
-        .method_not_allowed_fallback(method_not_allowed)
-        .layer(DefaultBodyLimit::max(body_limit))
-        .layer(
-            TraceLayer::new_for_http()
-                .on_request(())
-                .on_response(DefaultOnResponse::new().level(Level::INFO).latency_unit(tower_http::LatencyUnit::Micros)),
-        )
-        .with_state(state)
 }
 
 async fn health() -> axum::Json<serde_json::Value> {

@@ -6,7 +6,9 @@ use std::time::Duration;
 use greenthread_node_runtime::node::LocalNode;
 use greenthread_scheduler::ModelManager;
 
+use crate::access::ModelAccess;
 use crate::catalog::ModelCatalog;
+use crate::cluster::Cluster;
 use crate::metrics::Metrics;
 
 /// Request limits, each with the reason for its default.
@@ -27,12 +29,18 @@ impl Default for Limits {
     }
 }
 
-/// Shared state of the HTTP server.
+/// Shared state of the HTTP server, in any of its roles: all-in-one,
+/// scheduler and gateway of a cluster, or node.
 #[derive(Clone)]
 pub struct AppState {
     pub catalog: Arc<ModelCatalog>,
-    pub manager: ModelManager,
-    pub node: LocalNode,
+    pub access: Arc<dyn ModelAccess>,
+    /// The scheduler, where this process runs one.
+    pub manager: Option<ModelManager>,
+    /// This process's own node, where it has one.
+    pub node: Option<LocalNode>,
+    /// Remote nodes, where this process accepts them.
+    pub cluster: Option<Arc<Cluster>>,
     pub metrics: Arc<Metrics>,
     pub limits: Limits,
 }

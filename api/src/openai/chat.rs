@@ -8,7 +8,7 @@ use axum::extract::{Path, State};
 use axum::response::sse::{Event, Sse};
 use axum::response::{IntoResponse, Response};
 use futures_util::{Stream, StreamExt};
-use greenthread_node_runtime::{GenerationEvent, GenerationStream};
+use greenthread_node_runtime::{GenerationEvent, GenerationStream, ModelInstance};
 use greenthread_scheduler::Lease;
 
 use super::choices::{self, SYSTEM_FINGERPRINT, now_unix, response_id};
@@ -17,7 +17,7 @@ use super::types::{
     UsageOut,
 };
 use super::validate::{self, ValidChat};
-use super::{model_for_body, model_for_path, serving};
+use super::{Route, dispatch, model_for_body, model_for_path};
 use crate::catalog::CatalogEntry;
 use crate::http::error::{ApiError, ApiResult};
 use crate::http::json::ApiJson;
@@ -25,36 +25,50 @@ use crate::http::state::AppState;
 
 pub async fn unified(
     State(state): State<AppState>,
-    ApiJson(req): ApiJson<ChatCompletionRequest>,
+    ApiJson(req, raw): ApiJson<ChatCompletionRequest>,
 ) -> ApiResult<Response> {
     let model = model_for_body(&state, req.model.as_deref())?;
-    complete(&state, model, req).await
+    complete(&state, model, req, raw).await
 }
 
 pub async fn per_model(
     State(state): State<AppState>,
     Path(name): Path<String>,
-    ApiJson(req): ApiJson<ChatCompletionRequest>,
+    ApiJson(req, raw): ApiJson<ChatCompletionRequest>,
 ) -> ApiResult<Response> {
     let model = model_for_path(&state, &name)?;
-    complete(&state, model, req).await
+    complete(&state, model, req, raw).await
 }
 
-async fn complete(state: &AppState, model: Arc<CatalogEntry>, req: ChatCompletionRequest) -> ApiResult<Response> {
+async fn complete(
+    state: &AppState,
+    model: Arc<CatalogEntry>,
+    req: ChatCompletionRequest,
+    raw: bytes::Bytes,
+) -> ApiResult<Response> {
     let chat = validate::chat(req, &state.limits)?;
-    let ValidChat { messages, tools, generation } = chat;
-    let serving = serving(state, &model).await?;
-    let prompt = choices::prepare(&serving.instance, move |m| Ok(m.chat_prompt(&messages, tools.as_ref())?)).await?;
-    let prompt_tokens = prompt.len() as u32;
-    let running = choices::start(serving.instance.as_ref(), &prompt, &generation, 0)?;
-    let id = response_id("chatcmpl");
     let name = model.spec.name.to_string();
+    dispatch(state, &model, Route::Chat, raw, move |instance, lease| generate(instance, lease, chat, name)).await
+}
+
+/// Runs the request on a model in this process.
+async fn generate(
+    instance: Arc<dyn ModelInstance>,
+    lease: Option<Lease>,
+    chat: ValidChat,
+    name: String,
+) -> ApiResult<Response> {
+    let ValidChat { messages, tools, generation } = chat;
+    let prompt = choices::prepare(&instance, move |m| Ok(m.chat_prompt(&messages, tools.as_ref())?)).await?;
+    let prompt_tokens = prompt.len() as u32;
+    let running = choices::start(instance.as_ref(), &prompt, &generation, 0)?;
+    let id = response_id("chatcmpl");
     if generation.stream {
-        let events = stream(id, name, running, prompt_tokens, generation.include_usage, serving.lease);
+        let events = stream(id, name, running, prompt_tokens, generation.include_usage, lease);
         return Ok(Sse::new(events).into_response());
     }
     let outputs = choices::collect(running).await?;
-    drop(serving);
+    drop(lease);
     let completion_tokens = outputs.iter().map(|o| o.completion_tokens).sum();
     let body = ChatCompletion {
         id,
@@ -85,7 +99,7 @@ fn stream(
     running: Vec<(u32, GenerationStream)>,
     prompt_tokens: u32,
     include_usage: bool,
-    lease: Lease,
+    lease: Option<Lease>,
 ) -> impl Stream<Item = Result<Event, Infallible>> + Send {
     let created = now_unix();
     let choice_count = running.len();

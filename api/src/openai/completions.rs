@@ -8,30 +8,33 @@ use axum::extract::{Path, State};
 use axum::response::sse::{Event, Sse};
 use axum::response::{IntoResponse, Response};
 use futures_util::{Stream, StreamExt};
-use greenthread_node_runtime::{GenerationEvent, GenerationStream};
+use greenthread_node_runtime::{GenerationEvent, GenerationStream, ModelInstance};
 use greenthread_scheduler::Lease;
 
 use super::choices::{self, SYSTEM_FINGERPRINT, now_unix, response_id};
 use super::types::{Completion, CompletionChoice, CompletionRequest, UsageOut};
-use super::validate::{self, ValidPrompt};
-use super::{model_for_body, model_for_path, serving};
+use super::validate::{self, ValidCompletion, ValidPrompt};
+use super::{Route, dispatch, model_for_body, model_for_path};
 use crate::catalog::CatalogEntry;
 use crate::http::error::{ApiError, ApiResult};
 use crate::http::json::ApiJson;
 use crate::http::state::AppState;
 
-pub async fn unified(State(state): State<AppState>, ApiJson(req): ApiJson<CompletionRequest>) -> ApiResult<Response> {
+pub async fn unified(
+    State(state): State<AppState>,
+    ApiJson(req, raw): ApiJson<CompletionRequest>,
+) -> ApiResult<Response> {
     let model = model_for_body(&state, req.model.as_deref())?;
-    complete(&state, model, req).await
+    complete(&state, model, req, raw).await
 }
 
 pub async fn per_model(
     State(state): State<AppState>,
     Path(name): Path<String>,
-    ApiJson(req): ApiJson<CompletionRequest>,
+    ApiJson(req, raw): ApiJson<CompletionRequest>,
 ) -> ApiResult<Response> {
     let model = model_for_path(&state, &name)?;
-    complete(&state, model, req).await
+    complete(&state, model, req, raw).await
 }
 
 /// One prompt, tokenized, with its text for `echo`.
@@ -40,11 +43,28 @@ struct Prompt {
     text: String,
 }
 
-async fn complete(state: &AppState, model: Arc<CatalogEntry>, req: CompletionRequest) -> ApiResult<Response> {
+async fn complete(
+    state: &AppState,
+    model: Arc<CatalogEntry>,
+    req: CompletionRequest,
+    raw: bytes::Bytes,
+) -> ApiResult<Response> {
     let valid = validate::completion(req, &state.limits)?;
+    let name = model.spec.name.to_string();
+    dispatch(state, &model, Route::Completions, raw, move |instance, lease| generate(instance, lease, valid, name))
+        .await
+}
+
+/// Runs the request on a model in this process.
+async fn generate(
+    instance: Arc<dyn ModelInstance>,
+    lease: Option<Lease>,
+    valid: ValidCompletion,
+    name: String,
+) -> ApiResult<Response> {
     let generation = valid.generation;
-    let serving = serving(state, &model).await?;
-    let prompts = choices::prepare(&serving.instance, move |m| {
+    let echo = valid.echo;
+    let prompts = choices::prepare(&instance, move |m| {
         Ok(valid
             .prompts
             .into_iter()
@@ -58,25 +78,19 @@ async fn complete(state: &AppState, model: Arc<CatalogEntry>, req: CompletionReq
     let mut running = Vec::new();
     let mut echoes = Vec::new();
     for (i, prompt) in prompts.iter().enumerate() {
-        running.extend(choices::start(
-            serving.instance.as_ref(),
-            &prompt.tokens,
-            &generation,
-            i as u32 * generation.n,
-        )?);
+        running.extend(choices::start(instance.as_ref(), &prompt.tokens, &generation, i as u32 * generation.n)?);
         for _ in 0..generation.n {
-            echoes.push(if valid.echo { prompt.text.clone() } else { String::new() });
+            echoes.push(if echo { prompt.text.clone() } else { String::new() });
         }
     }
     let prompt_tokens = prompts.iter().map(|p| p.tokens.len() as u32).sum();
     let id = response_id("cmpl");
-    let name = model.spec.name.to_string();
     if generation.stream {
-        let events = stream(id, name, running, echoes, prompt_tokens, generation.include_usage, serving.lease);
+        let events = stream(id, name, running, echoes, prompt_tokens, generation.include_usage, lease);
         return Ok(Sse::new(events).into_response());
     }
     let outputs = choices::collect(running).await?;
-    drop(serving);
+    drop(lease);
     let completion_tokens = outputs.iter().map(|o| o.completion_tokens).sum();
     let body = Completion {
         id: &id,
@@ -105,7 +119,7 @@ fn stream(
     mut echoes: Vec<String>,
     prompt_tokens: u32,
     include_usage: bool,
-    lease: Lease,
+    lease: Option<Lease>,
 ) -> impl Stream<Item = Result<Event, Infallible>> + Send {
     let created = now_unix();
     let choice_count = running.len();

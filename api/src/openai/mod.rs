@@ -7,13 +7,19 @@ pub mod models;
 pub mod types;
 pub mod validate;
 
+use std::future::Future;
 use std::sync::Arc;
 
+use axum::response::Response;
+use bytes::Bytes;
 pub use choices::now_unix as now_unix_seconds;
+use greenthread_core::NodeId;
 use greenthread_node_runtime::ModelInstance;
 use greenthread_scheduler::Lease;
 
+use crate::access::Target;
 use crate::catalog::CatalogEntry;
+use crate::cluster::proxy::Retry;
 use crate::http::error::{ApiError, ApiResult};
 use crate::http::state::AppState;
 
@@ -29,24 +35,75 @@ fn model_for_path(state: &AppState, name: &str) -> ApiResult<Arc<CatalogEntry>> 
     state.catalog.by_name(name).ok_or_else(|| ApiError::ModelNotFound(name.to_owned()))
 }
 
-/// A model ready to generate, and the lease that keeps it awake while the
-/// request runs (a streamed response holds it until its last chunk).
-pub struct Serving {
-    pub lease: Lease,
-    pub instance: Arc<dyn ModelInstance>,
+/// The OpenAI routes a gateway forwards to nodes.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Route {
+    Chat,
+    Completions,
 }
 
-/// Waits for `entry`'s model to be serving: at once if awake, after a wake
-/// (shared with every other request waiting for it) if asleep.
+impl Route {
+    fn path(self) -> &'static str {
+        match self {
+            Self::Chat => "chat/completions",
+            Self::Completions => "completions",
+        }
+    }
+}
+
+/// Attempts per request when nodes fail before responding: the first node
+/// and two others.
+const MAX_ATTEMPTS: usize = 3;
+
+/// Runs a validated request where its model is: `local` on a model in this
+/// process, or the request's own bytes forwarded to the node serving it.
+/// A node that fails before any of the response has gone out is avoided
+/// and the request placed again.
 ///
 /// # Errors
-/// A 503 with `Retry-After` when the wake outlasts the wake timeout, or the
-/// reason the model cannot be served.
-async fn serving(state: &AppState, entry: &CatalogEntry) -> ApiResult<Serving> {
-    let lease = state.manager.acquire(&entry.spec.name).await?;
-    let instance = state
-        .node
-        .instance(&entry.spec.name)
-        .ok_or_else(|| ApiError::Internal(format!("model {} is serving but has no instance", entry.spec.name)))?;
-    Ok(Serving { lease, instance })
+/// The reason the model cannot be had (503 with `Retry-After` past the wake
+/// timeout), or what `local` returns.
+pub(crate) async fn dispatch<F, Fut>(
+    state: &AppState,
+    entry: &CatalogEntry,
+    route: Route,
+    raw: Bytes,
+    local: F,
+) -> ApiResult<Response>
+where
+    F: FnOnce(Arc<dyn ModelInstance>, Option<Lease>) -> Fut,
+    Fut: Future<Output = ApiResult<Response>>,
+{
+    let mut local = Some(local);
+    let mut avoid: Vec<NodeId> = Vec::new();
+    loop {
+        let serving = state.access.serve(&entry.spec.name, &avoid).await?;
+        match serving.target {
+            Target::Local(instance) => {
+                let Some(run) = local.take() else {
+                    return Err(ApiError::Internal("a local model was offered twice".into()));
+                };
+                return run(instance, serving.lease).await;
+            }
+            Target::Remote { node, base } => {
+                let cluster = state
+                    .cluster
+                    .as_ref()
+                    .ok_or_else(|| ApiError::Internal("a remote node without a cluster".into()))?;
+                let url = format!("{base}/{}/v1/{}", entry.spec.name, route.path());
+                match crate::cluster::proxy::forward(&cluster.client, &cluster.token, &url, raw.clone(), serving.lease)
+                    .await
+                {
+                    Ok(response) => return Ok(response),
+                    Err(Retry(reason)) => {
+                        tracing::warn!(model = %entry.spec.name, %node, %reason, "Node failed before responding; trying another");
+                        avoid.push(node);
+                        if avoid.len() >= MAX_ATTEMPTS {
+                            return Err(ApiError::Unavailable(reason));
+                        }
+                    }
+                }
+            }
+        }
+    }
 }

@@ -14,7 +14,7 @@ fn object(m: &CatalogEntry) -> ModelObject {
 }
 
 pub async fn list(State(state): State<AppState>) -> Json<ModelList> {
-    Json(ModelList { object: "list", data: state.catalog.all().map(|m| object(m)).collect() })
+    Json(ModelList { object: "list", data: state.catalog.all().iter().map(|m| object(m)).collect() })
 }
 
 /// `id` may be a name or an alias (aliases can contain `/`).

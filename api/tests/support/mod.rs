@@ -107,6 +107,8 @@ impl TestServer {
             engine: BuiltinEngine::cpu().with_max_sequences(8),
             limits: setup.limits,
             rules: setup.rules,
+            local_node: true,
+            cluster_token: None,
         };
         let state = greenthread_api::start_platform(&specs, &dir.path().join("data"), platform).await.unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -38,7 +38,7 @@ pub struct LocalNode {
 
 struct Inner {
     config: NodeConfig,
-    specs: HashMap<ModelName, ModelSpec>,
+    specs: Mutex<HashMap<ModelName, ModelSpec>>,
     models: Mutex<HashMap<ModelName, Arc<BuiltinModel>>>,
     tiers: Mutex<TierStore>,
 }
@@ -68,7 +68,7 @@ impl LocalNode {
         let tiers = TierStore::new(config.budgets);
         Ok(Self {
             inner: Arc::new(Inner {
-                specs: specs.iter().map(|s| (s.name.clone(), s.clone())).collect(),
+                specs: Mutex::new(specs.iter().map(|s| (s.name.clone(), s.clone())).collect()),
                 config,
                 models: Mutex::new(HashMap::new()),
                 tiers: Mutex::new(tiers),
@@ -94,8 +94,24 @@ impl LocalNode {
         lock(&self.inner.tiers).fastest(name).unwrap_or(Tier::Object)
     }
 
-    fn spec(&self, name: &ModelName) -> Result<&ModelSpec, NodeError> {
-        self.inner.specs.get(name).ok_or_else(|| NodeError::UnknownModel(name.to_string()))
+    fn spec(&self, name: &ModelName) -> Result<ModelSpec, NodeError> {
+        lock(&self.inner.specs).get(name).cloned().ok_or_else(|| NodeError::UnknownModel(name.to_string()))
+    }
+
+    /// Adds or replaces a model's spec (a scheduler sends them to remote
+    /// nodes); a changed spec takes effect the next time the model is staged.
+    pub fn put_spec(&self, spec: ModelSpec) {
+        let name = spec.name.clone();
+        let changed = lock(&self.inner.specs).insert(name.clone(), spec.clone()).is_some_and(|old| old != spec);
+        if changed && self.model(&name).is_some_and(|m| !m.is_awake()) {
+            lock(&self.inner.models).remove(&name);
+        }
+    }
+
+    /// What the node holds: the fastest tier of every model it has weights for.
+    pub fn holdings(&self) -> Vec<(ModelName, Tier)> {
+        let names: Vec<ModelName> = lock(&self.inner.specs).keys().cloned().collect();
+        names.into_iter().map(|n| (n.clone(), self.residency(&n))).filter(|(_, t)| *t != Tier::Object).collect()
     }
 
     fn cache_path(&self, name: &ModelName) -> PathBuf {
@@ -103,7 +119,7 @@ impl LocalNode {
     }
 
     async fn stage_model(&self, name: &ModelName) -> Result<StageReport, NodeError> {
-        let spec = self.spec(name)?.clone();
+        let spec = self.spec(name)?;
         let dest = self.cache_path(name);
         let on_disk = lock(&self.inner.tiers).disk(name).is_some();
         if !on_disk {
@@ -121,8 +137,7 @@ impl LocalNode {
             let model = blocking(move || engine.open(&spec, &dest).map_err(engine_error)).await?;
             lock(&self.inner.models).insert(name.clone(), Arc::new(model));
         }
-        let spec = self.spec(name)?;
-        if spec.scaling.warm_tier == WarmTier::Ram {
+        if self.spec(name)?.scaling.warm_tier == WarmTier::Ram {
             self.load_into_ram(name).await?;
         }
         let tier = lock(&self.inner.tiers).fastest(name).unwrap_or(Tier::Disk);

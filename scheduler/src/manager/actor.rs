@@ -5,9 +5,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use greenthread_core::{
-    ModelName, ModelState, NodeControl, NodeError, NodeId, StageReport, Tier, WakeReport,
-};
+use greenthread_core::{ModelName, ModelState, NodeControl, NodeError, NodeId, StageReport, Tier, WakeReport};
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::time::Instant;
 
@@ -124,7 +122,10 @@ impl Actor {
             .into_iter()
             .map(|m| {
                 let name = m.spec.name.clone();
-                (name, Model { spec: m.spec, footprint: m.device_bytes, waiters: Vec::new(), replicas: BTreeMap::new() })
+                (
+                    name,
+                    Model { spec: m.spec, footprint: m.device_bytes, waiters: Vec::new(), replicas: BTreeMap::new() },
+                )
             })
             .collect();
         Self { config, models, nodes: BTreeMap::new(), tx, events, observer, staged_waiters: Vec::new() }
@@ -233,7 +234,12 @@ impl Actor {
 
     // ----- requests -----
 
-    fn on_acquire(&mut self, model: ModelName, avoid: Vec<NodeId>, reply: oneshot::Sender<Result<Lease, AcquireError>>) {
+    fn on_acquire(
+        &mut self,
+        model: ModelName,
+        avoid: Vec<NodeId>,
+        reply: oneshot::Sender<Result<Lease, AcquireError>>,
+    ) {
         let Some(m) = self.models.get_mut(&model) else {
             let _ = reply.send(Err(AcquireError::UnknownModel(model.to_string())));
             return;
@@ -344,7 +350,8 @@ impl Actor {
             return;
         }
         // A failed replica is retried only for a request, not in a loop for min_replicas.
-        let failed_only = m.waiters.is_empty() && m.replicas.values().any(|r| matches!(r.state, ModelState::Failed { .. }));
+        let failed_only =
+            m.waiters.is_empty() && m.replicas.values().any(|r| matches!(r.state, ModelState::Failed { .. }));
         if failed_only {
             return;
         }
@@ -437,7 +444,8 @@ impl Actor {
     fn stage_or_wake(&mut self, name: &ModelName, node: &NodeId) {
         let state = self.models[name].replicas.get(node).map(|r| r.state.clone());
         match state {
-            None | Some(ModelState::Absent | ModelState::Failed { .. } | ModelState::Sleeping { tier: Tier::Object }) => {
+            None
+            | Some(ModelState::Absent | ModelState::Failed { .. } | ModelState::Sleeping { tier: Tier::Object }) => {
                 self.start_stage(name, node, Cause::Request);
             }
             Some(s) if s.can_wake() => {
@@ -645,7 +653,13 @@ impl Actor {
                         last_wake: r.last_wake,
                     })
                     .collect();
-                let state = m.replicas.values().map(|r| &r.state).min_by_key(|s| rank(s)).cloned().unwrap_or(ModelState::Absent);
+                let state = m
+                    .replicas
+                    .values()
+                    .map(|r| &r.state)
+                    .min_by_key(|s| rank(s))
+                    .cloned()
+                    .unwrap_or(ModelState::Absent);
                 ModelStatus {
                     name: name.clone(),
                     project: m.spec.project.clone(),
@@ -664,7 +678,11 @@ impl Actor {
         let nodes: Vec<NodeStatus> = self
             .nodes
             .iter()
-            .map(|(id, n)| NodeStatus { id: id.clone(), device_budget: n.handle.device_budget, device_used: self.device_used(id) })
+            .map(|(id, n)| NodeStatus {
+                id: id.clone(),
+                device_budget: n.handle.device_budget,
+                device_used: self.device_used(id),
+            })
             .collect();
         ManagerStatus {
             device_budget: nodes.iter().map(|n| n.device_budget).sum(),

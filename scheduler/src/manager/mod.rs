@@ -42,7 +42,11 @@ pub struct ManagerConfig {
 
 impl Default for ManagerConfig {
     fn default() -> Self {
-        Self { wake_timeout: Duration::from_secs(60), rules: PreemptionRules::default(), tick: Duration::from_millis(200) }
+        Self {
+            wake_timeout: Duration::from_secs(60),
+            rules: PreemptionRules::default(),
+            tick: Duration::from_millis(200),
+        }
     }
 }
 

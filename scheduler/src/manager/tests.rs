@@ -102,7 +102,12 @@ fn config(_budget: u64) -> ManagerConfig {
 
 /// One node named `n1` with `budget` device bytes.
 fn one(node: &Arc<ScriptedNode>, budget: u64) -> Vec<NodeHandle> {
-    vec![NodeHandle { id: NodeId::parse("n1").unwrap(), control: node.clone(), device_budget: budget, holdings: vec![] }]
+    vec![NodeHandle {
+        id: NodeId::parse("n1").unwrap(),
+        control: node.clone(),
+        device_budget: budget,
+        holdings: vec![],
+    }]
 }
 
 async fn state_of(m: &ModelManager, model: &str) -> ModelState {
@@ -112,7 +117,8 @@ async fn state_of(m: &ModelManager, model: &str) -> ModelState {
 #[tokio::test(start_paused = true)]
 async fn an_idle_model_sleeps_after_its_idle_timeout_and_not_before() {
     let n = node(&[("a", 10)], Duration::from_millis(100));
-    let m = ModelManager::start(one(&n, 100),
+    let m = ModelManager::start(
+        one(&n, 100),
         vec![model("a", 10, |s| s.idle_timeout = Duration::from_secs(3))],
         config(100),
         Arc::new(NoObserver),
@@ -132,7 +138,8 @@ async fn an_idle_model_sleeps_after_its_idle_timeout_and_not_before() {
 #[tokio::test(start_paused = true)]
 async fn a_model_with_a_request_in_flight_never_sleeps() {
     let n = node(&[("a", 10)], Duration::from_millis(100));
-    let m = ModelManager::start(one(&n, 100),
+    let m = ModelManager::start(
+        one(&n, 100),
         vec![model("a", 10, |s| s.idle_timeout = Duration::from_secs(1))],
         config(100),
         Arc::new(NoObserver),
@@ -148,7 +155,8 @@ async fn a_model_with_a_request_in_flight_never_sleeps() {
 #[tokio::test(start_paused = true)]
 async fn min_replicas_one_wakes_at_start_and_never_sleeps() {
     let n = node(&[("always", 10)], Duration::from_millis(100));
-    let m = ModelManager::start(one(&n, 100),
+    let m = ModelManager::start(
+        one(&n, 100),
         vec![model("always", 10, |s| {
             s.min_replicas = 1;
             s.idle_timeout = Duration::from_secs(1);
@@ -197,7 +205,8 @@ where
 #[tokio::test(start_paused = true)]
 async fn minimum_residency_protects_a_fresh_model_until_the_waiter_forces_it() {
     let n = node(&[("a", 100), ("b", 100)], Duration::from_millis(100));
-    let m = ModelManager::start(one(&n, 100),
+    let m = ModelManager::start(
+        one(&n, 100),
         vec![model("a", 100, |_| {}), model("b", 100, |_| {})],
         config(100),
         Arc::new(NoObserver),
@@ -215,7 +224,8 @@ async fn minimum_residency_protects_a_fresh_model_until_the_waiter_forces_it() {
 #[tokio::test(start_paused = true)]
 async fn a_model_past_its_minimum_residency_is_preempted_at_once_lru_first() {
     let n = node(&[("a", 50), ("b", 50), ("c", 50)], Duration::from_millis(100));
-    let m = ModelManager::start(one(&n, 100),
+    let m = ModelManager::start(
+        one(&n, 100),
         vec![model("a", 50, |_| {}), model("b", 50, |_| {}), model("c", 50, |_| {})],
         config(100),
         Arc::new(NoObserver),
@@ -234,7 +244,8 @@ async fn a_model_past_its_minimum_residency_is_preempted_at_once_lru_first() {
 async fn three_models_with_room_for_one_all_get_served_and_the_budget_holds() {
     let models = [("a", 60), ("b", 60), ("c", 60)];
     let n = node(&models, Duration::from_millis(300));
-    let m = ModelManager::start(one(&n, 100),
+    let m = ModelManager::start(
+        one(&n, 100),
         models.iter().map(|(n, b)| model(n, *b, |_| {})).collect(),
         config(100),
         Arc::new(NoObserver),

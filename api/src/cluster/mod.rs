@@ -1,0 +1,157 @@
+//! GreenThread across processes: the scheduler side of membership (nodes
+//! register and heartbeat; one that falls silent is lost and its models
+//! placed again), the node process, and forwarding requests to nodes.
+
+pub mod node_server;
+pub mod proxy;
+pub mod remote_node;
+pub mod token;
+pub mod wire;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::State;
+use greenthread_core::{NodeId, TierUsage};
+use greenthread_scheduler::{ModelManager, NodeHandle};
+use tokio::time::Instant;
+
+use self::remote_node::RemoteNode;
+use self::token::ClusterToken;
+use self::wire::Heartbeat;
+use crate::catalog::ModelCatalog;
+use crate::http::error::{ApiError, ApiResult};
+
+/// How often a node reports.
+pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(1);
+/// Silence after which a node is lost: three missed heartbeats, so one
+/// slow report does not take a healthy node out.
+pub const LOST_AFTER: Duration = Duration::from_secs(3);
+
+struct Member {
+    remote: Arc<RemoteNode>,
+    instance: String,
+    last_seen: Instant,
+}
+
+/// The remote nodes a scheduler knows.
+pub struct Cluster {
+    pub token: ClusterToken,
+    pub client: reqwest::Client,
+    catalog: Arc<ModelCatalog>,
+    manager: OnceLock<ModelManager>,
+    members: Mutex<HashMap<NodeId, Member>>,
+}
+
+impl Cluster {
+    pub fn new(token: ClusterToken, catalog: Arc<ModelCatalog>) -> Self {
+        Self { token, client: http_client(), catalog, manager: OnceLock::new(), members: Mutex::new(HashMap::new()) }
+    }
+
+    /// Connects the cluster to the scheduler it feeds (once).
+    pub fn attach(&self, manager: ModelManager) {
+        let _ = self.manager.set(manager);
+    }
+
+    fn members(&self) -> std::sync::MutexGuard<'_, HashMap<NodeId, Member>> {
+        self.members.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Where the scheduler reaches `node`.
+    pub fn address_of(&self, node: &NodeId) -> Option<String> {
+        self.members().get(node).map(|m| m.remote.url().to_owned())
+    }
+
+    /// Every remote node's tiers as last reported.
+    pub fn tiers(&self) -> Vec<(NodeId, Vec<TierUsage>)> {
+        use greenthread_core::NodeControl;
+        self.members().iter().map(|(id, m)| (id.clone(), m.remote.tiers())).collect()
+    }
+
+    /// Registers a node or keeps it alive.
+    ///
+    /// # Errors
+    /// A 400 when the node's URL is not an `http(s)` URL.
+    pub fn heartbeat(&self, hb: Heartbeat) -> ApiResult<()> {
+        let url = hb.url.trim_end_matches('/').to_owned();
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            return Err(ApiError::invalid("url", "a node's url must be an http(s) URL"));
+        }
+        let mut members = self.members();
+        let known = members.get_mut(&hb.id).filter(|m| m.instance == hb.instance && m.remote.url() == url);
+        if let Some(member) = known {
+            member.last_seen = Instant::now();
+            member.remote.set_tiers(hb.tiers);
+            return Ok(());
+        }
+        let catalog = self.catalog.clone();
+        let specs =
+            Arc::new(move |name: &greenthread_core::ModelName| catalog.by_name(name.as_str()).map(|e| e.spec.clone()));
+        let remote = Arc::new(RemoteNode::new(url, self.token.clone(), self.client.clone(), specs));
+        remote.set_tiers(hb.tiers.clone());
+        tracing::info!(node = %hb.id, url = remote.url(), "Node registered");
+        members
+            .insert(hb.id.clone(), Member { remote: remote.clone(), instance: hb.instance, last_seen: Instant::now() });
+        drop(members);
+        if let Some(manager) = self.manager.get() {
+            manager.add_node(NodeHandle {
+                id: hb.id,
+                control: remote,
+                device_budget: hb.device_budget,
+                holdings: hb.holdings,
+            });
+        }
+        Ok(())
+    }
+
+    /// Takes out nodes that have been silent for [`LOST_AFTER`].
+    pub fn reap_silent(&self) {
+        let now = Instant::now();
+        let lost: Vec<NodeId> = self
+            .members()
+            .iter()
+            .filter(|(_, m)| now.duration_since(m.last_seen) > LOST_AFTER)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in lost {
+            self.members().remove(&id);
+            tracing::warn!(node = %id, "Node missed its heartbeats; taking it out");
+            if let Some(manager) = self.manager.get() {
+                manager.remove_node(&id);
+            }
+        }
+    }
+
+    /// Runs [`Self::reap_silent`] every heartbeat interval until the process ends.
+    pub fn spawn_reaper(self: &Arc<Self>) {
+        let cluster = self.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(HEARTBEAT_INTERVAL);
+            loop {
+                tick.tick().await;
+                cluster.reap_silent();
+            }
+        });
+    }
+}
+
+/// `POST /internal/v1/nodes/heartbeat`.
+pub async fn heartbeat(
+    State(cluster): State<Arc<Cluster>>,
+    Json(hb): Json<Heartbeat>,
+) -> ApiResult<Json<serde_json::Value>> {
+    cluster.heartbeat(hb)?;
+    Ok(Json(serde_json::json!({"ok": true})))
+}
+
+/// The HTTP client for calls inside the cluster: connections fail fast, so
+/// a dead node is noticed in a second, not a minute.
+pub fn http_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(2))
+        .pool_idle_timeout(Duration::from_secs(30))
+        .build()
+        .unwrap_or_default()
+}

@@ -1,0 +1,153 @@
+//! `greenthread node`: a node process. It serves its models' OpenAI
+//! endpoints and an internal API (stage, wake, sleep) to the scheduler, all
+//! behind the cluster token, and reports to the scheduler every second.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use greenthread_core::{ModelName, ModelSpec, NodeControl, NodeError, NodeId};
+use greenthread_node_runtime::node::LocalNode;
+
+use super::token::{ClusterToken, require_token};
+use super::wire::{Heartbeat, NodeErrorBody, SleepRequest, SleepResponse};
+use super::{HEARTBEAT_INTERVAL, http_client};
+use crate::access::NodeLocal;
+use crate::catalog::ModelCatalog;
+use crate::http::state::{AppState, Limits};
+use crate::metrics::Metrics;
+
+/// What the node's internal handlers share.
+#[derive(Clone)]
+pub struct NodeState {
+    pub node: LocalNode,
+    pub catalog: Arc<ModelCatalog>,
+}
+
+/// The node's answer to a failed operation.
+struct NodeFailure(NodeError);
+
+impl IntoResponse for NodeFailure {
+    fn into_response(self) -> Response {
+        let status = match self.0 {
+            NodeError::UnknownModel(_) => StatusCode::NOT_FOUND,
+            NodeError::Artifact(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            NodeError::Engine(_) | NodeError::Unreachable(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        (status, Json(NodeErrorBody { error: self.0 })).into_response()
+    }
+}
+
+fn model_name(raw: &str) -> Result<ModelName, NodeFailure> {
+    ModelName::parse(raw).map_err(|_| NodeFailure(NodeError::UnknownModel(raw.to_owned())))
+}
+
+async fn stage(
+    State(s): State<NodeState>,
+    Path(name): Path<String>,
+    Json(spec): Json<ModelSpec>,
+) -> Result<Json<greenthread_core::StageReport>, NodeFailure> {
+    let name = model_name(&name)?;
+    if spec.name != name {
+        return Err(NodeFailure(NodeError::Engine(format!("the spec is for {}, not {name}", spec.name))));
+    }
+    s.catalog.put(spec.clone(), crate::openai::now_unix_seconds());
+    s.node.put_spec(spec);
+    s.node.stage(&name).await.map(Json).map_err(NodeFailure)
+}
+
+async fn wake(
+    State(s): State<NodeState>,
+    Path(name): Path<String>,
+) -> Result<Json<greenthread_core::WakeReport>, NodeFailure> {
+    let name = model_name(&name)?;
+    s.node.wake(&name).await.map(Json).map_err(NodeFailure)
+}
+
+async fn sleep(
+    State(s): State<NodeState>,
+    Path(name): Path<String>,
+    Json(req): Json<SleepRequest>,
+) -> Result<Json<SleepResponse>, NodeFailure> {
+    let name = model_name(&name)?;
+    s.node.sleep(&name, req.warm_tier).await.map(|tier| Json(SleepResponse { tier })).map_err(NodeFailure)
+}
+
+/// The node's routes: the internal API and the per-model OpenAI endpoints,
+/// behind the cluster token; `/health` open.
+pub fn router(node: LocalNode, token: ClusterToken, limits: Limits) -> Router {
+    let catalog = Arc::new(ModelCatalog::default());
+    let internal = Router::new()
+        .route("/internal/v1/models/{name}/stage", post(stage))
+        .route("/internal/v1/models/{name}/wake", post(wake))
+        .route("/internal/v1/models/{name}/sleep", post(sleep))
+        .with_state(NodeState { node: node.clone(), catalog: catalog.clone() });
+    let api_state = AppState {
+        catalog,
+        access: Arc::new(NodeLocal { node: node.clone() }),
+        manager: None,
+        node: Some(node),
+        cluster: None,
+        metrics: Arc::new(Metrics::new()),
+        limits,
+    };
+    let models = crate::http::model_routes().with_state(api_state);
+    Router::new()
+        .merge(internal)
+        .merge(models)
+        .layer(axum::middleware::from_fn_with_state(token, require_token))
+        .route("/health", get(|| async { Json(serde_json::json!({"status": "ok"})) }))
+}
+
+/// Reports to the scheduler at `control_plane` every heartbeat interval,
+/// for as long as the process runs. A scheduler that is down is retried.
+pub fn spawn_heartbeat(
+    node: LocalNode,
+    id: NodeId,
+    advertise: String,
+    control_plane: String,
+    device_budget: u64,
+    token: ClusterToken,
+) {
+    let instance = format!("{}-{}", std::process::id(), crate::openai::now_unix_seconds());
+    tokio::spawn(async move {
+        let client = http_client();
+        let url = format!("{}/internal/v1/nodes/heartbeat", control_plane.trim_end_matches('/'));
+        let mut tick = tokio::time::interval(HEARTBEAT_INTERVAL);
+        let mut failing = false;
+        loop {
+            tick.tick().await;
+            let hb = Heartbeat {
+                id: id.clone(),
+                url: advertise.clone(),
+                device_budget,
+                tiers: node.tiers(),
+                holdings: node.holdings(),
+                instance: instance.clone(),
+            };
+            let sent = client
+                .post(&url)
+                .header(reqwest::header::AUTHORIZATION, token.bearer())
+                .json(&hb)
+                .timeout(HEARTBEAT_INTERVAL * 2)
+                .send()
+                .await
+                .and_then(reqwest::Response::error_for_status);
+            match sent {
+                Ok(_) if failing => {
+                    tracing::info!("Reaching the scheduler again");
+                    failing = false;
+                }
+                Ok(_) => {}
+                Err(e) if !failing => {
+                    tracing::warn!(error = %e, "Cannot reach the scheduler; retrying every heartbeat");
+                    failing = true;
+                }
+                Err(_) => {}
+            }
+        }
+    });
+}

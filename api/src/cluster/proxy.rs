@@ -1,0 +1,84 @@
+//! Forwarding a request to the node that serves its model. A node that
+//! cannot be reached, or answers that the model is not awake there, before
+//! any of the response has gone out is retried elsewhere; a stream cut
+//! after it began ends with an error event the SDKs raise.
+
+use axum::body::Body;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::Response;
+use bytes::Bytes;
+use futures_util::StreamExt;
+use greenthread_scheduler::Lease;
+
+use super::token::ClusterToken;
+use crate::http::error::ApiError;
+
+/// Why a forward did not produce a response: nothing went out, so another
+/// node may be tried.
+pub struct Retry(pub String);
+
+/// POSTs `body` to `url` on a node and turns its answer into this response.
+/// The lease lives until the response body has been sent.
+///
+/// # Errors
+/// [`Retry`] when the node is unreachable or does not have the
+/// model awake; the node's own error responses are passed through.
+pub async fn forward(
+    client: &reqwest::Client,
+    token: &ClusterToken,
+    url: &str,
+    body: Bytes,
+    lease: Option<Lease>,
+) -> Result<Response, Retry> {
+    let answer = client
+        .post(url)
+        .header(header::AUTHORIZATION, token.bearer())
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(body)
+        .send()
+        .await
+        .map_err(|e| Retry(format!("{url}: {e}")))?;
+    let status = answer.status();
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        return Err(Retry(format!("{url}: the model is not awake there")));
+    }
+    let content_type = answer.headers().get(header::CONTENT_TYPE).cloned();
+    let streaming = content_type.as_ref().is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
+    let mut response = if streaming && status.is_success() {
+        let mut chunks = answer.bytes_stream();
+        // Until the first chunk arrives nothing has gone out, so a node that
+        // dies now is retried like one that could not be reached.
+        let first = match chunks.next().await {
+            Some(Ok(chunk)) => chunk,
+            Some(Err(e)) => return Err(Retry(format!("{url}: {e}"))),
+            None => return Err(Retry(format!("{url}: empty stream"))),
+        };
+        let stream = async_stream::stream! {
+            let _lease = lease;
+            yield Ok::<Bytes, std::convert::Infallible>(first);
+            while let Some(chunk) = chunks.next().await {
+                match chunk {
+                    Ok(c) => yield Ok(c),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "The node's stream broke off");
+                        let error = ApiError::Unavailable("the node serving this request stopped mid-stream".into());
+                        yield Ok(Bytes::from(format!("data: {}\n\n", error.body())));
+                        break;
+                    }
+                }
+            }
+        };
+        Response::new(Body::from_stream(stream))
+    } else {
+        let bytes = answer.bytes().await.map_err(|e| Retry(format!("{url}: {e}")))?;
+        drop(lease);
+        Response::new(Body::from(bytes))
+    };
+    *response.status_mut() = status;
+    if let Some(ct) = content_type {
+        response.headers_mut().insert(header::CONTENT_TYPE, ct);
+    } else {
+        response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    }
+    Ok(response)
+}
