@@ -99,6 +99,7 @@ pub fn router(node: LocalNode, token: ClusterToken, limits: Limits) -> Router {
         .merge(internal)
         .merge(models)
         .layer(axum::middleware::from_fn_with_state(token, require_token))
+        .layer(axum::extract::DefaultBodyLimit::max(limits.max_request_bytes))
         .route("/health", get(|| async { Json(serde_json::json!({"status": "ok"})) }))
 }
 
@@ -111,8 +112,9 @@ pub fn spawn_heartbeat(
     control_plane: String,
     device_budget: u64,
     token: ClusterToken,
-) {
-    let instance = format!("{}-{}", std::process::id(), crate::openai::now_unix_seconds());
+) -> tokio::task::JoinHandle<()> {
+    // Tells the scheduler apart a restarted node process from the same one.
+    let instance = format!("{}-{}", std::process::id(), rand::random::<u64>());
     tokio::spawn(async move {
         let client = http_client();
         let url = format!("{}/internal/v1/nodes/heartbeat", control_plane.trim_end_matches('/'));
@@ -149,5 +151,5 @@ pub fn spawn_heartbeat(
                 Err(_) => {}
             }
         }
-    });
+    })
 }

@@ -1,0 +1,195 @@
+//! A scheduler and its nodes as separate servers on loopback (real HTTP
+//! between them): registration, placement, forwarding, node loss, and the
+//! cluster token.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use greenthread_api::cluster::node_server;
+use greenthread_api::cluster::token::ClusterToken;
+use greenthread_api::http::state::Limits;
+use greenthread_api::{Budgets, Platform};
+use greenthread_core::{ArtifactUri, ModelName, ModelSpec, NodeId};
+use greenthread_node_runtime::builtin::BuiltinEngine;
+use greenthread_node_runtime::fixtures::TinyModel;
+use greenthread_node_runtime::node::{LocalNode, NodeConfig, TierBudgets};
+use greenthread_scheduler::PreemptionRules;
+use serde_json::Value;
+use support::chat;
+use tokio::task::JoinHandle;
+
+const TOKEN: &str = "test-cluster-token-0123456789";
+
+struct NodeProcess {
+    id: String,
+    url: String,
+    server: JoinHandle<()>,
+    heartbeat: JoinHandle<()>,
+}
+
+impl NodeProcess {
+    /// Stops answering at once, like a process killed with SIGKILL.
+    fn kill(&self) {
+        self.server.abort();
+        self.heartbeat.abort();
+    }
+}
+
+struct Cluster {
+    base: String,
+    client: reqwest::Client,
+    nodes: Vec<NodeProcess>,
+    _dir: tempfile::TempDir,
+}
+
+async fn start_node(id: &str, dir: &Path, control: &str, device: u64) -> NodeProcess {
+    let config = NodeConfig {
+        cache_dir: dir.join(format!("{id}-cache")),
+        budgets: TierBudgets { ram: 1 << 30, disk: 1 << 30 },
+        engine: BuiltinEngine::cpu().with_max_sequences(4),
+    };
+    let node = LocalNode::new(config, &[]).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let token = ClusterToken::new(TOKEN).unwrap();
+    let router = node_server::router(node.clone(), token.clone(), Limits::default());
+    let server = tokio::spawn(async move {
+        let _ = axum::serve(listener, router).await;
+    });
+    let heartbeat =
+        node_server::spawn_heartbeat(node, NodeId::parse(id).unwrap(), url.clone(), control.to_owned(), device, token);
+    NodeProcess { id: id.to_owned(), url, server, heartbeat }
+}
+
+/// A scheduler with no node of its own, `nodes` nodes with `device` bytes
+/// each, and `models` tiny models.
+async fn start(models: &[&str], nodes: &[&str], device: u64) -> Cluster {
+    let dir = tempfile::tempdir().unwrap();
+    let specs: Vec<ModelSpec> = models
+        .iter()
+        .enumerate()
+        .map(|(i, m)| {
+            let path = dir.path().join(format!("{m}.gguf"));
+            TinyModel { seed: i as u64 + 1, ..TinyModel::qwen2() }.write(&path).unwrap();
+            ModelSpec::new(ModelName::parse(m).unwrap(), ArtifactUri::File(path))
+        })
+        .collect();
+    let platform = Platform {
+        budgets: Budgets { device: 0, ram: 0, disk: 0 },
+        engine: BuiltinEngine::cpu(),
+        limits: Limits { wake_timeout: Duration::from_secs(20), ..Limits::default() },
+        rules: PreemptionRules { min_residency: Duration::ZERO, force_after: Duration::ZERO },
+        local_node: false,
+        cluster_token: Some(ClusterToken::new(TOKEN).unwrap()),
+    };
+    let state = greenthread_api::start_platform(&specs, &dir.path().join("control"), platform).await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(greenthread_api::http::serve(listener, greenthread_api::http::router(state)));
+    let mut started = Vec::new();
+    for id in nodes {
+        started.push(start_node(id, dir.path(), &base, device).await);
+    }
+    let c = Cluster { base, client: reqwest::Client::new(), nodes: started, _dir: dir };
+    c.wait_for(|s| s["nodes"].as_array().unwrap().len() == nodes.len()).await;
+    c
+}
+
+impl Cluster {
+    async fn status(&self) -> Value {
+        self.client.get(format!("{}/status", self.base)).send().await.unwrap().json().await.unwrap()
+    }
+
+    async fn wait_for(&self, ready: impl Fn(&Value) -> bool) -> Value {
+        for _ in 0..200 {
+            let s = self.status().await;
+            if ready(&s) {
+                return s;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("the cluster never reached the expected state: {}", self.status().await);
+    }
+
+    async fn chat(&self, model: &str) -> (u16, Value) {
+        let resp = self.client.post(format!("{}/v1/chat/completions", self.base)).json(&chat(model, "Hello", 4)).send().await.unwrap();
+        (resp.status().as_u16(), resp.json().await.unwrap())
+    }
+
+    fn replica_nodes(status: &Value, model: &str) -> Vec<String> {
+        let m = status["models"].as_array().unwrap().iter().find(|m| m["name"] == model).unwrap();
+        m["replica_list"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["state"] == "serving")
+            .map(|r| r["node"].as_str().unwrap().to_owned())
+            .collect()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn requests_reach_models_on_remote_nodes_and_each_model_runs_where_it_was_placed() {
+    let c = start(&["a", "b"], &["n1", "n2"], 200_000).await;
+    let (code, a) = c.chat("a").await;
+    assert_eq!(code, 200, "{a}");
+    assert!(a["choices"][0]["message"]["content"].is_string());
+    let (code, b) = c.chat("b").await;
+    assert_eq!(code, 200, "{b}");
+    let status = c.status().await;
+    let (on_a, on_b) = (Cluster::replica_nodes(&status, "a"), Cluster::replica_nodes(&status, "b"));
+    assert_eq!((on_a.len(), on_b.len()), (1, 1), "{status}");
+    assert_ne!(on_a, on_b, "each node has room for one model: they are spread: {status}");
+    // The same greedy answer however often it is asked.
+    assert_eq!(c.chat("a").await.1["choices"], a["choices"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn when_a_node_dies_its_model_comes_back_on_another_and_requests_keep_succeeding() {
+    let c = start(&["a"], &["n1", "n2"], 1 << 30).await;
+    let (code, first) = c.chat("a").await;
+    assert_eq!(code, 200, "{first}");
+    let host = Cluster::replica_nodes(&c.status().await, "a").remove(0);
+    c.nodes.iter().find(|n| n.id == host).unwrap().kill();
+    // The request right after the kill may find the dead node: it must be retried, not failed.
+    let (code, again) = c.chat("a").await;
+    assert_eq!(code, 200, "{again}");
+    assert_eq!(again["choices"], first["choices"], "the same weights on the other node");
+    let status = c.wait_for(|s| s["nodes"].as_array().unwrap().len() == 1).await;
+    assert_eq!(status["nodes"][0]["id"].as_str().unwrap() == host, false);
+    let survivors = Cluster::replica_nodes(&status, "a");
+    assert_eq!(survivors.len(), 1);
+    assert_ne!(survivors[0], host);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn internal_endpoints_refuse_callers_without_the_cluster_token() {
+    let c = start(&["a"], &["n1"], 1 << 30).await;
+    assert_eq!(c.chat("a").await.0, 200);
+    let node = &c.nodes[0].url;
+    let calls = [
+        format!("{node}/internal/v1/models/a/wake"),
+        format!("{node}/a/v1/chat/completions"),
+        format!("{}/internal/v1/nodes/heartbeat", c.base),
+    ];
+    for url in &calls {
+        for auth in [None, Some("Bearer wrong-token-wrong-token-wrong"), Some(TOKEN)] {
+            let mut req = c.client.post(url).json(&chat("a", "Hello", 2));
+            if let Some(a) = auth {
+                req = req.header("authorization", a);
+            }
+            let code = req.send().await.unwrap().status().as_u16();
+            assert_eq!(code, 401, "{url} with {auth:?} must be refused");
+        }
+    }
+    // With the token the node answers (the model is awake there).
+    let ok = c.client.post(format!("{node}/a/v1/chat/completions")).header("authorization", format!("Bearer {TOKEN}")).json(&chat("a", "Hello", 2)).send().await.unwrap();
+    assert_eq!(ok.status().as_u16(), 200);
+    assert_eq!(c.client.get(format!("{node}/health")).send().await.unwrap().status().as_u16(), 200);
+    let _ = Arc::new(());
+}
