@@ -117,7 +117,13 @@ impl Cluster {
     }
 
     async fn chat(&self, model: &str) -> (u16, Value) {
-        let resp = self.client.post(format!("{}/v1/chat/completions", self.base)).json(&chat(model, "Hello", 4)).send().await.unwrap();
+        let resp = self
+            .client
+            .post(format!("{}/v1/chat/completions", self.base))
+            .json(&chat(model, "Hello", 4))
+            .send()
+            .await
+            .unwrap();
         (resp.status().as_u16(), resp.json().await.unwrap())
     }
 
@@ -188,7 +194,14 @@ async fn internal_endpoints_refuse_callers_without_the_cluster_token() {
         }
     }
     // With the token the node answers (the model is awake there).
-    let ok = c.client.post(format!("{node}/a/v1/chat/completions")).header("authorization", format!("Bearer {TOKEN}")).json(&chat("a", "Hello", 2)).send().await.unwrap();
+    let ok = c
+        .client
+        .post(format!("{node}/a/v1/chat/completions"))
+        .header("authorization", format!("Bearer {TOKEN}"))
+        .json(&chat("a", "Hello", 2))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(ok.status().as_u16(), 200);
     assert_eq!(c.client.get(format!("{node}/health")).send().await.unwrap().status().as_u16(), 200);
     let _ = Arc::new(());

@@ -89,6 +89,7 @@ mod tests {
             in_flight: 0,
             idle_for: Duration::from_secs(idle_s),
             resident_for: Duration::from_secs(60),
+            uses: 1,
             never_preempt: false,
             settled: true,
         }

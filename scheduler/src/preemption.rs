@@ -4,9 +4,11 @@
 //! Rules, in order:
 //! 1. Never a model with requests in flight, one marked never-preempt, or one
 //!    already on its way in or out.
-//! 2. A model resident for less than the minimum residency is kept, so two
-//!    hot models do not thrash — unless the waking request has waited past
-//!    the forcing deadline.
+//! 2. A model in use — more than one request since it woke — and resident
+//!    for less than the minimum residency is kept, so two hot models do not
+//!    thrash, unless the waking request has waited past the forcing
+//!    deadline. A model woken for one request and idle since protects
+//!    nothing by staying: it goes like any other.
 //! 3. Fairness: each project active on the device is entitled to an equal
 //!    share. A project that would be over its share after the wake may only
 //!    take room from its own models or from projects over their share.
@@ -27,6 +29,8 @@ pub struct Resident {
     pub idle_for: Duration,
     /// Since it finished waking.
     pub resident_for: Duration,
+    /// Requests it has served since it woke.
+    pub uses: u32,
     pub never_preempt: bool,
     /// Serving and settled: not waking, not already draining.
     pub settled: bool,
@@ -85,6 +89,11 @@ pub enum Decision {
     TooLarge { needed: u64, budget: u64 },
 }
 
+/// Whether `r` is inside its minimum residency and in use.
+pub fn protected_by_residency(r: &Resident, rules: &PreemptionRules) -> bool {
+    r.resident_for < rules.min_residency && r.uses > 1
+}
+
 /// Decides how `request` gets device room.
 pub fn decide(view: &DeviceView, request: &WakeRequest, rules: &PreemptionRules) -> Decision {
     if request.bytes > view.budget {
@@ -111,7 +120,7 @@ pub fn decide(view: &DeviceView, request: &WakeRequest, rules: &PreemptionRules)
         .resident
         .iter()
         .filter(|r| r.settled && r.in_flight == 0 && !r.never_preempt)
-        .filter(|r| forced || r.resident_for >= rules.min_residency)
+        .filter(|r| forced || !protected_by_residency(r, rules))
         .filter(|r| !requester_would_exceed || r.project == request.project || over_share(&r.project))
         .collect();
     // Over-share projects first, then least recently used first.
@@ -142,6 +151,7 @@ mod tests {
             in_flight: 0,
             idle_for: Duration::from_secs(idle_s),
             resident_for: Duration::from_secs(60),
+            uses: 5,
             never_preempt: false,
             settled: true,
         }
@@ -175,6 +185,15 @@ mod tests {
         pinned.never_preempt = true;
         let view = DeviceView { budget: 100, resident: vec![busy, pinned] };
         assert_eq!(decide(&view, &request(50, "p", 60), &RULES), Decision::Wait);
+    }
+
+    #[test]
+    fn a_young_model_used_once_is_not_protected_by_minimum_residency() {
+        let mut young = resident("young", "p", 100, 0);
+        young.resident_for = Duration::from_secs(2);
+        young.uses = 1;
+        let view = DeviceView { budget: 100, resident: vec![young] };
+        assert_eq!(decide(&view, &request(100, "p", 0), &RULES), Decision::Admit { victims: vec!["young".into()] });
     }
 
     #[test]
@@ -212,6 +231,7 @@ mod tests {
                 in_flight: if in_flight == 2 { 1 } else { 0 },
                 idle_for: Duration::from_secs(idle),
                 resident_for: Duration::from_secs(res),
+                uses: res as u32 % 3,
                 never_preempt: never && m % 3 == 0,
                 settled,
             },
@@ -250,7 +270,7 @@ mod tests {
                         prop_assert_eq!(v.in_flight, 0);
                         prop_assert!(!v.never_preempt && v.settled);
                         if req.waited < RULES.force_after {
-                            prop_assert!(v.resident_for >= RULES.min_residency);
+                            prop_assert!(!protected_by_residency(v, &RULES));
                         }
                         if requester_over && v.project != req.project {
                             prop_assert!(usage[v.project.as_str()] > share, "took from an under-share project");
@@ -269,7 +289,7 @@ mod tests {
                         .resident
                         .iter()
                         .filter(|r| r.settled && r.in_flight == 0 && !r.never_preempt)
-                        .filter(|r| req.waited >= RULES.force_after || r.resident_for >= RULES.min_residency)
+                        .filter(|r| req.waited >= RULES.force_after || !protected_by_residency(r, &RULES))
                         .filter(|r| !requester_over || r.project == req.project || usage[r.project.as_str()] > share)
                         .map(|r| r.bytes)
                         .sum();

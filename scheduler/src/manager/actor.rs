@@ -42,6 +42,8 @@ struct Replica {
     in_flight: u32,
     last_used: Option<Instant>,
     resident_since: Option<Instant>,
+    /// Requests served since it woke.
+    uses: u32,
     /// A node operation for it is under way.
     busy: bool,
     last_wake: Option<WakeReport>,
@@ -57,6 +59,7 @@ impl Replica {
             in_flight: 0,
             last_used: None,
             resident_since: None,
+            uses: 0,
             busy: false,
             last_wake: None,
             sleep_cause: None,
@@ -267,6 +270,7 @@ impl Actor {
             match best {
                 Some((node, replica)) => {
                     replica.in_flight += 1;
+                    replica.uses += 1;
                     replica.last_used = Some(now);
                     let lease = Lease { model: name.clone(), node: node.clone(), tx: self.tx.clone() };
                     // A caller that gave up drops the lease inside the error, which releases it.
@@ -424,6 +428,7 @@ impl Actor {
                 in_flight: r.in_flight,
                 idle_for: r.last_used.map_or(Duration::MAX, |t| now.duration_since(t)),
                 resident_for: r.resident_since.map_or(Duration::ZERO, |t| now.duration_since(t)),
+                uses: r.uses,
                 never_preempt: m.spec.scaling.never_preempt || m.on_device() as u32 <= m.spec.scaling.min_replicas,
                 settled: r.state == ModelState::Serving && !r.busy,
             })
@@ -545,6 +550,7 @@ impl Actor {
             Ok(report) => {
                 r.last_wake = Some(report);
                 r.resident_since = Some(Instant::now());
+                r.uses = 0;
                 if let Some(m) = self.models.get_mut(name) {
                     m.footprint = report.device_bytes;
                 }
