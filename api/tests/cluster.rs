@@ -7,7 +7,6 @@
 mod support;
 
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
 use greenthread_api::cluster::node_server;
@@ -167,7 +166,7 @@ async fn when_a_node_dies_its_model_comes_back_on_another_and_requests_keep_succ
     assert_eq!(code, 200, "{again}");
     assert_eq!(again["choices"], first["choices"], "the same weights on the other node");
     let status = c.wait_for(|s| s["nodes"].as_array().unwrap().len() == 1).await;
-    assert_eq!(status["nodes"][0]["id"].as_str().unwrap() == host, false);
+    assert_ne!(status["nodes"][0]["id"].as_str().unwrap(), host);
     let survivors = Cluster::replica_nodes(&status, "a");
     assert_eq!(survivors.len(), 1);
     assert_ne!(survivors[0], host);
@@ -204,5 +203,4 @@ async fn internal_endpoints_refuse_callers_without_the_cluster_token() {
         .unwrap();
     assert_eq!(ok.status().as_u16(), 200);
     assert_eq!(c.client.get(format!("{node}/health")).send().await.unwrap().status().as_u16(), 200);
-    let _ = Arc::new(());
 }

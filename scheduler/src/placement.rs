@@ -45,10 +45,13 @@ fn locality(weights: Option<Tier>) -> u8 {
     }
 }
 
+/// A node that can take the model: its preference key, the node, the victims there.
+type Candidate<'a> = ((u8, bool, u64), &'a NodeView, Vec<String>);
+
 /// Chooses a node for `request`.
 pub fn place(nodes: &[NodeView], request: &WakeRequest, rules: &PreemptionRules) -> Placement {
     let candidates: Vec<&NodeView> = nodes.iter().filter(|n| n.alive && !n.has_replica).collect();
-    let mut best: Option<((u8, bool, u64), &NodeView, Vec<String>)> = None;
+    let mut best: Option<Candidate<'_>> = None;
     let mut all_too_large = !candidates.is_empty();
     for node in candidates {
         match decide(&node.device, request, rules) {

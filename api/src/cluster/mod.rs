@@ -86,10 +86,7 @@ impl Cluster {
             member.remote.set_tiers(hb.tiers);
             return Ok(());
         }
-        let catalog = self.catalog.clone();
-        let specs =
-            Arc::new(move |name: &greenthread_core::ModelName| catalog.by_name(name.as_str()).map(|e| e.spec.clone()));
-        let remote = Arc::new(RemoteNode::new(url, self.token.clone(), self.client.clone(), specs));
+        let remote = Arc::new(RemoteNode::new(url, self.token.clone(), self.client.clone(), self.catalog.clone()));
         remote.set_tiers(hb.tiers.clone());
         tracing::info!(node = %hb.id, url = remote.url(), "Node registered");
         members

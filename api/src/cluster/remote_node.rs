@@ -5,12 +5,13 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use greenthread_core::{
-    ModelName, ModelSpec, NodeControl, NodeError, NodeFuture, StageReport, Tier, TierUsage, WakeReport, WarmTier,
+    ModelName, NodeControl, NodeError, NodeFuture, StageReport, Tier, TierUsage, WakeReport, WarmTier,
 };
 use serde::de::DeserializeOwned;
 
 use super::token::ClusterToken;
 use super::wire::{NodeErrorBody, SleepRequest, SleepResponse};
+use crate::catalog::ModelCatalog;
 
 /// Longest a stage or wake may take over the network: a fetch of a large
 /// artifact from object storage takes minutes.
@@ -22,19 +23,14 @@ pub struct RemoteNode {
     token: ClusterToken,
     client: reqwest::Client,
     /// The specs it may be asked to stage (sent with the stage call).
-    specs: Arc<dyn Fn(&ModelName) -> Option<ModelSpec> + Send + Sync>,
+    catalog: Arc<ModelCatalog>,
     /// Its tiers as of its last heartbeat.
     tiers: Mutex<Vec<TierUsage>>,
 }
 
 impl RemoteNode {
-    pub fn new(
-        url: String,
-        token: ClusterToken,
-        client: reqwest::Client,
-        specs: Arc<dyn Fn(&ModelName) -> Option<ModelSpec> + Send + Sync>,
-    ) -> Self {
-        Self { url, token, client, specs, tiers: Mutex::new(Vec::new()) }
+    pub fn new(url: String, token: ClusterToken, client: reqwest::Client, catalog: Arc<ModelCatalog>) -> Self {
+        Self { url, token, client, catalog, tiers: Mutex::new(Vec::new()) }
     }
 
     pub fn url(&self) -> &str {
@@ -71,7 +67,12 @@ impl RemoteNode {
 impl NodeControl for RemoteNode {
     fn stage<'a>(&'a self, model: &'a ModelName) -> NodeFuture<'a, StageReport> {
         Box::pin(async move {
-            let spec = (self.specs)(model).ok_or_else(|| NodeError::UnknownModel(model.to_string()))?;
+            let spec = self
+                .catalog
+                .by_name(model.as_str())
+                .ok_or_else(|| NodeError::UnknownModel(model.to_string()))?
+                .spec
+                .clone();
             let body = serde_json::to_value(&spec).map_err(|e| NodeError::Engine(e.to_string()))?;
             self.call(format!("{model}/stage"), body).await
         })

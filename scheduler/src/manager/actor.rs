@@ -675,7 +675,7 @@ impl Actor {
                     footprint_bytes: m.footprint,
                     in_flight: replica_list.iter().map(|r| r.in_flight).sum(),
                     idle_for: m.last_used().map(|t| now.duration_since(t)),
-                    last_wake: m.replicas.values().filter_map(|r| r.last_wake).last(),
+                    last_wake: m.replicas.values().filter_map(|r| r.last_wake).next_back(),
                     waiting: m.waiters.len(),
                     replica_list,
                 }
