@@ -3,6 +3,7 @@
 //! entry point that runs gateway, scheduler and node in one process.
 
 pub mod access;
+pub mod auth;
 pub mod catalog;
 pub mod cli;
 pub mod cluster;
@@ -12,5 +13,6 @@ pub mod metrics;
 pub mod openai;
 mod serve;
 pub mod status;
+pub mod store;
 
 pub use serve::{Budgets, LOCAL_NODE, Platform, ServeError, run_node, run_serve, start_platform};

@@ -3,6 +3,7 @@
 
 pub mod artifact;
 pub mod chat;
+pub mod desired;
 pub mod generation;
 pub mod lifecycle;
 pub mod lru;

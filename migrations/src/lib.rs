@@ -1,0 +1,17 @@
+//! The management plane's schema, as sea-orm migrations that run forwards
+//! (`up`) and backwards (`down`) on SQLite and PostgreSQL.
+
+mod m20261127_000001_management;
+
+pub use sea_orm_migration::MigratorTrait;
+use sea_orm_migration::prelude::*;
+
+/// Every migration, oldest first.
+#[derive(Debug)]
+pub struct Migrator;
+
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20261127_000001_management::Migration)]
+    }
+}
