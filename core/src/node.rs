@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::{ModelName, Tier, WarmTier};
+use crate::{ModelName, ModelSpec, Tier, WarmTier};
 
 /// A boxed future, so the trait stays object safe.
 pub type NodeFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, NodeError>> + Send + 'a>>;
@@ -59,8 +59,10 @@ pub struct TierUsage {
 /// gigabytes); the scheduler never holds a lock across them.
 pub trait NodeControl: Send + Sync {
     /// Brings the model's artifact onto the node, verified, and says where
-    /// it now is and how much device memory it will need.
-    fn stage<'a>(&'a self, model: &'a ModelName) -> NodeFuture<'a, StageReport>;
+    /// it now is and how much device memory it will need. A spec that
+    /// differs from the one the node last staged under this name replaces
+    /// it, and the old weights are forgotten.
+    fn stage<'a>(&'a self, spec: &'a ModelSpec) -> NodeFuture<'a, StageReport>;
 
     /// Moves the model's weights onto the device from the fastest tier holding them.
     fn wake<'a>(&'a self, model: &'a ModelName) -> NodeFuture<'a, WakeReport>;

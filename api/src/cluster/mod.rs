@@ -21,7 +21,6 @@ use tokio::time::Instant;
 use self::remote_node::RemoteNode;
 use self::token::ClusterToken;
 use self::wire::Heartbeat;
-use crate::catalog::ModelCatalog;
 use crate::http::error::{ApiError, ApiResult};
 
 /// How often a node reports.
@@ -40,14 +39,13 @@ struct Member {
 pub struct Cluster {
     pub token: ClusterToken,
     pub client: reqwest::Client,
-    catalog: Arc<ModelCatalog>,
     manager: OnceLock<ModelManager>,
     members: Mutex<HashMap<NodeId, Member>>,
 }
 
 impl Cluster {
-    pub fn new(token: ClusterToken, catalog: Arc<ModelCatalog>) -> Self {
-        Self { token, client: http_client(), catalog, manager: OnceLock::new(), members: Mutex::new(HashMap::new()) }
+    pub fn new(token: ClusterToken) -> Self {
+        Self { token, client: http_client(), manager: OnceLock::new(), members: Mutex::new(HashMap::new()) }
     }
 
     /// Connects the cluster to the scheduler it feeds (once).
@@ -86,7 +84,7 @@ impl Cluster {
             member.remote.set_tiers(hb.tiers);
             return Ok(());
         }
-        let remote = Arc::new(RemoteNode::new(url, self.token.clone(), self.client.clone(), self.catalog.clone()));
+        let remote = Arc::new(RemoteNode::new(url, self.token.clone(), self.client.clone()));
         remote.set_tiers(hb.tiers.clone());
         tracing::info!(node = %hb.id, url = remote.url(), "Node registered");
         members

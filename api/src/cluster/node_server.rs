@@ -55,8 +55,7 @@ async fn stage(
         return Err(NodeFailure(NodeError::Engine(format!("the spec is for {}, not {name}", spec.name))));
     }
     s.catalog.put(spec.clone(), crate::openai::now_unix_seconds());
-    s.node.put_spec(spec);
-    s.node.stage(&name).await.map(Json).map_err(NodeFailure)
+    s.node.stage(&spec).await.map(Json).map_err(NodeFailure)
 }
 
 async fn wake(

@@ -1,17 +1,16 @@
 //! A node in another process, driven over HTTP: the [`NodeControl`] a
 //! scheduler uses for it.
 
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use greenthread_core::{
-    ModelName, NodeControl, NodeError, NodeFuture, StageReport, Tier, TierUsage, WakeReport, WarmTier,
+    ModelName, ModelSpec, NodeControl, NodeError, NodeFuture, StageReport, Tier, TierUsage, WakeReport, WarmTier,
 };
 use serde::de::DeserializeOwned;
 
 use super::token::ClusterToken;
 use super::wire::{NodeErrorBody, SleepRequest, SleepResponse};
-use crate::catalog::ModelCatalog;
 
 /// Longest a stage or wake may take over the network: a fetch of a large
 /// artifact from object storage takes minutes.
@@ -22,15 +21,13 @@ pub struct RemoteNode {
     url: String,
     token: ClusterToken,
     client: reqwest::Client,
-    /// The specs it may be asked to stage (sent with the stage call).
-    catalog: Arc<ModelCatalog>,
     /// Its tiers as of its last heartbeat.
     tiers: Mutex<Vec<TierUsage>>,
 }
 
 impl RemoteNode {
-    pub fn new(url: String, token: ClusterToken, client: reqwest::Client, catalog: Arc<ModelCatalog>) -> Self {
-        Self { url, token, client, catalog, tiers: Mutex::new(Vec::new()) }
+    pub fn new(url: String, token: ClusterToken, client: reqwest::Client) -> Self {
+        Self { url, token, client, tiers: Mutex::new(Vec::new()) }
     }
 
     pub fn url(&self) -> &str {
@@ -65,16 +62,10 @@ impl RemoteNode {
 }
 
 impl NodeControl for RemoteNode {
-    fn stage<'a>(&'a self, model: &'a ModelName) -> NodeFuture<'a, StageReport> {
+    fn stage<'a>(&'a self, spec: &'a ModelSpec) -> NodeFuture<'a, StageReport> {
         Box::pin(async move {
-            let spec = self
-                .catalog
-                .by_name(model.as_str())
-                .ok_or_else(|| NodeError::UnknownModel(model.to_string()))?
-                .spec
-                .clone();
-            let body = serde_json::to_value(&spec).map_err(|e| NodeError::Engine(e.to_string()))?;
-            self.call(format!("{model}/stage"), body).await
+            let body = serde_json::to_value(spec).map_err(|e| NodeError::Engine(e.to_string()))?;
+            self.call(format!("{}/stage", spec.name), body).await
         })
     }
 

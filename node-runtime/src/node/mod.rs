@@ -98,13 +98,28 @@ impl LocalNode {
         lock(&self.inner.specs).get(name).cloned().ok_or_else(|| NodeError::UnknownModel(name.to_string()))
     }
 
-    /// Adds or replaces a model's spec (a scheduler sends them to remote
-    /// nodes); a changed spec takes effect the next time the model is staged.
+    /// Adds or replaces a model's spec; a changed spec takes effect the next
+    /// time the model is staged. When what the engine loads changed (the
+    /// artifact, its digest, the context window, the template), the sleeping
+    /// instance and the cached weights of the old spec are dropped, so
+    /// nothing of them is served again.
     pub fn put_spec(&self, spec: ModelSpec) {
         let name = spec.name.clone();
-        let changed = lock(&self.inner.specs).insert(name.clone(), spec.clone()).is_some_and(|old| old != spec);
-        if changed && self.model(&name).is_some_and(|m| !m.is_awake()) {
+        let old = lock(&self.inner.specs).insert(name.clone(), spec.clone());
+        let reloads = old.is_some_and(|old| {
+            (&old.artifact, &old.sha256, old.context_length, &old.chat_template)
+                != (&spec.artifact, &spec.sha256, spec.context_length, &spec.chat_template)
+        });
+        if reloads && self.model(&name).is_some_and(|m| !m.is_awake()) {
             lock(&self.inner.models).remove(&name);
+            let path = {
+                let mut tiers = lock(&self.inner.tiers);
+                tiers.drop_ram(&name);
+                tiers.drop_disk(&name)
+            };
+            if let Some(p) = path {
+                fetch::remove(&p);
+            }
         }
     }
 
@@ -114,13 +129,18 @@ impl LocalNode {
         names.into_iter().map(|n| (n.clone(), self.residency(&n))).filter(|(_, t)| *t != Tier::Object).collect()
     }
 
-    fn cache_path(&self, name: &ModelName) -> PathBuf {
-        self.inner.config.cache_dir.join(format!("{name}.gguf"))
+    /// The cached file of a model's artifact. The name carries a digest of
+    /// the artifact's URI, so a model whose artifact changes never finds
+    /// the old file under the new name.
+    fn cache_path(&self, spec: &ModelSpec) -> PathBuf {
+        use sha2::Digest;
+        let digest = sha2::Sha256::digest(spec.artifact.to_string().as_bytes());
+        self.inner.config.cache_dir.join(format!("{}-{}.gguf", spec.name, hex::encode(&digest[..6])))
     }
 
     async fn stage_model(&self, name: &ModelName) -> Result<StageReport, NodeError> {
         let spec = self.spec(name)?;
-        let dest = self.cache_path(name);
+        let dest = self.cache_path(&spec);
         let on_disk = lock(&self.inner.tiers).disk(name).is_some();
         if !on_disk {
             let verified = match fetch::cached(&dest, spec.sha256.as_ref()) {
@@ -249,8 +269,11 @@ impl LocalNode {
 }
 
 impl NodeControl for LocalNode {
-    fn stage<'a>(&'a self, model: &'a ModelName) -> NodeFuture<'a, StageReport> {
-        Box::pin(self.stage_model(model))
+    fn stage<'a>(&'a self, spec: &'a ModelSpec) -> NodeFuture<'a, StageReport> {
+        Box::pin(async move {
+            self.put_spec(spec.clone());
+            self.stage_model(&spec.name).await
+        })
     }
 
     fn wake<'a>(&'a self, model: &'a ModelName) -> NodeFuture<'a, WakeReport> {

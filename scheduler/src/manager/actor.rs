@@ -26,6 +26,16 @@ pub(super) enum Command {
     Slept { model: ModelName, node: NodeId, result: Result<Tier, NodeError> },
     Status(oneshot::Sender<ManagerStatus>),
     WhenStaged(oneshot::Sender<()>),
+    Upsert(ManagedModel),
+    Remove(ModelName),
+}
+
+/// A change to a model that waits until none of its replicas holds the device.
+enum Pending {
+    /// A spec the engine must load afresh (another artifact, context, template).
+    Respec(greenthread_core::ModelSpec),
+    /// The model is gone: no new requests; it leaves once its replicas have slept.
+    Remove,
 }
 
 struct Waiter {
@@ -73,6 +83,7 @@ struct Model {
     footprint: u64,
     waiters: Vec<Waiter>,
     replicas: BTreeMap<NodeId, Replica>,
+    pending: Option<Pending>,
 }
 
 impl Model {
@@ -127,7 +138,13 @@ impl Actor {
                 let name = m.spec.name.clone();
                 (
                     name,
-                    Model { spec: m.spec, footprint: m.device_bytes, waiters: Vec::new(), replicas: BTreeMap::new() },
+                    Model {
+                        spec: m.spec,
+                        footprint: m.device_bytes,
+                        waiters: Vec::new(),
+                        replicas: BTreeMap::new(),
+                        pending: None,
+                    },
                 )
             })
             .collect();
@@ -177,6 +194,98 @@ impl Actor {
                 self.staged_waiters.push(reply);
                 self.release_staged_waiters();
             }
+            Command::Upsert(model) => self.upsert(model),
+            Command::Remove(name) => self.remove_model(&name),
+        }
+    }
+
+    // ----- specs -----
+
+    /// Adds a model, or changes one. A change the engine must load afresh
+    /// drains the model's replicas first (requests meanwhile wait for the
+    /// new spec); any other change (scaling, aliases) applies at once.
+    fn upsert(&mut self, managed: ManagedModel) {
+        let name = managed.spec.name.clone();
+        let Some(m) = self.models.get_mut(&name) else {
+            let model = Model {
+                spec: managed.spec,
+                footprint: managed.device_bytes,
+                waiters: Vec::new(),
+                replicas: BTreeMap::new(),
+                pending: None,
+            };
+            self.models.insert(name.clone(), model);
+            tracing::info!(model = %name, "Model added");
+            self.stage_initial(&name);
+            return;
+        };
+        let (old, new) = (&m.spec, &managed.spec);
+        let reloads = (&old.artifact, &old.sha256, old.context_length, &old.chat_template)
+            != (&new.artifact, &new.sha256, new.context_length, &new.chat_template);
+        if reloads || matches!(m.pending, Some(Pending::Respec(_))) {
+            tracing::info!(model = %name, "Model changed; its replicas restart with the new spec");
+            m.pending = Some(Pending::Respec(managed.spec));
+            self.retire(&name);
+        } else {
+            m.spec = managed.spec;
+            m.pending = None;
+            self.schedule(&name);
+        }
+    }
+
+    /// Takes a model out: waiting requests are told it is gone, and it
+    /// leaves once its requests in flight are done and its replicas slept.
+    fn remove_model(&mut self, name: &ModelName) {
+        let Some(m) = self.models.get_mut(name) else { return };
+        m.pending = Some(Pending::Remove);
+        self.fail_waiters(name, &AcquireError::UnknownModel(name.to_string()));
+        self.retire(name);
+    }
+
+    fn retire_all(&mut self) {
+        let pending: Vec<ModelName> =
+            self.models.iter().filter(|(_, m)| m.pending.is_some()).map(|(n, _)| n.clone()).collect();
+        for name in pending {
+            self.retire(&name);
+        }
+    }
+
+    /// One step of a pending change: idle replicas go to sleep; once none
+    /// holds the device, the change is made.
+    fn retire(&mut self, name: &ModelName) {
+        let Some(m) = self.models.get(name) else { return };
+        let idle: Vec<NodeId> = m
+            .replicas
+            .iter()
+            .filter(|(_, r)| r.state == ModelState::Serving && !r.busy && r.in_flight == 0)
+            .map(|(n, _)| n.clone())
+            .collect();
+        for node in idle {
+            self.start_sleep(name, &node, Cause::Updated);
+        }
+        let Some(m) = self.models.get_mut(name) else { return };
+        let settled = m.replicas.values().all(|r| !r.busy && !r.state.on_device() && r.state != ModelState::Fetching);
+        if !settled {
+            return;
+        }
+        for node in self.nodes.values_mut() {
+            node.weights.remove(name);
+        }
+        match m.pending.take() {
+            Some(Pending::Remove) => {
+                self.models.remove(name);
+                tracing::info!(model = %name, "Model removed");
+            }
+            Some(Pending::Respec(spec)) => {
+                m.spec = spec;
+                m.replicas.clear();
+                if m.waiters.is_empty() {
+                    self.stage_initial(name);
+                } else {
+                    self.schedule(name);
+                }
+            }
+            None => {}
         }
     }
 
@@ -226,12 +335,16 @@ impl Actor {
     fn stage_everything(&mut self) {
         let names: Vec<ModelName> = self.models.keys().cloned().collect();
         for name in names {
-            if self.models[&name].replicas.is_empty()
-                && let Placement::On { node, .. } = self.placement(&name, 0, &[], Duration::ZERO)
-                && let Ok(node) = NodeId::parse(&node)
-            {
-                self.start_stage(&name, &node, Cause::Startup);
-            }
+            self.stage_initial(&name);
+        }
+    }
+
+    fn stage_initial(&mut self, name: &ModelName) {
+        if self.models[name].replicas.is_empty()
+            && let Placement::On { node, .. } = self.placement(name, 0, &[], Duration::ZERO)
+            && let Ok(node) = NodeId::parse(&node)
+        {
+            self.start_stage(name, &node, Cause::Startup);
         }
     }
 
@@ -243,7 +356,7 @@ impl Actor {
         avoid: Vec<NodeId>,
         reply: oneshot::Sender<Result<Lease, AcquireError>>,
     ) {
-        let Some(m) = self.models.get_mut(&model) else {
+        let Some(m) = self.models.get_mut(&model).filter(|m| !matches!(m.pending, Some(Pending::Remove))) else {
             let _ = reply.send(Err(AcquireError::UnknownModel(model.to_string())));
             return;
         };
@@ -255,7 +368,8 @@ impl Actor {
     /// Hands every waiter that a serving replica can take a lease on the
     /// least busy such replica.
     fn serve_waiters(&mut self, name: &ModelName) {
-        let Some(m) = self.models.get_mut(name) else { return };
+        // A model whose spec is changing serves nothing until it has changed.
+        let Some(m) = self.models.get_mut(name).filter(|m| m.pending.is_none()) else { return };
         let now = Instant::now();
         let mut still_waiting = Vec::new();
         for waiter in std::mem::take(&mut m.waiters) {
@@ -313,6 +427,7 @@ impl Actor {
 
     /// Schedules every model that wants more device presence, oldest request first.
     fn schedule_all(&mut self) {
+        self.retire_all();
         let mut wanting: Vec<(Option<Instant>, ModelName)> = self
             .models
             .iter()
@@ -330,6 +445,9 @@ impl Actor {
     /// take, fewer replicas than `min_replicas`, or more load than its
     /// replicas absorb (up to `max_replicas`).
     fn wants_replica(&self, m: &Model) -> bool {
+        if m.pending.is_some() {
+            return false;
+        }
         let on_device = m.on_device() as u32;
         if on_device < m.spec.scaling.min_replicas {
             return true;
@@ -469,8 +587,9 @@ impl Actor {
         if !self.transition(name, node, ModelState::Fetching, cause) {
             return;
         }
+        let spec = self.models[name].spec.clone();
         self.spawn_op(name, node, |control, model, node, tx| async move {
-            let result = control.stage(&model).await;
+            let result = control.stage(&spec).await;
             let _ = tx.send(Command::Staged { model, node, result });
         });
     }

@@ -92,8 +92,12 @@ pub enum Cause {
     Startup,
     Request,
     Idle,
-    Preempted { by: ModelName },
+    Preempted {
+        by: ModelName,
+    },
     Failure,
+    /// Its spec changed or it was removed.
+    Updated,
 }
 
 impl Cause {
@@ -104,6 +108,7 @@ impl Cause {
             Self::Idle => "idle",
             Self::Preempted { .. } => "preempted",
             Self::Failure => "failure",
+            Self::Updated => "updated",
         }
     }
 }
@@ -272,6 +277,17 @@ impl ModelManager {
     /// Takes a node out: its replicas are gone, their models placed again when needed.
     pub fn remove_node(&self, node: &NodeId) {
         let _ = self.tx.send(Command::RemoveNode(node.clone()));
+    }
+
+    /// Adds a model or changes its spec: a change the engine must load
+    /// afresh drains and restarts its replicas; scaling changes apply at once.
+    pub fn upsert(&self, model: ManagedModel) {
+        let _ = self.tx.send(Command::Upsert(model));
+    }
+
+    /// Removes a model once its requests in flight are done; waiting requests fail.
+    pub fn remove(&self, model: &ModelName) {
+        let _ = self.tx.send(Command::Remove(model.clone()));
     }
 
     /// Every model's replicas and the devices' use.

@@ -24,6 +24,8 @@ struct NodeLog {
     sleeps: HashMap<String, u32>,
     on_device: u64,
     peak: u64,
+    /// The artifact of every stage call, in order.
+    staged: Vec<String>,
 }
 
 impl ScriptedNode {
@@ -39,7 +41,9 @@ impl ScriptedNode {
 }
 
 impl NodeControl for ScriptedNode {
-    fn stage<'a>(&'a self, model: &'a ModelName) -> NodeFuture<'a, StageReport> {
+    fn stage<'a>(&'a self, spec: &'a ModelSpec) -> NodeFuture<'a, StageReport> {
+        let model = &spec.name;
+        self.state.lock().unwrap().staged.push(spec.artifact.to_string());
         Box::pin(async move {
             tokio::time::sleep(Duration::from_millis(10)).await;
             if self.broken.contains(&model.to_string()) {
@@ -441,4 +445,57 @@ async fn a_node_that_joins_with_a_model_on_its_device_is_adopted_without_a_wake(
     let lease = m.acquire(&name("a")).await.unwrap();
     assert_eq!(lease.node().as_str(), "n1");
     assert_eq!(n1.wakes("a"), 0, "the running replica was adopted");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_new_artifact_drains_the_old_replica_and_serves_from_the_new_one() {
+    let n = node(&[("a", 10)], Duration::from_millis(100));
+    let m = ModelManager::start(one(&n, 100), vec![model("a", 10, |_| {})], config(100), Arc::new(NoObserver));
+    let lease = m.acquire(&name("a")).await.unwrap();
+    let mut changed = model("a", 10, |_| {});
+    changed.spec.artifact = ArtifactUri::File("/m/a-v2.gguf".into());
+    m.upsert(changed);
+    // A request arriving during the change waits for the new spec, not the old replica.
+    let waiting = tokio::spawn({
+        let m = m.clone();
+        async move { m.acquire(&name("a")).await }
+    });
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(!waiting.is_finished(), "the old replica, still in use, must not take new requests");
+    assert_eq!(n.sleeps("a"), 0, "a replica with a request in flight is not put to sleep");
+    drop(lease);
+    let second = waiting.await.unwrap().unwrap();
+    assert_eq!(n.sleeps("a"), 1);
+    assert_eq!(n.wakes("a"), 2);
+    assert_eq!(n.state.lock().unwrap().staged, ["file:///m/a.gguf", "file:///m/a-v2.gguf"]);
+    drop(second);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_scaling_change_applies_without_restarting() {
+    let n = node(&[("a", 10)], Duration::from_millis(100));
+    let m = ModelManager::start(one(&n, 100), vec![model("a", 10, |_| {})], config(100), Arc::new(NoObserver));
+    drop(m.acquire(&name("a")).await.unwrap());
+    m.upsert(model("a", 10, |s| s.min_replicas = 1));
+    tokio::time::sleep(Duration::from_secs(600)).await;
+    assert_eq!(state_of(&m, "a").await, ModelState::Serving, "min_replicas 1 now keeps it awake");
+    assert_eq!((n.wakes("a"), n.sleeps("a")), (1, 0));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_removed_model_finishes_its_request_then_leaves() {
+    let n = node(&[("a", 10), ("b", 10)], Duration::from_millis(100));
+    let m = ModelManager::start(one(&n, 100), vec![model("a", 10, |_| {})], config(100), Arc::new(NoObserver));
+    m.upsert(model("b", 10, |_| {}));
+    drop(m.acquire(&name("b")).await.expect("an added model is served"));
+    let lease = m.acquire(&name("a")).await.unwrap();
+    m.remove(&name("a"));
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(matches!(m.acquire(&name("a")).await, Err(AcquireError::UnknownModel(_))));
+    assert_eq!(n.sleeps("a"), 0, "its request in flight finishes first");
+    drop(lease);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(n.sleeps("a"), 1);
+    let names: Vec<String> = m.status().await.unwrap().models.iter().map(|s| s.name.to_string()).collect();
+    assert_eq!(names, ["b"]);
 }
