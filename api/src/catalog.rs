@@ -61,6 +61,23 @@ impl ModelCatalog {
         }
     }
 
+    /// Stops offering a model.
+    pub fn remove(&self, name: &greenthread_core::ModelName) {
+        let mut index = self.index.write().unwrap_or_else(PoisonError::into_inner);
+        let Some(i) = index.models.iter().position(|m| m.spec.name == *name) else { return };
+        index.models.remove(i);
+        let rebuilt: Vec<Arc<CatalogEntry>> = std::mem::take(&mut index.models);
+        index.by_id.clear();
+        for entry in rebuilt {
+            let slot = index.models.len();
+            index.by_id.insert(entry.spec.name.to_string(), slot);
+            for alias in &entry.spec.aliases {
+                index.by_id.entry(alias.to_string()).or_insert(slot);
+            }
+            index.models.push(entry);
+        }
+    }
+
     /// The model a `"model"` value names, by name or alias.
     pub fn resolve(&self, id: &str) -> Option<Arc<CatalogEntry>> {
         let index = self.index.read().unwrap_or_else(PoisonError::into_inner);

@@ -25,11 +25,33 @@ pub enum Command {
     /// Run a node of a cluster: its models' weights and engines, driven by
     /// the scheduler at --control-plane.
     Node(NodeArgs),
+    /// Show what applying a desired-state folder would change. Exit code:
+    /// 0 no changes, 2 changes pending, 1 error.
+    Plan(GitopsArgs),
+    /// Apply a desired-state folder (plan, then apply exactly that plan).
+    /// Exit code: 0 applied or nothing to do, 1 error.
+    Apply(GitopsArgs),
+    /// Print the management API's GraphQL schema (SDL).
+    Schema,
+}
+
+#[derive(Debug, Args)]
+pub struct GitopsArgs {
+    /// A desired-state file, or a folder of *.yaml files.
+    #[arg(short = 'f', long = "file")]
+    pub path: PathBuf,
+    /// The server's base URL.
+    #[arg(long, env = "GREENTHREAD_URL", default_value = "http://127.0.0.1:8080")]
+    pub url: String,
+    /// An API key with the manage scope (admin to create projects). Never logged.
+    #[arg(long, env = "GREENTHREAD_API_KEY", hide_env_values = true)]
+    pub api_key: String,
 }
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// YAML file with a `models:` list (name, artifact, …).
+    /// Desired-state document (a YAML file or a folder of them: projects,
+    /// services, models), applied at start to the projects it names.
     #[arg(long, env = "GREENTHREAD_CONFIG")]
     pub config: Option<PathBuf>,
     /// Directory for the server's state (the disk tier lives in its `cache/`); one server per directory.
@@ -44,6 +66,17 @@ pub struct ServeArgs {
     /// Secret shared with the nodes; nodes holding it may join. Never logged.
     #[arg(long, env = "GREENTHREAD_CLUSTER_TOKEN", hide_env_values = true)]
     pub cluster_token: Option<String>,
+    /// Database of the management plane: `postgres://…`, or `sqlite://…` [default: SQLite in the data directory].
+    #[arg(long, env = "GREENTHREAD_DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+    /// Open mode for a demo: requests without an API key may call every
+    /// model until the first key with the inference scope is created.
+    #[arg(long, env = "GREENTHREAD_OPEN")]
+    pub open: bool,
+    /// Directories that artifacts of models created through the API may
+    /// come from (repeatable) [default: <data-dir>/artifacts and the models cache].
+    #[arg(long = "artifact-dir", env = "GREENTHREAD_ARTIFACT_DIRS", value_delimiter = ':')]
+    pub artifact_dirs: Vec<PathBuf>,
     #[command(flatten)]
     pub tiers: TierArgs,
     #[command(flatten)]

@@ -8,11 +8,17 @@ pub mod catalog;
 pub mod cli;
 pub mod cluster;
 pub mod config;
+pub mod gitops;
+pub mod graphql;
 pub mod http;
+pub mod manage;
 pub mod metrics;
 pub mod openai;
 mod serve;
 pub mod status;
 pub mod store;
 
-pub use serve::{Budgets, LOCAL_NODE, Platform, ServeError, run_node, run_serve, start_platform};
+pub use serve::{
+    Budgets, LOCAL_NODE, ManagedOptions, Platform, SYNC_EVERY, ServeError, Started, run_node, run_serve, start_managed,
+    start_platform,
+};

@@ -20,17 +20,43 @@ fn main() -> std::process::ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Serve(args) => greenthread_api::run_serve(args).await,
-            Command::Node(args) => greenthread_api::run_node(args).await,
+            Command::Serve(args) => greenthread_api::run_serve(args).await.map_err(Stopped::from),
+            Command::Node(args) => greenthread_api::run_node(args).await.map_err(Stopped::from),
+            Command::Plan(args) => Err(Stopped::from(greenthread_api::gitops::run_plan(args).await)),
+            Command::Apply(args) => Err(Stopped::from(greenthread_api::gitops::run_apply(args).await)),
+            Command::Schema => {
+                print!("{}", greenthread_api::graphql::sdl());
+                Ok(())
+            }
         }
     });
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
+        Err(Stopped::Gitops(exit)) => std::process::ExitCode::from(exit as u8),
+        Err(Stopped::Serve(e)) => {
             tracing::error!(error = %e, "greenthread stopped");
             eprintln!("error: {e}");
             std::process::ExitCode::FAILURE
         }
+    }
+}
+
+/// How a command ended other than cleanly.
+enum Stopped {
+    Serve(greenthread_api::ServeError),
+    /// A plan or apply, with its exit code (which may be a success).
+    Gitops(greenthread_api::gitops::GitopsExit),
+}
+
+impl From<greenthread_api::ServeError> for Stopped {
+    fn from(e: greenthread_api::ServeError) -> Self {
+        Self::Serve(e)
+    }
+}
+
+impl From<greenthread_api::gitops::GitopsExit> for Stopped {
+    fn from(e: greenthread_api::gitops::GitopsExit) -> Self {
+        Self::Gitops(e)
     }
 }
 

@@ -5,6 +5,7 @@
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use greenthread_core::{ModelSpec, NodeId};
 use greenthread_node_runtime::builtin::BuiltinEngine;
@@ -12,13 +13,18 @@ use greenthread_node_runtime::node::{HostResources, LocalNode, NodeConfig, TierB
 use greenthread_scheduler::{ManagedModel, ManagerConfig, ModelManager, NodeHandle, PreemptionRules};
 
 use crate::access::Scheduled;
+use crate::auth::KeyService;
 use crate::catalog::ModelCatalog;
 use crate::cli::{NodeArgs, ServeArgs, TierArgs};
 use crate::cluster::Cluster;
 use crate::cluster::token::ClusterToken;
 use crate::config::{Config, ConfigError};
+use crate::http::gate::Gate;
 use crate::http::state::{AppState, Limits};
+use crate::manage::{ArtifactPolicy, Management, Registry};
 use crate::metrics::Metrics;
+use crate::store::{Clock, Store, SystemClock, state};
+use greenthread_core::desired::StateDoc;
 
 /// The id of the node inside an all-in-one server.
 pub const LOCAL_NODE: &str = "local";
@@ -42,6 +48,10 @@ pub enum ServeError {
     Listen { addr: std::net::SocketAddr, source: std::io::Error },
     #[error("server failed: {0}")]
     Server(std::io::Error),
+    #[error("database: {0}")]
+    Store(#[from] crate::store::StoreError),
+    #[error("--config: {0}")]
+    ConfigApply(crate::manage::OpError),
 }
 
 /// Byte budgets of all tiers of a node.
@@ -99,10 +109,10 @@ fn cluster_token(raw: Option<&str>) -> Result<Option<ClusterToken>, ServeError> 
 pub async fn run_serve(args: ServeArgs) -> Result<(), ServeError> {
     let _lock = lock_data_dir(&args.data_dir)?;
     let config = match &args.config {
-        Some(path) => Config::load(path)?,
+        Some(path) => Some(Config::load(path)?),
         None => {
-            tracing::warn!("No --config given: serving no models");
-            Config::default()
+            tracing::info!("No --config given: serving the models in the database");
+            None
         }
     };
     let token = cluster_token(args.cluster_token.as_deref())?;
@@ -118,7 +128,7 @@ pub async fn run_serve(args: ServeArgs) -> Result<(), ServeError> {
         device_budget = %greenthread_core::ByteSize(budgets.device),
         ram_budget = %greenthread_core::ByteSize(budgets.ram),
         disk_budget = %greenthread_core::ByteSize(budgets.disk),
-        models = config.models.len(),
+        models_in_config = config.as_ref().map_or(0, |c| c.state.models.len()),
         "Starting"
     );
     let platform = Platform {
@@ -133,13 +143,100 @@ pub async fn run_serve(args: ServeArgs) -> Result<(), ServeError> {
         local_node: !args.no_local_node,
         cluster_token: token,
     };
-    let state = start_platform(&config.models, &args.data_dir, platform).await?;
+    let mut artifact_dirs = args.artifact_dirs.clone();
+    if artifact_dirs.is_empty() {
+        let own = args.data_dir.join("artifacts");
+        std::fs::create_dir_all(&own).map_err(|source| ServeError::DataDir { path: own.clone(), source })?;
+        artifact_dirs.push(own);
+        if let Some(models) = std::env::var_os("GREENTHREAD_MODELS") {
+            artifact_dirs.push(PathBuf::from(models));
+        }
+    }
+    let options = ManagedOptions {
+        database_url: args.database_url.clone().unwrap_or_else(|| Store::sqlite_url(&args.data_dir)),
+        open_mode: args.open,
+        artifact_dirs,
+        admin_token: std::env::var(crate::auth::ADMIN_TOKEN_ENV).ok().filter(|t| !t.is_empty()),
+        config: config.map(|c| c.state),
+        clock: Arc::new(SystemClock),
+        sync_every: SYNC_EVERY,
+    };
+    let started = start_managed(&args.data_dir, platform, options).await?;
+    if let Some(secret) = &started.bootstrap_secret {
+        // Printed once, to the terminal only: the database keeps a hash.
+        eprintln!(
+            "\n  An admin API key was created for this new installation. It is shown only now:\n\n    {secret}\n\n  \
+             Use it as `Authorization: Bearer <key>` for /graphql, and create other keys there.\n"
+        );
+    }
+    if args.open {
+        tracing::warn!("Open mode: requests without an API key may call models until the first inference key exists");
+    }
+    let state = started.state;
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .map_err(|source| ServeError::Listen { addr: args.listen, source })?;
     let addr = listener.local_addr().map_err(ServeError::Server)?;
     tracing::info!(%addr, "Serving the OpenAI API at http://{addr}/v1");
     crate::http::serve(listener, crate::http::router(state)).await.map_err(ServeError::Server)
+}
+
+/// How often a server re-reads the model specs, for changes made through
+/// another server of the same database.
+pub const SYNC_EVERY: Duration = Duration::from_secs(5);
+
+/// The management plane's settings.
+pub struct ManagedOptions {
+    /// `sqlite://…` or `postgres://…`.
+    pub database_url: String,
+    /// Requests without a key may call models until the first inference key exists.
+    pub open_mode: bool,
+    /// Where artifacts of models created through the API may come from.
+    pub artifact_dirs: Vec<PathBuf>,
+    /// A bootstrap admin secret to accept (stored hashed), instead of generating one.
+    pub admin_token: Option<String>,
+    /// A desired-state document to apply at start (`--config`).
+    pub config: Option<StateDoc>,
+    pub clock: Arc<dyn Clock>,
+    pub sync_every: Duration,
+}
+
+/// A started server: its state, and a bootstrap admin secret to show once.
+pub struct Started {
+    pub state: AppState,
+    pub bootstrap_secret: Option<String>,
+}
+
+/// Opens the database (migrating it), applies `--config`, starts the
+/// platform with the stored models, and adds the management plane: keys,
+/// GraphQL, and the registry that keeps serving in step with the database.
+///
+/// # Errors
+/// [`ServeError`] when the database, the config or the platform fails.
+pub async fn start_managed(
+    data_dir: &Path,
+    platform: Platform,
+    options: ManagedOptions,
+) -> Result<Started, ServeError> {
+    let store = Store::open(&options.database_url, options.clock.clone()).await?;
+    if let Some(doc) = &options.config {
+        crate::manage::apply_config(&store, doc).await.map_err(ServeError::ConfigApply)?;
+    }
+    let specs: Vec<ModelSpec> = state::load(store.db()).await?.doc.models.into_iter().map(|m| m.spec).collect();
+    let mut app = start_platform(&specs, data_dir, platform).await?;
+    let registry = Arc::new(Registry::new(store.clone(), app.catalog.clone(), app.manager.clone(), &specs));
+    registry.spawn_periodic(options.sync_every);
+    let keys = Arc::new(KeyService::new(store.clone()).await?);
+    let bootstrap_secret = keys.bootstrap_admin(options.admin_token.as_deref()).await?;
+    let management = Arc::new(Management {
+        store,
+        keys: keys.clone(),
+        registry,
+        artifacts: ArtifactPolicy::new(options.artifact_dirs),
+    });
+    app.gate = Some(Arc::new(Gate { keys, open_mode: options.open_mode }));
+    app.management = Some(management);
+    Ok(Started { state: app, bootstrap_secret })
 }
 
 /// Builds the scheduler, this process's node (if any), the cluster (if a
@@ -181,7 +278,17 @@ pub async fn start_platform(specs: &[ModelSpec], data_dir: &Path, platform: Plat
         }
     }
     let access = Arc::new(Scheduled { manager: manager.clone(), local: local.clone(), cluster: cluster.clone() });
-    Ok(AppState { catalog, access, manager: Some(manager), node: local.map(|(_, n)| n), cluster, metrics, limits })
+    Ok(AppState {
+        catalog,
+        access,
+        manager: Some(manager),
+        node: local.map(|(_, n)| n),
+        cluster,
+        metrics,
+        limits,
+        gate: None,
+        management: None,
+    })
 }
 
 fn new_local_node(

@@ -92,6 +92,8 @@ pub fn router(node: LocalNode, token: ClusterToken, limits: Limits) -> Router {
         cluster: None,
         metrics: Arc::new(Metrics::new()),
         limits,
+        gate: None,
+        management: None,
     };
     let models = crate::http::model_routes().with_state(api_state);
     Router::new()

@@ -32,6 +32,10 @@ pub enum ApiError {
     Waking { model: String, waited_s: u64, retry_after_s: u64 },
     #[error("The model `{model}` cannot be served: {reason}")]
     ModelFailed { model: String, reason: String },
+    #[error("{0}")]
+    Unauthenticated(String),
+    #[error("{0}")]
+    PermissionDenied(String),
     /// A fault of the server; the detail is logged, never sent.
     #[error("The server had an error while processing your request.")]
     Internal(String),
@@ -46,6 +50,8 @@ impl ApiError {
 
     pub fn status(&self) -> StatusCode {
         match self {
+            Self::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
+            Self::PermissionDenied(_) => StatusCode::FORBIDDEN,
             Self::BadJson(_)
             | Self::InvalidParam { .. }
             | Self::Unsupported { .. }
@@ -83,6 +89,8 @@ impl ApiError {
     pub fn code(&self) -> Option<&'static str> {
         match self {
             Self::BadJson(_) => Some("invalid_json"),
+            Self::Unauthenticated(_) => Some("invalid_api_key"),
+            Self::PermissionDenied(_) => Some("insufficient_permissions"),
             Self::InvalidParam { .. } => Some("invalid_value"),
             Self::Unsupported { .. } => Some("unsupported_parameter"),
             Self::ModelNotFound(_) => Some("model_not_found"),

@@ -1,6 +1,7 @@
 //! The HTTP server: routes, limits, request logging and graceful shutdown.
 
 pub mod error;
+pub mod gate;
 pub mod json;
 pub mod state;
 
@@ -33,6 +34,15 @@ pub fn router(state: AppState) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state.clone());
+    if let Some(management) = &state.management {
+        let graphql = crate::graphql::GraphqlState::new(
+            management.clone(),
+            state.manager.clone(),
+            state.catalog.clone(),
+            crate::graphql::RateLimiter::standard(),
+        );
+        router = router.merge(crate::graphql::router(graphql));
+    }
     if let Some(cluster) = &state.cluster {
         let internal = Router::new()
             .route("/internal/v1/nodes/heartbeat", post(crate::cluster::heartbeat))

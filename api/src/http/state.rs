@@ -43,4 +43,8 @@ pub struct AppState {
     pub cluster: Option<Arc<Cluster>>,
     pub metrics: Arc<Metrics>,
     pub limits: Limits,
+    /// Who may call models; `None`: anyone (no management plane).
+    pub gate: Option<Arc<crate::http::gate::Gate>>,
+    /// The management plane, where this server has one.
+    pub management: Option<Arc<crate::manage::Management>>,
 }

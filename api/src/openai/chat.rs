@@ -20,23 +20,26 @@ use super::validate::{self, ValidChat};
 use super::{Route, dispatch, model_for_body, model_for_path};
 use crate::catalog::CatalogEntry;
 use crate::http::error::{ApiError, ApiResult};
+use crate::http::gate::Caller;
 use crate::http::json::ApiJson;
 use crate::http::state::AppState;
 
 pub async fn unified(
     State(state): State<AppState>,
+    caller: Caller,
     ApiJson(req, raw): ApiJson<ChatCompletionRequest>,
 ) -> ApiResult<Response> {
-    let model = model_for_body(&state, req.model.as_deref())?;
+    let model = model_for_body(&state, &caller, req.model.as_deref())?;
     complete(&state, model, req, raw).await
 }
 
 pub async fn per_model(
     State(state): State<AppState>,
+    caller: Caller,
     Path(name): Path<String>,
     ApiJson(req, raw): ApiJson<ChatCompletionRequest>,
 ) -> ApiResult<Response> {
-    let model = model_for_path(&state, &name)?;
+    let model = model_for_path(&state, &caller, &name)?;
     complete(&state, model, req, raw).await
 }
 

@@ -21,18 +21,28 @@ use crate::access::Target;
 use crate::catalog::CatalogEntry;
 use crate::cluster::proxy::Retry;
 use crate::http::error::{ApiError, ApiResult};
+use crate::http::gate::Caller;
 use crate::http::state::AppState;
 
 /// The model a request body's `"model"` names (name or alias).
-fn model_for_body(state: &AppState, id: Option<&str>) -> ApiResult<Arc<CatalogEntry>> {
+/// A model of another project is not found, exactly like one that does not exist.
+fn model_for_body(state: &AppState, caller: &Caller, id: Option<&str>) -> ApiResult<Arc<CatalogEntry>> {
     let id = id.ok_or_else(|| ApiError::invalid("model", "Missing required parameter: 'model'."))?;
-    state.catalog.resolve(id).ok_or_else(|| ApiError::ModelNotFound(id.to_owned()))
+    state
+        .catalog
+        .resolve(id)
+        .filter(|m| caller.may_call(&m.spec.project))
+        .ok_or_else(|| ApiError::ModelNotFound(id.to_owned()))
 }
 
 /// The model of a per-model URL `/<name>/v1/...`. The URL decides; the body's
 /// `"model"` is not consulted there, so one base URL per model works with any SDK.
-fn model_for_path(state: &AppState, name: &str) -> ApiResult<Arc<CatalogEntry>> {
-    state.catalog.by_name(name).ok_or_else(|| ApiError::ModelNotFound(name.to_owned()))
+fn model_for_path(state: &AppState, caller: &Caller, name: &str) -> ApiResult<Arc<CatalogEntry>> {
+    state
+        .catalog
+        .by_name(name)
+        .filter(|m| caller.may_call(&m.spec.project))
+        .ok_or_else(|| ApiError::ModelNotFound(name.to_owned()))
 }
 
 /// The OpenAI routes a gateway forwards to nodes.

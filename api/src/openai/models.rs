@@ -7,33 +7,45 @@ use super::types::{ModelList, ModelObject};
 use super::{model_for_body, model_for_path};
 use crate::catalog::CatalogEntry;
 use crate::http::error::ApiResult;
+use crate::http::gate::Caller;
 use crate::http::state::AppState;
 
 fn object(m: &CatalogEntry) -> ModelObject {
     ModelObject { id: m.spec.name.to_string(), object: "model", created: m.created, owned_by: "greenthread" }
 }
 
-pub async fn list(State(state): State<AppState>) -> Json<ModelList> {
-    Json(ModelList { object: "list", data: state.catalog.all().iter().map(|m| object(m)).collect() })
+/// The models the caller may call.
+pub async fn list(State(state): State<AppState>, caller: Caller) -> Json<ModelList> {
+    let data = state.catalog.all().iter().filter(|m| caller.may_call(&m.spec.project)).map(|m| object(m)).collect();
+    Json(ModelList { object: "list", data })
 }
 
 /// `id` may be a name or an alias (aliases can contain `/`).
-pub async fn retrieve(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<ModelObject>> {
-    Ok(Json(object(model_for_body(&state, Some(&id))?.as_ref())))
+pub async fn retrieve(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<ModelObject>> {
+    Ok(Json(object(model_for_body(&state, &caller, Some(&id))?.as_ref())))
 }
 
 /// Under a per-model prefix the list holds that model alone.
-pub async fn list_one(State(state): State<AppState>, Path(name): Path<String>) -> ApiResult<Json<ModelList>> {
-    let model = model_for_path(&state, &name)?;
+pub async fn list_one(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> ApiResult<Json<ModelList>> {
+    let model = model_for_path(&state, &caller, &name)?;
     Ok(Json(ModelList { object: "list", data: vec![object(&model)] }))
 }
 
 pub async fn retrieve_one(
     State(state): State<AppState>,
+    caller: Caller,
     Path((name, id)): Path<(String, String)>,
 ) -> ApiResult<Json<ModelObject>> {
-    let model = model_for_path(&state, &name)?;
-    let other = model_for_body(&state, Some(&id))?;
+    let model = model_for_path(&state, &caller, &name)?;
+    let other = model_for_body(&state, &caller, Some(&id))?;
     if other.spec.name != model.spec.name {
         return Err(crate::http::error::ApiError::ModelNotFound(id));
     }

@@ -1,0 +1,680 @@
+//! Writes. Each mutation validates its input (problems come back as
+//! `userErrors`, with nothing written), checks the key's scope, and makes its
+//! change and the change's audit event in one transaction.
+
+use async_graphql::{Context, ID, InputObject, Json, Object};
+use chrono::{DateTime, Utc};
+use greenthread_core::desired::{ModelDecl, ProjectDecl, ServiceDecl, default_service};
+use greenthread_core::{ArtifactUri, ModelAlias, ModelName, ModelSpec, Sha256Digest, WarmTier, parse_duration};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+use uuid::Uuid;
+
+use super::errors::{FORBIDDEN, NOT_FOUND, coded, internal, principal, split};
+use super::query::{readable_model, readable_project};
+use super::types::{
+    ApiKey, ApiKeyPayload, ApplyPayload, Change, CreateApiKeyPayload, DeletePayload, Model, ModelPayload, PlanPayload,
+    Project, ProjectPayload, Service, ServicePayload, management,
+};
+use crate::auth::{Principal, Scope, parse_scopes};
+use crate::config::Config;
+use crate::manage::{Caller, OpError, UserError};
+use crate::store::entities::{api_key, model};
+use crate::store::{DEFAULT_SERVICE, keys, state};
+
+pub struct MutationRoot;
+
+#[derive(InputObject)]
+pub struct CreateProjectInput {
+    pub name: String,
+    pub description: Option<String>,
+}
+
+#[derive(InputObject)]
+pub struct UpdateProjectInput {
+    pub name: String,
+    pub description: Option<String>,
+}
+
+#[derive(InputObject)]
+pub struct DeleteProjectInput {
+    pub name: String,
+}
+
+#[derive(InputObject)]
+pub struct CreateServiceInput {
+    pub project: String,
+    pub name: String,
+    pub description: Option<String>,
+}
+
+#[derive(InputObject)]
+pub struct UpdateServiceInput {
+    pub project: String,
+    pub name: String,
+    pub description: Option<String>,
+}
+
+#[derive(InputObject)]
+pub struct DeleteServiceInput {
+    pub project: String,
+    pub name: String,
+}
+
+/// Scaling fields; those left out keep their value (defaults when creating).
+#[derive(InputObject, Default)]
+pub struct ScalingInput {
+    pub min_replicas: Option<u32>,
+    pub max_replicas: Option<u32>,
+    /// `30s`, `5m`, `1h`.
+    pub idle_timeout: Option<String>,
+    /// `ram`, `disk` or `object`.
+    pub warm_tier: Option<String>,
+    pub never_preempt: Option<bool>,
+}
+
+#[derive(InputObject)]
+pub struct CreateModelInput {
+    pub project: String,
+    /// Defaults to the project's `default` service.
+    pub service: Option<String>,
+    pub name: String,
+    /// An absolute path under the server's artifact directories, a `file://` URI, or an object-store URI.
+    pub artifact: String,
+    pub sha256: Option<String>,
+    pub aliases: Option<Vec<String>>,
+    pub context_length: Option<u32>,
+    pub chat_template: Option<String>,
+    pub scaling: Option<ScalingInput>,
+}
+
+/// Fields left out keep their value; an empty `sha256` or `chatTemplate` clears it.
+#[derive(InputObject)]
+pub struct UpdateModelInput {
+    pub name: String,
+    pub service: Option<String>,
+    pub artifact: Option<String>,
+    pub sha256: Option<String>,
+    pub aliases: Option<Vec<String>>,
+    pub context_length: Option<u32>,
+    pub chat_template: Option<String>,
+    pub scaling: Option<ScalingInput>,
+}
+
+#[derive(InputObject)]
+pub struct DeleteModelInput {
+    pub name: String,
+}
+
+#[derive(InputObject)]
+pub struct CreateApiKeyInput {
+    pub project: String,
+    pub name: String,
+    /// `inference`, `read`, `manage`, `admin`.
+    pub scopes: Vec<String>,
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+#[derive(InputObject)]
+pub struct RevokeApiKeyInput {
+    pub id: ID,
+}
+
+/// Collects user errors while parsing an input.
+#[derive(Default)]
+struct Checked(Vec<UserError>);
+
+impl Checked {
+    fn name(&mut self, raw: &str, field: &str) -> Option<ModelName> {
+        ModelName::parse(raw).map_err(|e| self.0.push(UserError::new(field, "INVALID", e.to_string()))).ok()
+    }
+
+    fn artifact(&mut self, raw: &str, field: &str) -> Option<ArtifactUri> {
+        ArtifactUri::parse(raw, None).map_err(|e| self.0.push(UserError::new(field, "INVALID", e.to_string()))).ok()
+    }
+
+    fn sha256(&mut self, raw: &str, field: &str) -> Option<Sha256Digest> {
+        Sha256Digest::parse(raw).map_err(|e| self.0.push(UserError::new(field, "INVALID", e.to_string()))).ok()
+    }
+
+    fn aliases(&mut self, raw: &[String], field: &str) -> Vec<ModelAlias> {
+        raw.iter()
+            .filter_map(|a| {
+                ModelAlias::parse(a).map_err(|e| self.0.push(UserError::new(field, "INVALID", e.to_string()))).ok()
+            })
+            .collect()
+    }
+
+    fn description(&mut self, raw: Option<String>, field: &str) -> Option<String> {
+        match raw {
+            Some(d) if d.len() > 2000 => {
+                self.0.push(UserError::new(field, "INVALID", "at most 2000 characters"));
+                None
+            }
+            other => other,
+        }
+    }
+
+    fn scaling(&mut self, input: ScalingInput, spec: &mut ModelSpec) {
+        let s = &mut spec.scaling;
+        if let Some(v) = input.min_replicas {
+            s.min_replicas = v;
+            if input.max_replicas.is_none() {
+                s.max_replicas = s.max_replicas.max(v);
+            }
+        }
+        if let Some(v) = input.max_replicas {
+            s.max_replicas = v;
+        }
+        if let Some(v) = input.idle_timeout {
+            match parse_duration(&v) {
+                Ok(d) => s.idle_timeout = d,
+                Err(e) => self.0.push(UserError::new("input.scaling.idleTimeout", "INVALID", e.to_string())),
+            }
+        }
+        if let Some(v) = input.warm_tier {
+            match serde_json::from_value::<WarmTier>(serde_json::Value::String(v.clone())) {
+                Ok(t) => s.warm_tier = t,
+                Err(_) => self.0.push(UserError::new(
+                    "input.scaling.warmTier",
+                    "INVALID",
+                    format!("{v:?} is not a tier: use ram, disk or object"),
+                )),
+            }
+        }
+        if let Some(v) = input.never_preempt {
+            s.never_preempt = v;
+        }
+    }
+
+    fn done(self) -> Result<(), Vec<UserError>> {
+        if self.0.is_empty() { Ok(()) } else { Err(self.0) }
+    }
+}
+
+fn needs_manage(p: &Principal, project_id: Uuid) -> async_graphql::Result<()> {
+    if p.can_manage(project_id) {
+        Ok(())
+    } else {
+        Err(coded(FORBIDDEN, "this key has no manage scope for the project"))
+    }
+}
+
+fn taken(field: &str) -> OpError {
+    OpError::User(vec![UserError::new(field, "TAKEN", "the name is already taken")])
+}
+
+fn not_found(field: &str, what: impl std::fmt::Display) -> OpError {
+    OpError::User(vec![UserError::new(field, "NOT_FOUND", format!("{what} not found"))])
+}
+
+async fn model_by_name(ctx: &Context<'_>, name: &str) -> async_graphql::Result<Option<Model>> {
+    model::Entity::find()
+        .filter(model::Column::Name.eq(name))
+        .one(management(ctx).store.db())
+        .await
+        .map_err(internal)?
+        .map(Model::from_row)
+        .transpose()
+}
+
+#[Object]
+impl MutationRoot {
+    /// Creates a project with a `default` service (admin keys only).
+    async fn create_project(
+        &self,
+        ctx: &Context<'_>,
+        input: CreateProjectInput,
+    ) -> async_graphql::Result<ProjectPayload> {
+        let p = principal(ctx)?;
+        let mut c = Checked::default();
+        let name = c.name(&input.name, "input.name");
+        let description = c.description(input.description, "input.description").unwrap_or_default();
+        let name = match (c.done(), name) {
+            (Ok(()), Some(n)) => n,
+            (Err(errors), _) => return Ok(ProjectPayload::failed(errors)),
+            (Ok(()), None) => return Ok(ProjectPayload::failed(checked_errors(&input.name))),
+        };
+        let result = management(ctx)
+            .edit(Caller::Key(p), &p.actor("graphql"), &name, |state, desired| {
+                if state.project_ids.contains_key(&name) {
+                    return Err(taken("input.name"));
+                }
+                desired.projects.push(ProjectDecl { name: name.clone(), description });
+                desired.services.push(ServiceDecl {
+                    project: name.clone(),
+                    name: default_service(),
+                    description: String::new(),
+                });
+                Ok(())
+            })
+            .await;
+        match result {
+            Ok(_) => Ok(ProjectPayload {
+                project: Some(Project(readable_project(ctx, p, name.as_str()).await?)),
+                user_errors: vec![],
+            }),
+            Err(e) => Ok(ProjectPayload::failed(split(e)?)),
+        }
+    }
+
+    async fn update_project(
+        &self,
+        ctx: &Context<'_>,
+        input: UpdateProjectInput,
+    ) -> async_graphql::Result<ProjectPayload> {
+        let p = principal(ctx)?;
+        let row = readable_project(ctx, p, &input.name).await?;
+        needs_manage(p, row.id)?;
+        let mut c = Checked::default();
+        let description = c.description(input.description, "input.description");
+        if let Err(errors) = c.done() {
+            return Ok(ProjectPayload::failed(errors));
+        }
+        let name = ModelName::parse(&row.name).map_err(internal)?;
+        let result = management(ctx)
+            .edit(Caller::Key(p), &p.actor("graphql"), &name, |_, desired| {
+                if let (Some(d), Some(project)) = (description, desired.projects.iter_mut().find(|x| x.name == name)) {
+                    project.description = d;
+                }
+                Ok(())
+            })
+            .await;
+        match result {
+            Ok(_) => Ok(ProjectPayload {
+                project: Some(Project(readable_project(ctx, p, &input.name).await?)),
+                user_errors: vec![],
+            }),
+            Err(e) => Ok(ProjectPayload::failed(split(e)?)),
+        }
+    }
+
+    /// Deletes a project and everything in it: models, services and keys.
+    async fn delete_project(
+        &self,
+        ctx: &Context<'_>,
+        input: DeleteProjectInput,
+    ) -> async_graphql::Result<DeletePayload> {
+        let p = principal(ctx)?;
+        let row = readable_project(ctx, p, &input.name).await?;
+        needs_manage(p, row.id)?;
+        let name = ModelName::parse(&row.name).map_err(internal)?;
+        match management(ctx).delete_project(Caller::Key(p), &p.actor("graphql"), &name).await {
+            Ok(_) => Ok(DeletePayload { deleted_id: Some(ID(row.id.to_string())), user_errors: vec![] }),
+            Err(e) => Ok(DeletePayload::failed(split(e)?)),
+        }
+    }
+
+    async fn create_service(
+        &self,
+        ctx: &Context<'_>,
+        input: CreateServiceInput,
+    ) -> async_graphql::Result<ServicePayload> {
+        let p = principal(ctx)?;
+        let project_row = readable_project(ctx, p, &input.project).await?;
+        needs_manage(p, project_row.id)?;
+        let mut c = Checked::default();
+        let name = c.name(&input.name, "input.name");
+        let description = c.description(input.description, "input.description").unwrap_or_default();
+        let project = ModelName::parse(&project_row.name).map_err(internal)?;
+        let name = match (c.done(), name) {
+            (Ok(()), Some(n)) => n,
+            (Err(errors), _) => return Ok(ServicePayload::failed(errors)),
+            (Ok(()), None) => return Ok(ServicePayload::failed(checked_errors(&input.name))),
+        };
+        let result = management(ctx)
+            .edit(Caller::Key(p), &p.actor("graphql"), &project, |_, desired| {
+                if desired.services.iter().any(|s| s.name == name) {
+                    return Err(taken("input.name"));
+                }
+                desired.services.push(ServiceDecl { project: project.clone(), name: name.clone(), description });
+                Ok(())
+            })
+            .await;
+        match result {
+            Ok(_) => Ok(ServicePayload {
+                service: service_row(ctx, project_row.id, name.as_str()).await?,
+                user_errors: vec![],
+            }),
+            Err(e) => Ok(ServicePayload::failed(split(e)?)),
+        }
+    }
+
+    async fn update_service(
+        &self,
+        ctx: &Context<'_>,
+        input: UpdateServiceInput,
+    ) -> async_graphql::Result<ServicePayload> {
+        let p = principal(ctx)?;
+        let project_row = readable_project(ctx, p, &input.project).await?;
+        needs_manage(p, project_row.id)?;
+        let mut c = Checked::default();
+        let description = c.description(input.description, "input.description");
+        if let Err(errors) = c.done() {
+            return Ok(ServicePayload::failed(errors));
+        }
+        let project = ModelName::parse(&project_row.name).map_err(internal)?;
+        let result = management(ctx)
+            .edit(Caller::Key(p), &p.actor("graphql"), &project, |_, desired| {
+                let service = desired
+                    .services
+                    .iter_mut()
+                    .find(|s| s.name.as_str() == input.name)
+                    .ok_or_else(|| not_found("input.name", format!("service {}", input.name)))?;
+                if let Some(d) = description {
+                    service.description = d;
+                }
+                Ok(())
+            })
+            .await;
+        match result {
+            Ok(_) => Ok(ServicePayload {
+                service: service_row(ctx, project_row.id, &input.name).await?,
+                user_errors: vec![],
+            }),
+            Err(e) => Ok(ServicePayload::failed(split(e)?)),
+        }
+    }
+
+    /// Deletes an empty service (delete or move its models first).
+    async fn delete_service(
+        &self,
+        ctx: &Context<'_>,
+        input: DeleteServiceInput,
+    ) -> async_graphql::Result<DeletePayload> {
+        let p = principal(ctx)?;
+        let project_row = readable_project(ctx, p, &input.project).await?;
+        needs_manage(p, project_row.id)?;
+        let project = ModelName::parse(&project_row.name).map_err(internal)?;
+        let existing = service_row(ctx, project_row.id, &input.name).await?;
+        let result = management(ctx)
+            .edit(Caller::Key(p), &p.actor("graphql"), &project, |_, desired| {
+                if !desired.services.iter().any(|s| s.name.as_str() == input.name) {
+                    return Err(not_found("input.name", format!("service {}", input.name)));
+                }
+                if input.name == DEFAULT_SERVICE {
+                    return Err(OpError::User(vec![UserError::new(
+                        "input.name",
+                        "PROTECTED",
+                        "the default service cannot be deleted",
+                    )]));
+                }
+                if desired.models.iter().any(|m| m.service.as_str() == input.name) {
+                    return Err(OpError::User(vec![UserError::new(
+                        "input.name",
+                        "NOT_EMPTY",
+                        "the service still has models; delete or move them first",
+                    )]));
+                }
+                desired.services.retain(|s| s.name.as_str() != input.name);
+                Ok(())
+            })
+            .await;
+        match result {
+            Ok(_) => Ok(DeletePayload { deleted_id: existing.map(|s| ID(s.0.id.to_string())), user_errors: vec![] }),
+            Err(e) => Ok(DeletePayload::failed(split(e)?)),
+        }
+    }
+
+    async fn create_model(&self, ctx: &Context<'_>, input: CreateModelInput) -> async_graphql::Result<ModelPayload> {
+        let p = principal(ctx)?;
+        let project_row = readable_project(ctx, p, &input.project).await?;
+        needs_manage(p, project_row.id)?;
+        let project = ModelName::parse(&project_row.name).map_err(internal)?;
+        let mut c = Checked::default();
+        let name = c.name(&input.name, "input.name");
+        let service = match &input.service {
+            Some(s) => c.name(s, "input.service"),
+            None => Some(default_service()),
+        };
+        let artifact = c.artifact(&input.artifact, "input.artifact");
+        let sha256 = input.sha256.as_deref().and_then(|s| c.sha256(s, "input.sha256"));
+        let aliases = c.aliases(input.aliases.as_deref().unwrap_or_default(), "input.aliases");
+        let (Some(name), Some(service), Some(artifact)) = (name, service, artifact) else {
+            return Ok(ModelPayload::failed(c.0));
+        };
+        let mut spec = ModelSpec::new(name.clone(), artifact);
+        spec.project = project.clone();
+        spec.sha256 = sha256;
+        spec.aliases = aliases;
+        spec.context_length = input.context_length;
+        spec.chat_template = input.chat_template;
+        c.scaling(input.scaling.unwrap_or_default(), &mut spec);
+        if let Err(errors) = c.done() {
+            return Ok(ModelPayload::failed(errors));
+        }
+        let result = management(ctx)
+            .edit(Caller::Key(p), &p.actor("graphql"), &project, |state, desired| {
+                if state.model_ids.contains_key(&name) {
+                    return Err(taken("input.name"));
+                }
+                if !desired.services.iter().any(|s| s.name == service) {
+                    return Err(not_found("input.service", format!("service {service}")));
+                }
+                desired.models.push(ModelDecl { service, spec });
+                Ok(())
+            })
+            .await;
+        match result {
+            Ok(_) => Ok(ModelPayload { model: model_by_name(ctx, name.as_str()).await?, user_errors: vec![] }),
+            Err(e) => Ok(ModelPayload::failed(split(e)?)),
+        }
+    }
+
+    /// Changes a model. A new artifact, digest, context length or template
+    /// restarts its replicas (requests meanwhile wait); scaling and aliases
+    /// apply at once.
+    async fn update_model(&self, ctx: &Context<'_>, input: UpdateModelInput) -> async_graphql::Result<ModelPayload> {
+        let p = principal(ctx)?;
+        let row = readable_model(ctx, p, &input.name).await?;
+        needs_manage(p, row.project_id)?;
+        let current = Model::from_row(row)?;
+        let mut spec = current.spec.clone();
+        let mut c = Checked::default();
+        let service = input.service.as_deref().and_then(|s| c.name(s, "input.service"));
+        if let Some(a) = &input.artifact
+            && let Some(a) = c.artifact(a, "input.artifact")
+        {
+            spec.artifact = a;
+        }
+        match input.sha256.as_deref() {
+            Some("") => spec.sha256 = None,
+            Some(s) => spec.sha256 = c.sha256(s, "input.sha256").or(spec.sha256),
+            None => {}
+        }
+        if let Some(a) = &input.aliases {
+            spec.aliases = c.aliases(a, "input.aliases");
+        }
+        if let Some(n) = input.context_length {
+            spec.context_length = Some(n);
+        }
+        match input.chat_template {
+            Some(t) if t.is_empty() => spec.chat_template = None,
+            Some(t) => spec.chat_template = Some(t),
+            None => {}
+        }
+        c.scaling(input.scaling.unwrap_or_default(), &mut spec);
+        if let Err(errors) = c.done() {
+            return Ok(ModelPayload::failed(errors));
+        }
+        let project = spec.project.clone();
+        let result = management(ctx)
+            .edit(Caller::Key(p), &p.actor("graphql"), &project, |_, desired| {
+                if let Some(s) = &service
+                    && !desired.services.iter().any(|x| &x.name == s)
+                {
+                    return Err(not_found("input.service", format!("service {s}")));
+                }
+                let decl = desired
+                    .models
+                    .iter_mut()
+                    .find(|m| m.spec.name == spec.name)
+                    .ok_or_else(|| not_found("input.name", format!("model {}", spec.name)))?;
+                if let Some(s) = service {
+                    decl.service = s;
+                }
+                decl.spec = spec;
+                Ok(())
+            })
+            .await;
+        match result {
+            Ok(_) => Ok(ModelPayload { model: model_by_name(ctx, &input.name).await?, user_errors: vec![] }),
+            Err(e) => Ok(ModelPayload::failed(split(e)?)),
+        }
+    }
+
+    /// Deletes a model: requests waiting for it fail, requests in flight finish.
+    async fn delete_model(&self, ctx: &Context<'_>, input: DeleteModelInput) -> async_graphql::Result<DeletePayload> {
+        let p = principal(ctx)?;
+        let row = readable_model(ctx, p, &input.name).await?;
+        needs_manage(p, row.project_id)?;
+        let project = Model::from_row(row.clone())?.spec.project;
+        let result = management(ctx)
+            .edit(Caller::Key(p), &p.actor("graphql"), &project, |_, desired| {
+                desired.models.retain(|m| m.spec.name.as_str() != input.name);
+                Ok(())
+            })
+            .await;
+        match result {
+            Ok(_) => Ok(DeletePayload { deleted_id: Some(ID(row.id.to_string())), user_errors: vec![] }),
+            Err(e) => Ok(DeletePayload::failed(split(e)?)),
+        }
+    }
+
+    /// Creates an API key. Its secret is in this answer only.
+    async fn create_api_key(
+        &self,
+        ctx: &Context<'_>,
+        input: CreateApiKeyInput,
+    ) -> async_graphql::Result<CreateApiKeyPayload> {
+        let p = principal(ctx)?;
+        let project_row = readable_project(ctx, p, &input.project).await?;
+        needs_manage(p, project_row.id)?;
+        let mgmt = management(ctx);
+        let mut errors = Vec::new();
+        let name = input.name.trim().to_owned();
+        if name.is_empty() || name.len() > 128 {
+            errors.push(UserError::new("input.name", "INVALID", "a key's name has 1 to 128 characters"));
+        }
+        let scopes = parse_scopes(&input.scopes)
+            .map_err(|e| errors.push(UserError::new("input.scopes", "INVALID", e.to_string())))
+            .ok();
+        if scopes.as_ref().is_some_and(|s| s.contains(&Scope::Admin)) && !p.is_admin() {
+            errors.push(UserError::new("input.scopes", "FORBIDDEN", "only an admin key may create admin keys"));
+        }
+        if input.expires_at.is_some_and(|t| t <= mgmt.store.now()) {
+            errors.push(UserError::new("input.expiresAt", "INVALID", "the expiry must be in the future"));
+        }
+        let Some(scopes) = scopes.filter(|_| errors.is_empty()) else {
+            return Ok(CreateApiKeyPayload { api_key: None, secret: None, user_errors: errors });
+        };
+        let tx = mgmt.store.begin_write().await.map_err(internal)?;
+        let created = mgmt
+            .keys
+            .create(&tx, project_row.id, name, &scopes, input.expires_at, &p.actor("graphql"))
+            .await
+            .map_err(internal)?;
+        tx.commit().await.map_err(internal)?;
+        Ok(CreateApiKeyPayload {
+            api_key: Some(ApiKey(created.row)),
+            secret: Some(created.secret),
+            user_errors: vec![],
+        })
+    }
+
+    /// Revokes a key: refused from its next request on.
+    async fn revoke_api_key(
+        &self,
+        ctx: &Context<'_>,
+        input: RevokeApiKeyInput,
+    ) -> async_graphql::Result<ApiKeyPayload> {
+        let p = principal(ctx)?;
+        let Ok(id) = Uuid::parse_str(input.id.as_str()) else {
+            return Ok(ApiKeyPayload::failed(vec![UserError::new("input.id", "INVALID", "not an API key id")]));
+        };
+        let mgmt = management(ctx);
+        let row = api_key::Entity::find_by_id(id)
+            .one(mgmt.store.db())
+            .await
+            .map_err(internal)?
+            .filter(|k| p.can_read(k.project_id))
+            .ok_or_else(|| coded(NOT_FOUND, format!("API key {id} not found")))?;
+        needs_manage(p, row.project_id)?;
+        let tx = mgmt.store.begin_write().await.map_err(internal)?;
+        match keys::revoke(&tx, id, &p.actor("graphql"), mgmt.store.now()).await {
+            Ok(row) => {
+                tx.commit().await.map_err(internal)?;
+                Ok(ApiKeyPayload { api_key: Some(ApiKey(row)), user_errors: vec![] })
+            }
+            Err(crate::store::StoreError::Conflict(m)) => {
+                Ok(ApiKeyPayload::failed(vec![UserError::new("input.id", "ALREADY_REVOKED", m)]))
+            }
+            Err(e) => Err(internal(e)),
+        }
+    }
+
+    /// What applying `desired` would change, and the etag to apply it on.
+    /// Writes nothing.
+    async fn plan(&self, ctx: &Context<'_>, desired: Json<serde_json::Value>) -> async_graphql::Result<PlanPayload> {
+        let p = principal(ctx)?;
+        let doc = match Config::from_json(&desired.0) {
+            Ok(c) => c.state,
+            Err(message) => {
+                return Ok(PlanPayload {
+                    changes: vec![],
+                    etag: None,
+                    user_errors: vec![UserError::new("desired", "INVALID", message)],
+                });
+            }
+        };
+        match management(ctx).plan(Caller::Key(p), &doc).await {
+            Ok(o) => Ok(PlanPayload {
+                changes: o.changes.iter().map(Change::from).collect(),
+                etag: Some(o.etag),
+                user_errors: vec![],
+            }),
+            Err(e) => Ok(PlanPayload { changes: vec![], etag: None, user_errors: split(e)? }),
+        }
+    }
+
+    /// Applies `desired` in one transaction if the state still has
+    /// `baseEtag` (else CONFLICT). Repeating a request with the same
+    /// `idempotencyKey` returns the first result.
+    async fn apply(
+        &self,
+        ctx: &Context<'_>,
+        desired: Json<serde_json::Value>,
+        base_etag: String,
+        idempotency_key: Option<String>,
+    ) -> async_graphql::Result<ApplyPayload> {
+        let p = principal(ctx)?;
+        let failed = |user_errors| ApplyPayload { applied: false, changes: vec![], etag: None, user_errors };
+        if idempotency_key.as_ref().is_some_and(|k| k.is_empty() || k.len() > 128) {
+            return Ok(failed(vec![UserError::new("idempotencyKey", "INVALID", "1 to 128 characters")]));
+        }
+        let doc = match Config::from_json(&desired.0) {
+            Ok(c) => c.state,
+            Err(message) => return Ok(failed(vec![UserError::new("desired", "INVALID", message)])),
+        };
+        let result = management(ctx)
+            .apply(Caller::Key(p), &p.actor("apply"), &doc, Some(&base_etag), idempotency_key.as_deref())
+            .await;
+        match result {
+            Ok(o) => Ok(ApplyPayload {
+                applied: true,
+                changes: o.changes.iter().map(Change::from).collect(),
+                etag: Some(o.etag),
+                user_errors: vec![],
+            }),
+            Err(e) => Ok(failed(split(e)?)),
+        }
+    }
+}
+
+fn checked_errors(raw: &str) -> Vec<UserError> {
+    let message = ModelName::parse(raw).err().map_or_else(|| "invalid name".to_owned(), |e| e.to_string());
+    vec![UserError::new("input.name", "INVALID", message)]
+}
+
+async fn service_row(ctx: &Context<'_>, project_id: Uuid, name: &str) -> async_graphql::Result<Option<Service>> {
+    state::service_by_name(management(ctx).store.db(), project_id, name).await.map(|s| s.map(Service)).map_err(internal)
+}

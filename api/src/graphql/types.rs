@@ -1,0 +1,489 @@
+//! The objects of the schema: thin views of stored rows and of the
+//! scheduler's state.
+
+use std::sync::Arc;
+
+use async_graphql::connection::Connection;
+use async_graphql::{Context, Enum, ID, Json, Object, SimpleObject};
+use chrono::{DateTime, Utc};
+use greenthread_core::desired::{self, ChangeAction, ObjectKind};
+use greenthread_core::{ModelSpec, ModelState};
+use greenthread_scheduler::{ModelManager, ModelStatus};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+use uuid::Uuid;
+
+use super::errors::internal;
+use super::pagination::page;
+use crate::manage::{Management, UserError};
+use crate::store::entities::{api_key, audit_event, model, project, service};
+
+/// The scheduler, where this server runs one.
+pub struct Scheduler(pub Option<ModelManager>);
+
+pub fn management<'a>(ctx: &'a Context<'_>) -> &'a Arc<Management> {
+    ctx.data_unchecked::<Arc<Management>>()
+}
+
+async fn project_row(ctx: &Context<'_>, id: Uuid) -> async_graphql::Result<Project> {
+    project::Entity::find_by_id(id)
+        .one(management(ctx).store.db())
+        .await
+        .map_err(internal)?
+        .map(Project)
+        .ok_or_else(|| internal(format!("project {id} is missing")))
+}
+
+pub struct Project(pub project::Model);
+
+#[Object]
+impl Project {
+    async fn id(&self) -> ID {
+        ID(self.0.id.to_string())
+    }
+    async fn name(&self) -> &str {
+        &self.0.name
+    }
+    async fn description(&self) -> &str {
+        &self.0.description
+    }
+    async fn created_at(&self) -> DateTime<Utc> {
+        self.0.created_at
+    }
+    async fn updated_at(&self) -> DateTime<Utc> {
+        self.0.updated_at
+    }
+    async fn services(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+    ) -> async_graphql::Result<Connection<String, Service>> {
+        let rows = service::Entity::find()
+            .filter(service::Column::ProjectId.eq(self.0.id))
+            .all(management(ctx).store.db())
+            .await
+            .map_err(internal)?;
+        page(rows.into_iter().map(|r| (r.id, Service(r))).collect(), first, after)
+    }
+    async fn models(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+    ) -> async_graphql::Result<Connection<String, Model>> {
+        let rows = model::Entity::find()
+            .filter(model::Column::ProjectId.eq(self.0.id))
+            .all(management(ctx).store.db())
+            .await
+            .map_err(internal)?;
+        let models = rows.into_iter().map(Model::from_row).collect::<async_graphql::Result<Vec<_>>>()?;
+        page(models.into_iter().map(|m| (m.row.id, m)).collect(), first, after)
+    }
+}
+
+pub struct Service(pub service::Model);
+
+#[Object]
+impl Service {
+    async fn id(&self) -> ID {
+        ID(self.0.id.to_string())
+    }
+    async fn name(&self) -> &str {
+        &self.0.name
+    }
+    async fn description(&self) -> &str {
+        &self.0.description
+    }
+    async fn created_at(&self) -> DateTime<Utc> {
+        self.0.created_at
+    }
+    async fn project(&self, ctx: &Context<'_>) -> async_graphql::Result<Project> {
+        project_row(ctx, self.0.project_id).await
+    }
+    async fn models(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+    ) -> async_graphql::Result<Connection<String, Model>> {
+        let rows = model::Entity::find()
+            .filter(model::Column::ServiceId.eq(self.0.id))
+            .all(management(ctx).store.db())
+            .await
+            .map_err(internal)?;
+        let models = rows.into_iter().map(Model::from_row).collect::<async_graphql::Result<Vec<_>>>()?;
+        page(models.into_iter().map(|m| (m.row.id, m)).collect(), first, after)
+    }
+}
+
+/// When a model holds device memory.
+#[derive(SimpleObject)]
+pub struct Scaling {
+    pub min_replicas: u32,
+    pub max_replicas: u32,
+    /// Idle time before it sleeps, as written in documents (`5m`).
+    pub idle_timeout: String,
+    pub idle_timeout_seconds: f64,
+    /// Where its weights wait while it sleeps: `ram`, `disk` or `object`.
+    pub warm_tier: String,
+    pub never_preempt: bool,
+}
+
+/// A model's state on the scheduler right now.
+#[derive(SimpleObject)]
+pub struct ModelRuntime {
+    /// `absent`, `fetching`, `staged`, `waking`, `serving`, `draining`, `sleeping` or `failed`.
+    pub state: String,
+    /// The tier its weights are in while staged or sleeping (`ram`, `disk`, `object`);
+    /// `device` while awake.
+    pub tier: Option<String>,
+    pub failure: Option<String>,
+    /// Replicas holding device memory.
+    pub replicas: u32,
+    pub device_bytes: u64,
+    pub in_flight: u32,
+    pub waiting: u32,
+    pub last_wake_ms: Option<f64>,
+    pub last_wake_from: Option<String>,
+}
+
+pub fn tier_of(state: &ModelState) -> Option<String> {
+    match state {
+        ModelState::Staged { tier } | ModelState::Sleeping { tier } => Some(tier.to_string()),
+        ModelState::Serving | ModelState::Draining => Some("device".into()),
+        ModelState::Waking { .. } => Some("device".into()),
+        _ => None,
+    }
+}
+
+impl From<&ModelStatus> for ModelRuntime {
+    fn from(s: &ModelStatus) -> Self {
+        Self {
+            state: s.state.name().to_owned(),
+            tier: tier_of(&s.state),
+            failure: match &s.state {
+                ModelState::Failed { reason } => Some(reason.clone()),
+                _ => None,
+            },
+            replicas: s.replicas,
+            device_bytes: s.device_bytes,
+            in_flight: s.in_flight,
+            waiting: s.waiting as u32,
+            last_wake_ms: s.last_wake.map(|w| w.duration.as_secs_f64() * 1000.0),
+            last_wake_from: s.last_wake.map(|w| w.from.to_string()),
+        }
+    }
+}
+
+pub struct Model {
+    pub row: model::Model,
+    pub spec: ModelSpec,
+}
+
+impl Model {
+    pub fn from_row(row: model::Model) -> async_graphql::Result<Self> {
+        let spec = serde_json::from_str(&row.spec).map_err(internal)?;
+        Ok(Self { row, spec })
+    }
+}
+
+#[Object]
+impl Model {
+    async fn id(&self) -> ID {
+        ID(self.row.id.to_string())
+    }
+    /// The model's URL slug and `"model"` value.
+    async fn name(&self) -> &str {
+        &self.row.name
+    }
+    async fn aliases(&self) -> Vec<String> {
+        self.spec.aliases.iter().map(ToString::to_string).collect()
+    }
+    async fn artifact(&self) -> String {
+        self.spec.artifact.to_string()
+    }
+    async fn sha256(&self) -> Option<String> {
+        self.spec.sha256.as_ref().map(ToString::to_string)
+    }
+    async fn context_length(&self) -> Option<u32> {
+        self.spec.context_length
+    }
+    async fn chat_template(&self) -> Option<&str> {
+        self.spec.chat_template.as_deref()
+    }
+    /// The engine that serves it.
+    async fn engine(&self) -> &str {
+        "builtin"
+    }
+    async fn scaling(&self) -> Scaling {
+        let s = &self.spec.scaling;
+        Scaling {
+            min_replicas: s.min_replicas,
+            max_replicas: s.max_replicas,
+            idle_timeout: greenthread_core::format_duration(s.idle_timeout),
+            idle_timeout_seconds: s.idle_timeout.as_secs_f64(),
+            warm_tier: serde_json::to_value(s.warm_tier)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default(),
+            never_preempt: s.never_preempt,
+        }
+    }
+    async fn created_at(&self) -> DateTime<Utc> {
+        self.row.created_at
+    }
+    async fn updated_at(&self) -> DateTime<Utc> {
+        self.row.updated_at
+    }
+    async fn project(&self, ctx: &Context<'_>) -> async_graphql::Result<Project> {
+        project_row(ctx, self.row.project_id).await
+    }
+    async fn service(&self, ctx: &Context<'_>) -> async_graphql::Result<Service> {
+        service::Entity::find_by_id(self.row.service_id)
+            .one(management(ctx).store.db())
+            .await
+            .map_err(internal)?
+            .map(Service)
+            .ok_or_else(|| internal("a model's service is missing"))
+    }
+    /// Its state on the scheduler; null where this server runs none.
+    async fn runtime(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<ModelRuntime>> {
+        let Some(manager) = &ctx.data_unchecked::<Scheduler>().0 else { return Ok(None) };
+        let status = manager.status().await.map_err(internal)?;
+        Ok(status.models.iter().find(|m| m.name.as_str() == self.row.name).map(ModelRuntime::from))
+    }
+}
+
+pub struct ApiKey(pub api_key::Model);
+
+#[Object]
+impl ApiKey {
+    async fn id(&self) -> ID {
+        ID(self.0.id.to_string())
+    }
+    async fn name(&self) -> &str {
+        &self.0.name
+    }
+    async fn scopes(&self) -> Vec<&str> {
+        self.0.scopes.split(' ').filter(|s| !s.is_empty()).collect()
+    }
+    /// The secret's first and last characters, to recognise it by.
+    async fn hint(&self) -> &str {
+        &self.0.secret_hint
+    }
+    async fn created_at(&self) -> DateTime<Utc> {
+        self.0.created_at
+    }
+    async fn expires_at(&self) -> Option<DateTime<Utc>> {
+        self.0.expires_at
+    }
+    async fn revoked_at(&self) -> Option<DateTime<Utc>> {
+        self.0.revoked_at
+    }
+    async fn last_used_at(&self) -> Option<DateTime<Utc>> {
+        self.0.last_used_at
+    }
+    async fn created_by(&self) -> Option<ID> {
+        self.0.created_by.map(|id| ID(id.to_string()))
+    }
+    async fn project(&self, ctx: &Context<'_>) -> async_graphql::Result<Project> {
+        project_row(ctx, self.0.project_id).await
+    }
+}
+
+pub struct AuditEvent(pub audit_event::Model);
+
+#[Object]
+impl AuditEvent {
+    async fn id(&self) -> ID {
+        ID(self.0.id.to_string())
+    }
+    async fn at(&self) -> DateTime<Utc> {
+        self.0.at
+    }
+    /// The key that made the change (null for the server's own `--config`).
+    async fn actor_key_id(&self) -> Option<ID> {
+        self.0.actor_key_id.map(|id| ID(id.to_string()))
+    }
+    async fn actor(&self) -> &str {
+        &self.0.actor
+    }
+    /// `model.create`, `api_key.revoke`, …
+    async fn action(&self) -> &str {
+        &self.0.action
+    }
+    async fn object_type(&self) -> &str {
+        &self.0.object_type
+    }
+    async fn object_id(&self) -> Option<ID> {
+        self.0.object_id.map(|id| ID(id.to_string()))
+    }
+    async fn object_name(&self) -> Option<&str> {
+        self.0.object_name.as_deref()
+    }
+    async fn project_id(&self) -> Option<ID> {
+        self.0.project_id.map(|id| ID(id.to_string()))
+    }
+    /// The object before the change, secrets redacted.
+    async fn before(&self) -> Option<Json<serde_json::Value>> {
+        self.0.before.clone().map(Json)
+    }
+    /// The object after the change, secrets redacted.
+    async fn after(&self) -> Option<Json<serde_json::Value>> {
+        self.0.after.clone().map(Json)
+    }
+    /// `graphql`, `apply` or `config`.
+    async fn via(&self) -> &str {
+        &self.0.via
+    }
+}
+
+#[derive(Enum, Clone, Copy, PartialEq, Eq)]
+#[graphql(name = "ChangeAction")]
+pub enum GqlChangeAction {
+    Create,
+    Update,
+    Delete,
+}
+
+#[derive(Enum, Clone, Copy, PartialEq, Eq)]
+#[graphql(name = "ObjectKind")]
+pub enum GqlObjectKind {
+    Project,
+    Service,
+    Model,
+}
+
+#[derive(SimpleObject)]
+pub struct FieldChange {
+    pub field: String,
+    pub before: Option<Json<serde_json::Value>>,
+    pub after: Option<Json<serde_json::Value>>,
+}
+
+/// One object a plan creates, updates or deletes.
+#[derive(SimpleObject)]
+pub struct Change {
+    pub action: GqlChangeAction,
+    pub kind: GqlObjectKind,
+    /// `project/acme`, `service/acme/chat`, `model/llama`.
+    pub address: String,
+    pub project: String,
+    pub name: String,
+    pub fields: Vec<FieldChange>,
+    /// Deletes something, or restarts a running model.
+    pub destructive: bool,
+}
+
+impl From<&desired::Change> for Change {
+    fn from(c: &desired::Change) -> Self {
+        Self {
+            action: match c.action {
+                ChangeAction::Create => GqlChangeAction::Create,
+                ChangeAction::Update => GqlChangeAction::Update,
+                ChangeAction::Delete => GqlChangeAction::Delete,
+            },
+            kind: match c.kind {
+                ObjectKind::Project => GqlObjectKind::Project,
+                ObjectKind::Service => GqlObjectKind::Service,
+                ObjectKind::Model => GqlObjectKind::Model,
+            },
+            address: c.address(),
+            project: c.project.to_string(),
+            name: c.name.to_string(),
+            fields: c
+                .fields
+                .iter()
+                .map(|f| FieldChange {
+                    field: f.field.clone(),
+                    before: f.before.clone().map(Json),
+                    after: f.after.clone().map(Json),
+                })
+                .collect(),
+            destructive: c.destructive,
+        }
+    }
+}
+
+/// A node and its device.
+#[derive(SimpleObject)]
+pub struct Node {
+    pub id: String,
+    pub device_budget_bytes: u64,
+    pub device_used_bytes: u64,
+}
+
+/// The caller.
+#[derive(SimpleObject)]
+pub struct Viewer {
+    pub key_id: ID,
+    pub key_name: String,
+    pub key_hint: String,
+    pub scopes: Vec<String>,
+    pub project: Project,
+}
+
+macro_rules! payload {
+    ($name:ident, $field:ident: $ty:ty) => {
+        #[derive(SimpleObject)]
+        pub struct $name {
+            pub $field: Option<$ty>,
+            pub user_errors: Vec<UserError>,
+        }
+
+        impl $name {
+            pub fn failed(user_errors: Vec<UserError>) -> Self {
+                Self { $field: None, user_errors }
+            }
+        }
+    };
+}
+
+payload!(ProjectPayload, project: Project);
+payload!(ServicePayload, service: Service);
+payload!(ModelPayload, model: Model);
+payload!(ApiKeyPayload, api_key: ApiKey);
+payload!(DeletePayload, deleted_id: ID);
+
+#[derive(SimpleObject)]
+pub struct CreateApiKeyPayload {
+    pub api_key: Option<ApiKey>,
+    /// The key's secret: shown here once, never stored.
+    pub secret: Option<String>,
+    pub user_errors: Vec<UserError>,
+}
+
+#[derive(SimpleObject)]
+pub struct PlanPayload {
+    pub changes: Vec<Change>,
+    /// The etag of the planned projects' current state: pass it to `apply`.
+    pub etag: Option<String>,
+    pub user_errors: Vec<UserError>,
+}
+
+#[derive(SimpleObject)]
+pub struct ApplyPayload {
+    /// Whether the changes were made (false: see userErrors).
+    pub applied: bool,
+    pub changes: Vec<Change>,
+    /// The etag after the changes.
+    pub etag: Option<String>,
+    pub user_errors: Vec<UserError>,
+}
+
+/// One state change of a model.
+#[derive(SimpleObject, Clone)]
+pub struct ModelEvent {
+    pub model: String,
+    pub project: String,
+    pub node: String,
+    pub from: String,
+    pub to: String,
+    /// The tier after the change (`device` while awake).
+    pub tier: Option<String>,
+    /// `request`, `idle`, `preempted`, `startup`, `failure` or `updated`.
+    pub cause: String,
+    /// How long it was in `from`, in milliseconds.
+    pub after_ms: f64,
+    pub at: DateTime<Utc>,
+}

@@ -1,0 +1,78 @@
+//! Who may call models: every `/v1` and per-model route passes here first.
+//!
+//! A server with a management plane requires an API key
+//! (`Authorization: Bearer <key>` or `x-api-key: <key>`) with the
+//! `inference` scope, and a key sees and calls only its project's models.
+//! Open mode (`serve --open`, for a demo on one machine) lets requests
+//! without a key call every model until the first inference key exists.
+
+use std::sync::Arc;
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use greenthread_core::ModelName;
+
+use super::error::ApiError;
+use super::state::AppState;
+use crate::auth::{AuthError, KeyService, Principal, Scope};
+use crate::store::keys;
+
+/// The inference side's credentials check.
+pub struct Gate {
+    pub keys: Arc<KeyService>,
+    pub open_mode: bool,
+}
+
+/// Who is calling models.
+#[derive(Debug, Clone)]
+pub enum Caller {
+    /// No key needed: a server without a management plane, or open mode.
+    Anyone,
+    Key(Principal),
+}
+
+impl Caller {
+    /// May see and call models of `project`.
+    pub fn may_call(&self, project: &ModelName) -> bool {
+        match self {
+            Self::Anyone => true,
+            Self::Key(p) => p.can_call(project),
+        }
+    }
+}
+
+impl Gate {
+    async fn check(&self, token: Option<&str>) -> Result<Caller, ApiError> {
+        let Some(token) = token else {
+            if self.open_mode {
+                match keys::any_live_inference_key(self.keys.store().db()).await {
+                    Ok(false) => return Ok(Caller::Anyone),
+                    Ok(true) => {}
+                    Err(e) => return Err(ApiError::Internal(e.to_string())),
+                }
+            }
+            return Err(ApiError::Unauthenticated(
+                "You didn't provide an API key. Send it as `Authorization: Bearer <key>` or `x-api-key: <key>`.".into(),
+            ));
+        };
+        match self.keys.authenticate(token).await {
+            Ok(p) if p.has(Scope::Inference) => Ok(Caller::Key(p)),
+            Ok(_) => Err(ApiError::PermissionDenied("This API key has no `inference` scope.".into())),
+            Err(AuthError::Store(e)) => Err(ApiError::Internal(e.to_string())),
+            Err(e) => Err(ApiError::Unauthenticated(format!("Incorrect API key provided: {e}."))),
+        }
+    }
+}
+
+/// Every model handler takes a [`Caller`]: a request without an acceptable
+/// key is refused before its body is read.
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        match &state.gate {
+            None => Ok(Self::Anyone),
+            Some(gate) => gate.check(crate::graphql::bearer(&parts.headers)).await,
+        }
+    }
+}

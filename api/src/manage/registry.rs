@@ -1,0 +1,77 @@
+//! Keeps what the gateway serves in step with the database: after every
+//! committed change here, and periodically for changes made by another
+//! server of the same database.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use greenthread_core::{ModelName, ModelSpec};
+use greenthread_scheduler::{ManagedModel, ModelManager};
+
+use crate::catalog::ModelCatalog;
+use crate::store::{Store, StoreResult, state};
+
+pub struct Registry {
+    store: Store,
+    catalog: Arc<ModelCatalog>,
+    manager: Option<ModelManager>,
+    applied: tokio::sync::Mutex<BTreeMap<ModelName, ModelSpec>>,
+}
+
+impl Registry {
+    /// A registry that treats `serving` as what the catalog and manager already hold.
+    pub fn new(store: Store, catalog: Arc<ModelCatalog>, manager: Option<ModelManager>, serving: &[ModelSpec]) -> Self {
+        let applied = serving.iter().map(|s| (s.name.clone(), s.clone())).collect();
+        Self { store, catalog, manager, applied: tokio::sync::Mutex::new(applied) }
+    }
+
+    /// Reads the models from the database and hands every difference to the
+    /// catalog and the scheduler.
+    ///
+    /// # Errors
+    /// When the database fails; nothing changes then.
+    pub async fn sync(&self) -> StoreResult<()> {
+        let mut applied = self.applied.lock().await;
+        let current = state::load(self.store.db()).await?;
+        let wanted: BTreeMap<ModelName, ModelSpec> =
+            current.doc.models.into_iter().map(|m| (m.spec.name.clone(), m.spec)).collect();
+        let now = crate::openai::now_unix_seconds();
+        for (name, spec) in &wanted {
+            if applied.get(name) != Some(spec) {
+                tracing::info!(model = %name, "Model spec changed in the database");
+                self.catalog.put(spec.clone(), now);
+                if let Some(m) = &self.manager {
+                    m.upsert(ManagedModel { spec: spec.clone(), device_bytes: 0 });
+                }
+            }
+        }
+        for name in applied.keys() {
+            if !wanted.contains_key(name) {
+                tracing::info!(model = %name, "Model removed from the database");
+                self.catalog.remove(name);
+                if let Some(m) = &self.manager {
+                    m.remove(name);
+                }
+            }
+        }
+        *applied = wanted;
+        Ok(())
+    }
+
+    /// Syncs every `every`, for changes that other servers made.
+    pub fn spawn_periodic(self: &Arc<Self>, every: Duration) {
+        let registry = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let Some(r) = registry.upgrade() else { return };
+                if let Err(e) = r.sync().await {
+                    tracing::warn!(error = %e, "Cannot read model specs from the database");
+                }
+            }
+        });
+    }
+}
