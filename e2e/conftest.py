@@ -6,7 +6,9 @@ Environment (scripts/test.sh sets it):
 Each run writes the server's log to e2e/out/<test session>/server.log and
 prints its tail when a test fails.
 """
+import json
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -42,11 +44,39 @@ def wait_healthy(base: str, proc: subprocess.Popen, log: Path, timeout: float = 
     raise RuntimeError(f"greenthread did not become healthy in {timeout}s:\n{log.read_text()[-4000:]}")
 
 
+def graphql(base: str, token: str, query: str, variables: dict | None = None) -> dict:
+    """One GraphQL request; fails the test on a GraphQL error."""
+    body = json.dumps({"query": query, "variables": variables or {}}).encode()
+    req = urllib.request.Request(
+        f"{base}/graphql", data=body, headers={"content-type": "application/json", "authorization": f"Bearer {token}"}
+    )
+    with urllib.request.urlopen(req, timeout=30) as r:
+        answer = json.loads(r.read())
+    assert not answer.get("errors"), answer
+    return answer["data"]
+
+
+def create_key(base: str, admin: str, project: str, scopes: list[str], name: str = "e2e") -> dict:
+    """A new API key: {"id", "secret"}."""
+    data = graphql(
+        base,
+        admin,
+        "mutation($i: CreateApiKeyInput!) { createApiKey(input: $i) { apiKey { id } secret userErrors { message } } }",
+        {"i": {"project": project, "name": name, "scopes": scopes}},
+    )["createApiKey"]
+    assert not data["userErrors"], data
+    return {"id": data["apiKey"]["id"], "secret": data["secret"]}
+
+
 class Server:
-    def __init__(self, base: str, proc: subprocess.Popen, log: Path):
+    def __init__(self, base: str, proc: subprocess.Popen, log: Path, admin: str = ""):
         self.base = base
         self.proc = proc
         self.log = log
+        # The bootstrap admin credential the server was started with.
+        self.admin = admin
+        # An inference key of the default project, for the SDK.
+        self.api_key = ""
 
     def log_tail(self, n: int = 60) -> str:
         return "\n".join(self.log.read_text(errors="replace").splitlines()[-n:])
@@ -73,15 +103,19 @@ def server(tmp_path_factory) -> Server:
     log = OUT / "server.log"
     port = free_port()
     base = f"http://127.0.0.1:{port}"
+    admin = "gt-e2e-admin-" + secrets.token_hex(16)
     with open(log, "w") as log_file:
         proc = subprocess.Popen(
-            [binary, "serve", "--config", str(config), "--data-dir", str(work / "data"), "--listen", f"127.0.0.1:{port}"],
+            [binary, "serve", "--config", str(config), "--data-dir", str(work / "data"), "--listen", f"127.0.0.1:{port}",
+             "--artifact-dir", models],
             stdout=log_file,
             stderr=subprocess.STDOUT,
+            env={**os.environ, "GREENTHREAD_ADMIN_TOKEN": admin},
         )
-    srv = Server(base, proc, log)
+    srv = Server(base, proc, log, admin)
     try:
         wait_healthy(base, proc, log)
+        srv.api_key = create_key(base, admin, "default", ["inference"])["secret"]
         yield srv
     finally:
         proc.send_signal(signal.SIGTERM)

@@ -78,7 +78,7 @@ def cluster(tmp_path_factory):
     base = f"http://127.0.0.1:{port}"
     procs.start(
         "control-plane",
-        [binary, "serve", "--no-local-node", "--cluster-token", TOKEN, "--config", str(config),
+        [binary, "serve", "--open", "--no-local-node", "--cluster-token", TOKEN, "--config", str(config),
          "--data-dir", str(work / "control"), "--listen", f"127.0.0.1:{port}",
          "--min-residency", "0s", "--preempt-after", "0s", "--wake-timeout", "180s"],
         log_dir,

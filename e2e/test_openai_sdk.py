@@ -12,7 +12,7 @@ from conftest import DEMO_ALIAS, DEMO_MODEL
 
 @pytest.fixture(scope="module")
 def client(server):
-    return openai.OpenAI(base_url=f"{server.base}/v1", api_key="unused", max_retries=0, timeout=120)
+    return openai.OpenAI(base_url=f"{server.base}/v1", api_key=server.api_key, max_retries=0, timeout=120)
 
 
 def ask(client, question, **kwargs):
@@ -67,7 +67,7 @@ def test_completions_continue_a_prompt(client):
 
 
 def test_the_per_model_base_url_works_with_the_sdk(server):
-    per_model = openai.OpenAI(base_url=f"{server.base}/{DEMO_MODEL}/v1", api_key="unused", max_retries=0)
+    per_model = openai.OpenAI(base_url=f"{server.base}/{DEMO_MODEL}/v1", api_key=server.api_key, max_retries=0)
     assert [m.id for m in per_model.models.list()] == [DEMO_MODEL]
     reply = per_model.chat.completions.create(
         model=DEMO_MODEL, messages=[{"role": "user", "content": "What is 2+2? Answer with a digit."}], temperature=0, max_tokens=5

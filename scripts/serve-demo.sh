@@ -20,4 +20,6 @@ YAML
 
 log "Building greenthread (release)"
 cargo build --release --locked --manifest-path "$ROOT/Cargo.toml" -p greenthread-api --bin greenthread
-exec "$CARGO_TARGET_DIR/release/greenthread" serve --config "$config" --data-dir "$data_dir" "$@"
+# --open: the demo answers requests without an API key until the first
+# inference key is created (see the README).
+exec "$CARGO_TARGET_DIR/release/greenthread" serve --open --config "$config" --data-dir "$data_dir" "$@"

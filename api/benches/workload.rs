@@ -137,7 +137,15 @@ fn start(scenario: &Scenario, models_dir: &Path, work: &Path, footprint: u64) ->
     let log = |name: &str| std::fs::File::create(work.join(format!("{name}.log"))).unwrap();
     let mut children = vec![
         Command::new(bin)
-            .args(["serve", "--no-local-node", "--cluster-token", TOKEN, "--listen", &format!("127.0.0.1:{port}")])
+            .args([
+                "serve",
+                "--open",
+                "--no-local-node",
+                "--cluster-token",
+                TOKEN,
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+            ])
             .args(["--config", config.to_str().unwrap(), "--data-dir", work.join("control").to_str().unwrap()])
             .args([
                 "--min-residency",

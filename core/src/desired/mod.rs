@@ -140,6 +140,7 @@ pub fn validate(desired: &StateDoc, others: &[ModelSpec]) -> Result<(), DesiredE
         ModelSpecError::DuplicateId { first, second, .. } if first == second => {
             DesiredError::Duplicate { what: "model", name: first }
         }
+        ModelSpecError::DuplicateId { id, .. } => DesiredError::Taken(id),
         other => DesiredError::Spec(other),
     })?;
     let taken: BTreeSet<&str> = others

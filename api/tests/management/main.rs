@@ -1,0 +1,11 @@
+//! The management plane end to end: GraphQL over loopback HTTP against a
+//! real server on a real database — each database test runs on SQLite and
+//! on PostgreSQL.
+
+mod api;
+mod crud;
+mod gitops;
+pub mod harness;
+mod isolation;
+mod keys;
+mod store;
