@@ -288,6 +288,9 @@ fn into_state(doc: Document) -> Result<StateDoc, String> {
     for (i, entry) in doc.models.into_iter().enumerate() {
         let artifact = ArtifactUri::parse(&entry.artifact, None)
             .map_err(|e| format!("models[{i}].artifact ({}): {e}", entry.name))?;
+        if state.models.iter().any(|m| m.spec.name == entry.name) {
+            return Err(format!("model {} is declared twice", entry.name));
+        }
         let project = entry.project.unwrap_or_else(default_project);
         let service = entry.service.unwrap_or_else(default_service);
         declare_project(&mut state, &project);

@@ -18,6 +18,8 @@ pub enum ArtifactError {
     IncompleteObjectUri(String),
     #[error("file:// URI {0:?} must hold an absolute path (file:///path/to/model.gguf)")]
     RelativeFileUri(String),
+    #[error("artifact path {0:?} must be absolute here: there is no folder to resolve it against")]
+    RelativePath(String),
     #[error("sha256 must be 64 hexadecimal characters, got {0:?}")]
     BadDigest(String),
 }
@@ -40,7 +42,8 @@ pub enum ArtifactUri {
 
 impl ArtifactUri {
     /// Parses `raw` as a path or `file://` URI; a relative path is taken
-    /// relative to `base_dir` (the directory of the config file that named it).
+    /// relative to `base_dir` (the directory of the config file that named
+    /// it), and refused without one.
     ///
     /// # Errors
     /// An [`ArtifactError`] for empty input, a relative `file://` URI, or any other scheme.
@@ -68,6 +71,7 @@ impl ArtifactUri {
         let path = Path::new(raw);
         let path = match base_dir {
             Some(base) if path.is_relative() => base.join(path),
+            None if path.is_relative() => return Err(ArtifactError::RelativePath(raw.to_owned())),
             _ => path.to_path_buf(),
         };
         Ok(Self::File(path))
@@ -167,6 +171,7 @@ mod tests {
             Some(ArtifactUri::File(PathBuf::from("/m/a.gguf")))
         );
         assert!(matches!(ArtifactUri::parse("file://m/a.gguf", None), Err(ArtifactError::RelativeFileUri(_))));
+        assert!(matches!(ArtifactUri::parse("m/a.gguf", None), Err(ArtifactError::RelativePath(_))));
     }
 
     #[test]

@@ -59,3 +59,8 @@ pub fn page<T: OutputType>(
     connection.edges.extend(rest.into_iter().take(size).map(|(id, node)| Edge::new(cursor(id), node)));
     Ok(connection)
 }
+
+/// A connection's complexity: its page size times what each node asks for.
+pub fn weight(first: Option<i32>, child_complexity: usize) -> usize {
+    first.map_or(DEFAULT_PAGE, |f| f.clamp(0, MAX_PAGE as i32) as usize).max(1) * child_complexity
+}

@@ -82,6 +82,7 @@ impl QueryRoot {
     }
 
     /// Projects the caller may read.
+    #[graphql(complexity = "super::pagination::weight(first, child_complexity)")]
     async fn projects(
         &self,
         ctx: &Context<'_>,
@@ -107,6 +108,7 @@ impl QueryRoot {
     }
 
     /// Models the caller may read, optionally of one project.
+    #[graphql(complexity = "super::pagination::weight(first, child_complexity)")]
     async fn models(
         &self,
         ctx: &Context<'_>,
@@ -130,6 +132,7 @@ impl QueryRoot {
     }
 
     /// API keys the caller may read (never their secrets), optionally of one project.
+    #[graphql(complexity = "super::pagination::weight(first, child_complexity)")]
     async fn api_keys(
         &self,
         ctx: &Context<'_>,
@@ -148,6 +151,7 @@ impl QueryRoot {
     }
 
     /// The audit log, newest first.
+    #[graphql(complexity = "super::pagination::weight(first, child_complexity)")]
     async fn audit_events(
         &self,
         ctx: &Context<'_>,

@@ -52,6 +52,7 @@ impl Project {
     async fn updated_at(&self) -> DateTime<Utc> {
         self.0.updated_at
     }
+    #[graphql(complexity = "super::pagination::weight(first, child_complexity)")]
     async fn services(
         &self,
         ctx: &Context<'_>,
@@ -65,6 +66,7 @@ impl Project {
             .map_err(internal)?;
         page(rows.into_iter().map(|r| (r.id, Service(r))).collect(), first, after)
     }
+    #[graphql(complexity = "super::pagination::weight(first, child_complexity)")]
     async fn models(
         &self,
         ctx: &Context<'_>,
@@ -100,6 +102,7 @@ impl Service {
     async fn project(&self, ctx: &Context<'_>) -> async_graphql::Result<Project> {
         project_row(ctx, self.0.project_id).await
     }
+    #[graphql(complexity = "super::pagination::weight(first, child_complexity)")]
     async fn models(
         &self,
         ctx: &Context<'_>,

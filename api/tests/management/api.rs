@@ -48,12 +48,12 @@ async fn requests_without_a_valid_key_are_unauthenticated() {
 async fn depth_complexity_and_page_size_are_limited() {
     let db = Db::sqlite();
     let s = Server::start(&db).await;
-    let deep = "{ projects { nodes { services { nodes { project { services { nodes { project { services { nodes { project { models { nodes { project { name } } } } } } } } } } } } } } }";
+    let deep = "{ projects(first: 1) { nodes { services(first: 1) { nodes { project { services(first: 1) { nodes { project { services(first: 1) { nodes { project { models(first: 1) { nodes { project { name } } } } } } } } } } } } } } }";
     let answer = s.gql(ADMIN, deep, json!({})).await;
     assert!(answer["errors"][0]["message"].as_str().unwrap().contains("nested too deep"), "{answer}");
     let wide = format!(
         "{{ {} }}",
-        (0..40)
+        (0..80)
             .map(|i| format!("p{i}: projects(first: 100) {{ nodes {{ name description }} }}"))
             .collect::<Vec<_>>()
             .join(" ")
