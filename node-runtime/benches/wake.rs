@@ -94,7 +94,7 @@ fn main() {
                 engine: BuiltinEngine::cpu(),
             };
             let node = LocalNode::new(config, std::slice::from_ref(&spec)).unwrap();
-            let staged = node.stage(&name).await.unwrap();
+            let staged = node.stage_named(&name).await.unwrap();
             let cached = dir.path().join(format!("cache-{warm:?}/bench.gguf"));
             let (mut wakes, mut sleeps, mut bounds) = (Vec::new(), Vec::new(), Vec::new());
             for _ in 0..repeats {

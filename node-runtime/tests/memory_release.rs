@@ -32,8 +32,8 @@ async fn sleeping_returns_at_least_the_device_footprint_to_the_os() {
         budgets: TierBudgets { ram: 1 << 30, disk: 1 << 30 },
         engine: BuiltinEngine::cpu(),
     };
-    let node = LocalNode::new(config, &[spec]).unwrap();
-    node.stage(&name).await.unwrap();
+    let node = LocalNode::new(config, std::slice::from_ref(&spec)).unwrap();
+    node.stage(&spec).await.unwrap();
 
     let before_wake = rss();
     let footprint = node.wake(&name).await.unwrap().device_bytes;

@@ -54,10 +54,18 @@ async fn a_staged_model_wakes_from_ram_or_disk_with_the_same_answers_and_sleeps_
     TinyModel::qwen2().write(&artifact).unwrap();
     let n = node(dir.path(), &[spec("q", &artifact, WarmTier::Ram)], PLENTY);
 
-    let staged = n.stage(&name("q")).await.unwrap();
+    let staged = n.stage_named(&name("q")).await.unwrap();
     assert_eq!(staged.tier, Tier::Ram);
     assert!(staged.device_bytes > 0);
-    assert!(dir.path().join("cache/q.gguf").exists());
+    let cached: Vec<String> = std::fs::read_dir(dir.path().join("cache"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".gguf"))
+        .collect();
+    assert!(
+        matches!(cached.as_slice(), [one] if one.starts_with("q-")),
+        "the artifact is cached by name and URI: {cached:?}"
+    );
 
     let woke = n.wake(&name("q")).await.unwrap();
     assert_eq!(woke.from, Tier::Ram);
@@ -88,11 +96,15 @@ async fn sleeping_to_the_object_tier_clears_the_node_and_the_next_stage_fetches_
     let artifact = dir.path().join("g.gguf");
     TinyModel::gemma3().write(&artifact).unwrap();
     let n = node(dir.path(), &[spec("g", &artifact, WarmTier::Object)], PLENTY);
-    assert_eq!(n.stage(&name("g")).await.unwrap().tier, Tier::Disk, "object-tier models are not kept in RAM");
+    assert_eq!(n.stage_named(&name("g")).await.unwrap().tier, Tier::Disk, "object-tier models are not kept in RAM");
     n.wake(&name("g")).await.unwrap();
     assert_eq!(n.sleep(&name("g"), WarmTier::Object).await.unwrap(), Tier::Object);
-    assert!(!dir.path().join("cache/g.gguf").exists());
-    assert_eq!(n.stage(&name("g")).await.unwrap().tier, Tier::Disk);
+    let left: Vec<_> = std::fs::read_dir(dir.path().join("cache"))
+        .unwrap()
+        .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().starts_with("g-"))
+        .collect();
+    assert!(left.is_empty(), "the object tier keeps no local copy: {left:?}");
+    assert_eq!(n.stage_named(&name("g")).await.unwrap().tier, Tier::Disk);
     assert_eq!(n.wake(&name("g")).await.unwrap().from, Tier::Disk);
 }
 
@@ -110,7 +122,7 @@ async fn a_corrupt_artifact_is_refused_leaves_no_file_behind_and_disturbs_nothin
     good_spec.sha256 = Some(Sha256Digest::parse(&sha256_file(&good).unwrap()).unwrap());
     let n = node(dir.path(), &[good_spec, bad_spec], PLENTY);
 
-    match n.stage(&name("bad")).await {
+    match n.stage_named(&name("bad")).await {
         Err(NodeError::Artifact(msg)) => assert!(msg.contains("sha256") && msg.contains("refused"), "{msg}"),
         other => panic!("expected a refusal, got {other:?}"),
     }
@@ -119,7 +131,7 @@ async fn a_corrupt_artifact_is_refused_leaves_no_file_behind_and_disturbs_nothin
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     assert!(cached.is_empty(), "nothing of the refused artifact may remain: {cached:?}");
-    n.stage(&name("good")).await.unwrap();
+    n.stage_named(&name("good")).await.unwrap();
     n.wake(&name("good")).await.unwrap();
     assert!(!greedy(&n, "good").await.is_empty());
 }
@@ -133,8 +145,8 @@ async fn the_ram_tier_keeps_within_its_budget_giving_up_the_least_recently_used_
     let size = std::fs::metadata(&a).unwrap().len();
     let budgets = TierBudgets { ram: size + size / 2, disk: 1 << 30 };
     let n = node(dir.path(), &[spec("a", &a, WarmTier::Ram), spec("b", &b, WarmTier::Ram)], budgets);
-    assert_eq!(n.stage(&name("a")).await.unwrap().tier, Tier::Ram);
-    assert_eq!(n.stage(&name("b")).await.unwrap().tier, Tier::Ram);
+    assert_eq!(n.stage_named(&name("a")).await.unwrap().tier, Tier::Ram);
+    assert_eq!(n.stage_named(&name("b")).await.unwrap().tier, Tier::Ram);
     assert_eq!(n.residency(&name("a")), Tier::Disk, "a's RAM copy made room for b");
     let ram = n.tiers().into_iter().find(|t| t.tier == Tier::Ram).unwrap();
     assert!(ram.used <= ram.budget);
@@ -147,10 +159,10 @@ async fn a_restarted_node_reuses_its_verified_cache_without_fetching() {
     let artifact = dir.path().join("q.gguf");
     TinyModel::qwen2().write(&artifact).unwrap();
     let s = spec("q", &artifact, WarmTier::Disk);
-    node(dir.path(), std::slice::from_ref(&s), PLENTY).stage(&name("q")).await.unwrap();
+    node(dir.path(), std::slice::from_ref(&s), PLENTY).stage_named(&name("q")).await.unwrap();
     // The source disappears; a new node over the same cache still stages.
     std::fs::remove_file(&artifact).unwrap();
     let again = node(dir.path(), &[s], PLENTY);
-    assert_eq!(again.stage(&name("q")).await.unwrap().tier, Tier::Disk);
+    assert_eq!(again.stage_named(&name("q")).await.unwrap().tier, Tier::Disk);
     again.wake(&name("q")).await.unwrap();
 }

@@ -2,6 +2,8 @@
 //! real server on a real database — each database test runs on SQLite and
 //! on PostgreSQL.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod api;
 mod crud;
 mod gitops;

@@ -123,6 +123,14 @@ impl LocalNode {
         }
     }
 
+    /// Stages a model under the spec the node already has for it.
+    ///
+    /// # Errors
+    /// As [`NodeControl::stage`]; an unknown model is [`NodeError::UnknownModel`].
+    pub async fn stage_named(&self, name: &ModelName) -> Result<StageReport, NodeError> {
+        self.stage_model(name).await
+    }
+
     /// What the node holds: the fastest tier of every model it has weights for.
     pub fn holdings(&self) -> Vec<(ModelName, Tier)> {
         let names: Vec<ModelName> = lock(&self.inner.specs).keys().cloned().collect();
