@@ -3,6 +3,7 @@
 # integration tests, the llama.cpp reference tests and the end-to-end SDK
 # tests against the real binary serving the real demo model.
 source "$(dirname "$0")/lib.sh"
+source "$(dirname "$0")/postgres.sh"
 need cargo "install Rust from https://rustup.rs"
 need python3 "Python 3 runs the SDK tests and the llama.cpp reference"
 cd "$ROOT"
@@ -12,6 +13,10 @@ python3 scripts/fetch_model.py qwen2.5-coder-0.5b-instruct >/dev/null
 python3 scripts/fetch_model.py gemma-3-270m >/dev/null
 
 e2e_python="$(python_env e2e e2e/requirements.txt)"
+
+log "PostgreSQL for the store tests (SQLite needs nothing)"
+ensure_postgres
+log "Store tests use $GREENTHREAD_TEST_POSTGRES"
 # llama.cpp compiles from source on first install (a few minutes on 2 cores).
 export GREENTHREAD_LLAMA_PYTHON="$(python_env llama bench/requirements-llama.txt)"
 
