@@ -107,7 +107,9 @@ def test_bad_parameters_are_bad_request_errors_naming_the_parameter(client):
 def test_malformed_json_and_oversized_bodies_are_refused(server):
     for body, status in [(b'{"model": ', 400), (b"x" * (9 << 20), 413)]:
         req = urllib.request.Request(
-            f"{server.base}/v1/chat/completions", data=body, headers={"content-type": "application/json"}
+            f"{server.base}/v1/chat/completions",
+            data=body,
+            headers={"content-type": "application/json", "authorization": f"Bearer {server.api_key}"},
         )
         with pytest.raises(urllib.error.HTTPError) as err:
             urllib.request.urlopen(req)

@@ -257,11 +257,31 @@ fn parse_document(text: &str) -> Result<Document, String> {
     })
 }
 
-/// An artifact as given, made absolute against the document's folder.
+/// An artifact as given, made absolute against the document's folder, with
+/// `.` and `..` taken out (symlinks are left as they are).
 fn resolve_artifact(raw: &str, base_dir: &Path) -> Result<String, greenthread_core::ArtifactError> {
     let home = std::env::var_os("HOME").map(PathBuf::from);
     let expanded = expand_home(raw, home.as_deref());
-    ArtifactUri::parse(&expanded, Some(base_dir)).map(|a| a.to_string())
+    Ok(match ArtifactUri::parse(&expanded, Some(base_dir))? {
+        ArtifactUri::File(path) => ArtifactUri::File(normalize(&path)),
+        other => other,
+    }
+    .to_string())
+}
+
+fn normalize(path: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut out = PathBuf::new();
+    for part in path.components() {
+        match part {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    out
 }
 
 fn into_state(doc: Document) -> Result<StateDoc, String> {
@@ -422,6 +442,12 @@ mod tests {
         let err = parse("models:\n  - {name: a, artifact: a.gguf}\n  - {name: b, artifact: b.gguf, aliases: [a]}\n")
             .unwrap_err();
         assert!(err.contains("both answer to"), "{err}");
+    }
+
+    #[test]
+    fn relative_artifacts_are_resolved_without_dot_dot() {
+        let cfg = parse("models:\n  - {name: a, artifact: ../models/./a.gguf}\n").unwrap();
+        assert_eq!(cfg.models()[0].artifact.local_path(), Some(Path::new("/etc/models/a.gguf")));
     }
 
     #[test]

@@ -149,7 +149,7 @@ impl Store {
                 let p = project::ActiveModel {
                     id: Set(Uuid::now_v7()),
                     name: Set(DEFAULT_PROJECT.into()),
-                    description: Set("Models of configs that name no project".into()),
+                    description: Set(String::new()),
                     created_at: Set(now),
                     updated_at: Set(now),
                 }
