@@ -41,3 +41,18 @@ async fn migrations_run_twice_and_roll_back(db: &Db) {
     assert_eq!(count(&restored, "projects").await, 1);
 }
 on_both_databases!(migrations_run_twice_and_roll_back);
+
+async fn the_bootstrap_admin_key_is_made_once(db: &Db) {
+    use greenthread_api::auth::{KeyService, Scope};
+    let store = Store::open(&db.url(), Arc::new(SystemClock)).await.unwrap();
+    let keys = KeyService::new(store.clone()).await.unwrap();
+    let secret = keys.bootstrap_admin(None).await.unwrap().expect("a fresh database gets an admin key");
+    let admin = keys.authenticate(&secret).await.unwrap();
+    assert!(admin.is_admin() && admin.has(Scope::Manage));
+    assert_eq!(admin.project.as_str(), "default");
+    // Another start, or another server of the same database, makes no second one.
+    let again = KeyService::new(store).await.unwrap();
+    assert!(again.bootstrap_admin(None).await.unwrap().is_none());
+    assert!(again.authenticate(&secret).await.is_ok(), "the signing key is shared through the database");
+}
+on_both_databases!(the_bootstrap_admin_key_is_made_once);
