@@ -3,6 +3,7 @@
 //! entry point that runs gateway, scheduler and node in one process.
 
 pub mod access;
+pub mod anthropic;
 pub mod auth;
 pub mod catalog;
 pub mod cli;

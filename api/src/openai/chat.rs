@@ -8,6 +8,7 @@ use axum::extract::{Path, State};
 use axum::response::sse::{Event, Sse};
 use axum::response::{IntoResponse, Response};
 use futures_util::{Stream, StreamExt};
+use greenthread_core::FinishReason;
 use greenthread_node_runtime::{GenerationEvent, GenerationStream, ModelInstance};
 use greenthread_scheduler::Lease;
 
@@ -43,7 +44,7 @@ pub async fn per_model(
     complete(&state, model, req, raw).await
 }
 
-async fn complete(
+pub(crate) async fn complete(
     state: &AppState,
     model: Arc<CatalogEntry>,
     req: ChatCompletionRequest,
@@ -67,7 +68,8 @@ async fn generate(
     let running = choices::start(instance.as_ref(), &prompt, &generation, 0)?;
     let id = response_id("chatcmpl");
     if generation.stream {
-        let events = stream(id, name, running, prompt_tokens, generation.include_usage, lease);
+        let usage = UsageReport { include: generation.include_usage, continuous: generation.continuous_usage };
+        let events = stream(id, name, running, prompt_tokens, usage, lease);
         return Ok(Sse::new(events).into_response());
     }
     let outputs = choices::collect(running).await?;
@@ -86,11 +88,28 @@ async fn generate(
                 message: ChatMessageOut { role: "assistant", content: o.text },
                 logprobs: None,
                 finish_reason: o.finish.openai(),
+                stop_reason: stop_sequence(&o.finish),
             })
             .collect(),
         usage: UsageOut::new(prompt_tokens, completion_tokens),
     };
     Ok(Json(body).into_response())
+}
+
+/// The stop sequence behind a finish, if one ended it.
+fn stop_sequence(finish: &FinishReason) -> Option<String> {
+    match finish {
+        FinishReason::StopSequence(s) => Some(s.clone()),
+        _ => None,
+    }
+}
+
+/// What usage a stream reports: at its end (`include_usage`), and on every
+/// chunk with the completion tokens so far (`continuous_usage_stats`).
+#[derive(Debug, Clone, Copy)]
+struct UsageReport {
+    include: bool,
+    continuous: bool,
 }
 
 /// The SSE stream: a role chunk per choice, content chunks as tokens come, a
@@ -101,16 +120,25 @@ fn stream(
     model: String,
     running: Vec<(u32, GenerationStream)>,
     prompt_tokens: u32,
-    include_usage: bool,
+    report: UsageReport,
     lease: Option<Lease>,
 ) -> impl Stream<Item = Result<Event, Infallible>> + Send {
     let created = now_unix();
     let choice_count = running.len();
-    // With usage requested, every chunk carries `"usage": null` until the last.
-    let usage_null = include_usage.then_some(None);
-    let chunk = move |index: Option<u32>, delta: ChatDelta, finish: Option<&'static str>, usage| {
+    let include_usage = report.include;
+    // With usage requested, every chunk carries `"usage": null` until the last
+    // (or, with continuous usage, the tokens so far).
+    let usage_on = move |completion_tokens: u32| {
+        if report.continuous {
+            Some(Some(UsageOut::new(prompt_tokens, completion_tokens)))
+        } else {
+            include_usage.then_some(None)
+        }
+    };
+    let chunk = move |index: Option<u32>, delta: ChatDelta, finish: Option<(&'static str, Option<String>)>, usage| {
+        let (finish_reason, stop_reason) = finish.map_or((None, None), |(f, s)| (Some(f), s));
         let choices = index
-            .map(|index| ChatChunkChoice { index, delta, logprobs: None, finish_reason: finish })
+            .map(|index| ChatChunkChoice { index, delta, logprobs: None, finish_reason, stop_reason })
             .into_iter()
             .collect();
         let body = ChatCompletionChunk {
@@ -127,19 +155,23 @@ fn stream(
     async_stream::stream! {
         for index in 0..choice_count as u32 {
             let delta = ChatDelta { role: Some("assistant"), content: Some(String::new()) };
-            yield chunk(Some(index), delta, None, usage_null);
+            yield chunk(Some(index), delta, None, usage_on(0));
         }
         let mut events = choices::merge(running);
-        let (mut done, mut completion_tokens) = (0, 0);
+        let (mut done, mut completion_tokens, mut streamed) = (0, 0, 0);
         while let Some((index, event)) = events.next().await {
             match event {
                 GenerationEvent::Text(text) => {
-                    yield chunk(Some(index), ChatDelta { role: None, content: Some(text) }, None, usage_null);
+                    streamed += 1;
+                    let so_far = completion_tokens + streamed;
+                    yield chunk(Some(index), ChatDelta { role: None, content: Some(text) }, None, usage_on(so_far));
                 }
                 GenerationEvent::Done { finish, usage } => {
                     done += 1;
                     completion_tokens += usage.completion_tokens;
-                    yield chunk(Some(index), ChatDelta::default(), Some(finish.openai()), usage_null);
+                    streamed = 0;
+                    let finish = (finish.openai(), stop_sequence(&finish));
+                    yield chunk(Some(index), ChatDelta::default(), Some(finish), usage_on(completion_tokens));
                 }
                 GenerationEvent::Failed { message, .. } => {
                     tracing::error!(error = %message, "Generation failed mid-stream");

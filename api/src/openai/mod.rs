@@ -1,7 +1,7 @@
 //! The OpenAI-compatible API: chat completions, completions, models.
 
 pub mod chat;
-mod choices;
+pub(crate) mod choices;
 pub mod completions;
 pub mod models;
 pub mod types;
@@ -26,7 +26,7 @@ use crate::http::state::AppState;
 
 /// The model a request body's `"model"` names (name or alias).
 /// A model of another project is not found, exactly like one that does not exist.
-fn model_for_body(state: &AppState, caller: &Caller, id: Option<&str>) -> ApiResult<Arc<CatalogEntry>> {
+pub(crate) fn model_for_body(state: &AppState, caller: &Caller, id: Option<&str>) -> ApiResult<Arc<CatalogEntry>> {
     let id = id.ok_or_else(|| ApiError::invalid("model", "Missing required parameter: 'model'."))?;
     state
         .catalog
@@ -37,7 +37,7 @@ fn model_for_body(state: &AppState, caller: &Caller, id: Option<&str>) -> ApiRes
 
 /// The model of a per-model URL `/<name>/v1/...`. The URL decides; the body's
 /// `"model"` is not consulted there, so one base URL per model works with any SDK.
-fn model_for_path(state: &AppState, caller: &Caller, name: &str) -> ApiResult<Arc<CatalogEntry>> {
+pub(crate) fn model_for_path(state: &AppState, caller: &Caller, name: &str) -> ApiResult<Arc<CatalogEntry>> {
     state
         .catalog
         .by_name(name)
@@ -50,6 +50,8 @@ fn model_for_path(state: &AppState, caller: &Caller, name: &str) -> ApiResult<Ar
 pub(crate) enum Route {
     Chat,
     Completions,
+    /// Anthropic's token counting, forwarded as the client sent it.
+    CountTokens,
 }
 
 impl Route {
@@ -57,6 +59,7 @@ impl Route {
         match self {
             Self::Chat => "chat/completions",
             Self::Completions => "completions",
+            Self::CountTokens => "messages/count_tokens",
         }
     }
 }

@@ -17,6 +17,9 @@ pub enum StopField {
 pub struct StreamOptions {
     #[serde(default)]
     pub include_usage: bool,
+    /// vLLM's extension: usage on every chunk (completion tokens so far).
+    #[serde(default)]
+    pub continuous_usage_stats: bool,
 }
 
 /// Sampling fields shared by chat and completions. Both requests declare
@@ -165,6 +168,9 @@ pub struct ChatChoice {
     pub message: ChatMessageOut,
     pub logprobs: Option<()>,
     pub finish_reason: &'static str,
+    /// The stop sequence that ended the choice, as vLLM reports it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stop_reason: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -192,6 +198,9 @@ pub struct ChatChunkChoice {
     pub delta: ChatDelta,
     pub logprobs: Option<()>,
     pub finish_reason: Option<&'static str>,
+    /// The stop sequence that ended the choice, as vLLM reports it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stop_reason: Option<String>,
 }
 
 #[derive(Debug, Serialize)]

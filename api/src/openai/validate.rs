@@ -25,6 +25,8 @@ pub struct ValidGeneration {
     pub n: u32,
     pub stream: bool,
     pub include_usage: bool,
+    /// Usage on every streamed chunk.
+    pub continuous_usage: bool,
 }
 
 impl ValidGeneration {
@@ -99,6 +101,7 @@ fn generation(fields: &SamplingFields, max_tokens: Option<u32>, limits: &Limits)
         n,
         stream,
         include_usage: fields.stream_options.as_ref().is_some_and(|o| o.include_usage),
+        continuous_usage: fields.stream_options.as_ref().is_some_and(|o| o.continuous_usage_stats),
     })
 }
 
