@@ -154,6 +154,7 @@ async fn a_stop_sequence_cuts_the_output_before_it() {
     let cut = s.post("/v1/chat/completions", body).await.1;
     assert_eq!(cut["choices"][0]["message"]["content"], expected);
     assert_eq!(cut["choices"][0]["finish_reason"], "stop");
+    assert_eq!(cut["choices"][0]["stop_reason"], json!(stop), "the matched stop sequence, as vLLM reports it");
 }
 
 #[tokio::test]
