@@ -18,6 +18,7 @@ pub mod openai;
 mod serve;
 pub mod status;
 pub mod store;
+pub mod usage;
 
 pub use serve::{
     Budgets, LOCAL_NODE, ManagedOptions, Platform, SYNC_EVERY, ServeError, Started, run_node, run_serve, start_managed,

@@ -173,12 +173,18 @@ pub async fn run_serve(args: ServeArgs) -> Result<(), ServeError> {
         tracing::warn!("Open mode: requests without an API key may call models until the first inference key exists");
     }
     let state = started.state;
+    let usage = state.usage.clone();
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .map_err(|source| ServeError::Listen { addr: args.listen, source })?;
     let addr = listener.local_addr().map_err(ServeError::Server)?;
     tracing::info!(%addr, "Serving the OpenAI API at http://{addr}/v1");
-    crate::http::serve(listener, crate::http::router(state)).await.map_err(ServeError::Server)
+    let served = crate::http::serve(listener, crate::http::router(state)).await.map_err(ServeError::Server);
+    if let Some(usage) = usage {
+        // Requests that finished during the shutdown grace are metered too.
+        usage.flush().await;
+    }
+    served
 }
 
 /// How often a server re-reads the model specs, for changes made through
@@ -225,6 +231,7 @@ pub async fn start_managed(
     let specs: Vec<ModelSpec> = state::load(store.db()).await?.doc.models.into_iter().map(|m| m.spec).collect();
     let mut app = start_platform(&specs, data_dir, platform).await?;
     let registry = Arc::new(Registry::new(store.clone(), app.catalog.clone(), app.manager.clone(), &specs));
+    registry.sync().await?;
     registry.spawn_periodic(options.sync_every);
     let keys = Arc::new(KeyService::new(store.clone()).await?);
     let bootstrap_secret = keys.bootstrap_admin(options.admin_token.as_deref()).await?;
@@ -235,6 +242,7 @@ pub async fn start_managed(
         artifacts: ArtifactPolicy::new(options.artifact_dirs),
     });
     app.gate = Some(Arc::new(Gate { keys, open_mode: options.open_mode }));
+    app.usage = Some(crate::usage::UsageMeter::start(management.store.clone()));
     app.management = Some(management);
     Ok(Started { state: app, bootstrap_secret })
 }
@@ -288,6 +296,7 @@ pub async fn start_platform(specs: &[ModelSpec], data_dir: &Path, platform: Plat
         limits,
         gate: None,
         management: None,
+        usage: None,
     })
 }
 

@@ -72,7 +72,7 @@ pub async fn unified(
             let body = body.map_err(|r| body_error(&r, state.limits.max_request_bytes))?;
             let req: MessagesRequest = crate::http::json::parse(&body)?;
             let model = model_for_body(&state, &caller, req.model.as_deref())?;
-            run(&state, model, req).await
+            run(&state, &caller, model, req).await
         }
         .await,
     )
@@ -91,19 +91,19 @@ pub async fn per_model(
             let body = body.map_err(|r| body_error(&r, state.limits.max_request_bytes))?;
             let req: MessagesRequest = crate::http::json::parse(&body)?;
             let model = model_for_path(&state, &caller, &name)?;
-            run(&state, model, req).await
+            run(&state, &caller, model, req).await
         }
         .await,
     )
 }
 
-async fn run(state: &AppState, model: Arc<CatalogEntry>, req: MessagesRequest) -> ApiResult<Response> {
+async fn run(state: &AppState, caller: &Caller, model: Arc<CatalogEntry>, req: MessagesRequest) -> ApiResult<Response> {
     let name = model.spec.name.to_string();
     let stream = req.stream == Some(true);
     let body = translate::to_openai(&req, &name)?;
     let raw = Bytes::from(serde_json::to_vec(&body).map_err(|e| ApiError::Internal(e.to_string()))?);
     let chat: ChatCompletionRequest = serde_json::from_value(body).map_err(|e| ApiError::Internal(e.to_string()))?;
-    let answer = crate::openai::chat::complete(state, model, chat, raw).await?;
+    let answer = crate::openai::chat::complete(state, caller, model, chat, raw).await?;
     translate_answer(answer, &name, stream).await
 }
 

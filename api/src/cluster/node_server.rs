@@ -94,6 +94,7 @@ pub fn router(node: LocalNode, token: ClusterToken, limits: Limits) -> Router {
         limits,
         gate: None,
         management: None,
+        usage: None,
     };
     let models = crate::http::model_routes().with_state(api_state);
     Router::new()

@@ -11,6 +11,7 @@ mod query;
 mod rate_limit;
 mod subscription;
 pub mod types;
+pub mod usage;
 
 use std::sync::Arc;
 

@@ -11,12 +11,16 @@ use uuid::Uuid;
 use super::errors::{BAD_USER_INPUT, FORBIDDEN, NOT_FOUND, coded, internal, principal};
 use super::pagination::{decode, page, page_size};
 use super::types::{ApiKey, AuditEvent, Model, Node, Project, Scheduler, Viewer, management};
+use super::usage::{self, UsageBucket, UsageGroup, UsagePoint};
 use crate::auth::Principal;
 use crate::store::audit::{self, AuditFilter};
 use crate::store::entities::{model, project};
 use crate::store::keys;
 
 pub struct QueryRoot;
+
+/// Most time buckets one usage query may ask for.
+const MAX_BUCKETS: i64 = 10_000;
 
 /// Which audit events to list.
 #[derive(InputObject, Default)]
@@ -187,6 +191,48 @@ impl QueryRoot {
                 .map(|r| async_graphql::connection::Edge::new(super::pagination::cursor(r.id), AuditEvent(r))),
         );
         Ok(connection)
+    }
+
+    /// Requests and tokens in time buckets, grouped by model or by key: of
+    /// one project, or of every project the caller may read.
+    async fn usage(
+        &self,
+        ctx: &Context<'_>,
+        project: Option<String>,
+        since: DateTime<Utc>,
+        until: Option<DateTime<Utc>>,
+        #[graphql(default_with = "UsageBucket::Hour")] bucket: UsageBucket,
+        #[graphql(default_with = "UsageGroup::Model")] group_by: UsageGroup,
+    ) -> async_graphql::Result<Vec<UsagePoint>> {
+        let p = principal(ctx)?;
+        needs_read(p)?;
+        let store = &management(ctx).store;
+        // By default up to and including this moment.
+        let until = until.unwrap_or_else(|| store.now() + chrono::TimeDelta::seconds(1));
+        if until <= since {
+            return Err(coded(BAD_USER_INPUT, "until must be after since"));
+        }
+        let width = match bucket {
+            UsageBucket::Minute => 60,
+            UsageBucket::Hour => 3_600,
+            UsageBucket::Day => 86_400,
+        };
+        if (until - since).num_seconds() / width > MAX_BUCKETS {
+            return Err(coded(
+                BAD_USER_INPUT,
+                format!("at most {MAX_BUCKETS} buckets: use a wider bucket or a shorter range"),
+            ));
+        }
+        let projects = match &project {
+            Some(name) => vec![readable_project(ctx, p, name).await?.id],
+            None => match p.readable_projects() {
+                Some(own) => own,
+                None => {
+                    project::Entity::find().all(store.db()).await.map_err(internal)?.into_iter().map(|r| r.id).collect()
+                }
+            },
+        };
+        usage::points(store.db(), &projects, since, until, bucket, group_by).await.map_err(internal)
     }
 
     /// The scheduler's nodes and their devices (admin keys only).

@@ -47,4 +47,6 @@ pub struct AppState {
     pub gate: Option<Arc<crate::http::gate::Gate>>,
     /// The management plane, where this server has one.
     pub management: Option<Arc<crate::manage::Management>>,
+    /// Usage metering, where this server meters (a gateway with a database).
+    pub usage: Option<crate::usage::UsageMeter>,
 }

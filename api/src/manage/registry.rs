@@ -17,13 +17,21 @@ pub struct Registry {
     catalog: Arc<ModelCatalog>,
     manager: Option<ModelManager>,
     applied: tokio::sync::Mutex<BTreeMap<ModelName, ModelSpec>>,
+    /// Project ids by name, as of the last sync.
+    project_ids: std::sync::RwLock<BTreeMap<String, uuid::Uuid>>,
 }
 
 impl Registry {
     /// A registry that treats `serving` as what the catalog and manager already hold.
     pub fn new(store: Store, catalog: Arc<ModelCatalog>, manager: Option<ModelManager>, serving: &[ModelSpec]) -> Self {
         let applied = serving.iter().map(|s| (s.name.clone(), s.clone())).collect();
-        Self { store, catalog, manager, applied: tokio::sync::Mutex::new(applied) }
+        Self {
+            store,
+            catalog,
+            manager,
+            applied: tokio::sync::Mutex::new(applied),
+            project_ids: std::sync::RwLock::new(BTreeMap::new()),
+        }
     }
 
     /// Reads the models from the database and hands every difference to the
@@ -34,6 +42,8 @@ impl Registry {
     pub async fn sync(&self) -> StoreResult<()> {
         let mut applied = self.applied.lock().await;
         let current = state::load(self.store.db()).await?;
+        *self.project_ids.write().unwrap_or_else(std::sync::PoisonError::into_inner) =
+            current.project_ids.iter().map(|(k, v)| (k.to_string(), *v)).collect();
         let wanted: BTreeMap<ModelName, ModelSpec> =
             current.doc.models.into_iter().map(|m| (m.spec.name.clone(), m.spec)).collect();
         let now = crate::openai::now_unix_seconds();
@@ -57,6 +67,11 @@ impl Registry {
         }
         *applied = wanted;
         Ok(())
+    }
+
+    /// The id of project `name`, as of the last sync.
+    pub fn project_id(&self, name: &str) -> Option<uuid::Uuid> {
+        self.project_ids.read().unwrap_or_else(std::sync::PoisonError::into_inner).get(name).copied()
     }
 
     /// Syncs every `every`, for changes that other servers made.

@@ -31,7 +31,7 @@ pub async fn unified(
     ApiJson(req, raw): ApiJson<ChatCompletionRequest>,
 ) -> ApiResult<Response> {
     let model = model_for_body(&state, &caller, req.model.as_deref())?;
-    complete(&state, model, req, raw).await
+    complete(&state, &caller, model, req, raw).await
 }
 
 pub async fn per_model(
@@ -41,18 +41,23 @@ pub async fn per_model(
     ApiJson(req, raw): ApiJson<ChatCompletionRequest>,
 ) -> ApiResult<Response> {
     let model = model_for_path(&state, &caller, &name)?;
-    complete(&state, model, req, raw).await
+    complete(&state, &caller, model, req, raw).await
 }
 
+/// Runs a chat request on `model`, metered for `caller`.
 pub(crate) async fn complete(
     state: &AppState,
+    caller: &Caller,
     model: Arc<CatalogEntry>,
     req: ChatCompletionRequest,
     raw: bytes::Bytes,
 ) -> ApiResult<Response> {
-    let chat = validate::chat(req, &state.limits)?;
-    let name = model.spec.name.to_string();
-    dispatch(state, &model, Route::Chat, raw, move |instance, lease| generate(instance, lease, chat, name)).await
+    super::metered(state, caller, &model, async {
+        let chat = validate::chat(req, &state.limits)?;
+        let name = model.spec.name.to_string();
+        dispatch(state, &model, Route::Chat, raw, move |instance, lease| generate(instance, lease, chat, name)).await
+    })
+    .await
 }
 
 /// Runs the request on a model in this process.
@@ -184,6 +189,7 @@ fn stream(
         if done == choice_count && include_usage {
             yield chunk(None, ChatDelta::default(), None, Some(Some(UsageOut::new(prompt_tokens, completion_tokens))));
         }
+        yield Ok(super::usage_comment(prompt_tokens, completion_tokens + streamed));
         yield Ok(Event::default().data("[DONE]"));
         // The model counts this request in flight until the last chunk is out.
         drop(lease);

@@ -27,7 +27,7 @@ pub async fn unified(
     ApiJson(req, raw): ApiJson<CompletionRequest>,
 ) -> ApiResult<Response> {
     let model = model_for_body(&state, &caller, req.model.as_deref())?;
-    complete(&state, model, req, raw).await
+    complete(&state, &caller, model, req, raw).await
 }
 
 pub async fn per_model(
@@ -37,7 +37,7 @@ pub async fn per_model(
     ApiJson(req, raw): ApiJson<CompletionRequest>,
 ) -> ApiResult<Response> {
     let model = model_for_path(&state, &caller, &name)?;
-    complete(&state, model, req, raw).await
+    complete(&state, &caller, model, req, raw).await
 }
 
 /// One prompt, tokenized, with its text for `echo`.
@@ -48,14 +48,18 @@ struct Prompt {
 
 async fn complete(
     state: &AppState,
+    caller: &Caller,
     model: Arc<CatalogEntry>,
     req: CompletionRequest,
     raw: bytes::Bytes,
 ) -> ApiResult<Response> {
-    let valid = validate::completion(req, &state.limits)?;
-    let name = model.spec.name.to_string();
-    dispatch(state, &model, Route::Completions, raw, move |instance, lease| generate(instance, lease, valid, name))
-        .await
+    super::metered(state, caller, &model, async {
+        let valid = validate::completion(req, &state.limits)?;
+        let name = model.spec.name.to_string();
+        dispatch(state, &model, Route::Completions, raw, move |instance, lease| generate(instance, lease, valid, name))
+            .await
+    })
+    .await
 }
 
 /// Runs the request on a model in this process.
@@ -171,6 +175,7 @@ fn stream(
         if done == choice_count && include_usage {
             yield chunk(Vec::new(), Some(Some(UsageOut::new(prompt_tokens, completion_tokens))));
         }
+        yield Ok(super::usage_comment(prompt_tokens, completion_tokens));
         yield Ok(Event::default().data("[DONE]"));
         drop(lease);
     }

@@ -45,6 +45,35 @@ pub(crate) fn model_for_path(state: &AppState, caller: &Caller, name: &str) -> A
         .ok_or_else(|| ApiError::ModelNotFound(name.to_owned()))
 }
 
+/// The SSE comment every stream ends with: its exact token counts, for
+/// metering at the gateway (clients ignore comment lines).
+pub(crate) fn usage_comment(prompt_tokens: u32, completion_tokens: u32) -> axum::response::sse::Event {
+    let usage = serde_json::json!({"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens});
+    axum::response::sse::Event::default().comment(format!("usage {usage}"))
+}
+
+/// Meters `run`'s answer for `caller` and `entry`, where this server meters.
+pub(crate) async fn metered(
+    state: &AppState,
+    caller: &Caller,
+    entry: &CatalogEntry,
+    run: impl Future<Output = ApiResult<Response>>,
+) -> ApiResult<Response> {
+    let ctx = crate::usage::context(state, caller, entry);
+    match run.await {
+        Ok(response) => Ok(match ctx {
+            Some(ctx) => crate::usage::observe(ctx, response),
+            None => response,
+        }),
+        Err(e) => {
+            if let Some(ctx) = ctx {
+                ctx.record_failure();
+            }
+            Err(e)
+        }
+    }
+}
+
 /// The OpenAI routes a gateway forwards to nodes.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Route {
@@ -89,14 +118,18 @@ where
 {
     let mut local = Some(local);
     let mut avoid: Vec<NodeId> = Vec::new();
+    let asked = tokio::time::Instant::now();
     loop {
         let serving = state.access.serve(&entry.spec.name, &avoid).await?;
+        let wake = crate::usage::WakeWait(asked.elapsed());
         match serving.target {
             Target::Local(instance) => {
                 let Some(run) = local.take() else {
                     return Err(ApiError::Internal("a local model was offered twice".into()));
                 };
-                return run(instance, serving.lease).await;
+                let mut response = run(instance, serving.lease).await?;
+                response.extensions_mut().insert(wake);
+                return Ok(response);
             }
             Target::Remote { node, base } => {
                 let cluster = state
@@ -107,7 +140,10 @@ where
                 match crate::cluster::proxy::forward(&cluster.client, &cluster.token, &url, raw.clone(), serving.lease)
                     .await
                 {
-                    Ok(response) => return Ok(response),
+                    Ok(mut response) => {
+                        response.extensions_mut().insert(wake);
+                        return Ok(response);
+                    }
                     Err(Retry(reason)) => {
                         tracing::warn!(model = %entry.spec.name, %node, %reason, "Node failed before responding; trying another");
                         avoid.push(node);

@@ -158,3 +158,29 @@ pub mod setting {
 
     impl ActiveModelBehavior for ActiveModel {}
 }
+
+pub mod usage_record {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "usage_records")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: Uuid,
+        pub at: DateTimeUtc,
+        pub key_id: Option<Uuid>,
+        pub project_id: Uuid,
+        pub model: String,
+        pub input_tokens: i32,
+        pub output_tokens: i32,
+        pub latency_ms: i64,
+        pub wake_ms: i64,
+        /// `ok`, `error` or `aborted`.
+        pub status: String,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}

@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 pub const ADMIN: &str = "test-admin-credential-0123456789abcdef";
 
 /// A clock the test moves.
-pub struct TestClock(Mutex<DateTime<Utc>>);
+pub struct TestClock(pub Mutex<DateTime<Utc>>);
 
 impl TestClock {
     pub fn advance(&self, by: Duration) {

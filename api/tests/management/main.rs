@@ -11,3 +11,4 @@ pub mod harness;
 mod isolation;
 mod keys;
 mod store;
+mod usage;

@@ -168,8 +168,15 @@ impl TestServer {
         assert_eq!(resp.status().as_u16(), 200);
         assert_eq!(resp.headers()["content-type"], "text/event-stream");
         let text = resp.text().await.unwrap();
-        text.split("\n\n")
-            .filter(|e| !e.trim().is_empty())
+        let events: Vec<&str> = text.split("\n\n").filter(|e| !e.trim().is_empty()).collect();
+        // Every stream ends with its exact usage as an SSE comment, just before `[DONE]`.
+        let (chunks, tail) = events.split_at(events.len() - 2);
+        let usage =
+            tail[0].strip_prefix(": usage ").unwrap_or_else(|| panic!("no usage comment before [DONE]: {tail:?}"));
+        assert!(serde_json::from_str::<serde_json::Value>(usage).unwrap()["completion_tokens"].is_u64());
+        chunks
+            .iter()
+            .chain(&tail[1..])
             .map(|e| e.strip_prefix("data: ").unwrap_or_else(|| panic!("not a data line: {e:?}")).to_owned())
             .collect()
     }
