@@ -56,13 +56,13 @@ def graphql(base: str, token: str, query: str, variables: dict | None = None) ->
     return answer["data"]
 
 
-def create_key(base: str, admin: str, project: str, scopes: list[str], name: str = "e2e") -> dict:
-    """A new API key: {"id", "secret"}."""
+def create_key(base: str, admin: str, project: str, scopes: list[str], name: str = "e2e", **limits) -> dict:
+    """A new API key: {"id", "secret"}. `limits`: requestsPerMinute, tokensPerMinute."""
     data = graphql(
         base,
         admin,
         "mutation($i: CreateApiKeyInput!) { createApiKey(input: $i) { apiKey { id } secret userErrors { message } } }",
-        {"i": {"project": project, "name": name, "scopes": scopes}},
+        {"i": {"project": project, "name": name, "scopes": scopes, **limits}},
     )["createApiKey"]
     assert not data["userErrors"], data
     return {"id": data["apiKey"]["id"], "secret": data["secret"]}
@@ -107,7 +107,7 @@ def server(tmp_path_factory) -> Server:
     with open(log, "w") as log_file:
         proc = subprocess.Popen(
             [binary, "serve", "--config", str(config), "--data-dir", str(work / "data"), "--listen", f"127.0.0.1:{port}",
-             "--artifact-dir", models],
+             "--artifact-dir", models, "--rate-window", "2s"],
             stdout=log_file,
             stderr=subprocess.STDOUT,
             env={**os.environ, "GREENTHREAD_ADMIN_TOKEN": admin},

@@ -77,6 +77,11 @@ pub struct ServeArgs {
     /// come from (repeatable) [default: <data-dir>/artifacts and the models cache].
     #[arg(long = "artifact-dir", env = "GREENTHREAD_ARTIFACT_DIRS", value_delimiter = ':')]
     pub artifact_dirs: Vec<PathBuf>,
+    /// The window per-key rate limits are counted in; limits are per
+    /// minute and scale to it. Shorter windows smooth bursts and make
+    /// `Retry-After` shorter.
+    #[arg(long, env = "GREENTHREAD_RATE_WINDOW", value_parser = parse_duration, default_value = "60s")]
+    pub rate_window: Duration,
     #[command(flatten)]
     pub tiers: TierArgs,
     #[command(flatten)]

@@ -15,6 +15,7 @@ pub mod http;
 pub mod manage;
 pub mod metrics;
 pub mod openai;
+pub mod ratelimit;
 mod serve;
 pub mod status;
 pub mod store;

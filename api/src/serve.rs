@@ -160,6 +160,7 @@ pub async fn run_serve(args: ServeArgs) -> Result<(), ServeError> {
         config: config.map(|c| c.state),
         clock: Arc::new(SystemClock),
         sync_every: SYNC_EVERY,
+        rate_window: args.rate_window,
     };
     let started = start_managed(&args.data_dir, platform, options).await?;
     if let Some(secret) = &started.bootstrap_secret {
@@ -205,6 +206,8 @@ pub struct ManagedOptions {
     pub config: Option<StateDoc>,
     pub clock: Arc<dyn Clock>,
     pub sync_every: Duration,
+    /// The fixed window per-key rate limits are counted in.
+    pub rate_window: Duration,
 }
 
 /// A started server: its state, and a bootstrap admin secret to show once.
@@ -241,8 +244,8 @@ pub async fn start_managed(
         registry,
         artifacts: ArtifactPolicy::new(options.artifact_dirs),
     });
-    app.gate = Some(Arc::new(Gate { keys, open_mode: options.open_mode }));
-    app.usage = Some(crate::usage::UsageMeter::start(management.store.clone()));
+    app.gate = Some(Arc::new(Gate { keys, open_mode: options.open_mode, rate_window: options.rate_window }));
+    app.usage = Some(crate::usage::UsageMeter::start(management.store.clone(), options.rate_window));
     app.management = Some(management);
     Ok(Started { state: app, bootstrap_secret })
 }

@@ -2,6 +2,7 @@
 //! (`up`) and backwards (`down`) on SQLite and PostgreSQL.
 
 mod m20261127_000001_management;
+mod m20261127_000002_rate_limits;
 
 pub use sea_orm_migration::MigratorTrait;
 use sea_orm_migration::prelude::*;
@@ -12,6 +13,6 @@ pub struct Migrator;
 
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(m20261127_000001_management::Migration)]
+        vec![Box::new(m20261127_000001_management::Migration), Box::new(m20261127_000002_rate_limits::Migration)]
     }
 }

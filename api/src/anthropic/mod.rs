@@ -45,6 +45,9 @@ fn error_response(e: ApiError) -> Response {
     if let ApiError::Waking { retry_after_s, .. } = &e {
         response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_s));
     }
+    for (name, value) in e.rate_headers() {
+        response.headers_mut().insert(name, value);
+    }
     response
 }
 

@@ -145,6 +145,7 @@ impl KeyService {
         name: String,
         scopes: &[Scope],
         expires_at: Option<DateTime<Utc>>,
+        limits: crate::ratelimit::KeyLimits,
         actor: &Actor,
     ) -> Result<CreatedKey, StoreError> {
         let id = Uuid::now_v7();
@@ -157,6 +158,7 @@ impl KeyService {
             secret_hash: secret_hash(&secret),
             secret_hint: hint(&secret),
             expires_at,
+            limits,
         };
         let row = keys::insert(tx, new, actor, self.store.now()).await?;
         Ok(CreatedKey { row, secret })
@@ -236,6 +238,7 @@ impl KeyService {
                         secret_hash: secret_hash(secret),
                         secret_hint: hint(secret),
                         expires_at: None,
+                        limits: Default::default(),
                     };
                     keys::insert(&tx, new, &actor, now).await?;
                 }
@@ -249,7 +252,19 @@ impl KeyService {
                 if any_admin {
                     None
                 } else {
-                    Some(self.create(&tx, project.id, "bootstrap admin".into(), &scopes, None, &actor).await?.secret)
+                    Some(
+                        self.create(
+                            &tx,
+                            project.id,
+                            "bootstrap admin".into(),
+                            &scopes,
+                            None,
+                            Default::default(),
+                            &actor,
+                        )
+                        .await?
+                        .secret,
+                    )
                 }
             }
         };

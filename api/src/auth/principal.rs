@@ -16,6 +16,7 @@ pub struct Principal {
     pub project_id: Uuid,
     pub project: ModelName,
     pub scopes: Vec<Scope>,
+    pub limits: crate::ratelimit::KeyLimits,
 }
 
 impl Principal {
@@ -29,6 +30,10 @@ impl Principal {
             project_id: project.id,
             project: project_name,
             scopes,
+            limits: crate::ratelimit::KeyLimits {
+                requests_per_minute: row.requests_per_minute.and_then(|n| u32::try_from(n).ok()),
+                tokens_per_minute: row.tokens_per_minute.and_then(|n| u32::try_from(n).ok()),
+            },
         })
     }
 

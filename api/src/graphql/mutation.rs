@@ -112,6 +112,10 @@ pub struct CreateApiKeyInput {
     /// `inference`, `read`, `manage`, `admin`.
     pub scopes: Vec<String>,
     pub expires_at: Option<DateTime<Utc>>,
+    /// Most `/v1` requests a minute; unlimited when left out.
+    pub requests_per_minute: Option<u32>,
+    /// Most tokens (input and output) a minute; unlimited when left out.
+    pub tokens_per_minute: Option<u32>,
 }
 
 #[derive(InputObject)]
@@ -561,6 +565,13 @@ impl MutationRoot {
         if scopes.as_ref().is_some_and(|s| s.contains(&Scope::Admin)) && !p.is_admin() {
             errors.push(UserError::new("input.scopes", "FORBIDDEN", "only an admin key may create admin keys"));
         }
+        for (field, value) in
+            [("input.requestsPerMinute", input.requests_per_minute), ("input.tokensPerMinute", input.tokens_per_minute)]
+        {
+            if value.is_some_and(|v| v == 0 || v > i32::MAX as u32) {
+                errors.push(UserError::new(field, "INVALID", "a limit is at least 1 (leave it out for none)"));
+            }
+        }
         if input.expires_at.is_some_and(|t| t <= mgmt.store.now()) {
             errors.push(UserError::new("input.expiresAt", "INVALID", "the expiry must be in the future"));
         }
@@ -570,7 +581,18 @@ impl MutationRoot {
         let tx = mgmt.store.begin_write().await.map_err(internal)?;
         let created = mgmt
             .keys
-            .create(&tx, project_row.id, name, &scopes, input.expires_at, &p.actor("graphql"))
+            .create(
+                &tx,
+                project_row.id,
+                name,
+                &scopes,
+                input.expires_at,
+                crate::ratelimit::KeyLimits {
+                    requests_per_minute: input.requests_per_minute,
+                    tokens_per_minute: input.tokens_per_minute,
+                },
+                &p.actor("graphql"),
+            )
             .await
             .map_err(internal)?;
         tx.commit().await.map_err(internal)?;

@@ -286,6 +286,12 @@ impl ApiKey {
     async fn last_used_at(&self) -> Option<DateTime<Utc>> {
         self.0.last_used_at
     }
+    async fn requests_per_minute(&self) -> Option<i32> {
+        self.0.requests_per_minute
+    }
+    async fn tokens_per_minute(&self) -> Option<i32> {
+        self.0.tokens_per_minute
+    }
     async fn created_by(&self) -> Option<ID> {
         self.0.created_by.map(|id| ID(id.to_string()))
     }

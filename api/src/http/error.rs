@@ -36,6 +36,8 @@ pub enum ApiError {
     Unauthenticated(String),
     #[error("{0}")]
     PermissionDenied(String),
+    #[error("Rate limit reached for this API key; retry in {} s.", .0.reset.as_secs_f64().ceil())]
+    RateLimited(crate::ratelimit::RateStatus),
     /// A fault of the server; the detail is logged, never sent.
     #[error("The server had an error while processing your request.")]
     Internal(String),
@@ -50,6 +52,7 @@ impl ApiError {
 
     pub fn status(&self) -> StatusCode {
         match self {
+            Self::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             Self::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
             Self::PermissionDenied(_) => StatusCode::FORBIDDEN,
             Self::BadJson(_)
@@ -70,6 +73,7 @@ impl ApiError {
         match self {
             Self::Internal(_) | Self::ModelFailed { .. } => "server_error",
             Self::Unavailable(_) | Self::Waking { .. } => "service_unavailable_error",
+            Self::RateLimited(_) => "requests",
             _ => "invalid_request_error",
         }
     }
@@ -91,6 +95,7 @@ impl ApiError {
             Self::BadJson(_) => Some("invalid_json"),
             Self::Unauthenticated(_) => Some("invalid_api_key"),
             Self::PermissionDenied(_) => Some("insufficient_permissions"),
+            Self::RateLimited(_) => Some("rate_limit_exceeded"),
             Self::InvalidParam { .. } => Some("invalid_value"),
             Self::Unsupported { .. } => Some("unsupported_parameter"),
             Self::ModelNotFound(_) => Some("model_not_found"),
@@ -103,6 +108,31 @@ impl ApiError {
             Self::ModelFailed { .. } => Some("model_failed"),
             Self::Internal(_) => None,
         }
+    }
+
+    /// `Retry-After` and the `x-ratelimit-*` headers of a rate-limited request.
+    pub fn rate_headers(&self) -> Vec<(&'static str, HeaderValue)> {
+        let Self::RateLimited(s) = self else { return Vec::new() };
+        let reset = format!("{:.3}s", s.reset.as_secs_f64());
+        let mut out = vec![("retry-after", HeaderValue::from(s.reset.as_secs_f64().ceil().max(1.0) as u64))];
+        let mut add = |name, value: Option<u32>| {
+            if let Some(v) = value {
+                out.push((name, HeaderValue::from(v)));
+            }
+        };
+        add("x-ratelimit-limit-requests", s.limit_requests);
+        add("x-ratelimit-remaining-requests", s.remaining_requests);
+        add("x-ratelimit-limit-tokens", s.limit_tokens);
+        add("x-ratelimit-remaining-tokens", s.remaining_tokens);
+        if let Ok(v) = HeaderValue::from_str(&reset) {
+            if s.limit_requests.is_some() {
+                out.push(("x-ratelimit-reset-requests", v.clone()));
+            }
+            if s.limit_tokens.is_some() {
+                out.push(("x-ratelimit-reset-tokens", v));
+            }
+        }
+        out
     }
 
     /// The JSON body, also used for errors inside an SSE stream.
@@ -118,6 +148,9 @@ impl IntoResponse for ApiError {
         }
         let mut response = (self.status(), Json(self.body())).into_response();
         let headers = response.headers_mut();
+        for (name, value) in self.rate_headers() {
+            headers.insert(name, value);
+        }
         match &self {
             // The SDKs retry 503s and honour Retry-After.
             Self::Waking { retry_after_s, .. } => {

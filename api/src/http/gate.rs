@@ -15,12 +15,15 @@ use greenthread_core::ModelName;
 use super::error::ApiError;
 use super::state::AppState;
 use crate::auth::{AuthError, KeyService, Principal, Scope};
+use crate::ratelimit;
 use crate::store::keys;
 
 /// The inference side's credentials check.
 pub struct Gate {
     pub keys: Arc<KeyService>,
     pub open_mode: bool,
+    /// The fixed window per-key rate limits are counted in.
+    pub rate_window: std::time::Duration,
 }
 
 /// Who is calling models.
@@ -58,10 +61,29 @@ impl Gate {
             ));
         };
         match self.keys.authenticate(token).await {
-            Ok(p) if p.has(Scope::Inference) => Ok(Caller::Key(p)),
+            Ok(p) if p.has(Scope::Inference) => {
+                if p.limits.any() {
+                    self.admit(&p).await?;
+                }
+                Ok(Caller::Key(p))
+            }
             Ok(_) => Err(ApiError::PermissionDenied("This API key has no `inference` scope.".into())),
             Err(AuthError::Store(e)) => Err(ApiError::Internal(e.to_string())),
             Err(e) => Err(ApiError::Unauthenticated(format!("Incorrect API key provided: {e}."))),
+        }
+    }
+}
+
+impl Gate {
+    /// Counts the request against its key's limits; refuses it past them.
+    async fn admit(&self, p: &Principal) -> Result<(), ApiError> {
+        let (start, reset) = ratelimit::window_of(self.keys.store().now(), self.rate_window);
+        let (requests, tokens) = ratelimit::count_request(self.keys.store().db(), p.key_id, start)
+            .await
+            .map_err(|e| ApiError::Internal(e.to_string()))?;
+        match ratelimit::decide(p.limits, self.rate_window, requests, tokens, reset) {
+            (true, _) => Ok(()),
+            (false, status) => Err(ApiError::RateLimited(status)),
         }
     }
 }

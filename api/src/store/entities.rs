@@ -86,6 +86,8 @@ pub mod api_key {
         pub expires_at: Option<DateTimeUtc>,
         pub revoked_at: Option<DateTimeUtc>,
         pub last_used_at: Option<DateTimeUtc>,
+        pub requests_per_minute: Option<i32>,
+        pub tokens_per_minute: Option<i32>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -21,12 +21,14 @@ pub struct NewKey {
     pub secret_hash: String,
     pub secret_hint: String,
     pub expires_at: Option<DateTime<Utc>>,
+    pub limits: crate::ratelimit::KeyLimits,
 }
 
 fn key_json(k: &api_key::Model) -> serde_json::Value {
     json!({
         "name": k.name, "scopes": k.scopes, "hint": k.secret_hint,
         "expires_at": k.expires_at, "revoked_at": k.revoked_at,
+        "requests_per_minute": k.requests_per_minute, "tokens_per_minute": k.tokens_per_minute,
     })
 }
 
@@ -52,6 +54,8 @@ pub async fn insert(
         expires_at: Set(key.expires_at),
         revoked_at: Set(None),
         last_used_at: Set(None),
+        requests_per_minute: Set(key.limits.requests_per_minute.map(|n| i32::try_from(n).unwrap_or(i32::MAX))),
+        tokens_per_minute: Set(key.limits.tokens_per_minute.map(|n| i32::try_from(n).unwrap_or(i32::MAX))),
     }
     .insert(conn)
     .await?;

@@ -82,10 +82,11 @@ pub struct UsageMeter {
 }
 
 impl UsageMeter {
-    /// Starts the writer task.
-    pub fn start(store: Store) -> Self {
+    /// Starts the writer task; it also adds each record's tokens to its
+    /// key's rate-limit window of width `rate_window`.
+    pub fn start(store: Store, rate_window: Duration) -> Self {
         let (tx, rx) = mpsc::channel(QUEUE);
-        tokio::spawn(write_loop(store.clone(), rx));
+        tokio::spawn(write_loop(store.clone(), rx, rate_window));
         Self { tx, dropped: Arc::new(AtomicU64::new(0)), store }
     }
 
@@ -117,7 +118,7 @@ impl UsageMeter {
     }
 }
 
-async fn write_loop(store: Store, mut rx: mpsc::Receiver<Message>) {
+async fn write_loop(store: Store, mut rx: mpsc::Receiver<Message>, rate_window: Duration) {
     let mut batch: Vec<UsageEvent> = Vec::with_capacity(BATCH);
     let mut tick = tokio::time::interval(FLUSH_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -127,26 +128,43 @@ async fn write_loop(store: Store, mut rx: mpsc::Receiver<Message>) {
                 Some(Message::Record(e)) => {
                     batch.push(e);
                     if batch.len() >= BATCH {
-                        write(&store, &mut batch).await;
+                        write(&store, &mut batch, rate_window).await;
                     }
                 }
                 Some(Message::Flush(reply)) => {
-                    write(&store, &mut batch).await;
+                    write(&store, &mut batch, rate_window).await;
                     let _ = reply.send(());
                 }
                 None => {
-                    write(&store, &mut batch).await;
+                    write(&store, &mut batch, rate_window).await;
                     return;
                 }
             },
-            _ = tick.tick() => write(&store, &mut batch).await,
+            _ = tick.tick() => write(&store, &mut batch, rate_window).await,
         }
     }
 }
 
-async fn write(store: &Store, batch: &mut Vec<UsageEvent>) {
+async fn write(store: &Store, batch: &mut Vec<UsageEvent>, rate_window: Duration) {
     if batch.is_empty() {
         return;
+    }
+    // Tokens count against their key's rate-limit window.
+    let mut windows: std::collections::BTreeMap<(Uuid, i64), i64> = std::collections::BTreeMap::new();
+    for e in batch.iter() {
+        if let Some(key) = e.key_id {
+            let (start, _) = crate::ratelimit::window_of(e.at, rate_window);
+            *windows.entry((key, start)).or_default() += i64::from(e.input_tokens) + i64::from(e.output_tokens);
+        }
+    }
+    for ((key, start), tokens) in windows.into_iter().filter(|(_, t)| *t > 0) {
+        if let Err(e) = crate::ratelimit::add_tokens(store.db(), key, start, tokens).await {
+            tracing::warn!(error = %e, "Cannot count tokens against a rate limit");
+        }
+    }
+    let oldest = store.now().timestamp() - 2 * i64::try_from(rate_window.as_secs()).unwrap_or(60) - 60;
+    if let Err(e) = crate::ratelimit::prune(store.db(), oldest).await {
+        tracing::warn!(error = %e, "Cannot prune rate-limit windows");
     }
     let rows = batch.drain(..).map(|e| usage_record::ActiveModel {
         id: Set(Uuid::now_v7()),

@@ -120,6 +120,7 @@ impl Server {
             config: None,
             clock: clock.clone(),
             sync_every: Duration::from_millis(200),
+            rate_window: Duration::from_secs(60),
         };
         let started = greenthread_api::start_managed(&data.path().join("data"), platform, options).await.unwrap();
         let state = started.state;

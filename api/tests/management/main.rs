@@ -10,5 +10,6 @@ mod gitops;
 pub mod harness;
 mod isolation;
 mod keys;
+mod ratelimit;
 mod store;
 mod usage;
