@@ -68,6 +68,15 @@ struct Claims {
     exp: Option<i64>,
 }
 
+/// What a new key is.
+pub struct KeyRequest {
+    pub project_id: Uuid,
+    pub name: String,
+    pub scopes: Vec<Scope>,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub limits: crate::ratelimit::KeyLimits,
+}
+
 /// A newly created key: the secret is shown once, here.
 pub struct CreatedKey {
     pub row: api_key::Model,
@@ -141,13 +150,11 @@ impl KeyService {
     pub async fn create(
         &self,
         tx: &impl sea_orm::ConnectionTrait,
-        project_id: Uuid,
-        name: String,
-        scopes: &[Scope],
-        expires_at: Option<DateTime<Utc>>,
-        limits: crate::ratelimit::KeyLimits,
+        key: KeyRequest,
         actor: &Actor,
     ) -> Result<CreatedKey, StoreError> {
+        let KeyRequest { project_id, name, scopes, expires_at, limits } = key;
+        let scopes = scopes.as_slice();
         let id = Uuid::now_v7();
         let secret = self.mint(id, project_id, scopes, expires_at);
         let new = keys::NewKey {
@@ -255,11 +262,13 @@ impl KeyService {
                     Some(
                         self.create(
                             &tx,
-                            project.id,
-                            "bootstrap admin".into(),
-                            &scopes,
-                            None,
-                            Default::default(),
+                            KeyRequest {
+                                project_id: project.id,
+                                name: "bootstrap admin".into(),
+                                scopes: scopes.to_vec(),
+                                expires_at: None,
+                                limits: Default::default(),
+                            },
                             &actor,
                         )
                         .await?

@@ -583,13 +583,15 @@ impl MutationRoot {
             .keys
             .create(
                 &tx,
-                project_row.id,
-                name,
-                &scopes,
-                input.expires_at,
-                crate::ratelimit::KeyLimits {
-                    requests_per_minute: input.requests_per_minute,
-                    tokens_per_minute: input.tokens_per_minute,
+                crate::auth::KeyRequest {
+                    project_id: project_row.id,
+                    name,
+                    scopes,
+                    expires_at: input.expires_at,
+                    limits: crate::ratelimit::KeyLimits {
+                        requests_per_minute: input.requests_per_minute,
+                        tokens_per_minute: input.tokens_per_minute,
+                    },
                 },
                 &p.actor("graphql"),
             )
