@@ -82,6 +82,9 @@ pub struct ServeArgs {
     /// `Retry-After` shorter.
     #[arg(long, env = "GREENTHREAD_RATE_WINDOW", value_parser = parse_duration, default_value = "60s")]
     pub rate_window: Duration,
+    /// DNS server that custom domains' TXT records are looked up at [default: the system's].
+    #[arg(long, env = "GREENTHREAD_DNS_SERVER")]
+    pub dns_server: Option<SocketAddr>,
     #[command(flatten)]
     pub tiers: TierArgs,
     #[command(flatten)]

@@ -161,6 +161,13 @@ pub async fn run_serve(args: ServeArgs) -> Result<(), ServeError> {
         clock: Arc::new(SystemClock),
         sync_every: SYNC_EVERY,
         rate_window: args.rate_window,
+        resolver: match args.dns_server {
+            Some(addr) => Arc::new(crate::domains::UdpResolver::new(addr)),
+            None => Arc::new(
+                crate::domains::UdpResolver::from_system()
+                    .unwrap_or_else(|| crate::domains::UdpResolver::new(([127, 0, 0, 53], 53).into())),
+            ),
+        },
     };
     let started = start_managed(&args.data_dir, platform, options).await?;
     if let Some(secret) = &started.bootstrap_secret {
@@ -208,6 +215,8 @@ pub struct ManagedOptions {
     pub sync_every: Duration,
     /// The fixed window per-key rate limits are counted in.
     pub rate_window: Duration,
+    /// Where custom domains' TXT records are looked up.
+    pub resolver: Arc<dyn crate::domains::TxtResolver>,
 }
 
 /// A started server: its state, and a bootstrap admin secret to show once.
@@ -243,6 +252,7 @@ pub async fn start_managed(
         keys: keys.clone(),
         registry,
         artifacts: ArtifactPolicy::new(options.artifact_dirs),
+        resolver: options.resolver,
     });
     app.gate = Some(Arc::new(Gate { keys, open_mode: options.open_mode, rate_window: options.rate_window }));
     app.usage = Some(crate::usage::UsageMeter::start(management.store.clone(), options.rate_window));

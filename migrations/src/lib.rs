@@ -3,6 +3,7 @@
 
 mod m20261127_000001_management;
 mod m20261127_000002_rate_limits;
+mod m20261127_000003_domains;
 
 pub use sea_orm_migration::MigratorTrait;
 use sea_orm_migration::prelude::*;
@@ -13,6 +14,10 @@ pub struct Migrator;
 
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(m20261127_000001_management::Migration), Box::new(m20261127_000002_rate_limits::Migration)]
+        vec![
+            Box::new(m20261127_000001_management::Migration),
+            Box::new(m20261127_000002_rate_limits::Migration),
+            Box::new(m20261127_000003_domains::Migration),
+        ]
     }
 }

@@ -4,6 +4,7 @@
 //! a websocket, the `authorization` field of `connection_init`'s payload),
 //! and are rate limited per key.
 
+mod domains;
 pub mod errors;
 mod mutation;
 pub mod pagination;
@@ -22,15 +23,24 @@ use axum::extract::{State, WebSocketUpgrade};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 
+use self::domains::{DomainMutation, DomainQuery};
 use self::errors::{Auth, RATE_LIMITED, coded};
-pub use self::mutation::MutationRoot;
-pub use self::query::QueryRoot;
+use self::mutation::CoreMutation;
+use self::query::CoreQuery;
 pub use self::rate_limit::RateLimiter;
 pub use self::subscription::SubscriptionRoot;
 use self::types::Scheduler;
 use crate::auth::AuthError;
 use crate::catalog::ModelCatalog;
 use crate::manage::Management;
+
+/// Every query.
+#[derive(async_graphql::MergedObject, Default)]
+pub struct QueryRoot(CoreQuery, DomainQuery);
+
+/// Every mutation.
+#[derive(async_graphql::MergedObject, Default)]
+pub struct MutationRoot(CoreMutation, DomainMutation);
 
 pub type ManagementSchema = Schema<QueryRoot, MutationRoot, SubscriptionRoot>;
 
@@ -43,7 +53,9 @@ pub const MAX_COMPLEXITY: usize = 20_000;
 
 /// The schema, without data: enough to print the SDL.
 pub fn schema_builder() -> async_graphql::SchemaBuilder<QueryRoot, MutationRoot, SubscriptionRoot> {
-    Schema::build(QueryRoot, MutationRoot, SubscriptionRoot).limit_depth(MAX_DEPTH).limit_complexity(MAX_COMPLEXITY)
+    Schema::build(QueryRoot::default(), MutationRoot::default(), SubscriptionRoot)
+        .limit_depth(MAX_DEPTH)
+        .limit_complexity(MAX_COMPLEXITY)
 }
 
 /// The SDL that `api/schema.graphql` holds.

@@ -21,7 +21,8 @@ use crate::manage::{Caller, OpError, UserError};
 use crate::store::entities::{api_key, model};
 use crate::store::{DEFAULT_SERVICE, keys, state};
 
-pub struct MutationRoot;
+#[derive(Default)]
+pub struct CoreMutation;
 
 #[derive(InputObject)]
 pub struct CreateProjectInput {
@@ -222,7 +223,7 @@ async fn model_by_name(ctx: &Context<'_>, name: &str) -> async_graphql::Result<O
 }
 
 #[Object]
-impl MutationRoot {
+impl CoreMutation {
     /// Creates a project with a `default` service (admin keys only).
     async fn create_project(
         &self,

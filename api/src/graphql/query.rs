@@ -17,7 +17,8 @@ use crate::store::audit::{self, AuditFilter};
 use crate::store::entities::{model, project};
 use crate::store::keys;
 
-pub struct QueryRoot;
+#[derive(Default)]
+pub struct CoreQuery;
 
 /// Most time buckets one usage query may ask for.
 const MAX_BUCKETS: i64 = 10_000;
@@ -67,7 +68,7 @@ fn needs_read(p: &Principal) -> async_graphql::Result<()> {
 }
 
 #[Object]
-impl QueryRoot {
+impl CoreQuery {
     /// The key making this request and its project.
     async fn viewer(&self, ctx: &Context<'_>) -> async_graphql::Result<Viewer> {
         let p = principal(ctx)?;

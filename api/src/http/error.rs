@@ -34,6 +34,8 @@ pub enum ApiError {
     ModelFailed { model: String, reason: String },
     #[error("{0}")]
     Unauthenticated(String),
+    #[error("No service answers at {0}: the domain is not verified yet.")]
+    UnknownHost(String),
     #[error("{0}")]
     PermissionDenied(String),
     #[error("Rate limit reached for this API key; retry in {} s.", .0.reset.as_secs_f64().ceil())]
@@ -52,6 +54,7 @@ impl ApiError {
 
     pub fn status(&self) -> StatusCode {
         match self {
+            Self::UnknownHost(_) => StatusCode::NOT_FOUND,
             Self::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             Self::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
             Self::PermissionDenied(_) => StatusCode::FORBIDDEN,
@@ -94,6 +97,7 @@ impl ApiError {
         match self {
             Self::BadJson(_) => Some("invalid_json"),
             Self::Unauthenticated(_) => Some("invalid_api_key"),
+            Self::UnknownHost(_) => Some("unknown_host"),
             Self::PermissionDenied(_) => Some("insufficient_permissions"),
             Self::RateLimited(_) => Some("rate_limit_exceeded"),
             Self::InvalidParam { .. } => Some("invalid_value"),

@@ -10,7 +10,9 @@ use std::sync::Arc;
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
-use greenthread_core::ModelName;
+use std::collections::HashSet;
+
+use greenthread_core::{ModelName, ModelSpec};
 
 use super::error::ApiError;
 use super::state::AppState;
@@ -26,31 +28,52 @@ pub struct Gate {
     pub rate_window: std::time::Duration,
 }
 
-/// Who is calling models.
+/// Whose request it is.
 #[derive(Debug, Clone)]
-pub enum Caller {
+pub enum Who {
     /// No key needed: a server without a management plane, or open mode.
     Anyone,
     Key(Principal),
 }
 
+/// Who is calling models, and through which door.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub who: Who,
+    /// Sent to a custom domain: only its service's models exist.
+    pub only: Option<Arc<HashSet<ModelName>>>,
+}
+
 impl Caller {
-    /// May see and call models of `project`.
-    pub fn may_call(&self, project: &ModelName) -> bool {
-        match self {
-            Self::Anyone => true,
-            Self::Key(p) => p.can_call(project),
+    pub fn anyone() -> Self {
+        Self { who: Who::Anyone, only: None }
+    }
+
+    /// The key behind the request, if any.
+    pub fn key(&self) -> Option<&Principal> {
+        match &self.who {
+            Who::Key(p) => Some(p),
+            Who::Anyone => None,
         }
+    }
+
+    /// May see and call the model of `spec`.
+    pub fn may_call(&self, spec: &ModelSpec) -> bool {
+        let by_key = match &self.who {
+            Who::Anyone => true,
+            Who::Key(p) => p.can_call(&spec.project),
+        };
+        by_key && self.only.as_ref().is_none_or(|models| models.contains(&spec.name))
     }
 }
 
 impl Gate {
-    async fn check(&self, token: Option<&str>) -> Result<Caller, ApiError> {
+    async fn check(&self, token: Option<&str>) -> Result<Who, ApiError> {
         // SDKs always send some key (`api_key="unused"`): while open mode
         // holds, whatever is sent is not checked.
         if self.open_mode {
             match keys::any_live_inference_key(self.keys.store().db()).await {
-                Ok(false) => return Ok(Caller::Anyone),
+                Ok(false) => return Ok(Who::Anyone),
                 Ok(true) => {}
                 Err(e) => return Err(ApiError::Internal(e.to_string())),
             }
@@ -65,7 +88,7 @@ impl Gate {
                 if p.limits.any() {
                     self.admit(&p).await?;
                 }
-                Ok(Caller::Key(p))
+                Ok(Who::Key(p))
             }
             Ok(_) => Err(ApiError::PermissionDenied("This API key has no `inference` scope.".into())),
             Err(AuthError::Store(e)) => Err(ApiError::Internal(e.to_string())),
@@ -94,9 +117,19 @@ impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        match &state.gate {
-            None => Ok(Self::Anyone),
-            Some(gate) => gate.check(crate::graphql::bearer(&parts.headers)).await,
+        let who = match &state.gate {
+            None => Who::Anyone,
+            Some(gate) => gate.check(crate::graphql::bearer(&parts.headers)).await?,
+        };
+        let host = parts.headers.get(axum::http::header::HOST).and_then(|h| h.to_str().ok());
+        let route = match (&state.management, host) {
+            (Some(m), Some(host)) => m.registry.domain(&crate::domains::request_host(host)),
+            _ => None,
+        };
+        match route {
+            None => Ok(Self { who, only: None }),
+            Some(r) if r.verified => Ok(Self { who, only: Some(r.models) }),
+            Some(_) => Err(ApiError::UnknownHost(host.unwrap_or_default().to_owned())),
         }
     }
 }

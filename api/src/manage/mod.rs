@@ -100,6 +100,8 @@ pub struct Management {
     pub keys: Arc<KeyService>,
     pub registry: Arc<Registry>,
     pub artifacts: ArtifactPolicy,
+    /// Looks up custom domains' verification records.
+    pub resolver: Arc<dyn crate::domains::TxtResolver>,
 }
 
 fn desired_error(e: &DesiredError, prefix: &str) -> UserError {

@@ -19,6 +19,16 @@ pub struct Registry {
     applied: tokio::sync::Mutex<BTreeMap<ModelName, ModelSpec>>,
     /// Project ids by name, as of the last sync.
     project_ids: std::sync::RwLock<BTreeMap<String, uuid::Uuid>>,
+    /// Custom domains by hostname, as of the last sync.
+    domains: std::sync::RwLock<BTreeMap<String, DomainRoute>>,
+}
+
+/// Where requests to a custom domain go.
+#[derive(Debug, Clone)]
+pub struct DomainRoute {
+    pub verified: bool,
+    /// The models of the domain's service: the only ones it shows.
+    pub models: Arc<std::collections::HashSet<ModelName>>,
 }
 
 impl Registry {
@@ -31,6 +41,7 @@ impl Registry {
             manager,
             applied: tokio::sync::Mutex::new(applied),
             project_ids: std::sync::RwLock::new(BTreeMap::new()),
+            domains: std::sync::RwLock::new(BTreeMap::new()),
         }
     }
 
@@ -42,6 +53,7 @@ impl Registry {
     pub async fn sync(&self) -> StoreResult<()> {
         let mut applied = self.applied.lock().await;
         let current = state::load(self.store.db()).await?;
+        self.load_domains().await?;
         *self.project_ids.write().unwrap_or_else(std::sync::PoisonError::into_inner) =
             current.project_ids.iter().map(|(k, v)| (k.to_string(), *v)).collect();
         let wanted: BTreeMap<ModelName, ModelSpec> =
@@ -67,6 +79,31 @@ impl Registry {
         }
         *applied = wanted;
         Ok(())
+    }
+
+    async fn load_domains(&self) -> StoreResult<()> {
+        use sea_orm::EntityTrait;
+        let db = self.store.db();
+        let rows = crate::store::entities::domain::Entity::find().all(db).await?;
+        let models = crate::store::entities::model::Entity::find().all(db).await?;
+        let routes = rows
+            .into_iter()
+            .map(|d| {
+                let names = models
+                    .iter()
+                    .filter(|m| m.service_id == d.service_id)
+                    .filter_map(|m| ModelName::parse(&m.name).ok())
+                    .collect();
+                (d.hostname, DomainRoute { verified: d.verified_at.is_some(), models: Arc::new(names) })
+            })
+            .collect();
+        *self.domains.write().unwrap_or_else(std::sync::PoisonError::into_inner) = routes;
+        Ok(())
+    }
+
+    /// The route of a custom domain, if `host` is one.
+    pub fn domain(&self, host: &str) -> Option<DomainRoute> {
+        self.domains.read().unwrap_or_else(std::sync::PoisonError::into_inner).get(host).cloned()
     }
 
     /// The id of project `name`, as of the last sync.

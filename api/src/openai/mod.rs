@@ -28,11 +28,7 @@ use crate::http::state::AppState;
 /// A model of another project is not found, exactly like one that does not exist.
 pub(crate) fn model_for_body(state: &AppState, caller: &Caller, id: Option<&str>) -> ApiResult<Arc<CatalogEntry>> {
     let id = id.ok_or_else(|| ApiError::invalid("model", "Missing required parameter: 'model'."))?;
-    state
-        .catalog
-        .resolve(id)
-        .filter(|m| caller.may_call(&m.spec.project))
-        .ok_or_else(|| ApiError::ModelNotFound(id.to_owned()))
+    state.catalog.resolve(id).filter(|m| caller.may_call(&m.spec)).ok_or_else(|| ApiError::ModelNotFound(id.to_owned()))
 }
 
 /// The model of a per-model URL `/<name>/v1/...`. The URL decides; the body's
@@ -41,7 +37,7 @@ pub(crate) fn model_for_path(state: &AppState, caller: &Caller, name: &str) -> A
     state
         .catalog
         .by_name(name)
-        .filter(|m| caller.may_call(&m.spec.project))
+        .filter(|m| caller.may_call(&m.spec))
         .ok_or_else(|| ApiError::ModelNotFound(name.to_owned()))
 }
 

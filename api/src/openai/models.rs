@@ -16,7 +16,7 @@ fn object(m: &CatalogEntry) -> ModelObject {
 
 /// The models the caller may call.
 pub async fn list(State(state): State<AppState>, caller: Caller) -> Json<ModelList> {
-    let data = state.catalog.all().iter().filter(|m| caller.may_call(&m.spec.project)).map(|m| object(m)).collect();
+    let data = state.catalog.all().iter().filter(|m| caller.may_call(&m.spec)).map(|m| object(m)).collect();
     Json(ModelList { object: "list", data })
 }
 

@@ -186,3 +186,26 @@ pub mod usage_record {
 
     impl ActiveModelBehavior for ActiveModel {}
 }
+
+pub mod domain {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "domains")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: Uuid,
+        pub project_id: Uuid,
+        pub service_id: Uuid,
+        pub hostname: String,
+        /// The value the `_greenthread-challenge.<hostname>` TXT record must hold.
+        pub token: String,
+        pub verified_at: Option<DateTimeUtc>,
+        pub created_at: DateTimeUtc,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}

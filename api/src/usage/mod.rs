@@ -193,11 +193,9 @@ pub fn context(
     entry: &crate::catalog::CatalogEntry,
 ) -> Option<UsageContext> {
     let meter = state.usage.clone()?;
-    let (key_id, project_id) = match caller {
-        crate::http::gate::Caller::Key(p) => (Some(p.key_id), p.project_id),
-        crate::http::gate::Caller::Anyone => {
-            (None, state.management.as_ref()?.registry.project_id(entry.spec.project.as_str())?)
-        }
+    let (key_id, project_id) = match caller.key() {
+        Some(p) => (Some(p.key_id), p.project_id),
+        None => (None, state.management.as_ref()?.registry.project_id(entry.spec.project.as_str())?),
     };
     Some(UsageContext {
         meter,

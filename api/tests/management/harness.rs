@@ -82,7 +82,45 @@ pub struct Server {
     /// Where artifacts of API-created models may live; holds `tiny.gguf`.
     pub artifacts: PathBuf,
     pub state: greenthread_api::http::state::AppState,
+    /// The DNS zone custom domains are verified against.
+    pub dns: LocalDns,
     _data: tempfile::TempDir,
+}
+
+/// A DNS server on loopback answering TXT queries from a table the test fills.
+pub struct LocalDns {
+    pub addr: std::net::SocketAddr,
+    pub records: Arc<Mutex<std::collections::HashMap<String, Vec<String>>>>,
+}
+
+impl LocalDns {
+    async fn start() -> Self {
+        let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let addr = socket.local_addr().unwrap();
+        let records: Arc<Mutex<std::collections::HashMap<String, Vec<String>>>> = Arc::default();
+        let zone = records.clone();
+        tokio::spawn(async move {
+            let mut buf = [0u8; 512];
+            while let Ok((n, from)) = socket.recv_from(&mut buf).await {
+                let query = &buf[..n];
+                // The question's name, label by label.
+                let (mut name, mut at) = (Vec::new(), 12);
+                while at < n && query[at] != 0 {
+                    let len = usize::from(query[at]);
+                    name.push(String::from_utf8_lossy(&query[at + 1..at + 1 + len]).into_owned());
+                    at += 1 + len;
+                }
+                let answer = zone.lock().unwrap().get(&name.join(".")).cloned().unwrap_or_default();
+                let answer: Vec<&str> = answer.iter().map(String::as_str).collect();
+                let _ = socket.send_to(&greenthread_api::domains::dns::encode_txt_answer(query, &answer), from).await;
+            }
+        });
+        Self { addr, records }
+    }
+
+    pub fn publish(&self, name: &str, value: &str) {
+        self.records.lock().unwrap().entry(name.to_owned()).or_default().push(value.to_owned());
+    }
 }
 
 /// Writes a tiny real model into `dir` (once) and returns its path.
@@ -101,6 +139,7 @@ impl Server {
 
     /// A server on `db` with its data in `data` (a restart passes the same both).
     pub async fn start_in(db: &Db, data: tempfile::TempDir, clock: Arc<TestClock>) -> Self {
+        let dns = LocalDns::start().await;
         let artifacts = data.path().join("artifacts");
         std::fs::create_dir_all(&artifacts).unwrap();
         tiny_model(&artifacts, "tiny", 1);
@@ -121,13 +160,14 @@ impl Server {
             clock: clock.clone(),
             sync_every: Duration::from_millis(200),
             rate_window: Duration::from_secs(60),
+            resolver: Arc::new(greenthread_api::domains::UdpResolver::new(dns.addr)),
         };
         let started = greenthread_api::start_managed(&data.path().join("data"), platform, options).await.unwrap();
         let state = started.state;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         tokio::spawn(greenthread_api::http::serve(listener, greenthread_api::http::router(state.clone())));
-        Self { base, client: reqwest::Client::new(), clock, artifacts, state, _data: data }
+        Self { base, client: reqwest::Client::new(), clock, artifacts, state, dns, _data: data }
     }
 
     /// Stops serving and hands back what a restart needs.

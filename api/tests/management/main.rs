@@ -6,6 +6,7 @@
 
 mod api;
 mod crud;
+mod domains;
 mod gitops;
 pub mod harness;
 mod isolation;
