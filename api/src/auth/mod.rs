@@ -25,9 +25,8 @@ use uuid::Uuid;
 
 pub use self::principal::Principal;
 pub use self::scope::{Scope, ScopeError, parse_scopes};
-use sea_orm::EntityTrait;
 
-use crate::store::entities::{api_key, project};
+use crate::store::entities::api_key;
 use crate::store::{Actor, DEFAULT_PROJECT, Store, StoreError, keys, state};
 
 /// Every key's secret starts with this, so scanners and people recognise it.
@@ -177,7 +176,8 @@ impl KeyService {
     /// # Errors
     /// [`AuthError`] saying why the secret is refused.
     pub async fn authenticate(&self, secret: &str) -> Result<Principal, AuthError> {
-        let row = keys::by_hash(self.store.db(), &secret_hash(secret)).await?.ok_or(AuthError::Invalid)?;
+        let (row, project) =
+            keys::with_project_by_hash(self.store.db(), &secret_hash(secret)).await?.ok_or(AuthError::Invalid)?;
         if let Some(jwt) = secret.strip_prefix(KEY_PREFIX) {
             let mut validation = Validation::new(Algorithm::HS256);
             // Expiry is checked below against the row and the store's clock.
@@ -197,11 +197,6 @@ impl KeyService {
         if row.expires_at.is_some_and(|t| t <= now) {
             return Err(AuthError::Expired);
         }
-        let project = project::Entity::find_by_id(row.project_id)
-            .one(self.store.db())
-            .await
-            .map_err(StoreError::from)?
-            .ok_or(AuthError::Invalid)?;
         self.touch(row.id, now).await;
         Principal::from_row(&row, project)
     }

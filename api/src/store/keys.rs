@@ -9,7 +9,7 @@ use sea_orm::{
 use serde_json::json;
 use uuid::Uuid;
 
-use super::entities::api_key;
+use super::entities::{api_key, project};
 use super::{Actor, StoreError, StoreResult, audit};
 
 /// A key to store.
@@ -153,6 +153,27 @@ pub async fn delete_for_project(
 /// When the database fails.
 pub async fn by_hash(conn: &impl ConnectionTrait, hash: &str) -> StoreResult<Option<api_key::Model>> {
     Ok(api_key::Entity::find().filter(api_key::Column::SecretHash.eq(hash)).one(conn).await?)
+}
+
+/// The key whose secret hashes to `hash`, with its project: one query, as
+/// it runs on every request.
+///
+/// # Errors
+/// When the database fails.
+pub async fn with_project_by_hash(
+    conn: &impl ConnectionTrait,
+    hash: &str,
+) -> StoreResult<Option<(api_key::Model, project::Model)>> {
+    use sea_orm::{JoinType, QuerySelect};
+    let to_project =
+        api_key::Entity::belongs_to(project::Entity).from(api_key::Column::ProjectId).to(project::Column::Id).into();
+    let found = api_key::Entity::find()
+        .filter(api_key::Column::SecretHash.eq(hash))
+        .join(JoinType::InnerJoin, to_project)
+        .select_also(project::Entity)
+        .one(conn)
+        .await?;
+    Ok(found.and_then(|(key, project)| project.map(|p| (key, p))))
 }
 
 /// Keys of the given projects (every project's for `None`), oldest first.
