@@ -63,6 +63,18 @@ fn respond(result: ApiResult<Response>) -> Response {
     result.unwrap_or_else(error_response)
 }
 
+/// The request's caller and body, or why there are none.
+fn parts<T: serde::de::DeserializeOwned>(
+    state: &AppState,
+    caller: Result<Caller, ApiError>,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<(Caller, T, Bytes)> {
+    let caller = caller?;
+    let body = body.map_err(|r| body_error(&r, state.limits.max_request_bytes))?;
+    let req = crate::http::json::parse(&body)?;
+    Ok((caller, req, body))
+}
+
 /// `POST /v1/messages`: the model comes from the body.
 pub async fn unified(
     State(state): State<AppState>,
@@ -71,9 +83,7 @@ pub async fn unified(
 ) -> Response {
     respond(
         async {
-            let caller = caller?;
-            let body = body.map_err(|r| body_error(&r, state.limits.max_request_bytes))?;
-            let req: MessagesRequest = crate::http::json::parse(&body)?;
+            let (caller, req, _) = parts::<MessagesRequest>(&state, caller, body)?;
             let model = model_for_body(&state, &caller, req.model.as_deref())?;
             run(&state, &caller, model, req).await
         }
@@ -90,9 +100,7 @@ pub async fn per_model(
 ) -> Response {
     respond(
         async {
-            let caller = caller?;
-            let body = body.map_err(|r| body_error(&r, state.limits.max_request_bytes))?;
-            let req: MessagesRequest = crate::http::json::parse(&body)?;
+            let (caller, req, _) = parts::<MessagesRequest>(&state, caller, body)?;
             let model = model_for_path(&state, &caller, &name)?;
             run(&state, &caller, model, req).await
         }
@@ -166,9 +174,7 @@ pub async fn count_tokens(
 ) -> Response {
     respond(
         async {
-            let caller = caller?;
-            let body = body.map_err(|r| body_error(&r, state.limits.max_request_bytes))?;
-            let req: CountTokensRequest = crate::http::json::parse(&body)?;
+            let (caller, req, body) = parts::<CountTokensRequest>(&state, caller, body)?;
             let model = model_for_body(&state, &caller, req.model.as_deref())?;
             count(&state, model, req, body).await
         }
@@ -185,9 +191,7 @@ pub async fn count_tokens_per_model(
 ) -> Response {
     respond(
         async {
-            let caller = caller?;
-            let body = body.map_err(|r| body_error(&r, state.limits.max_request_bytes))?;
-            let req: CountTokensRequest = crate::http::json::parse(&body)?;
+            let (caller, req, body) = parts::<CountTokensRequest>(&state, caller, body)?;
             let model = model_for_path(&state, &caller, &name)?;
             count(&state, model, req, body).await
         }

@@ -8,6 +8,7 @@ use serde_json::json;
 use uuid::Uuid;
 
 use super::errors::{NOT_FOUND, coded, internal, principal};
+use super::mutation::needs_manage;
 use super::query::readable_project;
 use super::types::{DeletePayload, Project, Service, management};
 use crate::domains::{challenge_name, new_token, parse_hostname};
@@ -119,9 +120,7 @@ async fn managed_domain(ctx: &Context<'_>, hostname: &str) -> async_graphql::Res
         .map_err(internal)?
         .filter(|d| p.can_read(d.project_id))
         .ok_or_else(|| coded(NOT_FOUND, format!("domain {hostname} not found")))?;
-    if !p.can_manage(row.project_id) {
-        return Err(coded(super::errors::FORBIDDEN, "this key has no manage scope for the project"));
-    }
+    needs_manage(p, row.project_id)?;
     Ok(row)
 }
 
@@ -139,9 +138,7 @@ impl DomainMutation {
     async fn add_domain(&self, ctx: &Context<'_>, input: AddDomainInput) -> async_graphql::Result<DomainPayload> {
         let p = principal(ctx)?;
         let project_row = readable_project(ctx, p, &input.project).await?;
-        if !p.can_manage(project_row.id) {
-            return Err(coded(super::errors::FORBIDDEN, "this key has no manage scope for the project"));
-        }
+        needs_manage(p, project_row.id)?;
         let hostname = match parse_hostname(&input.hostname) {
             Ok(h) => h,
             Err(message) => return Ok(DomainPayload::failed("input.hostname", "INVALID", message)),

@@ -6,6 +6,8 @@
 
 mod domains;
 pub mod errors;
+mod gitops_mutations;
+mod key_mutations;
 mod mutation;
 pub mod pagination;
 mod query;
@@ -25,6 +27,8 @@ use axum::response::{Html, IntoResponse, Response};
 
 use self::domains::{DomainMutation, DomainQuery};
 use self::errors::{Auth, RATE_LIMITED, coded};
+use self::gitops_mutations::GitopsMutation;
+use self::key_mutations::KeyMutation;
 use self::mutation::CoreMutation;
 use self::query::CoreQuery;
 pub use self::rate_limit::RateLimiter;
@@ -40,7 +44,7 @@ pub struct QueryRoot(CoreQuery, DomainQuery);
 
 /// Every mutation.
 #[derive(async_graphql::MergedObject, Default)]
-pub struct MutationRoot(CoreMutation, DomainMutation);
+pub struct MutationRoot(CoreMutation, KeyMutation, GitopsMutation, DomainMutation);
 
 pub type ManagementSchema = Schema<QueryRoot, MutationRoot, SubscriptionRoot>;
 

@@ -2,24 +2,19 @@
 //! `userErrors`, with nothing written), checks the key's scope, and makes its
 //! change and the change's audit event in one transaction.
 
-use async_graphql::{Context, ID, InputObject, Json, Object};
-use chrono::{DateTime, Utc};
+use async_graphql::{Context, ID, InputObject, Object};
 use greenthread_core::desired::{ModelDecl, ProjectDecl, ServiceDecl, default_service};
 use greenthread_core::{ArtifactUri, ModelAlias, ModelName, ModelSpec, Sha256Digest, WarmTier, parse_duration};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 use uuid::Uuid;
 
-use super::errors::{FORBIDDEN, NOT_FOUND, coded, internal, principal, split};
+use super::errors::{FORBIDDEN, coded, internal, principal, split};
 use super::query::{readable_model, readable_project};
-use super::types::{
-    ApiKey, ApiKeyPayload, ApplyPayload, Change, CreateApiKeyPayload, DeletePayload, Model, ModelPayload, PlanPayload,
-    Project, ProjectPayload, Service, ServicePayload, management,
-};
-use crate::auth::{Principal, Scope, parse_scopes};
-use crate::config::Config;
+use super::types::{DeletePayload, Model, ModelPayload, Project, ProjectPayload, Service, ServicePayload, management};
+use crate::auth::Principal;
 use crate::manage::{Caller, OpError, UserError};
-use crate::store::entities::{api_key, model};
-use crate::store::{DEFAULT_SERVICE, keys, state};
+use crate::store::entities::model;
+use crate::store::{DEFAULT_SERVICE, state};
 
 #[derive(Default)]
 pub struct CoreMutation;
@@ -106,24 +101,6 @@ pub struct DeleteModelInput {
     pub name: String,
 }
 
-#[derive(InputObject)]
-pub struct CreateApiKeyInput {
-    pub project: String,
-    pub name: String,
-    /// `inference`, `read`, `manage`, `admin`.
-    pub scopes: Vec<String>,
-    pub expires_at: Option<DateTime<Utc>>,
-    /// Most `/v1` requests a minute; unlimited when left out.
-    pub requests_per_minute: Option<u32>,
-    /// Most tokens (input and output) a minute; unlimited when left out.
-    pub tokens_per_minute: Option<u32>,
-}
-
-#[derive(InputObject)]
-pub struct RevokeApiKeyInput {
-    pub id: ID,
-}
-
 /// Collects user errors while parsing an input.
 #[derive(Default)]
 struct Checked(Vec<UserError>);
@@ -196,7 +173,7 @@ impl Checked {
     }
 }
 
-fn needs_manage(p: &Principal, project_id: Uuid) -> async_graphql::Result<()> {
+pub(super) fn needs_manage(p: &Principal, project_id: Uuid) -> async_graphql::Result<()> {
     if p.can_manage(project_id) {
         Ok(())
     } else {
@@ -542,155 +519,6 @@ impl CoreMutation {
         match result {
             Ok(_) => Ok(DeletePayload { deleted_id: Some(ID(row.id.to_string())), user_errors: vec![] }),
             Err(e) => Ok(DeletePayload::failed(split(e)?)),
-        }
-    }
-
-    /// Creates an API key. Its secret is in this answer only.
-    async fn create_api_key(
-        &self,
-        ctx: &Context<'_>,
-        input: CreateApiKeyInput,
-    ) -> async_graphql::Result<CreateApiKeyPayload> {
-        let p = principal(ctx)?;
-        let project_row = readable_project(ctx, p, &input.project).await?;
-        needs_manage(p, project_row.id)?;
-        let mgmt = management(ctx);
-        let mut errors = Vec::new();
-        let name = input.name.trim().to_owned();
-        if name.is_empty() || name.len() > 128 {
-            errors.push(UserError::new("input.name", "INVALID", "a key's name has 1 to 128 characters"));
-        }
-        let scopes = parse_scopes(&input.scopes)
-            .map_err(|e| errors.push(UserError::new("input.scopes", "INVALID", e.to_string())))
-            .ok();
-        if scopes.as_ref().is_some_and(|s| s.contains(&Scope::Admin)) && !p.is_admin() {
-            errors.push(UserError::new("input.scopes", "FORBIDDEN", "only an admin key may create admin keys"));
-        }
-        for (field, value) in
-            [("input.requestsPerMinute", input.requests_per_minute), ("input.tokensPerMinute", input.tokens_per_minute)]
-        {
-            if value.is_some_and(|v| v == 0 || v > i32::MAX as u32) {
-                errors.push(UserError::new(field, "INVALID", "a limit is at least 1 (leave it out for none)"));
-            }
-        }
-        if input.expires_at.is_some_and(|t| t <= mgmt.store.now()) {
-            errors.push(UserError::new("input.expiresAt", "INVALID", "the expiry must be in the future"));
-        }
-        let Some(scopes) = scopes.filter(|_| errors.is_empty()) else {
-            return Ok(CreateApiKeyPayload { api_key: None, secret: None, user_errors: errors });
-        };
-        let tx = mgmt.store.begin_write().await.map_err(internal)?;
-        let created = mgmt
-            .keys
-            .create(
-                &tx,
-                crate::auth::KeyRequest {
-                    project_id: project_row.id,
-                    name,
-                    scopes,
-                    expires_at: input.expires_at,
-                    limits: crate::ratelimit::KeyLimits {
-                        requests_per_minute: input.requests_per_minute,
-                        tokens_per_minute: input.tokens_per_minute,
-                    },
-                },
-                &p.actor("graphql"),
-            )
-            .await
-            .map_err(internal)?;
-        tx.commit().await.map_err(internal)?;
-        Ok(CreateApiKeyPayload {
-            api_key: Some(ApiKey(created.row)),
-            secret: Some(created.secret),
-            user_errors: vec![],
-        })
-    }
-
-    /// Revokes a key: refused from its next request on.
-    async fn revoke_api_key(
-        &self,
-        ctx: &Context<'_>,
-        input: RevokeApiKeyInput,
-    ) -> async_graphql::Result<ApiKeyPayload> {
-        let p = principal(ctx)?;
-        let Ok(id) = Uuid::parse_str(input.id.as_str()) else {
-            return Ok(ApiKeyPayload::failed(vec![UserError::new("input.id", "INVALID", "not an API key id")]));
-        };
-        let mgmt = management(ctx);
-        let row = api_key::Entity::find_by_id(id)
-            .one(mgmt.store.db())
-            .await
-            .map_err(internal)?
-            .filter(|k| p.can_read(k.project_id))
-            .ok_or_else(|| coded(NOT_FOUND, format!("API key {id} not found")))?;
-        needs_manage(p, row.project_id)?;
-        let tx = mgmt.store.begin_write().await.map_err(internal)?;
-        match keys::revoke(&tx, id, &p.actor("graphql"), mgmt.store.now()).await {
-            Ok(row) => {
-                tx.commit().await.map_err(internal)?;
-                Ok(ApiKeyPayload { api_key: Some(ApiKey(row)), user_errors: vec![] })
-            }
-            Err(crate::store::StoreError::Conflict(m)) => {
-                Ok(ApiKeyPayload::failed(vec![UserError::new("input.id", "ALREADY_REVOKED", m)]))
-            }
-            Err(e) => Err(internal(e)),
-        }
-    }
-
-    /// What applying `desired` would change, and the etag to apply it on.
-    /// Writes nothing.
-    async fn plan(&self, ctx: &Context<'_>, desired: Json<serde_json::Value>) -> async_graphql::Result<PlanPayload> {
-        let p = principal(ctx)?;
-        let doc = match Config::from_json(&desired.0) {
-            Ok(c) => c.state,
-            Err(message) => {
-                return Ok(PlanPayload {
-                    changes: vec![],
-                    etag: None,
-                    user_errors: vec![UserError::new("desired", "INVALID", message)],
-                });
-            }
-        };
-        match management(ctx).plan(Caller::Key(p), &doc).await {
-            Ok(o) => Ok(PlanPayload {
-                changes: o.changes.iter().map(Change::from).collect(),
-                etag: Some(o.etag),
-                user_errors: vec![],
-            }),
-            Err(e) => Ok(PlanPayload { changes: vec![], etag: None, user_errors: split(e)? }),
-        }
-    }
-
-    /// Applies `desired` in one transaction if the state still has
-    /// `baseEtag` (else CONFLICT). Repeating a request with the same
-    /// `idempotencyKey` returns the first result.
-    async fn apply(
-        &self,
-        ctx: &Context<'_>,
-        desired: Json<serde_json::Value>,
-        base_etag: String,
-        idempotency_key: Option<String>,
-    ) -> async_graphql::Result<ApplyPayload> {
-        let p = principal(ctx)?;
-        let failed = |user_errors| ApplyPayload { applied: false, changes: vec![], etag: None, user_errors };
-        if idempotency_key.as_ref().is_some_and(|k| k.is_empty() || k.len() > 128) {
-            return Ok(failed(vec![UserError::new("idempotencyKey", "INVALID", "1 to 128 characters")]));
-        }
-        let doc = match Config::from_json(&desired.0) {
-            Ok(c) => c.state,
-            Err(message) => return Ok(failed(vec![UserError::new("desired", "INVALID", message)])),
-        };
-        let result = management(ctx)
-            .apply(Caller::Key(p), &p.actor("apply"), &doc, Some(&base_etag), idempotency_key.as_deref())
-            .await;
-        match result {
-            Ok(o) => Ok(ApplyPayload {
-                applied: true,
-                changes: o.changes.iter().map(Change::from).collect(),
-                etag: Some(o.etag),
-                user_errors: vec![],
-            }),
-            Err(e) => Ok(failed(split(e)?)),
         }
     }
 }

@@ -4,7 +4,8 @@
 //! (`Authorization: Bearer <key>` or `x-api-key: <key>`) with the
 //! `inference` scope, and a key sees and calls only its project's models.
 //! Open mode (`serve --open`, for a demo on one machine) lets requests
-//! without a key call every model until the first inference key exists.
+//! without a valid key call every model until the first inference key
+//! exists; a valid key is scoped to its project even then.
 
 use std::sync::Arc;
 
@@ -69,8 +70,24 @@ impl Caller {
 
 impl Gate {
     async fn check(&self, token: Option<&str>) -> Result<Who, ApiError> {
+        let refused = match token {
+            None => ApiError::Unauthenticated(
+                "You didn't provide an API key. Send it as `Authorization: Bearer <key>` or `x-api-key: <key>`.".into(),
+            ),
+            Some(token) => match self.keys.authenticate(token).await {
+                Ok(p) if p.has(Scope::Inference) => {
+                    if p.limits.any() {
+                        self.admit(&p).await?;
+                    }
+                    return Ok(Who::Key(p));
+                }
+                Ok(_) => return Err(ApiError::PermissionDenied("This API key has no `inference` scope.".into())),
+                Err(AuthError::Store(e)) => return Err(ApiError::Internal(e.to_string())),
+                Err(e) => ApiError::Unauthenticated(format!("Incorrect API key provided: {e}.")),
+            },
+        };
         // SDKs always send some key (`api_key="unused"`): while open mode
-        // holds, whatever is sent is not checked.
+        // holds, a missing or unknown key is no reason to refuse.
         if self.open_mode {
             match keys::any_live_inference_key(self.keys.store().db()).await {
                 Ok(false) => return Ok(Who::Anyone),
@@ -78,22 +95,7 @@ impl Gate {
                 Err(e) => return Err(ApiError::Internal(e.to_string())),
             }
         }
-        let Some(token) = token else {
-            return Err(ApiError::Unauthenticated(
-                "You didn't provide an API key. Send it as `Authorization: Bearer <key>` or `x-api-key: <key>`.".into(),
-            ));
-        };
-        match self.keys.authenticate(token).await {
-            Ok(p) if p.has(Scope::Inference) => {
-                if p.limits.any() {
-                    self.admit(&p).await?;
-                }
-                Ok(Who::Key(p))
-            }
-            Ok(_) => Err(ApiError::PermissionDenied("This API key has no `inference` scope.".into())),
-            Err(AuthError::Store(e)) => Err(ApiError::Internal(e.to_string())),
-            Err(e) => Err(ApiError::Unauthenticated(format!("Incorrect API key provided: {e}."))),
-        }
+        Err(refused)
     }
 }
 

@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use greenthread_core::ModelName;
 use greenthread_core::desired::{self, Change, ChangeAction, DesiredError, ObjectKind, StateDoc};
-use sea_orm::{ActiveModelTrait, ActiveValue::Set, ConnectionTrait, EntityTrait};
+use sea_orm::{ActiveModelTrait, ActiveValue::Set, EntityTrait};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -324,11 +324,6 @@ impl Management {
         if let Err(e) = self.registry.sync().await {
             tracing::warn!(error = %e, "Committed, but the serving side could not re-read the models yet");
         }
-    }
-
-    /// Runs a read-only query on the store's connection.
-    pub fn db(&self) -> &impl ConnectionTrait {
-        self.store.db()
     }
 }
 

@@ -193,8 +193,13 @@ pub async fn list(conn: &impl ConnectionTrait, projects: Option<Vec<Uuid>>) -> S
 /// # Errors
 /// When the database fails.
 pub async fn any_live_inference_key(conn: &impl ConnectionTrait) -> StoreResult<bool> {
-    let keys = api_key::Entity::find().filter(api_key::Column::RevokedAt.is_null()).all(conn).await?;
-    Ok(keys.iter().any(|k| k.scopes.split(' ').any(|s| s == "inference")))
+    // Scopes are space-separated words; `inference` is the only one containing its letters.
+    let found = api_key::Entity::find()
+        .filter(api_key::Column::RevokedAt.is_null())
+        .filter(api_key::Column::Scopes.contains("inference"))
+        .one(conn)
+        .await?;
+    Ok(found.is_some())
 }
 
 /// Records that a key was used (callers throttle this).

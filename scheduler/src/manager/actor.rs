@@ -1,11 +1,10 @@
 //! The manager task: its state, its loop, and every decision it makes.
 
 use std::collections::BTreeMap;
-use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use greenthread_core::{ModelName, ModelState, NodeControl, NodeError, NodeId, StageReport, Tier, WakeReport};
+use greenthread_core::{ModelName, ModelState, NodeError, NodeId, StageReport, Tier, WakeReport};
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::time::Instant;
 
@@ -15,6 +14,9 @@ use super::{
 };
 use crate::placement::{NodeView, Placement, place};
 use crate::preemption::{DeviceView, Resident, WakeRequest};
+
+mod node_ops;
+mod specs;
 
 pub(super) enum Command {
     Acquire { model: ModelName, avoid: Vec<NodeId>, reply: oneshot::Sender<Result<Lease, AcquireError>> },
@@ -196,96 +198,6 @@ impl Actor {
             }
             Command::Upsert(model) => self.upsert(model),
             Command::Remove(name) => self.remove_model(&name),
-        }
-    }
-
-    // ----- specs -----
-
-    /// Adds a model, or changes one. A change the engine must load afresh
-    /// drains the model's replicas first (requests meanwhile wait for the
-    /// new spec); any other change (scaling, aliases) applies at once.
-    fn upsert(&mut self, managed: ManagedModel) {
-        let name = managed.spec.name.clone();
-        let Some(m) = self.models.get_mut(&name) else {
-            let model = Model {
-                spec: managed.spec,
-                footprint: managed.device_bytes,
-                waiters: Vec::new(),
-                replicas: BTreeMap::new(),
-                pending: None,
-            };
-            self.models.insert(name.clone(), model);
-            tracing::info!(model = %name, "Model added");
-            self.stage_initial(&name);
-            return;
-        };
-        let (old, new) = (&m.spec, &managed.spec);
-        let reloads = (&old.artifact, &old.sha256, old.context_length, &old.chat_template)
-            != (&new.artifact, &new.sha256, new.context_length, &new.chat_template);
-        if reloads || matches!(m.pending, Some(Pending::Respec(_))) {
-            tracing::info!(model = %name, "Model changed; its replicas restart with the new spec");
-            m.pending = Some(Pending::Respec(managed.spec));
-            self.retire(&name);
-        } else {
-            m.spec = managed.spec;
-            m.pending = None;
-            self.schedule(&name);
-        }
-    }
-
-    /// Takes a model out: waiting requests are told it is gone, and it
-    /// leaves once its requests in flight are done and its replicas slept.
-    fn remove_model(&mut self, name: &ModelName) {
-        let Some(m) = self.models.get_mut(name) else { return };
-        m.pending = Some(Pending::Remove);
-        self.fail_waiters(name, &AcquireError::UnknownModel(name.to_string()));
-        self.retire(name);
-    }
-
-    fn retire_all(&mut self) {
-        let pending: Vec<ModelName> =
-            self.models.iter().filter(|(_, m)| m.pending.is_some()).map(|(n, _)| n.clone()).collect();
-        for name in pending {
-            self.retire(&name);
-        }
-    }
-
-    /// One step of a pending change: idle replicas go to sleep; once none
-    /// holds the device, the change is made.
-    fn retire(&mut self, name: &ModelName) {
-        let Some(m) = self.models.get(name) else { return };
-        let idle: Vec<NodeId> = m
-            .replicas
-            .iter()
-            .filter(|(_, r)| r.state == ModelState::Serving && !r.busy && r.in_flight == 0)
-            .map(|(n, _)| n.clone())
-            .collect();
-        for node in idle {
-            self.start_sleep(name, &node, Cause::Updated);
-        }
-        let Some(m) = self.models.get_mut(name) else { return };
-        let settled = m.replicas.values().all(|r| !r.busy && !r.state.on_device() && r.state != ModelState::Fetching);
-        if !settled {
-            return;
-        }
-        for node in self.nodes.values_mut() {
-            node.weights.remove(name);
-        }
-        match m.pending.take() {
-            Some(Pending::Remove) => {
-                self.models.remove(name);
-                tracing::info!(model = %name, "Model removed");
-            }
-            Some(Pending::Respec(spec)) => {
-                m.spec = spec;
-                m.replicas.clear();
-                if m.waiters.is_empty() {
-                    self.stage_initial(name);
-                } else {
-                    self.schedule(name);
-                }
-            }
-            None => {}
         }
     }
 
@@ -578,166 +490,6 @@ impl Actor {
                 }
             }
             _ => {}
-        }
-    }
-
-    // ----- node operations -----
-
-    fn start_stage(&mut self, name: &ModelName, node: &NodeId, cause: Cause) {
-        if !self.transition(name, node, ModelState::Fetching, cause) {
-            return;
-        }
-        let spec = self.models[name].spec.clone();
-        self.spawn_op(name, node, |control, model, node, tx| async move {
-            let result = control.stage(&spec).await;
-            let _ = tx.send(Command::Staged { model, node, result });
-        });
-    }
-
-    fn start_wake(&mut self, name: &ModelName, node: &NodeId) {
-        let from = self.models[name].replicas.get(node).and_then(|r| r.state.tier());
-        let Some(from) = from else { return };
-        if !self.transition(name, node, ModelState::Waking { from }, Cause::Request) {
-            return;
-        }
-        self.spawn_op(name, node, |control, model, node, tx| async move {
-            let result = control.wake(&model).await;
-            let _ = tx.send(Command::Woke { model, node, result });
-        });
-    }
-
-    fn start_sleep(&mut self, name: &ModelName, node: &NodeId, cause: Cause) {
-        let Some(m) = self.models.get(name) else { return };
-        let Some(r) = m.replicas.get(node) else { return };
-        if r.state != ModelState::Serving || r.busy || r.in_flight > 0 {
-            return;
-        }
-        let warm = m.spec.scaling.warm_tier;
-        if !self.transition(name, node, ModelState::Draining, cause.clone()) {
-            return;
-        }
-        if let Some(r) = self.models.get_mut(name).and_then(|m| m.replicas.get_mut(node)) {
-            r.sleep_cause = Some(cause);
-        }
-        self.spawn_op(name, node, move |control, model, node, tx| async move {
-            let result = control.sleep(&model, warm).await;
-            let _ = tx.send(Command::Slept { model, node, result });
-        });
-    }
-
-    /// Runs a node operation as its own task; it reports back through the channel.
-    fn spawn_op<F, Fut>(&mut self, name: &ModelName, node: &NodeId, op: F)
-    where
-        F: FnOnce(Arc<dyn NodeControl>, ModelName, NodeId, mpsc::UnboundedSender<Command>) -> Fut,
-        Fut: Future<Output = ()> + Send + 'static,
-    {
-        let Some(control) = self.nodes.get(node).map(|n| n.handle.control.clone()) else { return };
-        if let Some(r) = self.models.get_mut(name).and_then(|m| m.replicas.get_mut(node)) {
-            r.busy = true;
-        }
-        tokio::spawn(op(control, name.clone(), node.clone(), self.tx.clone()));
-    }
-
-    fn replica_mut(&mut self, name: &ModelName, node: &NodeId) -> Option<&mut Replica> {
-        if !self.nodes.contains_key(node) {
-            // A result from a node that has left: nothing to update.
-            return None;
-        }
-        self.models.get_mut(name).and_then(|m| m.replicas.get_mut(node))
-    }
-
-    fn on_staged(&mut self, name: &ModelName, node: &NodeId, result: Result<StageReport, NodeError>) {
-        let Some(r) = self.replica_mut(name, node) else { return };
-        r.busy = false;
-        match result {
-            Ok(report) => {
-                if let Some(m) = self.models.get_mut(name) {
-                    m.footprint = report.device_bytes;
-                }
-                self.transition(name, node, ModelState::Staged { tier: report.tier }, Cause::Startup);
-                self.schedule(name);
-            }
-            Err(err) => self.fail(name, node, err.to_string()),
-        }
-        self.release_staged_waiters();
-    }
-
-    fn on_woke(&mut self, name: &ModelName, node: &NodeId, result: Result<WakeReport, NodeError>) {
-        let Some(r) = self.replica_mut(name, node) else { return };
-        r.busy = false;
-        match result {
-            Ok(report) => {
-                r.last_wake = Some(report);
-                r.resident_since = Some(Instant::now());
-                r.uses = 0;
-                if let Some(m) = self.models.get_mut(name) {
-                    m.footprint = report.device_bytes;
-                }
-                self.observer.woke(name, &report);
-                tracing::info!(model = %name, node = %node, from = %report.from, ms = report.duration.as_millis() as u64, "Model woke");
-                self.transition(name, node, ModelState::Serving, Cause::Request);
-                self.serve_waiters(name);
-            }
-            Err(err) => self.fail(name, node, err.to_string()),
-        }
-        self.schedule_all();
-    }
-
-    fn on_slept(&mut self, name: &ModelName, node: &NodeId, result: Result<Tier, NodeError>) {
-        let Some(r) = self.replica_mut(name, node) else { return };
-        r.busy = false;
-        r.resident_since = None;
-        let cause = r.sleep_cause.take().unwrap_or(Cause::Idle);
-        match result {
-            Ok(tier) => {
-                self.transition(name, node, ModelState::Sleeping { tier }, cause);
-            }
-            Err(err) => self.fail(name, node, err.to_string()),
-        }
-        self.schedule_all();
-    }
-
-    fn fail(&mut self, name: &ModelName, node: &NodeId, reason: String) {
-        tracing::error!(model = %name, node = %node, %reason, "Model failed");
-        self.transition(name, node, ModelState::Failed { reason: reason.clone() }, Cause::Failure);
-        self.fail_waiters(name, &AcquireError::Failed { model: name.to_string(), reason });
-    }
-
-    fn fail_waiters(&mut self, name: &ModelName, error: &AcquireError) {
-        if let Some(m) = self.models.get_mut(name) {
-            for waiter in m.waiters.drain(..) {
-                let _ = waiter.reply.send(Err(error.clone()));
-            }
-        }
-    }
-
-    /// Moves the replica of `name` on `node` to `next` if the lifecycle
-    /// allows it, recording the event (a missing replica starts absent).
-    fn transition(&mut self, name: &ModelName, node: &NodeId, next: ModelState, cause: Cause) -> bool {
-        let Some(m) = self.models.get_mut(name) else { return false };
-        let r = m.replicas.entry(node.clone()).or_insert_with(|| Replica::new(ModelState::Absent));
-        match r.state.to(next) {
-            Ok(next) => {
-                let now = Instant::now();
-                let event = TransitionEvent {
-                    model: name.clone(),
-                    node: node.clone(),
-                    from: std::mem::replace(&mut r.state, next.clone()),
-                    to: next,
-                    after: now.duration_since(r.since),
-                    cause,
-                };
-                r.since = now;
-                tracing::debug!(model = %name, node = %node, from = %event.from, to = %event.to, ms = event.after.as_millis() as u64, cause = event.cause.as_str(), "Model state changed");
-                self.observer.transition(&event);
-                // Nobody listening is fine.
-                let _ = self.events.send(event);
-                true
-            }
-            Err(illegal) => {
-                tracing::error!(model = %name, node = %node, error = %illegal, "Refused a lifecycle transition");
-                false
-            }
         }
     }
 
