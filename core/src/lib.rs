@@ -5,6 +5,7 @@ pub mod artifact;
 pub mod chat;
 pub mod desired;
 pub mod generation;
+pub mod grammar;
 pub mod lifecycle;
 pub mod lru;
 pub mod model_name;

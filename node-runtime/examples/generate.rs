@@ -36,6 +36,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             sampling: SamplingParams::greedy(),
             max_tokens: Some(max_tokens),
             stop: Vec::new(),
+            grammar: None,
         })?;
         while let Some(event) = stream.next().await {
             match event {

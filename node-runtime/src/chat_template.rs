@@ -21,6 +21,7 @@ pub struct ChatTemplate {
     env: Environment<'static>,
     bos: String,
     eos: String,
+    hermes_tools: bool,
 }
 
 impl std::fmt::Debug for ChatTemplate {
@@ -50,7 +51,14 @@ impl ChatTemplate {
         });
         env.add_function("strftime_now", |fmt: String| strftime_now(&fmt));
         env.add_template_owned("chat", source.to_owned()).map_err(|e| Error::Template(describe(&e)))?;
-        Ok(Self { env, bos: bos.to_owned(), eos: eos.to_owned() })
+        let hermes_tools = greenthread_core::grammar::HermesToolCalls::used_by(source);
+        Ok(Self { env, bos: bos.to_owned(), eos: eos.to_owned(), hermes_tools })
+    }
+
+    /// Whether the template offers tools to the model and teaches it the
+    /// Hermes `<tool_call>` format, the one GreenThread parses.
+    pub fn writes_hermes_tools(&self) -> bool {
+        self.hermes_tools
     }
 
     /// Renders `messages` (and `tools`, a JSON list of tool definitions) into a prompt.

@@ -20,6 +20,8 @@ pub struct ModelInfo {
     /// Bytes of weights held for inference.
     pub weight_bytes: usize,
     pub has_chat_template: bool,
+    /// Whether the chat template offers tools in the Hermes `<tool_call>` format.
+    pub tool_calls: bool,
 }
 
 /// A tokenized prompt and how to continue it.
@@ -30,6 +32,8 @@ pub struct GenerateRequest {
     /// `None`: up to the end of the context window.
     pub max_tokens: Option<u32>,
     pub stop: Vec<String>,
+    /// What the output must match (structured output, forced tool calls).
+    pub grammar: Option<std::sync::Arc<greenthread_core::grammar::Grammar>>,
 }
 
 /// One event of a running generation.

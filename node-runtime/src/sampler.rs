@@ -1,15 +1,31 @@
-//! Turning logits into the next token: penalties, temperature, top-k,
-//! top-p and min-p, drawn from the request's own seeded random stream.
+//! Turning logits into the next token: penalties, an output grammar,
+//! temperature, top-k, top-p and min-p, drawn from the request's own seeded
+//! random stream.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use greenthread_core::SamplingParams;
+use greenthread_core::grammar::{Grammar, Matcher};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 /// When top-p is active, look for the nucleus among this many most likely
 /// tokens before sorting the whole vocabulary (150k+ entries).
 const NUCLEUS_CANDIDATES: usize = 512;
+/// Under a grammar, the most likely tokens checked against it each step;
+/// the rest of the vocabulary is searched only when none of these fits.
+const CONSTRAINED_CANDIDATES: usize = 256;
+
+/// What the sampler needs to know of the vocabulary.
+pub trait Vocabulary {
+    /// The bytes token `id` writes (empty for control tokens).
+    fn piece(&self, id: u32) -> &[u8];
+    /// Whether `id` ends the generation.
+    fn ends_generation(&self, id: u32) -> bool;
+    /// A token that ends the generation.
+    fn end_token(&self) -> Option<u32>;
+}
 
 /// The sampling state of one sequence.
 pub struct Sampler {
@@ -19,6 +35,8 @@ pub struct Sampler {
     generated: HashMap<u32, u32>,
     /// Prompt and generated tokens (repetition penalty).
     seen: Vec<u32>,
+    /// Where the output stands in its grammar, when it has one.
+    grammar: Option<Matcher>,
 }
 
 impl Sampler {
@@ -28,13 +46,28 @@ impl Sampler {
             None => StdRng::from_os_rng(),
         };
         let seen = if params.repetition_penalty == 1.0 { Vec::new() } else { prompt.to_vec() };
-        Self { params, rng, generated: HashMap::new(), seen }
+        Self { params, rng, generated: HashMap::new(), seen, grammar: None }
+    }
+
+    /// Constrains the output to `grammar`.
+    #[must_use]
+    pub fn with_grammar(mut self, grammar: Option<Arc<Grammar>>) -> Self {
+        self.grammar = grammar.map(|g| g.matcher());
+        self
     }
 
     /// Picks the next token from `logits` (modified in place) and records it.
-    pub fn sample(&mut self, logits: &mut [f32]) -> u32 {
+    pub fn sample(&mut self, logits: &mut [f32], vocab: &dyn Vocabulary) -> u32 {
         self.apply_penalties(logits);
+        if let Some(matcher) = &self.grammar {
+            mask_to_grammar(matcher, logits, vocab, self.params.is_greedy());
+        }
         let token = if self.params.is_greedy() { argmax(logits) } else { self.draw(logits) };
+        if let Some(matcher) = &mut self.grammar
+            && !vocab.ends_generation(token)
+        {
+            matcher.advance(vocab.piece(token));
+        }
         *self.generated.entry(token).or_default() += 1;
         if self.params.repetition_penalty != 1.0 {
             self.seen.push(token);
@@ -117,6 +150,45 @@ impl Sampler {
     }
 }
 
+/// Leaves finite only the logits of tokens the grammar allows next: among
+/// the most likely tokens (only the best one when greedy), else the most
+/// likely allowed one in the whole vocabulary, else an end token.
+fn mask_to_grammar(matcher: &Matcher, logits: &mut [f32], vocab: &dyn Vocabulary, greedy: bool) {
+    let allowed = |t: u32| {
+        if vocab.ends_generation(t) { matcher.is_complete() } else { matcher.accepts(vocab.piece(t)) }
+    };
+    let by_logit = |a: &u32, b: &u32| logits[*b as usize].total_cmp(&logits[*a as usize]).then(a.cmp(b));
+    let mut order: Vec<u32> = (0..logits.len() as u32).filter(|&t| logits[t as usize].is_finite()).collect();
+    let head = CONSTRAINED_CANDIDATES.min(order.len());
+    if head > 0 && head < order.len() {
+        order.select_nth_unstable_by(head - 1, by_logit);
+    }
+    order[..head].sort_unstable_by(by_logit);
+    let mut keep: Vec<u32> = Vec::new();
+    for &t in &order[..head] {
+        if allowed(t) {
+            keep.push(t);
+            if greedy {
+                break;
+            }
+        }
+    }
+    if keep.is_empty() {
+        let rest = &mut order[head..];
+        rest.sort_unstable_by(by_logit);
+        keep.extend(rest.iter().copied().find(|&t| allowed(t)));
+    }
+    if keep.is_empty() {
+        // Nothing fits: end here; the caller's validation reports the output.
+        keep.extend(vocab.end_token());
+    }
+    let kept: Vec<(u32, f32)> = keep.iter().map(|&t| (t, logits[t as usize])).collect();
+    logits.fill(f32::NEG_INFINITY);
+    for (t, l) in kept {
+        logits[t as usize] = if l.is_finite() { l } else { 0.0 };
+    }
+}
+
 /// Index of the largest logit; the lowest index among ties.
 pub fn argmax(logits: &[f32]) -> u32 {
     let mut best = 0;
@@ -132,7 +204,26 @@ pub fn argmax(logits: &[f32]) -> u32 {
 mod tests {
     use proptest::prelude::*;
 
+    use greenthread_core::grammar::Grammar;
+
     use super::*;
+
+    /// Token `i` writes the `i`-th of these; the last one ends the generation.
+    struct Letters(&'static [&'static str]);
+
+    impl Vocabulary for Letters {
+        fn piece(&self, id: u32) -> &[u8] {
+            self.0[id as usize].as_bytes()
+        }
+        fn ends_generation(&self, id: u32) -> bool {
+            id as usize == self.0.len() - 1
+        }
+        fn end_token(&self) -> Option<u32> {
+            Some(self.0.len() as u32 - 1)
+        }
+    }
+
+    const PLAIN: Letters = Letters(&["a", "b", "c", "d", "e", "f", "<end>"]);
 
     fn params(f: impl FnOnce(&mut SamplingParams)) -> SamplingParams {
         let mut p = SamplingParams { seed: Some(7), ..SamplingParams::default() };
@@ -143,7 +234,7 @@ mod tests {
     #[test]
     fn greedy_picks_the_largest_logit_and_the_first_among_ties() {
         let mut s = Sampler::new(SamplingParams::greedy(), &[]);
-        assert_eq!(s.sample(&mut [0.1, 3.0, -1.0, 3.0]), 1);
+        assert_eq!(s.sample(&mut [0.1, 3.0, -1.0, 3.0], &PLAIN), 1);
     }
 
     #[test]
@@ -151,7 +242,7 @@ mod tests {
         let logits: Vec<f32> = (0..100).map(|i| (i as f32 * 0.37).sin()).collect();
         let draw = || {
             let mut s = Sampler::new(params(|_| {}), &[]);
-            (0..20).map(|_| s.sample(&mut logits.clone())).collect::<Vec<_>>()
+            (0..20).map(|_| s.sample(&mut logits.clone(), &PLAIN)).collect::<Vec<_>>()
         };
         assert_eq!(draw(), draw());
     }
@@ -160,7 +251,7 @@ mod tests {
     fn top_k_one_is_greedy() {
         let mut s = Sampler::new(params(|p| p.top_k = Some(1)), &[]);
         for _ in 0..20 {
-            assert_eq!(s.sample(&mut [0.0, 1.0, 0.9, 0.5]), 1);
+            assert_eq!(s.sample(&mut [0.0, 1.0, 0.9, 0.5], &PLAIN), 1);
         }
     }
 
@@ -169,25 +260,72 @@ mod tests {
         // Token 0 holds ~88% of the mass; top_p 0.5 leaves only it.
         let mut s = Sampler::new(params(|p| p.top_p = 0.5), &[]);
         for _ in 0..50 {
-            assert_eq!(s.sample(&mut [5.0, 3.0, 1.0, 0.0]), 0);
+            assert_eq!(s.sample(&mut [5.0, 3.0, 1.0, 0.0], &PLAIN), 0);
         }
     }
 
     #[test]
     fn frequency_penalty_steers_away_from_repeats() {
         let mut s = Sampler::new(SamplingParams { frequency_penalty: 2.0, ..SamplingParams::greedy() }, &[]);
-        let first = s.sample(&mut [1.0, 0.5]);
-        let second = s.sample(&mut [1.0, 0.5]);
+        let first = s.sample(&mut [1.0, 0.5], &PLAIN);
+        let second = s.sample(&mut [1.0, 0.5], &PLAIN);
         assert_eq!((first, second), (0, 1));
     }
 
     #[test]
     fn repetition_penalty_covers_the_prompt() {
         let mut s = Sampler::new(SamplingParams { repetition_penalty: 4.0, ..SamplingParams::greedy() }, &[0]);
-        assert_eq!(s.sample(&mut [2.0, 1.0]), 1);
+        assert_eq!(s.sample(&mut [2.0, 1.0], &PLAIN), 1);
+    }
+
+    const JSONISH: Letters = Letters(&["{", "}", "\"a\"", ":", "1", "x", " ", "2}", "<end>"]);
+
+    /// Samples with random logits until the end token or `limit` tokens.
+    fn constrained_output(params: SamplingParams, logit_seed: u64, limit: usize) -> (String, bool) {
+        use rand::Rng;
+        let grammar = Arc::new(
+            Grammar::json_schema(&serde_json::json!({"type": "object", "properties": {"a": {"type": "integer"}}}))
+                .unwrap(),
+        );
+        let mut s = Sampler::new(params, &[]).with_grammar(Some(grammar));
+        let mut noise = StdRng::seed_from_u64(logit_seed);
+        let mut out = String::new();
+        for _ in 0..limit {
+            let mut logits: Vec<f32> = (0..JSONISH.0.len()).map(|_| noise.random_range(-5.0..5.0)).collect();
+            let t = s.sample(&mut logits, &JSONISH);
+            if JSONISH.ends_generation(t) {
+                return (out, true);
+            }
+            out.push_str(JSONISH.0[t as usize]);
+        }
+        (out, false)
+    }
+
+    #[test]
+    fn a_grammar_overrides_the_likeliest_token() {
+        let grammar = Arc::new(Grammar::json_object());
+        let mut s = Sampler::new(SamplingParams::greedy(), &[]).with_grammar(Some(grammar));
+        // "x" is by far the likeliest, but an object must open with "{".
+        assert_eq!(s.sample(&mut [0.0, 0.0, 0.0, 0.0, 0.0, 9.0, 0.0, 0.0, 0.0], &JSONISH), 0);
     }
 
     proptest! {
+        #[test]
+        fn constrained_output_always_matches_its_grammar(
+            logit_seed in any::<u64>(),
+            greedy in any::<bool>(),
+            seed in any::<u64>(),
+        ) {
+            let params = if greedy { SamplingParams::greedy() } else { SamplingParams { seed: Some(seed), ..SamplingParams::default() } };
+            let (out, ended) = constrained_output(params, logit_seed, 64);
+            let grammar = Arc::new(Grammar::json_schema(&serde_json::json!({"type": "object", "properties": {"a": {"type": "integer"}}})).unwrap());
+            if ended {
+                prop_assert!(grammar.matches(&out), "{out:?} does not match");
+            } else {
+                prop_assert!(grammar.matcher().advance(out.as_bytes()), "{out:?} is not a prefix");
+            }
+        }
+
         #[test]
         fn a_drawn_token_is_always_one_with_finite_logit(
             logits in proptest::collection::vec(prop_oneof![-20.0f32..20.0, Just(f32::NEG_INFINITY)], 1..300),
@@ -200,7 +338,7 @@ mod tests {
             prop_assume!(logits.iter().any(|l| l.is_finite()));
             let p = SamplingParams { temperature, top_p, top_k, min_p, seed: Some(seed), ..SamplingParams::default() };
             let mut s = Sampler::new(p, &[]);
-            let t = s.sample(&mut logits.clone()) as usize;
+            let t = s.sample(&mut logits.clone(), &PLAIN) as usize;
             prop_assert!(t < logits.len());
             prop_assert!(logits[t].is_finite());
         }

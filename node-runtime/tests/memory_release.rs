@@ -45,6 +45,7 @@ async fn sleeping_returns_at_least_the_device_footprint_to_the_os() {
             sampling: SamplingParams::greedy(),
             max_tokens: Some(16),
             stop: vec![],
+            grammar: None,
         })
         .unwrap();
     while let Some(e) = stream.next().await {

@@ -34,7 +34,13 @@ async fn greedy(node: &LocalNode, model: &str) -> String {
     let m = node.instance(&name(model)).unwrap();
     let prompt = m.text_prompt("the world");
     let mut stream = m
-        .generate(GenerateRequest { prompt, sampling: SamplingParams::greedy(), max_tokens: Some(12), stop: vec![] })
+        .generate(GenerateRequest {
+            prompt,
+            sampling: SamplingParams::greedy(),
+            max_tokens: Some(12),
+            stop: vec![],
+            grammar: None,
+        })
         .unwrap();
     let mut out = String::new();
     while let Some(e) = stream.next().await {
@@ -80,7 +86,8 @@ async fn a_staged_model_wakes_from_ram_or_disk_with_the_same_answers_and_sleeps_
             prompt: vec![1],
             sampling: SamplingParams::greedy(),
             max_tokens: Some(1),
-            stop: vec![]
+            stop: vec![],
+            grammar: None,
         }),
         Err(greenthread_node_runtime::Error::Asleep)
     ));

@@ -7,6 +7,7 @@
 //! named events. Every error, including a refused key, uses Anthropic's
 //! shape `{"type":"error","error":{"type","message"}}`.
 
+mod blocks;
 pub mod translate;
 pub mod types;
 

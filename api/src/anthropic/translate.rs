@@ -5,33 +5,12 @@
 
 use serde_json::{Value, json};
 
-use super::types::{ContentField, MessagesRequest, SystemField};
+use super::blocks;
+use super::types::{MessagesRequest, SystemField};
 use crate::http::error::ApiError;
 
 /// Anthropic's sampling temperature range (OpenAI's goes to 2).
 const MAX_TEMPERATURE: f32 = 1.0;
-
-fn text_of_blocks(content: &ContentField, field: &str) -> Result<String, ApiError> {
-    match content {
-        ContentField::Text(t) => Ok(t.clone()),
-        ContentField::Blocks(blocks) => {
-            let mut text = String::new();
-            for (i, block) in blocks.iter().enumerate() {
-                match (block.kind.as_str(), &block.text) {
-                    ("text", Some(t)) => text.push_str(t),
-                    ("text", None) => return Err(ApiError::invalid(format!("{field}.{i}.text"), "Field required")),
-                    (other, _) => {
-                        return Err(ApiError::Unsupported {
-                            param: "messages",
-                            message: format!("{field}.{i}: content blocks of type {other:?} are not supported yet"),
-                        });
-                    }
-                }
-            }
-            Ok(text)
-        }
-    }
-}
 
 /// The OpenAI chat request for `req` (whose model is `model`).
 ///
@@ -47,12 +26,6 @@ pub fn to_openai(req: &MessagesRequest, model: &str) -> Result<Value, ApiError> 
     if req.messages.is_empty() {
         return Err(ApiError::invalid("messages", "messages: at least one message is required"));
     }
-    if req.tools.as_ref().is_some_and(|t| !t.is_empty()) || req.tool_choice.is_some() {
-        return Err(ApiError::Unsupported {
-            param: "tools",
-            message: "tools are not supported on /v1/messages yet".into(),
-        });
-    }
     if let Some(t) = req.temperature
         && !(0.0..=MAX_TEMPERATURE).contains(&t)
     {
@@ -62,7 +35,7 @@ pub fn to_openai(req: &MessagesRequest, model: &str) -> Result<Value, ApiError> 
     if let Some(system) = &req.system {
         let text = match system {
             SystemField::Text(t) => t.clone(),
-            SystemField::Blocks(blocks) => text_of_blocks(&ContentField::Blocks(blocks.clone()), "system")?,
+            SystemField::Blocks(blocks) => blocks::system_text(blocks)?,
         };
         if !text.is_empty() {
             messages.push(json!({"role": "system", "content": text}));
@@ -75,10 +48,15 @@ pub fn to_openai(req: &MessagesRequest, model: &str) -> Result<Value, ApiError> 
                 format!("messages.{i}.role: Input should be 'user' or 'assistant', not {:?}", m.role),
             ));
         }
-        let text = text_of_blocks(&m.content, &format!("messages.{i}.content"))?;
-        messages.push(json!({"role": m.role, "content": text}));
+        messages.extend(blocks::openai_messages(i, m)?);
     }
     let mut body = json!({"model": model, "messages": messages, "max_tokens": max_tokens});
+    if let Some(tools) = req.tools.as_ref().filter(|t| !t.is_empty()) {
+        body["tools"] = blocks::openai_tools(tools)?;
+    }
+    if let Some(choice) = &req.tool_choice {
+        body["tool_choice"] = blocks::openai_tool_choice(choice)?;
+    }
     if let Some(t) = req.temperature {
         body["temperature"] = json!(t);
     }
@@ -99,11 +77,12 @@ pub fn to_openai(req: &MessagesRequest, model: &str) -> Result<Value, ApiError> 
     Ok(body)
 }
 
-/// `end_turn`, `max_tokens` or `stop_sequence`, from OpenAI's finish reason
-/// and the matched stop string (vLLM's `stop_reason`).
+/// `end_turn`, `max_tokens`, `tool_use` or `stop_sequence`, from OpenAI's
+/// finish reason and the matched stop string (vLLM's `stop_reason`).
 fn stop_reason(finish: Option<&str>, matched: Option<&str>) -> (&'static str, Value) {
     match (finish, matched) {
         (Some("length"), _) => ("max_tokens", Value::Null),
+        (Some("tool_calls"), _) => ("tool_use", Value::Null),
         (_, Some(s)) => ("stop_sequence", json!(s)),
         _ => ("end_turn", Value::Null),
     }
@@ -118,13 +97,19 @@ pub fn message_id(openai_id: &str) -> String {
 pub fn message_from_openai(completion: &Value, model: &str) -> Value {
     let choice = &completion["choices"][0];
     let text = choice["message"]["content"].as_str().unwrap_or_default();
+    let calls = choice["message"]["tool_calls"].as_array().map(Vec::as_slice).unwrap_or_default();
+    let mut content: Vec<Value> = Vec::new();
+    if !text.is_empty() || calls.is_empty() {
+        content.push(json!({"type": "text", "text": text}));
+    }
+    content.extend(calls.iter().map(blocks::tool_use_block));
     let (reason, sequence) = stop_reason(choice["finish_reason"].as_str(), choice["stop_reason"].as_str());
     json!({
         "id": message_id(completion["id"].as_str().unwrap_or_default()),
         "type": "message",
         "role": "assistant",
         "model": model,
-        "content": [{"type": "text", "text": text}],
+        "content": content,
         "stop_reason": reason,
         "stop_sequence": sequence,
         "usage": {
@@ -157,7 +142,10 @@ pub fn error_body(status: u16, message: &str) -> Value {
 pub struct StreamTranslator {
     model: String,
     started: bool,
-    block_open: bool,
+    /// The content block open now, and whether it is a text block.
+    open: Option<(u32, bool)>,
+    /// Index of the next content block.
+    next_block: u32,
     finished: bool,
 }
 
@@ -166,7 +154,7 @@ pub type NamedEvent = (&'static str, Value);
 
 impl StreamTranslator {
     pub fn new(model: &str) -> Self {
-        Self { model: model.to_owned(), started: false, block_open: false, finished: false }
+        Self { model: model.to_owned(), started: false, open: None, next_block: 0, finished: false }
     }
 
     /// The events for one `data:` payload of the OpenAI stream.
@@ -197,19 +185,30 @@ impl StreamTranslator {
                     "usage": {"input_tokens": input_tokens, "output_tokens": 0},
                 }}),
             ));
-            out.push((
-                "content_block_start",
-                json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
-            ));
-            out.push(("ping", json!({"type": "ping"})));
-            self.block_open = true;
         }
         let Some(choice) = chunk["choices"].as_array().and_then(|c| c.first()) else { return out };
         if let Some(text) = choice["delta"]["content"].as_str().filter(|t| !t.is_empty()) {
+            let index = self.text_block(&mut out);
             out.push((
                 "content_block_delta",
-                json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": text}}),
+                json!({"type": "content_block_delta", "index": index, "delta": {"type": "text_delta", "text": text}}),
             ));
+        }
+        for call in choice["delta"]["tool_calls"].as_array().map(Vec::as_slice).unwrap_or_default() {
+            if call.get("id").is_some_and(Value::is_string) {
+                let mut block = blocks::tool_use_block(call);
+                block["input"] = json!({});
+                self.open_block(block, false, &mut out);
+            }
+            if let (Some((index, false)), Some(partial)) =
+                (self.open, call["function"]["arguments"].as_str().filter(|a| !a.is_empty()))
+            {
+                out.push((
+                    "content_block_delta",
+                    json!({"type": "content_block_delta", "index": index,
+                           "delta": {"type": "input_json_delta", "partial_json": partial}}),
+                ));
+            }
         }
         if let Some(finish) = choice["finish_reason"].as_str() {
             let output_tokens = chunk["usage"]["completion_tokens"].as_u64().unwrap_or(0);
@@ -218,12 +217,43 @@ impl StreamTranslator {
         out
     }
 
+    /// The open text block's index, opening one if needed.
+    fn text_block(&mut self, out: &mut Vec<NamedEvent>) -> u32 {
+        match self.open {
+            Some((index, true)) => index,
+            _ => self.open_block(json!({"type": "text", "text": ""}), true, out),
+        }
+    }
+
+    fn open_block(&mut self, block: Value, text: bool, out: &mut Vec<NamedEvent>) -> u32 {
+        self.close_block(out);
+        let index = self.next_block;
+        self.next_block += 1;
+        out.push((
+            "content_block_start",
+            json!({"type": "content_block_start", "index": index, "content_block": block}),
+        ));
+        if index == 0 {
+            // Where Anthropic's streams send their first keep-alive.
+            out.push(("ping", json!({"type": "ping"})));
+        }
+        self.open = Some((index, text));
+        index
+    }
+
+    fn close_block(&mut self, out: &mut Vec<NamedEvent>) {
+        if let Some((index, _)) = self.open.take() {
+            out.push(("content_block_stop", json!({"type": "content_block_stop", "index": index})));
+        }
+    }
+
     fn finish(&mut self, finish: Option<&str>, matched: Option<&str>, output_tokens: u64) -> Vec<NamedEvent> {
         let mut out = Vec::new();
-        if self.block_open {
-            out.push(("content_block_stop", json!({"type": "content_block_stop", "index": 0})));
-            self.block_open = false;
+        if self.next_block == 0 {
+            // An empty answer is still one (empty) text block.
+            self.text_block(&mut out);
         }
+        self.close_block(&mut out);
         let (reason, sequence) = stop_reason(finish, matched);
         out.push((
             "message_delta",

@@ -25,7 +25,28 @@ pub enum SystemField {
 #[serde(untagged)]
 pub enum ContentField {
     Text(String),
-    Blocks(Vec<TextBlockIn>),
+    Blocks(Vec<ContentBlockIn>),
+}
+
+/// A content block of a message: `text`, `tool_use` (assistant) or
+/// `tool_result` (user); the fields of each kind are checked where it is read.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ContentBlockIn {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub text: Option<String>,
+    /// `tool_use`: the call's id.
+    pub id: Option<String>,
+    /// `tool_use`: the tool's name.
+    pub name: Option<String>,
+    /// `tool_use`: the arguments object.
+    pub input: Option<Value>,
+    /// `tool_result`: the call it answers.
+    pub tool_use_id: Option<String>,
+    /// `tool_result`: a string or text blocks.
+    pub content: Option<Value>,
+    /// `tool_result`: whether the tool failed.
+    pub is_error: Option<bool>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

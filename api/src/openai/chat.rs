@@ -9,10 +9,12 @@ use axum::response::sse::{Event, Sse};
 use axum::response::{IntoResponse, Response};
 use futures_util::{Stream, StreamExt};
 use greenthread_core::FinishReason;
+use greenthread_core::grammar::{HermesToolCalls, ToolCallSplitter, ToolSplit};
 use greenthread_node_runtime::{GenerationEvent, GenerationStream, ModelInstance};
 use greenthread_scheduler::Lease;
 
-use super::choices::{self, SYSTEM_FINGERPRINT, now_unix, response_id};
+use super::choices::{self, ChoiceOutput, SYSTEM_FINGERPRINT, now_unix, response_id};
+use super::tools;
 use super::types::{
     ChatChoice, ChatChunkChoice, ChatCompletion, ChatCompletionChunk, ChatCompletionRequest, ChatDelta, ChatMessageOut,
     UsageOut,
@@ -67,14 +69,21 @@ async fn generate(
     chat: ValidChat,
     name: String,
 ) -> ApiResult<Response> {
-    let ValidChat { messages, tools, generation } = chat;
+    let ValidChat { messages, output, generation } = chat;
+    if output.tools.is_some() && !instance.info().tool_calls {
+        return Err(ApiError::invalid(
+            "tools",
+            format!("model {name}'s chat template does not offer tools; send the request without tools"),
+        ));
+    }
+    let tools = output.tools.clone();
     let prompt = choices::prepare(&instance, move |m| Ok(m.chat_prompt(&messages, tools.as_ref())?)).await?;
     let prompt_tokens = prompt.len() as u32;
     let running = choices::start(instance.as_ref(), &prompt, &generation, 0)?;
     let id = response_id("chatcmpl");
     if generation.stream {
         let usage = UsageReport { include: generation.include_usage, continuous: generation.continuous_usage };
-        let events = stream(id, name, running, prompt_tokens, usage, lease);
+        let events = stream(id, name, running, prompt_tokens, usage, output.callable, lease);
         return Ok(Sse::new(events).into_response());
     }
     let outputs = choices::collect(running).await?;
@@ -86,19 +95,30 @@ async fn generate(
         created: now_unix(),
         model: name,
         system_fingerprint: SYSTEM_FINGERPRINT,
-        choices: outputs
-            .into_iter()
-            .map(|o| ChatChoice {
-                index: o.index,
-                message: ChatMessageOut { role: "assistant", content: o.text },
-                logprobs: None,
-                finish_reason: o.finish.openai(),
-                stop_reason: stop_sequence(&o.finish),
-            })
-            .collect(),
+        choices: outputs.into_iter().map(|o| choice(o, output.callable.as_deref())).collect(),
         usage: UsageOut::new(prompt_tokens, completion_tokens),
     };
     Ok(Json(body).into_response())
+}
+
+/// A whole choice, its tool calls separated from its text when tools were offered.
+fn choice(o: ChoiceOutput, callable: Option<&[String]>) -> ChatChoice {
+    let (text, calls) = match callable {
+        Some(tools) => HermesToolCalls::parse(&o.text, tools),
+        None => (o.text, Vec::new()),
+    };
+    let finish_reason = if calls.is_empty() { o.finish.openai() } else { "tool_calls" };
+    ChatChoice {
+        index: o.index,
+        message: ChatMessageOut {
+            role: "assistant",
+            content: tools::content_beside_calls(text, calls.len()),
+            tool_calls: calls.into_iter().map(tools::call_out).collect(),
+        },
+        logprobs: None,
+        finish_reason,
+        stop_reason: stop_sequence(&o.finish),
+    }
 }
 
 /// The stop sequence behind a finish, if one ended it.
@@ -126,6 +146,7 @@ fn stream(
     running: Vec<(u32, GenerationStream)>,
     prompt_tokens: u32,
     report: UsageReport,
+    callable: Option<Vec<String>>,
     lease: Option<Lease>,
 ) -> impl Stream<Item = Result<Event, Infallible>> + Send {
     let created = now_unix();
@@ -159,23 +180,31 @@ fn stream(
     };
     async_stream::stream! {
         for index in 0..choice_count as u32 {
-            let delta = ChatDelta { role: Some("assistant"), content: Some(String::new()) };
+            let delta = ChatDelta { role: Some("assistant"), content: Some(String::new()), tool_calls: None };
             yield chunk(Some(index), delta, None, usage_on(0));
         }
         let mut events = choices::merge(running);
+        let mut splitters: Vec<ChoiceSplitter> = (0..choice_count).map(|_| ChoiceSplitter::new(callable.clone())).collect();
         let (mut done, mut completion_tokens, mut streamed) = (0, 0, 0);
         while let Some((index, event)) = events.next().await {
+            let splitter = &mut splitters[index as usize];
             match event {
                 GenerationEvent::Text(text) => {
                     streamed += 1;
                     let so_far = completion_tokens + streamed;
-                    yield chunk(Some(index), ChatDelta { role: None, content: Some(text) }, None, usage_on(so_far));
+                    for delta in splitter.push(&text) {
+                        yield chunk(Some(index), delta, None, usage_on(so_far));
+                    }
                 }
                 GenerationEvent::Done { finish, usage } => {
                     done += 1;
                     completion_tokens += usage.completion_tokens;
                     streamed = 0;
-                    let finish = (finish.openai(), stop_sequence(&finish));
+                    for delta in splitter.finish() {
+                        yield chunk(Some(index), delta, None, usage_on(completion_tokens));
+                    }
+                    let reason = if splitter.calls > 0 { "tool_calls" } else { finish.openai() };
+                    let finish = (reason, stop_sequence(&finish));
                     yield chunk(Some(index), ChatDelta::default(), Some(finish), usage_on(completion_tokens));
                 }
                 GenerationEvent::Failed { message, .. } => {
@@ -194,4 +223,52 @@ fn stream(
         // The model counts this request in flight until the last chunk is out.
         drop(lease);
     }
+}
+
+/// One streamed choice's text turned into deltas: content as it comes, tool
+/// calls once each is complete.
+struct ChoiceSplitter {
+    splitter: Option<ToolCallSplitter>,
+    calls: u32,
+}
+
+impl ChoiceSplitter {
+    fn new(callable: Option<Vec<String>>) -> Self {
+        Self { splitter: callable.map(ToolCallSplitter::new), calls: 0 }
+    }
+
+    fn push(&mut self, text: &str) -> Vec<ChatDelta> {
+        match &mut self.splitter {
+            None => vec![content_delta(text.to_owned())],
+            Some(s) => {
+                let parts = s.push(text);
+                self.deltas(parts)
+            }
+        }
+    }
+
+    fn finish(&mut self) -> Vec<ChatDelta> {
+        let parts = self.splitter.as_mut().map(ToolCallSplitter::finish).unwrap_or_default();
+        self.deltas(parts)
+    }
+
+    fn deltas(&mut self, parts: Vec<ToolSplit>) -> Vec<ChatDelta> {
+        let mut out = Vec::new();
+        for part in parts {
+            match part {
+                ToolSplit::Text(t) => out.push(content_delta(t)),
+                ToolSplit::Call(call) => {
+                    for d in tools::call_deltas(self.calls, call) {
+                        out.push(ChatDelta { role: None, content: None, tool_calls: Some(vec![d]) });
+                    }
+                    self.calls += 1;
+                }
+            }
+        }
+        out
+    }
+}
+
+fn content_delta(text: String) -> ChatDelta {
+    ChatDelta { role: None, content: Some(text), tool_calls: None }
 }

@@ -28,6 +28,7 @@ pub fn start(
                 sampling: generation.sampling_for_choice(index),
                 max_tokens: generation.max_tokens,
                 stop: generation.stop.clone(),
+                grammar: generation.grammar.clone(),
             })?;
             Ok((index, stream))
         })

@@ -1,9 +1,13 @@
 //! From OpenAI request bodies to validated requests: every range and
 //! combination is checked here, once, and inner layers trust the result.
 
+use std::sync::Arc;
+
+use greenthread_core::grammar::Grammar;
 use greenthread_core::{ChatMessage, Role, SamplingParams, SamplingRequest, ToolCall, ToolCallFunction};
 use serde_json::Value;
 
+use super::tools::{self, ValidOutput};
 use super::types::{
     ChatCompletionRequest, ChatMessageIn, CompletionRequest, MessageContent, PromptField, SamplingFields, StopField,
 };
@@ -27,6 +31,8 @@ pub struct ValidGeneration {
     pub include_usage: bool,
     /// Usage on every streamed chunk.
     pub continuous_usage: bool,
+    /// What the output must match (structured output, forced tool calls).
+    pub grammar: Option<Arc<Grammar>>,
 }
 
 impl ValidGeneration {
@@ -42,7 +48,7 @@ impl ValidGeneration {
 #[derive(Debug, Clone)]
 pub struct ValidChat {
     pub messages: Vec<ChatMessage>,
-    pub tools: Option<Value>,
+    pub output: ValidOutput,
     pub generation: ValidGeneration,
 }
 
@@ -102,6 +108,7 @@ fn generation(fields: &SamplingFields, max_tokens: Option<u32>, limits: &Limits)
         stream,
         include_usage: fields.stream_options.as_ref().is_some_and(|o| o.include_usage),
         continuous_usage: fields.stream_options.as_ref().is_some_and(|o| o.continuous_usage_stats),
+        grammar: None,
     })
 }
 
@@ -121,28 +128,11 @@ pub fn chat(req: ChatCompletionRequest, limits: &Limits) -> ApiResult<ValidChat>
     if req.logprobs == Some(true) || req.top_logprobs.is_some_and(|n| n > 0) {
         return Err(ApiError::Unsupported { param: "logprobs", message: "logprobs are not supported yet".into() });
     }
-    if let Some(format) = &req.response_format
-        && format.kind != "text"
-    {
-        return Err(ApiError::Unsupported {
-            param: "response_format",
-            message: format!("response_format {:?} is not supported yet; only \"text\" is", format.kind),
-        });
-    }
-    if let Some(choice) = &req.tool_choice
-        && !matches!(choice.as_str(), Some("auto" | "none"))
-    {
-        return Err(ApiError::Unsupported {
-            param: "tool_choice",
-            message: "only tool_choice \"auto\" and \"none\" are supported yet".into(),
-        });
-    }
-    let tools = match (req.tools, req.tool_choice.as_ref().and_then(Value::as_str)) {
-        (Some(tools), choice) if !tools.is_empty() && choice != Some("none") => Some(Value::Array(tools)),
-        _ => None,
-    };
+    let output = tools::output(req.tools, req.tool_choice.as_ref(), req.response_format.as_ref())?;
+    let mut generation = generation;
+    generation.grammar.clone_from(&output.grammar);
     let messages = req.messages.into_iter().enumerate().map(|(i, m)| message(i, m)).collect::<ApiResult<Vec<_>>>()?;
-    Ok(ValidChat { messages, tools, generation })
+    Ok(ValidChat { messages, output, generation })
 }
 
 fn message(i: usize, m: ChatMessageIn) -> ApiResult<ChatMessage> {
@@ -304,9 +294,7 @@ mod tests {
 
     #[test]
     fn features_not_built_yet_are_refused_rather_than_ignored() {
-        for extra in
-            [r#""logprobs":true"#, r#""response_format":{"type":"json_object"}"#, r#""tool_choice":"required""#]
-        {
+        for extra in [r#""logprobs":true"#, r#""top_logprobs":2"#] {
             let body = format!(r#"{{"messages":[{{"role":"user","content":"x"}}],{extra}}}"#);
             assert!(matches!(chat_req(&body), Err(ApiError::Unsupported { .. })), "{extra}");
         }

@@ -228,7 +228,7 @@ impl ModelInstance for BuiltinModel {
             }
         };
         let (events, rx) = mpsc::unbounded_channel();
-        let sampler = Sampler::new(request.sampling, &request.prompt);
+        let sampler = Sampler::new(request.sampling, &request.prompt).with_grammar(request.grammar);
         let guard = self.lock();
         let awake = guard.as_ref().ok_or(Error::Asleep)?;
         awake

@@ -145,7 +145,7 @@ fn step(model: &Transformer, tokenizer: &Tokenizer, active: &mut Vec<Sequence>, 
     let mut finished = Vec::new();
     for (&i, mut row) in sampled.iter().zip(logits) {
         let seq = &mut active[i];
-        let token = seq.sampler.sample(&mut row);
+        let token = seq.sampler.sample(&mut row, tokenizer);
         seq.generated += 1;
         if let Some(finish) = advance(seq, tokenizer, token, limits.context_length) {
             let tail = seq.text.finish();

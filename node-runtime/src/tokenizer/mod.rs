@@ -230,5 +230,19 @@ impl Tokenizer {
     }
 }
 
+impl crate::sampler::Vocabulary for Tokenizer {
+    fn piece(&self, id: u32) -> &[u8] {
+        Tokenizer::piece(self, id)
+    }
+
+    fn ends_generation(&self, id: u32) -> bool {
+        self.is_end_of_generation(id)
+    }
+
+    fn end_token(&self) -> Option<u32> {
+        self.end_of_generation.first().copied()
+    }
+}
+
 #[cfg(test)]
 mod tests;

@@ -1,0 +1,236 @@
+//! Tool calls in the Hermes format that Qwen 2.5/3, Hermes and many other
+//! chat templates teach their models:
+//! `<tool_call>\n{"name": …, "arguments": {…}}\n</tool_call>`.
+//! The grammar that forces one, and the parsers that find them in output,
+//! whole or streamed.
+
+use serde_json::Value;
+
+use super::{Builder, Grammar, Node, NodeId, SchemaError, schema};
+
+const OPEN: &str = "<tool_call>";
+const CLOSE: &str = "</tool_call>";
+
+/// A tool the caller offers: its name and the JSON Schema of its arguments.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ToolDef {
+    pub name: String,
+    pub parameters: Value,
+}
+
+/// A tool call found in output.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ParsedToolCall {
+    pub name: String,
+    /// The arguments object.
+    pub arguments: Value,
+}
+
+/// The Hermes tool-call format.
+pub struct HermesToolCalls;
+
+impl HermesToolCalls {
+    /// Whether a chat template writes tools in this format.
+    pub fn used_by(template: &str) -> bool {
+        template.contains(OPEN) && template.contains("tools")
+    }
+
+    /// A node matching one call of any of `tools`.
+    ///
+    /// # Errors
+    /// When a tool's parameters schema cannot be enforced.
+    pub fn call(b: &mut Builder, tools: &[ToolDef]) -> Result<NodeId, SchemaError> {
+        let calls = tools
+            .iter()
+            .map(|tool| {
+                let arguments = schema::compile(b, &tool.parameters).map_err(|e| SchemaError {
+                    path: format!("tools[{}].parameters{}", tool.name, e.path.trim_start_matches('#')),
+                    message: e.message,
+                })?;
+                let name = b.literal(&serde_json::to_string(&tool.name).unwrap_or_default());
+                let object = b.object(&[("name".into(), name), ("arguments".into(), arguments)]);
+                let parts = vec![b.literal(&format!("{OPEN}\n")), object, b.literal(&format!("\n{CLOSE}"))];
+                Ok(b.add(Node::Seq(parts)))
+            })
+            .collect::<Result<Vec<_>, SchemaError>>()?;
+        Ok(b.add(Node::Alt(calls)))
+    }
+
+    /// The grammar of exactly one call of one of `tools`.
+    ///
+    /// # Errors
+    /// As [`HermesToolCalls::call`].
+    pub fn grammar(tools: &[ToolDef]) -> Result<Grammar, SchemaError> {
+        let mut b = Builder::default();
+        let root = Self::call(&mut b, tools)?;
+        Ok(b.finish(root))
+    }
+
+    /// Splits finished output into its text and its tool calls. A block whose
+    /// JSON does not parse stays text, as the model wrote it. Output that is
+    /// nothing but a call's JSON object, without the tags, naming one of
+    /// `tools`, is a call too: small models often drop the tags.
+    pub fn parse(output: &str, tools: &[String]) -> (String, Vec<ParsedToolCall>) {
+        collect(Self::whole(output, tools))
+    }
+
+    fn whole(output: &str, tools: &[String]) -> Vec<ToolSplit> {
+        let (text, calls) = Self::split_tagged(output);
+        if calls.is_empty()
+            && let Some(call) = parse_call(&text).filter(|c| tools.contains(&c.name))
+        {
+            return vec![ToolSplit::Call(call)];
+        }
+        let mut out = Vec::new();
+        if !text.is_empty() {
+            out.push(ToolSplit::Text(text));
+        }
+        out.extend(calls.into_iter().map(ToolSplit::Call));
+        out
+    }
+
+    fn split_tagged(output: &str) -> (String, Vec<ParsedToolCall>) {
+        let mut tagged = TagSplitter::default();
+        let mut parts = tagged.push(output);
+        parts.extend(tagged.finish());
+        collect(parts)
+    }
+}
+
+/// The text and the calls of `parts`, each in order.
+fn collect(parts: Vec<ToolSplit>) -> (String, Vec<ParsedToolCall>) {
+    let mut text = String::new();
+    let mut calls = Vec::new();
+    for part in parts {
+        match part {
+            ToolSplit::Text(t) => text.push_str(&t),
+            ToolSplit::Call(call) => calls.push(call),
+        }
+    }
+    (text, calls)
+}
+
+/// A piece of streamed output: text to pass on, or a complete tool call.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ToolSplit {
+    Text(String),
+    Call(ParsedToolCall),
+}
+
+/// Separates tool calls from text as output streams in: text is passed on
+/// at once except a tail that may be the start of `<tool_call>`; a call is
+/// passed on when its closing tag arrives. Output that opens with `{` may be
+/// an untagged call and is held back until it ends.
+#[derive(Debug)]
+pub struct ToolCallSplitter {
+    tools: Vec<String>,
+    /// `None` until the first non-whitespace character decides.
+    untagged: Option<bool>,
+    held: String,
+    tagged: TagSplitter,
+}
+
+impl ToolCallSplitter {
+    /// A splitter for output that may call `tools` (their names).
+    pub fn new(tools: Vec<String>) -> Self {
+        Self { tools, untagged: None, held: String::new(), tagged: TagSplitter::default() }
+    }
+
+    pub fn push(&mut self, text: &str) -> Vec<ToolSplit> {
+        if self.untagged.is_none() {
+            self.held.push_str(text);
+            match self.held.trim_start().chars().next() {
+                None => return Vec::new(),
+                Some(first) => self.untagged = Some(first == '{'),
+            }
+            if self.untagged == Some(true) {
+                return Vec::new();
+            }
+            let held = std::mem::take(&mut self.held);
+            return self.tagged.push(&held);
+        }
+        if self.untagged == Some(true) {
+            self.held.push_str(text);
+            return Vec::new();
+        }
+        self.tagged.push(text)
+    }
+
+    /// What is left when the output ends.
+    pub fn finish(&mut self) -> Vec<ToolSplit> {
+        if self.untagged == Some(false) {
+            return self.tagged.finish();
+        }
+        HermesToolCalls::whole(&std::mem::take(&mut self.held), &self.tools)
+    }
+}
+
+/// Splits `<tool_call>` blocks from text as it streams in.
+#[derive(Debug, Default)]
+struct TagSplitter {
+    buffer: String,
+    in_call: bool,
+}
+
+impl TagSplitter {
+    pub fn push(&mut self, text: &str) -> Vec<ToolSplit> {
+        self.buffer.push_str(text);
+        let mut out = Vec::new();
+        loop {
+            if self.in_call {
+                let Some(end) = self.buffer.find(CLOSE) else { break };
+                let block: String = self.buffer.drain(..end + CLOSE.len()).collect();
+                let body = &block[..end];
+                self.in_call = false;
+                match parse_call(body) {
+                    Some(call) => out.push(ToolSplit::Call(call)),
+                    None => out.push(ToolSplit::Text(format!("{OPEN}{block}"))),
+                }
+                continue;
+            }
+            if let Some(start) = self.buffer.find(OPEN) {
+                let before: String = self.buffer.drain(..start).collect();
+                self.buffer.drain(..OPEN.len());
+                if !before.is_empty() {
+                    out.push(ToolSplit::Text(before));
+                }
+                self.in_call = true;
+                continue;
+            }
+            let keep = partial_tag_len(&self.buffer);
+            let ready: String = self.buffer.drain(..self.buffer.len() - keep).collect();
+            if !ready.is_empty() {
+                out.push(ToolSplit::Text(ready));
+            }
+            break;
+        }
+        out
+    }
+
+    /// What is left when the output ends: an unclosed call is text.
+    pub fn finish(&mut self) -> Vec<ToolSplit> {
+        let rest = std::mem::take(&mut self.buffer);
+        let text = if std::mem::take(&mut self.in_call) { format!("{OPEN}{rest}") } else { rest };
+        if text.is_empty() { Vec::new() } else { vec![ToolSplit::Text(text)] }
+    }
+}
+
+/// Length of the longest tail of `text` that begins `<tool_call>`.
+fn partial_tag_len(text: &str) -> usize {
+    (1..OPEN.len().min(text.len() + 1))
+        .rev()
+        .find(|&n| text.is_char_boundary(text.len() - n) && OPEN.starts_with(&text[text.len() - n..]))
+        .unwrap_or(0)
+}
+
+fn parse_call(body: &str) -> Option<ParsedToolCall> {
+    let value: Value = serde_json::from_str(body.trim()).ok()?;
+    let name = value.get("name")?.as_str()?.to_owned();
+    let arguments = match value.get("arguments") {
+        None | Some(Value::Null) => Value::Object(serde_json::Map::new()),
+        // Some models write the arguments as a JSON string, as OpenAI sends them.
+        Some(Value::String(s)) => serde_json::from_str(s).ok()?,
+        Some(v) => v.clone(),
+    };
+    arguments.is_object().then_some(ParsedToolCall { name, arguments })
+}
