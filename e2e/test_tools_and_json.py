@@ -1,0 +1,147 @@
+"""Tools and structured output with the official `openai` and `anthropic` SDKs
+against `greenthread serve` with the real demo model (greedy, so answers repeat)."""
+import json
+
+import anthropic
+import openai
+import pydantic
+import pytest
+
+from conftest import DEMO_MODEL
+
+WEATHER = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "Get the current weather in a city",
+        "parameters": {
+            "type": "object",
+            "properties": {"city": {"type": "string", "description": "City name"}},
+            "required": ["city"],
+        },
+    },
+}
+QUESTION = [{"role": "user", "content": "What is the weather like in Paris today?"}]
+
+
+@pytest.fixture(scope="module")
+def client(server):
+    return openai.OpenAI(base_url=f"{server.base}/v1", api_key=server.api_key, max_retries=0, timeout=120)
+
+
+def test_a_tool_round_trip(client):
+    first = client.chat.completions.create(
+        model=DEMO_MODEL, messages=QUESTION, tools=[WEATHER], temperature=0, max_tokens=100
+    )
+    choice = first.choices[0]
+    assert choice.finish_reason == "tool_calls", choice
+    call = choice.message.tool_calls[0]
+    assert call.type == "function" and call.function.name == "get_weather"
+    assert json.loads(call.function.arguments)["city"] == "Paris"
+
+    followup = QUESTION + [
+        choice.message.model_dump(exclude_none=True),
+        {"role": "tool", "tool_call_id": call.id, "content": json.dumps({"temperature_c": 22, "sky": "sunny"})},
+    ]
+    second = client.chat.completions.create(
+        model=DEMO_MODEL, messages=followup, tools=[WEATHER], temperature=0, max_tokens=60
+    )
+    assert second.choices[0].message.role == "assistant"
+    # The call and the tool's answer reached the model's prompt.
+    assert second.usage.prompt_tokens > first.usage.prompt_tokens + 15
+
+
+def test_a_forced_tool_call_streams_with_its_index(client):
+    stream = client.chat.completions.create(
+        model=DEMO_MODEL,
+        messages=QUESTION,
+        tools=[WEATHER],
+        tool_choice={"type": "function", "function": {"name": "get_weather"}},
+        temperature=0,
+        max_tokens=100,
+        stream=True,
+    )
+    calls: dict[int, dict] = {}
+    finish = None
+    for chunk in stream:
+        for delta in chunk.choices[0].delta.tool_calls or []:
+            call = calls.setdefault(delta.index, {"id": None, "name": "", "arguments": ""})
+            call["id"] = delta.id or call["id"]
+            call["name"] += delta.function.name or ""
+            call["arguments"] += delta.function.arguments or ""
+        finish = chunk.choices[0].finish_reason or finish
+    assert finish == "tool_calls"
+    assert list(calls) == [0]
+    assert calls[0]["id"].startswith("call_") and calls[0]["name"] == "get_weather"
+    assert json.loads(calls[0]["arguments"])["city"] == "Paris"
+
+
+class Person(pydantic.BaseModel):
+    name: str
+    age: int
+
+
+def test_json_schema_from_a_pydantic_model(client):
+    parsed = client.chat.completions.parse(
+        model=DEMO_MODEL,
+        messages=[{"role": "user", "content": "Describe a person named Ada who is 36."}],
+        response_format=Person,
+        temperature=0,
+        max_tokens=80,
+    )
+    person = parsed.choices[0].message.parsed
+    assert person == Person(name="Ada", age=36)
+
+
+def test_json_object_is_a_json_object(client):
+    reply = client.chat.completions.create(
+        model=DEMO_MODEL,
+        messages=[{"role": "user", "content": "List three colors as JSON."}],
+        response_format={"type": "json_object"},
+        temperature=0,
+        max_tokens=80,
+    )
+    assert reply.choices[0].finish_reason == "stop"
+    assert isinstance(json.loads(reply.choices[0].message.content), dict)
+
+
+def test_an_unenforceable_schema_is_a_clear_400(client):
+    schema = {"type": "object", "properties": {"n": {"type": "integer", "minimum": 1}}}
+    with pytest.raises(openai.BadRequestError) as e:
+        client.chat.completions.create(
+            model=DEMO_MODEL,
+            messages=QUESTION,
+            response_format={"type": "json_schema", "json_schema": {"name": "n", "schema": schema}},
+            max_tokens=10,
+        )
+    assert e.value.body["param"] == "response_format.json_schema.schema"
+    assert "minimum" in e.value.body["message"]
+
+
+def test_anthropic_tool_use(server):
+    client = anthropic.Anthropic(base_url=server.base, api_key=server.api_key, max_retries=0, timeout=120)
+    tools = [{"name": "get_weather", "description": "Get the current weather in a city",
+              "input_schema": WEATHER["function"]["parameters"]}]
+    message = client.messages.create(
+        model=DEMO_MODEL,
+        max_tokens=100,
+        messages=QUESTION,
+        tools=tools,
+        tool_choice={"type": "tool", "name": "get_weather"},
+        extra_body={"temperature": 0},
+    )
+    assert message.stop_reason == "tool_use"
+    use = next(b for b in message.content if b.type == "tool_use")
+    assert use.name == "get_weather" and use.input["city"] == "Paris"
+    answer = client.messages.create(
+        model=DEMO_MODEL,
+        max_tokens=60,
+        tools=tools,
+        messages=QUESTION + [
+            {"role": "assistant", "content": [use.model_dump()]},
+            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": use.id, "content": "Sunny, 22 °C"}]},
+        ],
+        extra_body={"temperature": 0},
+    )
+    assert answer.role == "assistant"
+    assert answer.usage.input_tokens > message.usage.input_tokens
