@@ -2,7 +2,8 @@
 
 Environment (scripts/test.sh sets it):
   GREENTHREAD_BIN     the greenthread binary to test
-  GREENTHREAD_MODELS  directory holding the demo model file
+  GREENTHREAD_MODELS  directory holding the demo model file and the embedding
+                      model's folder (scripts/fetch_model.py fetches both)
 Each run writes the server's log to e2e/out/<test session>/server.log and
 prints its tail when a test fails.
 """
@@ -21,6 +22,9 @@ import pytest
 DEMO_MODEL = "qwen2.5-coder-0.5b-instruct"
 DEMO_FILE = "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"
 DEMO_ALIAS = "Qwen/Qwen2.5-Coder-0.5B-Instruct"
+# The embedding model, all-MiniLM-L6-v2: a folder in the Hugging Face layout.
+EMBED_MODEL = "all-minilm-l6-v2"
+EMBED_DIR_NAME = "all-minilm-l6-v2"
 OUT = Path(__file__).parent / "out"
 
 
@@ -90,6 +94,8 @@ def server(tmp_path_factory) -> Server:
         pytest.fail("GREENTHREAD_BIN and GREENTHREAD_MODELS must be set: run the e2e tests through scripts/test.sh")
     model_path = Path(models) / DEMO_FILE
     assert model_path.exists(), f"{model_path} is missing: scripts/fetch_model.py {DEMO_MODEL}"
+    embed_dir = Path(models) / EMBED_DIR_NAME
+    assert embed_dir.is_dir(), f"{embed_dir} is missing: scripts/fetch_model.py {EMBED_MODEL}"
     work = tmp_path_factory.mktemp("greenthread")
     config = work / "config.yaml"
     config.write_text(
@@ -98,6 +104,8 @@ def server(tmp_path_factory) -> Server:
         f"    artifact: {model_path}\n"
         f"    aliases: [{DEMO_ALIAS}]\n"
         "    context_length: 2048\n"
+        f"  - name: {EMBED_MODEL}\n"
+        f"    artifact: {embed_dir}\n"
     )
     OUT.mkdir(exist_ok=True)
     log = OUT / "server.log"

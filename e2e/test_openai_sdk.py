@@ -7,7 +7,7 @@ import urllib.request
 import openai
 import pytest
 
-from conftest import DEMO_ALIAS, DEMO_MODEL
+from conftest import DEMO_ALIAS, DEMO_MODEL, EMBED_MODEL
 
 
 @pytest.fixture(scope="module")
@@ -21,9 +21,9 @@ def ask(client, question, **kwargs):
     return client.chat.completions.create(model=DEMO_MODEL, messages=[{"role": "user", "content": question}], **kwargs)
 
 
-def test_models_list_shows_the_demo_model(client):
+def test_models_list_shows_the_demo_and_embedding_models(client):
     ids = [m.id for m in client.models.list()]
-    assert ids == [DEMO_MODEL]
+    assert sorted(ids) == sorted([DEMO_MODEL, EMBED_MODEL])
     assert client.models.retrieve(DEMO_ALIAS).id == DEMO_MODEL
 
 

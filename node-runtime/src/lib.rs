@@ -5,6 +5,7 @@ pub mod builtin;
 pub mod chat_template;
 #[cfg(feature = "cuda")]
 pub mod cuda;
+pub mod embed;
 pub mod engine;
 mod error;
 pub mod node;
@@ -15,5 +16,7 @@ pub mod tokenizer;
 #[cfg(any(test, feature = "test-util"))]
 pub mod fixtures;
 
-pub use engine::{GenerateRequest, GenerationEvent, GenerationStream, ModelInfo, ModelInstance};
+pub use engine::{
+    EmbeddingInput, GenerateRequest, GenerationEvent, GenerationStream, ModelInfo, ModelInstance, ServedModel,
+};
 pub use error::{Error, Result};

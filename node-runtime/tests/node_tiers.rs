@@ -11,7 +11,7 @@ use greenthread_core::{
 use greenthread_node_runtime::builtin::{BuiltinEngine, sha256_file};
 use greenthread_node_runtime::fixtures::TinyModel;
 use greenthread_node_runtime::node::{LocalNode, NodeConfig, TierBudgets};
-use greenthread_node_runtime::{GenerateRequest, GenerationEvent, ModelInstance};
+use greenthread_node_runtime::{GenerateRequest, GenerationEvent};
 
 fn name(s: &str) -> ModelName {
     ModelName::parse(s).unwrap()

@@ -197,6 +197,7 @@ impl From<greenthread_node_runtime::Error> for ApiError {
             E::Template(_) | E::NoChatTemplate => Self::invalid("messages", e.to_string()),
             E::EmptyPrompt | E::TokenOutOfRange(_) => Self::invalid("prompt", e.to_string()),
             E::Stopped | E::Asleep => Self::Unavailable(e.to_string()),
+            E::WrongKind(_) => Self::invalid("model", e.to_string()),
             other => Self::Internal(other.to_string()),
         }
     }

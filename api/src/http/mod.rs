@@ -17,7 +17,7 @@ use tracing::Level;
 use self::error::ApiError;
 use self::state::AppState;
 use crate::anthropic;
-use crate::openai::{chat, completions, models};
+use crate::openai::{chat, completions, embeddings, models};
 
 /// Every route of the gateway. With a cluster, the scheduler's internal
 /// route for node heartbeats joins them, behind the cluster token.
@@ -31,6 +31,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/models/{*id}", get(models::retrieve))
         .route("/v1/chat/completions", post(chat::unified))
         .route("/v1/completions", post(completions::unified))
+        .route("/v1/embeddings", post(embeddings::unified))
         .route("/v1/messages", post(anthropic::unified))
         .route("/v1/messages/count_tokens", post(anthropic::count_tokens))
         .merge(model_routes())
@@ -67,6 +68,7 @@ pub fn model_routes() -> Router<AppState> {
         .route("/{model}/v1/models/{*id}", get(models::retrieve_one))
         .route("/{model}/v1/chat/completions", post(chat::per_model))
         .route("/{model}/v1/completions", post(completions::per_model))
+        .route("/{model}/v1/embeddings", post(embeddings::per_model))
         .route("/{model}/v1/messages", post(anthropic::per_model))
         .route("/{model}/v1/messages/count_tokens", post(anthropic::count_tokens_per_model))
 }

@@ -3,6 +3,7 @@
 pub mod chat;
 pub(crate) mod choices;
 pub mod completions;
+pub mod embeddings;
 pub mod models;
 pub(crate) mod tools;
 pub mod types;
@@ -76,6 +77,7 @@ pub(crate) async fn metered(
 pub(crate) enum Route {
     Chat,
     Completions,
+    Embeddings,
     /// Anthropic's token counting, forwarded as the client sent it.
     CountTokens,
 }
@@ -85,6 +87,7 @@ impl Route {
         match self {
             Self::Chat => "chat/completions",
             Self::Completions => "completions",
+            Self::Embeddings => "embeddings",
             Self::CountTokens => "messages/count_tokens",
         }
     }

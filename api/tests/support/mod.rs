@@ -8,7 +8,7 @@ use greenthread_api::http::state::Limits;
 use greenthread_api::{Budgets, Platform};
 use greenthread_core::{ArtifactUri, ModelAlias, ModelName, ModelSpec, Scaling, Sha256Digest};
 use greenthread_node_runtime::builtin::BuiltinEngine;
-use greenthread_node_runtime::fixtures::TinyModel;
+use greenthread_node_runtime::fixtures::{TinyBert, TinyModel};
 use greenthread_scheduler::PreemptionRules;
 
 pub struct TestServer {
@@ -26,6 +26,8 @@ pub struct Served {
     pub scaling: Scaling,
     /// A digest the artifact does not have: the model must be refused.
     pub wrong_sha256: bool,
+    /// Serve this embedding model (a Hugging Face directory) instead of `model`.
+    pub bert: Option<TinyBert>,
 }
 
 impl Served {
@@ -37,7 +39,13 @@ impl Served {
             context_length: None,
             scaling: Scaling::default(),
             wrong_sha256: false,
+            bert: None,
         }
+    }
+
+    /// An embedding model, served from a model directory.
+    pub fn embedding(name: &'static str, bert: TinyBert) -> Self {
+        Self { bert: Some(bert), ..Self::new(name, TinyModel::qwen2()) }
     }
 
     pub fn scaling(mut self, f: impl FnOnce(&mut Scaling)) -> Self {
@@ -90,8 +98,18 @@ impl TestServer {
         let specs: Vec<ModelSpec> = models
             .iter()
             .map(|m| {
-                let path = dir.path().join(format!("{}.gguf", m.name));
-                m.model.write(&path).unwrap();
+                let path = match &m.bert {
+                    Some(bert) => {
+                        let path = dir.path().join(m.name);
+                        bert.write_dir(&path).unwrap();
+                        path
+                    }
+                    None => {
+                        let path = dir.path().join(format!("{}.gguf", m.name));
+                        m.model.write(&path).unwrap();
+                        path
+                    }
+                };
                 let mut spec = ModelSpec::new(ModelName::parse(m.name).unwrap(), ArtifactUri::File(path));
                 spec.aliases = m.aliases.iter().map(|a| ModelAlias::parse(a).unwrap()).collect();
                 spec.context_length = m.context_length;

@@ -132,6 +132,7 @@ pub fn open_gguf(path: &Path, options: &LoadOptions) -> Result<ModelHost> {
         weight_bytes: index.total_bytes(),
         has_chat_template: template.is_some(),
         tool_calls: template.as_ref().is_some_and(ChatTemplate::writes_hermes_tools),
+        embedding_dimensions: None,
     };
     Ok(ModelHost { path: path.to_path_buf(), cfg, tokenizer, template, info, index })
 }

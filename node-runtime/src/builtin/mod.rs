@@ -64,6 +64,10 @@ impl BuiltinEngine {
         self
     }
 
+    pub fn device(&self) -> &candle_core::Device {
+        &self.device
+    }
+
     pub fn device_name(&self) -> &'static str {
         if self.device.is_cuda() { "cuda" } else { "cpu" }
     }
@@ -180,13 +184,31 @@ impl BuiltinModel {
 
 /// Hands memory freed by a sleeping model back to the operating system:
 /// glibc keeps freed heap pages mapped until asked.
-fn release_freed_memory() {
+pub(crate) fn release_freed_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     #[allow(unsafe_code)]
     // SAFETY: malloc_trim only returns free pages to the kernel; it is safe
     // to call at any time from any thread.
     unsafe {
         libc::malloc_trim(0);
+    }
+}
+
+impl crate::engine::ServedModel for BuiltinModel {
+    fn wake(&self, source: WeightSource<'_>) -> Result<()> {
+        BuiltinModel::wake(self, source)
+    }
+
+    fn sleep(&self) -> Result<()> {
+        BuiltinModel::sleep(self)
+    }
+
+    fn is_awake(&self) -> bool {
+        BuiltinModel::is_awake(self)
+    }
+
+    fn device_bytes(&self) -> usize {
+        BuiltinModel::device_bytes(self)
     }
 }
 

@@ -18,8 +18,9 @@ use tokio::time::Instant;
 pub use self::resources::{HostResources, evict_from_page_cache};
 pub use self::tiers::TierBudgets;
 use self::tiers::TierStore;
-use crate::ModelInstance;
-use crate::builtin::{BuiltinEngine, BuiltinModel, WeightSource};
+use crate::builtin::{BuiltinEngine, WeightSource};
+use crate::embed::{EmbeddingModel, pack};
+use crate::{ModelInstance, ServedModel};
 
 /// How a node runs.
 #[derive(Debug, Clone)]
@@ -39,7 +40,7 @@ pub struct LocalNode {
 struct Inner {
     config: NodeConfig,
     specs: Mutex<HashMap<ModelName, ModelSpec>>,
-    models: Mutex<HashMap<ModelName, Arc<BuiltinModel>>>,
+    models: Mutex<HashMap<ModelName, Arc<dyn ServedModel>>>,
     tiers: Mutex<TierStore>,
 }
 
@@ -77,7 +78,7 @@ impl LocalNode {
     }
 
     /// The model, once staged.
-    pub fn model(&self, name: &ModelName) -> Option<Arc<BuiltinModel>> {
+    pub fn model(&self, name: &ModelName) -> Option<Arc<dyn ServedModel>> {
         lock(&self.inner.models).get(name).cloned()
     }
 
@@ -143,7 +144,8 @@ impl LocalNode {
     fn cache_path(&self, spec: &ModelSpec) -> PathBuf {
         use sha2::Digest;
         let digest = sha2::Sha256::digest(spec.artifact.to_string().as_bytes());
-        self.inner.config.cache_dir.join(format!("{}-{}.gguf", spec.name, hex::encode(&digest[..6])))
+        let extension = if fetch::is_directory(&spec.artifact) { "safetensors" } else { "gguf" };
+        self.inner.config.cache_dir.join(format!("{}-{}.{extension}", spec.name, hex::encode(&digest[..6])))
     }
 
     async fn stage_model(&self, name: &ModelName) -> Result<StageReport, NodeError> {
@@ -155,15 +157,19 @@ impl LocalNode {
                 Some(v) => v,
                 None => {
                     tracing::info!(model = %name, artifact = %spec.artifact, "Fetching artifact");
-                    fetch::fetch(&spec.artifact, &dest, spec.sha256.as_ref()).await?
+                    if fetch::is_directory(&spec.artifact) {
+                        fetch::fetch_directory(&spec.artifact, &dest, spec.sha256.as_ref()).await?
+                    } else {
+                        fetch::fetch(&spec.artifact, &dest, spec.sha256.as_ref()).await?
+                    }
                 }
             };
             self.admit_to_disk(name, &verified.path, verified.bytes)?;
         }
         if self.model(name).is_none() {
             let engine = self.inner.config.engine.clone();
-            let model = blocking(move || engine.open(&spec, &dest).map_err(engine_error)).await?;
-            lock(&self.inner.models).insert(name.clone(), Arc::new(model));
+            let model = blocking(move || open_model(&engine, &spec, &dest).map_err(engine_error)).await?;
+            lock(&self.inner.models).insert(name.clone(), model);
         }
         if self.spec(name)?.scaling.warm_tier == WarmTier::Ram {
             self.load_into_ram(name).await?;
@@ -274,6 +280,15 @@ impl LocalNode {
         }
         Ok(lock(&self.inner.tiers).fastest(name).unwrap_or(Tier::Object))
     }
+}
+
+/// Opens the cached file of `spec`: a GGUF chat model, or a packed model
+/// directory (an embedding model).
+fn open_model(engine: &BuiltinEngine, spec: &ModelSpec, path: &Path) -> crate::Result<Arc<dyn ServedModel>> {
+    if pack::is_safetensors(path) {
+        return Ok(Arc::new(EmbeddingModel::open(path, engine.device(), spec.name.as_str())?));
+    }
+    Ok(Arc::new(engine.open(spec, path)?))
 }
 
 impl NodeControl for LocalNode {
