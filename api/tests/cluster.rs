@@ -15,7 +15,7 @@ use greenthread_api::http::state::Limits;
 use greenthread_api::{Budgets, Platform};
 use greenthread_core::{ArtifactUri, ModelName, ModelSpec, NodeId};
 use greenthread_node_runtime::builtin::BuiltinEngine;
-use greenthread_node_runtime::fixtures::TinyModel;
+use greenthread_node_runtime::fixtures::{TinyBert, TinyModel};
 use greenthread_node_runtime::node::{LocalNode, NodeConfig, TierBudgets};
 use greenthread_scheduler::PreemptionRules;
 use serde_json::Value;
@@ -73,8 +73,16 @@ async fn start(models: &[&str], nodes: &[&str], device: u64) -> Cluster {
         .iter()
         .enumerate()
         .map(|(i, m)| {
-            let path = dir.path().join(format!("{m}.gguf"));
-            TinyModel { seed: i as u64 + 1, ..TinyModel::qwen2() }.write(&path).unwrap();
+            // Models named bert* are embedding models in a model directory.
+            let path = if m.starts_with("bert") {
+                let path = dir.path().join(m);
+                TinyBert::default().write_dir(&path).unwrap();
+                path
+            } else {
+                let path = dir.path().join(format!("{m}.gguf"));
+                TinyModel { seed: i as u64 + 1, ..TinyModel::qwen2() }.write(&path).unwrap();
+                path
+            };
             ModelSpec::new(ModelName::parse(m).unwrap(), ArtifactUri::File(path))
         })
         .collect();
@@ -152,6 +160,24 @@ async fn requests_reach_models_on_remote_nodes_and_each_model_runs_where_it_was_
     assert_ne!(on_a, on_b, "each node has room for one model: they are spread: {status}");
     // The same greedy answer however often it is asked.
     assert_eq!(c.chat("a").await.1["choices"], a["choices"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn embeddings_are_forwarded_to_the_node_serving_the_model() {
+    let c = start(&["bert"], &["n1"], 1 << 30).await;
+    let resp = c
+        .client
+        .post(format!("{}/v1/embeddings", c.base))
+        .json(&serde_json::json!({"model": "bert", "input": ["hello world", "the man"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["data"].as_array().unwrap().len(), 2, "{body}");
+    assert_eq!(body["data"][1]["embedding"].as_array().unwrap().len(), 32);
+    assert_eq!(body["usage"]["prompt_tokens"], 8);
+    assert_eq!(Cluster::replica_nodes(&c.status().await, "bert"), ["n1"]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -7,6 +7,7 @@
 use std::path::{Component, Path, PathBuf};
 
 use greenthread_core::ArtifactUri;
+use greenthread_node_runtime::embed::pack;
 
 /// The directories local artifacts may come from.
 #[derive(Debug, Clone, Default)]
@@ -36,8 +37,23 @@ impl ArtifactPolicy {
             let parent = path.parent().unwrap_or(Path::new("/")).canonicalize()?;
             Ok::<_, std::io::Error>(parent.join(path.file_name().unwrap_or_default()))
         });
+        let inside = |p: &Path| self.roots.iter().any(|r| p.starts_with(r));
+        // A model directory's files may be links: each must resolve inside too.
+        if path.is_dir() {
+            let files = pack::DIRECTORY_FILES.iter().map(|(f, _)| *f).chain([pack::WEIGHTS_FILE]);
+            for file in files {
+                if let Ok(target) = path.join(file).canonicalize()
+                    && !inside(&target)
+                {
+                    return Err(format!(
+                        "{file} in artifact {} leads outside the artifact directories",
+                        path.display()
+                    ));
+                }
+            }
+        }
         match resolved {
-            Ok(p) if self.roots.iter().any(|r| p.starts_with(r)) => Ok(()),
+            Ok(p) if inside(&p) => Ok(()),
             _ => Err(format!(
                 "artifact {} is outside the server's artifact directories (--artifact-dir); \
                  put the file there or use an object-store URI",
@@ -50,6 +66,22 @@ impl ArtifactPolicy {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    #[cfg(unix)]
+    fn a_model_directory_passes_unless_a_file_in_it_links_out() {
+        let root = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        let model = root.path().join("bert");
+        std::fs::create_dir(&model).unwrap();
+        std::fs::write(model.join("config.json"), b"{}").unwrap();
+        let policy = ArtifactPolicy::new([root.path().canonicalize().unwrap()]);
+        assert!(policy.check(&ArtifactUri::File(model.clone())).is_ok());
+        std::fs::write(outside.path().join("secret"), b"x").unwrap();
+        std::os::unix::fs::symlink(outside.path().join("secret"), model.join("tokenizer.json")).unwrap();
+        let err = policy.check(&ArtifactUri::File(model)).unwrap_err();
+        assert!(err.contains("tokenizer.json"), "{err}");
+    }
 
     #[test]
     fn only_files_under_the_roots_pass() {
