@@ -6,7 +6,7 @@ source "$(dirname "$0")/../scripts/lib.sh"
 cd "$ROOT"
 threads="${1:-$(nproc)}"
 export RAYON_NUM_THREADS="$threads"
-export GREENTHREAD_LLAMA_PYTHON="$(python_env llama bench/requirements-llama.txt)"
+export GREENTHREAD_LLAMA_PYTHON="$(export CMAKE_ARGS="$(llama_cmake_args)"; python_env llama bench/requirements-llama.txt)"
 models=(
   "$(python3 scripts/fetch_model.py gemma-3-270m)"
   "$(python3 scripts/fetch_model.py qwen2.5-coder-0.5b-instruct)"

@@ -17,11 +17,12 @@ need() {
 }
 
 # python_env NAME REQUIREMENTS: a virtual environment under the cache with the
-# pinned requirements, rebuilt only when the requirements file changes. Prints its python.
+# pinned requirements, rebuilt only when the requirements file (or CMAKE_ARGS,
+# which shapes packages built from source) changes. Prints its python.
 python_env() {
   local name="$1" requirements="$2"
   local venv="$GT_CACHE/venv-$name" stamp
-  stamp="$(sha256sum "$requirements" | cut -d' ' -f1)"
+  stamp="$( (cat "$requirements"; echo "${CMAKE_ARGS:-}") | sha256sum | cut -d' ' -f1)"
   if [[ ! -x "$venv/bin/python" || "$(cat "$venv/.requirements" 2>/dev/null)" != "$stamp" ]]; then
     log "Preparing Python environment '$name' ($requirements)"
     python3 -m venv --clear "$venv" >&2
@@ -29,4 +30,20 @@ python_env() {
     echo "$stamp" >"$venv/.requirements"
   fi
   echo "$venv/bin/python"
+}
+
+# llama_cmake_args: CMake options for building llama.cpp (the reference) for
+# this CPU: its SIMD extensions, but not AMX, whose matmul path crashes on
+# some virtual machines (ggml_backend_amx_mul_mat, SIGSEGV) — `-march=native`
+# would switch it on wherever the CPU has it.
+llama_cmake_args() {
+  local args="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON"
+  local flags
+  flags="$(grep -m1 '^flags' /proc/cpuinfo 2>/dev/null || true)"
+  [[ " $flags " == *" avx512f "* ]] && args+=" -DGGML_AVX512=ON"
+  [[ " $flags " == *" avx512vbmi "* ]] && args+=" -DGGML_AVX512_VBMI=ON"
+  [[ " $flags " == *" avx512_vnni "* ]] && args+=" -DGGML_AVX512_VNNI=ON"
+  [[ " $flags " == *" avx512_bf16 "* ]] && args+=" -DGGML_AVX512_BF16=ON"
+  [[ " $flags " == *" avx_vnni "* ]] && args+=" -DGGML_AVX_VNNI=ON"
+  echo "$args"
 }

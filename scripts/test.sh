@@ -19,7 +19,7 @@ log "PostgreSQL for the store tests (SQLite needs nothing)"
 ensure_postgres
 log "Store tests use $GREENTHREAD_TEST_POSTGRES"
 # llama.cpp compiles from source on first install (a few minutes on 2 cores).
-export GREENTHREAD_LLAMA_PYTHON="$(python_env llama bench/requirements-llama.txt)"
+export GREENTHREAD_LLAMA_PYTHON="$(export CMAKE_ARGS="$(llama_cmake_args)"; python_env llama bench/requirements-llama.txt)"
 
 log "Checking formatting and lints"
 cargo fmt --all -- --check
