@@ -26,7 +26,9 @@ python_env() {
   if [[ ! -x "$venv/bin/python" || "$(cat "$venv/.requirements" 2>/dev/null)" != "$stamp" ]]; then
     log "Preparing Python environment '$name' ($requirements)"
     python3 -m venv --clear "$venv" >&2
-    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$requirements" >&2
+    # pip's wheel cache ignores CMAKE_ARGS: build afresh when they matter.
+    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check ${CMAKE_ARGS:+--no-cache-dir} \
+      -r "$requirements" >&2
     echo "$stamp" >"$venv/.requirements"
   fi
   echo "$venv/bin/python"

@@ -82,12 +82,30 @@ pub struct CreatedKey {
     pub secret: String,
 }
 
+/// How long a verified key is trusted without reading its row again, so the
+/// gateway's hot path does not touch the database on every request. A key
+/// revoked or deleted through this server is forgotten at once; servers
+/// sharing the database notice within this bound.
+pub const VERIFIED_FOR: Duration = Duration::from_secs(1);
+/// Verified keys remembered at most; past it the memory starts over.
+const MAX_VERIFIED: usize = 10_000;
+
+/// A key whose signature and row were checked at `checked_at`.
+#[derive(Debug, Clone)]
+struct Verified {
+    principal: Principal,
+    expires_at: Option<DateTime<Utc>>,
+    checked_at: DateTime<Utc>,
+}
+
 /// Issues and checks keys.
 pub struct KeyService {
     store: Store,
     encoding: EncodingKey,
     decoding: DecodingKey,
     touched: Mutex<HashMap<Uuid, Instant>>,
+    /// Recently verified keys, by secret hash.
+    verified: Mutex<HashMap<String, Verified>>,
 }
 
 /// The hex SHA-256 under which a secret is stored.
@@ -122,7 +140,34 @@ impl KeyService {
             encoding: EncodingKey::from_secret(&secret),
             decoding: DecodingKey::from_secret(&secret),
             touched: Mutex::new(HashMap::new()),
+            verified: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// Stops trusting every remembered verification of `key` (revoked or deleted here).
+    pub fn forget(&self, key: Uuid) {
+        self.verified.lock().unwrap_or_else(PoisonError::into_inner).retain(|_, v| v.principal.key_id != key);
+    }
+
+    /// Stops trusting every remembered verification of keys of `project`.
+    pub fn forget_project(&self, project: Uuid) {
+        self.verified.lock().unwrap_or_else(PoisonError::into_inner).retain(|_, v| v.principal.project_id != project);
+    }
+
+    /// A verification of `hash` recent enough to trust, if any.
+    fn recently_verified(&self, hash: &str, now: DateTime<Utc>) -> Option<Verified> {
+        let verified = self.verified.lock().unwrap_or_else(PoisonError::into_inner);
+        let v = verified.get(hash)?;
+        let age = now.signed_duration_since(v.checked_at);
+        (age >= chrono::Duration::zero() && age < chrono::Duration::from_std(VERIFIED_FOR).ok()?).then(|| v.clone())
+    }
+
+    fn remember(&self, hash: String, verified: Verified) {
+        let mut all = self.verified.lock().unwrap_or_else(PoisonError::into_inner);
+        if all.len() >= MAX_VERIFIED {
+            all.clear();
+        }
+        all.insert(hash, verified);
     }
 
     pub fn store(&self) -> &Store {
@@ -176,8 +221,16 @@ impl KeyService {
     /// # Errors
     /// [`AuthError`] saying why the secret is refused.
     pub async fn authenticate(&self, secret: &str) -> Result<Principal, AuthError> {
-        let (row, project) =
-            keys::with_project_by_hash(self.store.db(), &secret_hash(secret)).await?.ok_or(AuthError::Invalid)?;
+        let hash = secret_hash(secret);
+        let now = self.store.now();
+        if let Some(v) = self.recently_verified(&hash, now) {
+            if v.expires_at.is_some_and(|t| t <= now) {
+                return Err(AuthError::Expired);
+            }
+            self.touch(v.principal.key_id, now).await;
+            return Ok(v.principal);
+        }
+        let (row, project) = keys::with_project_by_hash(self.store.db(), &hash).await?.ok_or(AuthError::Invalid)?;
         if let Some(jwt) = secret.strip_prefix(KEY_PREFIX) {
             let mut validation = Validation::new(Algorithm::HS256);
             // Expiry is checked below against the row and the store's clock.
@@ -198,7 +251,9 @@ impl KeyService {
             return Err(AuthError::Expired);
         }
         self.touch(row.id, now).await;
-        Principal::from_row(&row, project)
+        let principal = Principal::from_row(&row, project)?;
+        self.remember(hash, Verified { principal: principal.clone(), expires_at: row.expires_at, checked_at: now });
+        Ok(principal)
     }
 
     async fn touch(&self, id: Uuid, now: DateTime<Utc>) {

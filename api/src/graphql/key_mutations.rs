@@ -120,6 +120,7 @@ impl KeyMutation {
         match keys::revoke(&tx, id, &p.actor("graphql"), mgmt.store.now()).await {
             Ok(row) => {
                 tx.commit().await.map_err(internal)?;
+                mgmt.keys.forget(id);
                 Ok(ApiKeyPayload { api_key: Some(ApiKey(row)), user_errors: vec![] })
             }
             Err(crate::store::StoreError::Conflict(m)) => {

@@ -316,6 +316,7 @@ impl Management {
         desired.projects.clear();
         state::apply(&tx, &mut state, &desired, &changes, actor, now).await?;
         tx.commit().await?;
+        self.keys.forget_project(id);
         self.after_commit().await;
         Ok(Outcome { changes, etag: String::new() })
     }

@@ -136,3 +136,23 @@ async fn bad_key_requests_write_nothing(db: &Db) {
     assert_eq!(status, 403, "{body}");
 }
 on_both_databases!(bad_key_requests_write_nothing);
+
+async fn a_key_revoked_on_another_replica_is_refused_within_the_verification_bound(db: &Db) {
+    let a = Server::start(db).await;
+    a.project_with_model("p", "m").await;
+    let b = Server::start(db).await;
+    let data = a.ok(ADMIN, CREATE_KEY, json!({"i": {"project": "p", "name": "ci", "scopes": ["inference"]}})).await;
+    let secret = data["createApiKey"]["secret"].as_str().unwrap().to_owned();
+    let id = data["createApiKey"]["apiKey"]["id"].as_str().unwrap().to_owned();
+    assert_eq!(b.chat(&secret, "m").await.0, 200, "b has verified the key");
+    assert_eq!(a.chat(&secret, "m").await.0, 200, "and so has a");
+    a.ok(ADMIN, REVOKE_KEY, json!({"i": {"id": id}})).await;
+    assert_eq!(a.chat(&secret, "m").await.0, 401, "the replica that revoked it forgets it at once");
+    // b trusts its verification for at most VERIFIED_FOR, then reads the row again.
+    assert_eq!(b.chat(&secret, "m").await.0, 200, "b's verification is still fresh");
+    b.clock.advance(greenthread_api::auth::VERIFIED_FOR + Duration::from_millis(1));
+    let (status, body) = b.chat(&secret, "m").await;
+    assert_eq!(status, 401, "{body}");
+    assert!(body["error"]["message"].as_str().unwrap().contains("revoked"), "{body}");
+}
+on_both_databases!(a_key_revoked_on_another_replica_is_refused_within_the_verification_bound);
