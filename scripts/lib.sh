@@ -49,3 +49,20 @@ llama_cmake_args() {
   [[ " $flags " == *" avx_vnni "* ]] && args+=" -DGGML_AVX_VNNI=ON"
   echo "$args"
 }
+
+# ensure_chromium: Debian's Chromium for the console's browser tests,
+# installed once where it is missing. Exports GREENTHREAD_CHROMIUM.
+ensure_chromium() {
+  local path
+  path="$(command -v chromium || command -v chromium-browser || true)"
+  if [[ -z "$path" ]]; then
+    log "Installing Chromium (Debian package) for the console's browser tests"
+    local sudo=""
+    [[ "$(id -u)" == 0 ]] || sudo="sudo"
+    $sudo apt-get update -qq >&2
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium >&2
+    path="$(command -v chromium)" || die "chromium did not install"
+  fi
+  export GREENTHREAD_CHROMIUM="$path"
+}
+

@@ -18,6 +18,7 @@ models:
     aliases: [Qwen/Qwen2.5-Coder-0.5B-Instruct]
 YAML
 
+"$ROOT/scripts/build-web.sh" >/dev/null
 log "Building greenthread (release)"
 cargo build --release --locked --manifest-path "$ROOT/Cargo.toml" -p greenthread-api --bin greenthread
 # --open: the demo answers requests without an API key until the first

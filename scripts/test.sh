@@ -21,8 +21,14 @@ log "Store tests use $GREENTHREAD_TEST_POSTGRES"
 # llama.cpp compiles from source on first install (a few minutes on 2 cores).
 export GREENTHREAD_LLAMA_PYTHON="$(export CMAKE_ARGS="$(llama_cmake_args)"; python_env llama bench/requirements-llama.txt)"
 
+ensure_chromium
+# The binary embeds the console, so it is built first.
+scripts/build-web.sh >/dev/null
+
 log "Checking formatting and lints"
 cargo fmt --all -- --check
+cargo fmt --manifest-path web/Cargo.toml -- --check
+cargo clippy --manifest-path web/Cargo.toml --target wasm32-unknown-unknown --release -- -D warnings
 cargo clippy --locked --workspace --all-targets --profile ci -- -D warnings
 # The CUDA weight path builds without CUDA (the driver is loaded at run time); keep it building.
 cargo clippy --locked -p greenthread-node-runtime --features cuda --all-targets --profile ci -- -D warnings

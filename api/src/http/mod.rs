@@ -35,6 +35,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/messages", post(anthropic::unified))
         .route("/v1/messages/count_tokens", post(anthropic::count_tokens))
         .merge(model_routes())
+        .merge(crate::console::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state.clone());

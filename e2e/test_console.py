@@ -1,0 +1,81 @@
+"""The web console in real headless Chromium (Debian's), driven by Playwright,
+against `greenthread serve` with the real demo model. Screenshots of each
+page go to e2e/out/console/."""
+import os
+import re
+import shutil
+
+import pytest
+from playwright.sync_api import expect, sync_playwright
+
+from conftest import DEMO_MODEL, OUT, create_key
+
+SHOTS = OUT / "console"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+def chromium_path() -> str:
+    path = os.environ.get("GREENTHREAD_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+    if not path:
+        pytest.fail("Chromium is missing: scripts/test.sh installs Debian's chromium package")
+    return path
+
+
+@pytest.fixture(scope="module")
+def page(server):
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium_path(), headless=True, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1280, "height": 800})
+        yield page
+        browser.close()
+
+
+def sign_in(page, key: str) -> None:
+    page.get_by_label("API key").fill(key)
+    page.get_by_role("button", name="Sign in").click()
+
+
+def test_sign_in_refuses_bad_keys_then_shows_the_models_with_their_state(server, page):
+    page.goto(server.base + "/")
+    expect(page).to_have_url(server.base + "/ui/")
+    expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
+    page.screenshot(path=str(SHOTS / "sign-in.png"))
+
+    sign_in(page, "gt_not.a.key")
+    expect(page.get_by_role("alert")).to_contain_text("API key")
+
+    inference_only = create_key(server.base, server.admin, "default", ["inference"], name="console-inference")
+    sign_in(page, inference_only["secret"])
+    expect(page.get_by_role("alert")).to_contain_text("read")
+
+    reader = create_key(server.base, server.admin, "default", ["read"], name="console-reader")
+    sign_in(page, reader["secret"])
+    expect(page.get_by_role("heading", name="Models")).to_be_visible()
+    row = page.locator(f'tr[data-model="{DEMO_MODEL}"]')
+    expect(row).to_be_visible()
+    expect(row.locator(".state")).to_have_text(re.compile("staged|sleeping|serving"))
+    page.screenshot(path=str(SHOTS / "models.png"))
+
+    # The key lives in the tab's session storage, not in the URL.
+    assert reader["secret"] not in page.url
+    page.reload()
+    expect(page.get_by_role("heading", name="Models")).to_be_visible()
+    page.get_by_role("button", name="Sign out").click()
+    expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
+    assert page.evaluate("sessionStorage.length") == 0
+
+
+def test_the_console_is_readable_at_phone_width(server, page):
+    reader = create_key(server.base, server.admin, "default", ["read"], name="console-phone")
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.goto(server.base + "/ui/")
+    sign_in(page, reader["secret"])
+    row = page.locator(f'tr[data-model="{DEMO_MODEL}"]')
+    expect(row).to_be_visible()
+    # Nothing wider than the screen: no sideways scrolling.
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    page.screenshot(path=str(SHOTS / "models-phone.png"))
+    page.get_by_role("button", name="Sign out").click()
+    page.set_viewport_size({"width": 1280, "height": 800})

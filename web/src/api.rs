@@ -1,0 +1,85 @@
+//! GraphQL over `fetch`, with the key as a bearer token.
+
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+
+#[derive(Deserialize)]
+struct Answer<T> {
+    data: Option<T>,
+    #[serde(default)]
+    errors: Vec<GraphqlError>,
+}
+
+#[derive(Deserialize)]
+struct GraphqlError {
+    message: String,
+}
+
+/// Runs `query` as `key`; the first GraphQL error becomes the error message.
+pub async fn graphql<T: DeserializeOwned>(key: &str, query: &str, variables: Value) -> Result<T, String> {
+    let response = gloo_net::http::Request::post("/graphql")
+        .header("authorization", &format!("Bearer {key}"))
+        .json(&json!({"query": query, "variables": variables}))
+        .map_err(|e| e.to_string())?
+        .send()
+        .await
+        .map_err(|e| format!("the server cannot be reached: {e}"))?;
+    let answer: Answer<T> = response.json().await.map_err(|e| format!("unexpected answer: {e}"))?;
+    if let Some(e) = answer.errors.into_iter().next() {
+        return Err(e.message);
+    }
+    answer.data.ok_or_else(|| "empty answer".to_owned())
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Viewer {
+    pub scopes: Vec<String>,
+}
+
+/// Who `key` is; fails for an unknown, revoked or expired key.
+pub async fn viewer(key: &str) -> Result<Viewer, String> {
+    #[derive(Deserialize)]
+    struct Data {
+        viewer: Viewer,
+    }
+    let data: Data = graphql(key, "{ viewer { scopes } }", json!({})).await?;
+    Ok(data.viewer)
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Runtime {
+    pub state: String,
+    pub tier: Option<String>,
+    pub device_bytes: u64,
+    pub replicas: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ModelRow {
+    pub name: String,
+    pub engine: String,
+    pub runtime: Option<Runtime>,
+}
+
+/// The models the key may read, with their state on the scheduler.
+pub async fn models(key: &str) -> Result<Vec<ModelRow>, String> {
+    #[derive(Deserialize)]
+    struct Edge {
+        node: ModelRow,
+    }
+    #[derive(Deserialize)]
+    struct Connection {
+        edges: Vec<Edge>,
+    }
+    #[derive(Deserialize)]
+    struct Data {
+        models: Connection,
+    }
+    let query = "{ models(first: 100) { edges { node { name engine runtime { state tier deviceBytes replicas } } } } }";
+    let data: Data = graphql(key, query, json!({})).await?;
+    Ok(data.models.edges.into_iter().map(|e| e.node).collect())
+}
