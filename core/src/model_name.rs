@@ -13,7 +13,7 @@ pub const MAX_ALIAS_LEN: usize = 200;
 
 /// Path segments that routes of the server itself use; a model may not take them.
 const RESERVED_NAMES: &[&str] =
-    &["v1", "api", "health", "healthz", "ready", "status", "metrics", "graphql", "console", "static", "assets"];
+    &["v1", "api", "health", "healthz", "ready", "status", "metrics", "graphql", "console", "ui", "static", "assets"];
 
 /// Why a model name or alias was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
