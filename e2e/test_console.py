@@ -4,6 +4,8 @@ page go to e2e/out/console/."""
 import os
 import re
 import shutil
+import urllib.error
+import urllib.request
 
 import pytest
 from playwright.sync_api import expect, sync_playwright
@@ -65,6 +67,34 @@ def test_sign_in_refuses_bad_keys_then_shows_the_models_with_their_state(server,
     page.get_by_role("button", name="Sign out").click()
     expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
     assert page.evaluate("sessionStorage.length") == 0
+
+
+def test_a_key_is_created_with_its_secret_shown_once_then_revoked(server, page):
+    manager = create_key(server.base, server.admin, "default", ["read", "manage"], name="console-manager")
+    page.goto(server.base + "/ui/")
+    sign_in(page, manager["secret"])
+    page.get_by_role("button", name="API keys").click()
+    expect(page.get_by_role("heading", name="API keys")).to_be_visible()
+    page.get_by_label("Name").fill("from-the-console")
+    page.get_by_role("button", name="Create key").click()
+    secret = page.locator("code[data-secret]")
+    expect(secret).to_have_text(re.compile(r"^gt_"))
+    new_secret = secret.inner_text()
+    expect(page.get_by_role("button", name="Copy")).to_be_visible()
+    row = page.locator('tr[data-key="from-the-console"]')
+    expect(row).to_contain_text("inference")
+    page.screenshot(path=str(SHOTS / "keys.png"))
+
+    # The new key works against the API until it is revoked in the console.
+    models = lambda: urllib.request.urlopen(urllib.request.Request(
+        server.base + "/v1/models", headers={"authorization": f"Bearer {new_secret}"}), timeout=10)
+    assert models().status == 200
+    row.get_by_role("button", name="Revoke").click()
+    expect(row.locator(".state")).to_have_text("revoked")
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        models()
+    assert refused.value.code == 401
+    page.get_by_role("button", name="Sign out").click()
 
 
 def test_the_console_is_readable_at_phone_width(server, page):

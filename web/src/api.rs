@@ -83,3 +83,87 @@ pub async fn models(key: &str) -> Result<Vec<ModelRow>, String> {
     let data: Data = graphql(key, query, json!({})).await?;
     Ok(data.models.edges.into_iter().map(|e| e.node).collect())
 }
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct KeyRow {
+    pub id: String,
+    pub name: String,
+    pub hint: String,
+    pub scopes: Vec<String>,
+    pub created_at: String,
+    pub last_used_at: Option<String>,
+    pub revoked_at: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct UserError {
+    message: String,
+}
+
+/// The signed-in key's project and the keys it may read.
+pub async fn keys(key: &str) -> Result<(String, Vec<KeyRow>), String> {
+    #[derive(Deserialize)]
+    struct Project {
+        name: String,
+    }
+    #[derive(Deserialize)]
+    struct ViewerProject {
+        project: Project,
+    }
+    #[derive(Deserialize)]
+    struct Connection {
+        nodes: Vec<KeyRow>,
+    }
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Data {
+        viewer: ViewerProject,
+        api_keys: Connection,
+    }
+    let query = "{ viewer { project { name } } apiKeys(first: 100) { nodes { id name hint scopes createdAt lastUsedAt revokedAt } } }";
+    let data: Data = graphql(key, query, json!({})).await?;
+    Ok((data.viewer.project.name, data.api_keys.nodes))
+}
+
+/// Creates a key in `project`; its secret, shown this once.
+pub async fn create_key(key: &str, project: &str, name: &str, scopes: &[String]) -> Result<String, String> {
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Payload {
+        secret: Option<String>,
+        user_errors: Vec<UserError>,
+    }
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Data {
+        create_api_key: Payload,
+    }
+    let query = "mutation($i: CreateApiKeyInput!) { createApiKey(input: $i) { secret userErrors { message } } }";
+    let vars = json!({"i": {"project": project, "name": name, "scopes": scopes}});
+    let data: Data = graphql(key, query, vars).await?;
+    if let Some(e) = data.create_api_key.user_errors.into_iter().next() {
+        return Err(e.message);
+    }
+    data.create_api_key.secret.ok_or_else(|| "the server sent no secret".to_owned())
+}
+
+/// Revokes the key `id`.
+pub async fn revoke_key(key: &str, id: &str) -> Result<(), String> {
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Payload {
+        user_errors: Vec<UserError>,
+    }
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Data {
+        revoke_api_key: Payload,
+    }
+    let query = "mutation($i: RevokeApiKeyInput!) { revokeApiKey(input: $i) { userErrors { message } } }";
+    let data: Data = graphql(key, query, json!({"i": {"id": id}})).await?;
+    match data.revoke_api_key.user_errors.into_iter().next() {
+        Some(e) => Err(e.message),
+        None => Ok(()),
+    }
+}
