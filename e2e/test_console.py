@@ -97,6 +97,23 @@ def test_a_key_is_created_with_its_secret_shown_once_then_revoked(server, page):
     page.get_by_role("button", name="Sign out").click()
 
 
+def test_the_playground_streams_an_answer_and_the_model_is_then_serving(server, page):
+    user = create_key(server.base, server.admin, "default", ["read", "inference"], name="console-playground")
+    page.goto(server.base + "/ui/")
+    sign_in(page, user["secret"])
+    page.get_by_role("button", name="Playground").click()
+    page.get_by_label("Model").select_option(DEMO_MODEL)
+    page.get_by_label("Message").fill("What is the capital of France? Answer in one word.")
+    page.get_by_role("button", name="Send").click()
+    expect(page.locator("[data-answer]")).to_contain_text("Paris", timeout=60_000)
+    expect(page.locator("[data-status]")).to_contain_text("First token after")
+    expect(page.get_by_role("button", name="Send")).to_be_enabled(timeout=60_000)
+    page.screenshot(path=str(SHOTS / "playground.png"))
+    page.get_by_role("button", name="Models").click()
+    expect(page.locator(f'tr[data-model="{DEMO_MODEL}"] .state')).to_have_text("serving")
+    page.get_by_role("button", name="Sign out").click()
+
+
 def test_the_console_is_readable_at_phone_width(server, page):
     reader = create_key(server.base, server.admin, "default", ["read"], name="console-phone")
     page.set_viewport_size({"width": 390, "height": 844})

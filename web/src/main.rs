@@ -4,6 +4,7 @@
 mod api;
 mod keys;
 mod models;
+mod playground;
 mod session;
 mod sign_in;
 
@@ -19,6 +20,7 @@ fn main() {
 enum Page {
     Models,
     Keys,
+    Playground,
 }
 
 /// The console: the sign-in form until a key is accepted, then the pages.
@@ -41,7 +43,7 @@ fn App() -> impl IntoView {
         <header class="bar">
             <span class="brand">"GreenThread"</span>
             <Show when=move || key.get().is_some()>
-                <nav>{tab(Page::Models, "Models")}{tab(Page::Keys, "API keys")}</nav>
+                <nav>{tab(Page::Models, "Models")}{tab(Page::Keys, "API keys")}{tab(Page::Playground, "Playground")}</nav>
                 <button class="link" on:click=sign_out>"Sign out"</button>
             </Show>
         </header>
@@ -50,6 +52,7 @@ fn App() -> impl IntoView {
                 (None, _) => view! { <sign_in::SignIn on_signed_in=move |k| key.set(Some(k)) /> }.into_any(),
                 (Some(k), Page::Models) => view! { <models::Models key=k /> }.into_any(),
                 (Some(k), Page::Keys) => view! { <keys::Keys key=k /> }.into_any(),
+                (Some(k), Page::Playground) => view! { <playground::Playground key=k /> }.into_any(),
             }}
         </main>
     }
