@@ -103,6 +103,7 @@ def test_the_playground_streams_an_answer_and_the_model_is_then_serving(server, 
     sign_in(page, user["secret"])
     page.get_by_role("button", name="Playground").click()
     page.get_by_label("Model").select_option(DEMO_MODEL)
+    page.get_by_label("Temperature").fill("0")
     page.get_by_label("Message").fill("What is the capital of France? Answer in one word.")
     page.get_by_role("button", name="Send").click()
     expect(page.locator("[data-answer]")).to_contain_text("Paris", timeout=60_000)
@@ -111,6 +112,22 @@ def test_the_playground_streams_an_answer_and_the_model_is_then_serving(server, 
     page.screenshot(path=str(SHOTS / "playground.png"))
     page.get_by_role("button", name="Models").click()
     expect(page.locator(f'tr[data-model="{DEMO_MODEL}"] .state')).to_have_text("serving")
+    page.get_by_role("button", name="Sign out").click()
+
+
+def test_the_usage_page_charts_the_playgrounds_tokens(server, page):
+    reader = create_key(server.base, server.admin, "default", ["read"], name="console-usage")
+    page.goto(server.base + "/ui/")
+    sign_in(page, reader["secret"])
+    page.get_by_role("button", name="Usage").click()
+    chart = page.get_by_role("img", name="Tokens per minute, by model")
+    expect(chart).to_be_visible()
+    # The requests of the SDK tests and the playground are data points of the demo model.
+    expect(chart.locator(f'rect[data-model="{DEMO_MODEL}"]').first).to_be_attached()
+    row = page.locator(f'tr[data-usage="{DEMO_MODEL}"]')
+    expect(row).to_be_visible()
+    assert int(row.locator("td").nth(1).inner_text()) >= 1
+    page.screenshot(path=str(SHOTS / "usage.png"))
     page.get_by_role("button", name="Sign out").click()
 
 

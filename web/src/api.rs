@@ -167,3 +167,26 @@ pub async fn revoke_key(key: &str, id: &str) -> Result<(), String> {
         None => Ok(()),
     }
 }
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UsagePoint {
+    pub start: String,
+    pub model: Option<String>,
+    pub requests: u64,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub woken: u64,
+    pub total_wake_ms: f64,
+}
+
+/// Usage per minute and model since `since` (RFC 3339).
+pub async fn usage(key: &str, since: &str) -> Result<Vec<UsagePoint>, String> {
+    #[derive(Deserialize)]
+    struct Data {
+        usage: Vec<UsagePoint>,
+    }
+    let query = "query($since: DateTime!) { usage(since: $since, bucket: MINUTE, groupBy: MODEL) { start model requests inputTokens outputTokens woken totalWakeMs } }";
+    let data: Data = graphql(key, query, json!({"since": since})).await?;
+    Ok(data.usage)
+}

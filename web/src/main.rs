@@ -7,6 +7,7 @@ mod models;
 mod playground;
 mod session;
 mod sign_in;
+mod usage;
 
 use leptos::prelude::*;
 
@@ -21,6 +22,7 @@ enum Page {
     Models,
     Keys,
     Playground,
+    Usage,
 }
 
 /// The console: the sign-in form until a key is accepted, then the pages.
@@ -43,7 +45,7 @@ fn App() -> impl IntoView {
         <header class="bar">
             <span class="brand">"GreenThread"</span>
             <Show when=move || key.get().is_some()>
-                <nav>{tab(Page::Models, "Models")}{tab(Page::Keys, "API keys")}{tab(Page::Playground, "Playground")}</nav>
+                <nav>{tab(Page::Models, "Models")}{tab(Page::Keys, "API keys")}{tab(Page::Playground, "Playground")}{tab(Page::Usage, "Usage")}</nav>
                 <button class="link" on:click=sign_out>"Sign out"</button>
             </Show>
         </header>
@@ -53,6 +55,7 @@ fn App() -> impl IntoView {
                 (Some(k), Page::Models) => view! { <models::Models key=k /> }.into_any(),
                 (Some(k), Page::Keys) => view! { <keys::Keys key=k /> }.into_any(),
                 (Some(k), Page::Playground) => view! { <playground::Playground key=k /> }.into_any(),
+                (Some(k), Page::Usage) => view! { <usage::Usage key=k /> }.into_any(),
             }}
         </main>
     }

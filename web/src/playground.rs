@@ -15,6 +15,7 @@ pub fn Playground(key: String) -> impl IntoView {
     let models = RwSignal::new(Vec::<String>::new());
     let model = RwSignal::new(String::new());
     let prompt = RwSignal::new(String::new());
+    let temperature = RwSignal::new("1".to_owned());
     let answer = RwSignal::new(String::new());
     let status = RwSignal::new(None::<String>);
     let error = RwSignal::new(None::<String>);
@@ -38,6 +39,10 @@ pub fn Playground(key: String) -> impl IntoView {
             error.set(Some("Pick a model and write a message.".into()));
             return;
         }
+        let Ok(t) = temperature.get_untracked().trim().parse::<f32>() else {
+            error.set(Some("Temperature is a number from 0 to 2.".into()));
+            return;
+        };
         busy.set(true);
         error.set(None);
         answer.set(String::new());
@@ -46,7 +51,7 @@ pub fn Playground(key: String) -> impl IntoView {
         spawn_local(async move {
             let started = js_sys::Date::now();
             let mut first = None;
-            let result = stream_chat(&k, &m, &text, |piece| {
+            let result = stream_chat(&k, &m, &text, t, |piece| {
                 if first.is_none() {
                     first = Some(js_sys::Date::now() - started);
                     status.set(Some(format!("First token after {:.0} ms", first.unwrap_or_default())));
@@ -69,6 +74,9 @@ pub fn Playground(key: String) -> impl IntoView {
                 <select id="model" on:change=move |ev| model.set(event_target_value(&ev)) prop:value=move || model.get()>
                     {move || models.get().into_iter().map(|m| view! { <option value=m.clone()>{m.clone()}</option> }).collect_view()}
                 </select>
+                <label for="temperature">"Temperature"</label>
+                <input id="temperature" type="number" min="0" max="2" step="0.1" prop:value=move || temperature.get()
+                    on:input=move |ev| temperature.set(event_target_value(&ev)) />
                 <label for="prompt">"Message"</label>
                 <textarea id="prompt" rows="3" prop:value=move || prompt.get() on:input=move |ev| prompt.set(event_target_value(&ev))></textarea>
                 <button type="submit" disabled=move || busy.get()>{move || if busy.get() { "Answering…" } else { "Send" }}</button>
@@ -81,8 +89,15 @@ pub fn Playground(key: String) -> impl IntoView {
 }
 
 /// Streams a chat answer, calling `on_text` with each piece of content.
-async fn stream_chat(key: &str, model: &str, text: &str, mut on_text: impl FnMut(&str)) -> Result<(), String> {
-    let body = serde_json::json!({"model": model, "stream": true, "messages": [{"role": "user", "content": text}]});
+async fn stream_chat(
+    key: &str,
+    model: &str,
+    text: &str,
+    temperature: f32,
+    mut on_text: impl FnMut(&str),
+) -> Result<(), String> {
+    let body = serde_json::json!({"model": model, "stream": true, "temperature": temperature,
+                                  "messages": [{"role": "user", "content": text}]});
     let response = gloo_net::http::Request::post("/v1/chat/completions")
         .header("authorization", &format!("Bearer {key}"))
         .json(&body)
