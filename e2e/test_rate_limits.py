@@ -2,6 +2,8 @@
 which the SDK waits out and retries successfully. The server counts in
 2-second windows here (`--rate-window 2s`), so a limit of 30 a minute is
 one request per window."""
+import time
+
 import httpx2 as httpx  # the HTTP client the openai SDK is built on
 import openai
 import pytest
@@ -32,6 +34,10 @@ def test_a_limited_key_gets_429_and_the_sdk_retry_succeeds(server):
     assert headers["x-ratelimit-remaining-requests"] == "0"
     assert refused.body["code"] == "rate_limit_exceeded"
 
+    # Wait for a new window and take its one request, so the patient client's
+    # first try falls in a window that is already used up.
+    time.sleep(int(headers["retry-after"]))
+    ask(strict)
     statuses = []
     http = httpx.Client(event_hooks={"response": [lambda r: statuses.append(r.status_code)]})
     patient = openai.OpenAI(base_url=f"{server.base}/v1", api_key=key, max_retries=3, timeout=60, http_client=http)
