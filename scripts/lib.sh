@@ -50,6 +50,14 @@ llama_cmake_args() {
   echo "$args"
 }
 
+# apt_install PACKAGE...: Debian packages, as root or through sudo.
+apt_install() {
+  local sudo=""
+  [[ "$(id -u)" == 0 ]] || sudo="sudo"
+  $sudo apt-get update -qq >&2
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "$@" >&2
+}
+
 # ensure_chromium: Debian's Chromium for the console's browser tests,
 # installed once where it is missing. Exports GREENTHREAD_CHROMIUM.
 ensure_chromium() {
@@ -57,10 +65,7 @@ ensure_chromium() {
   path="$(command -v chromium || command -v chromium-browser || true)"
   if [[ -z "$path" ]]; then
     log "Installing Chromium (Debian package) for the console's browser tests"
-    local sudo=""
-    [[ "$(id -u)" == 0 ]] || sudo="sudo"
-    $sudo apt-get update -qq >&2
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium >&2
+    apt_install chromium
     path="$(command -v chromium)" || die "chromium did not install"
   fi
   export GREENTHREAD_CHROMIUM="$path"

@@ -33,10 +33,7 @@ ensure_postgres() {
   bin="$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1 || true)"
   if [[ -z "$bin" ]]; then
     log "Installing PostgreSQL (Debian package) for the store tests"
-    local sudo=""
-    [[ "$(id -u)" == 0 ]] || sudo="sudo"
-    $sudo apt-get update -qq >&2
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq postgresql postgresql-client >&2
+    apt_install postgresql postgresql-client
     bin="$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)"
   fi
   local data="$GT_CACHE/postgres" port=55432 run=()

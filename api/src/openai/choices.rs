@@ -94,10 +94,14 @@ pub async fn prepare<T: Send + 'static>(
 
 /// A response id: `prefix` and 24 random alphanumerics.
 pub fn response_id(prefix: &str) -> String {
+    format!("{prefix}-{}", random_suffix())
+}
+
+/// 24 random alphanumerics, the unique part of response and tool-call ids.
+pub fn random_suffix() -> String {
     use rand::Rng;
     use rand::distr::Alphanumeric;
-    let suffix: String = rand::rng().sample_iter(Alphanumeric).take(24).map(char::from).collect();
-    format!("{prefix}-{suffix}")
+    rand::rng().sample_iter(Alphanumeric).take(24).map(char::from).collect()
 }
 
 /// Seconds since the Unix epoch, for `created` fields.

@@ -137,10 +137,7 @@ fn schema_error(e: SchemaError) -> ApiError {
 
 /// A tool call id: `call_` and 24 random alphanumerics.
 pub fn call_id() -> String {
-    use rand::Rng;
-    use rand::distr::Alphanumeric;
-    let suffix: String = rand::rng().sample_iter(Alphanumeric).take(24).map(char::from).collect();
-    format!("call_{suffix}")
+    format!("call_{}", super::choices::random_suffix())
 }
 
 /// An OpenAI tool call for one found in the output.

@@ -158,11 +158,6 @@ impl Matcher {
         self.threads.iter().any(|stack| stack.iter().all(|f| self.can_end(f)))
     }
 
-    /// Whether no input at all can be accepted any more (the matcher died).
-    pub fn is_dead(&self) -> bool {
-        self.threads.is_empty()
-    }
-
     fn can_end(&self, frame: &Frame) -> bool {
         match frame {
             Frame::Start(id) => self.nullable(*id, 0),

@@ -6,7 +6,7 @@
 
 use serde_json::Value;
 
-use super::{Builder, Grammar, Node, NodeId, SchemaError, schema};
+use super::{Builder, Node, NodeId, SchemaError, schema};
 
 const OPEN: &str = "<tool_call>";
 const CLOSE: &str = "</tool_call>";
@@ -54,16 +54,6 @@ impl HermesToolCalls {
             })
             .collect::<Result<Vec<_>, SchemaError>>()?;
         Ok(b.add(Node::Alt(calls)))
-    }
-
-    /// The grammar of exactly one call of one of `tools`.
-    ///
-    /// # Errors
-    /// As [`HermesToolCalls::call`].
-    pub fn grammar(tools: &[ToolDef]) -> Result<Grammar, SchemaError> {
-        let mut b = Builder::default();
-        let root = Self::call(&mut b, tools)?;
-        Ok(b.finish(root))
     }
 
     /// Splits finished output into its text and its tool calls. A block whose
