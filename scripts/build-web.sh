@@ -14,10 +14,14 @@ fi
 
 # The CLI must be exactly the wasm-bindgen version the app links.
 bindgen_version="$(sed -n 's/^wasm-bindgen = "=\(.*\)"/\1/p' web/Cargo.toml)"
+# The test runner runs the component tests (web/tests) in headless Chromium.
 bindgen="$GT_CACHE/tools/bin/wasm-bindgen"
-if [[ "$("$bindgen" --version 2>/dev/null)" != "wasm-bindgen $bindgen_version" ]]; then
+runner="$GT_CACHE/tools/bin/wasm-bindgen-test-runner"
+if [[ "$("$bindgen" --version 2>/dev/null)" != "wasm-bindgen $bindgen_version" \
+   || "$("$runner" --version 2>/dev/null)" != "wasm-bindgen-test-runner $bindgen_version" ]]; then
   log "Installing wasm-bindgen-cli $bindgen_version (once)"
-  cargo install --quiet --root "$GT_CACHE/tools" wasm-bindgen-cli --version "$bindgen_version" --bin wasm-bindgen >&2
+  cargo install --quiet --force --root "$GT_CACHE/tools" wasm-bindgen-cli --version "$bindgen_version" \
+    --bin wasm-bindgen --bin wasm-bindgen-test-runner >&2
 fi
 
 log "Building the web console"

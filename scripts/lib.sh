@@ -58,16 +58,19 @@ apt_install() {
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "$@" >&2
 }
 
-# ensure_chromium: Debian's Chromium for the console's browser tests,
-# installed once where it is missing. Exports GREENTHREAD_CHROMIUM.
+# ensure_chromium: Debian's Chromium and ChromeDriver for the console's
+# browser and component tests, installed once where they are missing.
+# Exports GREENTHREAD_CHROMIUM and CHROMEDRIVER.
 ensure_chromium() {
   local path
   path="$(command -v chromium || command -v chromium-browser || true)"
-  if [[ -z "$path" ]]; then
-    log "Installing Chromium (Debian package) for the console's browser tests"
-    apt_install chromium
+  if [[ -z "$path" ]] || ! command -v chromedriver >/dev/null; then
+    log "Installing Chromium and ChromeDriver (Debian packages) for the console's tests"
+    apt_install chromium chromium-driver
     path="$(command -v chromium)" || die "chromium did not install"
   fi
   export GREENTHREAD_CHROMIUM="$path"
+  CHROMEDRIVER="$(command -v chromedriver)" || die "chromedriver did not install"
+  export CHROMEDRIVER
 }
 

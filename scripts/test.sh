@@ -28,10 +28,12 @@ scripts/build-web.sh >/dev/null
 log "Checking formatting and lints"
 cargo fmt --all -- --check
 cargo fmt --manifest-path web/Cargo.toml -- --check
-cargo clippy --manifest-path web/Cargo.toml --target wasm32-unknown-unknown --release -- -D warnings
+cargo clippy --manifest-path web/Cargo.toml --target wasm32-unknown-unknown --release --all-targets -- -D warnings
 cargo clippy --locked --workspace --all-targets --profile ci -- -D warnings
 # The CUDA weight path builds without CUDA (the driver is loaded at run time); keep it building.
 cargo clippy --locked -p greenthread-node-runtime --features cuda --all-targets --profile ci -- -D warnings
+
+scripts/test-web.sh
 
 log "Rust tests (unit, integration, llama.cpp reference)"
 cargo test --locked --workspace --profile ci -- --include-ignored

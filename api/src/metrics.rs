@@ -100,7 +100,7 @@ impl Metrics {
         );
         registry.register("model_wakes", "Wakes, by the tier the weights came from", m.wakes.clone());
         registry.register("model_wake_duration_seconds", "Wake time, by source tier", m.wake_seconds.clone());
-        registry.register("model_sleeps", "Sleeps, by cause (idle or preempted)", m.sleeps.clone());
+        registry.register("model_sleeps", "Sleeps, by cause (idle, preempted or operator)", m.sleeps.clone());
         registry.register(
             "wake_timeouts",
             "Requests answered 503 because a wake took too long",
@@ -156,6 +156,7 @@ impl Observer for Metrics {
         if matches!(e.to, ModelState::Sleeping { .. }) {
             let cause = match e.cause {
                 Cause::Preempted { .. } => "preempted",
+                Cause::Operator => "operator",
                 _ => "idle",
             };
             self.sleeps.get_or_create(&SleepLabels { model, cause: cause.into() }).inc();

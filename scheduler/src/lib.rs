@@ -8,7 +8,7 @@ pub mod preemption;
 
 pub use manager::{
     AcquireError, Cause, Lease, ManagedModel, ManagerConfig, ManagerStatus, ModelManager, ModelStatus, NoObserver,
-    NodeHandle, NodeStatus, Observer, ReplicaStatus, SCALE_UP_IN_FLIGHT, TransitionEvent,
+    NodeHandle, NodeStatus, Observer, ReplicaStatus, SCALE_UP_IN_FLIGHT, SleepOutcome, TransitionEvent,
 };
 pub use placement::{NodeView, Placement, place};
 pub use preemption::{Decision, DeviceView, PreemptionRules, Resident, WakeRequest, decide};

@@ -1,4 +1,8 @@
-//! GraphQL over `fetch`, with the key as a bearer token.
+//! GraphQL over `fetch`, with the key as a bearer token, and the queries and
+//! mutations the pages use.
+
+pub mod actions;
+pub mod admin;
 
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
@@ -14,6 +18,25 @@ struct Answer<T> {
 #[derive(Deserialize)]
 struct GraphqlError {
     message: String,
+}
+
+/// A mutation's refusal of one input field.
+#[derive(Debug, Clone, Deserialize)]
+pub struct UserError {
+    #[serde(default)]
+    pub field: Option<String>,
+    pub message: String,
+}
+
+impl UserError {
+    /// The first refusal as the error message, naming its field.
+    pub fn first(errors: Vec<Self>) -> Result<(), String> {
+        match errors.into_iter().next() {
+            None => Ok(()),
+            Some(Self { field: Some(f), message }) => Err(format!("{}: {message}", f.trim_start_matches("input."))),
+            Some(Self { field: None, message }) => Err(message),
+        }
+    }
 }
 
 /// Runs `query` as `key`; the first GraphQL error becomes the error message.
@@ -38,6 +61,16 @@ pub struct Viewer {
     pub scopes: Vec<String>,
 }
 
+impl Viewer {
+    pub fn is_admin(&self) -> bool {
+        self.scopes.iter().any(|s| s == "admin")
+    }
+
+    pub fn may_manage(&self) -> bool {
+        self.scopes.iter().any(|s| s == "admin" || s == "manage")
+    }
+}
+
 /// Who `key` is; fails for an unknown, revoked or expired key.
 pub async fn viewer(key: &str) -> Result<Viewer, String> {
     #[derive(Deserialize)]
@@ -48,40 +81,54 @@ pub async fn viewer(key: &str) -> Result<Viewer, String> {
     Ok(data.viewer)
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Runtime {
     pub state: String,
     pub tier: Option<String>,
+    pub failure: Option<String>,
     pub device_bytes: u64,
     pub replicas: u32,
+    pub in_flight: u32,
+    pub waiting: u32,
+    pub last_wake_ms: Option<f64>,
+    pub last_wake_from: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Scaling {
+    pub min_replicas: u32,
+    pub max_replicas: u32,
+    pub idle_timeout: String,
+    pub warm_tier: String,
+    pub never_preempt: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ModelRow {
     pub name: String,
     pub engine: String,
+    pub scaling: Scaling,
     pub runtime: Option<Runtime>,
 }
 
 /// The models the key may read, with their state on the scheduler.
 pub async fn models(key: &str) -> Result<Vec<ModelRow>, String> {
     #[derive(Deserialize)]
-    struct Edge {
-        node: ModelRow,
-    }
-    #[derive(Deserialize)]
     struct Connection {
-        edges: Vec<Edge>,
+        nodes: Vec<ModelRow>,
     }
     #[derive(Deserialize)]
     struct Data {
         models: Connection,
     }
-    let query = "{ models(first: 100) { edges { node { name engine runtime { state tier deviceBytes replicas } } } } }";
+    let query = "{ models(first: 100) { nodes { name engine
+                   scaling { minReplicas maxReplicas idleTimeout warmTier neverPreempt }
+                   runtime { state tier failure deviceBytes replicas inFlight waiting lastWakeMs lastWakeFrom } } } }";
     let data: Data = graphql(key, query, json!({})).await?;
-    Ok(data.models.edges.into_iter().map(|e| e.node).collect())
+    Ok(data.models.nodes)
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -94,11 +141,6 @@ pub struct KeyRow {
     pub created_at: String,
     pub last_used_at: Option<String>,
     pub revoked_at: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct UserError {
-    message: String,
 }
 
 /// The signed-in key's project and the keys it may read.
@@ -139,12 +181,10 @@ pub async fn create_key(key: &str, project: &str, name: &str, scopes: &[String])
     struct Data {
         create_api_key: Payload,
     }
-    let query = "mutation($i: CreateApiKeyInput!) { createApiKey(input: $i) { secret userErrors { message } } }";
+    let query = "mutation($i: CreateApiKeyInput!) { createApiKey(input: $i) { secret userErrors { field message } } }";
     let vars = json!({"i": {"project": project, "name": name, "scopes": scopes}});
     let data: Data = graphql(key, query, vars).await?;
-    if let Some(e) = data.create_api_key.user_errors.into_iter().next() {
-        return Err(e.message);
-    }
+    UserError::first(data.create_api_key.user_errors)?;
     data.create_api_key.secret.ok_or_else(|| "the server sent no secret".to_owned())
 }
 
@@ -160,19 +200,17 @@ pub async fn revoke_key(key: &str, id: &str) -> Result<(), String> {
     struct Data {
         revoke_api_key: Payload,
     }
-    let query = "mutation($i: RevokeApiKeyInput!) { revokeApiKey(input: $i) { userErrors { message } } }";
+    let query = "mutation($i: RevokeApiKeyInput!) { revokeApiKey(input: $i) { userErrors { field message } } }";
     let data: Data = graphql(key, query, json!({"i": {"id": id}})).await?;
-    match data.revoke_api_key.user_errors.into_iter().next() {
-        Some(e) => Err(e.message),
-        None => Ok(()),
-    }
+    UserError::first(data.revoke_api_key.user_errors)
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct UsagePoint {
     pub start: String,
     pub model: Option<String>,
+    pub key_id: Option<String>,
     pub requests: u64,
     pub input_tokens: u64,
     pub output_tokens: u64,
@@ -180,13 +218,15 @@ pub struct UsagePoint {
     pub total_wake_ms: f64,
 }
 
-/// Usage per minute and model since `since` (RFC 3339).
-pub async fn usage(key: &str, since: &str) -> Result<Vec<UsagePoint>, String> {
+/// Usage since `since` (RFC 3339) in `bucket`s (`MINUTE`, `HOUR`), grouped by `MODEL` or `KEY`.
+pub async fn usage(key: &str, since: &str, group_by: &str, bucket: &str) -> Result<Vec<UsagePoint>, String> {
     #[derive(Deserialize)]
     struct Data {
         usage: Vec<UsagePoint>,
     }
-    let query = "query($since: DateTime!) { usage(since: $since, bucket: MINUTE, groupBy: MODEL) { start model requests inputTokens outputTokens woken totalWakeMs } }";
-    let data: Data = graphql(key, query, json!({"since": since})).await?;
+    let query = "query($since: DateTime!, $group: UsageGroup!, $bucket: UsageBucket!) {
+                   usage(since: $since, bucket: $bucket, groupBy: $group) {
+                   start model keyId requests inputTokens outputTokens woken totalWakeMs } }";
+    let data: Data = graphql(key, query, json!({"since": since, "group": group_by, "bucket": bucket})).await?;
     Ok(data.usage)
 }

@@ -1,6 +1,7 @@
 //! The chat playground: a message to any model the key may call, the answer
-//! streamed token by token, and how long the first token took (a sleeping
-//! model wakes for it).
+//! streamed token by token, how long the request waited for the model (the
+//! server's measure, from the `x-greenthread-wake-wait-ms` header: a
+//! sleeping model's wake) and how long the first token took.
 
 use leptos::prelude::*;
 use leptos::task::spawn_local;
@@ -8,6 +9,38 @@ use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
 
 use crate::api;
+use crate::format;
+use crate::sse::SseReader;
+
+/// The header in which the server says how long a request waited for its model.
+const WAKE_WAIT_HEADER: &str = "x-greenthread-wake-wait-ms";
+
+/// The models `key` may call, from `/v1/models`.
+async fn callable(key: &str) -> Result<Vec<String>, String> {
+    let response = gloo_net::http::Request::get("/v1/models")
+        .header("authorization", &format!("Bearer {key}"))
+        .send()
+        .await
+        .map_err(|e| format!("the server cannot be reached: {e}"))?;
+    let body: serde_json::Value = response.json().await.map_err(|e| e.to_string())?;
+    if !response.ok() {
+        let why = body["error"]["message"].as_str().unwrap_or("the request failed");
+        return Err(format!("This key may not call models: {why}"));
+    }
+    Ok(body["data"].as_array().into_iter().flatten().filter_map(|m| m["id"].as_str().map(str::to_owned)).collect())
+}
+
+/// What the status line says once the first token is in.
+pub fn timing_line(state_before: Option<&str>, wake_wait_ms: Option<f64>, first_token_ms: f64) -> String {
+    let first = format!("first token after {}", format::millis(first_token_ms));
+    match (state_before, wake_wait_ms) {
+        (Some("serving"), _) | (_, None) => format!("Model was serving; {first}"),
+        (Some(state), Some(w)) => {
+            format!("Model was {state}: woke in {} (server-measured); {first}", format::millis(w))
+        }
+        (None, Some(w)) => format!("Waited {} for the model; {first}", format::millis(w)),
+    }
+}
 
 #[component]
 pub fn Playground(key: String) -> impl IntoView {
@@ -21,9 +54,8 @@ pub fn Playground(key: String) -> impl IntoView {
     let error = RwSignal::new(None::<String>);
     let busy = RwSignal::new(false);
     spawn_local(async move {
-        match api::models(&key.get_value()).await {
-            Ok(list) => {
-                let names: Vec<String> = list.into_iter().map(|m| m.name).collect();
+        match callable(&key.get_value()).await {
+            Ok(names) => {
                 if let Some(first) = names.first() {
                     model.set(first.clone());
                 }
@@ -49,15 +81,31 @@ pub fn Playground(key: String) -> impl IntoView {
         status.set(Some("Waiting for the model…".into()));
         let k = key.get_value();
         spawn_local(async move {
+            // The state before asking tells a wake from a wait; a key without read scope just shows the wait.
+            let before = api::models(&k).await.ok().and_then(|list| {
+                list.into_iter().find(|row| row.name == m).and_then(|row| row.runtime).map(|rt| rt.state)
+            });
+            if before.as_deref().is_some_and(|s| s != "serving") {
+                status.set(Some("The model is asleep; waking it…".into()));
+            }
             let started = js_sys::Date::now();
             let mut first = None;
-            let result = stream_chat(&k, &m, &text, t, |piece| {
-                if first.is_none() {
-                    first = Some(js_sys::Date::now() - started);
-                    status.set(Some(format!("First token after {:.0} ms", first.unwrap_or_default())));
-                }
-                answer.update(|a| a.push_str(piece));
-            })
+            let waited = std::cell::Cell::new(None);
+            let result = stream_chat(
+                &k,
+                &m,
+                &text,
+                t,
+                |w| waited.set(w),
+                |piece| {
+                    if first.is_none() {
+                        let ms = js_sys::Date::now() - started;
+                        first = Some(ms);
+                        status.set(Some(timing_line(before.as_deref(), waited.get(), ms)));
+                    }
+                    answer.update(|a| a.push_str(piece));
+                },
+            )
             .await;
             if let Err(e) = result {
                 error.set(Some(e));
@@ -88,12 +136,14 @@ pub fn Playground(key: String) -> impl IntoView {
     }
 }
 
-/// Streams a chat answer, calling `on_text` with each piece of content.
+/// Streams a chat answer: `on_wait` gets the server's wake wait once the
+/// answer starts, `on_text` each piece of content.
 async fn stream_chat(
     key: &str,
     model: &str,
     text: &str,
     temperature: f32,
+    on_wait: impl FnOnce(Option<f64>),
     mut on_text: impl FnMut(&str),
 ) -> Result<(), String> {
     let body = serde_json::json!({"model": model, "stream": true, "temperature": temperature,
@@ -109,13 +159,14 @@ async fn stream_chat(
         let error: serde_json::Value = response.json().await.unwrap_or_default();
         return Err(error["error"]["message"].as_str().unwrap_or("the request failed").to_owned());
     }
+    on_wait(response.headers().get(WAKE_WAIT_HEADER).and_then(|v| v.parse().ok()));
     let reader: web_sys::ReadableStreamDefaultReader = response
         .body()
         .ok_or("the answer has no body")?
         .get_reader()
         .dyn_into()
         .map_err(|_| "the answer cannot be read as a stream")?;
-    let mut pending = String::new();
+    let mut events = SseReader::default();
     loop {
         let chunk = JsFuture::from(reader.read()).await.map_err(|_| "the stream broke off")?;
         let done = js_sys::Reflect::get(&chunk, &"done".into()).ok().and_then(|d| d.as_bool()).unwrap_or(true);
@@ -123,20 +174,16 @@ async fn stream_chat(
             return Ok(());
         }
         let value = js_sys::Reflect::get(&chunk, &"value".into()).map_err(|_| "unreadable chunk")?;
-        pending.push_str(&String::from_utf8_lossy(&js_sys::Uint8Array::new(&value).to_vec()));
-        while let Some(end) = pending.find("\n\n") {
-            let event: String = pending.drain(..end + 2).collect();
-            for data in event.lines().filter_map(|l| l.strip_prefix("data: ")) {
-                if data == "[DONE]" {
-                    return Ok(());
-                }
-                let chunk: serde_json::Value = serde_json::from_str(data).map_err(|e| e.to_string())?;
-                if let Some(message) = chunk["error"]["message"].as_str() {
-                    return Err(message.to_owned());
-                }
-                if let Some(piece) = chunk["choices"][0]["delta"]["content"].as_str().filter(|p| !p.is_empty()) {
-                    on_text(piece);
-                }
+        for data in events.push(&js_sys::Uint8Array::new(&value).to_vec()) {
+            if data == "[DONE]" {
+                return Ok(());
+            }
+            let chunk: serde_json::Value = serde_json::from_str(&data).map_err(|e| e.to_string())?;
+            if let Some(message) = chunk["error"]["message"].as_str() {
+                return Err(message.to_owned());
+            }
+            if let Some(piece) = chunk["choices"][0]["delta"]["content"].as_str().filter(|p| !p.is_empty()) {
+                on_text(piece);
             }
         }
     }

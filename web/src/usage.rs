@@ -1,5 +1,5 @@
-//! Usage over the last hour: tokens per minute as an SVG bar chart, stacked
-//! by model, and per-model totals with wake counts and wake time.
+//! Usage dashboards: tokens and requests over time per model and per key,
+//! wake counts and wake latency, as SVG charts, with totals below.
 
 use std::collections::BTreeMap;
 
@@ -7,106 +7,152 @@ use leptos::prelude::*;
 use leptos::task::spawn_local;
 
 use crate::api::{self, UsagePoint};
+use crate::chart::{Chart, Datum, Kind};
+use crate::{format, remote};
 
-/// Minutes shown.
-const WINDOW: usize = 60;
-const WIDTH: f64 = 600.0;
-const HEIGHT: f64 = 160.0;
-/// Bar colours, by model in name order.
-const COLOURS: &[&str] = &["#1f7a4d", "#3b6fd8", "#c26a12", "#8a3ea8", "#b42318", "#4b5563"];
-
-/// One bar segment: a model's tokens in one minute.
-#[derive(Debug, Clone, PartialEq)]
-struct Segment {
-    x: f64,
-    y: f64,
-    height: f64,
-    model: String,
-    tokens: u64,
-    colour: &'static str,
+/// A time window the page can show: its buckets and the GraphQL bucket size.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Window {
+    /// The left edge, in words.
+    pub label: &'static str,
+    pub buckets: usize,
+    pub bucket_ms: f64,
+    pub bucket: &'static str,
 }
 
-/// Minute index (0 = oldest) of an RFC 3339 bucket start, given the window's first minute.
-fn minute_of(start: &str, first_minute: f64) -> Option<usize> {
-    let ms = js_sys::Date::parse(start);
-    let minute = (ms / 60_000.0).floor() - first_minute;
-    (minute.is_finite() && (0.0..WINDOW as f64).contains(&minute)).then_some(minute as usize)
+pub const LAST_HOUR: Window = Window { label: "60 min ago", buckets: 60, bucket_ms: 60_000.0, bucket: "MINUTE" };
+pub const LAST_DAY: Window = Window { label: "24 h ago", buckets: 24, bucket_ms: 3_600_000.0, bucket: "HOUR" };
+
+impl Window {
+    /// The first bucket's index since the epoch, for a window ending in the bucket holding `now_ms`.
+    pub fn first(&self, now_ms: f64) -> f64 {
+        (now_ms / self.bucket_ms).floor() - (self.buckets as f64 - 1.0)
+    }
+
+    /// Which bucket (0 = oldest) the instant `at_ms` falls in, if inside the window.
+    pub fn bucket_of(&self, at_ms: f64, first: f64) -> Option<usize> {
+        let i = (at_ms / self.bucket_ms).floor() - first;
+        (i.is_finite() && (0.0..self.buckets as f64).contains(&i)).then_some(i as usize)
+    }
 }
 
-/// Stacked segments for `points`, scaled to the busiest minute.
-fn segments(points: &[UsagePoint], first_minute: f64) -> Vec<Segment> {
-    let models: Vec<String> =
-        points.iter().filter_map(|p| p.model.clone()).collect::<std::collections::BTreeSet<_>>().into_iter().collect();
-    let mut per_minute: Vec<Vec<(String, u64)>> = vec![Vec::new(); WINDOW];
-    for p in points {
-        if let (Some(m), Some(i)) = (&p.model, minute_of(&p.start, first_minute)) {
-            per_minute[i].push((m.clone(), p.input_tokens + p.output_tokens));
-        }
-    }
-    let busiest = per_minute.iter().map(|m| m.iter().map(|(_, t)| t).sum::<u64>()).max().unwrap_or(0).max(1);
-    let slot = WIDTH / WINDOW as f64;
-    let mut out = Vec::new();
-    for (i, minute) in per_minute.into_iter().enumerate() {
-        let mut top = HEIGHT;
-        for (model, tokens) in minute {
-            let height = HEIGHT * tokens as f64 / busiest as f64;
-            top -= height;
-            let colour = COLOURS[models.iter().position(|m| *m == model).unwrap_or(0) % COLOURS.len()];
-            out.push(Segment { x: i as f64 * slot + 1.0, y: top, height, model, tokens, colour });
-        }
-    }
-    out
+/// `value` of every point, by bucket and by the series `series` names.
+pub fn series(
+    points: &[UsagePoint],
+    window: Window,
+    first: f64,
+    series: impl Fn(&UsagePoint) -> String,
+    value: impl Fn(&UsagePoint) -> f64,
+) -> Vec<Datum> {
+    points
+        .iter()
+        .filter_map(|p| {
+            let bucket = window.bucket_of(js_sys::Date::parse(&p.start), first)?;
+            Some(Datum { bucket, series: series(p), value: value(p) })
+        })
+        .collect()
+}
+
+fn tokens(p: &UsagePoint) -> f64 {
+    (p.input_tokens + p.output_tokens) as f64
+}
+
+/// Both groupings of one window.
+#[derive(Clone)]
+struct Loaded {
+    by_model: Vec<UsagePoint>,
+    by_key: Vec<UsagePoint>,
+    key_names: BTreeMap<String, String>,
+}
+
+async fn load(key: &str, window: Window) -> Result<Loaded, String> {
+    let since: String =
+        js_sys::Date::new(&(window.first(js_sys::Date::now()) * window.bucket_ms).into()).to_iso_string().into();
+    let by_model = api::usage(key, &since, "MODEL", window.bucket).await?;
+    let by_key = api::usage(key, &since, "KEY", window.bucket).await?;
+    // Names for the keys; a key of another project shows by its id.
+    let key_names = api::keys(key)
+        .await
+        .map(|(_, keys)| keys.into_iter().map(|k| (k.id, format!("{} ({})", k.name, k.hint))).collect())
+        .unwrap_or_default();
+    Ok(Loaded { by_model, by_key, key_names })
 }
 
 #[component]
 pub fn Usage(key: String) -> impl IntoView {
-    let data = RwSignal::new(None::<Result<Vec<UsagePoint>, String>>);
-    let now = js_sys::Date::now();
-    let first_minute = (now / 60_000.0).floor() - (WINDOW as f64 - 1.0);
-    let since: String = js_sys::Date::new(&(first_minute * 60_000.0).into()).to_iso_string().into();
-    spawn_local(async move { data.set(Some(api::usage(&key, &since).await)) });
+    let data = RwSignal::new(None::<Result<Loaded, String>>);
+    let window = RwSignal::new(LAST_HOUR);
+    let key = StoredValue::new(key);
+    let reload = move || {
+        data.set(None);
+        let (k, w) = (key.get_value(), window.get_untracked());
+        spawn_local(async move {
+            data.try_set(Some(load(&k, w).await));
+        });
+    };
+    reload();
     view! {
         <section class="card">
-            <h1>"Usage, last hour"</h1>
-            {move || match data.get() {
-                None => view! { <p class="muted">"Loading…"</p> }.into_any(),
-                Some(Err(e)) => view! { <p class="error" role="alert">{e}</p> }.into_any(),
-                Some(Ok(points)) if points.is_empty() => view! { <p class="muted">"No requests in the last hour."</p> }.into_any(),
-                Some(Ok(points)) => {
-                    let bars = segments(&points, first_minute);
+            <div class="title-row">
+                <h1>"Usage"</h1>
+                <label class="inline">"Window "
+                    <select name="window" on:change=move |ev| {
+                        window.set(if event_target_value(&ev) == "day" { LAST_DAY } else { LAST_HOUR });
+                        reload();
+                    }>
+                        <option value="hour">"Last hour, per minute"</option>
+                        <option value="day">"Last day, per hour"</option>
+                    </select>
+                </label>
+            </div>
+            {move || {
+                let w = window.get();
+                remote::show(data.get(), |d| d.by_model.is_empty(), "No requests in this window.", move |d: Loaded| {
+                    let first = w.first(js_sys::Date::now());
+                    let model = |p: &UsagePoint| p.model.clone().unwrap_or_else(|| "—".into());
+                    let names = d.key_names.clone();
+                    let key_name = move |p: &UsagePoint| match &p.key_id {
+                        Some(id) => names.get(id).cloned().unwrap_or_else(|| id.chars().take(8).collect()),
+                        None => "no key".into(),
+                    };
+                    let wake_mean = |p: &UsagePoint| if p.woken > 0 { p.total_wake_ms / p.woken as f64 } else { 0.0 };
+                    let charts = [
+                        ("Tokens by model", "tokens", series(&d.by_model, w, first, model, tokens), Kind::Stacked),
+                        ("Requests by model", "requests", series(&d.by_model, w, first, model, |p| p.requests as f64), Kind::Stacked),
+                        ("Tokens by key", "tokens", series(&d.by_key, w, first, key_name.clone(), tokens), Kind::Stacked),
+                        ("Requests by key", "requests", series(&d.by_key, w, first, key_name, |p| p.requests as f64), Kind::Stacked),
+                        ("Wakes by model", "wakes", series(&d.by_model, w, first, model, |p| p.woken as f64), Kind::Stacked),
+                        ("Mean wake latency by model", "ms", series(&d.by_model, w, first, model, wake_mean), Kind::Points),
+                    ];
                     let mut totals: BTreeMap<String, (u64, u64, u64, f64)> = BTreeMap::new();
-                    for p in &points {
-                        let t = totals.entry(p.model.clone().unwrap_or_default()).or_default();
+                    for p in &d.by_model {
+                        let t = totals.entry(model(p)).or_default();
                         t.0 += p.requests;
                         t.1 += p.input_tokens + p.output_tokens;
                         t.2 += p.woken;
                         t.3 += p.total_wake_ms;
                     }
                     view! {
-                        <svg class="chart" viewBox=format!("0 0 {WIDTH} {HEIGHT}") role="img" aria-label="Tokens per minute, by model">
-                            <line x1="0" y1=HEIGHT x2=WIDTH y2=HEIGHT stroke="#d9dee4" />
-                            {bars.into_iter().map(|s| view! {
-                                <rect x=s.x y=s.y width=WIDTH / WINDOW as f64 - 2.0 height=s.height fill=s.colour data-model=s.model.clone()>
-                                    <title>{format!("{}: {} tokens", s.model, s.tokens)}</title>
-                                </rect>
+                        <div class="charts">
+                            {charts.into_iter().map(|(title, unit, data, kind)| view! {
+                                <Chart title unit data buckets=w.buckets kind since=w.label />
                             }).collect_view()}
-                        </svg>
+                        </div>
+                        <div class="scroll">
                         <table>
                             <thead><tr><th>"Model"</th><th>"Requests"</th><th>"Tokens"</th><th>"Wakes"</th><th>"Mean wake"</th></tr></thead>
                             <tbody>
-                                {totals.into_iter().map(|(model, (requests, tokens, woken, wake_ms))| {
-                                    let label = model.clone();
-                                    view! {
-                                    <tr data-usage=model>
-                                        <td>{label}</td><td>{requests}</td><td>{tokens}</td><td>{woken}</td>
-                                        <td>{if woken > 0 { format!("{:.0} ms", wake_ms / woken as f64) } else { "—".into() }}</td>
+                                {totals.into_iter().map(|(model, (requests, tokens, woken, wake_ms))| view! {
+                                    <tr data-usage=model.clone()>
+                                        <td>{model.clone()}</td><td>{requests}</td><td>{tokens}</td><td>{woken}</td>
+                                        <td>{if woken > 0 { format::millis(wake_ms / woken as f64) } else { "—".into() }}</td>
                                     </tr>
-                                    }
                                 }).collect_view()}
                             </tbody>
                         </table>
+                        </div>
                     }.into_any()
-                }
+                })
             }}
         </section>
     }

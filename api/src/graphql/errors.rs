@@ -11,6 +11,8 @@ pub const NOT_FOUND: &str = "NOT_FOUND";
 pub const CONFLICT: &str = "CONFLICT";
 pub const RATE_LIMITED: &str = "RATE_LIMITED";
 pub const BAD_USER_INPUT: &str = "BAD_USER_INPUT";
+/// The server cannot do this (it runs no scheduler, say); another may.
+pub const UNAVAILABLE: &str = "UNAVAILABLE";
 pub const INTERNAL: &str = "INTERNAL_SERVER_ERROR";
 
 /// An error carrying `extensions.code`.

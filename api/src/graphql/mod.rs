@@ -8,6 +8,7 @@ mod domains;
 pub mod errors;
 mod gitops_mutations;
 mod key_mutations;
+mod model_actions;
 mod mutation;
 pub mod pagination;
 mod query;
@@ -29,6 +30,7 @@ use self::domains::{DomainMutation, DomainQuery};
 use self::errors::{Auth, RATE_LIMITED, coded};
 use self::gitops_mutations::GitopsMutation;
 use self::key_mutations::KeyMutation;
+use self::model_actions::ModelActionMutation;
 use self::mutation::CoreMutation;
 use self::query::CoreQuery;
 pub use self::rate_limit::RateLimiter;
@@ -44,7 +46,7 @@ pub struct QueryRoot(CoreQuery, DomainQuery);
 
 /// Every mutation.
 #[derive(async_graphql::MergedObject, Default)]
-pub struct MutationRoot(CoreMutation, KeyMutation, GitopsMutation, DomainMutation);
+pub struct MutationRoot(CoreMutation, KeyMutation, ModelActionMutation, GitopsMutation, DomainMutation);
 
 pub type ManagementSchema = Schema<QueryRoot, MutationRoot, SubscriptionRoot>;
 

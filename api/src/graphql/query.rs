@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use super::errors::{BAD_USER_INPUT, FORBIDDEN, NOT_FOUND, coded, internal, principal};
 use super::pagination::{decode, page, page_size};
-use super::types::{ApiKey, AuditEvent, Model, Node, Project, Scheduler, Viewer, management};
+use super::types::{ApiKey, AuditEvent, Model, Node, NodeTier, Project, Scheduler, Viewer, management};
 use super::usage::{self, UsageBucket, UsageGroup, UsagePoint};
 use crate::auth::Principal;
 use crate::store::audit::{self, AuditFilter};
@@ -251,6 +251,11 @@ impl CoreQuery {
                 id: n.id.to_string(),
                 device_budget_bytes: n.device_budget,
                 device_used_bytes: n.device_used,
+                tiers: n
+                    .tiers
+                    .into_iter()
+                    .map(|t| NodeTier { tier: t.tier.to_string(), budget_bytes: t.budget, used_bytes: t.used })
+                    .collect(),
             })
             .collect())
     }

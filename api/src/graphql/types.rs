@@ -414,12 +414,23 @@ impl From<&desired::Change> for Change {
     }
 }
 
-/// A node and its device.
+/// A node, its device and its RAM and disk tiers.
 #[derive(SimpleObject)]
 pub struct Node {
     pub id: String,
     pub device_budget_bytes: u64,
     pub device_used_bytes: u64,
+    /// Where sleeping models' weights wait: `ram` and `disk`.
+    pub tiers: Vec<NodeTier>,
+}
+
+/// One tier of one node.
+#[derive(SimpleObject)]
+pub struct NodeTier {
+    /// `ram` or `disk`.
+    pub tier: String,
+    pub budget_bytes: u64,
+    pub used_bytes: u64,
 }
 
 /// The caller.
@@ -490,7 +501,7 @@ pub struct ModelEvent {
     pub to: String,
     /// The tier after the change (`device` while awake).
     pub tier: Option<String>,
-    /// `request`, `idle`, `preempted`, `startup`, `failure` or `updated`.
+    /// `request`, `idle`, `preempted`, `startup`, `failure`, `updated` or `operator`.
     pub cause: String,
     /// How long it was in `from`, in milliseconds.
     pub after_ms: f64,

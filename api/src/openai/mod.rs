@@ -93,6 +93,19 @@ impl Route {
     }
 }
 
+/// The response header saying how long the request waited for its model,
+/// in milliseconds: a sleeping model's wake, else about zero.
+pub const WAKE_WAIT_HEADER: &str = "x-greenthread-wake-wait-ms";
+
+/// Tells the usage meter and the client how long the request waited for its model.
+fn stamp_wake_wait(response: &mut Response, wake: crate::usage::WakeWait) {
+    let ms = format!("{:.1}", wake.0.as_secs_f64() * 1000.0);
+    if let Ok(value) = axum::http::HeaderValue::from_str(&ms) {
+        response.headers_mut().insert(WAKE_WAIT_HEADER, value);
+    }
+    response.extensions_mut().insert(wake);
+}
+
 /// Attempts per request when nodes fail before responding: the first node
 /// and two others.
 const MAX_ATTEMPTS: usize = 3;
@@ -128,7 +141,7 @@ where
                     return Err(ApiError::Internal("a local model was offered twice".into()));
                 };
                 let mut response = run(instance, serving.lease).await?;
-                response.extensions_mut().insert(wake);
+                stamp_wake_wait(&mut response, wake);
                 return Ok(response);
             }
             Target::Remote { node, base } => {
@@ -141,7 +154,7 @@ where
                     .await
                 {
                     Ok(mut response) => {
-                        response.extensions_mut().insert(wake);
+                        stamp_wake_wait(&mut response, wake);
                         return Ok(response);
                     }
                     Err(Retry(reason)) => {

@@ -4,6 +4,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod actions;
 mod api;
 mod crud;
 mod domains;

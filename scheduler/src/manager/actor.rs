@@ -10,7 +10,7 @@ use tokio::time::Instant;
 
 use super::{
     AcquireError, Cause, Lease, ManagedModel, ManagerConfig, ManagerStatus, ModelStatus, NodeHandle, NodeStatus,
-    Observer, ReplicaStatus, SCALE_UP_IN_FLIGHT, TransitionEvent,
+    Observer, ReplicaStatus, SCALE_UP_IN_FLIGHT, SleepOutcome, TransitionEvent,
 };
 use crate::placement::{NodeView, Placement, place};
 use crate::preemption::{DeviceView, Resident, WakeRequest};
@@ -26,6 +26,7 @@ pub(super) enum Command {
     Staged { model: ModelName, node: NodeId, result: Result<StageReport, NodeError> },
     Woke { model: ModelName, node: NodeId, result: Result<WakeReport, NodeError> },
     Slept { model: ModelName, node: NodeId, result: Result<Tier, NodeError> },
+    Sleep { model: ModelName, reply: oneshot::Sender<Result<SleepOutcome, AcquireError>> },
     Status(oneshot::Sender<ManagerStatus>),
     WhenStaged(oneshot::Sender<()>),
     Upsert(ManagedModel),
@@ -189,6 +190,9 @@ impl Actor {
             Command::Staged { model, node, result } => self.on_staged(&model, &node, result),
             Command::Woke { model, node, result } => self.on_woke(&model, &node, result),
             Command::Slept { model, node, result } => self.on_slept(&model, &node, result),
+            Command::Sleep { model, reply } => {
+                let _ = reply.send(self.sleep_now(&model));
+            }
             Command::Status(reply) => {
                 let _ = reply.send(self.status());
             }
@@ -335,6 +339,30 @@ impl Actor {
             m.waiters.retain(|w| !w.reply.is_closed());
         }
         self.schedule_all();
+    }
+
+    /// An operator's sleep: every serving replica without requests goes to
+    /// sleep, except the `min_replicas` the model keeps awake.
+    fn sleep_now(&mut self, name: &ModelName) -> Result<SleepOutcome, AcquireError> {
+        let m = self.models.get(name).ok_or_else(|| AcquireError::UnknownModel(name.to_string()))?;
+        let mut outcome = SleepOutcome::default();
+        let mut may_sleep = m.on_device().saturating_sub(m.spec.scaling.min_replicas as usize);
+        let mut chosen = Vec::new();
+        for (node, r) in m.serving() {
+            if r.in_flight > 0 {
+                outcome.busy += 1;
+            } else if may_sleep == 0 {
+                outcome.kept_for_min += 1;
+            } else {
+                may_sleep -= 1;
+                chosen.push(node.clone());
+            }
+        }
+        for node in chosen {
+            self.start_sleep(name, &node, Cause::Operator);
+            outcome.sleeping += 1;
+        }
+        Ok(outcome)
     }
 
     /// Schedules every model that wants more device presence, oldest request first.
@@ -559,6 +587,7 @@ impl Actor {
                 id: id.clone(),
                 device_budget: n.handle.device_budget,
                 device_used: self.device_used(id),
+                tiers: n.handle.control.tiers(),
             })
             .collect();
         ManagerStatus {

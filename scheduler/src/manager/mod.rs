@@ -17,7 +17,7 @@ mod actor;
 use std::sync::Arc;
 use std::time::Duration;
 
-use greenthread_core::{ModelName, ModelSpec, ModelState, NodeControl, NodeId, Tier, WakeReport};
+use greenthread_core::{ModelName, ModelSpec, ModelState, NodeControl, NodeId, Tier, TierUsage, WakeReport};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 use self::actor::{Actor, Command};
@@ -98,6 +98,8 @@ pub enum Cause {
     Failure,
     /// Its spec changed or it was removed.
     Updated,
+    /// An operator asked for it (the console's or GraphQL's sleep).
+    Operator,
 }
 
 impl Cause {
@@ -109,6 +111,7 @@ impl Cause {
             Self::Preempted { .. } => "preempted",
             Self::Failure => "failure",
             Self::Updated => "updated",
+            Self::Operator => "operator",
         }
     }
 }
@@ -174,6 +177,8 @@ pub struct NodeStatus {
     pub id: NodeId,
     pub device_budget: u64,
     pub device_used: u64,
+    /// Its RAM and disk tiers, as the node reports them.
+    pub tiers: Vec<TierUsage>,
 }
 
 #[derive(Debug, Clone)]
@@ -182,6 +187,18 @@ pub struct ManagerStatus {
     pub device_used: u64,
     pub nodes: Vec<NodeStatus>,
     pub models: Vec<ModelStatus>,
+}
+
+/// What an operator's sleep did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SleepOutcome {
+    /// Replicas now going to sleep.
+    pub sleeping: u32,
+    /// Replicas left awake because `min_replicas` keeps them.
+    pub kept_for_min: u32,
+    /// Replicas left awake because requests are in flight on them (they
+    /// sleep once idle for the idle timeout).
+    pub busy: u32,
 }
 
 /// Permission to use a serving replica. While it lives the replica counts a
@@ -288,6 +305,17 @@ impl ModelManager {
     /// Removes a model once its requests in flight are done; waiting requests fail.
     pub fn remove(&self, model: &ModelName) {
         let _ = self.tx.send(Command::Remove(model.clone()));
+    }
+
+    /// Puts the model's idle replicas to sleep now, down to `min_replicas`;
+    /// the next request wakes it as usual.
+    ///
+    /// # Errors
+    /// [`AcquireError::UnknownModel`], or [`AcquireError::Stopped`] when the manager task is gone.
+    pub async fn sleep(&self, model: &ModelName) -> Result<SleepOutcome, AcquireError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx.send(Command::Sleep { model: model.clone(), reply }).map_err(|_| AcquireError::Stopped)?;
+        rx.await.map_err(|_| AcquireError::Stopped)?
     }
 
     /// Every model's replicas and the devices' use.

@@ -499,3 +499,45 @@ async fn a_removed_model_finishes_its_request_then_leaves() {
     let names: Vec<String> = m.status().await.unwrap().models.iter().map(|s| s.name.to_string()).collect();
     assert_eq!(names, ["b"]);
 }
+
+#[tokio::test(start_paused = true)]
+async fn an_operator_sleep_puts_an_idle_model_to_sleep_at_once_and_a_request_wakes_it() {
+    let n = node(&[("a", 10)], Duration::from_millis(100));
+    let m = ModelManager::start(
+        one(&n, 100),
+        vec![model("a", 10, |s| s.idle_timeout = Duration::from_secs(600))],
+        config(100),
+        Arc::new(NoObserver),
+    );
+    let mut events = m.subscribe();
+    drop(m.acquire(&name("a")).await.unwrap());
+    let outcome = m.sleep(&name("a")).await.unwrap();
+    assert_eq!(outcome, SleepOutcome { sleeping: 1, kept_for_min: 0, busy: 0 });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(state_of(&m, "a").await, ModelState::Sleeping { tier: Tier::Ram }, "long before its idle timeout");
+    let causes: Vec<&str> = std::iter::from_fn(|| events.try_recv().ok()).map(|e| e.cause.as_str()).collect();
+    assert_eq!(causes.last(), Some(&"operator"), "{causes:?}");
+    drop(m.acquire(&name("a")).await.unwrap());
+    assert_eq!((n.wakes("a"), n.sleeps("a")), (2, 1));
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_operator_sleep_leaves_min_replicas_and_busy_replicas_awake() {
+    let n = node(&[("kept", 10), ("busy", 10)], Duration::from_millis(100));
+    let m = ModelManager::start(
+        one(&n, 100),
+        vec![model("kept", 10, |s| s.min_replicas = 1), model("busy", 10, |_| {})],
+        config(100),
+        Arc::new(NoObserver),
+    );
+    m.staged().await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(m.sleep(&name("kept")).await.unwrap(), SleepOutcome { sleeping: 0, kept_for_min: 1, busy: 0 });
+    let lease = m.acquire(&name("busy")).await.unwrap();
+    assert_eq!(m.sleep(&name("busy")).await.unwrap(), SleepOutcome { sleeping: 0, kept_for_min: 0, busy: 1 });
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(state_of(&m, "kept").await, ModelState::Serving);
+    assert_eq!(state_of(&m, "busy").await, ModelState::Serving);
+    drop(lease);
+    assert_eq!(m.sleep(&name("unknown")).await.unwrap_err(), AcquireError::UnknownModel("unknown".into()));
+}

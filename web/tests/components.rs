@@ -1,0 +1,190 @@
+//! Component tests in a real browser (headless Chromium through
+//! wasm-bindgen-test-runner): the pure parts the pages rely on, and
+//! components mounted into the page's DOM.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use greenthread_web::chart::{self, Chart, Datum, Kind};
+use greenthread_web::live::{self, Incoming};
+use greenthread_web::playground::timing_line;
+use greenthread_web::remote;
+use greenthread_web::sse::SseReader;
+use greenthread_web::{App, Page, format};
+use leptos::prelude::*;
+use wasm_bindgen::JsCast;
+use wasm_bindgen_test::{wasm_bindgen_test, wasm_bindgen_test_configure};
+
+wasm_bindgen_test_configure!(run_in_browser);
+
+fn datum(bucket: usize, series: &str, value: f64) -> Datum {
+    Datum { bucket, series: series.into(), value }
+}
+
+/// A fresh element on the page to mount into.
+fn host() -> web_sys::HtmlElement {
+    let document = web_sys::window().unwrap().document().unwrap();
+    let el: web_sys::HtmlElement = document.create_element("div").unwrap().unchecked_into();
+    document.body().unwrap().append_child(&el).unwrap();
+    el
+}
+
+fn texts(root: &web_sys::HtmlElement, selector: &str) -> Vec<String> {
+    let list = root.query_selector_all(selector).unwrap();
+    (0..list.length()).map(|i| list.item(i).unwrap().text_content().unwrap_or_default()).collect()
+}
+
+/// Lets Leptos run its effects.
+async fn settle() {
+    let promise = js_sys::Promise::new(&mut |resolve, _| {
+        web_sys::window().unwrap().set_timeout_with_callback_and_timeout_and_arguments_0(&resolve, 20).unwrap();
+    });
+    wasm_bindgen_futures::JsFuture::from(promise).await.unwrap();
+}
+
+#[wasm_bindgen_test]
+fn stacked_bars_reach_the_top_at_the_busiest_bucket_and_stack_in_series_order() {
+    let data = [datum(0, "b", 30.0), datum(0, "a", 10.0), datum(2, "a", 20.0), datum(9, "a", 99.0)];
+    let (marks, top) = chart::marks(&data, 3, Kind::Stacked);
+    assert_eq!(top, 40.0, "bucket 9 is outside the three buckets");
+    assert_eq!(marks.len(), 3);
+    // Bucket 0: `a` at the bottom, `b` on it, together the full height.
+    assert_eq!((marks[0].series.as_str(), marks[1].series.as_str()), ("a", "b"));
+    assert!((marks[0].height + marks[1].height - chart::HEIGHT).abs() < 1e-9);
+    assert!((marks[1].y - 0.0).abs() < 1e-9, "the busiest stack starts at the top");
+    assert!((marks[2].height - chart::HEIGHT / 2.0).abs() < 1e-9);
+    assert_ne!(marks[0].colour, marks[1].colour);
+}
+
+#[wasm_bindgen_test]
+fn points_scale_to_the_largest_value_not_the_sum() {
+    let data = [datum(1, "a", 100.0), datum(1, "b", 50.0)];
+    let (marks, top) = chart::marks(&data, 4, Kind::Points);
+    assert_eq!(top, 100.0);
+    assert!(marks.iter().all(|m| m.height == 0.0));
+    // The largest point sits just below the top, whole; half of it at half that height.
+    let room = chart::HEIGHT - marks[0].y;
+    assert!(marks[0].y > 0.0 && marks[0].y < 10.0, "{}", marks[0].y);
+    assert!((chart::HEIGHT - marks[1].y - room / 2.0).abs() < 1e-9);
+    assert_eq!(chart::marks(&[], 4, Kind::Points), (vec![], 0.0));
+}
+
+#[wasm_bindgen_test]
+fn the_chart_component_draws_a_titled_mark_per_value_and_a_legend() {
+    let root = host();
+    let data = vec![datum(0, "qwen", 12.0), datum(0, "gemma", 3.0), datum(5, "qwen", 7.0)];
+    let handle = leptos::mount::mount_to(root.clone(), move || {
+        view! { <Chart title="Tokens by model" unit="tokens" data buckets=60 kind=Kind::Stacked /> }
+    });
+    assert_eq!(root.query_selector_all("rect").unwrap().length(), 3);
+    let titles = texts(&root, "rect > title");
+    assert!(titles.contains(&"qwen: 12 tokens".to_owned()), "{titles:?}");
+    assert_eq!(texts(&root, ".legend li"), ["gemma", "qwen"]);
+    assert!(texts(&root, "figcaption")[0].contains("max 15 tokens"));
+    drop(handle);
+}
+
+#[wasm_bindgen_test]
+fn an_empty_chart_says_so() {
+    let root = host();
+    let handle = leptos::mount::mount_to(root.clone(), || {
+        view! { <Chart title="Wakes" unit="wakes" data=vec![] buckets=60 kind=Kind::Stacked /> }
+    });
+    assert_eq!(texts(&root, "svg text"), ["No data in this window"]);
+    drop(handle);
+}
+
+#[wasm_bindgen_test]
+async fn a_page_shows_loading_then_the_error_or_the_data() {
+    let root = host();
+    let state = RwSignal::new(None::<Result<Vec<String>, String>>);
+    let handle = leptos::mount::mount_to(root.clone(), move || {
+        view! { <div>{move || remote::show(state.get(), Vec::is_empty, "Nothing yet.", |v| view! { <p class="ok">{v.join(",")}</p> }.into_any())}</div> }
+    });
+    assert_eq!(texts(&root, ".loading"), ["Loading…"]);
+    state.set(Some(Err("the server cannot be reached".into())));
+    settle().await;
+    assert_eq!(texts(&root, "[role=alert]"), ["the server cannot be reached"]);
+    state.set(Some(Ok(vec![])));
+    settle().await;
+    assert_eq!(texts(&root, "p"), ["Nothing yet."]);
+    state.set(Some(Ok(vec!["a".into(), "b".into()])));
+    settle().await;
+    assert_eq!(texts(&root, ".ok"), ["a,b"]);
+    drop(handle);
+}
+
+#[wasm_bindgen_test]
+async fn without_a_session_the_console_asks_for_a_key() {
+    web_sys::window().unwrap().session_storage().unwrap().unwrap().clear().unwrap();
+    let root = host();
+    let handle = leptos::mount::mount_to(root.clone(), App);
+    settle().await;
+    let input = root.query_selector("input#key").unwrap().expect("the key field");
+    assert_eq!(input.get_attribute("type").as_deref(), Some("password"));
+    assert_eq!(texts(&root, "form button"), ["Sign in"]);
+    assert!(root.query_selector("nav").unwrap().is_none(), "no pages before sign-in");
+    drop(handle);
+}
+
+#[wasm_bindgen_test]
+fn server_sent_events_split_anywhere_come_out_whole() {
+    let stream = "data: {\"a\":\"é\"}\n\n: comment\n\ndata: [DONE]\n\n".as_bytes();
+    for cut in 0..stream.len() {
+        let mut reader = SseReader::default();
+        let mut out = reader.push(&stream[..cut]);
+        out.extend(reader.push(&stream[cut..]));
+        assert_eq!(out, ["{\"a\":\"é\"}", "[DONE]"], "cut at {cut}");
+    }
+    assert_eq!(SseReader::default().push(b"data: x\r\n\r\n"), ["x"]);
+}
+
+#[wasm_bindgen_test]
+fn the_live_link_speaks_graphql_transport_ws() {
+    let init: serde_json::Value = serde_json::from_str(&live::init_message("gt_secret")).unwrap();
+    assert_eq!(init["type"], "connection_init");
+    assert_eq!(init["payload"]["authorization"], "Bearer gt_secret");
+    assert_eq!(live::parse(r#"{"type":"connection_ack"}"#), Incoming::Ack);
+    assert_eq!(live::parse(r#"{"type":"ping"}"#), Incoming::Ping);
+    let next = r#"{"id":"model-events","type":"next","payload":{"data":{"modelEvents":{"model":"m","project":"p","node":"local","from":"waking","to":"serving","tier":"device","cause":"request","afterMs":412.5,"at":"2026-01-01T00:00:00Z"}}}}"#;
+    match live::parse(next) {
+        Incoming::Event(e) => assert_eq!((e.model.as_str(), e.to.as_str(), e.after_ms), ("m", "serving", 412.5)),
+        other => panic!("{other:?}"),
+    }
+    let refused = r#"{"id":"model-events","type":"error","payload":[{"message":"this key has no read scope"}]}"#;
+    assert_eq!(live::parse(refused), Incoming::Refused("this key has no read scope".into()));
+    assert_eq!(live::parse("not json"), Incoming::Other);
+}
+
+#[wasm_bindgen_test]
+fn pages_are_found_by_their_fragment() {
+    assert_eq!(Page::from_hash("#/audit"), Page::Audit);
+    assert_eq!(Page::from_hash("#nodes"), Page::Nodes);
+    assert_eq!(Page::from_hash(""), Page::Models);
+    assert_eq!(Page::from_hash("#/../../etc"), Page::Models);
+    for p in Page::ALL {
+        assert_eq!(Page::from_hash(&format!("#/{}", p.slug())), p);
+    }
+}
+
+#[wasm_bindgen_test]
+fn numbers_and_times_read_well() {
+    assert_eq!(format::bytes(0), "0 B");
+    assert_eq!(format::bytes(1536), "1.5 KiB");
+    assert_eq!(format::bytes(3 << 30), "3.0 GiB");
+    assert_eq!(format::millis(412.4), "412 ms");
+    assert_eq!(format::millis(12_500.0), "12.5 s");
+    assert_eq!(format::ago(1_000.0, 2_000.0), "just now");
+    assert_eq!(format::ago(0.0, 125_000.0), "2 min ago");
+    assert_eq!(format::percent(5, 0), 0.0);
+    assert_eq!(format::percent(150, 100), 100.0);
+}
+
+#[wasm_bindgen_test]
+fn the_playground_tells_a_wake_from_a_wait() {
+    assert_eq!(
+        timing_line(Some("sleeping"), Some(840.0), 910.0),
+        "Model was sleeping: woke in 840 ms (server-measured); first token after 910 ms"
+    );
+    assert_eq!(timing_line(Some("serving"), Some(0.1), 35.0), "Model was serving; first token after 35 ms");
+    assert_eq!(timing_line(None, Some(5.0), 40.0), "Waited 5 ms for the model; first token after 40 ms");
+}
