@@ -26,13 +26,20 @@ def chromium_path() -> str:
 
 
 @pytest.fixture(scope="module")
-def page(server):
+def browser(server):
     SHOTS.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=chromium_path(), headless=True, args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1280, "height": 800})
-        yield page
+        yield browser
         browser.close()
+
+
+@pytest.fixture
+def page(browser):
+    """A fresh tab for each test: no session left over from another."""
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    yield context.new_page()
+    context.close()
 
 
 def sign_in(page, key: str) -> None:
@@ -167,16 +174,26 @@ def test_the_usage_page_charts_the_playgrounds_tokens(server, page):
     page.get_by_role("button", name="Sign out").click()
 
 
-def test_the_console_is_readable_at_phone_width(server, page):
-    reader = create_key(server.base, server.admin, "default", ["read"], name="console-phone")
+def test_the_console_is_readable_at_phone_width_and_usable_by_keyboard(server, page):
+    reader = create_key(server.base, server.admin, "default", ["read", "inference"], name="console-phone")
     page.set_viewport_size({"width": 390, "height": 844})
     page.goto(server.base + "/ui/")
-    sign_in(page, reader["secret"])
+    # Keyboard only: the key field has the focus at once, Enter submits.
+    expect(page.get_by_label("API key")).to_be_focused()
+    page.keyboard.type(reader["secret"])
+    page.keyboard.press("Enter")
     row = page.locator(f'tr[data-model="{DEMO_MODEL}"]')
     expect(row).to_be_visible()
-    # Nothing wider than the screen: no sideways scrolling.
-    assert page.evaluate("document.documentElement.scrollWidth") <= 390
-    page.screenshot(path=str(SHOTS / "models-phone.png"))
+    # Every page fits the screen: no sideways scrolling.
+    for slug, ready in [("models", row), ("projects", page.locator("article.project").first),
+                        ("keys", page.get_by_role("heading", name="API keys")),
+                        ("usage", page.get_by_role("img", name="Tokens by model")),
+                        ("audit", page.locator("table.audit tbody tr").first),
+                        ("playground", page.get_by_role("button", name="Send"))]:
+        page.goto(f"{server.base}/ui/#/{slug}")
+        expect(ready).to_be_visible()
+        assert page.evaluate("document.documentElement.scrollWidth") <= 390, slug
+        page.screenshot(path=str(SHOTS / f"{slug}-phone.png"))
     page.get_by_role("button", name="Sign out").click()
     page.set_viewport_size({"width": 1280, "height": 800})
 

@@ -5,6 +5,7 @@ use leptos::prelude::*;
 use leptos::task::spawn_local;
 
 use crate::api::{self, KeyRow};
+use crate::{format, remote};
 
 /// Scopes a key created here may get (admin keys are made by admins elsewhere).
 const SCOPES: &[&str] = &["inference", "read", "manage"];
@@ -90,34 +91,32 @@ pub fn Keys(key: String) -> impl IntoView {
                     <button type="button" class="link" on:click=move |_| secret.set(None)>"Done"</button>
                 </div>
             </Show>
-            {move || match listing.get() {
-                None => view! { <p class="muted">"Loading…"</p> }.into_any(),
-                Some(Err(e)) => view! { <p class="error" role="alert">{e}</p> }.into_any(),
-                Some(Ok((_, rows))) => view! {
-                    <table>
-                        <thead><tr><th>"Name"</th><th>"Key"</th><th>"Scopes"</th><th>"Last used"</th><th></th></tr></thead>
-                        <tbody>
-                            {rows.into_iter().map(|k| {
-                                let id = k.id.clone();
-                                let revoked = k.revoked_at.is_some();
-                                view! {
-                                    <tr data-key=k.name.clone()>
-                                        <td>{k.name.clone()}</td>
-                                        <td><code>{k.hint.clone()}</code></td>
-                                        <td>{k.scopes.join(", ")}</td>
-                                        <td>{k.last_used_at.clone().map_or("never".to_owned(), |t| t.chars().take(19).collect::<String>().replace('T', " "))}</td>
-                                        <td>{if revoked {
-                                            view! { <span class="state state-failed">"revoked"</span> }.into_any()
-                                        } else {
-                                            view! { <button type="button" class="link" on:click=move |_| revoke(id.clone())>"Revoke"</button> }.into_any()
-                                        }}</td>
-                                    </tr>
-                                }
-                            }).collect_view()}
-                        </tbody>
-                    </table>
-                }.into_any(),
-            }}
+            {move || remote::show(listing.get(), |(_, rows)| rows.is_empty(), "No keys yet.", move |(_, rows)| view! {
+                <div class="scroll">
+                <table>
+                    <thead><tr><th>"Name"</th><th>"Key"</th><th>"Scopes"</th><th>"Last used"</th><th></th></tr></thead>
+                    <tbody>
+                        {rows.into_iter().map(|k| {
+                            let id = k.id.clone();
+                            let revoked = k.revoked_at.is_some();
+                            view! {
+                                <tr data-key=k.name.clone()>
+                                    <td>{k.name.clone()}</td>
+                                    <td><code>{k.hint.clone()}</code></td>
+                                    <td>{k.scopes.join(", ")}</td>
+                                    <td title=k.last_used_at.clone().unwrap_or_default()>{format::ago_rfc3339(k.last_used_at.as_deref())}</td>
+                                    <td>{if revoked {
+                                        view! { <span class="state state-failed">"revoked"</span> }.into_any()
+                                    } else {
+                                        view! { <button type="button" class="link" on:click=move |_| revoke(id.clone())>"Revoke"</button> }.into_any()
+                                    }}</td>
+                                </tr>
+                            }
+                        }).collect_view()}
+                    </tbody>
+                </table>
+                </div>
+            }.into_any())}
         </section>
     }
 }

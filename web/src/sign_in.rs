@@ -37,7 +37,7 @@ pub fn SignIn(on_signed_in: impl Fn(String) + Clone + 'static) -> impl IntoView 
         <form class="card sign-in" on:submit=submit>
             <h1>"Sign in"</h1>
             <label for="key">"API key"</label>
-            <input id="key" type="password" autocomplete="off" placeholder="gt_…"
+            <input id="key" type="password" autocomplete="off" autofocus placeholder="gt_…"
                 prop:value=move || key.get() on:input=move |ev| key.set(event_target_value(&ev)) />
             <button type="submit" disabled=move || busy.get()>
                 {move || if busy.get() { "Checking…" } else { "Sign in" }}
