@@ -33,6 +33,9 @@ pub enum Command {
     Apply(GitopsArgs),
     /// Print the management API's GraphQL schema (SDL).
     Schema,
+    /// Print the Kubernetes CustomResourceDefinitions (YAML), as
+    /// `charts/greenthread/crds/` holds them.
+    Crd,
 }
 
 #[derive(Debug, Args)]

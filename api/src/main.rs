@@ -6,6 +6,18 @@ use tracing_subscriber::EnvFilter;
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    if matches!(cli.command, Command::Crd) {
+        return match greenthread_scheduler::kube::crds_yaml() {
+            Ok(yaml) => {
+                print!("{yaml}");
+                std::process::ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: cannot write the CRDs: {e}");
+                std::process::ExitCode::FAILURE
+            }
+        };
+    }
     init_logging(cli.log.log_format);
     if let Err(message) = check_cpu() {
         eprintln!("error: {message}");
@@ -28,6 +40,7 @@ fn main() -> std::process::ExitCode {
                 print!("{}", greenthread_api::graphql::sdl());
                 Ok(())
             }
+            Command::Crd => unreachable!("handled before the runtime starts"),
         }
     });
     match result {

@@ -1,0 +1,115 @@
+//! Between a `Model` resource and the model declaration the database holds:
+//! the same fields, checked the way a GitOps document is checked.
+
+use greenthread_core::desired::{DEFAULT_SERVICE, ModelDecl};
+use greenthread_core::{
+    ArtifactUri, ModelAlias, ModelName, ModelSpec, Sha256Digest, WarmTier, format_duration, parse_duration,
+    validate_model_set,
+};
+
+use super::crd::{ModelResourceSpec, WarmTierName};
+
+/// A field of a resource that cannot be taken as it is.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct FieldError {
+    /// `metadata.name`, `spec.artifact`, …
+    pub field: String,
+    pub message: String,
+}
+
+/// `r`'s value, or `None` with its error kept.
+fn take<T>(errors: &mut Vec<FieldError>, r: Result<T, FieldError>) -> Option<T> {
+    r.map_err(|e| errors.push(e)).ok()
+}
+
+fn field(field: &str, message: impl ToString) -> FieldError {
+    FieldError { field: field.to_owned(), message: message.to_string() }
+}
+
+/// The declaration a resource named `name` in `namespace` stands for.
+///
+/// # Errors
+/// Every field that is not valid, each naming its path in the resource.
+pub fn to_decl(name: &str, namespace: &str, spec: &ModelResourceSpec) -> Result<ModelDecl, Vec<FieldError>> {
+    let mut errors = Vec::new();
+    let model = take(&mut errors, ModelName::parse(name).map_err(|e| field("metadata.name", e)));
+    let project = take(
+        &mut errors,
+        ModelName::parse(spec.project.as_deref().unwrap_or(namespace))
+            .map_err(|e| field(if spec.project.is_some() { "spec.project" } else { "metadata.namespace" }, e)),
+    );
+    let service = take(
+        &mut errors,
+        ModelName::parse(spec.service.as_deref().unwrap_or(DEFAULT_SERVICE)).map_err(|e| field("spec.service", e)),
+    );
+    // Paths are taken as written: the nodes resolve them, never relative to the operator.
+    let artifact = take(&mut errors, ArtifactUri::parse(&spec.artifact, None).map_err(|e| field("spec.artifact", e)));
+    let sha256 = match &spec.sha256 {
+        Some(s) => take(&mut errors, Sha256Digest::parse(s).map_err(|e| field("spec.sha256", e))).map(Some),
+        None => Some(None),
+    };
+    let mut aliases: Vec<ModelAlias> = Vec::new();
+    for (i, a) in spec.aliases.iter().enumerate() {
+        aliases.extend(take(&mut errors, ModelAlias::parse(a).map_err(|e| field(&format!("spec.aliases[{i}]"), e))));
+    }
+    let idle = match &spec.idle_timeout {
+        Some(t) => take(&mut errors, parse_duration(t).map_err(|e| field("spec.idleTimeout", e))).map(Some),
+        None => Some(None),
+    };
+    let (Some(model), Some(project), Some(service), Some(artifact), Some(sha256), Some(idle)) =
+        (model, project, service, artifact, sha256, idle)
+    else {
+        return Err(errors);
+    };
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    let mut s = ModelSpec::new(model, artifact);
+    s.project = project;
+    s.aliases = aliases;
+    s.sha256 = sha256;
+    s.context_length = spec.context_length;
+    s.chat_template = spec.chat_template.clone();
+    if let Some(v) = spec.min_replicas {
+        s.scaling.min_replicas = v;
+    }
+    s.scaling.max_replicas = spec.max_replicas.unwrap_or(s.scaling.max_replicas.max(s.scaling.min_replicas));
+    if let Some(d) = idle {
+        s.scaling.idle_timeout = d;
+    }
+    if let Some(w) = spec.warm_tier {
+        s.scaling.warm_tier = match w {
+            WarmTierName::Ram => WarmTier::Ram,
+            WarmTierName::Disk => WarmTier::Disk,
+            WarmTierName::Object => WarmTier::Object,
+        };
+    }
+    s.scaling.never_preempt = spec.never_preempt;
+    validate_model_set(std::slice::from_ref(&s)).map_err(|e| vec![field("spec", e)])?;
+    Ok(ModelDecl { service, spec: s })
+}
+
+/// The resource spec that declares `decl`: every field written out, so the
+/// resource reads the same whatever the defaults become.
+pub fn from_decl(decl: &ModelDecl) -> ModelResourceSpec {
+    let s = &decl.spec;
+    ModelResourceSpec {
+        project: Some(s.project.to_string()),
+        service: Some(decl.service.to_string()),
+        artifact: s.artifact.to_string(),
+        sha256: s.sha256.as_ref().map(ToString::to_string),
+        aliases: s.aliases.iter().map(ToString::to_string).collect(),
+        context_length: s.context_length,
+        chat_template: s.chat_template.clone(),
+        min_replicas: Some(s.scaling.min_replicas),
+        max_replicas: Some(s.scaling.max_replicas),
+        idle_timeout: Some(format_duration(s.scaling.idle_timeout)),
+        warm_tier: Some(match s.scaling.warm_tier {
+            WarmTier::Ram => WarmTierName::Ram,
+            WarmTier::Disk => WarmTierName::Disk,
+            WarmTier::Object => WarmTierName::Object,
+        }),
+        never_preempt: s.scaling.never_preempt,
+    }
+}

@@ -1,0 +1,141 @@
+//! The `Model` custom resource: one GreenThread model declared in
+//! Kubernetes, with the same fields as a model in a GitOps document
+//! (camelCase, as Kubernetes writes them) and the scheduler's view of it in
+//! `status`.
+
+use kube::{CustomResource, CustomResourceExt};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// The API group of GreenThread's resources.
+pub const GROUP: &str = "greenthread.ai";
+/// The finalizer that lets a deleted Model drain and leave the database first.
+pub const FINALIZER: &str = "greenthread.ai/drain";
+/// The field manager GreenThread writes as.
+pub const MANAGER: &str = "greenthread-operator";
+
+/// A model GreenThread serves. Its name is the model's name (the `"model"`
+/// value clients send); names are unique across the whole platform.
+#[derive(CustomResource, Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[kube(
+    group = "greenthread.ai",
+    version = "v1alpha1",
+    kind = "Model",
+    root = "ModelResource",
+    doc = "A model GreenThread serves, declared in Kubernetes; `status` is the scheduler's view of it.",
+    namespaced,
+    status = "ModelResourceStatus",
+    shortname = "gtm",
+    category = "greenthread",
+    derive = "PartialEq",
+    printcolumn = r#"{"name":"State","type":"string","jsonPath":".status.state"}"#,
+    printcolumn = r#"{"name":"Tier","type":"string","jsonPath":".status.tier"}"#,
+    printcolumn = r#"{"name":"Replicas","type":"integer","jsonPath":".status.replicas"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase")]
+pub struct ModelResourceSpec {
+    /// The owning project; the resource's namespace when left out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub project: Option<String>,
+    /// The service inside the project; `default` when left out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
+    /// Where the weights are: an absolute path on the nodes, `file://`, or
+    /// an object-store URI (`s3://`, `gs://`, `az://`; a folder ends in `/`).
+    #[schemars(length(min = 1))]
+    pub artifact: String,
+    /// The artifact is refused unless its SHA-256 (hex) matches.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[0-9a-f]{64}$"))]
+    pub sha256: Option<String>,
+    /// Other names clients may use for it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub aliases: Vec<String>,
+    /// Context window to serve, in tokens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub context_length: Option<u32>,
+    /// A Jinja chat template replacing the one in the model file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chat_template: Option<String>,
+    /// `0`: sleeps when idle; `1` or more: that many replicas stay awake.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_replicas: Option<u32>,
+    /// Most replicas when busy (at least 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub max_replicas: Option<u32>,
+    /// Idle time before it sleeps: `30s`, `5m`, `1h`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[0-9]+(ms|s|m|h|d)$"))]
+    pub idle_timeout: Option<String>,
+    /// Where its weights wait while it sleeps.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warm_tier: Option<WarmTierName>,
+    /// Never put to sleep to make room for another model.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub never_preempt: bool,
+}
+
+/// `ram`, `disk` or `object`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum WarmTierName {
+    Ram,
+    Disk,
+    Object,
+}
+
+/// What GreenThread reports about a Model.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ModelResourceStatus {
+    /// `serving`, `waking`, `sleeping`, `staged`, `fetching`, `draining`, `failed` or `absent`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<String>,
+    /// Where its weights are: `device` while awake, else `ram`, `disk` or `object`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tier: Option<String>,
+    /// Replicas holding device memory.
+    #[serde(default)]
+    pub replicas: u32,
+    #[serde(default)]
+    pub device_bytes: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_wake_ms: Option<f64>,
+    /// The `metadata.generation` last written to the database.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// The database's version of the model (a digest of its spec) at the
+    /// last sync: tells a change made through GraphQL from one made here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub synced_digest: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+}
+
+/// One aspect of a Model's health, as `kubectl wait --for=condition=…` reads it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Condition {
+    /// `Synced` (the database holds this spec) or `Ready` (it can serve).
+    #[serde(rename = "type")]
+    pub type_: String,
+    /// `True`, `False` or `Unknown`.
+    pub status: String,
+    pub reason: String,
+    pub message: String,
+    /// RFC 3339.
+    pub last_transition_time: String,
+}
+
+/// Every CRD GreenThread defines, as one multi-document YAML file (what
+/// `greenthread crd` prints and `charts/greenthread/crds/` holds).
+///
+/// # Errors
+/// When the CRD cannot be written as YAML (it always can).
+pub fn crds_yaml() -> Result<String, serde_yaml_ng::Error> {
+    let model = serde_yaml_ng::to_string(&ModelResource::crd())?;
+    Ok(format!("# Generated by `greenthread crd`; do not edit.\n---\n{model}"))
+}
