@@ -59,8 +59,9 @@ pub struct ModelResourceSpec {
     /// A Jinja chat template replacing the one in the model file.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub chat_template: Option<String>,
-    /// `0`: sleeps when idle; `1` or more: that many replicas stay awake.
+    /// `0`: sleeps when idle (scale to zero); `1`: stays on the device.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(max = 1))]
     pub min_replicas: Option<u32>,
     /// Most replicas when busy (at least 1).
     #[serde(default, skip_serializing_if = "Option::is_none")]
