@@ -5,6 +5,7 @@
 pub mod convert;
 pub mod crd;
 pub mod leader;
+pub mod reconcile;
 pub mod sync;
 
 pub use crd::{FINALIZER, GROUP, MANAGER, ModelResource, ModelResourceSpec, ModelResourceStatus, crds_yaml};

@@ -4,6 +4,9 @@
 //! server does. Each client may be cut off, to play a replica that lost
 //! its connection.
 
+// Each test binary uses the part it needs.
+#![allow(dead_code)]
+
 use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -69,6 +72,8 @@ impl FakeApi {
     async fn handle(&self, req: Request<Body>) -> Response<Body> {
         let method = req.method().clone();
         let path = req.uri().path().to_owned();
+        let content_type =
+            req.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
         let body = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
         let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
         if method != Method::GET {
@@ -81,14 +86,73 @@ impl FakeApi {
                 None => status(StatusCode::NOT_FOUND, "NotFound", &format!("{path} not found")),
             },
             Method::POST => {
+                let mut body = body;
                 let name = body["metadata"]["name"].as_str().unwrap_or_default().to_owned();
                 let key = format!("{path}/{name}");
                 if objects.contains_key(&key) {
                     return status(StatusCode::CONFLICT, "AlreadyExists", &format!("{name} already exists"));
                 }
+                if body.get("spec").is_some() {
+                    body["metadata"]["generation"] = json!(1);
+                }
                 let stored = self.stamp(body);
                 objects.insert(key, stored.clone());
                 answer(StatusCode::CREATED, &stored)
+            }
+            Method::PATCH => {
+                let (key, subresource) = match path.strip_suffix("/status") {
+                    Some(k) => (k.to_owned(), true),
+                    None => (path.clone(), false),
+                };
+                let Some(current) = objects.get(&key).cloned() else {
+                    return status(StatusCode::NOT_FOUND, "NotFound", &format!("{key} not found"));
+                };
+                let mut next = current.clone();
+                if content_type.starts_with("application/json-patch+json") {
+                    // As the API server does, a `test` for null passes on a missing field.
+                    let ops: Vec<Value> = body
+                        .as_array()
+                        .cloned()
+                        .unwrap_or_default()
+                        .into_iter()
+                        .filter(|op| {
+                            !(op["op"] == "test"
+                                && op["value"].is_null()
+                                && next.pointer(op["path"].as_str().unwrap_or_default()).is_none())
+                        })
+                        .collect();
+                    let patch: json_patch::Patch = serde_json::from_value(Value::Array(ops)).unwrap();
+                    if let Err(e) = json_patch::patch(&mut next, &patch) {
+                        return status(StatusCode::UNPROCESSABLE_ENTITY, "Invalid", &e.to_string());
+                    }
+                } else {
+                    // Merge patches, and server-side apply taken as a merge of the fields sent.
+                    json_patch::merge(&mut next, &body);
+                }
+                // A subresource write changes only its part; a main write never changes status.
+                if subresource {
+                    let status_now = next["status"].clone();
+                    next = current.clone();
+                    next["status"] = status_now;
+                } else {
+                    next["status"] = current["status"].clone();
+                    if next["spec"] != current["spec"] {
+                        let generation = current["metadata"]["generation"].as_i64().unwrap_or(0) + 1;
+                        next["metadata"]["generation"] = json!(generation);
+                    }
+                }
+                let stored = self.stamp(next);
+                Self::settle(&mut objects, key, stored.clone());
+                answer(StatusCode::OK, &stored)
+            }
+            Method::DELETE => {
+                let Some(mut current) = objects.get(&path).cloned() else {
+                    return status(StatusCode::NOT_FOUND, "NotFound", &format!("{path} not found"));
+                };
+                current["metadata"]["deletionTimestamp"] = json!("2026-01-01T00:00:00Z");
+                let stored = self.stamp(current);
+                Self::settle(&mut objects, path, stored.clone());
+                answer(StatusCode::OK, &stored)
             }
             Method::PUT => {
                 let Some(current) = objects.get(&path) else {
@@ -103,6 +167,36 @@ impl FakeApi {
             }
             _ => status(StatusCode::METHOD_NOT_ALLOWED, "MethodNotAllowed", "not scripted"),
         }
+    }
+
+    /// Stores `object`, or lets it go once it is deleted and no finalizer holds it.
+    fn settle(objects: &mut BTreeMap<String, Value>, key: String, object: Value) {
+        let deleting = !object["metadata"]["deletionTimestamp"].is_null();
+        let held = object["metadata"]["finalizers"].as_array().is_some_and(|f| !f.is_empty());
+        if deleting && !held {
+            objects.remove(&key);
+        } else {
+            objects.insert(key, object);
+        }
+    }
+
+    /// Puts an object in place, as `kubectl apply` would have.
+    pub fn seed(&self, path: &str, object: Value) {
+        let mut object = object;
+        object["metadata"]["generation"] = json!(1);
+        let stored = self.stamp(object);
+        self.objects.lock().unwrap().insert(path.to_owned(), stored);
+    }
+
+    /// Replaces an object as a client would (its generation as given).
+    pub fn seed_keeping_generation(&self, path: &str, object: Value) {
+        let stored = self.stamp(object);
+        Self::settle(&mut self.objects.lock().unwrap(), path.to_owned(), stored);
+    }
+
+    /// Objects under `prefix`.
+    pub fn list(&self, prefix: &str) -> Vec<Value> {
+        self.objects.lock().unwrap().iter().filter(|(k, _)| k.starts_with(prefix)).map(|(_, v)| v.clone()).collect()
     }
 
     /// `object` with a new resourceVersion.
