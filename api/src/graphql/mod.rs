@@ -35,6 +35,7 @@ use self::mutation::CoreMutation;
 use self::query::CoreQuery;
 pub use self::rate_limit::RateLimiter;
 pub use self::subscription::SubscriptionRoot;
+pub use self::types::tier_of;
 use self::types::Scheduler;
 use crate::auth::AuthError;
 use crate::catalog::ModelCatalog;

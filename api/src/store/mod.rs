@@ -63,7 +63,7 @@ pub struct Actor {
     pub key_id: Option<Uuid>,
     /// A readable name: the key's name and hint, or `config`.
     pub name: String,
-    /// How it arrived: `graphql`, `apply` or `config`.
+    /// How it arrived: `graphql`, `apply`, `config` or `kubernetes`.
     pub via: &'static str,
 }
 
@@ -71,6 +71,11 @@ impl Actor {
     /// The server applying its own `--config`.
     pub fn config() -> Self {
         Self { key_id: None, name: "config".into(), via: "config" }
+    }
+
+    /// The Kubernetes operator writing a `Model` resource's spec.
+    pub fn kubernetes(resource: &str) -> Self {
+        Self { key_id: None, name: format!("kubernetes ({resource})"), via: "kubernetes" }
     }
 }
 

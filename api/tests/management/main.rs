@@ -12,6 +12,7 @@ mod gitops;
 pub mod harness;
 mod isolation;
 mod keys;
+mod kubernetes;
 mod ratelimit;
 mod store;
 mod usage;
