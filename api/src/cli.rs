@@ -92,6 +92,30 @@ pub struct ServeArgs {
     pub tiers: TierArgs,
     #[command(flatten)]
     pub limits: LimitArgs,
+    #[command(flatten)]
+    pub kubernetes: KubernetesArgs,
+}
+
+/// Running as a scheduler replica on Kubernetes.
+#[derive(Debug, Args)]
+pub struct KubernetesArgs {
+    /// Run as one of several scheduler replicas on Kubernetes: wait for the
+    /// Lease, serve while holding it (exit when it is lost, so the pod
+    /// restarts as a follower), and reconcile `Model` resources.
+    #[arg(long)]
+    pub kubernetes: bool,
+    /// Namespace of the leader-election Lease.
+    #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
+    pub lease_namespace: String,
+    /// Name of the leader-election Lease.
+    #[arg(long, default_value = "greenthread-scheduler")]
+    pub lease_name: String,
+    /// This replica's identity in the Lease [default: the pod name, else the host name].
+    #[arg(long, env = "POD_NAME")]
+    pub identity: Option<String>,
+    /// Only this namespace's `Model` resources [default: every namespace].
+    #[arg(long)]
+    pub watch_namespace: Option<String>,
 }
 
 #[derive(Debug, Args)]

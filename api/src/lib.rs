@@ -14,6 +14,7 @@ pub mod domains;
 pub mod gitops;
 pub mod graphql;
 pub mod http;
+pub mod kube_operator;
 pub mod kube_store;
 pub mod manage;
 pub mod metrics;

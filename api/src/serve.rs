@@ -107,6 +107,12 @@ fn cluster_token(raw: Option<&str>) -> Result<Option<ClusterToken>, ServeError> 
 /// listening address is unusable. A model that fails to stage does not stop
 /// the server: it is reported and its requests get the reason.
 pub async fn run_serve(args: ServeArgs) -> Result<(), ServeError> {
+    // On Kubernetes, a replica serves only while it leads.
+    let leadership = if args.kubernetes.kubernetes {
+        Some(crate::kube_operator::lead(&args.kubernetes).await.map_err(|e| ServeError::Usage(e.to_string()))?)
+    } else {
+        None
+    };
     let _lock = lock_data_dir(&args.data_dir)?;
     let config = match &args.config {
         Some(path) => Some(Config::load(path)?),
@@ -182,12 +188,33 @@ pub async fn run_serve(args: ServeArgs) -> Result<(), ServeError> {
     }
     let state = started.state;
     let usage = state.usage.clone();
+    let lost = match leadership {
+        Some(l) => {
+            if let Some(mgmt) = state.management.clone() {
+                crate::kube_operator::spawn_operator(
+                    l.client.clone(),
+                    args.kubernetes.watch_namespace.as_deref(),
+                    mgmt,
+                    state.manager.clone(),
+                );
+            }
+            Some(crate::kube_operator::lost(l.leading))
+        }
+        None => None,
+    };
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .map_err(|source| ServeError::Listen { addr: args.listen, source })?;
     let addr = listener.local_addr().map_err(ServeError::Server)?;
     tracing::info!(%addr, "Serving the OpenAI API at http://{addr}/v1");
-    let served = crate::http::serve(listener, crate::http::router(state)).await.map_err(ServeError::Server);
+    let serving = crate::http::serve(listener, crate::http::router(state));
+    let served = match lost {
+        Some(lost) => tokio::select! {
+            served = serving => served.map_err(ServeError::Server),
+            () = lost => Err(ServeError::Usage("lost the leader Lease; exiting so that the pod restarts as a follower".into())),
+        },
+        None => serving.await.map_err(ServeError::Server),
+    };
     if let Some(usage) = usage {
         // Requests that finished during the shutdown grace are metered too.
         usage.flush().await;

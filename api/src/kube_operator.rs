@@ -1,0 +1,90 @@
+//! `greenthread serve --kubernetes`: a scheduler replica among several.
+//! It waits for the leader Lease before it starts (so a follower holds no
+//! models and, not listening, is never ready behind the Service), then
+//! serves as usual — the models come from the database, and nodes that
+//! rejoin report what they hold, so the new leader adopts awake models
+//! without a wake — and reconciles `Model` resources. Losing the Lease
+//! ends the process: the pod restarts as a follower, as Kubernetes' own
+//! controllers do.
+
+use std::sync::Arc;
+
+use futures_util::StreamExt;
+use greenthread_scheduler::ModelManager;
+use greenthread_scheduler::kube::leader::{Elector, Timing};
+use greenthread_scheduler::kube::reconcile::{Context, error_policy, reconcile};
+use greenthread_scheduler::kube::{MANAGER, ModelResource};
+use k8s_openapi::api::coordination::v1::Lease;
+use kube::Api;
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::{Controller, watcher};
+use tokio::sync::watch;
+
+use crate::cli::KubernetesArgs;
+use crate::kube_store::DatabaseModels;
+use crate::manage::Management;
+
+/// Why Kubernetes mode cannot go on.
+#[derive(Debug, thiserror::Error)]
+pub enum KubeError {
+    #[error("cannot reach the Kubernetes API (in-cluster config or KUBECONFIG): {0}")]
+    Client(#[from] kube::Error),
+    #[error("the leader election stopped")]
+    Election,
+}
+
+/// A replica that leads: its client, and a signal that turns false when the Lease is lost.
+pub struct Leadership {
+    pub client: kube::Client,
+    pub leading: watch::Receiver<bool>,
+}
+
+/// Connects, then waits until this replica holds the Lease.
+///
+/// # Errors
+/// [`KubeError`] when no client can be built or the election stops.
+pub async fn lead(args: &KubernetesArgs) -> Result<Leadership, KubeError> {
+    // kube, sqlx and object_store each bring a rustls crypto backend: name one.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let client = kube::Client::try_default().await?;
+    let identity = args.identity.clone().unwrap_or_else(|| {
+        std::env::var("HOSTNAME").unwrap_or_else(|_| format!("greenthread-{}", std::process::id()))
+    });
+    let leases: Api<Lease> = Api::namespaced(client.clone(), &args.lease_namespace);
+    let elector = Elector::new(leases, args.lease_name.clone(), identity.clone(), Timing::default());
+    let (tx, mut leading) = watch::channel(false);
+    tokio::spawn(elector.run(tx));
+    tracing::info!(lease = %args.lease_name, %identity, "Waiting to lead");
+    leading.wait_for(|l| *l).await.map_err(|_| KubeError::Election)?;
+    tracing::info!(lease = %args.lease_name, %identity, "Leading");
+    Ok(Leadership { client, leading })
+}
+
+/// Reconciles `Model` resources for as long as the process runs.
+pub fn spawn_operator(
+    client: kube::Client,
+    namespace: Option<&str>,
+    mgmt: Arc<Management>,
+    manager: Option<ModelManager>,
+) {
+    let models: Api<ModelResource> = match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    };
+    let recorder = Recorder::new(client.clone(), Reporter { controller: MANAGER.into(), instance: None });
+    let ctx = Arc::new(Context { client, store: Arc::new(DatabaseModels::new(mgmt, manager)), recorder });
+    tokio::spawn(
+        Controller::new(models, watcher::Config::default())
+            .run(reconcile, error_policy, ctx)
+            .for_each(|result| async move {
+                if let Err(e) = result {
+                    tracing::debug!(error = %e, "Model reconcile");
+                }
+            }),
+    );
+}
+
+/// Resolves when the Lease is lost.
+pub async fn lost(mut leading: watch::Receiver<bool>) {
+    let _ = leading.wait_for(|l| !*l).await;
+}
