@@ -34,6 +34,7 @@ cargo clippy --locked --workspace --all-targets --profile ci -- -D warnings
 cargo clippy --locked -p greenthread-node-runtime --features cuda --all-targets --profile ci -- -D warnings
 
 scripts/test-web.sh
+scripts/test-chart.sh
 
 log "Rust tests (unit, integration, llama.cpp reference)"
 cargo test --locked --workspace --profile ci -- --include-ignored

@@ -102,19 +102,19 @@ pub struct KubernetesArgs {
     /// Run as one of several scheduler replicas on Kubernetes: wait for the
     /// Lease, serve while holding it (exit when it is lost, so the pod
     /// restarts as a follower), and reconcile `Model` resources.
-    #[arg(long)]
+    #[arg(long, env = "GREENTHREAD_KUBERNETES")]
     pub kubernetes: bool,
     /// Namespace of the leader-election Lease.
     #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
     pub lease_namespace: String,
     /// Name of the leader-election Lease.
-    #[arg(long, default_value = "greenthread-scheduler")]
+    #[arg(long, env = "GREENTHREAD_LEASE_NAME", default_value = "greenthread-scheduler")]
     pub lease_name: String,
     /// This replica's identity in the Lease [default: the pod name, else the host name].
     #[arg(long, env = "POD_NAME")]
     pub identity: Option<String>,
     /// Only this namespace's `Model` resources [default: every namespace].
-    #[arg(long)]
+    #[arg(long, env = "GREENTHREAD_WATCH_NAMESPACE")]
     pub watch_namespace: Option<String>,
 }
 

@@ -47,9 +47,10 @@ pub async fn lead(args: &KubernetesArgs) -> Result<Leadership, KubeError> {
     // kube, sqlx and object_store each bring a rustls crypto backend: name one.
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let client = kube::Client::try_default().await?;
-    let identity = args.identity.clone().unwrap_or_else(|| {
-        std::env::var("HOSTNAME").unwrap_or_else(|_| format!("greenthread-{}", std::process::id()))
-    });
+    let identity = args
+        .identity
+        .clone()
+        .unwrap_or_else(|| std::env::var("HOSTNAME").unwrap_or_else(|_| format!("greenthread-{}", std::process::id())));
     let leases: Api<Lease> = Api::namespaced(client.clone(), &args.lease_namespace);
     let elector = Elector::new(leases, args.lease_name.clone(), identity.clone(), Timing::default());
     let (tx, mut leading) = watch::channel(false);
@@ -73,15 +74,13 @@ pub fn spawn_operator(
     };
     let recorder = Recorder::new(client.clone(), Reporter { controller: MANAGER.into(), instance: None });
     let ctx = Arc::new(Context { client, store: Arc::new(DatabaseModels::new(mgmt, manager)), recorder });
-    tokio::spawn(
-        Controller::new(models, watcher::Config::default())
-            .run(reconcile, error_policy, ctx)
-            .for_each(|result| async move {
-                if let Err(e) = result {
-                    tracing::debug!(error = %e, "Model reconcile");
-                }
-            }),
-    );
+    tokio::spawn(Controller::new(models, watcher::Config::default()).run(reconcile, error_policy, ctx).for_each(
+        |result| async move {
+            if let Err(e) = result {
+                tracing::debug!(error = %e, "Model reconcile");
+            }
+        },
+    ));
 }
 
 /// Resolves when the Lease is lost.

@@ -5,8 +5,8 @@
 
 use std::sync::Arc;
 
-use greenthread_core::desired::{ModelDecl, ProjectDecl, ServiceDecl};
 use greenthread_core::ModelName;
+use greenthread_core::desired::{ModelDecl, ProjectDecl, ServiceDecl};
 use greenthread_scheduler::ModelManager;
 use greenthread_scheduler::kube::reconcile::{ModelStore, RuntimeView, StoreError, StoreFuture};
 

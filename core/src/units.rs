@@ -33,7 +33,8 @@ fn split_number(s: &str) -> (&str, &str) {
 
 impl ByteSize {
     /// Parses plain bytes or a number with a unit: `B`, `KB`/`MB`/`GB`/`TB`
-    /// (powers of 1000) or `KiB`/`MiB`/`GiB`/`TiB` (powers of 1024); case-insensitive.
+    /// (powers of 1000) or `KiB`/`MiB`/`GiB`/`TiB` (powers of 1024, also
+    /// written `Ki`/`Mi`/`Gi`/`Ti` as Kubernetes quantities are); case-insensitive.
     ///
     /// # Errors
     /// [`UnitError`] for anything else, or a size past `u64`.
@@ -49,10 +50,10 @@ impl ByteSize {
             "m" | "mb" => 1_000_000,
             "g" | "gb" => 1_000_000_000,
             "t" | "tb" => 1_000_000_000_000,
-            "kib" => 1 << 10,
-            "mib" => 1 << 20,
-            "gib" => 1 << 30,
-            "tib" => 1 << 40,
+            "kib" | "ki" => 1 << 10,
+            "mib" | "mi" => 1 << 20,
+            "gib" | "gi" => 1 << 30,
+            "tib" | "ti" => 1 << 40,
             _ => return Err(UnitError::new(raw, "size", "unknown unit (use B, KB, MB, GB, KiB, MiB, GiB, …)")),
         };
         let value: f64 = number.parse().map_err(|_| UnitError::new(raw, "size", "bad number"))?;
@@ -182,6 +183,8 @@ mod tests {
         assert_eq!(ByteSize::parse("1.5GB"), Ok(ByteSize(1_500_000_000)));
         assert_eq!(ByteSize::parse("123456"), Ok(ByteSize(123_456)));
         assert_eq!(ByteSize::parse(" 64 kib "), Ok(ByteSize(64 << 10)));
+        assert_eq!(ByteSize::parse("32Gi"), Ok(ByteSize(32 << 30)), "Kubernetes quantities, as the chart writes them");
+        assert_eq!(ByteSize::parse("2Ti"), Ok(ByteSize(2 << 40)));
         assert!(ByteSize::parse("lots").is_err());
         assert!(ByteSize::parse("12XB").is_err());
         assert!(ByteSize::parse("-1GiB").is_err());

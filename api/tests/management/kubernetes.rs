@@ -17,20 +17,36 @@ fn spec(artifact: &str) -> ModelResourceSpec {
 
 async fn a_resource_reaches_the_database_and_the_scheduler(db: &Db) {
     let s = Server::start(db).await;
-    let store = greenthread_api::kube_store::DatabaseModels::new(
-        s.state.management.clone().unwrap(),
-        s.state.manager.clone(),
-    );
+    let store =
+        greenthread_api::kube_store::DatabaseModels::new(s.state.management.clone().unwrap(), s.state.manager.clone());
     let tiny = s.artifacts.join("tiny.gguf");
     let decl = to_decl("kube-model", "team-k", &spec(tiny.to_str().unwrap())).unwrap();
     store.put(decl.clone()).await.unwrap();
     assert_eq!(store.get("kube-model").await.unwrap(), Some(decl.clone()));
 
     // The namespace's project and the default service came with it, and GraphQL sees the model.
-    let data = s.ok(ADMIN, "{ model(name: \"kube-model\") { project { name } service { name } scaling { idleTimeout } } }", json!({})).await;
-    assert_eq!(data["model"], json!({"project": {"name": "team-k"}, "service": {"name": "default"}, "scaling": {"idleTimeout": "1m"}}));
-    let log = s.ok(ADMIN, "{ auditEvents(filter: {action: \"model.create\"}, first: 5) { nodes { actor via objectName } } }", json!({})).await;
-    assert_eq!(log["auditEvents"]["nodes"][0], json!({"actor": "kubernetes (team-k/kube-model)", "via": "kubernetes", "objectName": "kube-model"}));
+    let data = s
+        .ok(
+            ADMIN,
+            "{ model(name: \"kube-model\") { project { name } service { name } scaling { idleTimeout } } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        data["model"],
+        json!({"project": {"name": "team-k"}, "service": {"name": "default"}, "scaling": {"idleTimeout": "1m"}})
+    );
+    let log = s
+        .ok(
+            ADMIN,
+            "{ auditEvents(filter: {action: \"model.create\"}, first: 5) { nodes { actor via objectName } } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        log["auditEvents"]["nodes"][0],
+        json!({"actor": "kubernetes (team-k/kube-model)", "via": "kubernetes", "objectName": "kube-model"})
+    );
 
     // The scheduler's view, for the resource's status.
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);

@@ -1,0 +1,146 @@
+"""The Helm chart with the real helm binary: lint, render with the default
+and the GPU values, validate every rendered object against the Kubernetes
+1.33 schemas (kubernetes-validate, strict), check what a default install
+runs, and check that values.schema.json refuses bad values. Custom kinds
+are checked against their own schemas: a Model against the CRD's
+openAPIV3Schema, a ServiceMonitor against the fields the Prometheus
+Operator requires."""
+import os
+import subprocess
+from pathlib import Path
+
+import jsonschema
+import kubernetes_validate
+import pytest
+import yaml
+
+CHART = Path(__file__).resolve().parents[1] / "greenthread"
+GPU_VALUES = CHART / "ci" / "gpu-values.yaml"
+KUBE_VERSION = "1.33.0"
+
+
+def helm(*args: str) -> subprocess.CompletedProcess:
+    binary = os.environ.get("GREENTHREAD_HELM")
+    if not binary:
+        pytest.fail("GREENTHREAD_HELM is not set: run these tests through scripts/test-chart.sh")
+    return subprocess.run([binary, *args], capture_output=True, text=True, timeout=120)
+
+
+def render(*values: str, sets: tuple[str, ...] = ()) -> list[dict]:
+    args = ["template", "gt", str(CHART), "--namespace", "greenthread", "--include-crds"]
+    for v in values:
+        args += ["-f", v]
+    for s in sets:
+        args += ["--set", s]
+    out = helm(*args)
+    assert out.returncode == 0, out.stderr
+    return [d for d in yaml.safe_load_all(out.stdout) if d]
+
+
+def by_kind(docs: list[dict], kind: str) -> list[dict]:
+    return [d for d in docs if d["kind"] == kind]
+
+
+@pytest.mark.parametrize("values", [[], [str(GPU_VALUES)]], ids=["default", "gpu"])
+def test_helm_lint_strict_passes(values):
+    args = ["lint", "--strict", str(CHART)]
+    for v in values:
+        args += ["-f", v]
+    out = helm(*args)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "0 chart(s) failed" in out.stdout
+
+
+@pytest.mark.parametrize("values", [[], [str(GPU_VALUES)]], ids=["default", "gpu"])
+def test_every_rendered_object_is_valid_kubernetes(values):
+    docs = render(*values)
+    kinds = {d["kind"] for d in docs}
+    assert {"CustomResourceDefinition", "Deployment", "DaemonSet", "Service", "ServiceAccount"} <= kinds
+    for doc in docs:
+        if doc["kind"] == "ServiceMonitor":
+            assert doc["apiVersion"] == "monitoring.coreos.com/v1"
+            endpoint = doc["spec"]["endpoints"][0]
+            assert (endpoint["port"], endpoint["path"]) == ("http", "/metrics")
+            assert doc["spec"]["selector"]["matchLabels"]
+            continue
+        try:
+            kubernetes_validate.validate(doc, KUBE_VERSION, strict=True)
+        except kubernetes_validate.ValidationError as e:
+            pytest.fail(f"{doc['kind']}/{doc['metadata']['name']}: {e.message} at {list(e.path)}")
+
+
+def test_a_default_install_runs_leader_elected_schedulers_gpu_nodes_and_postgresql():
+    docs = render()
+    scheduler = by_kind(docs, "Deployment")[0]
+    assert scheduler["spec"]["replicas"] == 2
+    container = scheduler["spec"]["template"]["spec"]["containers"][0]
+    assert container["args"][:3] == ["serve", "--kubernetes", "--no-local-node"]
+    env = {e["name"]: e for e in container["env"]}
+    assert env["POD_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
+    assert env["GREENTHREAD_DATABASE_URL"]["valueFrom"]["secretKeyRef"]["key"] == "database-url"
+    assert container["readinessProbe"]["httpGet"]["path"] == "/health"
+
+    node = by_kind(docs, "DaemonSet")[0]["spec"]["template"]["spec"]
+    runtime = node["containers"][0]
+    assert runtime["resources"]["limits"]["nvidia.com/gpu"] == 1
+    assert runtime["args"][0] == "node" and "--ram-cache=32Gi" in runtime["args"]
+    assert any(t["key"] == "nvidia.com/gpu" for t in node["tolerations"])
+    assert node["volumes"][0]["hostPath"]["path"] == "/var/lib/greenthread"
+
+    assert by_kind(docs, "StatefulSet")[0]["spec"]["template"]["spec"]["containers"][0]["image"].startswith("postgres")
+    secret = by_kind(docs, "Secret")[0]
+    assert set(secret["data"]) == {"cluster-token", "admin-token", "postgres-password", "database-url"}
+    assert not by_kind(docs, "Ingress") and not by_kind(docs, "ServiceMonitor")
+
+
+def test_rbac_grants_what_the_scheduler_uses_and_no_more():
+    docs = render()
+    rules = [r for kind in ("ClusterRole", "Role") for role in by_kind(docs, kind) for r in role["rules"]]
+    grants = {(g, res): set(r["verbs"]) for r in rules for g in r["apiGroups"] for res in r["resources"]}
+    assert grants[("coordination.k8s.io", "leases")] == {"get", "create", "update"}
+    assert grants[("greenthread.ai", "models")] >= {"get", "list", "watch", "patch"}
+    assert grants[("greenthread.ai", "models/status")] >= {"patch"}
+    assert grants[("greenthread.ai", "models/finalizers")] >= {"update"}
+    assert grants[("", "pods")] == {"get", "list", "watch"}
+    assert grants[("", "nodes")] == {"get", "list", "watch"}
+    assert grants[("events.k8s.io", "events")] == {"create", "patch"}
+    assert not any("delete" in verbs or "*" in verbs for verbs in grants.values())
+
+
+def test_gpu_values_take_every_gpu_and_route_through_the_ingress():
+    docs = render(str(GPU_VALUES))
+    runtime = by_kind(docs, "DaemonSet")[0]["spec"]["template"]["spec"]
+    assert runtime["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == 8
+    assert runtime["nodeSelector"] == {"nvidia.com/gpu.present": "true"}
+    assert not by_kind(docs, "StatefulSet") and not by_kind(docs, "Secret"), "external database and secret"
+    ingress = by_kind(docs, "Ingress")[0]["spec"]
+    assert ingress["tls"][0]["secretName"] == "llm-example-com-tls"
+    assert by_kind(docs, "Role")[0]["metadata"]["namespace"] == "models"
+
+
+@pytest.mark.parametrize("bad, complaint", [
+    ("scheduler.replicas=0", "minimum"),
+    ("node.ramCache=lots", "does not match"),
+    ("image.pullPolicy=Sometimes", "value must be one of"),
+    ("database.url=mysql://x", "does not match"),
+    ("node.hostPath=relative/path", "does not match"),
+    ("ingress.enabled=maybe", "got string, want boolean"),
+    ("nodes.enabled=true", "additional properties"),
+])
+def test_values_schema_refuses_bad_values(bad, complaint):
+    out = helm("template", "gt", str(CHART), "--set", bad)
+    assert out.returncode != 0, f"{bad} was accepted"
+    assert complaint in out.stderr, out.stderr
+
+
+def test_a_model_resource_is_checked_against_the_crd_schema():
+    crd = by_kind(render(), "CustomResourceDefinition")[0]
+    schema = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    good = {"spec": {"artifact": "s3://models/qwen.gguf", "idleTimeout": "5m", "warmTier": "disk", "maxReplicas": 2}}
+    jsonschema.validate(good, schema)
+    for bad in [{"spec": {}}, {"spec": {"artifact": "s3://m.gguf", "warmTier": "gpu"}},
+                {"spec": {"artifact": "s3://m.gguf", "maxReplicas": 0}},
+                {"spec": {"artifact": "s3://m.gguf", "idleTimeout": "soon"}},
+                {"spec": {"artifact": "s3://m.gguf", "minReplicas": 2}}]:
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate(bad, schema)
