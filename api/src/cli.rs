@@ -116,6 +116,10 @@ pub struct KubernetesArgs {
     /// Only this namespace's `Model` resources [default: every namespace].
     #[arg(long, env = "GREENTHREAD_WATCH_NAMESPACE")]
     pub watch_namespace: Option<String>,
+    /// Label selector of the node-runtime pods (in the Lease's namespace):
+    /// a node whose pod is gone or not ready is taken out at once.
+    #[arg(long, env = "GREENTHREAD_NODE_POD_SELECTOR", default_value = "app.kubernetes.io/component=node")]
+    pub node_pod_selector: String,
 }
 
 #[derive(Debug, Args)]

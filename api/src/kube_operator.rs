@@ -83,6 +83,39 @@ pub fn spawn_operator(
     ));
 }
 
+/// How often the node-runtime pods are listed.
+const DISCOVER_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Watches the node-runtime pods: logs each node found with its GPUs, and
+/// takes a node out of the scheduler as soon as its pod is gone or not
+/// ready (its models are placed again), rather than after missed heartbeats.
+pub fn spawn_discovery(client: kube::Client, namespace: String, selector: String, manager: ModelManager) {
+    use greenthread_scheduler::kube::discovery::{list, lost};
+    tokio::spawn(async move {
+        let mut known = Vec::new();
+        loop {
+            match list(&client, &namespace, &selector).await {
+                Ok(now) => {
+                    for n in now.iter().filter(|n| {
+                        !known.iter().any(|k: &greenthread_scheduler::kube::discovery::DiscoveredNode| k.node == n.node)
+                    }) {
+                        tracing::info!(node = %n.node, pod = %n.pod, gpus = n.gpus, ready = n.ready, "Node-runtime pod found");
+                    }
+                    for gone in lost(&known, &now) {
+                        tracing::warn!(node = %gone, "Node-runtime pod gone or not ready; its models will be placed elsewhere");
+                        if let Ok(id) = greenthread_core::NodeId::parse(&gone) {
+                            manager.remove_node(&id);
+                        }
+                    }
+                    known = now;
+                }
+                Err(e) => tracing::warn!(error = %e, "Cannot list the node-runtime pods"),
+            }
+            tokio::time::sleep(DISCOVER_EVERY).await;
+        }
+    });
+}
+
 /// Resolves when the Lease is lost.
 pub async fn lost(mut leading: watch::Receiver<bool>) {
     let _ = leading.wait_for(|l| !*l).await;

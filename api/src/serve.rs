@@ -198,6 +198,14 @@ pub async fn run_serve(args: ServeArgs) -> Result<(), ServeError> {
                     state.manager.clone(),
                 );
             }
+            if let Some(manager) = state.manager.clone() {
+                crate::kube_operator::spawn_discovery(
+                    l.client.clone(),
+                    args.kubernetes.lease_namespace.clone(),
+                    args.kubernetes.node_pod_selector.clone(),
+                    manager,
+                );
+            }
             Some(crate::kube_operator::lost(l.leading))
         }
         None => None,

@@ -4,6 +4,7 @@
 
 pub mod convert;
 pub mod crd;
+pub mod discovery;
 pub mod leader;
 pub mod reconcile;
 pub mod sync;

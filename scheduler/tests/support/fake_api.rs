@@ -72,6 +72,7 @@ impl FakeApi {
     async fn handle(&self, req: Request<Body>) -> Response<Body> {
         let method = req.method().clone();
         let path = req.uri().path().to_owned();
+        let query = req.uri().query().unwrap_or_default().to_owned();
         let content_type =
             req.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
         let body = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
@@ -83,6 +84,18 @@ impl FakeApi {
         match method {
             Method::GET => match objects.get(&path) {
                 Some(o) => answer(StatusCode::OK, o),
+                None if Self::is_collection(&path) => {
+                    let items: Vec<Value> = objects
+                        .iter()
+                        .filter(|(k, _)| k.strip_prefix(&format!("{path}/")).is_some_and(|rest| !rest.contains('/')))
+                        .map(|(_, v)| v.clone())
+                        .filter(|v| Self::matches(v, &query))
+                        .collect();
+                    answer(
+                        StatusCode::OK,
+                        &json!({"kind": "List", "apiVersion": "v1", "metadata": {"resourceVersion": "1"}, "items": items}),
+                    )
+                }
                 None => status(StatusCode::NOT_FOUND, "NotFound", &format!("{path} not found")),
             },
             Method::POST => {
@@ -167,6 +180,28 @@ impl FakeApi {
             }
             _ => status(StatusCode::METHOD_NOT_ALLOWED, "MethodNotAllowed", "not scripted"),
         }
+    }
+
+    /// Collections end in a plural resource name: `/api/v1/nodes`, `/api/v1/namespaces/ns/pods`.
+    fn is_collection(path: &str) -> bool {
+        let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
+        matches!(
+            parts.as_slice(),
+            ["api", "v1", _]
+                | ["apis", _, _, _]
+                | ["api", "v1", "namespaces", _, _]
+                | ["apis", _, _, "namespaces", _, _]
+        )
+    }
+
+    /// Whether `object` matches the query's `labelSelector` (`k=v,k2=v2` only).
+    fn matches(object: &Value, query: &str) -> bool {
+        let Some(selector) = query.split('&').find_map(|p| p.strip_prefix("labelSelector=")) else { return true };
+        let selector = selector.replace("%3D", "=").replace("%2C", ",").replace("%2F", "/");
+        selector.split(',').filter(|s| !s.is_empty()).all(|pair| {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            object["metadata"]["labels"][k] == v
+        })
     }
 
     /// Stores `object`, or lets it go once it is deleted and no finalizer holds it.
