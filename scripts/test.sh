@@ -36,6 +36,14 @@ cargo clippy --locked -p greenthread-node-runtime --features cuda --all-targets 
 scripts/test-web.sh
 scripts/test-chart.sh
 
+log "A CRD-serving Kubernetes API server for the operator's integration tests"
+# Built once from Debian's Go packages (minutes cold), then started per run.
+scripts/apiserver.sh build
+apiserver_dir="$(mktemp -d)"
+trap 'scripts/apiserver.sh stop "$apiserver_dir" >/dev/null 2>&1 || true; rm -rf "$apiserver_dir"' EXIT
+GREENTHREAD_TEST_KUBECONFIG="$(scripts/apiserver.sh start "$apiserver_dir")"
+export GREENTHREAD_TEST_KUBECONFIG
+
 log "Rust tests (unit, integration, llama.cpp reference)"
 cargo test --locked --workspace --profile ci -- --include-ignored
 

@@ -67,13 +67,14 @@ pub fn spawn_operator(
     namespace: Option<&str>,
     mgmt: Arc<Management>,
     manager: Option<ModelManager>,
+    refresh: std::time::Duration,
 ) {
     let models: Api<ModelResource> = match namespace {
         Some(ns) => Api::namespaced(client.clone(), ns),
         None => Api::all(client.clone()),
     };
     let recorder = Recorder::new(client.clone(), Reporter { controller: MANAGER.into(), instance: None });
-    let ctx = Arc::new(Context { client, store: Arc::new(DatabaseModels::new(mgmt, manager)), recorder });
+    let ctx = Arc::new(Context { client, store: Arc::new(DatabaseModels::new(mgmt, manager)), recorder, refresh });
     tokio::spawn(Controller::new(models, watcher::Config::default()).run(reconcile, error_policy, ctx).for_each(
         |result| async move {
             if let Err(e) = result {

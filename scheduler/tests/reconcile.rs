@@ -67,7 +67,7 @@ fn world() -> World {
     let store = Arc::new(Store::default());
     let recorder =
         Recorder::new(client.clone(), Reporter { controller: "greenthread-operator".into(), instance: None });
-    let ctx = Arc::new(Context { client, store: store.clone(), recorder });
+    let ctx = Arc::new(Context { client, store: store.clone(), recorder, refresh: std::time::Duration::from_secs(30) });
     World { api, store, ctx }
 }
 

@@ -25,7 +25,7 @@ use super::convert::{FieldError, from_decl, to_decl};
 use super::crd::{Condition, FINALIZER, MANAGER, ModelResource, ModelResourceStatus};
 use super::sync::{Flow, Seen, digest, flow};
 
-/// How often a settled Model's status is refreshed from the scheduler.
+/// How often a settled Model is looked at again in production ([`Context::refresh`]).
 pub const REFRESH: Duration = Duration::from_secs(30);
 
 /// A boxed future, so the store stays object safe.
@@ -81,6 +81,9 @@ pub struct Context {
     pub client: kube::Client,
     pub store: Arc<dyn ModelStore>,
     pub recorder: Recorder,
+    /// How often a settled Model is looked at again: its status refreshed
+    /// from the scheduler, and a change made through GraphQL carried into it.
+    pub refresh: Duration,
 }
 
 /// One reconcile pass over `model`.
@@ -139,7 +142,7 @@ async fn apply(api: &Api<ModelResource>, m: &ModelResource, namespace: &str, ctx
         event(ctx, m, EventType::Warning, "NameTaken", &message).await;
         let synced = condition(&status, "Synced", false, "NameTaken", &message);
         write_status(api, &name, ModelResourceStatus { conditions: synced, ..status }).await?;
-        return Ok(Action::requeue(REFRESH));
+        return Ok(Action::requeue(ctx.refresh));
     }
     let (observed, synced_digest, reason, note) = match flow(seen) {
         Flow::InSync => (generation, wanted, "InSync", None),
@@ -167,7 +170,7 @@ async fn apply(api: &Api<ModelResource>, m: &ModelResource, namespace: &str, ctx
             (generation, wanted, if conflict { "ResourceWon" } else { "Applied" }, note)
         }
         Flow::ToResource => {
-            let Some(db) = current.as_ref() else { return Ok(Action::requeue(REFRESH)) };
+            let Some(db) = current.as_ref() else { return Ok(Action::requeue(ctx.refresh)) };
             let spec = from_decl(db);
             let params = PatchParams::default();
             let patched = api.patch(&name, &params, &Patch::Merge(json!({"spec": spec}))).await?;
@@ -212,7 +215,7 @@ async fn apply(api: &Api<ModelResource>, m: &ModelResource, namespace: &str, ctx
     if next != status {
         write_status(api, &name, next).await?;
     }
-    Ok(Action::requeue(REFRESH))
+    Ok(Action::requeue(ctx.refresh))
 }
 
 async fn cleanup(m: &ModelResource, namespace: &str, ctx: &Context) -> Result<Action, Error> {
