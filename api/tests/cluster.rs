@@ -27,6 +27,8 @@ const TOKEN: &str = "test-cluster-token-0123456789";
 struct NodeProcess {
     id: String,
     url: String,
+    node: LocalNode,
+    device: u64,
     server: JoinHandle<()>,
     heartbeat: JoinHandle<()>,
 }
@@ -43,7 +45,28 @@ struct Cluster {
     base: String,
     client: reqwest::Client,
     nodes: Vec<NodeProcess>,
-    _dir: tempfile::TempDir,
+    specs: Vec<ModelSpec>,
+    scheduler: JoinHandle<()>,
+    dir: tempfile::TempDir,
+}
+
+/// A scheduler (no node of its own) serving `specs`, state in `dir`: its base URL and task.
+async fn start_scheduler(specs: &[ModelSpec], dir: &Path) -> (String, JoinHandle<()>) {
+    let platform = Platform {
+        budgets: Budgets { device: 0, ram: 0, disk: 0 },
+        engine: BuiltinEngine::cpu(),
+        limits: Limits { wake_timeout: Duration::from_secs(20), ..Limits::default() },
+        rules: PreemptionRules { min_residency: Duration::ZERO, force_after: Duration::ZERO },
+        local_node: false,
+        cluster_token: Some(ClusterToken::new(TOKEN).unwrap()),
+    };
+    let state = greenthread_api::start_platform(specs, dir, platform).await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let task = tokio::spawn(async move {
+        let _ = greenthread_api::http::serve(listener, greenthread_api::http::router(state)).await;
+    });
+    (base, task)
 }
 
 async fn start_node(id: &str, dir: &Path, control: &str, device: u64) -> NodeProcess {
@@ -53,6 +76,7 @@ async fn start_node(id: &str, dir: &Path, control: &str, device: u64) -> NodePro
         engine: BuiltinEngine::cpu().with_max_sequences(4),
     };
     let node = LocalNode::new(config, &[]).unwrap();
+    let handle = node.clone();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let token = ClusterToken::new(TOKEN).unwrap();
@@ -62,7 +86,7 @@ async fn start_node(id: &str, dir: &Path, control: &str, device: u64) -> NodePro
     });
     let heartbeat =
         node_server::spawn_heartbeat(node, NodeId::parse(id).unwrap(), url.clone(), control.to_owned(), device, token);
-    NodeProcess { id: id.to_owned(), url, server, heartbeat }
+    NodeProcess { id: id.to_owned(), url, node: handle, device, server, heartbeat }
 }
 
 /// A scheduler with no node of its own, `nodes` nodes with `device` bytes
@@ -86,23 +110,12 @@ async fn start(models: &[&str], nodes: &[&str], device: u64) -> Cluster {
             ModelSpec::new(ModelName::parse(m).unwrap(), ArtifactUri::File(path))
         })
         .collect();
-    let platform = Platform {
-        budgets: Budgets { device: 0, ram: 0, disk: 0 },
-        engine: BuiltinEngine::cpu(),
-        limits: Limits { wake_timeout: Duration::from_secs(20), ..Limits::default() },
-        rules: PreemptionRules { min_residency: Duration::ZERO, force_after: Duration::ZERO },
-        local_node: false,
-        cluster_token: Some(ClusterToken::new(TOKEN).unwrap()),
-    };
-    let state = greenthread_api::start_platform(&specs, &dir.path().join("control"), platform).await.unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(greenthread_api::http::serve(listener, greenthread_api::http::router(state)));
+    let (base, scheduler) = start_scheduler(&specs, &dir.path().join("control")).await;
     let mut started = Vec::new();
     for id in nodes {
         started.push(start_node(id, dir.path(), &base, device).await);
     }
-    let c = Cluster { base, client: reqwest::Client::new(), nodes: started, _dir: dir };
+    let c = Cluster { base, client: reqwest::Client::new(), nodes: started, specs, scheduler, dir };
     c.wait_for(|s| s["nodes"].as_array().unwrap().len() == nodes.len()).await;
     c
 }
@@ -229,4 +242,45 @@ async fn internal_endpoints_refuse_callers_without_the_cluster_token() {
         .unwrap();
     assert_eq!(ok.status().as_u16(), 200);
     assert_eq!(c.client.get(format!("{node}/health")).send().await.unwrap().status().as_u16(), 200);
+}
+
+/// What a new leader does on Kubernetes: the old scheduler is gone, the
+/// nodes' heartbeats reach the new one (the Service now points there), and
+/// it adopts the model awake on a node's device as serving — no wake, no
+/// model lost — from the specs it reads and the nodes' reports.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_new_scheduler_adopts_what_the_nodes_hold_without_waking_anything() {
+    let mut c = start(&["a", "b"], &["n1"], 1 << 30).await;
+    let (code, before) = c.chat("a").await;
+    assert_eq!(code, 200, "{before}");
+    let old = c.status().await;
+    assert_eq!(Cluster::replica_nodes(&old, "a"), ["n1"]);
+    let woke = old["models"].as_array().unwrap().iter().find(|m| m["name"] == "a").unwrap();
+    assert!(woke["last_wake"].is_object(), "the first scheduler woke it: {woke}");
+
+    // The leader dies; its successor starts from the same specs.
+    c.scheduler.abort();
+    let (base, scheduler) = start_scheduler(&c.specs, &c.dir.path().join("control-2")).await;
+    let n1 = &mut c.nodes[0];
+    n1.heartbeat.abort();
+    n1.heartbeat = node_server::spawn_heartbeat(
+        n1.node.clone(),
+        NodeId::parse(&n1.id).unwrap(),
+        n1.url.clone(),
+        base.clone(),
+        n1.device,
+        ClusterToken::new(TOKEN).unwrap(),
+    );
+    c.base = base;
+    c.scheduler = scheduler;
+
+    // Before any request: `a` is serving on n1 (adopted), `b` was never awake.
+    let status = c.wait_for(|s| !Cluster::replica_nodes(s, "a").is_empty()).await;
+    let a = status["models"].as_array().unwrap().iter().find(|m| m["name"] == "a").unwrap();
+    assert!(a["last_wake"].is_null(), "adopted, not woken by the new scheduler: {a}");
+    assert!(Cluster::replica_nodes(&status, "b").is_empty());
+    let (code, after) = c.chat("a").await;
+    assert_eq!(code, 200, "{after}");
+    assert_eq!(after["choices"], before["choices"], "the same model, still on n1");
+    assert_eq!(c.chat("b").await.0, 200, "a model asleep before the failover still wakes");
 }
