@@ -262,3 +262,38 @@ async fn a_name_another_project_uses_is_neither_taken_over_nor_removed() {
     w.pass().await;
     assert_eq!(w.db().unwrap(), theirs, "team-b's model stays");
 }
+
+/// The first pass over a new Model, call by call, with kube-rs's
+/// `tower_test` pattern: the reconciler's one request is the finalizer
+/// patch, and nothing reaches the database before the finalizer is in place.
+#[tokio::test]
+async fn the_first_pass_only_adds_the_finalizer_call_by_call() {
+    use http::{Request, Response};
+    use kube::client::Body;
+
+    let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    let client = kube::Client::new(service, "team-a");
+    let store = Arc::new(Store::default());
+    let recorder =
+        Recorder::new(client.clone(), Reporter { controller: "greenthread-operator".into(), instance: None });
+    let ctx = Arc::new(Context { client, store: store.clone(), recorder, refresh: std::time::Duration::from_secs(30) });
+    let object: ModelResource = serde_json::from_value(resource(json!({"artifact": "s3://models/qwen.gguf"}))).unwrap();
+    let verifier = tokio::spawn(async move {
+        let (request, send) = handle.next_request().await.expect("one request");
+        assert_eq!(request.method(), http::Method::PATCH);
+        assert_eq!(request.uri().path(), MODEL);
+        assert_eq!(request.headers()["content-type"], "application/json-patch+json");
+        let body = http_body_util::BodyExt::collect(request.into_body()).await.unwrap().to_bytes();
+        let patch: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(patch[1], json!({"op": "add", "path": "/metadata/finalizers", "value": ["greenthread.ai/drain"]}));
+        let mut answer = resource(json!({"artifact": "s3://models/qwen.gguf"}));
+        answer["metadata"]["finalizers"] = json!(["greenthread.ai/drain"]);
+        send.send_response(Response::builder().body(Body::from(answer.to_string().into_bytes())).unwrap());
+        // Nothing more: the pass ends after the patch (the client is dropped, or nothing comes).
+        let more = tokio::time::timeout(std::time::Duration::from_millis(200), handle.next_request()).await;
+        assert!(!matches!(more, Ok(Some(_))), "a second request");
+    });
+    reconcile(Arc::new(object), ctx).await.unwrap();
+    verifier.await.unwrap();
+    assert!(store.models.lock().unwrap().is_empty());
+}
