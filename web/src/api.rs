@@ -55,6 +55,16 @@ pub async fn graphql<T: DeserializeOwned>(key: &str, query: &str, variables: Val
     answer.data.ok_or_else(|| "empty answer".to_owned())
 }
 
+/// Runs a mutation and returns its payload (the object under `field`), or
+/// the payload's first `userErrors` entry as the error.
+pub async fn mutate(key: &str, query: &str, field: &str, variables: Value) -> Result<Value, String> {
+    let mut data: Value = graphql(key, query, variables).await?;
+    let payload = data[field].take();
+    let errors: Vec<UserError> = serde_json::from_value(payload["userErrors"].clone()).unwrap_or_default();
+    UserError::first(errors)?;
+    Ok(payload)
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Viewer {
@@ -170,39 +180,16 @@ pub async fn keys(key: &str) -> Result<(String, Vec<KeyRow>), String> {
 
 /// Creates a key in `project`; its secret, shown this once.
 pub async fn create_key(key: &str, project: &str, name: &str, scopes: &[String]) -> Result<String, String> {
-    #[derive(Deserialize)]
-    #[serde(rename_all = "camelCase")]
-    struct Payload {
-        secret: Option<String>,
-        user_errors: Vec<UserError>,
-    }
-    #[derive(Deserialize)]
-    #[serde(rename_all = "camelCase")]
-    struct Data {
-        create_api_key: Payload,
-    }
     let query = "mutation($i: CreateApiKeyInput!) { createApiKey(input: $i) { secret userErrors { field message } } }";
     let vars = json!({"i": {"project": project, "name": name, "scopes": scopes}});
-    let data: Data = graphql(key, query, vars).await?;
-    UserError::first(data.create_api_key.user_errors)?;
-    data.create_api_key.secret.ok_or_else(|| "the server sent no secret".to_owned())
+    let payload = mutate(key, query, "createApiKey", vars).await?;
+    payload["secret"].as_str().map(str::to_owned).ok_or_else(|| "the server sent no secret".to_owned())
 }
 
 /// Revokes the key `id`.
 pub async fn revoke_key(key: &str, id: &str) -> Result<(), String> {
-    #[derive(Deserialize)]
-    #[serde(rename_all = "camelCase")]
-    struct Payload {
-        user_errors: Vec<UserError>,
-    }
-    #[derive(Deserialize)]
-    #[serde(rename_all = "camelCase")]
-    struct Data {
-        revoke_api_key: Payload,
-    }
     let query = "mutation($i: RevokeApiKeyInput!) { revokeApiKey(input: $i) { userErrors { field message } } }";
-    let data: Data = graphql(key, query, json!({"i": {"id": id}})).await?;
-    UserError::first(data.revoke_api_key.user_errors)
+    mutate(key, query, "revokeApiKey", json!({"i": {"id": id}})).await.map(drop)
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Deserialize)]

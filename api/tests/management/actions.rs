@@ -16,6 +16,20 @@ async fn state(s: &Server, name: &str) -> (String, Option<String>) {
     (rt["state"].as_str().unwrap().to_owned(), rt["tier"].as_str().map(str::to_owned))
 }
 
+/// A chat request's `x-greenthread-wake-wait-ms`, in milliseconds.
+async fn wake_wait(s: &Server, key: &str) -> f64 {
+    let response = s
+        .client
+        .post(format!("{}/v1/chat/completions", s.base))
+        .bearer_auth(key)
+        .json(&json!({"model": "ops-model", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    response.headers()["x-greenthread-wake-wait-ms"].to_str().unwrap().parse().unwrap()
+}
+
 /// Waits up to ten seconds for `name` to reach `wanted`.
 async fn until_state(s: &Server, name: &str, wanted: &str) -> (String, Option<String>) {
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
@@ -45,16 +59,7 @@ async fn wake_and_sleep_on_request_of_an_operator(db: &Db) {
     assert!(payload["model"]["runtime"]["lastWakeMs"].as_f64().unwrap() > 0.0, "{payload}");
 
     // A request to a serving model waits about nothing, and says so.
-    let response = s
-        .client
-        .post(format!("{}/v1/chat/completions", s.base))
-        .bearer_auth(&caller)
-        .json(&json!({"model": "ops-model", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
-    let waited: f64 = response.headers()["x-greenthread-wake-wait-ms"].to_str().unwrap().parse().unwrap();
+    let waited = wake_wait(&s, &caller).await;
     assert!(waited < 50.0, "a serving model waited {waited} ms");
 
     // Sleeping answers at once; the model is asleep long before its idle timeout.
@@ -64,16 +69,7 @@ async fn wake_and_sleep_on_request_of_an_operator(db: &Db) {
     assert_eq!((now.as_str(), tier.as_deref()), ("sleeping", Some("ram")));
 
     // The next request wakes it, and its wait is in the header.
-    let response = s
-        .client
-        .post(format!("{}/v1/chat/completions", s.base))
-        .bearer_auth(&caller)
-        .json(&json!({"model": "ops-model", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
-    let waited: f64 = response.headers()["x-greenthread-wake-wait-ms"].to_str().unwrap().parse().unwrap();
+    let waited = wake_wait(&s, &caller).await;
     assert!(waited > 0.0, "{waited}");
 
     // Read keys may not act; to an inference key the model is not even

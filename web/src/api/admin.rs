@@ -3,7 +3,7 @@
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{UserError, graphql};
+use super::{graphql, mutate};
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -113,20 +113,9 @@ pub async fn projects(key: &str) -> Result<Projects, String> {
 
 /// Creates a service in `project`.
 pub async fn create_service(key: &str, project: &str, name: &str, description: &str) -> Result<(), String> {
-    #[derive(Deserialize)]
-    #[serde(rename_all = "camelCase")]
-    struct Payload {
-        user_errors: Vec<UserError>,
-    }
-    #[derive(Deserialize)]
-    #[serde(rename_all = "camelCase")]
-    struct Data {
-        create_service: Payload,
-    }
     let query = "mutation($i: CreateServiceInput!) { createService(input: $i) { userErrors { field message } } }";
     let vars = json!({"i": {"project": project, "name": name, "description": description}});
-    let data: Data = graphql(key, query, vars).await?;
-    UserError::first(data.create_service.user_errors)
+    mutate(key, query, "createService", vars).await.map(drop)
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
