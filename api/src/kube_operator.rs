@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use futures_util::StreamExt;
 use greenthread_scheduler::ModelManager;
-use greenthread_scheduler::kube::leader::{Elector, Timing};
+use greenthread_scheduler::kube::leader::{Elector, Timing, mark_role};
 use greenthread_scheduler::kube::reconcile::{Context, error_policy, reconcile};
 use greenthread_scheduler::kube::{MANAGER, ModelResource};
 use k8s_openapi::api::coordination::v1::Lease;
@@ -31,19 +31,47 @@ pub enum KubeError {
     Client(#[from] kube::Error),
     #[error("the leader election stopped")]
     Election,
+    #[error("cannot listen on {0}: {1}")]
+    Listen(std::net::SocketAddr, std::io::Error),
 }
 
 /// A replica that leads: its client, and a signal that turns false when the Lease is lost.
 pub struct Leadership {
     pub client: kube::Client,
     pub leading: watch::Receiver<bool>,
+    /// This replica's pod, when it runs in one (`POD_NAME`).
+    pod: Option<String>,
+    namespace: String,
+    standby: tokio::task::JoinHandle<()>,
 }
 
-/// Connects, then waits until this replica holds the Lease.
+impl Leadership {
+    /// Stops the standby listener, so the full server can take its address.
+    pub async fn stop_standby(&mut self) {
+        self.standby.abort();
+        let _ = (&mut self.standby).await;
+    }
+
+    /// Labels this pod the leader, once the full server listens: from then
+    /// on the Service sends requests and joining nodes here.
+    ///
+    /// # Errors
+    /// When the pod cannot be labelled (the Service would have no endpoint).
+    pub async fn announce(&self) -> Result<(), KubeError> {
+        if let Some(pod) = &self.pod {
+            mark_role(&self.client, &self.namespace, pod, true).await?;
+            tracing::info!(%pod, "Labelled this pod the leader");
+        }
+        Ok(())
+    }
+}
+
+/// Connects, serves `/health` as a standby on `listen` (so the pod is Ready
+/// and a rollout can proceed), then waits until this replica holds the Lease.
 ///
 /// # Errors
-/// [`KubeError`] when no client can be built or the election stops.
-pub async fn lead(args: &KubernetesArgs) -> Result<Leadership, KubeError> {
+/// [`KubeError`] when no client can be built, the address is taken, or the election stops.
+pub async fn lead(args: &KubernetesArgs, listen: std::net::SocketAddr) -> Result<Leadership, KubeError> {
     // kube, sqlx and object_store each bring a rustls crypto backend: name one.
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let client = kube::Client::try_default().await?;
@@ -51,14 +79,39 @@ pub async fn lead(args: &KubernetesArgs) -> Result<Leadership, KubeError> {
         .identity
         .clone()
         .unwrap_or_else(|| std::env::var("HOSTNAME").unwrap_or_else(|_| format!("greenthread-{}", std::process::id())));
+    // A pod that restarts after losing the Lease may still carry the leader label.
+    let pod = args.identity.clone();
+    if let Some(pod) = &pod
+        && let Err(e) = mark_role(&client, &args.lease_namespace, pod, false).await
+    {
+        tracing::warn!(%pod, error = %e, "Cannot label this pod standby");
+    }
+    let standby = standby(listen).await?;
     let leases: Api<Lease> = Api::namespaced(client.clone(), &args.lease_namespace);
     let elector = Elector::new(leases, args.lease_name.clone(), identity.clone(), Timing::default());
     let (tx, mut leading) = watch::channel(false);
     tokio::spawn(elector.run(tx));
-    tracing::info!(lease = %args.lease_name, %identity, "Waiting to lead");
+    tracing::info!(lease = %args.lease_name, %identity, "Standing by");
     leading.wait_for(|l| *l).await.map_err(|_| KubeError::Election)?;
     tracing::info!(lease = %args.lease_name, %identity, "Leading");
-    Ok(Leadership { client, leading })
+    Ok(Leadership { client, leading, pod, namespace: args.lease_namespace.clone(), standby })
+}
+
+/// A standby's whole HTTP surface: healthy, and nothing else.
+async fn standby(listen: std::net::SocketAddr) -> Result<tokio::task::JoinHandle<()>, KubeError> {
+    use axum::http::StatusCode;
+    use axum::response::IntoResponse;
+    let listener = tokio::net::TcpListener::bind(listen).await.map_err(|e| KubeError::Listen(listen, e))?;
+    let router = axum::Router::new()
+        .route("/health", axum::routing::get(|| async { axum::Json(serde_json::json!({"status": "standby"})) }))
+        .fallback(|| async {
+            let message = "this replica is on standby; the leader serves requests";
+            let body = serde_json::json!({"error": {"message": message, "type": "unavailable"}});
+            (StatusCode::SERVICE_UNAVAILABLE, [("retry-after", "1")], axum::Json(body)).into_response()
+        });
+    Ok(tokio::spawn(async move {
+        let _ = axum::serve(listener, router).await;
+    }))
 }
 
 /// Reconciles `Model` resources for as long as the process runs.

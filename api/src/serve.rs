@@ -109,7 +109,11 @@ fn cluster_token(raw: Option<&str>) -> Result<Option<ClusterToken>, ServeError> 
 pub async fn run_serve(args: ServeArgs) -> Result<(), ServeError> {
     // On Kubernetes, a replica serves only while it leads.
     let leadership = if args.kubernetes.kubernetes {
-        Some(crate::kube_operator::lead(&args.kubernetes).await.map_err(|e| ServeError::Usage(e.to_string()))?)
+        Some(
+            crate::kube_operator::lead(&args.kubernetes, args.listen)
+                .await
+                .map_err(|e| ServeError::Usage(e.to_string()))?,
+        )
     } else {
         None
     };
@@ -188,8 +192,10 @@ pub async fn run_serve(args: ServeArgs) -> Result<(), ServeError> {
     }
     let state = started.state;
     let usage = state.usage.clone();
-    let lost = match leadership {
-        Some(l) => {
+    let leader = match leadership {
+        Some(mut l) => {
+            // The standby listener gives the address to the full server below.
+            l.stop_standby().await;
             if let Some(mgmt) = state.management.clone() {
                 crate::kube_operator::spawn_operator(
                     l.client.clone(),
@@ -207,7 +213,7 @@ pub async fn run_serve(args: ServeArgs) -> Result<(), ServeError> {
                     manager,
                 );
             }
-            Some(crate::kube_operator::lost(l.leading))
+            Some(l)
         }
         None => None,
     };
@@ -215,6 +221,10 @@ pub async fn run_serve(args: ServeArgs) -> Result<(), ServeError> {
         .await
         .map_err(|source| ServeError::Listen { addr: args.listen, source })?;
     let addr = listener.local_addr().map_err(ServeError::Server)?;
+    if let Some(l) = &leader {
+        l.announce().await.map_err(|e| ServeError::Usage(e.to_string()))?;
+    }
+    let lost = leader.map(|l| crate::kube_operator::lost(l.leading));
     tracing::info!(%addr, "Serving the OpenAI API at http://{addr}/v1");
     let serving = crate::http::serve(listener, crate::http::router(state));
     let served = match lost {

@@ -79,6 +79,8 @@ def test_a_default_install_runs_leader_elected_schedulers_gpu_nodes_and_postgres
     assert env["POD_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
     assert env["GREENTHREAD_DATABASE_URL"]["valueFrom"]["secretKeyRef"]["key"] == "database-url"
     assert container["readinessProbe"]["httpGet"]["path"] == "/health"
+    service = [s for s in by_kind(docs, "Service") if s["metadata"]["name"].endswith("-scheduler")][0]
+    assert service["spec"]["selector"]["greenthread.ai/role"] == "leader", "the Service reaches the leader alone"
 
     node = by_kind(docs, "DaemonSet")[0]["spec"]["template"]["spec"]
     runtime = node["containers"][0]
@@ -101,7 +103,7 @@ def test_rbac_grants_what_the_scheduler_uses_and_no_more():
     assert grants[("greenthread.ai", "models")] >= {"get", "list", "watch", "patch"}
     assert grants[("greenthread.ai", "models/status")] >= {"patch"}
     assert grants[("greenthread.ai", "models/finalizers")] >= {"update"}
-    assert grants[("", "pods")] == {"get", "list", "watch"}
+    assert grants[("", "pods")] == {"get", "list", "watch", "patch"}
     assert grants[("", "nodes")] == {"get", "list", "watch"}
     assert grants[("events.k8s.io", "events")] == {"create", "patch"}
     assert not any("delete" in verbs or "*" in verbs for verbs in grants.values())

@@ -128,3 +128,17 @@ fn the_rule_reads_the_lease_as_client_go_does() {
     let released = Holding { holder: None, renewed: None, duration: Duration::from_secs(15) };
     assert_eq!(decide(Some(&released), "me", now), Decision::Acquire);
 }
+
+#[tokio::test]
+async fn a_replica_labels_its_own_pod_leader_or_standby() {
+    use greenthread_scheduler::kube::leader::{ROLE_LABEL, mark_role};
+    let api = FakeApi::new();
+    let pod = "/api/v1/namespaces/default/pods/gt-scheduler-abc";
+    api.seed(pod, serde_json::json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "gt-scheduler-abc", "labels": {"app": "gt"}}}));
+    let client = api.client(Arc::new(AtomicBool::new(false)));
+    mark_role(&client, "default", "gt-scheduler-abc", true).await.unwrap();
+    assert_eq!(api.get(pod).unwrap()["metadata"]["labels"][ROLE_LABEL], "leader");
+    mark_role(&client, "default", "gt-scheduler-abc", false).await.unwrap();
+    let labels = api.get(pod).unwrap()["metadata"]["labels"].clone();
+    assert_eq!((labels[ROLE_LABEL].as_str(), labels["app"].as_str()), (Some("standby"), Some("gt")));
+}

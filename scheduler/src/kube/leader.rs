@@ -189,3 +189,22 @@ impl Elector {
         &self.identity
     }
 }
+
+/// The label that tells the leader's pod from the others: the Service
+/// selects `greenthread.ai/role=leader`, so requests and joining nodes reach
+/// the leader alone while standby replicas stay Ready (a Deployment whose
+/// pods never become Ready could not roll out).
+pub const ROLE_LABEL: &str = "greenthread.ai/role";
+
+/// Labels this replica's own pod `leader` or `standby`.
+///
+/// # Errors
+/// When the API server refuses the patch.
+pub async fn mark_role(client: &kube::Client, namespace: &str, pod: &str, leader: bool) -> Result<(), kube::Error> {
+    use k8s_openapi::api::core::v1::Pod;
+    use kube::api::{Patch, PatchParams};
+    let role = if leader { "leader" } else { "standby" };
+    let patch = serde_json::json!({"metadata": {"labels": {ROLE_LABEL: role}}});
+    Api::<Pod>::namespaced(client.clone(), namespace).patch(pod, &PatchParams::default(), &Patch::Merge(patch)).await?;
+    Ok(())
+}
