@@ -144,10 +144,11 @@ async fn apply(api: &Api<ModelResource>, m: &ModelResource, namespace: &str, ctx
         write_status(api, &name, ModelResourceStatus { conditions: synced, ..status }).await?;
         return Ok(Action::requeue(ctx.refresh));
     }
-    let (observed, synced_digest, reason, note) = match flow(seen) {
+    let decided = flow(seen);
+    let (observed, synced_digest, reason, note) = match decided {
         Flow::InSync => (generation, wanted, "InSync", None),
         Flow::ToDatabase | Flow::ConflictResourceWins => {
-            let conflict = flow(seen) == Flow::ConflictResourceWins;
+            let conflict = decided == Flow::ConflictResourceWins;
             match ctx.store.put(decl.clone()).await {
                 Ok(()) => {}
                 Err(StoreError::Refused(why)) => {
