@@ -42,9 +42,9 @@ class Processes:
     def __init__(self):
         self.procs = {}
 
-    def start(self, name, args, log_dir):
-        log = open(log_dir / f"{name}.log", "w")
-        self.procs[name] = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
+    def start(self, name, args, log_dir, env=None):
+        log = open(log_dir / f"{name}.log", "a")
+        self.procs[name] = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env)
 
     def kill(self, name):
         self.procs[name].send_signal(signal.SIGKILL)
@@ -73,6 +73,8 @@ def cluster(tmp_path_factory):
     )
     log_dir = OUT / "cluster"
     log_dir.mkdir(parents=True, exist_ok=True)
+    for old in log_dir.glob("*.log"):
+        old.unlink()
     procs = Processes()
     port = free_port()
     base = f"http://127.0.0.1:{port}"

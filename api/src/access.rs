@@ -12,21 +12,46 @@ use greenthread_node_runtime::node::LocalNode;
 use greenthread_scheduler::{Lease, ModelManager};
 
 use crate::cluster::Cluster;
+use crate::cluster::token::ClusterToken;
 use crate::http::error::{ApiError, ApiResult};
 
 /// Where a request's model runs.
 pub enum Target {
     /// In this process.
     Local(Arc<dyn ModelInstance>),
-    /// On another node, reached at `base` (`http://host:port`).
-    Remote { node: NodeId, base: String },
+    /// On another node, reached at `base` (`http://host:port`) through `link`.
+    Remote { node: NodeId, base: String, link: NodeLink },
+}
+
+/// How requests reach nodes: the cluster's HTTP client and token.
+#[derive(Clone)]
+pub struct NodeLink {
+    pub client: reqwest::Client,
+    pub token: ClusterToken,
+}
+
+/// What keeps a replica counted busy until the response ends: the
+/// scheduler's lease in this process, or one held at a remote scheduler.
+pub enum Hold {
+    Scheduler(Lease),
+    Remote(crate::scheduler_link::RemoteLease),
+}
+
+impl Hold {
+    /// The lease of a scheduler in this process, which local models need.
+    pub fn into_scheduler(self) -> Option<Lease> {
+        match self {
+            Self::Scheduler(lease) => Some(lease),
+            Self::Remote(_) => None,
+        }
+    }
 }
 
 /// A model ready for one request, and what keeps it so until the response ends.
 pub struct Serving {
     pub target: Target,
-    /// The scheduler's lease: the replica counts the request in flight while it lives.
-    pub lease: Option<Lease>,
+    /// The replica counts the request in flight while this lives.
+    pub hold: Option<Hold>,
 }
 
 /// Gives requests their model.
@@ -64,14 +89,16 @@ impl ModelAccess for Scheduled {
                 let instance = local
                     .instance(model)
                     .ok_or_else(|| ApiError::Internal(format!("model {model} is serving but has no instance")))?;
-                return Ok(Serving { target: Target::Local(instance), lease: Some(lease) });
+                return Ok(Serving { target: Target::Local(instance), hold: Some(Hold::Scheduler(lease)) });
             }
-            let base = self
-                .cluster
-                .as_ref()
+            let cluster = self.cluster.as_ref();
+            let base = cluster
                 .and_then(|c| c.address_of(&node))
                 .ok_or_else(|| ApiError::Unavailable(format!("node {node} is no longer known")))?;
-            Ok(Serving { target: Target::Remote { node, base }, lease: Some(lease) })
+            let link = cluster
+                .map(|c| c.link())
+                .ok_or_else(|| ApiError::Internal("a remote node without a cluster".into()))?;
+            Ok(Serving { target: Target::Remote { node, base, link }, hold: Some(Hold::Scheduler(lease)) })
         })
     }
 }
@@ -91,7 +118,7 @@ impl ModelAccess for NodeLocal {
     ) -> Pin<Box<dyn Future<Output = ApiResult<Serving>> + Send + 'a>> {
         Box::pin(async move {
             match self.node.model(model) {
-                Some(m) if m.is_awake() => Ok(Serving { target: Target::Local(m), lease: None }),
+                Some(m) if m.is_awake() => Ok(Serving { target: Target::Local(m), hold: None }),
                 _ => Err(ApiError::Unavailable(format!("model {model} is not awake on this node"))),
             }
         })

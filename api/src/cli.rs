@@ -25,6 +25,10 @@ pub enum Command {
     /// Run a node of a cluster: its models' weights and engines, driven by
     /// the scheduler at --control-plane.
     Node(NodeArgs),
+    /// Run a gateway of a cluster: the OpenAI and Anthropic APIs, GraphQL and
+    /// the console from the shared database, with each request's replica
+    /// leased from the scheduler at --scheduler and sent straight to its node.
+    Gateway(GatewayArgs),
     /// Show what applying a desired-state folder would change. Exit code:
     /// 0 no changes, 2 changes pending, 1 error.
     Plan(GitopsArgs),
@@ -164,6 +168,44 @@ pub struct TierArgs {
     /// Disk for cached artifacts [default: half the free space of the data directory].
     #[arg(long, env = "GREENTHREAD_DISK_CACHE", value_parser = parse_size)]
     pub disk_cache: Option<ByteSize>,
+}
+
+#[derive(Debug, Args)]
+pub struct GatewayArgs {
+    /// The scheduler's base URL (on Kubernetes, the leader's Service).
+    #[arg(long, env = "GREENTHREAD_SCHEDULER")]
+    pub scheduler: String,
+    /// The cluster's shared secret, as the scheduler and nodes have it. Never logged.
+    #[arg(long, env = "GREENTHREAD_CLUSTER_TOKEN", hide_env_values = true)]
+    pub cluster_token: String,
+    /// The scheduler's database (`postgres://…`). Never logged.
+    #[arg(long, env = "GREENTHREAD_DATABASE_URL", hide_env_values = true)]
+    pub database_url: String,
+    /// Address to listen on.
+    #[arg(long, env = "GREENTHREAD_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// Let requests without an API key call models until the first inference key exists.
+    #[arg(long, env = "GREENTHREAD_OPEN")]
+    pub open: bool,
+    /// Folders that models created through the API may take artifacts from.
+    #[arg(long = "artifact-dir", env = "GREENTHREAD_ARTIFACT_DIRS", value_delimiter = ':')]
+    pub artifact_dirs: Vec<PathBuf>,
+    /// The window per-key rate limits are counted in.
+    #[arg(long, env = "GREENTHREAD_RATE_WINDOW", value_parser = parse_duration, default_value = "60s")]
+    pub rate_window: Duration,
+    /// DNS server for custom-domain verification (default: the system's).
+    #[arg(long, env = "GREENTHREAD_DNS_SERVER")]
+    pub dns_server: Option<SocketAddr>,
+    /// Largest request body, in bytes.
+    #[arg(long, env = "GREENTHREAD_MAX_REQUEST_BYTES", default_value_t = crate::http::state::Limits::default().max_request_bytes)]
+    pub max_request_bytes: usize,
+    /// Longest a request waits for its replica (a wake, or a scheduler
+    /// leader change) before it gets 503 with Retry-After.
+    #[arg(long, env = "GREENTHREAD_WAKE_TIMEOUT", value_parser = parse_duration, default_value = "30s")]
+    pub wake_timeout: Duration,
+    /// How often the models, projects and domains are re-read from the database.
+    #[arg(long, env = "GREENTHREAD_SYNC_EVERY", value_parser = parse_duration, default_value = "5s")]
+    pub sync_every: Duration,
 }
 
 /// Request and engine limits.

@@ -34,6 +34,7 @@ fn main() -> std::process::ExitCode {
         match cli.command {
             Command::Serve(args) => greenthread_api::run_serve(args).await.map_err(Stopped::from),
             Command::Node(args) => greenthread_api::run_node(args).await.map_err(Stopped::from),
+            Command::Gateway(args) => greenthread_api::gateway::run_gateway(args).await.map_err(Stopped::from),
             Command::Plan(args) => Err(Stopped::from(greenthread_api::gitops::run_plan(args).await)),
             Command::Apply(args) => Err(Stopped::from(greenthread_api::gitops::run_apply(args).await)),
             Command::Schema => {

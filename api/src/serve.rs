@@ -171,13 +171,7 @@ pub async fn run_serve(args: ServeArgs) -> Result<(), ServeError> {
         clock: Arc::new(SystemClock),
         sync_every: SYNC_EVERY,
         rate_window: args.rate_window,
-        resolver: match args.dns_server {
-            Some(addr) => Arc::new(crate::domains::UdpResolver::new(addr)),
-            None => Arc::new(
-                crate::domains::UdpResolver::from_system()
-                    .unwrap_or_else(|| crate::domains::UdpResolver::new(([127, 0, 0, 53], 53).into())),
-            ),
-        },
+        resolver: txt_resolver(args.dns_server),
     };
     let started = start_managed(&args.data_dir, platform, options).await?;
     if let Some(secret) = &started.bootstrap_secret {
@@ -241,6 +235,17 @@ pub async fn run_serve(args: ServeArgs) -> Result<(), ServeError> {
     served
 }
 
+/// Where custom domains' TXT records are looked up: the given server, else the system's.
+pub(crate) fn txt_resolver(dns_server: Option<std::net::SocketAddr>) -> Arc<dyn crate::domains::TxtResolver> {
+    match dns_server {
+        Some(addr) => Arc::new(crate::domains::UdpResolver::new(addr)),
+        None => Arc::new(
+            crate::domains::UdpResolver::from_system()
+                .unwrap_or_else(|| crate::domains::UdpResolver::new(([127, 0, 0, 53], 53).into())),
+        ),
+    }
+}
+
 /// How often a server re-reads the model specs, for changes made through
 /// another server of the same database.
 pub const SYNC_EVERY: Duration = Duration::from_secs(5);
@@ -288,11 +293,40 @@ pub async fn start_managed(
     }
     let specs: Vec<ModelSpec> = state::load(store.db()).await?.doc.models.into_iter().map(|m| m.spec).collect();
     let mut app = start_platform(&specs, data_dir, platform).await?;
-    let registry = Arc::new(Registry::new(store.clone(), app.catalog.clone(), app.manager.clone(), &specs));
+    let bootstrap_secret = attach_management(&mut app, store, &specs, options, AdminBootstrap::GenerateIfNone).await?;
+    Ok(Started { state: app, bootstrap_secret })
+}
+
+/// Where the first admin key comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum AdminBootstrap {
+    /// The configured secret, else a generated key when there is no admin yet.
+    GenerateIfNone,
+    /// The configured secret only: a process that shows no terminal to anyone.
+    ConfiguredOnly,
+}
+
+/// Adds the management plane to `app`: keys, GraphQL, usage metering, and
+/// the registry that keeps serving in step with the database (`specs` are
+/// what `app` serves already). Returns a generated admin secret, if any.
+///
+/// # Errors
+/// When the database fails.
+pub(crate) async fn attach_management(
+    app: &mut AppState,
+    store: Store,
+    specs: &[ModelSpec],
+    options: ManagedOptions,
+    bootstrap: AdminBootstrap,
+) -> Result<Option<String>, ServeError> {
+    let registry = Arc::new(Registry::new(store.clone(), app.catalog.clone(), app.manager.clone(), specs));
     registry.sync().await?;
     registry.spawn_periodic(options.sync_every);
     let keys = Arc::new(KeyService::new(store.clone()).await?);
-    let bootstrap_secret = keys.bootstrap_admin(options.admin_token.as_deref()).await?;
+    let bootstrap_secret = match (bootstrap, options.admin_token.as_deref()) {
+        (AdminBootstrap::ConfiguredOnly, None) => None,
+        (_, token) => keys.bootstrap_admin(token).await?,
+    };
     let management = Arc::new(Management {
         store,
         keys: keys.clone(),
@@ -303,7 +337,7 @@ pub async fn start_managed(
     app.gate = Some(Arc::new(Gate { keys, open_mode: options.open_mode, rate_window: options.rate_window }));
     app.usage = Some(crate::usage::UsageMeter::start(management.store.clone(), options.rate_window));
     app.management = Some(management);
-    Ok(Started { state: app, bootstrap_secret })
+    Ok(bootstrap_secret)
 }
 
 /// Builds the scheduler, this process's node (if any), the cluster (if a
@@ -349,6 +383,7 @@ pub async fn start_platform(specs: &[ModelSpec], data_dir: &Path, platform: Plat
         catalog,
         access,
         manager: Some(manager),
+        remote: None,
         node: local.map(|(_, n)| n),
         cluster,
         metrics,

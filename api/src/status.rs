@@ -79,7 +79,9 @@ fn tier_body(t: &TierUsage) -> TierBody {
     TierBody { tier: t.tier.as_str(), budget_bytes: t.budget, used_bytes: t.used }
 }
 
-/// Every node's tiers: the device from the scheduler, RAM and disk from the nodes.
+/// Every node's tiers: the device from the scheduler, RAM and disk from the
+/// nodes (as this process's own node and cluster last saw them, else as the
+/// scheduler reports them).
 fn node_tiers(state: &AppState, manager: &ManagerStatus) -> Vec<(String, Vec<TierUsage>)> {
     let mut warm: Vec<(String, Vec<TierUsage>)> = Vec::new();
     if let Some(node) = &state.node {
@@ -93,7 +95,8 @@ fn node_tiers(state: &AppState, manager: &ManagerStatus) -> Vec<(String, Vec<Tie
         .iter()
         .map(|n| {
             let mut tiers = vec![TierUsage { tier: Tier::Device, budget: n.device_budget, used: n.device_used }];
-            tiers.extend(warm.iter().find(|(id, _)| *id == n.id.as_str()).map(|(_, t)| t.clone()).unwrap_or_default());
+            let seen = warm.iter().find(|(id, _)| *id == n.id.as_str()).map(|(_, t)| t.clone());
+            tiers.extend(seen.unwrap_or_else(|| n.tiers.clone()));
             (n.id.to_string(), tiers)
         })
         .collect()
@@ -111,11 +114,9 @@ fn totals(nodes: &[(String, Vec<TierUsage>)]) -> Vec<TierBody> {
 }
 
 pub async fn status(State(state): State<AppState>) -> ApiResult<Json<StatusBody>> {
-    let manager = state
-        .manager
-        .as_ref()
-        .ok_or_else(|| ApiError::RouteNotFound { method: "GET".into(), path: "/status".into() })?;
-    let status = manager.status().await?;
+    let scheduler =
+        state.scheduler().ok_or_else(|| ApiError::RouteNotFound { method: "GET".into(), path: "/status".into() })?;
+    let status = scheduler.status().await.map_err(|e| ApiError::Unavailable(e.to_string()))?;
     let now = now_unix_seconds() as f64;
     let nodes = node_tiers(&state, &status);
     let models = status

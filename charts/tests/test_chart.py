@@ -69,9 +69,15 @@ def test_every_rendered_object_is_valid_kubernetes(values):
             pytest.fail(f"{doc['kind']}/{doc['metadata']['name']}: {e.message} at {list(e.path)}")
 
 
+def component(docs, kind, name):
+    found = [d for d in by_kind(docs, kind) if d["metadata"]["labels"].get("app.kubernetes.io/component") == name]
+    assert len(found) == 1, f"one {kind} for {name}, not {len(found)}"
+    return found[0]
+
+
 def test_a_default_install_runs_leader_elected_schedulers_gpu_nodes_and_postgresql():
     docs = render()
-    scheduler = by_kind(docs, "Deployment")[0]
+    scheduler = component(docs, "Deployment", "scheduler")
     assert scheduler["spec"]["replicas"] == 2
     container = scheduler["spec"]["template"]["spec"]["containers"][0]
     assert container["args"][:3] == ["serve", "--kubernetes", "--no-local-node"]
@@ -79,8 +85,22 @@ def test_a_default_install_runs_leader_elected_schedulers_gpu_nodes_and_postgres
     assert env["POD_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
     assert env["GREENTHREAD_DATABASE_URL"]["valueFrom"]["secretKeyRef"]["key"] == "database-url"
     assert container["readinessProbe"]["httpGet"]["path"] == "/health"
-    service = [s for s in by_kind(docs, "Service") if s["metadata"]["name"].endswith("-scheduler")][0]
+    service = component(docs, "Service", "scheduler")
     assert service["spec"]["selector"]["greenthread.ai/role"] == "leader", "the Service reaches the leader alone"
+    assert service["spec"]["type"] == "ClusterIP"
+
+    api = component(docs, "Deployment", "api")
+    assert api["spec"]["replicas"] == 2
+    pod = api["spec"]["template"]["spec"]
+    assert pod["automountServiceAccountToken"] is False, "the api tier needs no Kubernetes API"
+    gateway = pod["containers"][0]
+    assert gateway["args"][0] == "gateway"
+    assert f"--scheduler=http://{service['metadata']['name']}:8080" in gateway["args"]
+    env = {e["name"]: e for e in gateway["env"]}
+    assert env["GREENTHREAD_DATABASE_URL"]["valueFrom"]["secretKeyRef"]["key"] == "database-url"
+    assert env["GREENTHREAD_CLUSTER_TOKEN"]["valueFrom"]["secretKeyRef"]["key"] == "cluster-token"
+    public = component(docs, "Service", "api")
+    assert public["spec"]["selector"]["app.kubernetes.io/component"] == "api"
 
     node = by_kind(docs, "DaemonSet")[0]["spec"]["template"]["spec"]
     runtime = node["containers"][0]
@@ -117,11 +137,16 @@ def test_gpu_values_take_every_gpu_and_route_through_the_ingress():
     assert not by_kind(docs, "StatefulSet") and not by_kind(docs, "Secret"), "external database and secret"
     ingress = by_kind(docs, "Ingress")[0]["spec"]
     assert ingress["tls"][0]["secretName"] == "llm-example-com-tls"
+    backend = ingress["rules"][0]["http"]["paths"][0]["backend"]["service"]["name"]
+    assert backend == component(docs, "Service", "api")["metadata"]["name"], "the Ingress reaches the api tier"
+    assert component(docs, "Deployment", "api")["spec"]["replicas"] == 4
     assert by_kind(docs, "Role")[0]["metadata"]["namespace"] == "models"
 
 
 @pytest.mark.parametrize("bad, complaint", [
     ("scheduler.replicas=0", "minimum"),
+    ("api.replicas=0", "minimum"),
+    ("limits.wakeTimeout=soon", "does not match"),
     ("node.ramCache=lots", "does not match"),
     ("image.pullPolicy=Sometimes", "value must be one of"),
     ("database.url=mysql://x", "does not match"),

@@ -75,7 +75,7 @@ impl From<WarmTier> for Tier {
 }
 
 /// A model's state on a node.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "state", rename_all = "lowercase")]
 pub enum ModelState {
     /// Nothing of it is on the node.

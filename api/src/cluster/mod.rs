@@ -5,6 +5,7 @@
 pub mod node_server;
 pub mod proxy;
 pub mod remote_node;
+pub mod scheduler_api;
 pub mod token;
 pub mod wire;
 
@@ -55,6 +56,16 @@ impl Cluster {
 
     fn members(&self) -> std::sync::MutexGuard<'_, HashMap<NodeId, Member>> {
         self.members.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// How this scheduler's requests reach its nodes.
+    pub fn link(&self) -> crate::access::NodeLink {
+        crate::access::NodeLink { client: self.client.clone(), token: self.token.clone() }
+    }
+
+    /// The manager this cluster feeds, once attached.
+    pub fn manager(&self) -> Option<&ModelManager> {
+        self.manager.get()
     }
 
     /// Where the scheduler reaches `node`.
@@ -147,6 +158,9 @@ pub fn http_client() -> reqwest::Client {
     reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(2))
         .pool_idle_timeout(Duration::from_secs(30))
+        // Long-lived streams (leases, events, tokens) to a peer that vanished
+        // without closing its connections fail within a minute, not hours.
+        .tcp_keepalive(Duration::from_secs(15))
         .build()
         .unwrap_or_default()
 }

@@ -88,6 +88,7 @@ pub fn router(node: LocalNode, token: ClusterToken, limits: Limits) -> Router {
         catalog,
         access: Arc::new(NodeLocal { node: node.clone() }),
         manager: None,
+        remote: None,
         node: Some(node),
         cluster: None,
         metrics: Arc::new(Metrics::new()),

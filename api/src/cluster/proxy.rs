@@ -8,9 +8,9 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::Response;
 use bytes::Bytes;
 use futures_util::StreamExt;
-use greenthread_scheduler::Lease;
 
 use super::token::ClusterToken;
+use crate::access::Hold;
 use crate::http::error::ApiError;
 
 /// Why a forward did not produce a response: nothing went out, so another
@@ -18,7 +18,7 @@ use crate::http::error::ApiError;
 pub struct Retry(pub String);
 
 /// POSTs `body` to `url` on a node and turns its answer into this response.
-/// The lease lives until the response body has been sent.
+/// `hold` (the replica's lease) lives until the response body has been sent.
 ///
 /// # Errors
 /// [`Retry`] when the node is unreachable or does not have the
@@ -28,7 +28,7 @@ pub async fn forward(
     token: &ClusterToken,
     url: &str,
     body: Bytes,
-    lease: Option<Lease>,
+    hold: Option<Hold>,
 ) -> Result<Response, Retry> {
     let answer = client
         .post(url)
@@ -54,7 +54,7 @@ pub async fn forward(
             None => return Err(Retry(format!("{url}: empty stream"))),
         };
         let stream = async_stream::stream! {
-            let _lease = lease;
+            let _hold = hold;
             yield Ok::<Bytes, std::convert::Infallible>(first);
             while let Some(chunk) = chunks.next().await {
                 match chunk {
@@ -71,7 +71,7 @@ pub async fn forward(
         Response::new(Body::from_stream(stream))
     } else {
         let bytes = answer.bytes().await.map_err(|e| Retry(format!("{url}: {e}")))?;
-        drop(lease);
+        drop(hold);
         Response::new(Body::from(bytes))
     };
     *response.status_mut() = status;

@@ -1,6 +1,7 @@
 //! What nodes and schedulers say to each other over HTTP.
 
 use greenthread_core::{ModelName, NodeError, NodeId, Tier, TierUsage, WarmTier};
+use greenthread_scheduler::AcquireError;
 use serde::{Deserialize, Serialize};
 
 /// A node's heartbeat: who it is, where to reach it, and what it holds.
@@ -33,4 +34,33 @@ pub struct SleepResponse {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct NodeErrorBody {
     pub error: NodeError,
+}
+
+/// A gateway asks the scheduler for a replica of `model`, not on `avoid`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LeaseRequest {
+    pub model: ModelName,
+    #[serde(default)]
+    pub avoid: Vec<NodeId>,
+}
+
+/// The replica a gateway may send one request to: the first line of the
+/// lease stream. The lease lasts as long as that stream stays open.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LeaseGrant {
+    pub node: NodeId,
+    /// Base URL of the node (`http://10.0.0.5:8090`).
+    pub base: String,
+}
+
+/// Why the scheduler gave no lease.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LeaseRefused {
+    pub error: AcquireError,
+}
+
+/// An operator's sleep of `model`, asked of the scheduler by a gateway.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SleepModel {
+    pub model: ModelName,
 }

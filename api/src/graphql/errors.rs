@@ -20,6 +20,17 @@ pub fn coded(code: &'static str, message: impl Into<String>) -> async_graphql::E
     async_graphql::Error::new(message.into()).extend_with(|_, e| e.set("code", code))
 }
 
+/// The scheduler's failure to answer: `UNAVAILABLE` while a cluster has no
+/// leader (a gateway's case, for seconds), else internal.
+pub fn scheduler_error(e: crate::scheduler_link::LinkError) -> async_graphql::Error {
+    match e {
+        crate::scheduler_link::LinkError::NoLeader(_) => {
+            coded(UNAVAILABLE, "the scheduler is changing leaders; retry in a few seconds")
+        }
+        other => internal(other),
+    }
+}
+
 /// The request's credential, as the handler found it.
 pub struct Auth(pub Result<Principal, String>);
 

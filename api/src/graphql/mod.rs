@@ -81,11 +81,11 @@ pub struct GraphqlState {
 impl GraphqlState {
     pub fn new(
         management: Arc<Management>,
-        manager: Option<greenthread_scheduler::ModelManager>,
+        scheduler: Option<crate::scheduler_link::SchedulerLink>,
         catalog: Arc<ModelCatalog>,
         limiter: RateLimiter,
     ) -> Self {
-        let schema = schema_builder().data(management.clone()).data(Scheduler(manager)).data(catalog).finish();
+        let schema = schema_builder().data(management.clone()).data(Scheduler(scheduler)).data(catalog).finish();
         Self { schema, management, limiter: Arc::new(limiter) }
     }
 }
@@ -128,7 +128,7 @@ pub async fn execute(State(state): State<GraphqlState>, headers: HeaderMap, requ
         }
         return http;
     }
-    let request = request.into_inner().data(auth);
+    let request = request.into_inner().data(auth).data(types::StatusOnce::default());
     GraphQLResponse::from(state.schema.execute(request).await).into_response()
 }
 

@@ -3,7 +3,7 @@
 
 use async_graphql::{Context, InputObject, Object, SimpleObject};
 use greenthread_core::ModelName;
-use greenthread_scheduler::{AcquireError, ModelManager};
+use greenthread_scheduler::AcquireError;
 use serde_json::json;
 
 use super::errors::{UNAVAILABLE, coded, internal, principal};
@@ -12,6 +12,7 @@ use super::query::readable_model;
 use super::types::{Model, Scheduler, management};
 use crate::auth::Principal;
 use crate::manage::UserError;
+use crate::scheduler_link::SchedulerLink;
 use crate::store::audit::{self, NewEvent};
 use crate::store::entities::model;
 
@@ -48,10 +49,8 @@ impl ModelActionMutation {
     async fn wake_model(&self, ctx: &Context<'_>, input: ModelActionInput) -> async_graphql::Result<WakeModelPayload> {
         let (p, row, manager) = target(ctx, &input.name).await?;
         let name = spec_name(&row)?;
-        match manager.acquire(&name).await {
-            // The lease goes at once: a woken model needs no request held open.
-            Ok(lease) => drop(lease),
-            Err(e) => return Ok(WakeModelPayload { model: None, user_errors: vec![acquire_error(&e)] }),
+        if let Err(e) = manager.wake(&name).await {
+            return Ok(WakeModelPayload { model: None, user_errors: vec![acquire_error(&e)] });
         }
         record(ctx, p, &row, "model.wake", json!({"state": "serving"})).await?;
         Ok(WakeModelPayload { model: Some(Model::from_row(row)?), user_errors: vec![] })
@@ -101,7 +100,7 @@ impl ModelActionMutation {
 async fn target<'a>(
     ctx: &'a Context<'_>,
     name: &str,
-) -> async_graphql::Result<(&'a Principal, model::Model, &'a ModelManager)> {
+) -> async_graphql::Result<(&'a Principal, model::Model, &'a SchedulerLink)> {
     let p = principal(ctx)?;
     let row = readable_model(ctx, p, name).await?;
     needs_manage(p, row.project_id)?;

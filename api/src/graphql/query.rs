@@ -242,8 +242,8 @@ impl CoreQuery {
         if !p.is_admin() {
             return Err(coded(FORBIDDEN, "only an admin key may list nodes"));
         }
-        let Some(manager) = &ctx.data_unchecked::<Scheduler>().0 else { return Ok(Vec::new()) };
-        let status = manager.status().await.map_err(internal)?;
+        let Some(scheduler) = &ctx.data_unchecked::<Scheduler>().0 else { return Ok(Vec::new()) };
+        let status = scheduler.status().await.map_err(super::errors::scheduler_error)?;
         Ok(status
             .nodes
             .into_iter()

@@ -5,7 +5,6 @@ use std::sync::Arc;
 use async_graphql::{Context, Subscription};
 use futures_util::Stream;
 use tokio_stream::StreamExt;
-use tokio_stream::wrappers::BroadcastStream;
 
 use super::errors::{FORBIDDEN, coded, principal};
 use super::query::readable_project;
@@ -32,14 +31,12 @@ impl SubscriptionRoot {
             None => None,
         };
         let catalog = ctx.data_unchecked::<Arc<ModelCatalog>>().clone();
-        let Some(manager) = &ctx.data_unchecked::<Scheduler>().0 else {
+        let Some(scheduler) = &ctx.data_unchecked::<Scheduler>().0 else {
             return Ok(
                 Box::pin(futures_util::stream::empty()) as std::pin::Pin<Box<dyn Stream<Item = ModelEvent> + Send>>
             );
         };
-        let stream = BroadcastStream::new(manager.subscribe()).filter_map(move |event| {
-            // A subscriber that fell behind skips what it missed.
-            let event = event.ok()?;
+        let stream = scheduler.events().filter_map(move |event| {
             let entry = catalog.by_name(event.model.as_str())?;
             let project = entry.spec.project.to_string();
             let visible = if p.is_admin() { true } else { project == p.project.as_str() };

@@ -8,7 +8,7 @@ use async_graphql::{Context, Enum, ID, Json, Object, SimpleObject};
 use chrono::{DateTime, Utc};
 use greenthread_core::desired::{self, ChangeAction, ObjectKind};
 use greenthread_core::{ModelSpec, ModelState};
-use greenthread_scheduler::{ModelManager, ModelStatus};
+use greenthread_scheduler::ModelStatus;
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 use uuid::Uuid;
 
@@ -18,7 +18,14 @@ use crate::manage::{Management, UserError};
 use crate::store::entities::{api_key, audit_event, model, project, service};
 
 /// The scheduler, where this server runs one.
-pub struct Scheduler(pub Option<ModelManager>);
+pub struct Scheduler(pub Option<crate::scheduler_link::SchedulerLink>);
+
+/// The scheduler's status, read once per GraphQL request however many
+/// models of the answer ask for it (for a gateway, one round trip).
+#[derive(Default)]
+pub struct StatusOnce(
+    pub tokio::sync::OnceCell<Result<greenthread_scheduler::ManagerStatus, crate::scheduler_link::LinkError>>,
+);
 
 pub fn management<'a>(ctx: &'a Context<'_>) -> &'a Arc<Management> {
     ctx.data_unchecked::<Arc<Management>>()
@@ -249,11 +256,24 @@ impl Model {
             .map(Service)
             .ok_or_else(|| internal("a model's service is missing"))
     }
-    /// Its state on the scheduler; null where this server runs none.
+    /// Its state on the scheduler; null where this server runs none, or
+    /// while a cluster's scheduler changes leaders.
     async fn runtime(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<ModelRuntime>> {
-        let Some(manager) = &ctx.data_unchecked::<Scheduler>().0 else { return Ok(None) };
-        let status = manager.status().await.map_err(internal)?;
-        Ok(status.models.iter().find(|m| m.name.as_str() == self.row.name).map(ModelRuntime::from))
+        use crate::scheduler_link::LinkError;
+        let Some(scheduler) = &ctx.data_unchecked::<Scheduler>().0 else { return Ok(None) };
+        let fetched;
+        let status = match ctx.data_opt::<StatusOnce>() {
+            Some(once) => once.0.get_or_init(|| scheduler.status()).await,
+            None => {
+                fetched = scheduler.status().await;
+                &fetched
+            }
+        };
+        match status {
+            Ok(s) => Ok(s.models.iter().find(|m| m.name.as_str() == self.row.name).map(ModelRuntime::from)),
+            Err(LinkError::NoLeader(_)) => Ok(None),
+            Err(e) => Err(internal(e)),
+        }
     }
 }
 

@@ -42,7 +42,7 @@ pub fn router(state: AppState) -> Router {
     if let Some(management) = &state.management {
         let graphql = crate::graphql::GraphqlState::new(
             management.clone(),
-            state.manager.clone(),
+            state.scheduler(),
             state.catalog.clone(),
             crate::graphql::RateLimiter::standard(),
         );
@@ -51,6 +51,10 @@ pub fn router(state: AppState) -> Router {
     if let Some(cluster) = &state.cluster {
         let internal = Router::new()
             .route("/internal/v1/nodes/heartbeat", post(crate::cluster::heartbeat))
+            .route("/internal/v1/leases", post(crate::cluster::scheduler_api::lease))
+            .route("/internal/v1/status", get(crate::cluster::scheduler_api::status))
+            .route("/internal/v1/events", get(crate::cluster::scheduler_api::events))
+            .route("/internal/v1/sleep", post(crate::cluster::scheduler_api::sleep))
             .layer(axum::middleware::from_fn_with_state(cluster.token.clone(), crate::cluster::token::require_token))
             .with_state(cluster.clone());
         router = router.merge(internal);

@@ -37,6 +37,8 @@ pub struct AppState {
     pub access: Arc<dyn ModelAccess>,
     /// The scheduler, where this process runs one.
     pub manager: Option<ModelManager>,
+    /// The scheduler leader of a cluster, where this process is its gateway.
+    pub remote: Option<Arc<crate::scheduler_link::RemoteScheduler>>,
     /// This process's own node, where it has one.
     pub node: Option<LocalNode>,
     /// Remote nodes, where this process accepts them.
@@ -49,4 +51,12 @@ pub struct AppState {
     pub management: Option<Arc<crate::manage::Management>>,
     /// Usage metering, where this server meters (a gateway with a database).
     pub usage: Option<crate::usage::UsageMeter>,
+}
+
+impl AppState {
+    /// The scheduler this process answers for: its own, else the remote leader.
+    pub fn scheduler(&self) -> Option<crate::scheduler_link::SchedulerLink> {
+        use crate::scheduler_link::SchedulerLink;
+        self.manager.clone().map(SchedulerLink::Local).or_else(|| self.remote.clone().map(SchedulerLink::Remote))
+    }
 }

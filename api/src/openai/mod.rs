@@ -19,7 +19,7 @@ use greenthread_core::NodeId;
 use greenthread_node_runtime::ModelInstance;
 use greenthread_scheduler::Lease;
 
-use crate::access::Target;
+use crate::access::{Hold, Target};
 use crate::catalog::CatalogEntry;
 use crate::cluster::proxy::Retry;
 use crate::http::error::{ApiError, ApiResult};
@@ -140,19 +140,13 @@ where
                 let Some(run) = local.take() else {
                     return Err(ApiError::Internal("a local model was offered twice".into()));
                 };
-                let mut response = run(instance, serving.lease).await?;
+                let mut response = run(instance, serving.hold.and_then(Hold::into_scheduler)).await?;
                 stamp_wake_wait(&mut response, wake);
                 return Ok(response);
             }
-            Target::Remote { node, base } => {
-                let cluster = state
-                    .cluster
-                    .as_ref()
-                    .ok_or_else(|| ApiError::Internal("a remote node without a cluster".into()))?;
+            Target::Remote { node, base, link } => {
                 let url = format!("{base}/{}/v1/{}", entry.spec.name, route.path());
-                match crate::cluster::proxy::forward(&cluster.client, &cluster.token, &url, raw.clone(), serving.lease)
-                    .await
-                {
+                match crate::cluster::proxy::forward(&link.client, &link.token, &url, raw.clone(), serving.hold).await {
                     Ok(mut response) => {
                         stamp_wake_wait(&mut response, wake);
                         return Ok(response);

@@ -170,6 +170,31 @@ impl Server {
         Self { base, client: reqwest::Client::new(), clock, artifacts, state, dns, _data: data }
     }
 
+    /// A gateway of a cluster on `db` (`greenthread gateway`), in front of
+    /// the scheduler at `scheduler`, allowing artifacts under `artifacts`.
+    pub async fn start_gateway(db: &Db, scheduler: &str, token: &str, artifacts: PathBuf) -> Self {
+        let dns = LocalDns::start().await;
+        let args = greenthread_api::cli::GatewayArgs {
+            scheduler: scheduler.to_owned(),
+            cluster_token: token.to_owned(),
+            database_url: db.url(),
+            listen: "127.0.0.1:0".parse().unwrap(),
+            open: false,
+            artifact_dirs: vec![artifacts.clone()],
+            rate_window: Duration::from_secs(60),
+            dns_server: Some(dns.addr),
+            max_request_bytes: Limits::default().max_request_bytes,
+            wake_timeout: Duration::from_secs(20),
+            sync_every: Duration::from_millis(200),
+        };
+        let state = greenthread_api::gateway::start_gateway(&args).await.unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(greenthread_api::http::serve(listener, greenthread_api::http::router(state.clone())));
+        let clock = Arc::new(TestClock(Mutex::new(Utc::now())));
+        Self { base, client: reqwest::Client::new(), clock, artifacts, state, dns, _data: tempfile::tempdir().unwrap() }
+    }
+
     /// Stops serving and hands back what a restart needs.
     pub fn into_parts(self) -> (tempfile::TempDir, Arc<TestClock>) {
         (self._data, self.clock)

@@ -8,6 +8,7 @@ mod actions;
 mod api;
 mod crud;
 mod domains;
+mod gateway;
 mod gitops;
 pub mod harness;
 mod isolation;

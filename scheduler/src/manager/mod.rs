@@ -71,8 +71,10 @@ pub struct NodeHandle {
     pub holdings: Vec<(ModelName, Tier)>,
 }
 
-/// Why a request got no model.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+/// Why a request got no model. Serializable, so a gateway in another
+/// process gets the same reason as one beside the scheduler.
+#[derive(Debug, Clone, PartialEq, thiserror::Error, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum AcquireError {
     #[error("model {0} is not served here")]
     UnknownModel(String),
@@ -87,7 +89,8 @@ pub enum AcquireError {
 }
 
 /// Why a model changed state.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Cause {
     Startup,
     Request,
@@ -117,7 +120,7 @@ impl Cause {
 }
 
 /// One state change of one replica.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct TransitionEvent {
     pub model: ModelName,
     pub node: NodeId,
@@ -141,7 +144,7 @@ pub struct NoObserver;
 impl Observer for NoObserver {}
 
 /// One replica of a model.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct ReplicaStatus {
     pub node: NodeId,
     pub state: ModelState,
@@ -151,7 +154,7 @@ pub struct ReplicaStatus {
 }
 
 /// A model and the manager's view of it.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct ModelStatus {
     pub name: ModelName,
     pub project: ModelName,
@@ -172,7 +175,7 @@ pub struct ModelStatus {
 }
 
 /// A node and what it holds.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct NodeStatus {
     pub id: NodeId,
     pub device_budget: u64,
@@ -181,7 +184,7 @@ pub struct NodeStatus {
     pub tiers: Vec<TierUsage>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct ManagerStatus {
     pub device_budget: u64,
     pub device_used: u64,
@@ -190,7 +193,7 @@ pub struct ManagerStatus {
 }
 
 /// What an operator's sleep did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub struct SleepOutcome {
     /// Replicas now going to sleep.
     pub sleeping: u32,

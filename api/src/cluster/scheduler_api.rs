@@ -1,0 +1,117 @@
+//! The scheduler's internal API for gateways in other processes (all behind
+//! the cluster token): leases, the manager's status, its state changes as
+//! a stream, and an operator's sleep.
+//!
+//! Leases: a gateway asks the scheduler for
+//! a replica, sends the request straight to the node (tokens never pass
+//! through the scheduler), and holds the lease by keeping the answer's
+//! stream open: the first line names the node, then a keep-alive line
+//! follows every [`KEEPALIVE`]. When the gateway's response ends it closes
+//! the stream and the replica's request count drops; a gateway that dies
+//! mid-request releases its leases when the next keep-alive finds the
+//! connection gone, so a crash never pins a model awake.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use greenthread_scheduler::{AcquireError, ManagerStatus, SleepOutcome};
+
+use super::Cluster;
+use super::wire::{LeaseGrant, LeaseRefused, LeaseRequest, SleepModel};
+
+/// How often a held lease's stream carries a byte, which is how a dead
+/// gateway is noticed.
+pub const KEEPALIVE: Duration = Duration::from_secs(1);
+
+/// The scheduler's refusal, as gateways read it: 404 for an unknown
+/// model, 409 otherwise (never 503, which means "no leader here, retry").
+pub struct Refused(AcquireError);
+
+impl From<AcquireError> for Refused {
+    fn from(e: AcquireError) -> Self {
+        Self(e)
+    }
+}
+
+impl IntoResponse for Refused {
+    fn into_response(self) -> Response {
+        let status = match self.0 {
+            AcquireError::UnknownModel(_) => StatusCode::NOT_FOUND,
+            _ => StatusCode::CONFLICT,
+        };
+        (status, Json(LeaseRefused { error: self.0 })).into_response()
+    }
+}
+
+fn manager(cluster: &Cluster) -> Result<&greenthread_scheduler::ModelManager, Refused> {
+    cluster.manager().ok_or(Refused(AcquireError::Stopped))
+}
+
+/// `POST /internal/v1/leases`: waits for a replica (waking the model if
+/// need be, within the scheduler's wake timeout) and holds it while the
+/// answer's stream is open.
+pub async fn lease(State(cluster): State<Arc<Cluster>>, Json(ask): Json<LeaseRequest>) -> Result<Response, Refused> {
+    let lease = manager(&cluster)?.acquire_avoiding(&ask.model, &ask.avoid).await?;
+    let node = lease.node().clone();
+    let Some(base) = cluster.address_of(&node) else {
+        // The scheduler's own node serves only requests that reach this
+        // process; a scheduler fronted by gateways runs with --no-local-node.
+        let reason = format!("node {node} cannot be reached from a gateway");
+        return Err(Refused(AcquireError::Failed { model: ask.model.to_string(), reason }));
+    };
+    let mut first = serde_json::to_vec(&LeaseGrant { node, base }).unwrap_or_default();
+    first.push(b'\n');
+    let stream = async_stream::stream! {
+        let _lease = lease;
+        yield Ok::<Bytes, Infallible>(Bytes::from(first));
+        loop {
+            tokio::time::sleep(KEEPALIVE).await;
+            yield Ok(Bytes::from_static(b"\n"));
+        }
+    };
+    Ok(([(header::CONTENT_TYPE, "application/x-ndjson")], Body::from_stream(stream)).into_response())
+}
+
+/// `GET /internal/v1/status`: the manager's view of every model and node.
+pub async fn status(State(cluster): State<Arc<Cluster>>) -> Result<Json<ManagerStatus>, Refused> {
+    Ok(Json(manager(&cluster)?.status().await?))
+}
+
+/// `POST /internal/v1/sleep`: an operator's sleep of one model.
+pub async fn sleep(
+    State(cluster): State<Arc<Cluster>>,
+    Json(ask): Json<SleepModel>,
+) -> Result<Json<SleepOutcome>, Refused> {
+    Ok(Json(manager(&cluster)?.sleep(&ask.model).await?))
+}
+
+/// `GET /internal/v1/events`: every state change from now on, one JSON
+/// object per line, with a keep-alive line every [`KEEPALIVE`] (an empty
+/// line) so a dead subscriber is noticed. A subscriber that falls behind
+/// skips what it missed, as one in this process would.
+pub async fn events(State(cluster): State<Arc<Cluster>>) -> Result<Response, Refused> {
+    use tokio::sync::broadcast::error::RecvError;
+    let mut changes = manager(&cluster)?.subscribe();
+    let stream = async_stream::stream! {
+        loop {
+            match tokio::time::timeout(KEEPALIVE, changes.recv()).await {
+                Ok(Ok(event)) => {
+                    let mut line = serde_json::to_vec(&event).unwrap_or_default();
+                    line.push(b'\n');
+                    yield Ok::<Bytes, Infallible>(Bytes::from(line));
+                }
+                Ok(Err(RecvError::Lagged(_))) => {}
+                Ok(Err(RecvError::Closed)) => break,
+                Err(_) => yield Ok(Bytes::from_static(b"\n")),
+            }
+        }
+    };
+    Ok(([(header::CONTENT_TYPE, "application/x-ndjson")], Body::from_stream(stream)).into_response())
+}
