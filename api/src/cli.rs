@@ -154,6 +154,10 @@ pub struct NodeArgs {
     /// Largest request body, in bytes.
     #[arg(long, env = "GREENTHREAD_MAX_REQUEST_BYTES", default_value_t = crate::http::state::Limits::default().max_request_bytes)]
     pub max_request_bytes: usize,
+    /// Folders this node opens local model files from, whoever asks (repeatable)
+    /// [default: <data-dir>/artifacts and the models cache].
+    #[arg(long = "artifact-dir", env = "GREENTHREAD_ARTIFACT_DIRS", value_delimiter = ':')]
+    pub artifact_dirs: Vec<PathBuf>,
 }
 
 /// Byte budgets of the weight tiers (bytes, or units: 700MiB, 2GiB, 1.5GB).

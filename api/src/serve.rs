@@ -153,15 +153,7 @@ pub async fn run_serve(args: ServeArgs) -> Result<(), ServeError> {
         local_node: !args.no_local_node,
         cluster_token: token,
     };
-    let mut artifact_dirs = args.artifact_dirs.clone();
-    if artifact_dirs.is_empty() {
-        let own = args.data_dir.join("artifacts");
-        std::fs::create_dir_all(&own).map_err(|source| ServeError::DataDir { path: own.clone(), source })?;
-        artifact_dirs.push(own);
-        if let Some(models) = std::env::var_os("GREENTHREAD_MODELS") {
-            artifact_dirs.push(PathBuf::from(models));
-        }
-    }
+    let artifact_dirs = artifact_dirs(&args.artifact_dirs, &args.data_dir)?;
     let options = ManagedOptions {
         database_url: args.database_url.clone().unwrap_or_else(|| Store::sqlite_url(&args.data_dir)),
         open_mode: args.open,
@@ -233,6 +225,19 @@ pub async fn run_serve(args: ServeArgs) -> Result<(), ServeError> {
         usage.flush().await;
     }
     served
+}
+
+/// The given artifact folders, else `<data-dir>/artifacts` (created) and
+/// the models cache (`$GREENTHREAD_MODELS`).
+fn artifact_dirs(given: &[PathBuf], data_dir: &Path) -> Result<Vec<PathBuf>, ServeError> {
+    if !given.is_empty() {
+        return Ok(given.to_vec());
+    }
+    let own = data_dir.join("artifacts");
+    std::fs::create_dir_all(&own).map_err(|source| ServeError::DataDir { path: own.clone(), source })?;
+    let mut dirs = vec![own];
+    dirs.extend(std::env::var_os("GREENTHREAD_MODELS").map(PathBuf::from));
+    Ok(dirs)
 }
 
 /// Where custom domains' TXT records are looked up: the given server, else the system's.
@@ -438,7 +443,8 @@ pub async fn run_node(args: NodeArgs) -> Result<(), ServeError> {
         budgets.device,
         token.clone(),
     );
-    let router = crate::cluster::node_server::router(node, token, limits);
+    let artifacts = ArtifactPolicy::new(artifact_dirs(&args.artifact_dirs, &args.data_dir)?);
+    let router = crate::cluster::node_server::router(node, token, limits, artifacts);
     crate::http::serve(listener, router).await.map_err(ServeError::Server)
 }
 

@@ -12,6 +12,7 @@ use std::time::Duration;
 use greenthread_api::cluster::node_server;
 use greenthread_api::cluster::token::ClusterToken;
 use greenthread_api::http::state::Limits;
+use greenthread_api::manage::ArtifactPolicy;
 use greenthread_api::{Budgets, Platform};
 use greenthread_core::{ArtifactUri, ModelName, ModelSpec, NodeId};
 use greenthread_node_runtime::builtin::BuiltinEngine;
@@ -80,7 +81,8 @@ async fn start_node(id: &str, dir: &Path, control: &str, device: u64) -> NodePro
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let token = ClusterToken::new(TOKEN).unwrap();
-    let router = node_server::router(node.clone(), token.clone(), Limits::default());
+    let router =
+        node_server::router(node.clone(), token.clone(), Limits::default(), ArtifactPolicy::new([dir.to_path_buf()]));
     let server = tokio::spawn(async move {
         let _ = axum::serve(listener, router).await;
     });
@@ -246,6 +248,35 @@ async fn internal_endpoints_refuse_callers_without_the_cluster_token() {
         .unwrap();
     assert_eq!(ok.status().as_u16(), 200);
     assert_eq!(c.client.get(format!("{node}/health")).send().await.unwrap().status().as_u16(), 200);
+}
+
+/// A node opens only files under its own artifact folders, whatever a
+/// holder of the cluster token asks: a real model outside them is refused,
+/// and so is a system file, before anything is read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_node_stages_only_files_under_its_artifact_folders() {
+    let c = start(&["a"], &["n1"], 1 << 30).await;
+    let outside = tempfile::tempdir().unwrap();
+    let stray = outside.path().join("stray.gguf");
+    TinyModel::qwen2().write(&stray).unwrap();
+    let node = &c.nodes[0].url;
+    for artifact in [stray, "/etc/hostname".into(), c.dir.path().join("../escape.gguf")] {
+        let spec = ModelSpec::new(ModelName::parse("x").unwrap(), ArtifactUri::File(artifact.clone()));
+        let resp = c
+            .client
+            .post(format!("{node}/internal/v1/models/x/stage"))
+            .header("authorization", format!("Bearer {TOKEN}"))
+            .json(&spec)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), 422, "{}", artifact.display());
+        let body: Value = resp.json().await.unwrap();
+        assert!(body["error"]["Artifact"].as_str().is_some_and(|m| m.contains("artifact")), "{body}");
+    }
+    assert!(c.nodes[0].node.model(&ModelName::parse("x").unwrap()).is_none(), "nothing was staged");
+    // The model under the folder still serves.
+    assert_eq!(c.chat("a").await.0, 200);
 }
 
 /// What a new leader does on Kubernetes: the old scheduler is gone, the

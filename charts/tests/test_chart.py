@@ -133,6 +133,11 @@ def test_gpu_values_take_every_gpu_and_route_through_the_ingress():
     docs = render(str(GPU_VALUES))
     runtime = by_kind(docs, "DaemonSet")[0]["spec"]["template"]["spec"]
     assert runtime["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == 8
+    # Local artifacts name the models folder, which nodes alone open (the others check names).
+    for part in ("node", "scheduler", "api"):
+        kind = "DaemonSet" if part == "node" else "Deployment"
+        args = component(docs, kind, part)["spec"]["template"]["spec"]["containers"][0]["args"]
+        assert "--artifact-dir=/models" in args, (part, args)
     assert runtime["nodeSelector"] == {"nvidia.com/gpu.present": "true"}
     assert not by_kind(docs, "StatefulSet") and not by_kind(docs, "Secret"), "external database and secret"
     ingress = by_kind(docs, "Ingress")[0]["spec"]

@@ -18,6 +18,7 @@ use super::{HEARTBEAT_INTERVAL, http_client};
 use crate::access::NodeLocal;
 use crate::catalog::ModelCatalog;
 use crate::http::state::{AppState, Limits};
+use crate::manage::ArtifactPolicy;
 use crate::metrics::Metrics;
 
 /// What the node's internal handlers share.
@@ -25,6 +26,8 @@ use crate::metrics::Metrics;
 pub struct NodeState {
     pub node: LocalNode,
     pub catalog: Arc<ModelCatalog>,
+    /// Where the local artifacts it stages may lie.
+    pub artifacts: Arc<ArtifactPolicy>,
 }
 
 /// The node's answer to a failed operation.
@@ -54,6 +57,8 @@ async fn stage(
     if spec.name != name {
         return Err(NodeFailure(NodeError::Engine(format!("the spec is for {}, not {name}", spec.name))));
     }
+    // The scheduler is trusted with the token, not with this machine's files.
+    s.artifacts.check(&spec.artifact).map_err(|reason| NodeFailure(NodeError::Artifact(reason)))?;
     s.catalog.put(spec.clone(), crate::openai::now_unix_seconds());
     s.node.stage(&spec).await.map(Json).map_err(NodeFailure)
 }
@@ -76,14 +81,15 @@ async fn sleep(
 }
 
 /// The node's routes: the internal API and the per-model OpenAI endpoints,
-/// behind the cluster token; `/health` open.
-pub fn router(node: LocalNode, token: ClusterToken, limits: Limits) -> Router {
+/// behind the cluster token; `/health` open. Models whose local artifact
+/// is outside `artifacts` are refused.
+pub fn router(node: LocalNode, token: ClusterToken, limits: Limits, artifacts: ArtifactPolicy) -> Router {
     let catalog = Arc::new(ModelCatalog::default());
     let internal = Router::new()
         .route("/internal/v1/models/{name}/stage", post(stage))
         .route("/internal/v1/models/{name}/wake", post(wake))
         .route("/internal/v1/models/{name}/sleep", post(sleep))
-        .with_state(NodeState { node: node.clone(), catalog: catalog.clone() });
+        .with_state(NodeState { node: node.clone(), catalog: catalog.clone(), artifacts: Arc::new(artifacts) });
     let api_state = AppState {
         catalog,
         access: Arc::new(NodeLocal { node: node.clone() }),

@@ -2,7 +2,9 @@
 //! may manage a project must not be able to make the server open any file
 //! it can read: local artifacts must lie under one of the operator's
 //! artifact directories. Object-store URIs are allowed (the node's
-//! credentials decide what they reach); other schemes never parse.
+//! credentials decide what they reach); other schemes never parse. A
+//! cluster's nodes apply the same policy to every model they are asked to
+//! stage, with their own directories, since the files are theirs.
 
 use std::path::{Component, Path, PathBuf};
 
@@ -12,17 +14,27 @@ use greenthread_node_runtime::embed::pack;
 /// The directories local artifacts may come from.
 #[derive(Debug, Clone, Default)]
 pub struct ArtifactPolicy {
+    /// Directories on this machine, links resolved.
     roots: Vec<PathBuf>,
+    /// Absolute directories not on this machine: a cluster scheduler's view
+    /// of its nodes' folders (`/models`). A path under one passes here by
+    /// name; the node that opens it checks it again, links resolved.
+    elsewhere: Vec<PathBuf>,
 }
 
 impl ArtifactPolicy {
-    /// Allows files under `roots` (those that exist; symlinks resolved).
+    /// Allows files under `roots`: those that exist here with symlinks
+    /// resolved, absolute ones that do not by name.
     pub fn new(roots: impl IntoIterator<Item = PathBuf>) -> Self {
-        Self { roots: roots.into_iter().filter_map(|r| r.canonicalize().ok()).collect() }
-    }
-
-    pub fn roots(&self) -> &[PathBuf] {
-        &self.roots
+        let mut policy = Self::default();
+        for root in roots {
+            match root.canonicalize() {
+                Ok(resolved) => policy.roots.push(resolved),
+                Err(_) if root.is_absolute() => policy.elsewhere.push(root),
+                Err(_) => {}
+            }
+        }
+        policy
     }
 
     /// # Errors
@@ -32,12 +44,22 @@ impl ArtifactPolicy {
         if path.components().any(|c| matches!(c, Component::ParentDir)) {
             return Err("artifact paths may not contain `..`".into());
         }
+        // A folder that is not here passes by name; one that has appeared
+        // here since is judged like the others, links resolved.
+        let mut roots = self.roots.clone();
+        for root in &self.elsewhere {
+            match root.canonicalize() {
+                Ok(resolved) => roots.push(resolved),
+                Err(_) if path.is_absolute() && path.starts_with(root) => return Ok(()),
+                Err(_) => {}
+            }
+        }
         // A file that does not exist yet is judged by its directory.
         let resolved = path.canonicalize().or_else(|_| {
             let parent = path.parent().unwrap_or(Path::new("/")).canonicalize()?;
             Ok::<_, std::io::Error>(parent.join(path.file_name().unwrap_or_default()))
         });
-        let inside = |p: &Path| self.roots.iter().any(|r| p.starts_with(r));
+        let inside = |p: &Path| roots.iter().any(|r| p.starts_with(r));
         // A model directory's files may be links: each must resolve inside too.
         if path.is_dir() {
             let files = pack::DIRECTORY_FILES.iter().map(|(f, _)| *f).chain([pack::WEIGHTS_FILE]);
@@ -97,6 +119,32 @@ mod tests {
         assert!(policy.check(&file(root.path().join("../etc/passwd"))).is_err());
         assert!(policy.check(&file("/etc/passwd".into())).is_err());
         assert!(policy.check(&ArtifactUri::Object("s3://bucket/m.gguf".into())).is_ok());
+    }
+
+    #[test]
+    fn a_folder_that_is_not_here_is_judged_by_name() {
+        let here = tempfile::tempdir().unwrap();
+        let nodes = here.path().join("on-the-nodes");
+        let policy = ArtifactPolicy::new([nodes.clone()]);
+        let file = |p: PathBuf| ArtifactUri::File(p);
+        assert!(policy.check(&file(nodes.join("qwen/model.gguf"))).is_ok());
+        assert!(policy.check(&file(nodes.join("../escape.gguf"))).is_err());
+        assert!(policy.check(&file(here.path().join("on-the-nodes-2/m.gguf"))).is_err(), "by component, not prefix");
+        assert!(policy.check(&file("/etc/passwd".into())).is_err());
+        assert!(ArtifactPolicy::new([PathBuf::from("relative")]).check(&file("relative/m.gguf".into())).is_err());
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_folder_that_appears_later_is_judged_with_links_resolved() {
+        let here = tempfile::tempdir().unwrap();
+        let later = here.path().join("mounted-later");
+        let policy = ArtifactPolicy::new([later.clone()]);
+        std::fs::create_dir(&later).unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", later.join("link.gguf")).unwrap();
+        assert!(policy.check(&ArtifactUri::File(later.join("link.gguf"))).is_err());
+        std::fs::write(later.join("m.gguf"), b"x").unwrap();
+        assert!(policy.check(&ArtifactUri::File(later.join("m.gguf"))).is_ok());
     }
 
     #[cfg(unix)]

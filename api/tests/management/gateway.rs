@@ -15,6 +15,7 @@ use greenthread_api::access::NodeLink;
 use greenthread_api::cluster::node_server;
 use greenthread_api::cluster::token::ClusterToken;
 use greenthread_api::http::state::Limits;
+use greenthread_api::manage::ArtifactPolicy;
 use greenthread_api::scheduler_link::RemoteScheduler;
 use greenthread_api::{Budgets, ManagedOptions, Platform};
 use greenthread_core::{ModelName, ModelState, NodeId};
@@ -82,7 +83,8 @@ async fn start_node(dir: &Path, control: &str) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let token = ClusterToken::new(TOKEN).unwrap();
-    let router = node_server::router(node.clone(), token.clone(), Limits::default());
+    let router =
+        node_server::router(node.clone(), token.clone(), Limits::default(), ArtifactPolicy::new([dir.to_path_buf()]));
     tokio::spawn(async move { axum::serve(listener, router).await });
     node_server::spawn_heartbeat(node, NodeId::parse("n1").unwrap(), url, control.to_owned(), 1 << 30, token);
 }

@@ -27,6 +27,13 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- .Values.secrets.existingSecret | default (printf "%s-secrets" (include "greenthread.fullname" .)) -}}
 {{- end -}}
 
+{{- /* Where Model artifacts given as local paths may lie: the nodes' models folder. */ -}}
+{{- define "greenthread.artifactDirArg" -}}
+{{- if .Values.node.modelsHostPath }}
+- --artifact-dir=/models
+{{- end }}
+{{- end -}}
+
 {{- define "greenthread.schedulerUrl" -}}
 http://{{ include "greenthread.fullname" . }}-scheduler:{{ .Values.service.port }}
 {{- end -}}
