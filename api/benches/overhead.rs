@@ -1,7 +1,9 @@
 //! What the gateway hop costs: the same request sent at a fixed rate to a
-//! node's own per-model endpoint and through a gateway (key check, project
-//! scoping, lease, forwarding, metering), interleaved so that both see the
-//! same machine. Not a test: `bench/overhead.sh` runs it.
+//! node's own per-model endpoint, through `serve` (key check, project
+//! scoping, lease, forwarding, metering) and through a separate `gateway`
+//! (the same, with the lease taken from the scheduler over HTTP),
+//! interleaved so that all see the same machine. Not a test:
+//! `bench/overhead.sh` runs it.
 //!
 //! The request is a one-token completion of a three-token prompt on a tiny
 //! generated model, so the model's own time is small and equal on both
@@ -56,6 +58,14 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
+/// One path a request can take, and its latencies.
+struct Path {
+    name: &'static str,
+    url: String,
+    auth: String,
+    times: Vec<Duration>,
+}
+
 #[tokio::main]
 async fn main() {
     let seconds: u64 = std::env::args().nth(1).and_then(|s| s.parse().ok()).unwrap_or(20);
@@ -68,36 +78,76 @@ async fn main() {
     )
     .unwrap();
     let bin = env!("CARGO_BIN_EXE_greenthread");
-    let (gw_port, node_port) = (free_port(), free_port());
-    let gateway = format!("http://127.0.0.1:{gw_port}");
+    let (serve_port, gateway_port, node_port) = (free_port(), free_port(), free_port());
+    let serve = format!("http://127.0.0.1:{serve_port}");
+    let gateway = format!("http://127.0.0.1:{gateway_port}");
     let node = format!("http://127.0.0.1:{node_port}");
+    let data = work.path().join("scheduler");
     let log = |name: &str| std::fs::File::create(work.path().join(format!("{name}.log"))).unwrap();
-    let _processes = Processes(vec![
+    let spawn = |args: &[&str], name: &str| {
         Command::new(bin)
-            .args(["serve", "--no-local-node", "--cluster-token", TOKEN, "--listen", &format!("127.0.0.1:{gw_port}")])
-            .args(["--config", work.path().join("config.yaml").to_str().unwrap()])
-            .args(["--data-dir", work.path().join("gateway").to_str().unwrap()])
+            .args(args)
             .env("GREENTHREAD_ADMIN_TOKEN", ADMIN)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(log("gateway"))
-            .spawn()
-            .unwrap(),
-        Command::new(bin)
-            .args(["node", "--control-plane", &gateway, "--cluster-token", TOKEN, "--id", "node-0"])
-            .args(["--listen", &format!("127.0.0.1:{node_port}")])
-            .args(["--data-dir", work.path().join("node").to_str().unwrap()])
             .env("RUST_LOG", "warn")
             .env("RAYON_NUM_THREADS", "1")
             .stdout(Stdio::null())
-            .stderr(log("node"))
+            .stderr(log(name))
             .spawn()
-            .unwrap(),
-    ]);
+            .unwrap()
+    };
+    let mut processes = Processes(vec![spawn(
+        &[
+            "serve",
+            "--no-local-node",
+            "--cluster-token",
+            TOKEN,
+            "--listen",
+            &format!("127.0.0.1:{serve_port}"),
+            "--config",
+            work.path().join("config.yaml").to_str().unwrap(),
+            "--data-dir",
+            data.to_str().unwrap(),
+        ],
+        "scheduler",
+    )]);
     let client = reqwest::Client::builder().pool_max_idle_per_host(64).build().unwrap();
-    wait_for(&client, &format!("{gateway}/status"), |s| s["nodes"].as_array().is_some_and(|n| !n.is_empty())).await;
+    wait_for(&client, &format!("{serve}/health"), |_| true).await;
+    processes.0.push(spawn(
+        &[
+            "node",
+            "--control-plane",
+            &serve,
+            "--cluster-token",
+            TOKEN,
+            "--id",
+            "node-0",
+            "--listen",
+            &format!("127.0.0.1:{node_port}"),
+            "--data-dir",
+            work.path().join("node").to_str().unwrap(),
+            "--artifact-dir",
+            work.path().to_str().unwrap(),
+        ],
+        "node",
+    ));
+    processes.0.push(spawn(
+        &[
+            "gateway",
+            "--scheduler",
+            &serve,
+            "--cluster-token",
+            TOKEN,
+            "--listen",
+            &format!("127.0.0.1:{gateway_port}"),
+            "--database-url",
+            &format!("sqlite://{}?mode=rwc", data.join("greenthread.db").display()),
+        ],
+        "gateway",
+    ));
+    wait_for(&client, &format!("{serve}/status"), |s| s["nodes"].as_array().is_some_and(|n| !n.is_empty())).await;
+    wait_for(&client, &format!("{gateway}/health"), |_| true).await;
     let created: Value = client
-        .post(format!("{gateway}/graphql"))
+        .post(format!("{serve}/graphql"))
         .bearer_auth(ADMIN)
         .json(&json!({"query": "mutation { createApiKey(input: {project: \"default\", name: \"bench\", scopes: [\"inference\"]}) { secret } }"}))
         .send()
@@ -108,49 +158,58 @@ async fn main() {
         .unwrap();
     let key = created["data"]["createApiKey"]["secret"].as_str().unwrap().to_owned();
     let body = json!({"prompt": [1, 2, 3], "max_tokens": 1, "temperature": 0});
-    let direct = (format!("{node}/tiny/v1/completions"), TOKEN.to_owned());
-    let through = (format!("{gateway}/tiny/v1/completions"), key);
-    // Wake the model on the node, and warm both connection pools.
+    let path = |name, base: &str, auth: &str| Path {
+        name,
+        url: format!("{base}/tiny/v1/completions"),
+        auth: auth.to_owned(),
+        times: Vec::new(),
+    };
+    let mut paths = [
+        path("node directly", &node, TOKEN),
+        path("through `serve` (gateway and scheduler in one process)", &serve, &key),
+        path("through `gateway` (lease from the scheduler, then the node)", &gateway, &key),
+    ];
+    // Wake the model on the node (the node knows it once the scheduler
+    // has placed it there), and warm the connection pools.
     for _ in 0..50 {
-        for (url, auth) in [&through, &direct] {
-            let r = client.post(url).bearer_auth(auth).json(&body).send().await.unwrap();
-            assert!(r.status().is_success(), "{url}: {}", r.text().await.unwrap());
+        for p in paths.iter().rev() {
+            let r = client.post(&p.url).bearer_auth(&p.auth).json(&body).send().await.unwrap();
+            assert!(r.status().is_success(), "{}: {}", p.url, r.text().await.unwrap());
         }
     }
-    let mut tick = tokio::time::interval(Duration::from_micros(1_000_000 / (2 * RATE)));
+    let n = paths.len() as u64;
+    let mut tick = tokio::time::interval(Duration::from_micros(1_000_000 / (n * RATE)));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
     let mut tasks = Vec::new();
-    for i in 0..(2 * RATE * seconds) {
+    for i in 0..(n * RATE * seconds) {
         tick.tick().await;
-        let (url, auth) = if i % 2 == 0 { direct.clone() } else { through.clone() };
+        let which = (i % n) as usize;
+        let (url, auth) = (paths[which].url.clone(), paths[which].auth.clone());
         let (client, body) = (client.clone(), body.clone());
         tasks.push(tokio::spawn(async move {
             let started = Instant::now();
             let r = client.post(&url).bearer_auth(&auth).json(&body).send().await.unwrap();
             assert!(r.status().is_success());
             r.bytes().await.unwrap();
-            (i % 2 == 1, started.elapsed())
+            (which, started.elapsed())
         }));
     }
-    let (mut node_times, mut gateway_times) = (Vec::new(), Vec::new());
     for t in tasks {
-        let (via_gateway, took) = t.await.unwrap();
-        if via_gateway { gateway_times.push(took) } else { node_times.push(took) }
+        let (which, took) = t.await.unwrap();
+        paths[which].times.push(took);
     }
-    node_times.sort();
-    gateway_times.sort();
+    for p in &mut paths {
+        p.times.sort();
+    }
     println!(
         "{} requests per path at {RATE}/s each, interleaved; one-token completions of a tiny model.\n",
-        node_times.len()
+        paths[0].times.len()
     );
-    println!("| path | p50 | p99 |");
-    println!("|---|---|---|");
-    for (name, times) in [("node directly", &node_times), ("through the gateway", &gateway_times)] {
-        println!("| {name} | {:.3} ms | {:.3} ms |", ms(percentile(times, 0.5)), ms(percentile(times, 0.99)));
+    println!("| path | p50 | p99 | added p50 | added p99 |");
+    println!("|---|---|---|---|---|");
+    let (base50, base99) = (ms(percentile(&paths[0].times, 0.5)), ms(percentile(&paths[0].times, 0.99)));
+    for p in &paths {
+        let (p50, p99) = (ms(percentile(&p.times, 0.5)), ms(percentile(&p.times, 0.99)));
+        println!("| {} | {p50:.3} ms | {p99:.3} ms | {:.3} ms | {:.3} ms |", p.name, p50 - base50, p99 - base99);
     }
-    println!(
-        "| **added by the gateway** | **{:.3} ms** | **{:.3} ms** |",
-        ms(percentile(&gateway_times, 0.5)) - ms(percentile(&node_times, 0.5)),
-        ms(percentile(&gateway_times, 0.99)) - ms(percentile(&node_times, 0.99)),
-    );
 }

@@ -172,6 +172,8 @@ fn start(scenario: &Scenario, models_dir: &Path, work: &Path, footprint: u64) ->
                     &format!("127.0.0.1:{}", free_port()),
                     "--data-dir",
                     work.join(format!("node-{n}")).to_str().unwrap(),
+                    "--artifact-dir",
+                    models_dir.to_str().unwrap(),
                 ])
                 .args([
                     "--device-memory",
