@@ -22,7 +22,6 @@ use crate::cli::GatewayArgs;
 use crate::cluster::token::ClusterToken;
 use crate::http::error::{ApiError, ApiResult};
 use crate::http::state::{AppState, Limits};
-use crate::metrics::Metrics;
 use crate::scheduler_link::{LinkError, RemoteScheduler};
 use crate::serve::{AdminBootstrap, ManagedOptions, ServeError, attach_management, txt_resolver};
 use crate::store::{Store, SystemClock, state};
@@ -97,19 +96,9 @@ pub async fn start_gateway(args: &GatewayArgs) -> Result<AppState, ServeError> {
         Limits { max_request_bytes: args.max_request_bytes, wake_timeout: args.wake_timeout, ..Limits::default() };
     let link = NodeLink { client: crate::cluster::http_client(), token };
     let remote = Arc::new(RemoteScheduler { base: scheduler, link, patience: args.wake_timeout });
-    let mut app = AppState {
-        catalog: Arc::new(ModelCatalog::new(&specs, crate::openai::now_unix_seconds())?),
-        access: Arc::new(Delegated { scheduler: remote.clone() }),
-        manager: None,
-        remote: Some(remote),
-        node: None,
-        cluster: None,
-        metrics: Arc::new(Metrics::new()),
-        limits,
-        gate: None,
-        management: None,
-        usage: None,
-    };
+    let catalog = Arc::new(ModelCatalog::new(&specs, crate::openai::now_unix_seconds())?);
+    let access = Arc::new(Delegated { scheduler: remote.clone() });
+    let mut app = AppState { remote: Some(remote), ..AppState::new(catalog, access, limits) };
     let options = ManagedOptions {
         database_url: args.database_url.clone(),
         open_mode: args.open,

@@ -385,17 +385,11 @@ pub async fn start_platform(specs: &[ModelSpec], data_dir: &Path, platform: Plat
     }
     let access = Arc::new(Scheduled { manager: manager.clone(), local: local.clone(), cluster: cluster.clone() });
     Ok(AppState {
-        catalog,
-        access,
         manager: Some(manager),
-        remote: None,
         node: local.map(|(_, n)| n),
         cluster,
         metrics,
-        limits,
-        gate: None,
-        management: None,
-        usage: None,
+        ..AppState::new(catalog, access, limits)
     })
 }
 

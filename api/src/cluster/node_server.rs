@@ -19,7 +19,6 @@ use crate::access::NodeLocal;
 use crate::catalog::ModelCatalog;
 use crate::http::state::{AppState, Limits};
 use crate::manage::ArtifactPolicy;
-use crate::metrics::Metrics;
 
 /// What the node's internal handlers share.
 #[derive(Clone)]
@@ -90,19 +89,8 @@ pub fn router(node: LocalNode, token: ClusterToken, limits: Limits, artifacts: A
         .route("/internal/v1/models/{name}/wake", post(wake))
         .route("/internal/v1/models/{name}/sleep", post(sleep))
         .with_state(NodeState { node: node.clone(), catalog: catalog.clone(), artifacts: Arc::new(artifacts) });
-    let api_state = AppState {
-        catalog,
-        access: Arc::new(NodeLocal { node: node.clone() }),
-        manager: None,
-        remote: None,
-        node: Some(node),
-        cluster: None,
-        metrics: Arc::new(Metrics::new()),
-        limits,
-        gate: None,
-        management: None,
-        usage: None,
-    };
+    let api_state =
+        AppState { node: Some(node.clone()), ..AppState::new(catalog, Arc::new(NodeLocal { node }), limits) };
     let models = crate::http::model_routes().with_state(api_state);
     Router::new()
         .merge(internal)

@@ -54,6 +54,24 @@ pub struct AppState {
 }
 
 impl AppState {
+    /// A state that serves `catalog` through `access`, with nothing else yet:
+    /// each role adds its scheduler, node, cluster or management plane.
+    pub fn new(catalog: Arc<ModelCatalog>, access: Arc<dyn ModelAccess>, limits: Limits) -> Self {
+        Self {
+            catalog,
+            access,
+            manager: None,
+            remote: None,
+            node: None,
+            cluster: None,
+            metrics: Arc::new(Metrics::new()),
+            limits,
+            gate: None,
+            management: None,
+            usage: None,
+        }
+    }
+
     /// The scheduler this process answers for: its own, else the remote leader.
     pub fn scheduler(&self) -> Option<crate::scheduler_link::SchedulerLink> {
         use crate::scheduler_link::SchedulerLink;

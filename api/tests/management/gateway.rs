@@ -106,21 +106,37 @@ async fn wait_for(client: &reqwest::Client, scheduler: &str, model: &str, ready:
     panic!("{model} never got there: {}", scheduler_model(client, scheduler, model).await);
 }
 
-async fn gateway_serves_from_the_scheduler_and_its_node(db: &Db) {
-    let dir = tempfile::tempdir().unwrap();
-    let artifacts = dir.path().join("artifacts");
-    std::fs::create_dir_all(&artifacts).unwrap();
-    tiny_model(&artifacts, "tiny", 1);
-    let (scheduler, _running) =
-        start_scheduler(db, &dir.path().join("control"), &artifacts, "127.0.0.1:0".parse().unwrap()).await;
-    start_node(dir.path(), &scheduler).await;
-    let gw = Server::start_gateway(db, &scheduler, TOKEN, artifacts).await;
-    let client = reqwest::Client::new();
+/// A scheduler, its node and a gateway on `db`, with model `m` of project
+/// `p` created through the gateway and known to the scheduler.
+struct Tier {
+    gw: Server,
+    scheduler: String,
+    client: reqwest::Client,
+    _running: watch::Sender<()>,
+    dir: tempfile::TempDir,
+}
 
+impl Tier {
+    async fn start(db: &Db) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let artifacts = dir.path().join("artifacts");
+        std::fs::create_dir_all(&artifacts).unwrap();
+        tiny_model(&artifacts, "tiny", 1);
+        let any_port = "127.0.0.1:0".parse().unwrap();
+        let (scheduler, running) = start_scheduler(db, &dir.path().join("control"), &artifacts, any_port).await;
+        start_node(dir.path(), &scheduler).await;
+        let gw = Server::start_gateway(db, &scheduler, TOKEN, artifacts).await;
+        gw.project_with_model("p", "m").await;
+        let client = reqwest::Client::new();
+        wait_for(&client, &scheduler, "m", |m| !m.is_null()).await;
+        Self { gw, scheduler, client, _running: running, dir }
+    }
+}
+
+async fn gateway_serves_from_the_scheduler_and_its_node(db: &Db) {
     // Created through the gateway's GraphQL; the scheduler picks it up from the database.
-    gw.project_with_model("p", "m").await;
+    let Tier { gw, scheduler, client, _running, dir: _dir } = Tier::start(db).await;
     let (key, key_id) = gw.key(ADMIN, "p", &["inference"]).await;
-    wait_for(&client, &scheduler, "m", |m| m["state"] != "absent" && !m.is_null()).await;
 
     let (status, body) = gw.chat(&key, "m").await;
     assert_eq!(status, 200, "{body}");
@@ -178,18 +194,8 @@ async fn gateway_serves_from_the_scheduler_and_its_node(db: &Db) {
 on_both_databases!(gateway_serves_from_the_scheduler_and_its_node);
 
 async fn gateway_waits_out_a_scheduler_restart(db: &Db) {
-    let dir = tempfile::tempdir().unwrap();
-    let artifacts = dir.path().join("artifacts");
-    std::fs::create_dir_all(&artifacts).unwrap();
-    tiny_model(&artifacts, "tiny", 1);
-    let (scheduler, running) =
-        start_scheduler(db, &dir.path().join("control"), &artifacts, "127.0.0.1:0".parse().unwrap()).await;
-    start_node(dir.path(), &scheduler).await;
-    let gw = Server::start_gateway(db, &scheduler, TOKEN, artifacts.clone()).await;
-    gw.project_with_model("p", "m").await;
+    let Tier { gw, scheduler, client, _running: running, dir } = Tier::start(db).await;
     let (key, _) = gw.key(ADMIN, "p", &["inference"]).await;
-    let client = reqwest::Client::new();
-    wait_for(&client, &scheduler, "m", |m| !m.is_null()).await;
     assert_eq!(gw.chat(&key, "m").await.0, 200);
 
     // The scheduler goes away; a request arrives while there is none.
@@ -213,7 +219,7 @@ async fn gateway_waits_out_a_scheduler_restart(db: &Db) {
 
     // A new scheduler takes the address over (as a new leader takes the Service).
     let addr: SocketAddr = scheduler.trim_start_matches("http://").parse().unwrap();
-    let (again, _running) = start_scheduler(db, &dir.path().join("control-2"), &artifacts, addr).await;
+    let (again, _running) = start_scheduler(db, &dir.path().join("control-2"), &gw.artifacts, addr).await;
     assert_eq!(again, scheduler);
     let (status, body) = tokio::time::timeout(Duration::from_secs(20), pending).await.unwrap().unwrap();
     assert_eq!(status, 200, "{body}");
@@ -224,17 +230,7 @@ on_both_databases!(gateway_waits_out_a_scheduler_restart);
 /// The lease protocol itself: a gateway that vanishes mid-request
 /// releases its replica, and state changes reach a remote subscriber.
 async fn remote_leases_end_with_their_connection(db: &Db) {
-    let dir = tempfile::tempdir().unwrap();
-    let artifacts = dir.path().join("artifacts");
-    std::fs::create_dir_all(&artifacts).unwrap();
-    tiny_model(&artifacts, "tiny", 1);
-    let (scheduler, _running) =
-        start_scheduler(db, &dir.path().join("control"), &artifacts, "127.0.0.1:0".parse().unwrap()).await;
-    start_node(dir.path(), &scheduler).await;
-    let gw = Server::start_gateway(db, &scheduler, TOKEN, artifacts).await;
-    gw.project_with_model("p", "m").await;
-    let client = reqwest::Client::new();
-    wait_for(&client, &scheduler, "m", |m| !m.is_null()).await;
+    let Tier { scheduler, client, _running, dir: _dir, .. } = Tier::start(db).await;
 
     let remote = Arc::new(RemoteScheduler {
         base: scheduler.clone(),
