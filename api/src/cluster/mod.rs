@@ -41,12 +41,21 @@ pub struct Cluster {
     pub token: ClusterToken,
     pub client: reqwest::Client,
     manager: OnceLock<ModelManager>,
+    /// The scheduler's view of the database, read again when a gateway
+    /// asks for a model created since the last periodic read.
+    registry: OnceLock<Arc<crate::manage::Registry>>,
     members: Mutex<HashMap<NodeId, Member>>,
 }
 
 impl Cluster {
     pub fn new(token: ClusterToken) -> Self {
-        Self { token, client: http_client(), manager: OnceLock::new(), members: Mutex::new(HashMap::new()) }
+        Self {
+            token,
+            client: http_client(),
+            manager: OnceLock::new(),
+            registry: OnceLock::new(),
+            members: Mutex::new(HashMap::new()),
+        }
     }
 
     /// Connects the cluster to the scheduler it feeds (once).
@@ -61,6 +70,16 @@ impl Cluster {
     /// How this scheduler's requests reach its nodes.
     pub fn link(&self) -> crate::access::NodeLink {
         crate::access::NodeLink { client: self.client.clone(), token: self.token.clone() }
+    }
+
+    /// Connects the registry that keeps the scheduler in step with the database (once).
+    pub fn attach_registry(&self, registry: Arc<crate::manage::Registry>) {
+        let _ = self.registry.set(registry);
+    }
+
+    /// The registry, where the scheduler has a database.
+    pub fn registry(&self) -> Option<&Arc<crate::manage::Registry>> {
+        self.registry.get()
     }
 
     /// The manager this cluster feeds, once attached.

@@ -58,7 +58,21 @@ fn manager(cluster: &Cluster) -> Result<&greenthread_scheduler::ModelManager, Re
 /// need be, within the scheduler's wake timeout) and holds it while the
 /// answer's stream is open.
 pub async fn lease(State(cluster): State<Arc<Cluster>>, Json(ask): Json<LeaseRequest>) -> Result<Response, Refused> {
-    let lease = manager(&cluster)?.acquire_avoiding(&ask.model, &ask.avoid).await?;
+    let manager = manager(&cluster)?;
+    let lease = match manager.acquire_avoiding(&ask.model, &ask.avoid).await {
+        // The gateway knows the model, so it is in the database: created
+        // since this scheduler last read it. Read it now rather than make the
+        // client wait for the periodic read.
+        Err(AcquireError::UnknownModel(_)) if cluster.registry().is_some() => {
+            if let Some(registry) = cluster.registry()
+                && let Err(e) = registry.sync().await
+            {
+                tracing::warn!(error = %e, "Cannot read the models for a gateway's lease");
+            }
+            manager.acquire_avoiding(&ask.model, &ask.avoid).await?
+        }
+        other => other?,
+    };
     let node = lease.node().clone();
     let Some(base) = cluster.address_of(&node) else {
         // The scheduler's own node serves only requests that reach this
