@@ -76,22 +76,8 @@ pub struct ServeArgs {
     /// Database of the management plane: `postgres://…`, or `sqlite://…` [default: SQLite in the data directory].
     #[arg(long, env = "GREENTHREAD_DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
-    /// Open mode for a demo: requests without an API key may call every
-    /// model until the first key with the inference scope is created.
-    #[arg(long, env = "GREENTHREAD_OPEN")]
-    pub open: bool,
-    /// Directories that artifacts of models created through the API may
-    /// come from (repeatable) [default: <data-dir>/artifacts and the models cache].
-    #[arg(long = "artifact-dir", env = "GREENTHREAD_ARTIFACT_DIRS", value_delimiter = ':')]
-    pub artifact_dirs: Vec<PathBuf>,
-    /// The window per-key rate limits are counted in; limits are per
-    /// minute and scale to it. Shorter windows smooth bursts and make
-    /// `Retry-After` shorter.
-    #[arg(long, env = "GREENTHREAD_RATE_WINDOW", value_parser = parse_duration, default_value = "60s")]
-    pub rate_window: Duration,
-    /// DNS server that custom domains' TXT records are looked up at [default: the system's].
-    #[arg(long, env = "GREENTHREAD_DNS_SERVER")]
-    pub dns_server: Option<SocketAddr>,
+    #[command(flatten)]
+    pub management: ManagementArgs,
     #[command(flatten)]
     pub tiers: TierArgs,
     #[command(flatten)]
@@ -188,18 +174,8 @@ pub struct GatewayArgs {
     /// Address to listen on.
     #[arg(long, env = "GREENTHREAD_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
-    /// Let requests without an API key call models until the first inference key exists.
-    #[arg(long, env = "GREENTHREAD_OPEN")]
-    pub open: bool,
-    /// Folders that models created through the API may take artifacts from.
-    #[arg(long = "artifact-dir", env = "GREENTHREAD_ARTIFACT_DIRS", value_delimiter = ':')]
-    pub artifact_dirs: Vec<PathBuf>,
-    /// The window per-key rate limits are counted in.
-    #[arg(long, env = "GREENTHREAD_RATE_WINDOW", value_parser = parse_duration, default_value = "60s")]
-    pub rate_window: Duration,
-    /// DNS server for custom-domain verification (default: the system's).
-    #[arg(long, env = "GREENTHREAD_DNS_SERVER")]
-    pub dns_server: Option<SocketAddr>,
+    #[command(flatten)]
+    pub management: ManagementArgs,
     /// Largest request body, in bytes.
     #[arg(long, env = "GREENTHREAD_MAX_REQUEST_BYTES", default_value_t = crate::http::state::Limits::default().max_request_bytes)]
     pub max_request_bytes: usize,
@@ -210,6 +186,27 @@ pub struct GatewayArgs {
     /// How often the models, projects and domains are re-read from the database.
     #[arg(long, env = "GREENTHREAD_SYNC_EVERY", value_parser = parse_duration, default_value = "5s")]
     pub sync_every: Duration,
+}
+
+/// The management plane's settings, for `serve` and `gateway` alike.
+#[derive(Debug, Args)]
+pub struct ManagementArgs {
+    /// Open mode for a demo: requests without an API key may call every
+    /// model until the first key with the inference scope is created.
+    #[arg(long, env = "GREENTHREAD_OPEN")]
+    pub open: bool,
+    /// Directories that artifacts of models created through the API may
+    /// come from (repeatable) [default for `serve`: <data-dir>/artifacts and the models cache].
+    #[arg(long = "artifact-dir", env = "GREENTHREAD_ARTIFACT_DIRS", value_delimiter = ':')]
+    pub artifact_dirs: Vec<PathBuf>,
+    /// The window per-key rate limits are counted in; limits are per
+    /// minute and scale to it. Shorter windows smooth bursts and make
+    /// `Retry-After` shorter.
+    #[arg(long, env = "GREENTHREAD_RATE_WINDOW", value_parser = parse_duration, default_value = "60s")]
+    pub rate_window: Duration,
+    /// DNS server that custom domains' TXT records are looked up at [default: the system's].
+    #[arg(long, env = "GREENTHREAD_DNS_SERVER")]
+    pub dns_server: Option<SocketAddr>,
 }
 
 /// Request and engine limits.

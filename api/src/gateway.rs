@@ -101,14 +101,14 @@ pub async fn start_gateway(args: &GatewayArgs) -> Result<AppState, ServeError> {
     let mut app = AppState { remote: Some(remote), ..AppState::new(catalog, access, limits) };
     let options = ManagedOptions {
         database_url: args.database_url.clone(),
-        open_mode: args.open,
-        artifact_dirs: args.artifact_dirs.clone(),
+        open_mode: args.management.open,
+        artifact_dirs: args.management.artifact_dirs.clone(),
         admin_token: std::env::var(crate::auth::ADMIN_TOKEN_ENV).ok().filter(|t| !t.is_empty()),
         config: None,
         clock: Arc::new(SystemClock),
         sync_every: args.sync_every,
-        rate_window: args.rate_window,
-        resolver: txt_resolver(args.dns_server),
+        rate_window: args.management.rate_window,
+        resolver: txt_resolver(args.management.dns_server),
     };
     attach_management(&mut app, store, &specs, options, AdminBootstrap::ConfiguredOnly).await?;
     Ok(app)

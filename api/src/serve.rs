@@ -153,17 +153,17 @@ pub async fn run_serve(args: ServeArgs) -> Result<(), ServeError> {
         local_node: !args.no_local_node,
         cluster_token: token,
     };
-    let artifact_dirs = artifact_dirs(&args.artifact_dirs, &args.data_dir)?;
+    let artifact_dirs = artifact_dirs(&args.management.artifact_dirs, &args.data_dir)?;
     let options = ManagedOptions {
         database_url: args.database_url.clone().unwrap_or_else(|| Store::sqlite_url(&args.data_dir)),
-        open_mode: args.open,
+        open_mode: args.management.open,
         artifact_dirs,
         admin_token: std::env::var(crate::auth::ADMIN_TOKEN_ENV).ok().filter(|t| !t.is_empty()),
         config: config.map(|c| c.state),
         clock: Arc::new(SystemClock),
         sync_every: SYNC_EVERY,
-        rate_window: args.rate_window,
-        resolver: txt_resolver(args.dns_server),
+        rate_window: args.management.rate_window,
+        resolver: txt_resolver(args.management.dns_server),
     };
     let started = start_managed(&args.data_dir, platform, options).await?;
     if let Some(secret) = &started.bootstrap_secret {
@@ -173,7 +173,7 @@ pub async fn run_serve(args: ServeArgs) -> Result<(), ServeError> {
              Use it as `Authorization: Bearer <key>` for /graphql, and create other keys there.\n"
         );
     }
-    if args.open {
+    if args.management.open {
         tracing::warn!("Open mode: requests without an API key may call models until the first inference key exists");
     }
     let state = started.state;

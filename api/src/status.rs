@@ -6,7 +6,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
-use greenthread_core::{ModelState, NodeControl, Tier, TierUsage};
+use greenthread_core::{ModelState, Tier, TierUsage};
 use greenthread_scheduler::ManagerStatus;
 use serde::Serialize;
 
@@ -79,24 +79,15 @@ fn tier_body(t: &TierUsage) -> TierBody {
     TierBody { tier: t.tier.as_str(), budget_bytes: t.budget, used_bytes: t.used }
 }
 
-/// Every node's tiers: the device from the scheduler, RAM and disk from the
-/// nodes (as this process's own node and cluster last saw them, else as the
-/// scheduler reports them).
-fn node_tiers(state: &AppState, manager: &ManagerStatus) -> Vec<(String, Vec<TierUsage>)> {
-    let mut warm: Vec<(String, Vec<TierUsage>)> = Vec::new();
-    if let Some(node) = &state.node {
-        warm.push((crate::LOCAL_NODE.to_owned(), node.tiers()));
-    }
-    if let Some(cluster) = &state.cluster {
-        warm.extend(cluster.tiers().into_iter().map(|(id, t)| (id.to_string(), t)));
-    }
+/// Every node's tiers: the device as the scheduler counts it, RAM and disk
+/// as each node reports them (through the scheduler, wherever it runs).
+fn node_tiers(manager: &ManagerStatus) -> Vec<(String, Vec<TierUsage>)> {
     manager
         .nodes
         .iter()
         .map(|n| {
             let mut tiers = vec![TierUsage { tier: Tier::Device, budget: n.device_budget, used: n.device_used }];
-            let seen = warm.iter().find(|(id, _)| *id == n.id.as_str()).map(|(_, t)| t.clone());
-            tiers.extend(seen.unwrap_or_else(|| n.tiers.clone()));
+            tiers.extend(n.tiers.iter().cloned());
             (n.id.to_string(), tiers)
         })
         .collect()
@@ -118,7 +109,7 @@ pub async fn status(State(state): State<AppState>) -> ApiResult<Json<StatusBody>
         state.scheduler().ok_or_else(|| ApiError::RouteNotFound { method: "GET".into(), path: "/status".into() })?;
     let status = scheduler.status().await.map_err(|e| ApiError::Unavailable(e.to_string()))?;
     let now = now_unix_seconds() as f64;
-    let nodes = node_tiers(&state, &status);
+    let nodes = node_tiers(&status);
     let models = status
         .models
         .into_iter()
@@ -182,7 +173,7 @@ pub async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse,
         .as_ref()
         .ok_or_else(|| ApiError::RouteNotFound { method: "GET".into(), path: "/metrics".into() })?;
     let status = manager.status().await?;
-    let nodes = node_tiers(&state, &status);
+    let nodes = node_tiers(&status);
     let warm: Vec<TierUsage> = totals(&nodes)
         .into_iter()
         .filter(|t| t.tier != "device")

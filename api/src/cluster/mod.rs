@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use axum::Json;
 use axum::extract::State;
-use greenthread_core::{NodeId, TierUsage};
+use greenthread_core::NodeId;
 use greenthread_scheduler::{ModelManager, NodeHandle};
 use tokio::time::Instant;
 
@@ -90,12 +90,6 @@ impl Cluster {
     /// Where the scheduler reaches `node`.
     pub fn address_of(&self, node: &NodeId) -> Option<String> {
         self.members().get(node).map(|m| m.remote.url().to_owned())
-    }
-
-    /// Every remote node's tiers as last reported.
-    pub fn tiers(&self) -> Vec<(NodeId, Vec<TierUsage>)> {
-        use greenthread_core::NodeControl;
-        self.members().iter().map(|(id, m)| (id.clone(), m.remote.tiers())).collect()
     }
 
     /// Registers a node or keeps it alive.

@@ -59,19 +59,17 @@ fn manager(cluster: &Cluster) -> Result<&greenthread_scheduler::ModelManager, Re
 /// answer's stream is open.
 pub async fn lease(State(cluster): State<Arc<Cluster>>, Json(ask): Json<LeaseRequest>) -> Result<Response, Refused> {
     let manager = manager(&cluster)?;
-    let lease = match manager.acquire_avoiding(&ask.model, &ask.avoid).await {
+    let lease = match (manager.acquire_avoiding(&ask.model, &ask.avoid).await, cluster.registry()) {
         // The gateway knows the model, so it is in the database: created
         // since this scheduler last read it. Read it now rather than make the
         // client wait for the periodic read.
-        Err(AcquireError::UnknownModel(_)) if cluster.registry().is_some() => {
-            if let Some(registry) = cluster.registry()
-                && let Err(e) = registry.sync().await
-            {
+        (Err(AcquireError::UnknownModel(_)), Some(registry)) => {
+            if let Err(e) = registry.sync().await {
                 tracing::warn!(error = %e, "Cannot read the models for a gateway's lease");
             }
             manager.acquire_avoiding(&ask.model, &ask.avoid).await?
         }
-        other => other?,
+        (other, _) => other?,
     };
     let node = lease.node().clone();
     let Some(base) = cluster.address_of(&node) else {
