@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use greenthread_core::{ModelSpec, NodeId};
 use greenthread_node_runtime::builtin::BuiltinEngine;
-use greenthread_node_runtime::node::{HostResources, LocalNode, NodeConfig, TierBudgets};
+use greenthread_node_runtime::node::{HostResources, LocalArtifacts, LocalNode, NodeConfig, TierBudgets};
 use greenthread_scheduler::{ManagedModel, ManagerConfig, ModelManager, NodeHandle, PreemptionRules};
 
 use crate::access::Scheduled;
@@ -94,6 +94,8 @@ pub struct Platform {
     pub local_node: bool,
     /// Accept remote nodes holding this token.
     pub cluster_token: Option<ClusterToken>,
+    /// The local files this process's node may read artifacts from.
+    pub local_artifacts: LocalArtifacts,
 }
 
 fn cluster_token(raw: Option<&str>) -> Result<Option<ClusterToken>, ServeError> {
@@ -141,6 +143,10 @@ pub async fn run_serve(args: ServeArgs) -> Result<(), ServeError> {
         models_in_config = config.as_ref().map_or(0, |c| c.state.models.len()),
         "Starting"
     );
+    let artifact_dirs = artifact_dirs(&args.management.artifact_dirs, &args.data_dir)?;
+    // The operator's config may name model files anywhere: exactly those files are allowed too.
+    let configured = config.iter().flat_map(|c| c.state.models.iter()).filter_map(|m| m.spec.artifact.local_path());
+    let local_artifacts = LocalArtifacts::within(artifact_dirs.clone(), configured.map(Path::to_path_buf));
     let platform = Platform {
         budgets,
         engine,
@@ -152,8 +158,8 @@ pub async fn run_serve(args: ServeArgs) -> Result<(), ServeError> {
         rules: PreemptionRules { min_residency: args.limits.min_residency, force_after: args.limits.preempt_after },
         local_node: !args.no_local_node,
         cluster_token: token,
+        local_artifacts,
     };
-    let artifact_dirs = artifact_dirs(&args.management.artifact_dirs, &args.data_dir)?;
     let options = ManagedOptions {
         database_url: args.database_url.clone().unwrap_or_else(|| Store::sqlite_url(&args.data_dir)),
         open_mode: args.management.open,
@@ -355,12 +361,12 @@ pub(crate) async fn attach_management(
 /// # Errors
 /// When the specs conflict or the cache directory cannot be created.
 pub async fn start_platform(specs: &[ModelSpec], data_dir: &Path, platform: Platform) -> Result<AppState, ServeError> {
-    let Platform { budgets, engine, limits, rules, local_node, cluster_token } = platform;
+    let Platform { budgets, engine, limits, rules, local_node, cluster_token, local_artifacts } = platform;
     let catalog = Arc::new(ModelCatalog::new(specs, crate::openai::now_unix_seconds())?);
     let metrics = Arc::new(Metrics::new());
     let mut nodes = Vec::new();
     let local = if local_node {
-        let node = new_local_node(data_dir, budgets, engine, specs)?;
+        let node = new_local_node(data_dir, budgets, engine, specs, local_artifacts)?;
         let id = NodeId::parse(LOCAL_NODE).map_err(|e| ServeError::Usage(e.to_string()))?;
         nodes.push(NodeHandle {
             id: id.clone(),
@@ -401,11 +407,13 @@ fn new_local_node(
     budgets: Budgets,
     engine: BuiltinEngine,
     specs: &[ModelSpec],
+    local_artifacts: LocalArtifacts,
 ) -> Result<LocalNode, ServeError> {
     let config = NodeConfig {
         cache_dir: data_dir.join("cache"),
         budgets: TierBudgets { ram: budgets.ram, disk: budgets.disk },
         engine,
+        local_artifacts,
     };
     LocalNode::new(config, specs).map_err(|source| ServeError::DataDir { path: data_dir.to_path_buf(), source })
 }
@@ -420,7 +428,9 @@ pub async fn run_node(args: NodeArgs) -> Result<(), ServeError> {
     let token = ClusterToken::new(&args.cluster_token).map_err(ServeError::Usage)?;
     let budgets = Budgets::resolve(&args.tiers, HostResources::probe(&args.data_dir))?;
     let engine = BuiltinEngine::best_available().with_max_sequences(args.max_sequences);
-    let node = new_local_node(&args.data_dir, budgets, engine, &[])?;
+    let artifact_dirs = artifact_dirs(&args.artifact_dirs, &args.data_dir)?;
+    let local = LocalArtifacts::within(artifact_dirs.clone(), []);
+    let node = new_local_node(&args.data_dir, budgets, engine, &[], local)?;
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .map_err(|source| ServeError::Listen { addr: args.listen, source })?;
@@ -440,7 +450,7 @@ pub async fn run_node(args: NodeArgs) -> Result<(), ServeError> {
         budgets.device,
         token.clone(),
     );
-    let artifacts = ArtifactPolicy::new(artifact_dirs(&args.artifact_dirs, &args.data_dir)?);
+    let artifacts = ArtifactPolicy::new(artifact_dirs);
     let router = crate::cluster::node_server::router(node, token, limits, artifacts);
     crate::http::serve(listener, router).await.map_err(ServeError::Server)
 }

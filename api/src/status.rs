@@ -1,25 +1,39 @@
 //! `GET /status` (JSON: every model's state, replicas and where its weights
 //! are; every node's and tier's budget and use) and `GET /metrics`
-//! (Prometheus text).
+//! (Prometheus text). Outside open mode both need a key: `/status` shows a
+//! key the models of its project (an admin key everything, nodes and tiers
+//! included), `/metrics` is for admin keys (Prometheus sends one as a bearer
+//! token). A server without a management plane shows both to anyone.
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::header;
+use axum::http::{HeaderMap, header};
 use axum::response::IntoResponse;
 use greenthread_core::{ModelState, Tier, TierUsage};
 use greenthread_scheduler::ManagerStatus;
 use serde::Serialize;
 
 use crate::http::error::{ApiError, ApiResult};
+use crate::http::gate::Viewer;
 use crate::http::state::AppState;
 use crate::openai::now_unix_seconds;
 
 #[derive(Debug, Serialize)]
 pub struct StatusBody {
-    /// Budgets and use summed over the nodes.
-    pub tiers: Vec<TierBody>,
-    pub nodes: Vec<NodeBody>,
+    /// Budgets and use summed over the nodes (for viewers who see the nodes).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tiers: Option<Vec<TierBody>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nodes: Option<Vec<NodeBody>>,
     pub models: Vec<ModelBody>,
+}
+
+/// Who is looking, from the request's key.
+async fn viewer(state: &AppState, headers: &HeaderMap) -> ApiResult<Viewer> {
+    match &state.gate {
+        None => Ok(Viewer::Anyone),
+        Some(gate) => gate.viewer(crate::graphql::bearer(headers)).await,
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -104,15 +118,17 @@ fn totals(nodes: &[(String, Vec<TierUsage>)]) -> Vec<TierBody> {
         .collect()
 }
 
-pub async fn status(State(state): State<AppState>) -> ApiResult<Json<StatusBody>> {
+pub async fn status(State(state): State<AppState>, headers: HeaderMap) -> ApiResult<Json<StatusBody>> {
     let scheduler =
         state.scheduler().ok_or_else(|| ApiError::RouteNotFound { method: "GET".into(), path: "/status".into() })?;
+    let viewer = viewer(&state, &headers).await?;
     let status = scheduler.status().await.map_err(|e| ApiError::Unavailable(e.to_string()))?;
     let now = now_unix_seconds() as f64;
     let nodes = node_tiers(&status);
     let models = status
         .models
         .into_iter()
+        .filter(|m| viewer.sees_project(&m.project))
         .map(|m| {
             let tier = if m.replicas > 0 {
                 Tier::Device
@@ -157,21 +173,27 @@ pub async fn status(State(state): State<AppState>) -> ApiResult<Json<StatusBody>
             }
         })
         .collect();
+    let everything = viewer.sees_everything();
     Ok(Json(StatusBody {
-        tiers: totals(&nodes),
-        nodes: nodes
-            .iter()
-            .map(|(id, ts)| NodeBody { id: id.clone(), tiers: ts.iter().map(tier_body).collect() })
-            .collect(),
+        tiers: everything.then(|| totals(&nodes)),
+        nodes: everything.then(|| {
+            nodes
+                .iter()
+                .map(|(id, ts)| NodeBody { id: id.clone(), tiers: ts.iter().map(tier_body).collect() })
+                .collect()
+        }),
         models,
     }))
 }
 
-pub async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
+pub async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Result<impl IntoResponse, ApiError> {
     let manager = state
         .manager
         .as_ref()
         .ok_or_else(|| ApiError::RouteNotFound { method: "GET".into(), path: "/metrics".into() })?;
+    if !viewer(&state, &headers).await?.sees_everything() {
+        return Err(ApiError::PermissionDenied("/metrics needs an admin key.".into()));
+    }
     let status = manager.status().await?;
     let nodes = node_tiers(&status);
     let warm: Vec<TierUsage> = totals(&nodes)

@@ -17,7 +17,7 @@ use greenthread_api::{Budgets, Platform};
 use greenthread_core::{ArtifactUri, ModelName, ModelSpec, NodeId};
 use greenthread_node_runtime::builtin::BuiltinEngine;
 use greenthread_node_runtime::fixtures::{TinyBert, TinyModel};
-use greenthread_node_runtime::node::{LocalNode, NodeConfig, TierBudgets};
+use greenthread_node_runtime::node::{LocalArtifacts, LocalNode, NodeConfig, TierBudgets};
 use greenthread_scheduler::PreemptionRules;
 use serde_json::Value;
 use support::chat;
@@ -60,6 +60,7 @@ async fn start_scheduler(specs: &[ModelSpec], dir: &Path) -> (String, JoinHandle
         rules: PreemptionRules { min_residency: Duration::ZERO, force_after: Duration::ZERO },
         local_node: false,
         cluster_token: Some(ClusterToken::new(TOKEN).unwrap()),
+        local_artifacts: LocalArtifacts::Anywhere,
     };
     let state = greenthread_api::start_platform(specs, dir, platform).await.unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -75,6 +76,7 @@ async fn start_node(id: &str, dir: &Path, control: &str, device: u64) -> NodePro
         cache_dir: dir.join(format!("{id}-cache")),
         budgets: TierBudgets { ram: 1 << 30, disk: 1 << 30 },
         engine: BuiltinEngine::cpu().with_max_sequences(4),
+        local_artifacts: LocalArtifacts::within([dir.to_path_buf()], []),
     };
     let node = LocalNode::new(config, &[]).unwrap();
     let handle = node.clone();

@@ -61,6 +61,9 @@ def test_every_rendered_object_is_valid_kubernetes(values):
             assert doc["apiVersion"] == "monitoring.coreos.com/v1"
             endpoint = doc["spec"]["endpoints"][0]
             assert (endpoint["port"], endpoint["path"]) == ("http", "/metrics")
+            # /metrics needs an admin key: the bootstrap one, from the chart's Secret.
+            assert endpoint["authorization"]["type"] == "Bearer"
+            assert endpoint["authorization"]["credentials"]["key"] == "admin-token"
             assert doc["spec"]["selector"]["matchLabels"]
             continue
         try:

@@ -16,6 +16,10 @@ pub enum ArtifactError {
     UnsupportedScheme { scheme: String },
     #[error("object storage URI {0:?} must name a bucket and a key")]
     IncompleteObjectUri(String),
+    #[error(
+        "object storage URIs may not carry credentials (user info or a query string); the server takes them from its environment"
+    )]
+    CredentialsInUri,
     #[error("file:// URI {0:?} must hold an absolute path (file:///path/to/model.gguf)")]
     RelativeFileUri(String),
     #[error("artifact path {0:?} must be absolute here: there is no folder to resolve it against")]
@@ -61,6 +65,10 @@ impl ArtifactUri {
         if let Some((scheme, rest)) = raw.split_once("://") {
             if !OBJECT_SCHEMES.contains(&scheme.to_ascii_lowercase().as_str()) {
                 return Err(ArtifactError::UnsupportedScheme { scheme: scheme.to_owned() });
+            }
+            let authority = rest.split('/').next().unwrap_or_default();
+            if authority.contains('@') || rest.contains(['?', '#']) {
+                return Err(ArtifactError::CredentialsInUri);
             }
             let (bucket, key) = rest.split_once('/').unwrap_or((rest, ""));
             if bucket.is_empty() || key.is_empty() || key.split('/').any(|seg| seg == "..") {
@@ -184,6 +192,15 @@ mod tests {
         for bad in ["s3://bucket", "s3:///key", "s3://b/../etc/passwd"] {
             assert!(matches!(ArtifactUri::parse(bad, None), Err(ArtifactError::IncompleteObjectUri(_))), "{bad}");
         }
+    }
+
+    #[test]
+    fn credentials_in_object_uris_are_refused() {
+        for raw in ["s3://user:pass@bucket/m.gguf", "gs://token@bucket/m.gguf", "az://c/m.gguf?sig=abc", "s3://b/m#x"] {
+            assert_eq!(ArtifactUri::parse(raw, None), Err(ArtifactError::CredentialsInUri), "{raw}");
+        }
+        let message = ArtifactUri::parse("s3://user:pass@bucket/m.gguf", None).unwrap_err().to_string();
+        assert!(!message.contains("pass"), "{message}");
     }
 
     #[test]

@@ -22,6 +22,9 @@ pub enum FinishReason {
     MaxTokens,
     /// The model's context window is full.
     ContextFull,
+    /// The output's grammar allowed no further token (or the search for one
+    /// ran out of time) before the output was complete: it is cut short.
+    GrammarExhausted,
 }
 
 impl FinishReason {
@@ -29,7 +32,7 @@ impl FinishReason {
     pub fn openai(&self) -> &'static str {
         match self {
             Self::EndOfTurn | Self::StopSequence(_) => "stop",
-            Self::MaxTokens | Self::ContextFull => "length",
+            Self::MaxTokens | Self::ContextFull | Self::GrammarExhausted => "length",
         }
     }
 }

@@ -11,6 +11,7 @@ pub mod lru;
 pub mod model_name;
 pub mod model_spec;
 pub mod node;
+pub mod redact;
 pub mod sampling;
 pub mod units;
 
@@ -21,5 +22,5 @@ pub use lifecycle::{IllegalTransition, ModelState, Tier, WarmTier};
 pub use model_name::{ModelAlias, ModelName, NameError, NodeId};
 pub use model_spec::{ModelSpec, ModelSpecError, Scaling, default_project, validate_model_set};
 pub use node::{NodeControl, NodeError, NodeFuture, StageReport, TierUsage, WakeReport};
-pub use sampling::{ParamError, SamplingParams, SamplingRequest};
+pub use sampling::{MAX_LOGIT_BIAS, ParamError, SamplingParams, SamplingRequest};
 pub use units::{ByteSize, UnitError, format_duration, parse_duration};

@@ -5,9 +5,10 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-/// Longest accepted model name, in bytes. Names are path segments and metric
-/// labels; 64 keeps both readable.
-pub const MAX_NAME_LEN: usize = 64;
+/// Longest accepted model name, in bytes: a DNS label's 63, so a name also
+/// fits a Kubernetes label value and a hostname, and every database column
+/// that holds one (`VARCHAR(63)`).
+pub const MAX_NAME_LEN: usize = 63;
 /// Longest accepted alias, in bytes: long enough for `org/repo-name-variant` ids.
 pub const MAX_ALIAS_LEN: usize = 200;
 
@@ -145,7 +146,8 @@ mod tests {
         assert_eq!(ModelName::parse("Qwen"), Err(NameError::InvalidCharacter { found: 'Q' }));
         assert_eq!(ModelName::parse(""), Err(NameError::Empty));
         assert_eq!(ModelName::parse("v1"), Err(NameError::Reserved("v1".into())));
-        assert!(matches!(ModelName::parse(&"x".repeat(65)), Err(NameError::TooLong { .. })));
+        assert!(matches!(ModelName::parse(&"x".repeat(64)), Err(NameError::TooLong { .. })));
+        assert!(ModelName::parse(&"x".repeat(63)).is_ok(), "a DNS label's length fits");
     }
 
     #[test]

@@ -71,6 +71,10 @@ pub trait NodeControl: Send + Sync {
     /// `warm` if the budget allows (else a slower tier). Returns that tier.
     fn sleep<'a>(&'a self, model: &'a ModelName, warm: WarmTier) -> NodeFuture<'a, Tier>;
 
+    /// Drops everything the node holds of a model that no longer exists:
+    /// its instance, its RAM copy and its cached file.
+    fn forget<'a>(&'a self, model: &'a ModelName) -> NodeFuture<'a, ()>;
+
     /// Budgets and use of the node's RAM and disk tiers.
     fn tiers(&self) -> Vec<TierUsage>;
 }

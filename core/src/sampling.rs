@@ -26,7 +26,12 @@ pub struct SamplingRequest {
     pub frequency_penalty: Option<f32>,
     pub repetition_penalty: Option<f32>,
     pub seed: Option<i64>,
+    /// `logit_bias`: token ids (as the JSON object's keys) and what to add to their logits.
+    pub logit_bias: Vec<(String, f32)>,
 }
+
+/// Most entries of `logit_bias` one request may give.
+pub const MAX_LOGIT_BIAS: usize = 1024;
 
 /// Validated sampling parameters. `temperature == 0` means greedy decoding.
 #[derive(Debug, Clone, PartialEq)]
@@ -40,6 +45,9 @@ pub struct SamplingParams {
     pub repetition_penalty: f32,
     /// Seed of the request's own random stream; `None` draws a fresh one.
     pub seed: Option<u64>,
+    /// Added to the logits of these tokens before sampling (-100 bans a
+    /// token, 100 all but forces it), sorted by token id.
+    pub logit_bias: Vec<(u32, f32)>,
 }
 
 impl SamplingParams {
@@ -65,6 +73,7 @@ impl Default for SamplingParams {
             frequency_penalty: 0.0,
             repetition_penalty: 1.0,
             seed: None,
+            logit_bias: Vec::new(),
         }
     }
 }
@@ -94,7 +103,21 @@ impl SamplingRequest {
         if repetition_penalty == Some(0.0) {
             return Err(ParamError::new("repetition_penalty", "must be greater than 0"));
         }
+        if self.logit_bias.len() > MAX_LOGIT_BIAS {
+            return Err(ParamError::new("logit_bias", format!("at most {MAX_LOGIT_BIAS} tokens may be biased")));
+        }
+        let mut logit_bias = Vec::with_capacity(self.logit_bias.len());
+        for (token, bias) in &self.logit_bias {
+            let id = token.parse::<u32>().map_err(|_| {
+                ParamError::new("logit_bias", format!("keys are token ids (non-negative integers); got {token:?}"))
+            })?;
+            let bias = in_range("logit_bias", Some(*bias), -100.0, 100.0)?.unwrap_or_default();
+            logit_bias.push((id, bias));
+        }
+        logit_bias.sort_by_key(|(id, _)| *id);
+        logit_bias.dedup_by_key(|(id, _)| *id);
         Ok(SamplingParams {
+            logit_bias,
             temperature: in_range("temperature", self.temperature, 0.0, 2.0)?.unwrap_or(d.temperature),
             top_p: in_range("top_p", self.top_p, 0.0, 1.0)?.unwrap_or(d.top_p),
             top_k,
@@ -132,6 +155,21 @@ mod tests {
         assert_eq!(bad.validate().map_err(|e| e.param), Err("frequency_penalty"));
         let bad = SamplingRequest { repetition_penalty: Some(0.0), ..Default::default() };
         assert_eq!(bad.validate().map_err(|e| e.param), Err("repetition_penalty"));
+    }
+
+    #[test]
+    fn logit_bias_takes_token_ids_and_biases_in_range() {
+        let req = |pairs: &[(&str, f32)]| SamplingRequest {
+            logit_bias: pairs.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect(),
+            ..Default::default()
+        };
+        assert_eq!(req(&[("7", -100.0), ("3", 5.5)]).validate().map(|p| p.logit_bias), Ok(vec![(3, 5.5), (7, -100.0)]));
+        for bad in [req(&[("x", 1.0)]), req(&[("-1", 1.0)]), req(&[("1", 101.0)]), req(&[("1", f32::NAN)])] {
+            assert_eq!(bad.validate().map_err(|e| e.param), Err("logit_bias"));
+        }
+        let many: Vec<(String, f32)> = (0..=MAX_LOGIT_BIAS).map(|i| (i.to_string(), 1.0)).collect();
+        let too_many = SamplingRequest { logit_bias: many, ..Default::default() };
+        assert_eq!(too_many.validate().map_err(|e| e.param), Err("logit_bias"));
     }
 
     #[test]

@@ -13,7 +13,7 @@ use std::time::Instant;
 
 use greenthread_core::{ArtifactUri, ModelName, ModelSpec, NodeControl, WarmTier};
 use greenthread_node_runtime::builtin::BuiltinEngine;
-use greenthread_node_runtime::node::{LocalNode, NodeConfig, TierBudgets, evict_from_page_cache};
+use greenthread_node_runtime::node::{LocalArtifacts, LocalNode, NodeConfig, TierBudgets, evict_from_page_cache};
 
 fn median(mut xs: Vec<f64>) -> f64 {
     xs.sort_by(f64::total_cmp);
@@ -92,6 +92,7 @@ fn main() {
                 cache_dir: dir.path().join(format!("cache-{warm:?}")),
                 budgets: TierBudgets { ram: 16 << 30, disk: 64 << 30 },
                 engine: BuiltinEngine::cpu(),
+                local_artifacts: LocalArtifacts::Anywhere,
             };
             let node = LocalNode::new(config, std::slice::from_ref(&spec)).unwrap();
             let staged = node.stage_named(&name).await.unwrap();

@@ -24,6 +24,8 @@ pub enum Error {
     EmptyPrompt,
     #[error("token id {0} is outside the model's vocabulary")]
     TokenOutOfRange(u32),
+    #[error("logit_bias names token id {0}, which is outside the model's vocabulary")]
+    BiasOutOfRange(u32),
     #[error("the model is shutting down")]
     Stopped,
     #[error("the model is asleep; it must wake before it can generate")]
@@ -52,6 +54,7 @@ impl Error {
                 | Self::ContextLengthExceeded { .. }
                 | Self::EmptyPrompt
                 | Self::TokenOutOfRange(_)
+                | Self::BiasOutOfRange(_)
                 | Self::WrongKind(_)
         )
     }

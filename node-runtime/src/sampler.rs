@@ -16,6 +16,11 @@ const NUCLEUS_CANDIDATES: usize = 512;
 /// Under a grammar, the most likely tokens checked against it each step;
 /// the rest of the vocabulary is searched only when none of these fits.
 const CONSTRAINED_CANDIDATES: usize = 256;
+/// Longest one token's search under a grammar may take. A grammar that
+/// needs longer ends the output there (`length`: it is incomplete) rather
+/// than hold the sequence; the search runs off the model's worker, so it
+/// never holds other sequences' tokens.
+pub const MAX_MASK_TIME: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// What the sampler needs to know of the vocabulary.
 pub trait Vocabulary {
@@ -37,6 +42,9 @@ pub struct Sampler {
     seen: Vec<u32>,
     /// Where the output stands in its grammar, when it has one.
     grammar: Option<Matcher>,
+    /// The grammar allowed no token (or the search for one ran out of
+    /// time), so the output ended before the grammar was complete.
+    cut_short: bool,
 }
 
 impl Sampler {
@@ -46,7 +54,7 @@ impl Sampler {
             None => StdRng::from_os_rng(),
         };
         let seen = if params.repetition_penalty == 1.0 { Vec::new() } else { prompt.to_vec() };
-        Self { params, rng, generated: HashMap::new(), seen, grammar: None }
+        Self { params, rng, generated: HashMap::new(), seen, grammar: None, cut_short: false }
     }
 
     /// Constrains the output to `grammar`.
@@ -56,11 +64,26 @@ impl Sampler {
         self
     }
 
+    /// Whether the output must match a grammar: sampling then searches the
+    /// vocabulary, which can take long enough to run elsewhere.
+    pub fn is_constrained(&self) -> bool {
+        self.grammar.is_some()
+    }
+
+    /// Whether the output ended because its grammar could not go on: the
+    /// answer is incomplete, as if a length limit had cut it.
+    pub fn cut_short(&self) -> bool {
+        self.cut_short
+    }
+
     /// Picks the next token from `logits` (modified in place) and records it.
     pub fn sample(&mut self, logits: &mut [f32], vocab: &dyn Vocabulary) -> u32 {
         self.apply_penalties(logits);
         if let Some(matcher) = &self.grammar {
-            mask_to_grammar(matcher, logits, vocab, self.params.is_greedy());
+            let deadline = tokio::time::Instant::now() + MAX_MASK_TIME;
+            if mask_to_grammar(matcher, logits, vocab, self.params.is_greedy(), deadline) == Mask::NothingFits {
+                self.cut_short = true;
+            }
         }
         let token = if self.params.is_greedy() { argmax(logits) } else { self.draw(logits) };
         if let Some(matcher) = &mut self.grammar
@@ -77,6 +100,12 @@ impl Sampler {
 
     fn apply_penalties(&self, logits: &mut [f32]) {
         let p = &self.params;
+        for &(token, bias) in &p.logit_bias {
+            // Ids are checked against the vocabulary when the request arrives.
+            if let Some(l) = logits.get_mut(token as usize) {
+                *l += bias;
+            }
+        }
         if p.repetition_penalty != 1.0 {
             for &t in &self.seen {
                 if let Some(l) = logits.get_mut(t as usize) {
@@ -150,12 +179,37 @@ impl Sampler {
     }
 }
 
+/// What masking left to sample from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mask {
+    Allowed,
+    /// No token fits (or none was found in time): only an end token is left.
+    NothingFits,
+}
+
 /// Leaves finite only the logits of tokens the grammar allows next: among
 /// the most likely tokens (only the best one when greedy), else the most
-/// likely allowed one in the whole vocabulary, else an end token.
-fn mask_to_grammar(matcher: &Matcher, logits: &mut [f32], vocab: &dyn Vocabulary, greedy: bool) {
+/// likely allowed one in the whole vocabulary, else an end token. Tokens
+/// whose first byte the grammar refuses are skipped without a full check,
+/// and the whole search stops at `deadline`.
+fn mask_to_grammar(
+    matcher: &Matcher,
+    logits: &mut [f32],
+    vocab: &dyn Vocabulary,
+    greedy: bool,
+    deadline: tokio::time::Instant,
+) -> Mask {
+    let complete = matcher.is_complete();
+    let mut first_bytes = [false; 256];
+    for (b, ok) in first_bytes.iter_mut().enumerate() {
+        *ok = matcher.accepts(&[b as u8]);
+    }
     let allowed = |t: u32| {
-        if vocab.ends_generation(t) { matcher.is_complete() } else { matcher.accepts(vocab.piece(t)) }
+        if vocab.ends_generation(t) {
+            return complete;
+        }
+        let piece = vocab.piece(t);
+        piece.first().is_some_and(|&b| first_bytes[usize::from(b)]) && matcher.accepts(piece)
     };
     let by_logit = |a: &u32, b: &u32| logits[*b as usize].total_cmp(&logits[*a as usize]).then(a.cmp(b));
     let mut order: Vec<u32> = (0..logits.len() as u32).filter(|&t| logits[t as usize].is_finite()).collect();
@@ -176,17 +230,30 @@ fn mask_to_grammar(matcher: &Matcher, logits: &mut [f32], vocab: &dyn Vocabulary
     if keep.is_empty() {
         let rest = &mut order[head..];
         rest.sort_unstable_by(by_logit);
-        keep.extend(rest.iter().copied().find(|&t| allowed(t)));
+        for (i, &t) in rest.iter().enumerate() {
+            // The clock is read every so often: a check costs far less than reading it.
+            if i % 1024 == 1023 && tokio::time::Instant::now() >= deadline {
+                break;
+            }
+            if allowed(t) {
+                keep.push(t);
+                break;
+            }
+        }
     }
-    if keep.is_empty() {
-        // Nothing fits: end here; the caller's validation reports the output.
+    let outcome = if keep.is_empty() {
+        // Nothing fits: end here; unless the output is complete, it was cut short.
         keep.extend(vocab.end_token());
-    }
+        if complete { Mask::Allowed } else { Mask::NothingFits }
+    } else {
+        Mask::Allowed
+    };
     let kept: Vec<(u32, f32)> = keep.iter().map(|&t| (t, logits[t as usize])).collect();
     logits.fill(f32::NEG_INFINITY);
     for (t, l) in kept {
         logits[t as usize] = if l.is_finite() { l } else { 0.0 };
     }
+    outcome
 }
 
 /// Index of the largest logit; the lowest index among ties.
@@ -270,6 +337,17 @@ mod tests {
         let first = s.sample(&mut [1.0, 0.5], &PLAIN);
         let second = s.sample(&mut [1.0, 0.5], &PLAIN);
         assert_eq!((first, second), (0, 1));
+    }
+
+    #[test]
+    fn logit_bias_bans_and_promotes_tokens() {
+        let mut banned =
+            Sampler::new(SamplingParams { logit_bias: vec![(1, -100.0)], ..SamplingParams::greedy() }, &[]);
+        assert_eq!(banned.sample(&mut [1.0, 5.0, 2.0], &PLAIN), 2);
+        let mut promoted = Sampler::new(SamplingParams { logit_bias: vec![(0, 100.0)], ..params(|_| {}) }, &[]);
+        for _ in 0..20 {
+            assert_eq!(promoted.sample(&mut [1.0, 5.0, 2.0], &PLAIN), 0);
+        }
     }
 
     #[test]

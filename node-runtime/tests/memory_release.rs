@@ -7,7 +7,7 @@
 use greenthread_core::{ArtifactUri, ModelName, ModelSpec, NodeControl, SamplingParams, WarmTier};
 use greenthread_node_runtime::builtin::BuiltinEngine;
 use greenthread_node_runtime::fixtures::TinyModel;
-use greenthread_node_runtime::node::{LocalNode, NodeConfig, TierBudgets};
+use greenthread_node_runtime::node::{LocalArtifacts, LocalNode, NodeConfig, TierBudgets};
 use greenthread_node_runtime::{GenerateRequest, GenerationEvent};
 
 /// Resident bytes of this process.
@@ -31,6 +31,7 @@ async fn sleeping_returns_at_least_the_device_footprint_to_the_os() {
         cache_dir: dir.path().join("cache"),
         budgets: TierBudgets { ram: 1 << 30, disk: 1 << 30 },
         engine: BuiltinEngine::cpu(),
+        local_artifacts: LocalArtifacts::Anywhere,
     };
     let node = LocalNode::new(config, std::slice::from_ref(&spec)).unwrap();
     node.stage(&spec).await.unwrap();

@@ -10,7 +10,7 @@ use greenthread_core::{
 };
 use greenthread_node_runtime::builtin::{BuiltinEngine, sha256_file};
 use greenthread_node_runtime::fixtures::TinyModel;
-use greenthread_node_runtime::node::{LocalNode, NodeConfig, TierBudgets};
+use greenthread_node_runtime::node::{LocalArtifacts, LocalNode, NodeConfig, TierBudgets};
 use greenthread_node_runtime::{GenerateRequest, GenerationEvent};
 
 fn name(s: &str) -> ModelName {
@@ -24,7 +24,12 @@ fn spec(n: &str, artifact: &Path, warm: WarmTier) -> ModelSpec {
 }
 
 fn node(dir: &Path, specs: &[ModelSpec], budgets: TierBudgets) -> LocalNode {
-    let config = NodeConfig { cache_dir: dir.join("cache"), budgets, engine: BuiltinEngine::cpu() };
+    let config = NodeConfig {
+        cache_dir: dir.join("cache"),
+        budgets,
+        engine: BuiltinEngine::cpu(),
+        local_artifacts: LocalArtifacts::within([dir.to_path_buf()], []),
+    };
     LocalNode::new(config, specs).unwrap()
 }
 
@@ -172,4 +177,77 @@ async fn a_restarted_node_reuses_its_verified_cache_without_fetching() {
     let again = node(dir.path(), &[s], PLENTY);
     assert_eq!(again.stage_named(&name("q")).await.unwrap().tier, Tier::Disk);
     again.wake(&name("q")).await.unwrap();
+}
+
+/// Stages ten models of the same file at once while watching the tiers:
+/// neither may pass its budget at any moment.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_stages_never_pass_the_budgets_and_forgotten_models_free_every_tier() {
+    let dir = tempfile::tempdir().unwrap();
+    let artifact = dir.path().join("shared.gguf");
+    TinyModel::qwen2().write(&artifact).unwrap();
+    let size = std::fs::metadata(&artifact).unwrap().len();
+    let budgets = TierBudgets { ram: size * 5 / 2, disk: size * 4 + size / 2 };
+    let specs: Vec<ModelSpec> = (0..10).map(|i| spec(&format!("m{i}"), &artifact, WarmTier::Ram)).collect();
+    let n = node(dir.path(), &specs, budgets);
+    let watcher = {
+        let n = n.clone();
+        tokio::spawn(async move {
+            let mut peak = (0, 0);
+            loop {
+                let tiers = n.tiers();
+                let used = |t: Tier| tiers.iter().find(|u| u.tier == t).unwrap().used;
+                peak = (peak.0.max(used(Tier::Ram)), peak.1.max(used(Tier::Disk)));
+                tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+                if peak.0 > budgets.ram || peak.1 > budgets.disk {
+                    return peak;
+                }
+            }
+        })
+    };
+    let stages = specs.iter().map(|s| {
+        let n = n.clone();
+        let name = s.name.clone();
+        tokio::spawn(async move { n.stage_named(&name).await })
+    });
+    let results = futures_util::future::join_all(stages).await;
+    let staged = results.into_iter().filter(|r| r.as_ref().unwrap().is_ok()).count();
+    assert!(staged >= 4, "as many as the disk budget holds are staged: {staged}");
+    assert!(!watcher.is_finished(), "a tier passed its budget: {:?}", watcher.await.unwrap());
+    watcher.abort();
+    let cached = || std::fs::read_dir(dir.path().join("cache")).unwrap().count();
+    assert!(cached() > 0);
+
+    for s in &specs {
+        n.forget(&s.name).await.unwrap();
+    }
+    let tiers = n.tiers();
+    assert!(tiers.iter().all(|t| t.used == 0), "every tier is free: {tiers:?}");
+    assert_eq!(cached(), 0, "no cached file is left of forgotten models");
+}
+
+#[tokio::test]
+async fn a_restart_counts_the_verified_cache_and_removes_everything_else() {
+    let dir = tempfile::tempdir().unwrap();
+    let artifact = dir.path().join("q.gguf");
+    TinyModel::qwen2().write(&artifact).unwrap();
+    let size = std::fs::metadata(&artifact).unwrap().len();
+    let (a, b) = (spec("a", &artifact, WarmTier::Disk), spec("b", &artifact, WarmTier::Disk));
+    let first = node(dir.path(), &[a.clone(), b.clone()], PLENTY);
+    first.stage_named(&name("a")).await.unwrap();
+    first.stage_named(&name("b")).await.unwrap();
+    drop(first);
+    let cache = dir.path().join("cache");
+    std::fs::write(cache.join("stray.bin"), vec![7u8; 1 << 16]).unwrap();
+    std::fs::write(cache.join(".a-000000000000.gguf.partial-1"), b"half").unwrap();
+
+    // Restarted knowing only `a`, with room for one file.
+    let budgets = TierBudgets { ram: 1 << 30, disk: size + size / 2 };
+    let again = node(dir.path(), std::slice::from_ref(&a), budgets);
+    let disk = again.tiers().into_iter().find(|t| t.tier == Tier::Disk).unwrap();
+    assert_eq!(disk.used, size, "a's verified file is counted");
+    let left: Vec<String> =
+        std::fs::read_dir(&cache).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    assert!(left.iter().all(|f| f.starts_with("a-")), "only a's file and stamp remain: {left:?}");
+    assert_eq!(again.stage_named(&name("a")).await.unwrap().tier, Tier::Disk);
 }

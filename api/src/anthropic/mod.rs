@@ -18,7 +18,7 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, header};
 use axum::response::sse::{Event, Sse};
 use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt;
@@ -36,8 +36,14 @@ use crate::openai::{Route, choices, dispatch, model_for_body, model_for_path, va
 /// Largest answer read back whole from the chat path (a non-streamed message).
 const MAX_ANSWER_BYTES: usize = 64 << 20;
 
+/// Whether `path` is one of the Messages API's routes, whose errors take
+/// Anthropic's shape (whichever handler, or fallback, answers).
+pub fn is_messages_path(path: &str) -> bool {
+    path.ends_with("/v1/messages") || path.ends_with("/v1/messages/count_tokens")
+}
+
 /// An [`ApiError`] in Anthropic's shape, with the same status and headers.
-fn error_response(e: ApiError) -> Response {
+pub fn error_response(e: ApiError) -> Response {
     if let ApiError::Internal(detail) = &e {
         tracing::error!(error = %detail, "Request failed");
     }
@@ -53,11 +59,7 @@ fn error_response(e: ApiError) -> Response {
 }
 
 fn body_error(rejection: &BytesRejection, limit: usize) -> ApiError {
-    if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-        ApiError::PayloadTooLarge { limit }
-    } else {
-        ApiError::BadJson(rejection.body_text())
-    }
+    crate::http::intake::body_rejection(rejection, limit)
 }
 
 fn respond(result: ApiResult<Response>) -> Response {

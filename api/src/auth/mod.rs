@@ -216,18 +216,32 @@ impl KeyService {
     }
 
     /// The principal behind `secret`: its signature (for issued keys) and its
-    /// row are checked — known, not revoked, not expired.
+    /// row are checked — known, not revoked, not expired — and its use recorded.
     ///
     /// # Errors
     /// [`AuthError`] saying why the secret is refused.
     pub async fn authenticate(&self, secret: &str) -> Result<Principal, AuthError> {
+        let principal = self.verify(secret).await?;
+        self.touch(principal.key_id, self.store.now()).await;
+        Ok(principal)
+    }
+
+    /// Whether `secret` still holds, as [`Self::authenticate`] checks it,
+    /// without counting a use: how an open connection re-checks its key.
+    ///
+    /// # Errors
+    /// [`AuthError`] saying why the secret is refused now.
+    pub async fn still_valid(&self, secret: &str) -> Result<(), AuthError> {
+        self.verify(secret).await.map(|_| ())
+    }
+
+    async fn verify(&self, secret: &str) -> Result<Principal, AuthError> {
         let hash = secret_hash(secret);
         let now = self.store.now();
         if let Some(v) = self.recently_verified(&hash, now) {
             if v.expires_at.is_some_and(|t| t <= now) {
                 return Err(AuthError::Expired);
             }
-            self.touch(v.principal.key_id, now).await;
             return Ok(v.principal);
         }
         let (row, project) = keys::with_project_by_hash(self.store.db(), &hash).await?.ok_or(AuthError::Invalid)?;
@@ -250,7 +264,6 @@ impl KeyService {
         if row.expires_at.is_some_and(|t| t <= now) {
             return Err(AuthError::Expired);
         }
-        self.touch(row.id, now).await;
         let principal = Principal::from_row(&row, project)?;
         self.remember(hash, Verified { principal: principal.clone(), expires_at: row.expires_at, checked_at: now });
         Ok(principal)

@@ -70,6 +70,13 @@ async fn wake(
     s.node.wake(&name).await.map(Json).map_err(NodeFailure)
 }
 
+async fn forget(State(s): State<NodeState>, Path(name): Path<String>) -> Result<Json<serde_json::Value>, NodeFailure> {
+    let name = model_name(&name)?;
+    s.catalog.remove(&name);
+    s.node.forget(&name).await.map_err(NodeFailure)?;
+    Ok(Json(serde_json::json!({"forgotten": name.as_str()})))
+}
+
 async fn sleep(
     State(s): State<NodeState>,
     Path(name): Path<String>,
@@ -88,6 +95,7 @@ pub fn router(node: LocalNode, token: ClusterToken, limits: Limits, artifacts: A
         .route("/internal/v1/models/{name}/stage", post(stage))
         .route("/internal/v1/models/{name}/wake", post(wake))
         .route("/internal/v1/models/{name}/sleep", post(sleep))
+        .route("/internal/v1/models/{name}/forget", post(forget))
         .with_state(NodeState { node: node.clone(), catalog: catalog.clone(), artifacts: Arc::new(artifacts) });
     let api_state =
         AppState { node: Some(node.clone()), ..AppState::new(catalog, Arc::new(NodeLocal { node }), limits) };
@@ -95,6 +103,7 @@ pub fn router(node: LocalNode, token: ClusterToken, limits: Limits, artifacts: A
     Router::new()
         .merge(internal)
         .merge(models)
+        .layer(axum::middleware::from_fn_with_state(limits.body(), crate::http::intake::read_body))
         .layer(axum::middleware::from_fn_with_state(token, require_token))
         .layer(axum::extract::DefaultBodyLimit::max(limits.max_request_bytes))
         .route("/health", get(|| async { Json(serde_json::json!({"status": "ok"})) }))

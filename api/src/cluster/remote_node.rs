@@ -82,6 +82,13 @@ impl NodeControl for RemoteNode {
         })
     }
 
+    fn forget<'a>(&'a self, model: &'a ModelName) -> NodeFuture<'a, ()> {
+        Box::pin(async move {
+            let _: serde_json::Value = self.call(format!("{model}/forget"), serde_json::json!({})).await?;
+            Ok(())
+        })
+    }
+
     fn tiers(&self) -> Vec<TierUsage> {
         self.tiers.lock().unwrap_or_else(PoisonError::into_inner).clone()
     }

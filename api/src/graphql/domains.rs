@@ -118,8 +118,8 @@ async fn managed_domain(ctx: &Context<'_>, hostname: &str) -> async_graphql::Res
         .one(management(ctx).store.db())
         .await
         .map_err(internal)?
-        .filter(|d| p.can_read(d.project_id))
         .ok_or_else(|| coded(NOT_FOUND, format!("domain {hostname} not found")))?;
+    super::query::may_read(p, row.project_id, || format!("domain {hostname} not found"))?;
     needs_manage(p, row.project_id)?;
     Ok(row)
 }

@@ -11,6 +11,10 @@ pub const NOT_FOUND: &str = "NOT_FOUND";
 pub const CONFLICT: &str = "CONFLICT";
 pub const RATE_LIMITED: &str = "RATE_LIMITED";
 pub const BAD_USER_INPUT: &str = "BAD_USER_INPUT";
+/// The HTTP request is not a GraphQL request this server runs: not JSON,
+/// batched, nested too deep, too many mutation fields.
+pub const BAD_REQUEST: &str = "BAD_REQUEST";
+pub const PAYLOAD_TOO_LARGE: &str = "PAYLOAD_TOO_LARGE";
 /// The server cannot do this (it runs no scheduler, say); another may.
 pub const UNAVAILABLE: &str = "UNAVAILABLE";
 pub const INTERNAL: &str = "INTERNAL_SERVER_ERROR";

@@ -5,10 +5,10 @@ use chrono::{DateTime, Utc};
 use sea_orm::EntityTrait;
 use uuid::Uuid;
 
-use super::errors::{NOT_FOUND, coded, internal, principal};
+use super::errors::{FORBIDDEN, NOT_FOUND, coded, internal, principal};
 use super::mutation::needs_manage;
 use super::query::readable_project;
-use super::types::{ApiKey, ApiKeyPayload, CreateApiKeyPayload, management};
+use super::types::{ApiKey, CreateApiKeyPayload, RevokeApiKeyPayload, management};
 use crate::auth::{Scope, parse_scopes};
 use crate::manage::UserError;
 use crate::store::entities::api_key;
@@ -30,6 +30,16 @@ pub struct CreateApiKeyInput {
 #[derive(InputObject)]
 pub struct RevokeApiKeyInput {
     pub id: ID,
+    /// A key to create in the same change, with the revoked key's project,
+    /// scopes and limits: how a key is rotated, and the only way to revoke
+    /// the last admin key.
+    pub replacement: Option<ReplacementKeyInput>,
+}
+
+#[derive(InputObject)]
+pub struct ReplacementKeyInput {
+    pub name: String,
+    pub expires_at: Option<DateTime<Utc>>,
 }
 
 #[derive(Default)]
@@ -49,9 +59,7 @@ impl KeyMutation {
         let mgmt = management(ctx);
         let mut errors = Vec::new();
         let name = input.name.trim().to_owned();
-        if name.is_empty() || name.len() > 128 {
-            errors.push(UserError::new("input.name", "INVALID", "a key's name has 1 to 128 characters"));
-        }
+        errors.extend(key_name_error("input.name", &name));
         let scopes = parse_scopes(&input.scopes)
             .map_err(|e| errors.push(UserError::new("input.scopes", "INVALID", e.to_string())))
             .ok();
@@ -65,9 +73,7 @@ impl KeyMutation {
                 errors.push(UserError::new(field, "INVALID", "a limit is at least 1 (leave it out for none)"));
             }
         }
-        if input.expires_at.is_some_and(|t| t <= mgmt.store.now()) {
-            errors.push(UserError::new("input.expiresAt", "INVALID", "the expiry must be in the future"));
-        }
+        errors.extend(expiry_error("input.expiresAt", input.expires_at, mgmt.store.now()));
         let Some(scopes) = scopes.filter(|_| errors.is_empty()) else {
             return Ok(CreateApiKeyPayload { api_key: None, secret: None, user_errors: errors });
         };
@@ -98,35 +104,89 @@ impl KeyMutation {
         })
     }
 
-    /// Revokes a key: refused from its next request on.
+    /// Revokes a key: refused from its next request on (and any websocket
+    /// it opened closes). Only admin keys revoke admin keys, and the last
+    /// live admin key is revoked only with a `replacement`.
     async fn revoke_api_key(
         &self,
         ctx: &Context<'_>,
         input: RevokeApiKeyInput,
-    ) -> async_graphql::Result<ApiKeyPayload> {
+    ) -> async_graphql::Result<RevokeApiKeyPayload> {
         let p = principal(ctx)?;
         let Ok(id) = Uuid::parse_str(input.id.as_str()) else {
-            return Ok(ApiKeyPayload::failed(vec![UserError::new("input.id", "INVALID", "not an API key id")]));
+            return Ok(RevokeApiKeyPayload::failed(vec![UserError::new("input.id", "INVALID", "not an API key id")]));
         };
         let mgmt = management(ctx);
         let row = api_key::Entity::find_by_id(id)
             .one(mgmt.store.db())
             .await
             .map_err(internal)?
-            .filter(|k| p.can_read(k.project_id))
             .ok_or_else(|| coded(NOT_FOUND, format!("API key {id} not found")))?;
+        super::query::may_read(p, row.project_id, || format!("API key {id} not found"))?;
         needs_manage(p, row.project_id)?;
-        let tx = mgmt.store.begin_write().await.map_err(internal)?;
-        match keys::revoke(&tx, id, &p.actor("graphql"), mgmt.store.now()).await {
-            Ok(row) => {
-                tx.commit().await.map_err(internal)?;
-                mgmt.keys.forget(id);
-                Ok(ApiKeyPayload { api_key: Some(ApiKey(row)), user_errors: vec![] })
-            }
-            Err(crate::store::StoreError::Conflict(m)) => {
-                Ok(ApiKeyPayload::failed(vec![UserError::new("input.id", "ALREADY_REVOKED", m)]))
-            }
-            Err(e) => Err(internal(e)),
+        let scopes = parse_scopes(&row.scopes.split(' ').collect::<Vec<_>>()).map_err(internal)?;
+        let admin_key = scopes.contains(&Scope::Admin);
+        if admin_key && !p.is_admin() {
+            return Err(coded(FORBIDDEN, "only an admin key may revoke an admin key"));
         }
+        if let Some(r) = &input.replacement
+            && let Some(error) = key_name_error("input.replacement.name", &r.name)
+                .or_else(|| expiry_error("input.replacement.expiresAt", r.expires_at, mgmt.store.now()))
+        {
+            return Ok(RevokeApiKeyPayload::failed(vec![error]));
+        }
+        let now = mgmt.store.now();
+        let tx = mgmt.store.begin_write().await.map_err(internal)?;
+        // Under the write lock: two revocations cannot both see the other's key live.
+        if admin_key && input.replacement.is_none() && keys::live_admin_keys(&tx, now).await.map_err(internal)? <= 1 {
+            return Ok(RevokeApiKeyPayload::failed(vec![UserError::new(
+                "input.replacement",
+                "LAST_ADMIN_KEY",
+                "this is the last live admin key: revoke it with a replacement, or create another admin key first",
+            )]));
+        }
+        let actor = p.actor("graphql");
+        let revoked = match keys::revoke(&tx, id, &actor, now).await {
+            Ok(row) => row,
+            Err(crate::store::StoreError::Conflict(m)) => {
+                return Ok(RevokeApiKeyPayload::failed(vec![UserError::new("input.id", "ALREADY_REVOKED", m)]));
+            }
+            Err(e) => return Err(internal(e)),
+        };
+        let replacement = match input.replacement {
+            Some(r) => {
+                let request = crate::auth::KeyRequest {
+                    project_id: revoked.project_id,
+                    name: r.name.trim().to_owned(),
+                    scopes,
+                    expires_at: r.expires_at,
+                    limits: crate::ratelimit::KeyLimits {
+                        requests_per_minute: revoked.requests_per_minute.and_then(|n| u32::try_from(n).ok()),
+                        tokens_per_minute: revoked.tokens_per_minute.and_then(|n| u32::try_from(n).ok()),
+                    },
+                };
+                let created = mgmt.keys.create(&tx, request, &actor).await.map_err(internal)?;
+                Some(CreateApiKeyPayload {
+                    api_key: Some(ApiKey(created.row)),
+                    secret: Some(created.secret),
+                    user_errors: vec![],
+                })
+            }
+            None => None,
+        };
+        tx.commit().await.map_err(internal)?;
+        mgmt.keys.forget(id);
+        Ok(RevokeApiKeyPayload { api_key: Some(ApiKey(revoked)), replacement, user_errors: vec![] })
     }
+}
+
+/// A key's name: 1 to 128 characters, no NUL.
+fn key_name_error(field: &str, name: &str) -> Option<UserError> {
+    let name = name.trim();
+    (name.is_empty() || name.chars().count() > 128 || name.contains('\0'))
+        .then(|| UserError::new(field, "INVALID", "a key's name has 1 to 128 characters, none of them NUL"))
+}
+
+fn expiry_error(field: &str, expires_at: Option<DateTime<Utc>>, now: DateTime<Utc>) -> Option<UserError> {
+    expires_at.is_some_and(|t| t <= now).then(|| UserError::new(field, "INVALID", "the expiry must be in the future"))
 }

@@ -7,28 +7,30 @@
 mod domains;
 pub mod errors;
 mod gitops_mutations;
+pub mod guard;
 mod key_mutations;
 mod model_actions;
 mod mutation;
 pub mod pagination;
 mod query;
 mod rate_limit;
+mod socket;
 mod subscription;
+mod transport;
 pub mod types;
 pub mod usage;
 
 use std::sync::Arc;
 
-use async_graphql::http::{ALL_WEBSOCKET_PROTOCOLS, GraphiQLSource};
-use async_graphql::{Data, Schema};
-use async_graphql_axum::{GraphQLProtocol, GraphQLRequest, GraphQLResponse, GraphQLWebSocket};
-use axum::extract::{State, WebSocketUpgrade};
+use async_graphql::Schema;
+use async_graphql::http::GraphiQLSource;
 use axum::http::{HeaderMap, StatusCode, header};
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::Html;
 
 use self::domains::{DomainMutation, DomainQuery};
-use self::errors::{Auth, RATE_LIMITED, coded};
+use self::errors::{Auth, BAD_REQUEST, BAD_USER_INPUT, RATE_LIMITED, coded};
 use self::gitops_mutations::GitopsMutation;
+pub use self::guard::Refusal;
 use self::key_mutations::KeyMutation;
 use self::model_actions::ModelActionMutation;
 use self::mutation::CoreMutation;
@@ -112,24 +114,61 @@ async fn authenticate(state: &GraphqlState, token: Option<&str>) -> Auth {
     }
 }
 
-/// `POST /graphql`.
-pub async fn execute(State(state): State<GraphqlState>, headers: HeaderMap, request: GraphQLRequest) -> Response {
-    let auth = authenticate(&state, bearer(&headers)).await;
-    if let Auth(Ok(p)) = &auth
-        && let Err(retry_after) = state.limiter.check(p.key_id)
-    {
-        let error =
-            coded(RATE_LIMITED, format!("too many requests for this key; retry in {} s", retry_after.as_secs().max(1)));
-        let response = async_graphql::Response::from_errors(vec![error.into_server_error(Default::default())]);
-        let mut http = GraphQLResponse::from(response).into_response();
-        *http.status_mut() = StatusCode::TOO_MANY_REQUESTS;
-        if let Ok(v) = retry_after.as_secs().max(1).to_string().parse() {
-            http.headers_mut().insert(header::RETRY_AFTER, v);
+impl GraphqlState {
+    /// Checks `request` before it runs (see [`guard`]): its nesting, then,
+    /// once parsed, its mutation fields, each taking one of the key's
+    /// rate-limit tokens (a query takes one).
+    ///
+    /// # Errors
+    /// The [`Refusal`] to answer instead of running it.
+    fn admit(&self, auth: &Auth, request: &mut async_graphql::Request) -> Result<(), Refusal> {
+        if !guard::nesting_within_limit(&request.query) {
+            return Err(Refusal::TooDeep);
         }
-        return http;
+        let operation = request.operation_name.clone();
+        // A document that does not parse is answered by the schema, with the parser's message.
+        let variables = std::mem::take(&mut request.variables);
+        let (fields, nul) = request.parsed_query().map_or((0, false), |doc| {
+            (guard::mutation_fields(doc, operation.as_deref()), guard::holds_nul(doc, &variables))
+        });
+        request.variables = variables;
+        if nul {
+            return Err(Refusal::Nul);
+        }
+        if fields > guard::MAX_MUTATION_FIELDS {
+            return Err(Refusal::TooManyMutations(fields));
+        }
+        if let Auth(Ok(p)) = auth {
+            self.limiter.check_n(p.key_id, fields.max(1)).map_err(Refusal::RateLimited)?;
+        }
+        Ok(())
     }
-    let request = request.into_inner().data(auth).data(types::StatusOnce::default());
-    GraphQLResponse::from(state.schema.execute(request).await).into_response()
+
+    /// Runs `request` for `auth`, if admitted.
+    async fn run(&self, auth: Auth, mut request: async_graphql::Request) -> Result<async_graphql::Response, Refusal> {
+        self.admit(&auth, &mut request)?;
+        let request = request.data(auth).data(types::StatusOnce::default());
+        Ok(self.schema.execute(request).await)
+    }
+}
+
+impl Refusal {
+    /// The GraphQL error it is answered with.
+    fn error(&self) -> async_graphql::ServerError {
+        let code = match self {
+            Self::TooDeep | Self::TooManyMutations(_) => BAD_REQUEST,
+            Self::Nul => BAD_USER_INPUT,
+            Self::RateLimited(_) => RATE_LIMITED,
+        };
+        coded(code, self.to_string()).into_server_error(Default::default())
+    }
+
+    fn status(&self) -> StatusCode {
+        match self {
+            Self::TooDeep | Self::TooManyMutations(_) | Self::Nul => StatusCode::BAD_REQUEST,
+            Self::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
+        }
+    }
 }
 
 /// `GET /graphql`: GraphiQL.
@@ -137,44 +176,10 @@ pub async fn graphiql() -> Html<String> {
     Html(GraphiQLSource::build().endpoint("/graphql").subscription_endpoint("/graphql/ws").finish())
 }
 
-/// `GET /graphql/ws`: subscriptions over `graphql-transport-ws` (or the older `graphql-ws`).
-pub async fn websocket(
-    State(state): State<GraphqlState>,
-    headers: HeaderMap,
-    protocol: GraphQLProtocol,
-    upgrade: WebSocketUpgrade,
-) -> Response {
-    let from_header = bearer(&headers).map(str::to_owned);
-    upgrade
-        .protocols(ALL_WEBSOCKET_PROTOCOLS)
-        .on_upgrade(move |socket| async move {
-            let schema = state.schema.clone();
-            GraphQLWebSocket::new(socket, schema, protocol)
-                .on_connection_init(move |payload| async move {
-                    let from_payload = payload
-                        .get("authorization")
-                        .or_else(|| payload.get("Authorization"))
-                        .and_then(|v| v.as_str())
-                        .map(|v| v.strip_prefix("Bearer ").unwrap_or(v).trim().to_owned());
-                    let token = from_payload.or(from_header);
-                    let auth = authenticate(&state, token.as_deref()).await;
-                    if let Auth(Err(why)) = &auth {
-                        return Err(coded(errors::UNAUTHENTICATED, why.clone()));
-                    }
-                    let mut data = Data::default();
-                    data.insert(auth);
-                    Ok(data)
-                })
-                .serve()
-                .await;
-        })
-        .into_response()
-}
-
 /// The GraphQL routes.
 pub fn router(state: GraphqlState) -> axum::Router {
     axum::Router::new()
-        .route("/graphql", axum::routing::post(execute).get(graphiql))
-        .route("/graphql/ws", axum::routing::get(websocket))
+        .route("/graphql", axum::routing::post(transport::execute).get(graphiql))
+        .route("/graphql/ws", axum::routing::get(socket::websocket))
         .with_state(state)
 }

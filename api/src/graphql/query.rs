@@ -1,6 +1,7 @@
 //! Reads. Every list is limited to what the caller's key may read: its own
 //! project, or every project for an admin key. Something the caller may not
-//! read is NOT_FOUND, exactly like something that does not exist.
+//! read is NOT_FOUND, exactly like something that does not exist, unless it is
+//! the key's own project (then FORBIDDEN: the key lacks the scope).
 
 use async_graphql::connection::Connection;
 use async_graphql::{Context, ID, InputObject, Object};
@@ -45,7 +46,31 @@ fn parse_id(id: &ID, field: &str) -> async_graphql::Result<Uuid> {
 /// The project named `name`, if the caller may read it.
 pub async fn readable_project(ctx: &Context<'_>, p: &Principal, name: &str) -> async_graphql::Result<project::Model> {
     let row = crate::store::state::project_by_name(management(ctx).store.db(), name).await.map_err(internal)?;
-    row.filter(|r| p.can_read(r.id)).ok_or_else(|| coded(NOT_FOUND, format!("project {name} not found")))
+    let row = row.ok_or_else(|| coded(NOT_FOUND, format!("project {name} not found")))?;
+    may_read(p, row.id, || format!("project {name} not found"))?;
+    Ok(row)
+}
+
+/// Whether `p` may read something of `project`: NOT_FOUND (`missing`) when
+/// it is another project's, FORBIDDEN when it is the key's own project but
+/// the key cannot read (an `inference` key: there is nothing to hide from it).
+///
+/// # Errors
+/// NOT_FOUND or FORBIDDEN as above.
+pub fn may_read(p: &Principal, project: Uuid, missing: impl FnOnce() -> String) -> async_graphql::Result<()> {
+    if p.can_read(project) {
+        Ok(())
+    } else if project == p.project_id {
+        Err(no_read_scope())
+    } else {
+        Err(coded(NOT_FOUND, missing()))
+    }
+}
+
+/// Refusal for a key of the project that lacks the scope to read it (an
+/// `inference` key): the project is its own, so there is nothing to hide.
+fn no_read_scope() -> async_graphql::Error {
+    coded(FORBIDDEN, "this key has no read scope (it needs read, manage or admin)")
 }
 
 /// The model named `name`, if the caller may read its project.
@@ -55,16 +80,14 @@ pub async fn readable_model(ctx: &Context<'_>, p: &Principal, name: &str) -> asy
         .one(management(ctx).store.db())
         .await
         .map_err(internal)?;
-    row.filter(|r| p.can_read(r.project_id)).ok_or_else(|| coded(NOT_FOUND, format!("model {name} not found")))
+    let row = row.ok_or_else(|| coded(NOT_FOUND, format!("model {name} not found")))?;
+    may_read(p, row.project_id, || format!("model {name} not found"))?;
+    Ok(row)
 }
 
 fn needs_read(p: &Principal) -> async_graphql::Result<()> {
     use crate::auth::Scope;
-    if p.is_admin() || p.has(Scope::Read) || p.has(Scope::Manage) {
-        Ok(())
-    } else {
-        Err(coded(FORBIDDEN, "this key has no read scope"))
-    }
+    if p.is_admin() || p.has(Scope::Read) || p.has(Scope::Manage) { Ok(()) } else { Err(no_read_scope()) }
 }
 
 #[Object]

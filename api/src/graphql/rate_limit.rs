@@ -37,20 +37,29 @@ impl RateLimiter {
     /// # Errors
     /// The wait until the next token, when the bucket is empty.
     pub fn check(&self, key: Uuid) -> Result<(), Duration> {
-        self.check_at(key, Instant::now())
+        self.check_n(key, 1)
     }
 
-    fn check_at(&self, key: Uuid, now: Instant) -> Result<(), Duration> {
+    /// Takes `n` tokens for `key` at once (one per mutation field of a
+    /// request), or none and says how long until `n` are free.
+    ///
+    /// # Errors
+    /// The wait until `n` tokens are free, when the bucket holds fewer.
+    pub fn check_n(&self, key: Uuid, n: usize) -> Result<(), Duration> {
+        self.check_at(key, n as f64, Instant::now())
+    }
+
+    fn check_at(&self, key: Uuid, n: f64, now: Instant) -> Result<(), Duration> {
         let mut buckets = self.buckets.lock().unwrap_or_else(PoisonError::into_inner);
         let bucket = buckets.entry(key).or_insert(Bucket { tokens: self.burst, at: now });
         let refill = now.saturating_duration_since(bucket.at).as_secs_f64() * self.per_second;
         bucket.tokens = (bucket.tokens + refill).min(self.burst);
         bucket.at = now;
-        if bucket.tokens >= 1.0 {
-            bucket.tokens -= 1.0;
+        if bucket.tokens >= n {
+            bucket.tokens -= n;
             Ok(())
         } else {
-            Err(Duration::from_secs_f64((1.0 - bucket.tokens) / self.per_second))
+            Err(Duration::from_secs_f64((n.min(self.burst) - bucket.tokens) / self.per_second))
         }
     }
 }
@@ -64,11 +73,21 @@ mod tests {
         let limiter = RateLimiter::new(3, 2.0);
         let (a, b) = (Uuid::now_v7(), Uuid::now_v7());
         let t0 = Instant::now();
-        assert!((0..3).all(|_| limiter.check_at(a, t0).is_ok()));
-        let wait = limiter.check_at(a, t0).unwrap_err();
+        assert!((0..3).all(|_| limiter.check_at(a, 1.0, t0).is_ok()));
+        let wait = limiter.check_at(a, 1.0, t0).unwrap_err();
         assert_eq!(wait, Duration::from_millis(500));
-        assert!(limiter.check_at(b, t0).is_ok(), "keys have their own buckets");
-        assert!(limiter.check_at(a, t0 + Duration::from_millis(500)).is_ok());
-        assert!(limiter.check_at(a, t0 + Duration::from_millis(500)).is_err());
+        assert!(limiter.check_at(b, 1.0, t0).is_ok(), "keys have their own buckets");
+        assert!(limiter.check_at(a, 1.0, t0 + Duration::from_millis(500)).is_ok());
+        assert!(limiter.check_at(a, 1.0, t0 + Duration::from_millis(500)).is_err());
+    }
+
+    #[test]
+    fn several_tokens_are_taken_together_or_not_at_all() {
+        let limiter = RateLimiter::new(10, 1.0);
+        let key = Uuid::now_v7();
+        let t0 = Instant::now();
+        assert!(limiter.check_at(key, 8.0, t0).is_ok());
+        assert_eq!(limiter.check_at(key, 5.0, t0), Err(Duration::from_secs(3)), "2 left: 3 more to wait for");
+        assert!(limiter.check_at(key, 2.0, t0).is_ok(), "the refused request took nothing");
     }
 }

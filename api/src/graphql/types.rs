@@ -482,7 +482,21 @@ macro_rules! payload {
 payload!(ProjectPayload, project: Project);
 payload!(ServicePayload, service: Service);
 payload!(ModelPayload, model: Model);
-payload!(ApiKeyPayload, api_key: ApiKey);
+
+#[derive(SimpleObject)]
+pub struct RevokeApiKeyPayload {
+    /// The revoked key.
+    pub api_key: Option<ApiKey>,
+    /// The key created in its place, when the input asked for one.
+    pub replacement: Option<CreateApiKeyPayload>,
+    pub user_errors: Vec<UserError>,
+}
+
+impl RevokeApiKeyPayload {
+    pub fn failed(user_errors: Vec<UserError>) -> Self {
+        Self { api_key: None, replacement: None, user_errors }
+    }
+}
 payload!(DeletePayload, deleted_id: ID);
 
 #[derive(SimpleObject)]

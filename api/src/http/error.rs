@@ -16,15 +16,17 @@ pub enum ApiError {
     InvalidParam { param: String, message: String },
     #[error("{message}")]
     Unsupported { param: &'static str, message: String },
-    #[error("The model `{0}` does not exist or you do not have access to it.")]
+    #[error("The model `{}` does not exist or you do not have access to it.", shown(.0))]
     ModelNotFound(String),
     #[error("{0}")]
     ContextLengthExceeded(String),
     #[error("The request body is larger than the limit of {limit} bytes.")]
     PayloadTooLarge { limit: usize },
-    #[error("Unknown request URL: {method} {path}.")]
+    #[error("The request body did not arrive in time; send it without pauses.")]
+    RequestTimeout,
+    #[error("Unknown request URL: {} {}.", shown(method), shown(path))]
     RouteNotFound { method: String, path: String },
-    #[error("Method {method} is not allowed for {path}.")]
+    #[error("Method {} is not allowed for {}.", shown(method), shown(path))]
     MethodNotAllowed { method: String, path: String },
     #[error("The model is not available right now: {0}")]
     Unavailable(String),
@@ -47,6 +49,18 @@ pub enum ApiError {
 
 pub type ApiResult<T> = Result<T, ApiError>;
 
+/// Longest piece of a client's input an error message repeats, in characters.
+const MAX_ECHO_CHARS: usize = 128;
+
+/// `text` as an error message repeats it: whole when short, else its start
+/// and how long it was, so a 100 kB name is not sent back to its sender.
+pub fn shown(text: &str) -> std::borrow::Cow<'_, str> {
+    match text.char_indices().nth(MAX_ECHO_CHARS) {
+        None => text.into(),
+        Some((cut, _)) => format!("{}… ({} bytes)", &text[..cut], text.len()).into(),
+    }
+}
+
 impl ApiError {
     pub fn invalid(param: impl Into<String>, message: impl Into<String>) -> Self {
         Self::InvalidParam { param: param.into(), message: message.into() }
@@ -64,6 +78,7 @@ impl ApiError {
             | Self::ContextLengthExceeded(_) => StatusCode::BAD_REQUEST,
             Self::ModelNotFound(_) | Self::RouteNotFound { .. } => StatusCode::NOT_FOUND,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             Self::Unavailable(_) | Self::Waking { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::ModelFailed { .. } => StatusCode::INTERNAL_SERVER_ERROR,
@@ -105,6 +120,7 @@ impl ApiError {
             Self::ModelNotFound(_) => Some("model_not_found"),
             Self::ContextLengthExceeded(_) => Some("context_length_exceeded"),
             Self::PayloadTooLarge { .. } => Some("request_too_large"),
+            Self::RequestTimeout => Some("request_timeout"),
             Self::RouteNotFound { .. } => Some("unknown_url"),
             Self::MethodNotAllowed { .. } => Some("method_not_allowed"),
             Self::Unavailable(_) => Some("model_unavailable"),
@@ -196,6 +212,7 @@ impl From<greenthread_node_runtime::Error> for ApiError {
             E::ContextLengthExceeded { .. } => Self::ContextLengthExceeded(e.to_string()),
             E::Template(_) | E::NoChatTemplate => Self::invalid("messages", e.to_string()),
             E::EmptyPrompt | E::TokenOutOfRange(_) => Self::invalid("prompt", e.to_string()),
+            E::BiasOutOfRange(_) => Self::invalid("logit_bias", e.to_string()),
             E::Stopped | E::Asleep => Self::Unavailable(e.to_string()),
             E::WrongKind(_) => Self::invalid("model", e.to_string()),
             other => Self::Internal(other.to_string()),
@@ -222,6 +239,17 @@ mod tests {
             assert!(err["message"].is_string() && err["type"].is_string(), "{body}");
             assert!(err.get("param").is_some() && err.get("code").is_some(), "{body}");
         }
+    }
+
+    #[test]
+    fn long_names_are_not_echoed_whole() {
+        let name = "m".repeat(100_000);
+        let message = ApiError::ModelNotFound(name).to_string();
+        assert!(message.len() < 300, "{} bytes", message.len());
+        assert!(message.contains("(100000 bytes)"), "{message}");
+        assert_eq!(shown("qwen"), "qwen");
+        let accented = "é".repeat(200);
+        assert!(shown(&accented).starts_with(&"é".repeat(MAX_ECHO_CHARS)), "cut on a character boundary");
     }
 
     #[test]

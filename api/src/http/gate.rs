@@ -99,7 +99,52 @@ impl Gate {
     }
 }
 
+/// Who reads the operator's views (`/status`, `/metrics`).
+#[derive(Debug, Clone)]
+pub enum Viewer {
+    /// No management plane, or open mode: the whole view.
+    Anyone,
+    /// A valid key of any scope: what its project may see (all of it for an admin key).
+    Key(Principal),
+}
+
+impl Viewer {
+    /// Sees every project and the nodes.
+    pub fn sees_everything(&self) -> bool {
+        match self {
+            Self::Anyone => true,
+            Self::Key(p) => p.is_admin(),
+        }
+    }
+
+    /// Sees the models of `project`.
+    pub fn sees_project(&self, project: &ModelName) -> bool {
+        match self {
+            Self::Anyone => true,
+            Self::Key(p) => p.is_admin() || p.project == *project,
+        }
+    }
+}
+
 impl Gate {
+    /// The viewer behind `token`: anyone in open mode, else a valid key.
+    ///
+    /// # Errors
+    /// [`ApiError::Unauthenticated`] without a valid key, outside open mode.
+    pub async fn viewer(&self, token: Option<&str>) -> Result<Viewer, ApiError> {
+        if self.open_mode {
+            return Ok(Viewer::Anyone);
+        }
+        let token = token.ok_or_else(|| {
+            ApiError::Unauthenticated("This view needs an API key: send `Authorization: Bearer <key>`.".into())
+        })?;
+        match self.keys.authenticate(token).await {
+            Ok(p) => Ok(Viewer::Key(p)),
+            Err(AuthError::Store(e)) => Err(ApiError::Internal(e.to_string())),
+            Err(e) => Err(ApiError::Unauthenticated(format!("Incorrect API key provided: {e}."))),
+        }
+    }
+
     /// Counts the request against its key's limits; refuses it past them.
     async fn admit(&self, p: &Principal) -> Result<(), ApiError> {
         let (start, reset) = ratelimit::window_of(self.keys.store().now(), self.rate_window);

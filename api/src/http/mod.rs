@@ -2,14 +2,19 @@
 
 pub mod error;
 pub mod gate;
+pub mod intake;
 pub mod json;
+mod server;
 pub mod state;
 
-use std::time::Duration;
+pub use self::server::{
+    ConnectionLimits, HEADER_READ_TIMEOUT, MAX_CONNECTIONS, MAX_HEADERS, SHUTDOWN_GRACE, serve, serve_with,
+};
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{Method, Uri};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use tracing::Level;
@@ -59,11 +64,14 @@ pub fn router(state: AppState) -> Router {
             .with_state(cluster.clone());
         router = router.merge(internal);
     }
-    router.layer(DefaultBodyLimit::max(body_limit)).layer(
-        TraceLayer::new_for_http()
-            .on_request(())
-            .on_response(DefaultOnResponse::new().level(Level::INFO).latency_unit(tower_http::LatencyUnit::Micros)),
-    )
+    router
+        .layer(axum::middleware::from_fn_with_state(state.limits.body(), intake::read_body))
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(
+            TraceLayer::new_for_http()
+                .on_request(())
+                .on_response(DefaultOnResponse::new().level(Level::INFO).latency_unit(tower_http::LatencyUnit::Micros)),
+        )
 }
 
 /// The per-model OpenAI routes `/<model>/v1/...`: the gateway's, and all a node serves.
@@ -82,66 +90,16 @@ async fn health() -> axum::Json<serde_json::Value> {
     axum::Json(serde_json::json!({"status": "ok"}))
 }
 
-async fn not_found(method: Method, uri: Uri) -> ApiError {
-    ApiError::RouteNotFound { method: method.to_string(), path: uri.path().to_owned() }
+async fn not_found(method: Method, uri: Uri) -> Response {
+    in_shape_for(uri.path(), ApiError::RouteNotFound { method: method.to_string(), path: uri.path().to_owned() })
 }
 
-async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
-    ApiError::MethodNotAllowed { method: method.to_string(), path: uri.path().to_owned() }
+async fn method_not_allowed(method: Method, uri: Uri) -> Response {
+    in_shape_for(uri.path(), ApiError::MethodNotAllowed { method: method.to_string(), path: uri.path().to_owned() })
 }
 
-/// How long in-flight requests may take to finish after a shutdown signal.
-/// Streams of a few hundred tokens finish well inside it.
-pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
-
-/// Serves `router` on `listener` until SIGTERM or Ctrl-C, then stops taking
-/// connections and waits up to [`SHUTDOWN_GRACE`] for requests in flight.
-///
-/// # Errors
-/// When the server fails while accepting connections.
-pub async fn serve(listener: tokio::net::TcpListener, router: Router) -> std::io::Result<()> {
-    let (tx, mut stopping) = tokio::sync::watch::channel(false);
-    let signal = async move {
-        shutdown_signal().await;
-        tracing::info!(grace_s = SHUTDOWN_GRACE.as_secs(), "Shutting down; finishing requests in flight");
-        let _ = tx.send(true);
-    };
-    let server = axum::serve(listener, router).with_graceful_shutdown(signal);
-    tokio::select! {
-        result = server => result,
-        () = async move {
-            let _ = stopping.wait_for(|stop| *stop).await;
-            tokio::time::sleep(SHUTDOWN_GRACE).await;
-        } => {
-            tracing::warn!("Grace period over; dropping the remaining requests");
-            Ok(())
-        }
-    }
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        if let Err(e) = tokio::signal::ctrl_c().await {
-            tracing::warn!(error = %e, "Cannot listen for Ctrl-C");
-            std::future::pending::<()>().await;
-        }
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "Cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = terminate => {},
-    }
+/// `e` in the error shape of the API `path` belongs to: Anthropic's for the
+/// Messages routes, OpenAI's for the rest.
+fn in_shape_for(path: &str, e: ApiError) -> Response {
+    if anthropic::is_messages_path(path) { anthropic::error_response(e) } else { e.into_response() }
 }

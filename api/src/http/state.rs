@@ -21,11 +21,25 @@ pub struct Limits {
     pub max_choices: u32,
     /// Longest a request waits for its model to wake before a 503.
     pub wake_timeout: Duration,
+    /// Longest a request body may take to arrive once its headers have.
+    pub body_read_timeout: Duration,
+}
+
+impl Limits {
+    /// What a request body may be under these limits.
+    pub fn body(&self) -> crate::http::intake::BodyLimits {
+        crate::http::intake::BodyLimits { max_bytes: self.max_request_bytes, timeout: self.body_read_timeout }
+    }
 }
 
 impl Default for Limits {
     fn default() -> Self {
-        Self { max_request_bytes: 8 * 1024 * 1024, max_choices: 8, wake_timeout: Duration::from_secs(30) }
+        Self {
+            max_request_bytes: 8 * 1024 * 1024,
+            max_choices: 8,
+            wake_timeout: Duration::from_secs(30),
+            body_read_timeout: crate::http::intake::BODY_READ_TIMEOUT,
+        }
     }
 }
 

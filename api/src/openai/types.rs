@@ -2,6 +2,8 @@
 //! GreenThread does not use (`store`, `metadata`, `user`, …) are not declared,
 //! so they are accepted and ignored.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -39,6 +41,7 @@ pub struct SamplingFields {
     pub stop: Option<StopField>,
     pub stream: Option<bool>,
     pub stream_options: Option<StreamOptions>,
+    pub logit_bias: Option<BTreeMap<String, f32>>,
 }
 
 /// Message content: a string, or a list of parts of which GreenThread reads the text ones.
@@ -115,6 +118,8 @@ pub struct ChatCompletionRequest {
     pub stream_options: Option<StreamOptions>,
     pub logprobs: Option<bool>,
     pub top_logprobs: Option<u32>,
+    /// Token ids to the bias added to their logits, from -100 to 100.
+    pub logit_bias: Option<BTreeMap<String, f32>>,
     pub tools: Option<Vec<Value>>,
     pub tool_choice: Option<Value>,
     pub response_format: Option<ResponseFormat>,
@@ -151,6 +156,9 @@ pub struct CompletionRequest {
     pub suffix: Option<String>,
     pub logprobs: Option<u32>,
     pub best_of: Option<u32>,
+    pub logit_bias: Option<BTreeMap<String, f32>>,
+    /// Enforced as on chat: `json_object` or `json_schema`.
+    pub response_format: Option<ResponseFormat>,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
@@ -317,6 +325,7 @@ macro_rules! sampling_view {
                     stop: self.stop.clone(),
                     stream: self.stream,
                     stream_options: self.stream_options.clone(),
+                    logit_bias: self.logit_bias.clone(),
                 }
             }
         }

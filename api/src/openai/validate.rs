@@ -16,6 +16,10 @@ use crate::http::state::Limits;
 
 /// OpenAI's limit on stop sequences.
 const MAX_STOP_SEQUENCES: usize = 4;
+/// Longest stop sequence, in bytes. Output is held back while it could
+/// still grow into a stop sequence, so a long one delays streaming and costs
+/// a comparison per token; real stop strings are a few words at most.
+const MAX_STOP_BYTES: usize = 256;
 /// The completions API's default `max_tokens`, as OpenAI documents it.
 const COMPLETIONS_DEFAULT_MAX_TOKENS: u32 = 16;
 
@@ -75,6 +79,7 @@ fn generation(fields: &SamplingFields, max_tokens: Option<u32>, limits: &Limits)
         frequency_penalty: fields.frequency_penalty,
         repetition_penalty: fields.repetition_penalty,
         seed: fields.seed,
+        logit_bias: fields.logit_bias.iter().flatten().map(|(k, v)| (k.clone(), *v)).collect(),
     }
     .validate()
     .map_err(|e| ApiError::invalid(e.param, e.message))?;
@@ -91,6 +96,9 @@ fn generation(fields: &SamplingFields, max_tokens: Option<u32>, limits: &Limits)
     }
     if stop.iter().any(String::is_empty) {
         return Err(ApiError::invalid("stop", "Stop sequences must not be empty"));
+    }
+    if stop.iter().any(|s| s.len() > MAX_STOP_BYTES) {
+        return Err(ApiError::invalid("stop", format!("A stop sequence may be at most {MAX_STOP_BYTES} bytes long")));
     }
     let n = fields.n.unwrap_or(1);
     if n == 0 || n > limits.max_choices {
@@ -218,7 +226,9 @@ pub fn completion(req: CompletionRequest, limits: &Limits) -> ApiResult<ValidCom
         return Err(ApiError::invalid("prompt", "prompt must not be an empty list"));
     }
     let max_tokens = Some(req.max_tokens.unwrap_or(COMPLETIONS_DEFAULT_MAX_TOKENS));
-    let generation = generation(&fields, max_tokens, limits)?;
+    let mut generation = generation(&fields, max_tokens, limits)?;
+    // Structured output as on chat; completions have no tools.
+    generation.grammar = tools::output(None, None, req.response_format.as_ref())?.grammar;
     if prompts.len() as u64 * u64::from(generation.n) > u64::from(limits.max_choices) {
         return Err(ApiError::invalid(
             "prompt",

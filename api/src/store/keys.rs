@@ -202,6 +202,18 @@ pub async fn any_live_inference_key(conn: &impl ConnectionTrait) -> StoreResult<
     Ok(found.is_some())
 }
 
+/// How many admin keys are live at `now`: not revoked, not expired.
+///
+/// # Errors
+/// When the database fails.
+pub async fn live_admin_keys(conn: &impl ConnectionTrait, now: DateTime<Utc>) -> StoreResult<usize> {
+    let live = api_key::Entity::find().filter(api_key::Column::RevokedAt.is_null()).all(conn).await?;
+    Ok(live
+        .iter()
+        .filter(|k| k.expires_at.is_none_or(|t| t > now) && k.scopes.split(' ').any(|s| s == "admin"))
+        .count())
+}
+
 /// Records that a key was used (callers throttle this).
 ///
 /// # Errors

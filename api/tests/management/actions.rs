@@ -72,10 +72,10 @@ async fn wake_and_sleep_on_request_of_an_operator(db: &Db) {
     let waited = wake_wait(&s, &caller).await;
     assert!(waited > 0.0, "{waited}");
 
-    // Read keys may not act; to an inference key the model is not even
-    // visible; unknown models are not found.
+    // Read keys may not act, nor inference keys (the model is their own
+    // project's: there is nothing to hide); unknown models are not found.
     assert_eq!(s.error_code(&reader, SLEEP, json!({"i": {"name": "ops-model"}})).await, "FORBIDDEN");
-    assert_eq!(s.error_code(&caller, SLEEP, json!({"i": {"name": "ops-model"}})).await, "NOT_FOUND");
+    assert_eq!(s.error_code(&caller, SLEEP, json!({"i": {"name": "ops-model"}})).await, "FORBIDDEN");
     assert_eq!(s.error_code(&manager, WAKE, json!({"i": {"name": "nope"}})).await, "NOT_FOUND");
 
     // A model kept awake by minReplicas is refused, by field, and stays awake.

@@ -20,7 +20,7 @@ use greenthread_api::scheduler_link::RemoteScheduler;
 use greenthread_api::{Budgets, ManagedOptions, Platform};
 use greenthread_core::{ModelName, ModelState, NodeId};
 use greenthread_node_runtime::builtin::BuiltinEngine;
-use greenthread_node_runtime::node::{LocalNode, NodeConfig, TierBudgets};
+use greenthread_node_runtime::node::{LocalArtifacts, LocalNode, NodeConfig, TierBudgets};
 use greenthread_scheduler::PreemptionRules;
 use sea_orm::EntityTrait;
 use serde_json::{Value, json};
@@ -42,6 +42,7 @@ async fn start_scheduler(db: &Db, data: &Path, artifacts: &Path, addr: SocketAdd
         rules: PreemptionRules { min_residency: Duration::ZERO, force_after: Duration::ZERO },
         local_node: false,
         cluster_token: Some(ClusterToken::new(TOKEN).unwrap()),
+        local_artifacts: LocalArtifacts::Anywhere,
     };
     let options = ManagedOptions {
         database_url: db.url(),
@@ -80,6 +81,7 @@ async fn start_node(dir: &Path, control: &str) {
         cache_dir: dir.join("node-cache"),
         budgets: TierBudgets { ram: 1 << 30, disk: 1 << 30 },
         engine: BuiltinEngine::cpu().with_max_sequences(4),
+        local_artifacts: LocalArtifacts::within([dir.to_path_buf()], []),
     };
     let node = LocalNode::new(config, &[]).unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -92,7 +94,8 @@ async fn start_node(dir: &Path, control: &str) {
 }
 
 async fn scheduler_model(client: &reqwest::Client, scheduler: &str, model: &str) -> Value {
-    let status: Value = client.get(format!("{scheduler}/status")).send().await.unwrap().json().await.unwrap();
+    let status: Value =
+        client.get(format!("{scheduler}/status")).bearer_auth(ADMIN).send().await.unwrap().json().await.unwrap();
     status["models"].as_array().unwrap().iter().find(|m| m["name"] == model).cloned().unwrap_or(Value::Null)
 }
 

@@ -11,6 +11,7 @@ use greenthread_api::store::Clock;
 use greenthread_api::{Budgets, ManagedOptions, Platform};
 use greenthread_node_runtime::builtin::BuiltinEngine;
 use greenthread_node_runtime::fixtures::TinyModel;
+use greenthread_node_runtime::node::LocalArtifacts;
 use greenthread_scheduler::PreemptionRules;
 use sea_orm::{ConnectionTrait, Database};
 use serde_json::{Value, json};
@@ -123,13 +124,30 @@ impl LocalDns {
     }
 }
 
-/// Writes a tiny real model into `dir` (once) and returns its path.
+/// Writes a tiny real model into `dir` (once) and returns its path. Written
+/// beside and renamed into place, so a test running at the same time never
+/// reads half a file.
 pub fn tiny_model(dir: &Path, name: &str, seed: u64) -> PathBuf {
     let path = dir.join(format!("{name}.gguf"));
     if !path.exists() {
-        TinyModel { seed, ..TinyModel::qwen2() }.write(&path).unwrap();
+        let partial = dir.join(format!(".{name}.{}.partial", uuid::Uuid::now_v7().simple()));
+        TinyModel { seed, ..TinyModel::qwen2() }.write(&partial).unwrap();
+        std::fs::rename(&partial, &path).unwrap();
     }
     path
+}
+
+/// The artifact folder every test server of this process shares (holding
+/// `tiny.gguf`), as servers sharing one database in production share the
+/// folder their models' files are in.
+pub fn shared_artifacts() -> &'static Path {
+    static DIR: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        tiny_model(dir.path(), "tiny", 1);
+        dir
+    })
+    .path()
 }
 
 impl Server {
@@ -140,9 +158,7 @@ impl Server {
     /// A server on `db` with its data in `data` (a restart passes the same both).
     pub async fn start_in(db: &Db, data: tempfile::TempDir, clock: Arc<TestClock>) -> Self {
         let dns = LocalDns::start().await;
-        let artifacts = data.path().join("artifacts");
-        std::fs::create_dir_all(&artifacts).unwrap();
-        tiny_model(&artifacts, "tiny", 1);
+        let artifacts = shared_artifacts().to_path_buf();
         let platform = Platform {
             budgets: Budgets { device: 1 << 30, ram: 1 << 30, disk: 1 << 30 },
             engine: BuiltinEngine::cpu().with_max_sequences(4),
@@ -150,6 +166,7 @@ impl Server {
             rules: PreemptionRules { min_residency: Duration::ZERO, force_after: Duration::ZERO },
             local_node: true,
             cluster_token: None,
+            local_artifacts: LocalArtifacts::within([artifacts.clone()], []),
         };
         let options = ManagedOptions {
             database_url: db.url(),
@@ -195,6 +212,11 @@ impl Server {
         tokio::spawn(greenthread_api::http::serve(listener, greenthread_api::http::router(state.clone())));
         let clock = Arc::new(TestClock(Mutex::new(Utc::now())));
         Self { base, client: reqwest::Client::new(), clock, artifacts, state, dns, _data: tempfile::tempdir().unwrap() }
+    }
+
+    /// The server's data folder (its node's cache is under `data/cache`).
+    pub fn data_dir(&self) -> &Path {
+        self._data.path()
     }
 
     /// Stops serving and hands back what a restart needs.

@@ -15,5 +15,6 @@ mod isolation;
 mod keys;
 mod kubernetes;
 mod ratelimit;
+mod security;
 mod store;
 mod usage;

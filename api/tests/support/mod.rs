@@ -4,11 +4,13 @@
 
 use std::time::Duration;
 
+use greenthread_api::http::ConnectionLimits;
 use greenthread_api::http::state::Limits;
 use greenthread_api::{Budgets, Platform};
 use greenthread_core::{ArtifactUri, ModelAlias, ModelName, ModelSpec, Scaling, Sha256Digest};
 use greenthread_node_runtime::builtin::BuiltinEngine;
 use greenthread_node_runtime::fixtures::{TinyBert, TinyModel};
+use greenthread_node_runtime::node::LocalArtifacts;
 use greenthread_scheduler::PreemptionRules;
 
 pub struct TestServer {
@@ -74,6 +76,7 @@ pub struct Setup {
     pub device_budget: u64,
     pub limits: Limits,
     pub rules: PreemptionRules,
+    pub connections: ConnectionLimits,
 }
 
 impl Default for Setup {
@@ -84,6 +87,7 @@ impl Default for Setup {
             device_budget: 1 << 30,
             limits: Limits::default(),
             rules: PreemptionRules { min_residency: Duration::ZERO, force_after: Duration::ZERO },
+            connections: ConnectionLimits::default(),
         }
     }
 }
@@ -127,11 +131,14 @@ impl TestServer {
             rules: setup.rules,
             local_node: true,
             cluster_token: None,
+            local_artifacts: LocalArtifacts::Anywhere,
         };
         let state = greenthread_api::start_platform(&specs, &dir.path().join("data"), platform).await.unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
-        tokio::spawn(greenthread_api::http::serve(listener, greenthread_api::http::router(state)));
+        let router = greenthread_api::http::router(state);
+        let connections = setup.connections;
+        tokio::spawn(greenthread_api::http::serve_with(listener, router, connections, std::future::pending()));
         Self { base, client: reqwest::Client::new(), _dir: dir }
     }
 

@@ -3,6 +3,7 @@
 //! matcher the sampler asks, token by token, whether a piece of text may
 //! come next.
 
+mod check;
 mod matcher;
 mod schema;
 mod tool_calls;
@@ -21,6 +22,16 @@ pub struct NodeId(u32);
 pub const MAX_INDENT: u8 = 20;
 /// Digits and signs in one number; longer numbers are not JSON a model means.
 pub const MAX_NUMBER_BYTES: u8 = 24;
+/// Most rules one grammar may have. A rule costs the matcher work at every
+/// step it is live, and a request's grammar is compiled on the request's own
+/// time; about 3,000 properties or enum values fit, far more than a schema
+/// meant for a model.
+pub const MAX_NODES: usize = 20_000;
+/// Deepest nesting of schemas inside schemas (`properties`, `items`,
+/// `anyOf`, …). Each level is a frame of every live parse stack, so depth
+/// multiplies the cost of every token; real tool and output schemas stay
+/// under ten.
+pub const MAX_SCHEMA_DEPTH: usize = 24;
 
 /// What a chat answer must be (`response_format`).
 #[derive(Debug, Clone, PartialEq)]
@@ -73,7 +84,7 @@ impl Grammar {
     pub fn json_schema(schema: &serde_json::Value) -> Result<Self, SchemaError> {
         let mut b = Builder::default();
         let root = schema::compile(&mut b, schema)?;
-        Ok(b.finish(root))
+        b.finish_checked(root)
     }
 
     /// The grammar of any JSON object (`response_format: json_object`).
@@ -112,7 +123,7 @@ impl Grammar {
                 b.add(Node::Alt(vec![call, answer]))
             }
         };
-        Ok(Some(b.finish(root)))
+        b.finish_checked(root).map(Some)
     }
 
     pub(crate) fn node(&self, id: NodeId) -> &Node {
@@ -208,6 +219,33 @@ impl Builder {
 
     pub fn finish(self, root: NodeId) -> Grammar {
         Grammar { nodes: self.nodes, root }
+    }
+
+    /// How many rules the grammar has so far.
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.nodes.is_empty()
+    }
+
+    /// The grammar, if some output can match it and the matcher can run it:
+    /// see [`check::satisfiable`].
+    ///
+    /// # Errors
+    /// [`SchemaError`] for a grammar that matches nothing or recurses
+    /// before writing anything.
+    pub fn finish_checked(self, root: NodeId) -> Result<Grammar, SchemaError> {
+        if self.nodes.len() > MAX_NODES {
+            return Err(SchemaError {
+                path: "#".into(),
+                message: format!("the schema is too large to enforce (over {MAX_NODES} grammar rules)"),
+            });
+        }
+        let grammar = self.finish(root);
+        check::satisfiable(&grammar)?;
+        Ok(grammar)
     }
 }
 

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use serde_json::{Map, Value};
 
-use super::{Builder, Node, NodeId};
+use super::{Builder, MAX_NODES, MAX_SCHEMA_DEPTH, Node, NodeId};
 
 /// A schema the grammar cannot enforce.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -57,10 +57,12 @@ const ENFORCED: &[&str] = &[
 struct Compiler<'s> {
     root: &'s Value,
     refs: HashMap<String, NodeId>,
+    /// Schemas entered and not yet left.
+    depth: usize,
 }
 
 pub(super) fn compile(b: &mut Builder, schema: &Value) -> Result<NodeId, SchemaError> {
-    let mut c = Compiler { root: schema, refs: HashMap::new() };
+    let mut c = Compiler { root: schema, refs: HashMap::new(), depth: 0 };
     c.node(b, schema, "#")
 }
 
@@ -69,7 +71,21 @@ fn err(path: &str, message: impl Into<String>) -> SchemaError {
 }
 
 impl Compiler<'_> {
+    /// Compiles one schema, within the bounds on depth and size.
     fn node(&mut self, b: &mut Builder, schema: &Value, path: &str) -> Result<NodeId, SchemaError> {
+        if self.depth >= MAX_SCHEMA_DEPTH {
+            return Err(err(path, format!("schemas nest more than {MAX_SCHEMA_DEPTH} levels deep")));
+        }
+        if b.len() > MAX_NODES {
+            return Err(err(path, format!("the schema is too large to enforce (over {MAX_NODES} grammar rules)")));
+        }
+        self.depth += 1;
+        let compiled = self.unbounded_node(b, schema, path);
+        self.depth -= 1;
+        compiled
+    }
+
+    fn unbounded_node(&mut self, b: &mut Builder, schema: &Value, path: &str) -> Result<NodeId, SchemaError> {
         let obj = match schema {
             Value::Bool(true) => return Ok(b.any_value()),
             Value::Bool(false) => return Err(err(path, "the schema `false` matches nothing")),
@@ -93,6 +109,9 @@ impl Compiler<'_> {
                 .as_array()
                 .filter(|v| !v.is_empty())
                 .ok_or_else(|| err(path, "enum must be a non-empty array"))?;
+            if b.len() + values.len() > MAX_NODES {
+                return Err(err(path, format!("enum has too many values to enforce (over {MAX_NODES} grammar rules)")));
+            }
             let options = values.iter().map(|v| literal_of(b, v)).collect();
             return Ok(b.add(Node::Alt(options)));
         }
@@ -153,8 +172,20 @@ impl Compiler<'_> {
                 })
                 .transpose()
         };
+        let bounds = |min_key: &str, max_key: &str| -> Result<(u32, Option<u32>), SchemaError> {
+            let (min, max) = (count(min_key)?.unwrap_or(0), count(max_key)?);
+            match max {
+                Some(max) if min > max => {
+                    Err(err(path, format!("{min_key} {min} is greater than {max_key} {max}: no value fits")))
+                }
+                _ => Ok((min, max)),
+            }
+        };
         Ok(match ty {
-            "string" => b.add(Node::String { min: count("minLength")?.unwrap_or(0), max: count("maxLength")? }),
+            "string" => {
+                let (min, max) = bounds("minLength", "maxLength")?;
+                b.add(Node::String { min, max })
+            }
             "integer" => b.add(Node::Number { integer: true }),
             "number" => b.add(Node::Number { integer: false }),
             "boolean" => {
@@ -167,13 +198,8 @@ impl Compiler<'_> {
                     Some(items) => self.node(b, items, &format!("{path}/items"))?,
                     None => b.any_value(),
                 };
-                b.add(Node::List {
-                    open: b'[',
-                    close: b']',
-                    item,
-                    min: count("minItems")?.unwrap_or(0),
-                    max: count("maxItems")?,
-                })
+                let (min, max) = bounds("minItems", "maxItems")?;
+                b.add(Node::List { open: b'[', close: b']', item, min, max })
             }
             "object" => self.object(b, obj, path)?,
             other => return Err(err(path, format!("unknown type {other:?}"))),
@@ -206,6 +232,10 @@ impl Compiler<'_> {
                 }
                 _ => Ok(b.any_object()),
             };
+        }
+        // Each member adds its key, separators and whitespace: about seven rules.
+        if b.len() + properties.len() * 7 > MAX_NODES {
+            return Err(err(path, format!("the schema is too large to enforce (over {MAX_NODES} grammar rules)")));
         }
         let members = properties
             .iter()

@@ -286,3 +286,51 @@ fn shape_of(value: &Value) -> Value {
         }),
     }
 }
+
+#[test]
+fn schemas_no_value_can_satisfy_are_refused() {
+    let refused =
+        |s: Value| Grammar::json_schema(&s).err().map(|e| e.message).unwrap_or_else(|| panic!("{s} must be refused"));
+    assert!(refused(json!({"$ref": "#"})).contains("no value"));
+    let looping = json!({"$defs": {"a": {"$ref": "#/$defs/b"}, "b": {"$ref": "#/$defs/a"}}, "$ref": "#/$defs/a"});
+    assert!(refused(looping).contains("no value"));
+    let left = json!({"anyOf": [{"$ref": "#"}, {"type": "string"}]});
+    assert!(refused(left).contains("before any value"));
+    assert!(
+        refused(json!({"type": "array", "minItems": 5, "maxItems": 2}))
+            .contains("minItems 5 is greater than maxItems 2")
+    );
+    assert!(refused(json!({"type": "string", "minLength": 5, "maxLength": 2})).contains("minLength 5"));
+    let unfillable =
+        json!({"type": "object", "properties": {"a": {"type": "array", "minItems": 1, "items": {"$ref": "#"}}}});
+    assert!(refused(unfillable).contains("no value"), "every value needs another inside it, forever");
+}
+
+#[test]
+fn recursion_through_written_bytes_is_fine() {
+    let tree = json!({"$defs": {"node": {"type": "object", "properties": {
+        "children": {"type": "array", "items": {"$ref": "#/$defs/node"}}}}}, "$ref": "#/$defs/node"});
+    let g = schema(tree);
+    assert!(g.matches(r#"{"children": [{"children": []}]}"#));
+}
+
+#[test]
+fn schemas_past_the_size_and_depth_bounds_are_refused() {
+    let mut deep = json!({"type": "string"});
+    for _ in 0..MAX_SCHEMA_DEPTH {
+        deep = json!({"type": "object", "properties": {"a": deep}});
+    }
+    let refusal = |s: &Value| Grammar::json_schema(s).err().map(|e| e.message).unwrap_or_default();
+    assert!(refusal(&deep).contains("nest more than"));
+    let properties: serde_json::Map<String, Value> =
+        (0..10_000).map(|i| (format!("p{i}"), json!({"type": "integer"}))).collect();
+    let wide = json!({"type": "object", "properties": properties});
+    assert!(refusal(&wide).contains("too large"), "{}", refusal(&wide));
+    let values: Vec<Value> = (0..=MAX_NODES).map(|i| json!(i)).collect();
+    assert!(refusal(&json!({"enum": values})).contains("too many values"));
+    let mut fine = json!({"type": "string"});
+    for _ in 0..MAX_SCHEMA_DEPTH - 1 {
+        fine = json!({"type": "object", "properties": {"a": fine}});
+    }
+    assert!(Grammar::json_schema(&fine).is_ok());
+}

@@ -3,7 +3,7 @@
 //! materializing its weights on the device when it wakes.
 
 use std::fs::File;
-use std::io::{BufReader, Read};
+use std::io::{BufReader, Read, Seek};
 use std::path::{Path, PathBuf};
 
 use candle_core::Device;
@@ -96,9 +96,7 @@ pub fn open_gguf(path: &Path, options: &LoadOptions) -> Result<ModelHost> {
             return Err(Error::DigestMismatch { path: path.to_path_buf(), expected: expected.to_string(), actual });
         }
     }
-    let mut reader = BufReader::new(File::open(path).map_err(io)?);
-    let content =
-        Content::read(&mut reader).map_err(|e| Error::invalid(path, format!("not a readable GGUF file: {e}")))?;
+    let content = read_content(path)?;
     let md = Metadata::new(&content.metadata).map_err(|e| Error::invalid(path, e))?;
     let cfg = ArchConfig::from_metadata(&md).map_err(|e| Error::invalid(path, e))?;
     let tokenizer = Tokenizer::new(md.tokenizer_spec().map_err(|e| Error::invalid(path, e))?)
@@ -137,14 +135,26 @@ pub fn open_gguf(path: &Path, options: &LoadOptions) -> Result<ModelHost> {
     Ok(ModelHost { path: path.to_path_buf(), cfg, tokenizer, template, info, index })
 }
 
+/// The GGUF header and metadata of the file at `path`. A file that does not
+/// start with the GGUF magic is refused without saying what it starts with:
+/// an error must never show a file's contents.
+fn read_content(path: &Path) -> Result<Content> {
+    let mut reader = BufReader::new(File::open(path).map_err(|source| Error::Io { path: path.to_path_buf(), source })?);
+    let mut magic = [0u8; 4];
+    let starts_right = Read::read_exact(&mut reader, &mut magic).is_ok() && &magic == b"GGUF";
+    if !starts_right {
+        return Err(Error::invalid(path, "not a GGUF file (it does not start with the GGUF magic)"));
+    }
+    Seek::rewind(&mut reader).map_err(|source| Error::Io { path: path.to_path_buf(), source })?;
+    Content::read(&mut reader).map_err(|e| Error::invalid(path, format!("not a readable GGUF file: {e}")))
+}
+
 /// Reads only the tokenizer of the GGUF file at `path`.
 ///
 /// # Errors
 /// As [`load_gguf`], for the file and its tokenizer metadata.
 pub fn read_tokenizer(path: &Path) -> Result<Tokenizer> {
-    let mut reader = BufReader::new(File::open(path).map_err(|source| Error::Io { path: path.to_path_buf(), source })?);
-    let content =
-        Content::read(&mut reader).map_err(|e| Error::invalid(path, format!("not a readable GGUF file: {e}")))?;
+    let content = read_content(path)?;
     let md = Metadata::new(&content.metadata).map_err(|e| Error::invalid(path, e))?;
     Tokenizer::new(md.tokenizer_spec().map_err(|e| Error::invalid(path, e))?).map_err(|e| Error::invalid(path, e))
 }

@@ -25,7 +25,7 @@ pub use self::host::{
     LoadOptions, LoadedModel, ModelHost, load_gguf, materialize, open_gguf, read_tokenizer, sha256_file,
 };
 pub use self::weights::WeightSource;
-use self::worker::{NewSequence, WorkerLimits};
+use self::worker::{Inbox, NewSequence, WorkerLimits};
 use crate::engine::{GenerateRequest, GenerationStream, ModelInfo, ModelInstance};
 use crate::sampler::Sampler;
 use crate::{Error, Result};
@@ -93,7 +93,7 @@ impl BuiltinEngine {
 
 /// A running worker and what it holds.
 struct Awake {
-    sender: mpsc::UnboundedSender<NewSequence>,
+    sender: mpsc::UnboundedSender<Inbox>,
     thread: JoinHandle<()>,
     weight_bytes: usize,
 }
@@ -160,9 +160,10 @@ impl BuiltinModel {
             WorkerLimits { max_sequences: self.engine.max_sequences, context_length: self.host.info.context_length };
         let weight_bytes = transformer.weight_bytes;
         let host = self.host.clone();
+        let inbox = sender.downgrade();
         let thread = std::thread::Builder::new()
             .name(format!("gt-model-{}", self.name))
-            .spawn(move || worker::run(transformer, &host.tokenizer, rx, limits))
+            .spawn(move || worker::run(transformer, host, rx, inbox, limits))
             .map_err(|e| Error::Inference(format!("cannot start the model's worker thread: {e}")))?;
         *self.lock() = Some(Awake { sender, thread, weight_bytes });
         Ok(())
@@ -237,6 +238,9 @@ impl ModelInstance for BuiltinModel {
         if let Some(&bad) = request.prompt.iter().find(|&&t| t as usize >= info.vocab_size) {
             return Err(Error::TokenOutOfRange(bad));
         }
+        if let Some(&(bad, _)) = request.sampling.logit_bias.iter().find(|(t, _)| *t as usize >= info.vocab_size) {
+            return Err(Error::BiasOutOfRange(bad));
+        }
         let room = context.saturating_sub(prompt_len);
         let max_tokens = match request.max_tokens {
             Some(m) if m as usize <= room => m,
@@ -255,7 +259,7 @@ impl ModelInstance for BuiltinModel {
         let awake = guard.as_ref().ok_or(Error::Asleep)?;
         awake
             .sender
-            .send(NewSequence { prompt: request.prompt, sampler, max_tokens, stops: request.stop, events })
+            .send(Inbox::New(NewSequence { prompt: request.prompt, sampler, max_tokens, stops: request.stop, events }))
             .map_err(|_| Error::Stopped)?;
         Ok(GenerationStream::new(rx))
     }

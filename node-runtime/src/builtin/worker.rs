@@ -1,14 +1,18 @@
 //! The thread that owns a loaded model and runs every sequence sent to it in
 //! shared forward passes (continuous batching): new requests join between
 //! steps, finished or cancelled ones leave, and each gets its tokens as soon
-//! as they are sampled.
+//! as they are sampled. Sampling under a grammar searches the vocabulary and
+//! can take far longer than a step, so it runs on a thread of its own while
+//! the other sequences go on; the sequence rejoins when its token is back.
 
 use std::collections::VecDeque;
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
 
 use greenthread_core::{FinishReason, Usage};
 use tokio::sync::mpsc;
 
+use super::host::ModelHost;
 use super::kv_cache::SeqCache;
 use super::plan::{STEP_TOKEN_BUDGET, plan_step};
 use super::transformer::{BatchItem, Transformer};
@@ -26,12 +30,25 @@ pub struct NewSequence {
     pub events: mpsc::UnboundedSender<GenerationEvent>,
 }
 
+/// What reaches the worker.
+pub enum Inbox {
+    New(NewSequence),
+    /// A token sampled off the worker, with the sampler that drew it.
+    Sampled {
+        id: u64,
+        sampler: Sampler,
+        token: u32,
+    },
+}
+
 struct Sequence {
+    id: u64,
     /// Prompt, then generated tokens; `cache.len()` of them are processed.
     tokens: Vec<u32>,
     prompt_len: usize,
     cache: SeqCache,
-    sampler: Sampler,
+    /// `None` while a token is being sampled off the worker.
+    sampler: Option<Sampler>,
     text: TextStream,
     max_tokens: u32,
     generated: u32,
@@ -39,8 +56,9 @@ struct Sequence {
 }
 
 impl Sequence {
+    /// Tokens to run through the model; none while its sample is away.
     fn pending(&self) -> usize {
-        self.tokens.len() - self.cache.len()
+        if self.sampler.is_none() { 0 } else { self.tokens.len() - self.cache.len() }
     }
 
     fn usage(&self) -> Usage {
@@ -63,24 +81,38 @@ pub struct WorkerLimits {
     pub context_length: usize,
 }
 
-/// Runs until every sender of `rx` is dropped.
+/// The worker's view of its model and its own inbox.
+struct Worker {
+    model: Transformer,
+    host: Arc<ModelHost>,
+    /// Where off-worker samples are sent back; weak, so that the worker
+    /// still ends once every outside sender is gone.
+    inbox: mpsc::WeakUnboundedSender<Inbox>,
+    limits: WorkerLimits,
+    next_id: u64,
+}
+
+/// Runs until every sender of `rx` is dropped and no sample is away.
 pub fn run(
     model: Transformer,
-    tokenizer: &Tokenizer,
-    mut rx: mpsc::UnboundedReceiver<NewSequence>,
+    host: Arc<ModelHost>,
+    mut rx: mpsc::UnboundedReceiver<Inbox>,
+    inbox: mpsc::WeakUnboundedSender<Inbox>,
     limits: WorkerLimits,
 ) {
+    let mut worker = Worker { model, host, inbox, limits, next_id: 0 };
     let mut waiting: VecDeque<NewSequence> = VecDeque::new();
     let mut active: Vec<Sequence> = Vec::new();
     loop {
-        if active.is_empty() && waiting.is_empty() {
+        let admissible = !waiting.is_empty() && active.len() < limits.max_sequences;
+        if !admissible && active.iter().all(|s| s.sampler.is_none()) {
             match rx.blocking_recv() {
-                Some(new) => waiting.push_back(new),
+                Some(message) => worker.receive(message, &mut waiting, &mut active),
                 None => return,
             }
         }
-        while let Ok(new) = rx.try_recv() {
-            waiting.push_back(new);
+        while let Ok(message) = rx.try_recv() {
+            worker.receive(message, &mut waiting, &mut active);
         }
         // Clients that hung up free their slot and cache now.
         active.retain(|s| !s.events.is_closed());
@@ -88,81 +120,153 @@ pub fn run(
         while active.len() < limits.max_sequences
             && let Some(new) = waiting.pop_front()
         {
+            worker.next_id += 1;
             active.push(Sequence {
+                id: worker.next_id,
                 prompt_len: new.prompt.len(),
-                cache: model.new_cache(limits.context_length),
+                cache: worker.model.new_cache(limits.context_length),
                 tokens: new.prompt,
-                sampler: new.sampler,
+                sampler: Some(new.sampler),
                 text: TextStream::new(new.stops),
                 max_tokens: new.max_tokens,
                 generated: 0,
                 events: new.events,
             });
         }
-        if active.is_empty() {
-            continue;
+        if active.iter().any(|s| s.pending() > 0) {
+            worker.step(&mut active);
         }
-        step(&model, tokenizer, &mut active, limits);
     }
 }
 
-/// One forward pass over the planned part of every active sequence, then
-/// sampling for those whose pending tokens are all processed.
-fn step(model: &Transformer, tokenizer: &Tokenizer, active: &mut Vec<Sequence>, limits: WorkerLimits) {
-    let pending: Vec<usize> = active.iter().map(Sequence::pending).collect();
-    let plan = plan_step(&pending, STEP_TOKEN_BUDGET);
-    let scheduled: Vec<usize> = (0..active.len()).filter(|&i| plan[i] > 0).collect();
-    let sampled: Vec<usize> = scheduled.iter().copied().filter(|&i| plan[i] == pending[i]).collect();
-
-    let result = catch_unwind(AssertUnwindSafe(|| {
-        let mut batch: Vec<BatchItem<'_>> = Vec::with_capacity(scheduled.len());
-        for (i, seq) in active.iter_mut().enumerate() {
-            if plan[i] == 0 {
-                continue;
+impl Worker {
+    fn receive(&self, message: Inbox, waiting: &mut VecDeque<NewSequence>, active: &mut Vec<Sequence>) {
+        match message {
+            Inbox::New(new) => waiting.push_back(new),
+            Inbox::Sampled { id, sampler, token } => {
+                // The sequence is gone if its client hung up meanwhile.
+                if let Some(i) = active.iter().position(|s| s.id == id) {
+                    active[i].sampler = Some(sampler);
+                    if self.take_token(&mut active[i], token) {
+                        active.remove(i);
+                    }
+                }
             }
-            let from = seq.cache.len();
-            let Sequence { tokens, cache, .. } = seq;
-            batch.push(BatchItem { tokens: &tokens[from..from + plan[i]], cache, want_logits: plan[i] == pending[i] });
         }
-        model.forward(&mut batch).and_then(|logits| match logits {
-            Some(l) => Ok(l.to_vec2::<f32>()?),
-            None => Ok(Vec::new()),
-        })
-    }));
-    let logits = match result {
-        Ok(Ok(rows)) => rows,
-        Ok(Err(e)) => return fail(active, &scheduled, &e.to_string()),
-        Err(panic) => {
-            let message = panic
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
-                .unwrap_or_else(|| "panic in forward pass".into());
-            return fail(active, &scheduled, &message);
-        }
-    };
+    }
 
-    let mut finished = Vec::new();
-    for (&i, mut row) in sampled.iter().zip(logits) {
-        let seq = &mut active[i];
-        let token = seq.sampler.sample(&mut row, tokenizer);
+    /// One forward pass over the planned part of every active sequence, then
+    /// sampling for those whose pending tokens are all processed.
+    fn step(&self, active: &mut Vec<Sequence>) {
+        let pending: Vec<usize> = active.iter().map(Sequence::pending).collect();
+        let plan = plan_step(&pending, STEP_TOKEN_BUDGET);
+        let scheduled: Vec<usize> = (0..active.len()).filter(|&i| plan[i] > 0).collect();
+        let sampled: Vec<usize> = scheduled.iter().copied().filter(|&i| plan[i] == pending[i]).collect();
+
+        let result = catch_unwind(AssertUnwindSafe(|| {
+            let mut batch: Vec<BatchItem<'_>> = Vec::with_capacity(scheduled.len());
+            for (i, seq) in active.iter_mut().enumerate() {
+                if plan[i] == 0 {
+                    continue;
+                }
+                let from = seq.cache.len();
+                let Sequence { tokens, cache, .. } = seq;
+                batch.push(BatchItem {
+                    tokens: &tokens[from..from + plan[i]],
+                    cache,
+                    want_logits: plan[i] == pending[i],
+                });
+            }
+            self.model.forward(&mut batch).and_then(|logits| match logits {
+                Some(l) => Ok(l.to_vec2::<f32>()?),
+                None => Ok(Vec::new()),
+            })
+        }));
+        let logits = match result {
+            Ok(Ok(rows)) => rows,
+            Ok(Err(e)) => return fail(active, &scheduled, &e.to_string()),
+            Err(panic) => {
+                let message = panic
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+                    .unwrap_or_else(|| "panic in forward pass".into());
+                return fail(active, &scheduled, &message);
+            }
+        };
+
+        let mut finished = Vec::new();
+        for (&i, row) in sampled.iter().zip(logits) {
+            if let Some(done) = self.sample(&mut active[i], row) {
+                if done {
+                    finished.push(i);
+                }
+            } else {
+                let seq = &active[i];
+                seq.send(GenerationEvent::Failed {
+                    message: "cannot start a thread to sample under the output grammar".into(),
+                    usage: seq.usage(),
+                });
+                finished.push(i);
+            }
+        }
+        remove(active, &finished);
+    }
+
+    /// Samples `seq`'s next token from `row`: here, or, under a grammar, on
+    /// a thread of its own that sends the token back. `Some(true)` when the
+    /// sequence ended, `None` when the thread could not start.
+    fn sample(&self, seq: &mut Sequence, mut row: Vec<f32>) -> Option<bool> {
+        let constrained = seq.sampler.as_ref().is_some_and(Sampler::is_constrained);
+        let back = if constrained { self.inbox.upgrade() } else { None };
+        let Some(mut sampler) = seq.sampler.take() else { return Some(false) };
+        let Some(back) = back else {
+            let token = sampler.sample(&mut row, &self.host.tokenizer);
+            seq.sampler = Some(sampler);
+            return Some(self.take_token(seq, token));
+        };
+        let (id, host) = (seq.id, self.host.clone());
+        // A thread per constrained token: starting one costs tens of
+        // microseconds against tens of milliseconds per token, and a slow
+        // grammar then holds only its own sequence.
+        std::thread::Builder::new()
+            .name("gt-grammar".into())
+            .spawn(move || {
+                let token = sampler.sample(&mut row, &host.tokenizer);
+                let _ = back.send(Inbox::Sampled { id, sampler, token });
+            })
+            .ok()
+            .map(|_| false)
+    }
+
+    /// Counts `token` for `seq`, sends its text, and says whether `seq` ended
+    /// (its final events sent).
+    fn take_token(&self, seq: &mut Sequence, token: u32) -> bool {
         seq.generated += 1;
-        if let Some(finish) = advance(seq, tokenizer, token, limits.context_length) {
-            let tail = seq.text.finish();
-            if !tail.is_empty() && !matches!(finish, FinishReason::StopSequence(_)) {
-                seq.send(GenerationEvent::Text(tail));
-            }
-            seq.send(GenerationEvent::Done { finish, usage: seq.usage() });
-            finished.push(i);
+        let cut_short = seq.sampler.as_ref().is_some_and(Sampler::cut_short);
+        let Some(finish) = advance(seq, &self.host.tokenizer, token, self.limits.context_length, cut_short) else {
+            return false;
+        };
+        let tail = seq.text.finish();
+        if !tail.is_empty() && !matches!(finish, FinishReason::StopSequence(_)) {
+            seq.send(GenerationEvent::Text(tail));
         }
+        seq.send(GenerationEvent::Done { finish, usage: seq.usage() });
+        true
     }
-    remove(active, &finished);
 }
 
-/// Adds `token` to `seq`, sends its text, and says whether the sequence ended.
-fn advance(seq: &mut Sequence, tokenizer: &Tokenizer, token: u32, context: usize) -> Option<FinishReason> {
+/// Adds `token` to `seq`, sends its text, and says whether the sequence
+/// ended. `cut_short`: the token was drawn because the grammar allowed nothing else.
+fn advance(
+    seq: &mut Sequence,
+    tokenizer: &Tokenizer,
+    token: u32,
+    context: usize,
+    cut_short: bool,
+) -> Option<FinishReason> {
     if tokenizer.is_end_of_generation(token) {
-        return Some(FinishReason::EndOfTurn);
+        return Some(if cut_short { FinishReason::GrammarExhausted } else { FinishReason::EndOfTurn });
     }
     match seq.text.push(tokenizer.piece(token)) {
         Step::Text(text) => {

@@ -1,19 +1,21 @@
-//! Bringing an artifact from object storage (a local directory, S3, GCS or
-//! Azure) into the node's disk cache: streamed to a temporary file, hashed
-//! on the way, fsynced, verified, and only then renamed into place, so a
-//! half-written or corrupt file is never visible.
+//! Bringing an artifact (a local file or directory, or an object in S3, GCS
+//! or Azure) into the node's disk cache: streamed to a temporary file,
+//! hashed on the way, fsynced, verified, and only then renamed into place,
+//! so a half-written or corrupt file is never visible. Local files are
+//! checked against the node's artifact folders on the handle they are read
+//! from (see [`LocalArtifacts`]).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use futures_util::StreamExt;
 use greenthread_core::{ArtifactUri, NodeError, Sha256Digest};
-use object_store::local::LocalFileSystem;
 use object_store::{ObjectStore, ObjectStoreExt};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
 
+use super::local_files::LocalArtifacts;
 use crate::embed::pack;
 
 /// A verified file in the cache.
@@ -32,9 +34,12 @@ struct Stamp {
     sha256: String,
 }
 
+/// What a cache file's stamp adds to its name.
+pub const STAMP_SUFFIX: &str = ".verified";
+
 fn stamp_path(path: &Path) -> PathBuf {
     let mut p = path.as_os_str().to_owned();
-    p.push(".verified");
+    p.push(STAMP_SUFFIX);
     PathBuf::from(p)
 }
 
@@ -67,10 +72,21 @@ fn artifact_error(uri: &ArtifactUri, what: impl std::fmt::Display) -> NodeError 
 /// # Errors
 /// [`NodeError::Artifact`] when the source cannot be read, the digest does
 /// not match, or the cache cannot be written; `dest` is then untouched.
-pub async fn fetch(uri: &ArtifactUri, dest: &Path, expected: Option<&Sha256Digest>) -> Result<Verified, NodeError> {
-    let (store, location) = store_for(uri)?;
+pub async fn fetch(
+    uri: &ArtifactUri,
+    dest: &Path,
+    expected: Option<&Sha256Digest>,
+    local: &LocalArtifacts,
+) -> Result<Verified, NodeError> {
     let tmp = temp_beside(uri, dest, "partial")?;
-    let result = copy_and_hash(store.as_ref(), &location, &tmp).await.map_err(|e| artifact_error(uri, e));
+    let result = match uri {
+        ArtifactUri::File(path) => copy_local(local, path, &tmp).await,
+        ArtifactUri::Object(_) => {
+            let (store, location) = store_for(uri)?;
+            copy_and_hash(store.as_ref(), &location, &tmp).await
+        }
+    }
+    .map_err(|e| artifact_error(uri, e));
     let (sha256, _) = match result {
         Ok(done) => done,
         Err(e) => {
@@ -83,6 +99,35 @@ pub async fn fetch(uri: &ArtifactUri, dest: &Path, expected: Option<&Sha256Diges
         return Err(e);
     }
     place(uri, &tmp, dest, sha256).await
+}
+
+/// How many bytes `uri` will take in the cache, as far as can be told
+/// before fetching it: the file's size, or a model directory's weights.
+///
+/// # Errors
+/// [`NodeError::Artifact`] when the source cannot be reached or is refused.
+pub async fn source_size(uri: &ArtifactUri, local: &LocalArtifacts) -> Result<u64, NodeError> {
+    match uri {
+        ArtifactUri::File(path) => {
+            let path = if path.is_dir() { path.join(pack::WEIGHTS_FILE) } else { path.clone() };
+            let local = local.clone();
+            tokio::task::spawn_blocking(move || {
+                local.open(&path)?.metadata().map(|m| m.len()).map_err(|e| e.to_string())
+            })
+            .await
+            .map_err(|e| artifact_error(uri, e))?
+            .map_err(|e| artifact_error(uri, e))
+        }
+        ArtifactUri::Object(url) => {
+            let (store, location) = store_for(uri)?;
+            let location = if url.ends_with('/') {
+                object_store::path::Path::from(format!("{location}/{}", pack::WEIGHTS_FILE))
+            } else {
+                location
+            };
+            store.head(&location).await.map(|m| m.size).map_err(|e| artifact_error(uri, e))
+        }
+    }
 }
 
 /// Whether an artifact names a model directory (Hugging Face layout) rather
@@ -104,10 +149,11 @@ pub async fn fetch_directory(
     uri: &ArtifactUri,
     dest: &Path,
     expected: Option<&Sha256Digest>,
+    local: &LocalArtifacts,
 ) -> Result<Verified, NodeError> {
     let weights = temp_beside(uri, dest, "weights")?;
     let tmp = temp_beside(uri, dest, "partial")?;
-    let result = copy_directory(uri, &weights, &tmp, expected).await;
+    let result = copy_directory(uri, &weights, &tmp, expected, local).await;
     let _ = tokio::fs::remove_file(&weights).await;
     match result {
         Ok(sha256) => place(uri, &tmp, dest, sha256).await,
@@ -124,25 +170,43 @@ async fn copy_directory(
     weights: &Path,
     packed: &Path,
     expected: Option<&Sha256Digest>,
+    local: &LocalArtifacts,
 ) -> Result<String, NodeError> {
-    let (store, prefix) = store_for(uri)?;
-    let at = |file: &str| object_store::path::Path::from(format!("{prefix}/{file}"));
-    let (sha256, _) =
-        copy_and_hash(store.as_ref(), &at(pack::WEIGHTS_FILE), weights).await.map_err(|e| artifact_error(uri, e))?;
-    check_digest(uri, &sha256, expected)?;
     let mut files = BTreeMap::new();
-    for &(name, required) in pack::DIRECTORY_FILES {
-        match store.get(&at(name)).await {
-            Ok(found) => {
-                let bytes = found.bytes().await.map_err(|e| artifact_error(uri, format!("{name}: {e}")))?;
-                let text = String::from_utf8(bytes.to_vec())
-                    .map_err(|_| artifact_error(uri, format!("{name} is not UTF-8")))?;
-                files.insert(name.to_owned(), text);
+    let sha256 = if let ArtifactUri::File(dir) = uri {
+        let (sha256, _) =
+            copy_local(local, &dir.join(pack::WEIGHTS_FILE), weights).await.map_err(|e| artifact_error(uri, e))?;
+        check_digest(uri, &sha256, expected)?;
+        for &(name, required) in pack::DIRECTORY_FILES {
+            let path = dir.join(name);
+            if !required && !path.exists() {
+                continue;
             }
-            Err(object_store::Error::NotFound { .. }) if !required => {}
-            Err(e) => return Err(artifact_error(uri, format!("{name}: {e}"))),
+            let text = read_local_text(local, &path).await.map_err(|e| artifact_error(uri, e))?;
+            files.insert(name.to_owned(), text);
         }
-    }
+        sha256
+    } else {
+        let (store, prefix) = store_for(uri)?;
+        let at = |file: &str| object_store::path::Path::from(format!("{prefix}/{file}"));
+        let (sha256, _) = copy_and_hash(store.as_ref(), &at(pack::WEIGHTS_FILE), weights)
+            .await
+            .map_err(|e| artifact_error(uri, e))?;
+        check_digest(uri, &sha256, expected)?;
+        for &(name, required) in pack::DIRECTORY_FILES {
+            match store.get(&at(name)).await {
+                Ok(found) => {
+                    let bytes = found.bytes().await.map_err(|e| artifact_error(uri, format!("{name}: {e}")))?;
+                    let text = String::from_utf8(bytes.to_vec())
+                        .map_err(|_| artifact_error(uri, format!("{name} is not UTF-8")))?;
+                    files.insert(name.to_owned(), text);
+                }
+                Err(object_store::Error::NotFound { .. }) if !required => {}
+                Err(e) => return Err(artifact_error(uri, format!("{name}: {e}"))),
+            }
+        }
+        sha256
+    };
     let (weights, packed) = (weights.to_path_buf(), packed.to_path_buf());
     tokio::task::spawn_blocking(move || pack::pack(&weights, &files, &packed))
         .await
@@ -151,12 +215,11 @@ async fn copy_directory(
     Ok(sha256)
 }
 
+/// The object store behind an object-storage URI. Local files never go
+/// through here: they are read by [`copy_local`], checked where opened.
 fn store_for(uri: &ArtifactUri) -> Result<(Box<dyn ObjectStore>, object_store::path::Path), NodeError> {
     match uri {
-        ArtifactUri::File(path) => {
-            let location = object_store::path::Path::from_absolute_path(path).map_err(|e| artifact_error(uri, e))?;
-            Ok((Box::new(LocalFileSystem::new()), location))
-        }
+        ArtifactUri::File(_) => Err(artifact_error(uri, "local files are read directly")),
         ArtifactUri::Object(url) => {
             let url = url::Url::parse(url).map_err(|e| artifact_error(uri, e))?;
             object_store::parse_url(&url).map_err(|e| artifact_error(uri, e))
@@ -195,6 +258,47 @@ async fn place(uri: &ArtifactUri, tmp: &Path, dest: &Path, sha256: String) -> Re
     let stamp_json = serde_json::to_vec(&stamp).map_err(|e| artifact_error(uri, e))?;
     tokio::fs::write(stamp_path(dest), stamp_json).await.map_err(|e| artifact_error(uri, e))?;
     Ok(Verified { path: dest.to_path_buf(), sha256, bytes: stamp.size })
+}
+
+/// Copies the local file at `path` to `tmp`, hashing it on the way; the
+/// file is checked against `local` on the handle it is read from.
+async fn copy_local(local: &LocalArtifacts, path: &Path, tmp: &Path) -> Result<(String, u64), String> {
+    let (local, path, tmp) = (local.clone(), path.to_path_buf(), tmp.to_path_buf());
+    tokio::task::spawn_blocking(move || {
+        use std::io::{Read, Write};
+        let mut source = local.open(&path)?;
+        let mut file = std::fs::File::create(&tmp).map_err(|e| e.to_string())?;
+        let mut hasher = Sha256::new();
+        let mut buf = vec![0u8; 1 << 20];
+        let mut bytes = 0u64;
+        loop {
+            let n = source.read(&mut buf).map_err(|e| e.to_string())?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&buf[..n]);
+            file.write_all(&buf[..n]).map_err(|e| e.to_string())?;
+            bytes += n as u64;
+        }
+        file.sync_all().map_err(|e| e.to_string())?;
+        Ok((hex::encode(hasher.finalize()), bytes))
+    })
+    .await
+    .map_err(|e| e.to_string())?
+}
+
+/// A small UTF-8 file of a local model directory, checked like [`copy_local`].
+async fn read_local_text(local: &LocalArtifacts, path: &Path) -> Result<String, String> {
+    let (local, path) = (local.clone(), path.to_path_buf());
+    tokio::task::spawn_blocking(move || {
+        use std::io::Read;
+        let name = path.file_name().map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+        let mut text = String::new();
+        local.open(&path)?.read_to_string(&mut text).map_err(|_| format!("{name} is not UTF-8 text"))?;
+        Ok(text)
+    })
+    .await
+    .map_err(|e| e.to_string())?
 }
 
 async fn copy_and_hash(

@@ -3,6 +3,7 @@
 //! runs on blocking threads; the locks guard only bookkeeping.
 
 mod fetch;
+mod local_files;
 mod resources;
 mod tiers;
 
@@ -15,6 +16,7 @@ use greenthread_core::{
 };
 use tokio::time::Instant;
 
+pub use self::local_files::LocalArtifacts;
 pub use self::resources::{HostResources, evict_from_page_cache};
 pub use self::tiers::TierBudgets;
 use self::tiers::TierStore;
@@ -29,6 +31,8 @@ pub struct NodeConfig {
     pub cache_dir: PathBuf,
     pub budgets: TierBudgets,
     pub engine: BuiltinEngine,
+    /// The local files models may be read from.
+    pub local_artifacts: LocalArtifacts,
 }
 
 /// A node in this process.
@@ -67,14 +71,65 @@ impl LocalNode {
     pub fn new(config: NodeConfig, specs: &[ModelSpec]) -> std::io::Result<Self> {
         std::fs::create_dir_all(&config.cache_dir)?;
         let tiers = TierStore::new(config.budgets);
-        Ok(Self {
+        let node = Self {
             inner: Arc::new(Inner {
                 specs: Mutex::new(specs.iter().map(|s| (s.name.clone(), s.clone())).collect()),
                 config,
                 models: Mutex::new(HashMap::new()),
                 tiers: Mutex::new(tiers),
             }),
-        })
+        };
+        node.reconcile_cache(!specs.is_empty())?;
+        Ok(node)
+    }
+
+    /// Makes the disk tier match the cache folder at start: verified files
+    /// of models this node may serve are counted (the most recently used
+    /// first, while the budget allows), everything else is deleted — files
+    /// left half-written, files whose stamp does not match, and, when the
+    /// node knows its models (`known_only`), files of models it no longer has.
+    fn reconcile_cache(&self, known_only: bool) -> std::io::Result<()> {
+        let dir = &self.inner.config.cache_dir;
+        let mut kept: Vec<(ModelName, fetch::Verified, std::time::SystemTime)> = Vec::new();
+        for entry in std::fs::read_dir(dir)? {
+            let path = entry?.path();
+            let file_name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            if file_name.ends_with(fetch::STAMP_SUFFIX) && path.with_extension("").exists() {
+                continue;
+            }
+            let owner = cache_owner(&file_name).and_then(|name| {
+                let spec = lock(&self.inner.specs).get(&name).cloned();
+                match spec {
+                    Some(spec) => (self.cache_path(&spec) == path).then_some(name),
+                    None if known_only => None,
+                    None => Some(name),
+                }
+            });
+            match (owner, fetch::cached(&path, None)) {
+                (Some(name), Some(verified)) => {
+                    let used = std::fs::metadata(&path).and_then(|m| m.modified()).unwrap_or(std::time::UNIX_EPOCH);
+                    kept.push((name, verified, used));
+                }
+                _ => {
+                    tracing::info!(file = %file_name, "Removing a file the disk tier does not record");
+                    fetch::remove(&path);
+                    let _ = std::fs::remove_dir_all(&path);
+                }
+            }
+        }
+        kept.sort_by_key(|(_, _, used)| std::cmp::Reverse(*used));
+        for (name, verified, _) in kept {
+            let mut tiers = lock(&self.inner.tiers);
+            let fits = tiers.reserve_disk(&name, verified.path.clone(), verified.bytes).is_some_and(|e| e.is_empty());
+            if fits {
+                tiers.finish_disk(&name, verified.bytes);
+            } else {
+                tiers.drop_disk(&name);
+                tracing::info!(model = %name, "Disk tier full at start; removing an older cached file");
+                fetch::remove(&verified.path);
+            }
+        }
+        Ok(())
     }
 
     /// The model, once staged.
@@ -151,20 +206,16 @@ impl LocalNode {
     async fn stage_model(&self, name: &ModelName) -> Result<StageReport, NodeError> {
         let spec = self.spec(name)?;
         let dest = self.cache_path(&spec);
-        let on_disk = lock(&self.inner.tiers).disk(name).is_some();
-        if !on_disk {
-            let verified = match fetch::cached(&dest, spec.sha256.as_ref()) {
-                Some(v) => v,
-                None => {
-                    tracing::info!(model = %name, artifact = %spec.artifact, "Fetching artifact");
-                    if fetch::is_directory(&spec.artifact) {
-                        fetch::fetch_directory(&spec.artifact, &dest, spec.sha256.as_ref()).await?
-                    } else {
-                        fetch::fetch(&spec.artifact, &dest, spec.sha256.as_ref()).await?
-                    }
-                }
-            };
-            self.admit_to_disk(name, &verified.path, verified.bytes)?;
+        let on_disk = lock(&self.inner.tiers).disk(name);
+        if on_disk.as_ref().is_some_and(|p| *p != dest) {
+            // A file of an older spec (its artifact changed while this node was down).
+            self.drop_disk_copy(name);
+        }
+        if on_disk.as_ref() != Some(&dest) {
+            match fetch::cached(&dest, spec.sha256.as_ref()) {
+                Some(v) => self.admit_to_disk(name, &v.path, v.bytes)?,
+                None => self.fetch_to_disk(&spec, &dest).await?,
+            }
         }
         if self.model(name).is_none() {
             let engine = self.inner.config.engine.clone();
@@ -179,37 +230,92 @@ impl LocalNode {
         Ok(StageReport { tier, device_bytes })
     }
 
-    fn admit_to_disk(&self, name: &ModelName, path: &Path, bytes: u64) -> Result<(), NodeError> {
+    /// Fetches `spec`'s artifact into the disk cache at `dest`, with room
+    /// reserved for it first: a fetch never takes the tier past its budget.
+    async fn fetch_to_disk(&self, spec: &ModelSpec, dest: &Path) -> Result<(), NodeError> {
+        let name = &spec.name;
+        let local = &self.inner.config.local_artifacts;
+        let size = fetch::source_size(&spec.artifact, local).await?;
+        self.make_disk_room(name, dest, size)?;
+        tracing::info!(model = %name, artifact = %spec.artifact, "Fetching artifact");
+        let fetched = if fetch::is_directory(&spec.artifact) {
+            fetch::fetch_directory(&spec.artifact, dest, spec.sha256.as_ref(), local).await
+        } else {
+            fetch::fetch(&spec.artifact, dest, spec.sha256.as_ref(), local).await
+        };
+        let finished = fetched.and_then(|v| {
+            let mut tiers = lock(&self.inner.tiers);
+            let evicted = tiers.finish_disk(name, v.bytes);
+            tiers.unpin(name);
+            evicted.ok_or_else(|| {
+                NodeError::Artifact(format!(
+                    "model {name} needs {} bytes of disk cache, more than the budget leaves",
+                    v.bytes
+                ))
+            })
+        });
+        match finished {
+            Ok(evicted) => {
+                remove_evicted(evicted);
+                Ok(())
+            }
+            Err(e) => {
+                self.drop_disk_copy(name);
+                lock(&self.inner.tiers).unpin(name);
+                Err(e)
+            }
+        }
+    }
+
+    /// Reserves `bytes` of disk for `name`'s file at `path` (pinned until
+    /// finished), deleting the files given up for it.
+    fn make_disk_room(&self, name: &ModelName, path: &Path, bytes: u64) -> Result<(), NodeError> {
         let mut tiers = lock(&self.inner.tiers);
         tiers.pin(name);
-        let evicted = tiers.make_disk_room(bytes);
-        tiers.unpin(name);
-        let Some(evicted) = evicted else {
-            fetch::remove(path);
+        let Some(evicted) = tiers.reserve_disk(name, path.to_path_buf(), bytes) else {
+            tiers.unpin(name);
             return Err(NodeError::Artifact(format!(
                 "model {name} needs {bytes} bytes of disk cache, more than the disk budget leaves free"
             )));
         };
-        for p in evicted {
-            tracing::info!(file = %p.display(), "Disk tier full; removing the least recently used artifact");
-            fetch::remove(&p);
-        }
-        tiers.insert_disk(name, path.to_path_buf(), bytes);
+        drop(tiers);
+        remove_evicted(evicted);
         Ok(())
     }
 
-    /// Puts the model's artifact in RAM if the budget allows; a model that
-    /// does not fit simply stays on disk.
+    /// Accounts a verified file already in the cache to the disk tier.
+    fn admit_to_disk(&self, name: &ModelName, path: &Path, bytes: u64) -> Result<(), NodeError> {
+        if let Err(e) = self.make_disk_room(name, path, bytes) {
+            fetch::remove(path);
+            return Err(e);
+        }
+        let mut tiers = lock(&self.inner.tiers);
+        let evicted = tiers.finish_disk(name, bytes);
+        tiers.unpin(name);
+        remove_evicted(evicted.unwrap_or_default());
+        Ok(())
+    }
+
+    /// Forgets and deletes `name`'s disk copy, if it has one.
+    fn drop_disk_copy(&self, name: &ModelName) {
+        let path = lock(&self.inner.tiers).drop_disk(name);
+        if let Some(p) = path {
+            fetch::remove(&p);
+        }
+    }
+
+    /// Puts the model's artifact in RAM if the budget allows (room is
+    /// reserved before it is read); a model that does not fit simply stays on disk.
     async fn load_into_ram(&self, name: &ModelName) -> Result<(), NodeError> {
-        let (path, bytes) = {
+        let path = {
             let mut tiers = lock(&self.inner.tiers);
-            if tiers.ram(name).is_some() {
+            if tiers.has_ram(name) {
                 return Ok(());
             }
             let Some(path) = tiers.disk(name) else { return Ok(()) };
             let bytes = std::fs::metadata(&path).map_err(engine_error)?.len();
             tiers.pin(name);
-            let room = tiers.make_ram_room(bytes);
+            let room = tiers.reserve_ram(name, bytes);
             tiers.unpin(name);
             match room {
                 Some(evicted) => {
@@ -222,13 +328,36 @@ impl LocalNode {
                     return Ok(());
                 }
             }
-            (path, bytes)
+            path
         };
-        let data = blocking(move || std::fs::read(&path).map_err(engine_error)).await?;
-        if data.len() as u64 != bytes {
-            return Err(NodeError::Artifact(format!("model {name}: the cached file changed while being read")));
+        let data = blocking(move || std::fs::read(&path).map_err(engine_error)).await;
+        let mut tiers = lock(&self.inner.tiers);
+        match data {
+            Ok(data) => {
+                if tiers.fill_ram(name, Arc::new(data)) {
+                    Ok(())
+                } else {
+                    Err(NodeError::Artifact(format!("model {name}: the cached file changed while being read")))
+                }
+            }
+            Err(e) => {
+                tiers.drop_ram(name);
+                Err(e)
+            }
         }
-        lock(&self.inner.tiers).insert_ram(name, Arc::new(data));
+    }
+
+    /// Drops everything the node holds of `name`: its instance, its spec,
+    /// its RAM copy and its cached file (a model deleted from the platform).
+    async fn forget_model(&self, name: &ModelName) -> Result<(), NodeError> {
+        let model = lock(&self.inner.models).remove(name);
+        if let Some(model) = model {
+            blocking(move || model.sleep().map_err(engine_error)).await?;
+        }
+        lock(&self.inner.specs).remove(name);
+        lock(&self.inner.tiers).drop_ram(name);
+        self.drop_disk_copy(name);
+        tracing::info!(model = %name, "Model forgotten; its RAM copy and cached file are gone");
         Ok(())
     }
 
@@ -268,14 +397,8 @@ impl LocalNode {
                 lock(&self.inner.tiers).drop_ram(name);
             }
             WarmTier::Object => {
-                let path = {
-                    let mut tiers = lock(&self.inner.tiers);
-                    tiers.drop_ram(name);
-                    tiers.drop_disk(name)
-                };
-                if let Some(p) = path {
-                    fetch::remove(&p);
-                }
+                lock(&self.inner.tiers).drop_ram(name);
+                self.drop_disk_copy(name);
             }
         }
         Ok(lock(&self.inner.tiers).fastest(name).unwrap_or(Tier::Object))
@@ -307,7 +430,29 @@ impl NodeControl for LocalNode {
         Box::pin(self.sleep_model(model, warm))
     }
 
+    fn forget<'a>(&'a self, model: &'a ModelName) -> NodeFuture<'a, ()> {
+        Box::pin(self.forget_model(model))
+    }
+
     fn tiers(&self) -> Vec<TierUsage> {
         lock(&self.inner.tiers).usage()
+    }
+}
+
+/// The model a cache file belongs to: its name is `<model>-<12 hex>.<ext>`.
+fn cache_owner(file_name: &str) -> Option<ModelName> {
+    let (stem, _) = file_name.rsplit_once('.')?;
+    let (model, digest) = stem.rsplit_once('-')?;
+    if digest.len() != 12 || !digest.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    ModelName::parse(model).ok()
+}
+
+/// Deletes files the disk tier gave up.
+fn remove_evicted(paths: Vec<PathBuf>) {
+    for p in paths {
+        tracing::info!(file = %p.display(), "Disk tier full; removing the least recently used artifact");
+        fetch::remove(&p);
     }
 }

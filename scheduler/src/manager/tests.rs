@@ -26,6 +26,8 @@ struct NodeLog {
     peak: u64,
     /// The artifact of every stage call, in order.
     staged: Vec<String>,
+    /// Every model forgotten, in order.
+    forgotten: Vec<String>,
 }
 
 impl ScriptedNode {
@@ -75,6 +77,11 @@ impl NodeControl for ScriptedNode {
             s.on_device -= self.bytes[model.as_str()];
             Ok(warm.into())
         })
+    }
+
+    fn forget<'a>(&'a self, model: &'a ModelName) -> NodeFuture<'a, ()> {
+        self.state.lock().unwrap().forgotten.push(model.to_string());
+        Box::pin(async { Ok(()) })
     }
 
     fn tiers(&self) -> Vec<TierUsage> {
@@ -493,11 +500,13 @@ async fn a_removed_model_finishes_its_request_then_leaves() {
     tokio::time::sleep(Duration::from_millis(50)).await;
     assert!(matches!(m.acquire(&name("a")).await, Err(AcquireError::UnknownModel(_))));
     assert_eq!(n.sleeps("a"), 0, "its request in flight finishes first");
+    assert!(n.state.lock().unwrap().forgotten.is_empty(), "nothing is dropped while a request runs");
     drop(lease);
     tokio::time::sleep(Duration::from_millis(50)).await;
     assert_eq!(n.sleeps("a"), 1);
     let names: Vec<String> = m.status().await.unwrap().models.iter().map(|s| s.name.to_string()).collect();
     assert_eq!(names, ["b"]);
+    assert_eq!(n.state.lock().unwrap().forgotten, ["a"], "the node is told to drop its weights and files");
 }
 
 #[tokio::test(start_paused = true)]

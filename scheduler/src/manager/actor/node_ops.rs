@@ -126,8 +126,11 @@ impl Actor {
         self.schedule_all();
     }
 
+    /// Records a failure: logged whole here, kept (and shown to clients)
+    /// without paths, credentials or backtraces.
     pub(super) fn fail(&mut self, name: &ModelName, node: &NodeId, reason: String) {
         tracing::error!(model = %name, node = %node, %reason, "Model failed");
+        let reason = greenthread_core::redact::public_reason(&reason);
         self.transition(name, node, ModelState::Failed { reason: reason.clone() }, Cause::Failure);
         self.fail_waiters(name, &AcquireError::Failed { model: name.to_string(), reason });
     }

@@ -49,6 +49,20 @@ impl Actor {
         self.retire(name);
     }
 
+    /// Tells every node to drop what it holds of a removed model (its RAM
+    /// copy and cached file), so that a deleted model frees its tiers.
+    fn forget_everywhere(&self, name: &ModelName) {
+        let controls: Vec<_> = self.nodes.iter().map(|(id, n)| (id.clone(), n.handle.control.clone())).collect();
+        let name = name.clone();
+        tokio::spawn(async move {
+            for (node, control) in controls {
+                if let Err(e) = control.forget(&name).await {
+                    tracing::warn!(model = %name, %node, error = %e, "Cannot drop a removed model's files");
+                }
+            }
+        });
+    }
+
     pub(super) fn retire_all(&mut self) {
         let pending: Vec<ModelName> =
             self.models.iter().filter(|(_, m)| m.pending.is_some()).map(|(n, _)| n.clone()).collect();
@@ -82,6 +96,7 @@ impl Actor {
             Some(Pending::Remove) => {
                 self.models.remove(name);
                 tracing::info!(model = %name, "Model removed");
+                self.forget_everywhere(name);
             }
             Some(Pending::Respec(spec)) => {
                 m.spec = spec;

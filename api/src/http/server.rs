@@ -1,0 +1,136 @@
+//! Accepting connections: HTTP/1.1 and HTTP/2 (with upgrades, for the
+//! GraphQL websocket) through hyper, with the limits a public listener
+//! needs against slow or greedy clients, and graceful shutdown.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::Request;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use tower::ServiceExt;
+
+/// How long a client may take to send a request's headers, from the first
+/// byte of the request (or from the connection's start): a client that
+/// trickles its headers (slowloris) is cut off here.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// Most headers one request may have.
+pub const MAX_HEADERS: usize = 100;
+/// Most connections served at once. Each costs a task and its buffers, a
+/// few tens of kilobytes; past this, new connections are closed at once,
+/// so a flood of idle connections cannot exhaust memory or descriptors.
+pub const MAX_CONNECTIONS: usize = 4096;
+/// How long in-flight requests may take to finish after a shutdown signal.
+/// Streams of a few hundred tokens finish well inside it.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+
+/// What connections may do.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnectionLimits {
+    pub header_read_timeout: Duration,
+    pub max_connections: usize,
+}
+
+impl Default for ConnectionLimits {
+    fn default() -> Self {
+        Self { header_read_timeout: HEADER_READ_TIMEOUT, max_connections: MAX_CONNECTIONS }
+    }
+}
+
+/// Serves `router` on `listener` until SIGTERM or Ctrl-C, then stops taking
+/// connections and waits up to [`SHUTDOWN_GRACE`] for requests in flight.
+///
+/// # Errors
+/// When the listener fails in a way that is not one client's fault.
+pub async fn serve(listener: tokio::net::TcpListener, router: Router) -> std::io::Result<()> {
+    serve_with(listener, router, ConnectionLimits::default(), shutdown_signal()).await
+}
+
+/// As [`serve`], with `limits`, until `signal` completes.
+///
+/// # Errors
+/// As [`serve`].
+pub async fn serve_with(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    limits: ConnectionLimits,
+    signal: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder.http1().timer(TokioTimer::new()).header_read_timeout(limits.header_read_timeout).max_headers(MAX_HEADERS);
+    // HTTP/2 websockets use the CONNECT protocol.
+    builder.http2().timer(TokioTimer::new()).enable_connect_protocol();
+    let graceful = GracefulShutdown::new();
+    let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
+    let mut signal = std::pin::pin!(signal);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    // A client that reset its connection, or a full descriptor
+                    // table: wait a little and go on.
+                    tracing::debug!(error = %e, "Cannot accept a connection");
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    continue;
+                }
+            },
+            () = signal.as_mut() => break,
+        };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            tracing::warn!(%peer, max = limits.max_connections, "Too many connections; closing a new one");
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let service = TowerToHyperService::new(
+            router.clone().map_request(|req: Request<hyper::body::Incoming>| req.map(axum::body::Body::new)),
+        );
+        let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned();
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::trace!(%peer, error = %e, "Connection ended with an error");
+            }
+            drop(slot);
+        });
+    }
+    drop(listener);
+    tracing::info!(grace_s = SHUTDOWN_GRACE.as_secs(), "Shutting down; finishing requests in flight");
+    tokio::select! {
+        () = graceful.shutdown() => {}
+        () = tokio::time::sleep(SHUTDOWN_GRACE) => {
+            tracing::warn!("Grace period over; dropping the remaining requests");
+        }
+    }
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::warn!(error = %e, "Cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "Cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+}
