@@ -22,8 +22,10 @@ QWEN = "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"
 MODELS = {"g1": GEMMA, "g2": GEMMA, "g3": GEMMA, "g4": GEMMA, "q1": QWEN, "q2": QWEN}
 
 
-def status(base):
-    with urllib.request.urlopen(f"{base}/status", timeout=10) as r:
+def status(base, key=None):
+    """`/status`: open on an `--open` server, else it needs a key (an admin key sees every project and the nodes)."""
+    headers = {"authorization": f"Bearer {key}"} if key else {}
+    with urllib.request.urlopen(urllib.request.Request(f"{base}/status", headers=headers), timeout=10) as r:
         return json.loads(r.read())
 
 

@@ -90,10 +90,10 @@ def test_the_sdks_talk_to_the_gateway_only(tier):
         client.chat.completions.create(model="nope", messages=[{"role": "user", "content": "hi"}], max_tokens=2)
 
     # The tokens came from the node, placed by the scheduler; the gateway reports the same.
-    placed = status(tier["scheduler"])
+    placed = status(tier["scheduler"], tier["admin"])
     serving = {m["name"]: [r["node"] for r in m["replica_list"] if r["state"] == "serving"] for m in placed["models"]}
     assert serving == {"gemma": ["gpu-1"], "qwen": ["gpu-1"]}, placed
-    assert {m["name"]: m["state"] for m in status(tier["gateway"])["models"]} == {"gemma": "serving", "qwen": "serving"}
+    assert {m["name"]: m["state"] for m in status(tier["gateway"], tier["admin"])["models"]} == {"gemma": "serving", "qwen": "serving"}
     runtime = graphql(tier["gateway"], tier["admin"], "{ models { nodes { name runtime { state } } } }")
     assert {m["name"]: m["runtime"]["state"] for m in runtime["models"]["nodes"]} == {"gemma": "serving", "qwen": "serving"}
 
@@ -125,5 +125,5 @@ def test_a_request_waits_out_a_killed_scheduler(tier):
     assert "answer" in result, result
     assert "Paris" in result["answer"]
     # The new scheduler took the model as the node reported it: awake, no wake.
-    qwen = next(m for m in status(tier["scheduler"])["models"] if m["name"] == "qwen")
+    qwen = next(m for m in status(tier["scheduler"], tier["admin"])["models"] if m["name"] == "qwen")
     assert qwen["state"] == "serving" and qwen["last_wake"] is None, qwen

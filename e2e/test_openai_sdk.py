@@ -132,7 +132,8 @@ def test_the_server_answers_normally_after_all_the_bad_requests(client):
 
 def test_status_and_metrics_show_the_model_awake_after_a_request(client, server):
     ask(client, "Say OK.", max_tokens=4)
-    with urllib.request.urlopen(f"{server.base}/status") as r:
+    admin = {"authorization": f"Bearer {server.admin}"}
+    with urllib.request.urlopen(urllib.request.Request(f"{server.base}/status", headers=admin)) as r:
         status = json.loads(r.read())
     model = next(m for m in status["models"] if m["name"] == DEMO_MODEL)
     assert model["state"] == "serving"
@@ -140,6 +141,6 @@ def test_status_and_metrics_show_the_model_awake_after_a_request(client, server)
     assert model["device_bytes"] > 400_000_000
     assert model["last_wake"]["from_tier"] in ("ram", "disk")
     assert [t["tier"] for t in status["tiers"]] == ["device", "ram", "disk"]
-    with urllib.request.urlopen(f"{server.base}/metrics") as r:
+    with urllib.request.urlopen(urllib.request.Request(f"{server.base}/metrics", headers=admin)) as r:
         metrics = r.read().decode()
     assert f'greenthread_model_state{{model="{DEMO_MODEL}",state="serving"}} 1' in metrics

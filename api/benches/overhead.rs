@@ -39,7 +39,7 @@ fn free_port() -> u16 {
 
 async fn wait_for(client: &reqwest::Client, url: &str, ok: impl Fn(&Value) -> bool) {
     for _ in 0..600 {
-        if let Ok(r) = client.get(url).send().await
+        if let Ok(r) = client.get(url).bearer_auth(ADMIN).send().await
             && let Ok(v) = r.json::<Value>().await
             && ok(&v)
         {

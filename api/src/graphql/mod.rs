@@ -12,6 +12,7 @@ mod key_mutations;
 mod model_actions;
 mod mutation;
 pub mod pagination;
+mod project_policy;
 mod query;
 mod rate_limit;
 mod socket;
@@ -34,6 +35,7 @@ pub use self::guard::Refusal;
 use self::key_mutations::KeyMutation;
 use self::model_actions::ModelActionMutation;
 use self::mutation::CoreMutation;
+use self::project_policy::ProjectPolicyMutation;
 use self::query::CoreQuery;
 pub use self::rate_limit::RateLimiter;
 pub use self::subscription::SubscriptionRoot;
@@ -49,7 +51,14 @@ pub struct QueryRoot(CoreQuery, DomainQuery);
 
 /// Every mutation.
 #[derive(async_graphql::MergedObject, Default)]
-pub struct MutationRoot(CoreMutation, KeyMutation, ModelActionMutation, GitopsMutation, DomainMutation);
+pub struct MutationRoot(
+    CoreMutation,
+    KeyMutation,
+    ModelActionMutation,
+    GitopsMutation,
+    DomainMutation,
+    ProjectPolicyMutation,
+);
 
 pub type ManagementSchema = Schema<QueryRoot, MutationRoot, SubscriptionRoot>;
 

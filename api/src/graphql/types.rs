@@ -59,6 +59,11 @@ impl Project {
     async fn updated_at(&self) -> DateTime<Utc> {
         self.0.updated_at
     }
+    /// Object-store prefixes (`s3://bucket/folder/`) this project's models
+    /// may read from; set by admins (`setArtifactPrefixes`).
+    async fn artifact_prefixes(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<String>> {
+        crate::store::prefixes::of_project(management(ctx).store.db(), self.0.id).await.map_err(internal)
+    }
     #[graphql(complexity = "super::pagination::weight(first, child_complexity)")]
     async fn services(
         &self,

@@ -45,11 +45,27 @@ pub async fn read_body(State(limits): State<BodyLimits>, request: Request, next:
     let declared =
         request.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > max_bytes as u64) {
-        return refuse(request.uri().path(), ApiError::PayloadTooLarge { limit: max_bytes });
+        let (parts, body) = request.into_parts();
+        // Answered now; what the client goes on sending is read and thrown
+        // away for a while (as a web server's lingering close does), so a
+        // client that writes its whole body before reading sees the 413
+        // rather than a reset connection.
+        tokio::spawn(discard(body, limits.timeout.min(LINGER)));
+        return refuse(parts.uri.path(), ApiError::PayloadTooLarge { limit: max_bytes });
     }
     let request = request
         .map(|body| Body::new(DeadlineBody { inner: body, deadline: Box::pin(tokio::time::sleep(limits.timeout)) }));
     next.run(request).await
+}
+
+/// Longest an oversized body is read and thrown away after its refusal.
+const LINGER: Duration = Duration::from_secs(10);
+
+/// Reads `body` to its end, or for `linger` at most, keeping none of it.
+async fn discard(body: Body, linger: Duration) {
+    use http_body_util::BodyExt;
+    let mut body = body;
+    let _ = tokio::time::timeout(linger, async move { while let Some(Ok(_)) = body.frame().await {} }).await;
 }
 
 /// A body that fails once its deadline passes.
@@ -69,9 +85,7 @@ impl http_body::Body for DeadlineBody {
 
     fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
         let this = self.get_mut();
-        eprintln!("DEBUG poll_frame");
         if let Poll::Ready(frame) = Pin::new(&mut this.inner).poll_frame(cx) {
-            eprintln!("DEBUG inner ready {:?}", frame.as_ref().map(|f| f.is_ok()));
             return Poll::Ready(frame);
         }
         match this.deadline.as_mut().poll(cx) {

@@ -85,9 +85,60 @@ impl ArtifactPolicy {
     }
 }
 
+/// An object-store prefix as an admin allows it for a project: a URI of a
+/// supported store naming a bucket (and maybe a folder), without
+/// credentials, ending in `/` so that it matches whole path segments.
+///
+/// # Errors
+/// A message naming what is wrong.
+pub fn normalize_prefix(raw: &str) -> Result<String, String> {
+    let raw = raw.trim();
+    let prefix = if raw.ends_with('/') { raw.to_owned() } else { format!("{raw}/") };
+    match ArtifactUri::parse(&format!("{prefix}model"), None) {
+        Ok(ArtifactUri::Object(_)) => Ok(prefix),
+        Ok(ArtifactUri::File(_)) => Err(format!("{raw:?} is not an object-store URI (s3://, gs://, az://)")),
+        Err(e) => Err(format!("{raw:?}: {e}")),
+    }
+}
+
+/// Whether an object-store artifact lies under one of `prefixes` (as
+/// [`normalize_prefix`] makes them). Local files are the artifact
+/// policy's to judge, not this.
+///
+/// # Errors
+/// A message safe to show, saying how to get a prefix allowed.
+pub fn object_allowed(artifact: &ArtifactUri, prefixes: &[String]) -> Result<(), String> {
+    let ArtifactUri::Object(uri) = artifact else { return Ok(()) };
+    if prefixes.iter().any(|p| uri.starts_with(p.as_str())) {
+        return Ok(());
+    }
+    Err(format!(
+        "object-store artifact {uri} is outside the prefixes allowed for this project; \
+         an admin key may allow one (setArtifactPrefixes) or create the model"
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn object_artifacts_need_an_allowed_prefix_by_whole_segments() {
+        let prefixes = vec![normalize_prefix("s3://models/team-a").unwrap()];
+        assert_eq!(prefixes, ["s3://models/team-a/"]);
+        let object = |u: &str| ArtifactUri::Object(u.into());
+        assert!(object_allowed(&object("s3://models/team-a/qwen.gguf"), &prefixes).is_ok());
+        assert!(object_allowed(&object("s3://models/team-ab/qwen.gguf"), &prefixes).is_err());
+        assert!(object_allowed(&object("s3://other/team-a/qwen.gguf"), &prefixes).is_err());
+        assert!(object_allowed(&object("gs://models/team-a/qwen.gguf"), &[]).is_err(), "none until one is allowed");
+        assert!(
+            object_allowed(&ArtifactUri::File("/m/q.gguf".into()), &[]).is_ok(),
+            "local files are judged elsewhere"
+        );
+        for bad in ["/models", "https://x/y", "s3://u:p@bucket/", "s3://"] {
+            assert!(normalize_prefix(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     #[cfg(unix)]

@@ -94,6 +94,16 @@ impl Caller<'_> {
     fn checks_artifacts(&self) -> bool {
         !matches!(self, Self::Server)
     }
+
+    /// Whether it may name any object-store artifact, outside the project's
+    /// allowed prefixes: an admin key and the server's own config.
+    fn reads_any_object(&self) -> bool {
+        match self {
+            Self::Key(p) => p.is_admin(),
+            Self::Server => true,
+            Self::Operator => false,
+        }
+    }
 }
 
 /// What a plan or an apply reports.
@@ -155,8 +165,16 @@ impl Management {
             let mut errors = Vec::new();
             for change in changes.iter().filter(|c| c.kind == ObjectKind::Model && c.action != ChangeAction::Delete) {
                 let Some(m) = desired.models.iter().find(|m| m.spec.name == change.name) else { continue };
+                let prefixes = state.artifact_prefixes.get(&m.spec.project).map_or(&[][..], Vec::as_slice);
+                let allowed = self.artifacts.check(&m.spec.artifact).and_then(|()| {
+                    if caller.reads_any_object() {
+                        Ok(())
+                    } else {
+                        artifacts::object_allowed(&m.spec.artifact, prefixes)
+                    }
+                });
                 if change.fields.iter().any(|f| f.field == "artifact")
-                    && let Err(message) = self.artifacts.check(&m.spec.artifact)
+                    && let Err(message) = allowed
                 {
                     errors.push(UserError::new(
                         format!("{field}.models.{}.artifact", m.spec.name),

@@ -10,6 +10,7 @@
 pub mod audit;
 pub mod entities;
 pub mod keys;
+pub mod prefixes;
 pub mod state;
 
 use std::sync::Arc;

@@ -26,6 +26,8 @@ pub struct LoadedState {
     pub project_ids: BTreeMap<ModelName, Uuid>,
     pub service_ids: BTreeMap<(ModelName, ModelName), Uuid>,
     pub model_ids: BTreeMap<ModelName, Uuid>,
+    /// Object-store prefixes each project's models may read from.
+    pub artifact_prefixes: BTreeMap<ModelName, Vec<String>>,
 }
 
 impl LoadedState {
@@ -80,6 +82,11 @@ pub async fn load(conn: &impl ConnectionTrait) -> StoreResult<LoadedState> {
             .ok_or_else(|| StoreError::Corrupt(format!("model {} belongs to a missing service", m.name)))?;
         out.model_ids.insert(spec.name.clone(), m.id);
         out.doc.models.push(ModelDecl { service, spec });
+    }
+    for (project, prefixes) in super::prefixes::all(conn).await? {
+        if let Some(name) = project_names.get(&project) {
+            out.artifact_prefixes.insert(name.clone(), prefixes);
+        }
     }
     out.doc = out.doc.sorted();
     Ok(out)
@@ -195,6 +202,7 @@ async fn apply_project(
         ChangeAction::Delete => {
             let id = state.project_ids.remove(&change.name).ok_or_else(|| missing("project", &change.name))?;
             project::Entity::delete_by_id(id).exec(tx).await?;
+            super::prefixes::remove(tx, id).await?;
             id
         }
     };

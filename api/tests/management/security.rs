@@ -405,3 +405,46 @@ async fn object_store_credentials_in_an_artifact_are_refused() {
     assert_eq!(errors[0]["field"], "input.artifact", "{answer}");
     assert!(!errors.to_string().contains("hunter2"), "{errors}");
 }
+
+const PLAN: &str =
+    "mutation($d: JSON!) { plan(desired: $d) { changes { address } userErrors { field code message } } }";
+const SET_PREFIXES: &str = "mutation($i: SetArtifactPrefixesInput!) { setArtifactPrefixes(input: $i) {
+    project { artifactPrefixes } userErrors { field code } } }";
+
+async fn object_store_prefixes_bound_what_a_manage_key_may_read(db: &Db) {
+    let s = Server::start(db).await;
+    s.ok(ADMIN, "mutation { createProject(input: {name: \"team\"}) { userErrors { code } } }", json!({})).await;
+    let (manager, _) = s.key(ADMIN, "team", &["read", "manage"]).await;
+    let doc = |artifact: &str| json!({"projects": [{"name": "team"}], "models": [{"name": "team-model", "project": "team", "artifact": artifact}]});
+    let plan = |key: String, artifact: &'static str| {
+        let d = doc(artifact);
+        let s = &s;
+        async move { s.ok(&key, PLAN, json!({"d": d})).await["plan"].clone() }
+    };
+    let refused = plan(manager.clone(), "s3://models/team/qwen.gguf").await;
+    assert_eq!(refused["userErrors"][0]["code"], "FORBIDDEN_ARTIFACT", "no prefix is allowed yet: {refused}");
+    let admin = plan(ADMIN.to_owned(), "s3://models/team/qwen.gguf").await;
+    assert_eq!(admin["userErrors"], json!([]), "an admin may name any object: {admin}");
+
+    let answer =
+        s.gql(&manager, SET_PREFIXES, json!({"i": {"project": "team", "prefixes": ["s3://models/team"]}})).await;
+    assert_eq!(code(&answer), "FORBIDDEN", "only admins set prefixes: {answer}");
+    let bad = s.ok(ADMIN, SET_PREFIXES, json!({"i": {"project": "team", "prefixes": ["s3://u:p@models/x"]}})).await;
+    assert_eq!(bad["setArtifactPrefixes"]["userErrors"][0]["field"], "input.prefixes[0]", "{bad}");
+    let set = s.ok(ADMIN, SET_PREFIXES, json!({"i": {"project": "team", "prefixes": ["s3://models/team"]}})).await;
+    assert_eq!(set["setArtifactPrefixes"]["project"]["artifactPrefixes"], json!(["s3://models/team/"]), "{set}");
+
+    let allowed = plan(manager.clone(), "s3://models/team/qwen.gguf").await;
+    assert_eq!(allowed["userErrors"], json!([]), "{allowed}");
+    let outside = plan(manager.clone(), "s3://models/team-b/qwen.gguf").await;
+    assert_eq!(outside["userErrors"][0]["code"], "FORBIDDEN_ARTIFACT", "whole segments only: {outside}");
+    let audit = s
+        .ok(
+            ADMIN,
+            "{ auditEvents(filter: {action: \"project.artifact_prefixes\"}) { nodes { objectName } } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(audit["auditEvents"]["nodes"], json!([{"objectName": "team"}]));
+}
+on_both_databases!(object_store_prefixes_bound_what_a_manage_key_may_read);
