@@ -387,6 +387,22 @@ mod tests {
         assert_eq!(s.sample(&mut [0.0, 0.0, 0.0, 0.0, 0.0, 9.0, 0.0, 0.0, 0.0], &JSONISH), 0);
     }
 
+    #[test]
+    fn when_no_token_fits_the_grammar_the_output_ends_cut_short() {
+        let grammar = Arc::new(Grammar::json_object());
+        let mut s = Sampler::new(SamplingParams::greedy(), &[]).with_grammar(Some(grammar));
+        // No token of this vocabulary opens an object.
+        let token = s.sample(&mut [5.0, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0], &PLAIN);
+        assert!(PLAIN.ends_generation(token));
+        assert!(s.cut_short(), "an end forced by the grammar is not a natural stop");
+        let mut complete =
+            Sampler::new(SamplingParams::greedy(), &[]).with_grammar(Some(Arc::new(Grammar::json_object())));
+        assert_eq!(complete.sample(&mut [0.0, 9.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0], &JSONISH), 0);
+        assert_eq!(complete.sample(&mut [0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0], &JSONISH), 1);
+        let end = complete.sample(&mut [0.0; 9], &JSONISH);
+        assert!(JSONISH.ends_generation(end) && !complete.cut_short(), "a finished object ends naturally");
+    }
+
     proptest! {
         #[test]
         fn constrained_output_always_matches_its_grammar(
