@@ -11,12 +11,15 @@ models=(
   "$(python3 scripts/fetch_model.py gemma-3-270m)"
   "$(python3 scripts/fetch_model.py qwen2.5-coder-0.5b-instruct)"
 )
-cargo build --release --locked -p greenthread-node-runtime --benches >&2
+cargo build --profile "$BENCH_PROFILE" --locked -p greenthread-node-runtime --benches >&2
+prompts=(64 256) decode=64 repeats=3
+if [[ -n "$BENCH_SMOKE" ]]; then models=("${models[0]}") prompts=(16) decode=4 repeats=1; fi
 echo "| model | threads | phase | GreenThread tok/s | llama.cpp tok/s | ratio |"
 echo "|---|---|---|---|---|---|"
 for m in "${models[@]}"; do
-  for p in 64 256; do
-    cargo bench --locked -q -p greenthread-node-runtime --bench engine -- "$m" --prompt "$p" --decode 64 --repeats 3 \
-      | { if [[ $p == 64 ]]; then cat; else grep prefill; fi; }
+  for p in "${prompts[@]}"; do
+    cargo bench --profile "$BENCH_PROFILE" --locked -q -p greenthread-node-runtime --bench engine -- "$m" \
+      --prompt "$p" --decode "$decode" --repeats "$repeats" \
+      | { if [[ $p == "${prompts[0]}" ]]; then cat; else grep prefill; fi; }
   done
 done

@@ -27,7 +27,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "e2e"))
 import embedding_reference  # noqa: E402
 
-REPEATS = 5
+# Smoke mode (scripts/test.sh): once each, a few tokens, to show it still runs.
+SMOKE = bool(os.environ.get("GREENTHREAD_BENCH_SMOKE"))
+REPEATS = 1 if SMOKE else 5
+MAX_TOKENS = 8 if SMOKE else 120
 SENTENCES = [f"Sentence number {i} is about {topic}." for i, topic in enumerate(
     ["food", "the sea", "a girl carrying a baby", "mountains", "databases", "music", "rain", "trains"] * 8)]
 SCHEMA = {"type": "object", "properties": {"name": {"type": "string"}, "age": {"type": "integer"},
@@ -50,7 +53,7 @@ def decode_rate(base: str, model: str, extra: dict) -> tuple[float, int]:
     """Median completion tokens per second over REPEATS greedy answers, and the tokens of one."""
     rates, tokens = [], 0
     for _ in range(REPEATS):
-        body = {"model": model, "temperature": 0, "max_tokens": 120,
+        body = {"model": model, "temperature": 0, "max_tokens": MAX_TOKENS,
                 "messages": [{"role": "user", "content": "Describe a person named Ada, her age and three hobbies."}], **extra}
         started = time.perf_counter()
         answer = post(base, "/v1/chat/completions", body)
@@ -102,9 +105,9 @@ def main() -> None:
 
         post(base, "/v1/embeddings", {"model": "embed", "input": "warm up"})
         batch = timed(lambda: post(base, "/v1/embeddings", {"model": "embed", "input": SENTENCES}))
-        one = timed(lambda: post(base, "/v1/embeddings", {"model": "embed", "input": SENTENCES[0]}), repeats=20)
-        ref_batch = timed(lambda: embedding_reference.embed(embed_dir, SENTENCES), repeats=3)
-        ref_one = timed(lambda: embedding_reference.embed(embed_dir, SENTENCES[:1]), repeats=20)
+        one = timed(lambda: post(base, "/v1/embeddings", {"model": "embed", "input": SENTENCES[0]}), repeats=REPEATS if SMOKE else 20)
+        ref_batch = timed(lambda: embedding_reference.embed(embed_dir, SENTENCES), repeats=REPEATS if SMOKE else 3)
+        ref_one = timed(lambda: embedding_reference.embed(embed_dir, SENTENCES[:1]), repeats=REPEATS if SMOKE else 20)
         print("| embeddings (all-MiniLM-L6-v2) | GreenThread over HTTP | NumPy reference in process | ratio |")
         print("|---|---|---|---|")
         n = len(SENTENCES)

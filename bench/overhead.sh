@@ -5,4 +5,6 @@
 #   bench/overhead.sh [SECONDS]   (default 20)
 source "$(dirname "$0")/../scripts/lib.sh"
 cd "$ROOT"
-cargo bench --locked -q -p greenthread-api --bench overhead -- "${1:-20}"
+seconds="${1:-20}"
+[[ -n "$BENCH_SMOKE" ]] && seconds=1
+cargo bench --profile "$BENCH_PROFILE" --locked -q -p greenthread-api --bench overhead -- "$seconds"

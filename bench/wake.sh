@@ -9,9 +9,11 @@ models=(
   "$(python3 scripts/fetch_model.py qwen2.5-coder-0.5b-instruct)"
   "$(python3 scripts/fetch_model.py gemma-3-270m)"
 )
-cargo build --release --locked -p greenthread-node-runtime --benches >&2
+cargo build --profile "$BENCH_PROFILE" --locked -p greenthread-node-runtime --benches >&2
+repeats=5
+[[ -n "$BENCH_SMOKE" ]] && repeats=1
 echo "| model | operation | weights | median time | bound | ratio | sleep |"
 echo "|---|---|---|---|---|---|---|"
 for m in "${models[@]}"; do
-  cargo bench --locked -q -p greenthread-node-runtime --bench wake -- "$m" --repeats 5
+  cargo bench --profile "$BENCH_PROFILE" --locked -q -p greenthread-node-runtime --bench wake -- "$m" --repeats "$repeats"
 done

@@ -4,4 +4,6 @@
 #   bench/workload.sh [SECONDS]   (default 45)
 source "$(dirname "$0")/../scripts/lib.sh"
 cd "$ROOT"
-cargo bench --locked -q -p greenthread-api --bench workload -- "${1:-45}"
+seconds="${1:-45}"
+[[ -n "$BENCH_SMOKE" ]] && seconds=3
+cargo bench --profile "$BENCH_PROFILE" --locked -q -p greenthread-api --bench workload -- "$seconds"

@@ -9,6 +9,13 @@ GT_CACHE="${GREENTHREAD_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/greenthread}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$GT_CACHE/target}"
 export GREENTHREAD_MODELS="${GREENTHREAD_MODELS:-$GT_CACHE/models}"
 
+# Benchmarks in smoke mode (GREENTHREAD_BENCH_SMOKE=1, as scripts/test.sh
+# runs them): the smallest sizes, built with the test profile the suite has
+# already compiled, to show each benchmark still runs end to end. Their
+# numbers mean nothing then.
+BENCH_SMOKE="${GREENTHREAD_BENCH_SMOKE:-}"
+if [[ -n "$BENCH_SMOKE" ]]; then BENCH_PROFILE=ci; else BENCH_PROFILE=release; fi
+
 log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 

@@ -52,3 +52,8 @@ log "End-to-end tests: the openai SDK against greenthread serve"
 export GREENTHREAD_BIN="$CARGO_TARGET_DIR/ci/greenthread"
 [[ -x "$GREENTHREAD_BIN" ]] || die "cargo test did not build $GREENTHREAD_BIN"
 "$e2e_python" -m pytest e2e -q -p no:cacheprovider "$@"
+
+log "Every benchmark once, in smoke mode (it must complete; its numbers are not checked)"
+for bench in wake engine overhead workload features; do
+  GREENTHREAD_BENCH_SMOKE=1 "bench/$bench.sh" >/dev/null || die "bench/$bench.sh failed in smoke mode"
+done

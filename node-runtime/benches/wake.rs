@@ -96,7 +96,12 @@ fn main() {
             };
             let node = LocalNode::new(config, std::slice::from_ref(&spec)).unwrap();
             let staged = node.stage_named(&name).await.unwrap();
-            let cached = dir.path().join(format!("cache-{warm:?}/bench.gguf"));
+            // Cache files are named by the model and a digest of its artifact's URI.
+            let cached = std::fs::read_dir(dir.path().join(format!("cache-{warm:?}")))
+                .unwrap()
+                .map(|e| e.unwrap().path())
+                .find(|p| p.extension().is_some_and(|e| e == "gguf"))
+                .expect("the staged model's file in the cache");
             let (mut wakes, mut sleeps, mut bounds) = (Vec::new(), Vec::new(), Vec::new());
             for _ in 0..repeats {
                 let bound = match warm {
