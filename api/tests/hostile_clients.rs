@@ -208,3 +208,14 @@ async fn json_object_on_completions_is_enforced() {
         assert!(serde_json::from_str::<Value>(text).is_ok_and(|v| v.is_object()), "{text:?}");
     }
 }
+
+#[tokio::test]
+async fn a_client_that_connects_and_sends_nothing_is_cut_off() {
+    let s = strict_server().await;
+    let mut silent = connect(&s).await;
+    assert!(read_until_closed(&mut silent, Duration::from_secs(5)).await.is_some(), "closed after the header timeout");
+    let mut preface = connect(&s).await;
+    // Half of HTTP/2's connection preface, then nothing.
+    preface.write_all(b"PRI * HTTP/2.0\r\n").await.unwrap();
+    assert!(read_until_closed(&mut preface, Duration::from_secs(5)).await.is_some(), "closed after the header timeout");
+}

@@ -71,7 +71,7 @@ impl ArtifactUri {
                 return Err(ArtifactError::CredentialsInUri);
             }
             let (bucket, key) = rest.split_once('/').unwrap_or((rest, ""));
-            if bucket.is_empty() || key.is_empty() || key.split('/').any(|seg| seg == "..") {
+            if bucket.is_empty() || key.is_empty() || key.split('/').any(dot_segment) {
                 return Err(ArtifactError::IncompleteObjectUri(raw.to_owned()));
             }
             return Ok(Self::Object(raw.to_owned()));
@@ -92,6 +92,18 @@ impl ArtifactUri {
             Self::Object(_) => None,
         }
     }
+}
+
+/// Whether a key's path segment is `.` or `..`, also when spelled with
+/// percent escapes (`%2e%2E`) or holding an escaped `/` or `\`: URL parsers
+/// decode these, so a prefix check on the raw text could be walked out of.
+fn dot_segment(segment: &str) -> bool {
+    let lower = segment.to_ascii_lowercase();
+    if lower.contains("%2f") || lower.contains("%5c") {
+        return true;
+    }
+    let decoded = lower.replace("%2e", ".");
+    decoded == "." || decoded == ".."
 }
 
 impl fmt::Display for ArtifactUri {
@@ -189,7 +201,15 @@ mod tests {
             Ok(ArtifactUri::Object("s3://models/qwen/q.gguf".into()))
         );
         assert!(ArtifactUri::parse("gs://bucket/a.gguf", None).is_ok());
-        for bad in ["s3://bucket", "s3:///key", "s3://b/../etc/passwd"] {
+        for bad in [
+            "s3://bucket",
+            "s3:///key",
+            "s3://b/../etc/passwd",
+            "s3://b/team-a/%2e%2e/team-b/m.gguf",
+            "s3://b/team-a/%2E./m.gguf",
+            "s3://b/team-a/./m.gguf",
+            "s3://b/team-a%2f..%2fteam-b/m.gguf",
+        ] {
             assert!(matches!(ArtifactUri::parse(bad, None), Err(ArtifactError::IncompleteObjectUri(_))), "{bad}");
         }
     }

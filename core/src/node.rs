@@ -71,9 +71,11 @@ pub trait NodeControl: Send + Sync {
     /// `warm` if the budget allows (else a slower tier). Returns that tier.
     fn sleep<'a>(&'a self, model: &'a ModelName, warm: WarmTier) -> NodeFuture<'a, Tier>;
 
-    /// Drops everything the node holds of a model that no longer exists:
-    /// its instance, its RAM copy and its cached file.
-    fn forget<'a>(&'a self, model: &'a ModelName) -> NodeFuture<'a, ()>;
+    /// Drops everything the node holds of a model that no longer exists
+    /// under `spec`: its instance, its RAM copy and its cached file. When
+    /// the node has meanwhile been given a newer spec under the same name
+    /// (the model was created again), only the old spec's file goes.
+    fn forget<'a>(&'a self, spec: &'a ModelSpec) -> NodeFuture<'a, ()>;
 
     /// Budgets and use of the node's RAM and disk tiers.
     fn tiers(&self) -> Vec<TierUsage>;

@@ -200,17 +200,8 @@ fn mask_to_grammar(
     deadline: tokio::time::Instant,
 ) -> Mask {
     let complete = matcher.is_complete();
-    let mut first_bytes = [false; 256];
-    for (b, ok) in first_bytes.iter_mut().enumerate() {
-        *ok = matcher.accepts(&[b as u8]);
-    }
-    let allowed = |t: u32| {
-        if vocab.ends_generation(t) {
-            return complete;
-        }
-        let piece = vocab.piece(t);
-        piece.first().is_some_and(|&b| first_bytes[usize::from(b)]) && matcher.accepts(piece)
-    };
+    let fits = |t: u32| if vocab.ends_generation(t) { complete } else { matcher.accepts(vocab.piece(t)) };
+    let past_deadline = || tokio::time::Instant::now() >= deadline;
     let by_logit = |a: &u32, b: &u32| logits[*b as usize].total_cmp(&logits[*a as usize]).then(a.cmp(b));
     let mut order: Vec<u32> = (0..logits.len() as u32).filter(|&t| logits[t as usize].is_finite()).collect();
     let head = CONSTRAINED_CANDIDATES.min(order.len());
@@ -219,23 +210,34 @@ fn mask_to_grammar(
     }
     order[..head].sort_unstable_by(by_logit);
     let mut keep: Vec<u32> = Vec::new();
-    for &t in &order[..head] {
-        if allowed(t) {
+    for (i, &t) in order[..head].iter().enumerate() {
+        if i % 16 == 15 && past_deadline() {
+            break;
+        }
+        if fits(t) {
             keep.push(t);
             if greedy {
                 break;
             }
         }
     }
-    if keep.is_empty() {
+    if keep.is_empty() && !past_deadline() {
+        // The whole vocabulary, likeliest first; a token whose first byte
+        // the grammar refuses is skipped without a full check.
+        let mut first_bytes = [false; 256];
+        for (b, ok) in first_bytes.iter_mut().enumerate() {
+            *ok = matcher.accepts(&[b as u8]);
+        }
         let rest = &mut order[head..];
         rest.sort_unstable_by(by_logit);
         for (i, &t) in rest.iter().enumerate() {
             // The clock is read every so often: a check costs far less than reading it.
-            if i % 1024 == 1023 && tokio::time::Instant::now() >= deadline {
+            if i % 1024 == 1023 && past_deadline() {
                 break;
             }
-            if allowed(t) {
+            let first_fits =
+                vocab.ends_generation(t) || vocab.piece(t).first().is_some_and(|&b| first_bytes[usize::from(b)]);
+            if first_fits && fits(t) {
                 keep.push(t);
                 break;
             }

@@ -219,11 +219,28 @@ async fn concurrent_stages_never_pass_the_budgets_and_forgotten_models_free_ever
     assert!(cached() > 0);
 
     for s in &specs {
-        n.forget(&s.name).await.unwrap();
+        n.forget(s).await.unwrap();
     }
     let tiers = n.tiers();
     assert!(tiers.iter().all(|t| t.used == 0), "every tier is free: {tiers:?}");
     assert_eq!(cached(), 0, "no cached file is left of forgotten models");
+}
+
+#[tokio::test]
+async fn forgetting_a_removed_spec_keeps_the_names_new_spec() {
+    let dir = tempfile::tempdir().unwrap();
+    let (old_file, new_file) = (dir.path().join("old.gguf"), dir.path().join("new.gguf"));
+    TinyModel::qwen2().write(&old_file).unwrap();
+    TinyModel { seed: 9, ..TinyModel::qwen2() }.write(&new_file).unwrap();
+    let removed = spec("m", &old_file, WarmTier::Disk);
+    let n = node(dir.path(), std::slice::from_ref(&removed), PLENTY);
+    n.stage_named(&name("m")).await.unwrap();
+    // Deleted, then created again with another file, before the node hears of the deletion.
+    let again = spec("m", &new_file, WarmTier::Disk);
+    n.stage(&again).await.unwrap();
+    n.forget(&removed).await.unwrap();
+    assert!(n.model(&name("m")).is_some(), "the new model stays staged");
+    assert_eq!(n.wake(&name("m")).await.unwrap().from, Tier::Disk, "with its cached file");
 }
 
 #[tokio::test]
@@ -250,4 +267,27 @@ async fn a_restart_counts_the_verified_cache_and_removes_everything_else() {
         std::fs::read_dir(&cache).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
     assert!(left.iter().all(|f| f.starts_with("a-")), "only a's file and stamp remain: {left:?}");
     assert_eq!(again.stage_named(&name("a")).await.unwrap().tier, Tier::Disk);
+}
+
+/// A stage abandoned at any point (its future dropped, as when the
+/// scheduler's connection to a node closes) gives back the room it reserved
+/// and leaves no file behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_abandoned_stage_gives_its_room_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let artifact = dir.path().join("q.gguf");
+    TinyModel::qwen2().write(&artifact).unwrap();
+    for micros in (0..60).map(|i| i * 200) {
+        let cache = tempfile::tempdir_in(dir.path()).unwrap();
+        let n = node(cache.path(), &[spec("q", &artifact, WarmTier::Ram)], PLENTY);
+        let finished =
+            tokio::time::timeout(std::time::Duration::from_micros(micros), n.stage_named(&name("q"))).await.is_ok();
+        // Blocking work already started ends on its own.
+        tokio::time::sleep(std::time::Duration::from_millis(30)).await;
+        let used: u64 = n.tiers().iter().map(|t| t.used).sum();
+        let files = std::fs::read_dir(cache.path().join("cache")).unwrap().count();
+        if !finished && n.residency(&name("q")) == Tier::Object {
+            assert_eq!((used, files), (0, 0), "after {micros} µs: room or files left by an abandoned stage");
+        }
+    }
 }

@@ -70,10 +70,19 @@ async fn wake(
     s.node.wake(&name).await.map(Json).map_err(NodeFailure)
 }
 
-async fn forget(State(s): State<NodeState>, Path(name): Path<String>) -> Result<Json<serde_json::Value>, NodeFailure> {
+async fn forget(
+    State(s): State<NodeState>,
+    Path(name): Path<String>,
+    Json(spec): Json<ModelSpec>,
+) -> Result<Json<serde_json::Value>, NodeFailure> {
     let name = model_name(&name)?;
-    s.catalog.remove(&name);
-    s.node.forget(&name).await.map_err(NodeFailure)?;
+    if spec.name != name {
+        return Err(NodeFailure(NodeError::Engine(format!("the spec is for {}, not {name}", spec.name))));
+    }
+    s.node.forget(&spec).await.map_err(NodeFailure)?;
+    if s.node.model(&name).is_none() {
+        s.catalog.remove(&name);
+    }
     Ok(Json(serde_json::json!({"forgotten": name.as_str()})))
 }
 

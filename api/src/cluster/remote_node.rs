@@ -82,9 +82,10 @@ impl NodeControl for RemoteNode {
         })
     }
 
-    fn forget<'a>(&'a self, model: &'a ModelName) -> NodeFuture<'a, ()> {
+    fn forget<'a>(&'a self, spec: &'a ModelSpec) -> NodeFuture<'a, ()> {
         Box::pin(async move {
-            let _: serde_json::Value = self.call(format!("{model}/forget"), serde_json::json!({})).await?;
+            let body = serde_json::to_value(spec).map_err(|e| NodeError::Engine(e.to_string()))?;
+            let _: serde_json::Value = self.call(format!("{}/forget", spec.name), body).await?;
             Ok(())
         })
     }

@@ -5,7 +5,7 @@
 //! mutation field is counted against the key's rate limit, so aliases cannot
 //! multiply one request into hundreds of writes.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::time::Duration;
 
 use async_graphql::Variables;
@@ -32,8 +32,14 @@ pub const MAX_MUTATION_FIELDS: usize = 20;
 pub enum Refusal {
     #[error("the document nests brackets more than {MAX_NESTING} levels deep; it was not parsed")]
     TooDeep,
-    #[error("one request may run at most {MAX_MUTATION_FIELDS} mutation fields (aliases count); this one has {0}")]
-    TooManyMutations(usize),
+    #[error(
+        "one request may run at most {MAX_MUTATION_FIELDS} mutation fields (aliases and every fragment spread count); this one has {0}"
+    )]
+    TooManyMutations(u64),
+    #[error(
+        "the document expands (fragments spread into each other) past {MAX_EXPANDED_SELECTIONS} selections, or its fragments spread each other in a cycle"
+    )]
+    TooLarge,
     #[error("too many requests for this key; retry in {} s", .0.as_secs().max(1))]
     RateLimited(Duration),
     #[error("a string in this request holds a NUL character (\\u0000), which no field accepts")]
@@ -82,22 +88,104 @@ pub fn nesting_within_limit(document: &str) -> bool {
     true
 }
 
+/// Most selections a document may hold once every fragment spread is
+/// expanded. A few lines of fragments that each spread the next twice
+/// expand to 2³⁰ selections, which validation would walk one by one on a
+/// worker thread; real documents, the console's included, hold a few hundred.
+pub const MAX_EXPANDED_SELECTIONS: u64 = 10_000;
+
 /// How many mutation fields the chosen operation of `doc` runs: its root
-/// fields, through fragments, aliases each counted. Zero for queries and
-/// subscriptions, and for an operation that does not exist (validation
-/// reports that).
-pub fn mutation_fields(doc: &ExecutableDocument, operation: Option<&str>) -> usize {
+/// fields once fragments are expanded, every spread counted (a fragment
+/// spread twice runs its fields twice) and aliases each counted. Zero for
+/// queries and subscriptions, and for an operation that does not exist
+/// (validation reports that).
+///
+/// # Errors
+/// [`Refusal::TooLarge`] when the document expands past
+/// [`MAX_EXPANDED_SELECTIONS`], or its fragments spread each other in a cycle.
+pub fn mutation_fields(doc: &ExecutableDocument, operation: Option<&str>) -> Result<u64, Refusal> {
+    let mut expansion = Expansion { doc, sizes: HashMap::new() };
+    let mut total = 0u64;
+    let mut mutation_fields = 0;
     let chosen = match (&doc.operations, operation) {
-        (DocumentOperations::Single(op), _) => Some(op),
-        (DocumentOperations::Multiple(ops), Some(name)) => ops.iter().find(|(n, _)| n.as_str() == name).map(|(_, o)| o),
-        (DocumentOperations::Multiple(ops), None) if ops.len() == 1 => ops.values().next(),
-        (DocumentOperations::Multiple(_), None) => None,
+        (DocumentOperations::Single(_), _) => None,
+        (DocumentOperations::Multiple(ops), None) if ops.len() == 1 => ops.keys().next().map(|n| n.as_str()),
+        (_, name) => name,
     };
-    match chosen {
-        Some(op) if op.node.ty == OperationType::Mutation => {
-            count_fields(doc, &op.node.selection_set.node, &mut HashSet::new())
+    for (name, op) in doc.operations.iter() {
+        let size = expansion.set(&op.node.selection_set.node)?;
+        total = total.saturating_add(size.selections);
+        let is_chosen = match (name, chosen) {
+            (None, _) => true,
+            (Some(n), Some(c)) => n.as_str() == c,
+            (Some(_), None) => false,
+        };
+        if is_chosen && op.node.ty == OperationType::Mutation {
+            mutation_fields = size.top_fields;
         }
-        _ => 0,
+    }
+    for fragment in doc.fragments.values() {
+        total = total.saturating_add(expansion.set(&fragment.node.selection_set.node)?.selections);
+    }
+    if total > MAX_EXPANDED_SELECTIONS {
+        return Err(Refusal::TooLarge);
+    }
+    Ok(mutation_fields)
+}
+
+/// A selection set's size with its fragments expanded.
+#[derive(Debug, Clone, Copy, Default)]
+struct Size {
+    /// Fields at its own level (what a mutation's root runs).
+    top_fields: u64,
+    /// Every selection at every level.
+    selections: u64,
+}
+
+/// Expands fragment spreads by arithmetic: each fragment's size is computed
+/// once and multiplied by its spreads, so any document is measured in time
+/// linear in its length.
+struct Expansion<'d> {
+    doc: &'d ExecutableDocument,
+    /// `None` while the fragment is being measured: met again, it is a cycle.
+    sizes: HashMap<&'d str, Option<Size>>,
+}
+
+impl<'d> Expansion<'d> {
+    fn set(&mut self, set: &'d SelectionSet) -> Result<Size, Refusal> {
+        let mut out = Size::default();
+        for item in &set.items {
+            let size = match &item.node {
+                Selection::Field(f) => {
+                    let inner = self.set(&f.node.selection_set.node)?;
+                    Size { top_fields: 1, selections: inner.selections.saturating_add(1) }
+                }
+                Selection::InlineFragment(f) => self.set(&f.node.selection_set.node)?,
+                Selection::FragmentSpread(spread) => self.fragment(spread.node.fragment_name.node.as_str())?,
+            };
+            out.top_fields = out.top_fields.saturating_add(size.top_fields);
+            out.selections = out.selections.saturating_add(size.selections);
+            if out.selections > MAX_EXPANDED_SELECTIONS {
+                return Err(Refusal::TooLarge);
+            }
+        }
+        Ok(out)
+    }
+
+    fn fragment(&mut self, name: &'d str) -> Result<Size, Refusal> {
+        match self.sizes.get(name) {
+            Some(Some(size)) => return Ok(*size),
+            Some(None) => return Err(Refusal::TooLarge),
+            None => {}
+        }
+        // An unknown fragment is refused by validation; it adds nothing here.
+        let Some((key, fragment)) = self.doc.fragments.iter().find(|(n, _)| n.as_str() == name) else {
+            return Ok(Size::default());
+        };
+        self.sizes.insert(key.as_str(), None);
+        let size = self.set(&fragment.node.selection_set.node)?;
+        self.sizes.insert(key.as_str(), Some(size));
+        Ok(size)
     }
 }
 
@@ -148,25 +236,6 @@ pub fn holds_nul(doc: &ExecutableDocument, variables: &Variables) -> bool {
         || doc.fragments.values().any(|f| directives(&f.node.directives) || set(&f.node.selection_set.node))
 }
 
-/// Fields of `set`, fragments expanded once each (a cycle of fragments is
-/// invalid and refused later; it must not loop here).
-fn count_fields<'d>(doc: &'d ExecutableDocument, set: &'d SelectionSet, seen: &mut HashSet<&'d str>) -> usize {
-    set.items
-        .iter()
-        .map(|item| match &item.node {
-            Selection::Field(_) => 1,
-            Selection::InlineFragment(f) => count_fields(doc, &f.node.selection_set.node, seen),
-            Selection::FragmentSpread(spread) => {
-                let name = spread.node.fragment_name.node.as_str();
-                match doc.fragments.get(&spread.node.fragment_name.node) {
-                    Some(fragment) if seen.insert(name) => count_fields(doc, &fragment.node.selection_set.node, seen),
-                    _ => 0,
-                }
-            }
-        })
-        .sum()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -197,14 +266,36 @@ mod tests {
     #[test]
     fn aliased_and_fragment_mutation_fields_are_each_counted() {
         let doc = parse_query("mutation { a: deleteProject(input:{name:\"x\"}) { ok } b: deleteProject(input:{name:\"y\"}) { ok } ... F ... F ... on MutationRoot { c: x } } fragment F on MutationRoot { d: x e: x }").unwrap();
-        assert_eq!(mutation_fields(&doc, None), 5, "a, b, c, and d and e once");
+        assert_eq!(mutation_fields(&doc, None), Ok(7), "a, b, c, and d and e for each of the two spreads");
         let doc = parse_query("query { a b c }").unwrap();
-        assert_eq!(mutation_fields(&doc, None), 0);
-        let doc =
-            parse_query("query Q { a } mutation M { a b } fragment F on M { ...G } fragment G on M { ...F }").unwrap();
-        assert_eq!(mutation_fields(&doc, Some("M")), 2);
-        assert_eq!(mutation_fields(&doc, Some("Q")), 0);
-        assert_eq!(mutation_fields(&doc, None), 0, "ambiguous: validation refuses it");
+        assert_eq!(mutation_fields(&doc, None), Ok(0));
+        let doc = parse_query("query Q { a } mutation M { a b }").unwrap();
+        assert_eq!(mutation_fields(&doc, Some("M")), Ok(2));
+        assert_eq!(mutation_fields(&doc, Some("Q")), Ok(0));
+        assert_eq!(mutation_fields(&doc, None), Ok(0), "ambiguous: validation refuses it");
+    }
+
+    #[test]
+    fn spreading_one_fragment_many_times_counts_every_spread() {
+        let spreads = "...F ".repeat(200);
+        let fields: String = (0..20).map(|i| format!("f{i}: x ")).collect();
+        let doc = parse_query(format!("mutation {{ {spreads} }} fragment F on M {{ {fields} }}")).unwrap();
+        assert_eq!(mutation_fields(&doc, None), Ok(4_000));
+    }
+
+    #[test]
+    fn exponential_and_cyclic_fragments_are_refused() {
+        let mut doc = String::from("query { ...F0 } ");
+        for i in 0..30 {
+            doc.push_str(&format!("fragment F{i} on Q {{ ...F{} ...F{} }} ", i + 1, i + 1));
+        }
+        doc.push_str("fragment F30 on Q { __typename }");
+        let doc = parse_query(&doc).unwrap();
+        assert_eq!(mutation_fields(&doc, None), Err(Refusal::TooLarge));
+        let doc = parse_query("query { ...F } fragment F on Q { ...G } fragment G on Q { ...F }").unwrap();
+        assert_eq!(mutation_fields(&doc, None), Err(Refusal::TooLarge));
+        let doc = parse_query("{ projects { nodes { name services { nodes { name } } } } }").unwrap();
+        assert_eq!(mutation_fields(&doc, None), Ok(0));
     }
 
     #[test]

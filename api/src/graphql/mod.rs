@@ -87,6 +87,10 @@ pub struct GraphqlState {
     pub schema: ManagementSchema,
     pub management: Arc<Management>,
     pub limiter: Arc<RateLimiter>,
+    /// One permit per open websocket (see [`socket::MAX_SOCKETS`]).
+    pub sockets: Arc<tokio::sync::Semaphore>,
+    /// Largest websocket message, in bytes: the request body limit.
+    pub max_message_bytes: usize,
 }
 
 impl GraphqlState {
@@ -95,9 +99,16 @@ impl GraphqlState {
         scheduler: Option<crate::scheduler_link::SchedulerLink>,
         catalog: Arc<ModelCatalog>,
         limiter: RateLimiter,
+        max_message_bytes: usize,
     ) -> Self {
         let schema = schema_builder().data(management.clone()).data(Scheduler(scheduler)).data(catalog).finish();
-        Self { schema, management, limiter: Arc::new(limiter) }
+        Self {
+            schema,
+            management,
+            limiter: Arc::new(limiter),
+            sockets: Arc::new(tokio::sync::Semaphore::new(socket::MAX_SOCKETS)),
+            max_message_bytes,
+        }
     }
 }
 
@@ -137,18 +148,19 @@ impl GraphqlState {
         let operation = request.operation_name.clone();
         // A document that does not parse is answered by the schema, with the parser's message.
         let variables = std::mem::take(&mut request.variables);
-        let (fields, nul) = request.parsed_query().map_or((0, false), |doc| {
+        let (fields, nul) = request.parsed_query().map_or((Ok(0), false), |doc| {
             (guard::mutation_fields(doc, operation.as_deref()), guard::holds_nul(doc, &variables))
         });
         request.variables = variables;
         if nul {
             return Err(Refusal::Nul);
         }
-        if fields > guard::MAX_MUTATION_FIELDS {
+        let fields = fields?;
+        if fields > guard::MAX_MUTATION_FIELDS as u64 {
             return Err(Refusal::TooManyMutations(fields));
         }
         if let Auth(Ok(p)) = auth {
-            self.limiter.check_n(p.key_id, fields.max(1)).map_err(Refusal::RateLimited)?;
+            self.limiter.check_n(p.key_id, fields.max(1) as usize).map_err(Refusal::RateLimited)?;
         }
         Ok(())
     }
@@ -165,7 +177,7 @@ impl Refusal {
     /// The GraphQL error it is answered with.
     fn error(&self) -> async_graphql::ServerError {
         let code = match self {
-            Self::TooDeep | Self::TooManyMutations(_) => BAD_REQUEST,
+            Self::TooDeep | Self::TooManyMutations(_) | Self::TooLarge => BAD_REQUEST,
             Self::Nul => BAD_USER_INPUT,
             Self::RateLimited(_) => RATE_LIMITED,
         };
@@ -174,7 +186,7 @@ impl Refusal {
 
     fn status(&self) -> StatusCode {
         match self {
-            Self::TooDeep | Self::TooManyMutations(_) | Self::Nul => StatusCode::BAD_REQUEST,
+            Self::TooDeep | Self::TooManyMutations(_) | Self::TooLarge | Self::Nul => StatusCode::BAD_REQUEST,
             Self::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
         }
     }

@@ -24,6 +24,15 @@ use crate::auth::{AuthError, VERIFIED_FOR};
 
 /// The close code `graphql-transport-ws` gives a connection that is not allowed.
 const FORBIDDEN_CLOSE: u16 = 4403;
+/// The close code `graphql-transport-ws` gives a connection that sent no
+/// `connection_init` in time.
+const INIT_TIMEOUT_CLOSE: u16 = 4408;
+/// How long a socket may stay open without a successful `connection_init`.
+const INIT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+/// Most GraphQL websockets open at once. A socket no longer holds one of
+/// the server's connection slots once upgraded, so it has its own bound;
+/// the console opens one per tab.
+pub const MAX_SOCKETS: usize = 1024;
 
 /// The socket's credential, kept in its session data.
 struct SocketKey(String);
@@ -84,10 +93,17 @@ pub async fn websocket(
     let Some(protocol) = offered_protocol(&headers) else {
         return (StatusCode::BAD_REQUEST, "offer the graphql-transport-ws (or graphql-ws) subprotocol").into_response();
     };
+    let Ok(slot) = state.sockets.clone().try_acquire_owned() else {
+        return (StatusCode::SERVICE_UNAVAILABLE, "too many GraphQL websockets are open; retry later").into_response();
+    };
     let from_header = bearer(&headers).map(str::to_owned);
     upgrade
         .protocols(ALL_WEBSOCKET_PROTOCOLS)
-        .on_upgrade(move |socket| serve(state, socket, protocol, from_header))
+        .max_message_size(state.max_message_bytes)
+        .on_upgrade(move |socket| async move {
+            serve(state, socket, protocol, from_header).await;
+            drop(slot);
+        })
         .into_response()
 }
 
@@ -130,6 +146,7 @@ async fn serve(
     futures_util::pin_mut!(output);
     let mut recheck = tokio::time::interval(VERIFIED_FOR);
     recheck.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let init_by = tokio::time::Instant::now() + INIT_TIMEOUT;
     loop {
         tokio::select! {
             message = output.next() => {
@@ -143,7 +160,14 @@ async fn serve(
                 }
             }
             _ = recheck.tick() => {
-                let Some(token) = key.get() else { continue };
+                let Some(token) = key.get() else {
+                    if tokio::time::Instant::now() >= init_by {
+                        let close = CloseFrame { code: INIT_TIMEOUT_CLOSE, reason: "Connection initialisation timeout".into() };
+                        let _ = sink.send(Message::Close(Some(close))).await;
+                        break;
+                    }
+                    continue;
+                };
                 if let Err(why @ (AuthError::Invalid | AuthError::Revoked | AuthError::Expired)) =
                     state.management.keys.still_valid(token).await
                 {

@@ -127,22 +127,29 @@ impl Viewer {
 }
 
 impl Gate {
-    /// The viewer behind `token`: anyone in open mode, else a valid key.
+    /// The viewer behind `token`: a valid key, else anyone while open mode
+    /// holds (no inference key exists yet).
     ///
     /// # Errors
     /// [`ApiError::Unauthenticated`] without a valid key, outside open mode.
     pub async fn viewer(&self, token: Option<&str>) -> Result<Viewer, ApiError> {
-        if self.open_mode {
+        let refused = match token {
+            None => ApiError::Unauthenticated("This view needs an API key: send `Authorization: Bearer <key>`.".into()),
+            Some(token) => match self.keys.authenticate(token).await {
+                Ok(p) => return Ok(Viewer::Key(p)),
+                Err(AuthError::Store(e)) => return Err(ApiError::Internal(e.to_string())),
+                Err(e) => ApiError::Unauthenticated(format!("Incorrect API key provided: {e}.")),
+            },
+        };
+        // Open mode ends for these views when it ends for the models: with the first inference key.
+        if self.open_mode
+            && !keys::any_live_inference_key(self.keys.store().db())
+                .await
+                .map_err(|e| ApiError::Internal(e.to_string()))?
+        {
             return Ok(Viewer::Anyone);
         }
-        let token = token.ok_or_else(|| {
-            ApiError::Unauthenticated("This view needs an API key: send `Authorization: Bearer <key>`.".into())
-        })?;
-        match self.keys.authenticate(token).await {
-            Ok(p) => Ok(Viewer::Key(p)),
-            Err(AuthError::Store(e)) => Err(ApiError::Internal(e.to_string())),
-            Err(e) => Err(ApiError::Unauthenticated(format!("Incorrect API key provided: {e}."))),
-        }
+        Err(refused)
     }
 
     /// Counts the request against its key's limits; refuses it past them.

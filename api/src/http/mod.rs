@@ -50,6 +50,7 @@ pub fn router(state: AppState) -> Router {
             state.scheduler(),
             state.catalog.clone(),
             crate::graphql::RateLimiter::standard(),
+            body_limit,
         );
         router = router.merge(crate::graphql::router(graphql));
     }

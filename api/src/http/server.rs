@@ -13,9 +13,10 @@ use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tower::ServiceExt;
 
-/// How long a client may take to send a request's headers, from the first
-/// byte of the request (or from the connection's start): a client that
-/// trickles its headers (slowloris) is cut off here.
+/// How long a client may take to send a request's headers (from the
+/// connection's start, or the end of its previous request): a client that
+/// trickles its headers (slowloris), sends nothing, or keeps an idle
+/// connection open is cut off here.
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// Most headers one request may have.
 pub const MAX_HEADERS: usize = 100;
@@ -23,6 +24,11 @@ pub const MAX_HEADERS: usize = 100;
 /// few tens of kilobytes; past this, new connections are closed at once,
 /// so a flood of idle connections cannot exhaust memory or descriptors.
 pub const MAX_CONNECTIONS: usize = 4096;
+/// How often an HTTP/2 connection is pinged, and how long a ping may go
+/// unanswered before the connection is closed.
+const HTTP2_KEEP_ALIVE: Duration = Duration::from_secs(20);
+/// Streams (requests) one HTTP/2 connection may have open at once.
+const HTTP2_MAX_STREAMS: u32 = 256;
 /// How long in-flight requests may take to finish after a shutdown signal.
 /// Streams of a few hundred tokens finish well inside it.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
@@ -61,8 +67,15 @@ pub async fn serve_with(
 ) -> std::io::Result<()> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder.http1().timer(TokioTimer::new()).header_read_timeout(limits.header_read_timeout).max_headers(MAX_HEADERS);
-    // HTTP/2 websockets use the CONNECT protocol.
-    builder.http2().timer(TokioTimer::new()).enable_connect_protocol();
+    // HTTP/2 websockets use the CONNECT protocol; pings find peers that
+    // vanished, and streams per connection are bounded like connections are.
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .enable_connect_protocol()
+        .keep_alive_interval(Some(HTTP2_KEEP_ALIVE))
+        .keep_alive_timeout(HTTP2_KEEP_ALIVE)
+        .max_concurrent_streams(HTTP2_MAX_STREAMS);
     let graceful = GracefulShutdown::new();
     let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
     let mut signal = std::pin::pin!(signal);
@@ -88,13 +101,18 @@ pub async fn serve_with(
         let service = TowerToHyperService::new(
             router.clone().map_request(|req: Request<hyper::body::Incoming>| req.map(axum::body::Body::new)),
         );
-        let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned();
-        let connection = graceful.watch(connection);
+        let (builder, watcher) = (builder.clone(), graceful.watcher());
+        let header_read_timeout = limits.header_read_timeout;
         tokio::spawn(async move {
-            if let Err(e) = connection.await {
+            let _slot = slot;
+            if tokio::time::timeout(header_read_timeout, version_known(&stream)).await.is_err() {
+                tracing::debug!(%peer, "No request within the header timeout; closing");
+                return;
+            }
+            let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+            if let Err(e) = watcher.watch(connection).await {
                 tracing::trace!(%peer, error = %e, "Connection ended with an error");
             }
-            drop(slot);
         });
     }
     drop(listener);
@@ -106,6 +124,22 @@ pub async fn serve_with(
         }
     }
     Ok(())
+}
+
+/// Waits until a connection's first bytes tell HTTP/1 from HTTP/2 (whose
+/// connection preface is 24 bytes), or it closes. hyper's header timeout
+/// starts only after that, so without this a client that connects and sends
+/// nothing (or part of the preface) would hold its slot forever.
+async fn version_known(stream: &tokio::net::TcpStream) {
+    const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+    let mut first = [0u8; 24];
+    loop {
+        match stream.peek(&mut first).await {
+            Ok(n) if n == 0 || n >= PREFACE.len() || !PREFACE.starts_with(&first[..n]) => return,
+            Ok(_) => tokio::time::sleep(Duration::from_millis(5)).await,
+            Err(_) => return,
+        }
+    }
 }
 
 async fn shutdown_signal() {

@@ -201,6 +201,12 @@ async fn aliased_mutations_are_capped_and_each_counts_against_the_rate_limit() {
     };
     let (status, answer) = post(&s, ADMIN, aliases(200, 0)).await;
     assert_eq!((status, code(&answer)), (400, "BAD_REQUEST"), "{answer}");
+    // One fragment of two fields, spread fifty times, runs a hundred.
+    let spread = json!({"query": format!(
+        "mutation {{ {} }} fragment F on MutationRoot {{ a: createService(input: {{project: \"default\", name: \"f-a\"}}) {{ service {{ name }} }} b: createService(input: {{project: \"default\", name: \"f-b\"}}) {{ service {{ name }} }} }}",
+        "...F ".repeat(50))});
+    let (status, answer) = post(&s, ADMIN, spread).await;
+    assert_eq!((status, code(&answer)), (400, "BAD_REQUEST"), "{answer}");
     let services = s.ok(ADMIN, "{ project(name: \"default\") { services { nodes { name } } } }", json!({})).await;
     assert_eq!(services["project"]["services"]["nodes"].as_array().unwrap().len(), 1, "none of the 200 ran");
 
@@ -438,6 +444,9 @@ async fn object_store_prefixes_bound_what_a_manage_key_may_read(db: &Db) {
     assert_eq!(allowed["userErrors"], json!([]), "{allowed}");
     let outside = plan(manager.clone(), "s3://models/team-b/qwen.gguf").await;
     assert_eq!(outside["userErrors"][0]["code"], "FORBIDDEN_ARTIFACT", "whole segments only: {outside}");
+    let escaped = plan(manager.clone(), "s3://models/team/%2e%2e/team-b/qwen.gguf").await;
+    assert!(escaped["changes"].as_array().is_none_or(|c| c.is_empty()), "no escape through dot segments: {escaped}");
+    assert!(!escaped["userErrors"].as_array().unwrap().is_empty(), "{escaped}");
     let audit = s
         .ok(
             ADMIN,

@@ -77,13 +77,14 @@ pub async fn fetch(
     dest: &Path,
     expected: Option<&Sha256Digest>,
     local: &LocalArtifacts,
+    max_bytes: u64,
 ) -> Result<Verified, NodeError> {
     let tmp = temp_beside(uri, dest, "partial")?;
     let result = match uri {
-        ArtifactUri::File(path) => copy_local(local, path, &tmp).await,
+        ArtifactUri::File(path) => copy_local(local, path, &tmp, max_bytes).await,
         ArtifactUri::Object(_) => {
             let (store, location) = store_for(uri)?;
-            copy_and_hash(store.as_ref(), &location, &tmp).await
+            copy_and_hash(store.as_ref(), &location, &tmp, max_bytes).await
         }
     }
     .map_err(|e| artifact_error(uri, e));
@@ -150,10 +151,11 @@ pub async fn fetch_directory(
     dest: &Path,
     expected: Option<&Sha256Digest>,
     local: &LocalArtifacts,
+    max_bytes: u64,
 ) -> Result<Verified, NodeError> {
     let weights = temp_beside(uri, dest, "weights")?;
     let tmp = temp_beside(uri, dest, "partial")?;
-    let result = copy_directory(uri, &weights, &tmp, expected, local).await;
+    let result = copy_directory(uri, &weights, &tmp, expected, local, max_bytes).await;
     let _ = tokio::fs::remove_file(&weights).await;
     match result {
         Ok(sha256) => place(uri, &tmp, dest, sha256).await,
@@ -171,11 +173,13 @@ async fn copy_directory(
     packed: &Path,
     expected: Option<&Sha256Digest>,
     local: &LocalArtifacts,
+    max_bytes: u64,
 ) -> Result<String, NodeError> {
     let mut files = BTreeMap::new();
     let sha256 = if let ArtifactUri::File(dir) = uri {
-        let (sha256, _) =
-            copy_local(local, &dir.join(pack::WEIGHTS_FILE), weights).await.map_err(|e| artifact_error(uri, e))?;
+        let (sha256, _) = copy_local(local, &dir.join(pack::WEIGHTS_FILE), weights, max_bytes)
+            .await
+            .map_err(|e| artifact_error(uri, e))?;
         check_digest(uri, &sha256, expected)?;
         for &(name, required) in pack::DIRECTORY_FILES {
             let path = dir.join(name);
@@ -189,12 +193,15 @@ async fn copy_directory(
     } else {
         let (store, prefix) = store_for(uri)?;
         let at = |file: &str| object_store::path::Path::from(format!("{prefix}/{file}"));
-        let (sha256, _) = copy_and_hash(store.as_ref(), &at(pack::WEIGHTS_FILE), weights)
+        let (sha256, _) = copy_and_hash(store.as_ref(), &at(pack::WEIGHTS_FILE), weights, max_bytes)
             .await
             .map_err(|e| artifact_error(uri, e))?;
         check_digest(uri, &sha256, expected)?;
         for &(name, required) in pack::DIRECTORY_FILES {
             match store.get(&at(name)).await {
+                Ok(found) if found.meta.size > MAX_SMALL_FILE => {
+                    return Err(artifact_error(uri, format!("{name} is larger than {MAX_SMALL_FILE} bytes")));
+                }
                 Ok(found) => {
                     let bytes = found.bytes().await.map_err(|e| artifact_error(uri, format!("{name}: {e}")))?;
                     let text = String::from_utf8(bytes.to_vec())
@@ -260,9 +267,19 @@ async fn place(uri: &ArtifactUri, tmp: &Path, dest: &Path, sha256: String) -> Re
     Ok(Verified { path: dest.to_path_buf(), sha256, bytes: stamp.size })
 }
 
+/// Largest small file of a model directory (`tokenizer.json`, configs).
+const MAX_SMALL_FILE: u64 = 64 << 20;
+
+/// The error of a source that turns out larger than the room reserved for
+/// it (it grew after its size was read).
+fn grew(max_bytes: u64) -> String {
+    format!("the artifact is larger than the {max_bytes} bytes it had when the fetch began; refused")
+}
+
 /// Copies the local file at `path` to `tmp`, hashing it on the way; the
-/// file is checked against `local` on the handle it is read from.
-async fn copy_local(local: &LocalArtifacts, path: &Path, tmp: &Path) -> Result<(String, u64), String> {
+/// file is checked against `local` on the handle it is read from, and may
+/// not pass `max_bytes`.
+async fn copy_local(local: &LocalArtifacts, path: &Path, tmp: &Path, max_bytes: u64) -> Result<(String, u64), String> {
     let (local, path, tmp) = (local.clone(), path.to_path_buf(), tmp.to_path_buf());
     tokio::task::spawn_blocking(move || {
         use std::io::{Read, Write};
@@ -276,9 +293,12 @@ async fn copy_local(local: &LocalArtifacts, path: &Path, tmp: &Path) -> Result<(
             if n == 0 {
                 break;
             }
+            bytes += n as u64;
+            if bytes > max_bytes {
+                return Err(grew(max_bytes));
+            }
             hasher.update(&buf[..n]);
             file.write_all(&buf[..n]).map_err(|e| e.to_string())?;
-            bytes += n as u64;
         }
         file.sync_all().map_err(|e| e.to_string())?;
         Ok((hex::encode(hasher.finalize()), bytes))
@@ -294,7 +314,11 @@ async fn read_local_text(local: &LocalArtifacts, path: &Path) -> Result<String, 
         use std::io::Read;
         let name = path.file_name().map_or_else(String::new, |n| n.to_string_lossy().into_owned());
         let mut text = String::new();
-        local.open(&path)?.read_to_string(&mut text).map_err(|_| format!("{name} is not UTF-8 text"))?;
+        let read = local.open(&path)?.take(MAX_SMALL_FILE + 1).read_to_string(&mut text);
+        read.map_err(|_| format!("{name} is not UTF-8 text"))?;
+        if text.len() as u64 > MAX_SMALL_FILE {
+            return Err(format!("{name} is larger than {MAX_SMALL_FILE} bytes"));
+        }
         Ok(text)
     })
     .await
@@ -305,6 +329,7 @@ async fn copy_and_hash(
     store: &dyn ObjectStore,
     location: &object_store::path::Path,
     tmp: &Path,
+    max_bytes: u64,
 ) -> Result<(String, u64), String> {
     let mut stream = store.get(location).await.map_err(|e| e.to_string())?.into_stream();
     let mut file = tokio::fs::File::create(tmp).await.map_err(|e| e.to_string())?;
@@ -312,8 +337,11 @@ async fn copy_and_hash(
     let mut bytes = 0u64;
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(|e| e.to_string())?;
-        hasher.update(&chunk);
         bytes += chunk.len() as u64;
+        if bytes > max_bytes {
+            return Err(grew(max_bytes));
+        }
+        hasher.update(&chunk);
         file.write_all(&chunk).await.map_err(|e| e.to_string())?;
     }
     file.sync_all().await.map_err(|e| e.to_string())?;
@@ -324,4 +352,17 @@ async fn copy_and_hash(
 pub fn remove(path: &Path) {
     let _ = std::fs::remove_file(stamp_path(path));
     let _ = std::fs::remove_file(path);
+}
+
+/// Removes what an abandoned fetch into `dest` left: its temporary files
+/// (a copy still being written goes on into a file no longer linked, freed
+/// when it ends) and `dest` itself with its stamp.
+pub fn remove_unfinished(dest: &Path) {
+    let uri = ArtifactUri::File(dest.to_path_buf());
+    for what in ["partial", "weights"] {
+        if let Ok(tmp) = temp_beside(&uri, dest, what) {
+            let _ = std::fs::remove_file(tmp);
+        }
+    }
+    remove(dest);
 }

@@ -231,40 +231,36 @@ impl LocalNode {
     }
 
     /// Fetches `spec`'s artifact into the disk cache at `dest`, with room
-    /// reserved for it first: a fetch never takes the tier past its budget.
+    /// reserved for it first: a fetch never takes the tier past its budget,
+    /// and a fetch that fails or is abandoned gives its room back.
     async fn fetch_to_disk(&self, spec: &ModelSpec, dest: &Path) -> Result<(), NodeError> {
         let name = &spec.name;
         let local = &self.inner.config.local_artifacts;
         let size = fetch::source_size(&spec.artifact, local).await?;
         self.make_disk_room(name, dest, size)?;
+        let arriving =
+            Arriving { node: self, name: name.clone(), tier: Tier::Disk, path: Some(dest.to_path_buf()), done: false };
         tracing::info!(model = %name, artifact = %spec.artifact, "Fetching artifact");
         let fetched = if fetch::is_directory(&spec.artifact) {
-            fetch::fetch_directory(&spec.artifact, dest, spec.sha256.as_ref(), local).await
+            fetch::fetch_directory(&spec.artifact, dest, spec.sha256.as_ref(), local, size).await?
         } else {
-            fetch::fetch(&spec.artifact, dest, spec.sha256.as_ref(), local).await
+            fetch::fetch(&spec.artifact, dest, spec.sha256.as_ref(), local, size).await?
         };
-        let finished = fetched.and_then(|v| {
+        let evicted = {
             let mut tiers = lock(&self.inner.tiers);
-            let evicted = tiers.finish_disk(name, v.bytes);
+            let evicted = tiers.finish_disk(name, fetched.bytes);
             tiers.unpin(name);
-            evicted.ok_or_else(|| {
-                NodeError::Artifact(format!(
-                    "model {name} needs {} bytes of disk cache, more than the budget leaves",
-                    v.bytes
-                ))
-            })
-        });
-        match finished {
-            Ok(evicted) => {
-                remove_evicted(evicted);
-                Ok(())
-            }
-            Err(e) => {
-                self.drop_disk_copy(name);
-                lock(&self.inner.tiers).unpin(name);
-                Err(e)
-            }
-        }
+            evicted
+        };
+        let Some(evicted) = evicted else {
+            return Err(NodeError::Artifact(format!(
+                "model {name} needs {} bytes of disk cache, more than the budget leaves",
+                fetched.bytes
+            )));
+        };
+        arriving.arrived();
+        remove_evicted(evicted);
+        Ok(())
     }
 
     /// Reserves `bytes` of disk for `name`'s file at `path` (pinned until
@@ -330,26 +326,31 @@ impl LocalNode {
             }
             path
         };
-        let data = blocking(move || std::fs::read(&path).map_err(engine_error)).await;
-        let mut tiers = lock(&self.inner.tiers);
-        match data {
-            Ok(data) => {
-                if tiers.fill_ram(name, Arc::new(data)) {
-                    Ok(())
-                } else {
-                    Err(NodeError::Artifact(format!("model {name}: the cached file changed while being read")))
-                }
-            }
-            Err(e) => {
-                tiers.drop_ram(name);
-                Err(e)
-            }
+        let arriving = Arriving { node: self, name: name.clone(), tier: Tier::Ram, path: None, done: false };
+        let data = blocking(move || std::fs::read(&path).map_err(engine_error)).await?;
+        if !lock(&self.inner.tiers).fill_ram(name, Arc::new(data)) {
+            return Err(NodeError::Artifact(format!("model {name}: the cached file changed while being read")));
         }
+        arriving.arrived();
+        Ok(())
     }
 
-    /// Drops everything the node holds of `name`: its instance, its spec,
-    /// its RAM copy and its cached file (a model deleted from the platform).
-    async fn forget_model(&self, name: &ModelName) -> Result<(), NodeError> {
+    /// Drops everything the node holds of `removed` (a model deleted from
+    /// the platform): its instance, its spec, its RAM copy and its cached
+    /// file. If the node was given a newer spec under the name since (the
+    /// model was created again), that stays, and only the old spec's cache
+    /// file, if it is another file, goes.
+    async fn forget_model(&self, removed: &ModelSpec) -> Result<(), NodeError> {
+        let name = &removed.name;
+        let current = lock(&self.inner.specs).get(name).cloned();
+        if let Some(current) = current.filter(|c| c != removed) {
+            let (old, new) = (self.cache_path(removed), self.cache_path(&current));
+            if old != new {
+                fetch::remove(&old);
+            }
+            tracing::info!(model = %name, "A removed spec's name has a new spec here; keeping it");
+            return Ok(());
+        }
         let model = lock(&self.inner.models).remove(name);
         if let Some(model) = model {
             blocking(move || model.sleep().map_err(engine_error)).await?;
@@ -430,12 +431,53 @@ impl NodeControl for LocalNode {
         Box::pin(self.sleep_model(model, warm))
     }
 
-    fn forget<'a>(&'a self, model: &'a ModelName) -> NodeFuture<'a, ()> {
-        Box::pin(self.forget_model(model))
+    fn forget<'a>(&'a self, spec: &'a ModelSpec) -> NodeFuture<'a, ()> {
+        Box::pin(self.forget_model(spec))
     }
 
     fn tiers(&self) -> Vec<TierUsage> {
         lock(&self.inner.tiers).usage()
+    }
+}
+
+/// Room reserved in a tier for a copy still arriving. Unless it arrives,
+/// the room is given back (and the file being written removed) when this
+/// is dropped — also when the future making the copy is dropped midway.
+struct Arriving<'n> {
+    node: &'n LocalNode,
+    name: ModelName,
+    tier: Tier,
+    /// The cache file being written, for the disk tier.
+    path: Option<PathBuf>,
+    done: bool,
+}
+
+impl Arriving<'_> {
+    /// The copy is in place: its room stays taken.
+    fn arrived(mut self) {
+        self.done = true;
+    }
+}
+
+impl Drop for Arriving<'_> {
+    fn drop(&mut self) {
+        if self.done {
+            return;
+        }
+        let mut tiers = lock(&self.node.inner.tiers);
+        match self.tier {
+            Tier::Ram => {
+                tiers.drop_ram(&self.name);
+            }
+            _ => {
+                tiers.drop_disk(&self.name);
+                tiers.unpin(&self.name);
+            }
+        }
+        drop(tiers);
+        if let Some(path) = &self.path {
+            fetch::remove_unfinished(path);
+        }
     }
 }
 

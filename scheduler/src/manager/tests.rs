@@ -79,8 +79,8 @@ impl NodeControl for ScriptedNode {
         })
     }
 
-    fn forget<'a>(&'a self, model: &'a ModelName) -> NodeFuture<'a, ()> {
-        self.state.lock().unwrap().forgotten.push(model.to_string());
+    fn forget<'a>(&'a self, spec: &'a ModelSpec) -> NodeFuture<'a, ()> {
+        self.state.lock().unwrap().forgotten.push(spec.name.to_string());
         Box::pin(async { Ok(()) })
     }
 

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use greenthread_core::{ModelName, ModelState, NodeId};
+use greenthread_core::{ModelName, ModelSpec, ModelState, NodeId};
 
 use super::{Actor, Model, Pending};
 use crate::manager::{AcquireError, Cause, ManagedModel};
@@ -49,18 +49,20 @@ impl Actor {
         self.retire(name);
     }
 
-    /// Tells every node to drop what it holds of a removed model (its RAM
-    /// copy and cached file), so that a deleted model frees its tiers.
-    fn forget_everywhere(&self, name: &ModelName) {
-        let controls: Vec<_> = self.nodes.iter().map(|(id, n)| (id.clone(), n.handle.control.clone())).collect();
-        let name = name.clone();
-        tokio::spawn(async move {
-            for (node, control) in controls {
-                if let Err(e) = control.forget(&name).await {
-                    tracing::warn!(model = %name, %node, error = %e, "Cannot drop a removed model's files");
+    /// Tells every node, each on its own, to drop what it holds of a
+    /// removed model (its RAM copy and cached file), so that a deleted
+    /// model frees its tiers. The removed spec goes along: a node that has
+    /// since been given the name's new spec keeps that.
+    fn forget_everywhere(&self, spec: ModelSpec) {
+        let spec = std::sync::Arc::new(spec);
+        for (node, n) in &self.nodes {
+            let (node, control, spec) = (node.clone(), n.handle.control.clone(), spec.clone());
+            tokio::spawn(async move {
+                if let Err(e) = control.forget(&spec).await {
+                    tracing::warn!(model = %spec.name, %node, error = %e, "Cannot drop a removed model's files");
                 }
-            }
-        });
+            });
+        }
     }
 
     pub(super) fn retire_all(&mut self) {
@@ -94,9 +96,10 @@ impl Actor {
         }
         match m.pending.take() {
             Some(Pending::Remove) => {
-                self.models.remove(name);
+                if let Some(removed) = self.models.remove(name) {
+                    self.forget_everywhere(removed.spec);
+                }
                 tracing::info!(model = %name, "Model removed");
-                self.forget_everywhere(name);
             }
             Some(Pending::Respec(spec)) => {
                 m.spec = spec;
