@@ -2,11 +2,24 @@
 # The whole test suite, as CI runs it: formatting, lints, unit and
 # integration tests, the llama.cpp reference tests and the end-to-end SDK
 # tests against the real binary serving the real demo model.
+#
+#   scripts/test.sh --quick   the inner loop: formatting, lints, unit and
+#                             property tests; no browser, no llama.cpp, no
+#                             Kubernetes API server, no models, no database
 source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/postgres.sh"
 need cargo "install Rust from https://rustup.rs"
-need python3 "Python 3 runs the SDK tests and the llama.cpp reference"
 cd "$ROOT"
+
+if [[ "${1:-}" == "--quick" ]]; then
+  log "Quick: formatting, lints, unit and property tests"
+  cargo fmt --all -- --check
+  cargo clippy --locked --workspace --all-targets --profile ci -- -D warnings
+  cargo test --locked --workspace --profile ci --lib --bins
+  log "Quick checks passed (the full suite is scripts/test.sh without --quick, as CI runs it)"
+  exit 0
+fi
+need python3 "Python 3 runs the SDK tests and the llama.cpp reference"
 
 log "Fetching the real models (verified; cached after the first run)"
 python3 scripts/fetch_model.py qwen2.5-coder-0.5b-instruct >/dev/null
