@@ -247,13 +247,19 @@ fn artifact_dirs(given: &[PathBuf], data_dir: &Path) -> Result<Vec<PathBuf>, Ser
 }
 
 /// Where custom domains' TXT records are looked up: the given server, else the system's.
+/// Without a usable DNS configuration the server still starts; verifying a
+/// domain then says why it cannot.
 pub(crate) fn txt_resolver(dns_server: Option<std::net::SocketAddr>) -> Arc<dyn crate::domains::TxtResolver> {
-    match dns_server {
-        Some(addr) => Arc::new(crate::domains::UdpResolver::new(addr)),
-        None => Arc::new(
-            crate::domains::UdpResolver::from_system()
-                .unwrap_or_else(|| crate::domains::UdpResolver::new(([127, 0, 0, 53], 53).into())),
-        ),
+    let resolver = match dns_server {
+        Some(addr) => crate::domains::HickoryResolver::at(addr),
+        None => crate::domains::HickoryResolver::system(),
+    };
+    match resolver {
+        Ok(r) => Arc::new(r),
+        Err(e) => {
+            tracing::warn!(error = %e, "No DNS resolver; custom domains cannot be verified");
+            Arc::new(crate::domains::dns::Unavailable(e))
+        }
     }
 }
 

@@ -1,25 +1,32 @@
-//! TXT lookups for domain verification, behind a trait: the server asks a
-//! real DNS server over UDP; tests run the same client against a DNS server
-//! of their own on loopback.
+//! TXT lookups for domain verification, behind a trait, with
+//! `hickory-resolver`: every name server the system (or the operator)
+//! names, UDP with a TCP fallback for truncated answers, EDNS, and response
+//! codes told apart (a name without records is an empty answer, a failing
+//! server an error). Nothing is cached: an operator who has just published
+//! the record and asks again must see it.
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::time::Duration;
 
-/// How long one TXT query may take.
+use hickory_resolver::TokioResolver;
+use hickory_resolver::config::{NameServerConfig, ResolverConfig};
+use hickory_resolver::net::NetError;
+use hickory_resolver::net::runtime::TokioRuntimeProvider;
+use hickory_resolver::proto::rr::RData;
+
+/// How long one TXT query may take, per attempt.
 const QUERY_TIMEOUT: Duration = Duration::from_secs(3);
-const TYPE_TXT: u16 = 16;
-const CLASS_IN: u16 = 1;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DnsError {
     #[error("the DNS server did not answer: {0}")]
     Unreachable(String),
-    #[error("the DNS answer could not be read: {0}")]
-    Malformed(String),
     #[error("{0:?} is not a name that can be looked up")]
     BadName(String),
+    #[error("no DNS server is configured: {0}")]
+    NoServer(String),
 }
 
 pub type DnsFuture<'a> = Pin<Box<dyn Future<Output = Result<Vec<String>, DnsError>> + Send + 'a>>;
@@ -29,171 +36,156 @@ pub trait TxtResolver: Send + Sync {
     fn txt<'a>(&'a self, name: &'a str) -> DnsFuture<'a>;
 }
 
-/// A stub resolver: one UDP query to one DNS server.
-pub struct UdpResolver {
-    server: SocketAddr,
+/// A resolver asking real DNS servers.
+pub struct HickoryResolver {
+    resolver: TokioResolver,
 }
 
-impl UdpResolver {
-    pub fn new(server: SocketAddr) -> Self {
-        Self { server }
+impl HickoryResolver {
+    /// The name servers of the system's configuration (`/etc/resolv.conf`).
+    ///
+    /// # Errors
+    /// [`DnsError::NoServer`] when the system configuration cannot be read.
+    pub fn system() -> Result<Self, DnsError> {
+        let mut builder = TokioResolver::builder_tokio().map_err(|e| DnsError::NoServer(e.to_string()))?;
+        tune(builder.options_mut());
+        builder.build().map(|resolver| Self { resolver }).map_err(|e| DnsError::NoServer(e.to_string()))
     }
 
-    /// The first `nameserver` of `/etc/resolv.conf`.
-    pub fn from_system() -> Option<Self> {
-        let conf = std::fs::read_to_string("/etc/resolv.conf").ok()?;
-        let ip = conf.lines().find_map(|l| l.trim().strip_prefix("nameserver"))?.trim().parse().ok()?;
-        Some(Self::new(SocketAddr::new(ip, 53)))
+    /// One name server at `server` (`--dns-server`, and the tests' own).
+    ///
+    /// # Errors
+    /// [`DnsError::NoServer`] when the resolver cannot be built.
+    pub fn at(server: SocketAddr) -> Result<Self, DnsError> {
+        let mut name_server = NameServerConfig::udp_and_tcp(server.ip());
+        for connection in &mut name_server.connections {
+            connection.port = server.port();
+        }
+        let config = ResolverConfig::from_name_servers(vec![name_server]);
+        let mut builder = TokioResolver::builder_with_config(config, TokioRuntimeProvider::default());
+        tune(builder.options_mut());
+        builder.build().map(|resolver| Self { resolver }).map_err(|e| DnsError::NoServer(e.to_string()))
     }
 }
 
-impl TxtResolver for UdpResolver {
+fn tune(options: &mut hickory_resolver::config::ResolverOpts) {
+    options.cache_size = 0;
+    options.timeout = QUERY_TIMEOUT;
+    options.attempts = 2;
+    options.edns0 = true;
+}
+
+impl TxtResolver for HickoryResolver {
     fn txt<'a>(&'a self, name: &'a str) -> DnsFuture<'a> {
         Box::pin(async move {
-            let id: u16 = rand::random();
-            let query = encode_query(id, name)?;
-            let bind = if self.server.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" };
-            let socket = tokio::net::UdpSocket::bind(bind).await.map_err(|e| DnsError::Unreachable(e.to_string()))?;
-            socket.send_to(&query, self.server).await.map_err(|e| DnsError::Unreachable(e.to_string()))?;
-            let mut buf = vec![0u8; 4096];
-            let deadline = tokio::time::Instant::now() + QUERY_TIMEOUT;
-            loop {
-                let (n, from) = tokio::time::timeout_at(deadline, socket.recv_from(&mut buf))
-                    .await
-                    .map_err(|_| DnsError::Unreachable(format!("no answer from {} in {QUERY_TIMEOUT:?}", self.server)))?
-                    .map_err(|e| DnsError::Unreachable(e.to_string()))?;
-                // Answers from elsewhere, or to another query, are not ours.
-                if from == self.server && n >= 2 && u16::from_be_bytes([buf[0], buf[1]]) == id {
-                    return decode_txt_answer(&buf[..n]);
-                }
+            // A fully qualified name: no search domains are tried.
+            let fqdn = format!("{}.", name.trim_end_matches('.'));
+            match self.resolver.txt_lookup(fqdn.as_str()).await {
+                Ok(lookup) => Ok(lookup
+                    .answers()
+                    .iter()
+                    .filter_map(|record| match &record.data {
+                        RData::TXT(txt) => {
+                            Some(txt.txt_data.iter().map(|part| String::from_utf8_lossy(part)).collect::<String>())
+                        }
+                        _ => None,
+                    })
+                    .collect()),
+                Err(e) if is_no_records(&e) => Ok(Vec::new()),
+                Err(NetError::Proto(e)) => Err(DnsError::BadName(format!("{name}: {e}"))),
+                Err(e) => Err(DnsError::Unreachable(e.to_string())),
             }
         })
     }
 }
 
-/// A DNS query for the TXT records of `name`.
-///
-/// # Errors
-/// [`DnsError::BadName`] for an empty label or one over 63 bytes.
-pub fn encode_query(id: u16, name: &str) -> Result<Vec<u8>, DnsError> {
-    let mut out = Vec::with_capacity(name.len() + 18);
-    out.extend_from_slice(&id.to_be_bytes());
-    // Recursion desired; one question.
-    out.extend_from_slice(&[0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0]);
-    for label in name.trim_end_matches('.').split('.') {
-        if label.is_empty() || label.len() > 63 {
-            return Err(DnsError::BadName(name.to_owned()));
-        }
-        out.push(label.len() as u8);
-        out.extend_from_slice(label.as_bytes());
-    }
-    out.push(0);
-    out.extend_from_slice(&TYPE_TXT.to_be_bytes());
-    out.extend_from_slice(&CLASS_IN.to_be_bytes());
-    Ok(out)
-}
+/// A resolver that could not be built: every lookup says why.
+pub struct Unavailable(pub DnsError);
 
-fn skip_name(msg: &[u8], mut at: usize) -> Result<usize, DnsError> {
-    loop {
-        let len = *msg.get(at).ok_or_else(|| DnsError::Malformed("name runs past the end".into()))?;
-        match len {
-            0 => return Ok(at + 1),
-            l if l & 0xC0 == 0xC0 => return Ok(at + 2),
-            l => at += 1 + usize::from(l),
-        }
+impl TxtResolver for Unavailable {
+    fn txt<'a>(&'a self, _name: &'a str) -> DnsFuture<'a> {
+        let error = self.0.clone();
+        Box::pin(async move { Err(error) })
     }
 }
 
-fn u16_at(msg: &[u8], at: usize) -> Result<u16, DnsError> {
-    msg.get(at..at + 2)
-        .map(|b| u16::from_be_bytes([b[0], b[1]]))
-        .ok_or_else(|| DnsError::Malformed("message cut short".into()))
-}
-
-/// The TXT strings of a DNS answer (each record's strings joined).
-///
-/// # Errors
-/// [`DnsError::Malformed`] for a message that does not parse.
-pub fn decode_txt_answer(msg: &[u8]) -> Result<Vec<String>, DnsError> {
-    let questions = u16_at(msg, 4)?;
-    let answers = u16_at(msg, 6)?;
-    let mut at = 12;
-    for _ in 0..questions {
-        at = skip_name(msg, at)? + 4;
-    }
-    let mut out = Vec::new();
-    for _ in 0..answers {
-        at = skip_name(msg, at)?;
-        let kind = u16_at(msg, at)?;
-        let len = usize::from(u16_at(msg, at + 8)?);
-        let data =
-            msg.get(at + 10..at + 10 + len).ok_or_else(|| DnsError::Malformed("record runs past the end".into()))?;
-        at += 10 + len;
-        if kind != TYPE_TXT {
-            continue;
-        }
-        let (mut text, mut i) = (String::new(), 0);
-        while i < data.len() {
-            let n = usize::from(data[i]);
-            let piece = data.get(i + 1..i + 1 + n).ok_or_else(|| DnsError::Malformed("TXT string cut short".into()))?;
-            text.push_str(&String::from_utf8_lossy(piece));
-            i += 1 + n;
-        }
-        out.push(text);
-    }
-    Ok(out)
-}
-
-/// A DNS answer to `query` holding `records` as TXT records: what the
-/// loopback DNS server of the tests sends.
-pub fn encode_txt_answer(query: &[u8], records: &[&str]) -> Vec<u8> {
-    let question_end = skip_name(query, 12).map_or(query.len(), |e| e + 4).min(query.len());
-    let mut out = query[..question_end].to_vec();
-    // A response; recursion desired and available.
-    out[2] = 0x81;
-    out[3] = 0x80;
-    out[6..8].copy_from_slice(&(records.len() as u16).to_be_bytes());
-    for record in records {
-        // The question's name, by pointer.
-        out.extend_from_slice(&[0xC0, 12]);
-        out.extend_from_slice(&TYPE_TXT.to_be_bytes());
-        out.extend_from_slice(&CLASS_IN.to_be_bytes());
-        out.extend_from_slice(&60u32.to_be_bytes());
-        let chunks: Vec<&[u8]> = record.as_bytes().chunks(255).collect();
-        let len: usize = chunks.iter().map(|c| c.len() + 1).sum();
-        out.extend_from_slice(&(len as u16).to_be_bytes());
-        for c in chunks {
-            out.push(c.len() as u8);
-            out.extend_from_slice(c);
-        }
-    }
-    out
+/// Whether the lookup found the name without TXT records, or no such name.
+fn is_no_records(e: &NetError) -> bool {
+    matches!(e, NetError::Dns(hickory_resolver::net::DnsError::NoRecordsFound(_)))
 }
 
 #[cfg(test)]
 mod tests {
+    use hickory_proto::op::{Message, ResponseCode};
+    use hickory_proto::rr::rdata::TXT;
+    use hickory_proto::rr::{RData, Record};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
     use super::*;
 
-    #[test]
-    fn an_answer_round_trips_through_the_codec() {
-        let q = encode_query(7, "_greenthread-challenge.chat.example.com").unwrap();
-        let long = "x".repeat(300);
-        let answer = encode_txt_answer(&q, &["token-1", &long]);
-        assert_eq!(decode_txt_answer(&answer).unwrap(), vec!["token-1".to_owned(), long]);
-        assert!(encode_query(1, "a..b").is_err());
-        assert!(decode_txt_answer(&answer[..answer.len() - 3]).is_err());
+    /// A name server on loopback, UDP and TCP on one port: `good.test` has
+    /// a TXT record in two parts, `big.test` has one too large for UDP (the
+    /// UDP answer is truncated), `broken.test` fails, the rest do not exist.
+    async fn name_server() -> SocketAddr {
+        let udp = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let addr = udp.local_addr().unwrap();
+        let tcp = tokio::net::TcpListener::bind(addr).await.unwrap();
+        fn answer(query: &Message, over_udp: bool) -> Message {
+            let mut response = Message::response(query.metadata.id, query.metadata.op_code);
+            response.add_queries(query.queries.iter().cloned());
+            let question = &query.queries[0];
+            let txt = |parts: Vec<String>| Record::from_rdata(question.name().clone(), 60, RData::TXT(TXT::new(parts)));
+            match question.name().to_string().as_str() {
+                "good.test." => {
+                    response.add_answer(txt(vec!["greenthread-verify=".into(), "abc".into()]));
+                }
+                "big.test." if over_udp => {
+                    response.metadata.truncation = true;
+                }
+                "big.test." => {
+                    response.add_answer(txt(vec!["x".repeat(200); 20]));
+                }
+                "broken.test." => response.metadata.response_code = ResponseCode::ServFail,
+                _ => response.metadata.response_code = ResponseCode::NXDomain,
+            }
+            response
+        }
+        tokio::spawn(async move {
+            let mut buf = [0u8; 4096];
+            while let Ok((n, from)) = udp.recv_from(&mut buf).await {
+                let query = Message::from_vec(&buf[..n]).unwrap();
+                let _ = udp.send_to(&answer(&query, true).to_vec().unwrap(), from).await;
+            }
+        });
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = tcp.accept().await {
+                tokio::spawn(async move {
+                    let mut len = [0u8; 2];
+                    while stream.read_exact(&mut len).await.is_ok() {
+                        let mut query = vec![0u8; usize::from(u16::from_be_bytes(len))];
+                        stream.read_exact(&mut query).await.unwrap();
+                        let reply = answer(&Message::from_vec(&query).unwrap(), false).to_vec().unwrap();
+                        stream.write_all(&(reply.len() as u16).to_be_bytes()).await.unwrap();
+                        stream.write_all(&reply).await.unwrap();
+                    }
+                });
+            }
+        });
+        addr
     }
 
     #[tokio::test]
-    async fn the_udp_resolver_asks_a_real_dns_server() {
-        let server = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
-        let addr = server.local_addr().unwrap();
-        tokio::spawn(async move {
-            let mut buf = [0u8; 512];
-            let (n, from) = server.recv_from(&mut buf).await.unwrap();
-            server.send_to(&encode_txt_answer(&buf[..n], &["hello"]), from).await.unwrap();
-        });
-        let records = UdpResolver::new(addr).txt("example.test").await.unwrap();
-        assert_eq!(records, ["hello"]);
+    async fn txt_records_are_read_and_absences_told_from_failures() {
+        let resolver = HickoryResolver::at(name_server().await).unwrap();
+        assert_eq!(resolver.txt("good.test").await, Ok(vec!["greenthread-verify=abc".to_owned()]));
+        assert_eq!(resolver.txt("missing.test").await, Ok(vec![]), "no such name: no records");
+        assert!(matches!(resolver.txt("broken.test").await, Err(DnsError::Unreachable(_))));
+    }
+
+    #[tokio::test]
+    async fn a_truncated_answer_is_asked_again_over_tcp() {
+        let resolver = HickoryResolver::at(name_server().await).unwrap();
+        let records = resolver.txt("big.test").await.unwrap();
+        assert_eq!(records, vec!["x".repeat(200 * 20)]);
     }
 }

@@ -10,7 +10,7 @@ pub mod dns;
 use base64::Engine;
 use rand::RngCore;
 
-pub use self::dns::{TxtResolver, UdpResolver};
+pub use self::dns::{DnsError, HickoryResolver, TxtResolver};
 
 /// The name whose TXT record proves a domain.
 pub fn challenge_name(hostname: &str) -> String {

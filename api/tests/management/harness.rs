@@ -101,19 +101,25 @@ impl LocalDns {
         let records: Arc<Mutex<std::collections::HashMap<String, Vec<String>>>> = Arc::default();
         let zone = records.clone();
         tokio::spawn(async move {
-            let mut buf = [0u8; 512];
+            use hickory_proto::op::Message;
+            use hickory_proto::rr::rdata::TXT;
+            use hickory_proto::rr::{RData, Record};
+            let mut buf = [0u8; 4096];
             while let Ok((n, from)) = socket.recv_from(&mut buf).await {
-                let query = &buf[..n];
-                // The question's name, label by label.
-                let (mut name, mut at) = (Vec::new(), 12);
-                while at < n && query[at] != 0 {
-                    let len = usize::from(query[at]);
-                    name.push(String::from_utf8_lossy(&query[at + 1..at + 1 + len]).into_owned());
-                    at += 1 + len;
+                let Ok(query) = Message::from_vec(&buf[..n]) else { continue };
+                let mut response = Message::response(query.metadata.id, query.metadata.op_code);
+                response.metadata.recursion_desired = query.metadata.recursion_desired;
+                response.metadata.recursion_available = true;
+                response.add_queries(query.queries.iter().cloned());
+                for question in &query.queries {
+                    let name = question.name().to_string();
+                    let values = zone.lock().unwrap().get(name.trim_end_matches('.')).cloned().unwrap_or_default();
+                    for value in values {
+                        let txt = RData::TXT(TXT::new(vec![value]));
+                        response.add_answer(Record::from_rdata(question.name().clone(), 60, txt));
+                    }
                 }
-                let answer = zone.lock().unwrap().get(&name.join(".")).cloned().unwrap_or_default();
-                let answer: Vec<&str> = answer.iter().map(String::as_str).collect();
-                let _ = socket.send_to(&greenthread_api::domains::dns::encode_txt_answer(query, &answer), from).await;
+                let _ = socket.send_to(&response.to_vec().unwrap(), from).await;
             }
         });
         Self { addr, records }
@@ -177,7 +183,7 @@ impl Server {
             clock: clock.clone(),
             sync_every: Duration::from_millis(200),
             rate_window: Duration::from_secs(60),
-            resolver: Arc::new(greenthread_api::domains::UdpResolver::new(dns.addr)),
+            resolver: Arc::new(greenthread_api::domains::HickoryResolver::at(dns.addr).unwrap()),
         };
         let started = greenthread_api::start_managed(&data.path().join("data"), platform, options).await.unwrap();
         let state = started.state;
