@@ -1,6 +1,8 @@
 """Tools and structured output with the official `openai` and `anthropic` SDKs
 against `greenthread serve` with the real demo model (greedy, so answers repeat)."""
+import datetime
 import json
+import re
 
 import anthropic
 import openai
@@ -106,7 +108,7 @@ def test_json_object_is_a_json_object(client):
 
 
 def test_an_unenforceable_schema_is_a_clear_400(client):
-    schema = {"type": "object", "properties": {"n": {"type": "integer", "minimum": 1}}}
+    schema = {"type": "object", "properties": {"n": {"type": "array", "uniqueItems": True}}}
     with pytest.raises(openai.BadRequestError) as e:
         client.chat.completions.create(
             model=DEMO_MODEL,
@@ -115,7 +117,7 @@ def test_an_unenforceable_schema_is_a_clear_400(client):
             max_tokens=10,
         )
     assert e.value.body["param"] == "response_format.json_schema.schema"
-    assert "minimum" in e.value.body["message"]
+    assert "uniqueItems" in e.value.body["message"]
 
 
 def test_anthropic_tool_use(server):
@@ -145,3 +147,61 @@ def test_anthropic_tool_use(server):
     )
     assert answer.role == "assistant"
     assert answer.usage.input_tokens > message.usage.input_tokens
+
+
+FILM = {
+    "type": "object",
+    "properties": {
+        "code": {"type": "string", "pattern": "^[A-Z]{3}-[0-9]{2}$"},
+        "rating": {"type": "integer", "minimum": 1, "maximum": 5},
+        "released": {"type": "string", "format": "date"},
+    },
+    "required": ["code", "rating", "released"],
+}
+
+
+def test_a_schema_with_a_pattern_numeric_bounds_and_a_format_is_kept(client):
+    reply = client.chat.completions.create(
+        model=DEMO_MODEL,
+        messages=[{"role": "user", "content": "Describe a film as JSON: a product code, a rating and its release date."}],
+        response_format={"type": "json_schema", "json_schema": {"name": "film", "schema": FILM}},
+        temperature=0,
+        max_tokens=80,
+    )
+    assert reply.choices[0].finish_reason == "stop", reply
+    film = json.loads(reply.choices[0].message.content)
+    assert re.fullmatch(r"[A-Z]{3}-[0-9]{2}", film["code"]), film
+    assert 1 <= film["rating"] <= 5, film
+    datetime.date.fromisoformat(film["released"])
+    assert set(film) == {"code", "rating", "released"}, film
+
+
+def test_a_regex_and_a_choice_the_way_vllm_clients_ask(client):
+    reply = client.chat.completions.create(
+        model=DEMO_MODEL,
+        messages=[{"role": "user", "content": "Give me a phone number."}],
+        temperature=0,
+        max_tokens=20,
+        extra_body={"structured_outputs": {"regex": r"\+1 [0-9]{3}-[0-9]{3}-[0-9]{4}"}},
+    )
+    assert re.fullmatch(r"\+1 [0-9]{3}-[0-9]{3}-[0-9]{4}", reply.choices[0].message.content), reply
+    reply = client.completions.create(
+        model=DEMO_MODEL,
+        prompt="Is Paris the capital of France? Answer:",
+        temperature=0,
+        max_tokens=5,
+        extra_body={"guided_choice": [" yes", " no"]},
+    )
+    assert reply.choices[0].text == " yes", reply
+
+
+def test_a_lark_grammar(client):
+    grammar = 'start: "The answer is " NUMBER "."\nNUMBER: /[0-9]+/'
+    reply = client.chat.completions.create(
+        model=DEMO_MODEL,
+        messages=[{"role": "user", "content": "What is 6 times 7?"}],
+        temperature=0,
+        max_tokens=20,
+        extra_body={"structured_outputs": {"grammar": grammar}},
+    )
+    assert reply.choices[0].message.content == "The answer is 42.", reply

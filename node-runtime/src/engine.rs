@@ -43,7 +43,7 @@ pub struct GenerateRequest {
     pub max_tokens: Option<u32>,
     pub stop: Vec<String>,
     /// What the output must match (structured output, forced tool calls).
-    pub grammar: Option<std::sync::Arc<greenthread_core::grammar::Grammar>>,
+    pub grammar: Option<std::sync::Arc<greenthread_core::grammar::OutputGrammar>>,
 }
 
 /// One event of a running generation.

@@ -26,6 +26,9 @@ pub enum Error {
     TokenOutOfRange(u32),
     #[error("logit_bias names token id {0}, which is outside the model's vocabulary")]
     BiasOutOfRange(u32),
+    /// The output's grammar does not compile against this model's vocabulary.
+    #[error("the output's grammar cannot be enforced: {0}")]
+    Grammar(String),
     #[error("the model is shutting down")]
     Stopped,
     #[error("the model is asleep; it must wake before it can generate")]
@@ -55,6 +58,7 @@ impl Error {
                 | Self::EmptyPrompt
                 | Self::TokenOutOfRange(_)
                 | Self::BiasOutOfRange(_)
+                | Self::Grammar(_)
                 | Self::WrongKind(_)
         )
     }

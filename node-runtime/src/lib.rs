@@ -3,6 +3,7 @@
 
 pub mod builtin;
 pub mod chat_template;
+pub mod constraint;
 #[cfg(feature = "cuda")]
 pub mod cuda;
 pub mod embed;

@@ -213,6 +213,7 @@ impl From<greenthread_node_runtime::Error> for ApiError {
             E::Template(_) | E::NoChatTemplate => Self::invalid("messages", e.to_string()),
             E::EmptyPrompt | E::TokenOutOfRange(_) => Self::invalid("prompt", e.to_string()),
             E::BiasOutOfRange(_) => Self::invalid("logit_bias", e.to_string()),
+            E::Grammar(_) => Self::invalid("response_format", e.to_string()),
             E::Stopped | E::Asleep => Self::Unavailable(e.to_string()),
             E::WrongKind(_) => Self::invalid("model", e.to_string()),
             other => Self::Internal(other.to_string()),

@@ -4,6 +4,7 @@ pub mod chat;
 pub(crate) mod choices;
 pub mod completions;
 pub mod embeddings;
+pub mod guided;
 pub mod models;
 pub(crate) mod tools;
 pub mod types;

@@ -4,7 +4,8 @@
 
 use std::sync::Arc;
 
-use greenthread_core::grammar::{Grammar, OutputFormat, ParsedToolCall, SchemaError, ToolDef, ToolMode};
+use greenthread_core::grammar::{OutputFormat, OutputGrammar, ParsedToolCall, SchemaError, ToolDef, ToolMode};
+use greenthread_node_runtime::constraint;
 use serde_json::{Value, json};
 
 use super::types::{FunctionDelta, FunctionOut, ResponseFormat, ToolCallDelta, ToolCallOut};
@@ -24,7 +25,7 @@ pub struct ValidOutput {
     /// The names of the tools the output may call; `None`: no calls are looked for.
     pub callable: Option<Vec<String>>,
     /// What the output must match, if anything.
-    pub grammar: Option<Arc<Grammar>>,
+    pub grammar: Option<Arc<OutputGrammar>>,
 }
 
 /// Validates the tool and format fields of a chat request.
@@ -48,7 +49,18 @@ pub fn output(
     }
     let mode = tool_mode(tool_choice, &defs)?;
     let offered = mode.as_ref().map(|m| (defs.as_slice(), m));
-    let grammar = Grammar::for_output(&format, offered).map_err(schema_error)?.map(Arc::new);
+    // Each part is checked alone first, so that a refusal names its field.
+    if let OutputFormat::JsonSchema(schema) = &format {
+        let alone = OutputGrammar::json_schema(schema).map_err(schema_error)?;
+        checked(&alone, "response_format.json_schema.schema")?;
+    }
+    let grammar = OutputGrammar::for_output(&format, offered).map_err(schema_error)?;
+    if let (Some(grammar), Some((_, mode))) = (&grammar, offered)
+        && (*mode != ToolMode::Auto || format != OutputFormat::Text)
+    {
+        checked(grammar, "tools")?;
+    }
+    let grammar = grammar.map(Arc::new);
     let callable = offered.map(|_| defs.iter().map(|d| d.name.clone()).collect());
     Ok(ValidOutput { callable, tools: offered.map(|_| Value::Array(tools)), grammar })
 }
@@ -127,6 +139,14 @@ fn tool_mode(choice: Option<&Value>, defs: &[ToolDef]) -> ApiResult<Option<ToolM
         };
     }
     Ok(Some(mode))
+}
+
+/// Refuses a grammar that cannot be enforced, naming `param`.
+///
+/// # Errors
+/// [`ApiError::InvalidParam`] with the grammar compiler's reason.
+pub fn checked(grammar: &OutputGrammar, param: &str) -> ApiResult<()> {
+    constraint::check(grammar).map_err(|reason| ApiError::invalid(param, format!("cannot be enforced: {reason}")))
 }
 
 fn schema_error(e: SchemaError) -> ApiError {
@@ -208,11 +228,7 @@ mod tests {
     #[test]
     fn required_and_named_choices_force_a_call() {
         let v = output(Some(weather()), Some(&json!("required")), None).unwrap();
-        let grammar = v.grammar.unwrap();
-        assert!(
-            grammar
-                .matches("<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Oslo\"}}\n</tool_call>")
-        );
+        assert!(matches!(v.grammar.as_deref(), Some(OutputGrammar::Lark(l)) if l.starts_with("start: tool_call")));
         let named = json!({"type": "function", "function": {"name": "get_weather"}});
         assert!(output(Some(weather()), Some(&named), None).unwrap().grammar.is_some());
     }
@@ -220,11 +236,14 @@ mod tests {
     #[test]
     fn json_formats_compile_to_grammars() {
         let v = output(None, None, Some(&format(json!({"type": "json_object"})))).unwrap();
-        assert!(v.grammar.unwrap().matches("{\"a\": 1}"));
+        assert_eq!(v.grammar.as_deref(), Some(&OutputGrammar::json_object()));
         let schema = json!({"type": "json_schema", "json_schema": {"name": "p", "schema": {
-            "type": "object", "properties": {"age": {"type": "integer"}}}}});
+            "type": "object", "properties": {"age": {"type": "integer", "minimum": 0}}}}});
         let v = output(None, None, Some(&format(schema))).unwrap();
-        assert!(!v.grammar.unwrap().matches("{\"age\": \"x\"}"));
+        assert!(v.grammar.is_some(), "numeric bounds are enforced now");
+        let impossible = json!({"type": "json_schema", "json_schema": {"name": "p", "schema": {
+            "type": "array", "minItems": 3, "maxItems": 1}}});
+        assert_eq!(param(output(None, None, Some(&format(impossible)))), "response_format.json_schema.schema");
     }
 
     #[test]
@@ -239,9 +258,9 @@ mod tests {
         assert_eq!(param(output(Some(twice), None, None)), "tools[1].function.name");
         let retrieval = vec![json!({"type": "retrieval"})];
         assert_eq!(param(output(Some(retrieval), None, None)), "tools[0].type");
-        let bounded = vec![json!({"type": "function", "function": {"name": "f", "parameters": {
-            "type": "object", "properties": {"n": {"type": "integer", "minimum": 1}}}}})];
-        assert_eq!(param(output(Some(bounded), Some(&json!("required")), None)), "tools");
+        let impossible = vec![json!({"type": "function", "function": {"name": "f", "parameters": {
+            "type": "object", "properties": {"n": {"type": "integer", "minimum": 5, "maximum": 1}}, "required": ["n"]}}})];
+        assert_eq!(param(output(Some(impossible), Some(&json!("required")), None)), "tools");
         assert_eq!(param(output(None, None, Some(&format(json!({"type": "yaml"}))))), "response_format.type");
         assert_eq!(
             param(output(None, None, Some(&format(json!({"type": "json_schema", "json_schema": {"name": "x"}}))))),

@@ -123,6 +123,9 @@ pub struct ChatCompletionRequest {
     pub tools: Option<Vec<Value>>,
     pub tool_choice: Option<Value>,
     pub response_format: Option<ResponseFormat>,
+    /// vLLM's structured-output fields.
+    #[serde(flatten)]
+    pub guided: super::guided::GuidedFields,
 }
 
 /// `prompt` of the completions API: text or token ids, one or many.
@@ -159,6 +162,9 @@ pub struct CompletionRequest {
     pub logit_bias: Option<BTreeMap<String, f32>>,
     /// Enforced as on chat: `json_object` or `json_schema`.
     pub response_format: Option<ResponseFormat>,
+    /// vLLM's structured-output fields.
+    #[serde(flatten)]
+    pub guided: super::guided::GuidedFields,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use greenthread_core::grammar::Grammar;
+use greenthread_core::grammar::OutputGrammar;
 use greenthread_core::{ChatMessage, Role, SamplingParams, SamplingRequest, ToolCall, ToolCallFunction};
 use serde_json::Value;
 
@@ -36,7 +36,7 @@ pub struct ValidGeneration {
     /// Usage on every streamed chunk.
     pub continuous_usage: bool,
     /// What the output must match (structured output, forced tool calls).
-    pub grammar: Option<Arc<Grammar>>,
+    pub grammar: Option<Arc<OutputGrammar>>,
 }
 
 impl ValidGeneration {
@@ -136,9 +136,16 @@ pub fn chat(req: ChatCompletionRequest, limits: &Limits) -> ApiResult<ValidChat>
     if req.logprobs == Some(true) || req.top_logprobs.is_some_and(|n| n > 0) {
         return Err(ApiError::Unsupported { param: "logprobs", message: "logprobs are not supported yet".into() });
     }
+    let guided = super::guided::grammar(&req.guided)?;
     let output = tools::output(req.tools, req.tool_choice.as_ref(), req.response_format.as_ref())?;
+    if guided.is_some() && (output.grammar.is_some() || output.callable.is_some()) {
+        return Err(ApiError::invalid(
+            "structured_outputs",
+            "vLLM's structured outputs cannot be combined with response_format or tools",
+        ));
+    }
     let mut generation = generation;
-    generation.grammar.clone_from(&output.grammar);
+    generation.grammar = guided.or_else(|| output.grammar.clone());
     let messages = req.messages.into_iter().enumerate().map(|(i, m)| message(i, m)).collect::<ApiResult<Vec<_>>>()?;
     Ok(ValidChat { messages, output, generation })
 }
@@ -228,7 +235,12 @@ pub fn completion(req: CompletionRequest, limits: &Limits) -> ApiResult<ValidCom
     let max_tokens = Some(req.max_tokens.unwrap_or(COMPLETIONS_DEFAULT_MAX_TOKENS));
     let mut generation = generation(&fields, max_tokens, limits)?;
     // Structured output as on chat; completions have no tools.
-    generation.grammar = tools::output(None, None, req.response_format.as_ref())?.grammar;
+    let format = tools::output(None, None, req.response_format.as_ref())?.grammar;
+    let guided = super::guided::grammar(&req.guided)?;
+    if guided.is_some() && format.is_some() {
+        return Err(ApiError::invalid("structured_outputs", "ask for one structured output, not response_format too"));
+    }
+    generation.grammar = guided.or(format);
     if prompts.len() as u64 * u64::from(generation.n) > u64::from(limits.max_choices) {
         return Err(ApiError::invalid(
             "prompt",

@@ -1,12 +1,12 @@
 //! Tool calls in the Hermes format that Qwen 2.5/3, Hermes and many other
 //! chat templates teach their models:
 //! `<tool_call>\n{"name": …, "arguments": {…}}\n</tool_call>`.
-//! The grammar that forces one, and the parsers that find them in output,
-//! whole or streamed.
+//! The grammar rules that force one, and the parsers that find them in
+//! output, whole or streamed.
 
 use serde_json::Value;
 
-use super::{Builder, Node, NodeId, SchemaError, schema};
+use super::SchemaError;
 
 const OPEN: &str = "<tool_call>";
 const CLOSE: &str = "</tool_call>";
@@ -35,25 +35,32 @@ impl HermesToolCalls {
         template.contains(OPEN) && template.contains("tools")
     }
 
-    /// A node matching one call of any of `tools`.
+    /// The grammar rules of one call of any of `tools`, as the rule
+    /// `tool_call` (Lark in llguidance's dialect): the tags around a JSON
+    /// object holding the tool's name and arguments that fit its schema.
     ///
     /// # Errors
-    /// When a tool's parameters schema cannot be enforced.
-    pub fn call(b: &mut Builder, tools: &[ToolDef]) -> Result<NodeId, SchemaError> {
+    /// [`SchemaError`] when a tool's parameters are not a schema.
+    pub fn lark_rules(tools: &[ToolDef]) -> Result<String, SchemaError> {
         let calls = tools
             .iter()
             .map(|tool| {
-                let arguments = schema::compile(b, &tool.parameters).map_err(|e| SchemaError {
+                let arguments = super::guided_schema(&tool.parameters).map_err(|e| SchemaError {
                     path: format!("tools[{}].parameters{}", tool.name, e.path.trim_start_matches('#')),
                     message: e.message,
                 })?;
-                let name = b.literal(&serde_json::to_string(&tool.name).unwrap_or_default());
-                let object = b.object(&[("name".into(), name), ("arguments".into(), arguments)]);
-                let parts = vec![b.literal(&format!("{OPEN}\n")), object, b.literal(&format!("\n{CLOSE}"))];
-                Ok(b.add(Node::Seq(parts)))
+                Ok(serde_json::json!({
+                    "type": "object",
+                    "properties": {"name": {"const": tool.name}, "arguments": arguments},
+                    "required": ["name", "arguments"],
+                    "additionalProperties": false,
+                }))
             })
-            .collect::<Result<Vec<_>, SchemaError>>()?;
-        Ok(b.add(Node::Alt(calls)))
+            .collect::<Result<Vec<Value>, SchemaError>>()?;
+        let call = super::with_json_options(serde_json::json!({"anyOf": calls}));
+        let open = serde_json::to_string(&format!("{OPEN}\n")).unwrap_or_default();
+        let close = serde_json::to_string(&format!("\n{CLOSE}")).unwrap_or_default();
+        Ok(format!("tool_call: {open} tool_call_json {close}\ntool_call_json: %json {call}\n"))
     }
 
     /// Splits finished output into its text and its tool calls. A block whose

@@ -5,6 +5,7 @@
 use std::fs::File;
 use std::io::{BufReader, Read, Seek};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use candle_core::Device;
 use candle_core::quantized::gguf_file::Content;
@@ -40,6 +41,23 @@ pub struct ModelHost {
     pub template: Option<ChatTemplate>,
     pub info: ModelInfo,
     pub index: TensorIndex,
+    /// Grammars compiled against this model's vocabulary, built on the
+    /// first constrained request.
+    pub grammars: std::sync::OnceLock<Result<Arc<crate::constraint::Grammars>, String>>,
+}
+
+impl ModelHost {
+    /// The grammar compiler of this model's vocabulary.
+    ///
+    /// # Errors
+    /// When llguidance cannot take the vocabulary.
+    pub fn grammars(&self) -> Result<Arc<crate::constraint::Grammars>, String> {
+        self.grammars
+            .get_or_init(|| {
+                crate::constraint::Grammars::for_vocabulary(&self.tokenizer, self.tokenizer.vocab_size()).map(Arc::new)
+            })
+            .clone()
+    }
 }
 
 /// A model opened and materialized in one go (tools and tests).
@@ -132,7 +150,15 @@ pub fn open_gguf(path: &Path, options: &LoadOptions) -> Result<ModelHost> {
         tool_calls: template.as_ref().is_some_and(ChatTemplate::writes_hermes_tools),
         embedding_dimensions: None,
     };
-    Ok(ModelHost { path: path.to_path_buf(), cfg, tokenizer, template, info, index })
+    Ok(ModelHost {
+        path: path.to_path_buf(),
+        cfg,
+        tokenizer,
+        template,
+        info,
+        index,
+        grammars: std::sync::OnceLock::new(),
+    })
 }
 
 /// The GGUF header and metadata of the file at `path`. A file that does not

@@ -254,7 +254,11 @@ impl ModelInstance for BuiltinModel {
             }
         };
         let (events, rx) = mpsc::unbounded_channel();
-        let sampler = Sampler::new(request.sampling, &request.prompt).with_grammar(request.grammar);
+        let constraint = match &request.grammar {
+            Some(grammar) => Some(self.host.grammars().and_then(|g| g.constraint(grammar)).map_err(Error::Grammar)?),
+            None => None,
+        };
+        let sampler = Sampler::new(request.sampling, &request.prompt).with_constraint(constraint);
         let guard = self.lock();
         let awake = guard.as_ref().ok_or(Error::Asleep)?;
         awake

@@ -231,6 +231,7 @@ impl Worker {
         // grammar then holds only its own sequence.
         std::thread::Builder::new()
             .name("gt-grammar".into())
+            .stack_size(crate::constraint::GRAMMAR_STACK)
             .spawn(move || {
                 let token = sampler.sample(&mut row, &host.tokenizer);
                 let _ = back.send(Inbox::Sampled { id, sampler, token });
