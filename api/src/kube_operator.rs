@@ -10,10 +10,10 @@
 use std::sync::Arc;
 
 use futures_util::StreamExt;
+use greenthread_kube::leader::{Elector, Timing, mark_role};
+use greenthread_kube::reconcile::{Context, error_policy, reconcile};
+use greenthread_kube::{MANAGER, ModelResource};
 use greenthread_scheduler::ModelManager;
-use greenthread_scheduler::kube::leader::{Elector, Timing, mark_role};
-use greenthread_scheduler::kube::reconcile::{Context, error_policy, reconcile};
-use greenthread_scheduler::kube::{MANAGER, ModelResource};
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::Api;
 use kube::runtime::events::{Recorder, Reporter};
@@ -144,14 +144,14 @@ const DISCOVER_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
 /// takes a node out of the scheduler as soon as its pod is gone or not
 /// ready (its models are placed again), rather than after missed heartbeats.
 pub fn spawn_discovery(client: kube::Client, namespace: String, selector: String, manager: ModelManager) {
-    use greenthread_scheduler::kube::discovery::{list, lost};
+    use greenthread_kube::discovery::{list, lost};
     tokio::spawn(async move {
         let mut known = Vec::new();
         loop {
             match list(&client, &namespace, &selector).await {
                 Ok(now) => {
                     for n in now.iter().filter(|n| {
-                        !known.iter().any(|k: &greenthread_scheduler::kube::discovery::DiscoveredNode| k.node == n.node)
+                        !known.iter().any(|k: &greenthread_kube::discovery::DiscoveredNode| k.node == n.node)
                     }) {
                         tracing::info!(node = %n.node, pod = %n.pod, gpus = n.gpus, ready = n.ready, "Node-runtime pod found");
                     }

@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use greenthread_core::ModelName;
 use greenthread_core::desired::{ModelDecl, ProjectDecl, ServiceDecl};
+use greenthread_kube::reconcile::{ModelStore, RuntimeView, StoreError, StoreFuture};
 use greenthread_scheduler::ModelManager;
-use greenthread_scheduler::kube::reconcile::{ModelStore, RuntimeView, StoreError, StoreFuture};
 
 use crate::manage::{Caller, Management, OpError};
 use crate::store::{Actor, state};

@@ -7,7 +7,7 @@ use tracing_subscriber::EnvFilter;
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     if matches!(cli.command, Command::Crd) {
-        return match greenthread_scheduler::kube::crds_yaml() {
+        return match greenthread_kube::crds_yaml() {
             Ok(yaml) => {
                 print!("{yaml}");
                 std::process::ExitCode::SUCCESS

@@ -194,7 +194,7 @@ pub async fn run_serve(args: ServeArgs) -> Result<(), ServeError> {
                     args.kubernetes.watch_namespace.as_deref(),
                     mgmt,
                     state.manager.clone(),
-                    greenthread_scheduler::kube::reconcile::REFRESH,
+                    greenthread_kube::reconcile::REFRESH,
                 );
             }
             if let Some(manager) = state.manager.clone() {

@@ -2,7 +2,6 @@
 //! The policies are pure functions ([`preemption`]); the [`manager`] applies
 //! them to a node, one model lifecycle at a time.
 
-pub mod kube;
 pub mod manager;
 pub mod placement;
 pub mod preemption;

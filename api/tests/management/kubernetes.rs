@@ -5,9 +5,9 @@
 
 use std::future::Future;
 
-use greenthread_scheduler::kube::ModelResourceSpec;
-use greenthread_scheduler::kube::convert::to_decl;
-use greenthread_scheduler::kube::reconcile::{ModelStore, StoreError};
+use greenthread_kube::ModelResourceSpec;
+use greenthread_kube::convert::to_decl;
+use greenthread_kube::reconcile::{ModelStore, StoreError};
 use serde_json::json;
 
 use crate::harness::{ADMIN, Db, Server};
@@ -82,7 +82,7 @@ on_both_databases!(a_resource_reaches_the_database_and_the_scheduler);
 /// a real GreenThread server and database behind it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_operator_against_a_real_api_server() {
-    use greenthread_scheduler::kube::ModelResource;
+    use greenthread_kube::ModelResource;
     use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
     use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
     use kube::{CustomResourceExt, ResourceExt};

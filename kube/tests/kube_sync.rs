@@ -3,10 +3,10 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use greenthread_scheduler::kube::ModelResourceSpec;
-use greenthread_scheduler::kube::convert::{from_decl, to_decl};
-use greenthread_scheduler::kube::crd::WarmTierName;
-use greenthread_scheduler::kube::sync::{Flow, Seen, digest, flow};
+use greenthread_kube::ModelResourceSpec;
+use greenthread_kube::convert::{from_decl, to_decl};
+use greenthread_kube::crd::WarmTierName;
+use greenthread_kube::sync::{Flow, Seen, digest, flow};
 use proptest::prelude::*;
 
 fn spec(artifact: &str) -> ModelResourceSpec {

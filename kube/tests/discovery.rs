@@ -11,7 +11,7 @@ mod support {
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
-use greenthread_scheduler::kube::discovery::{DiscoveredNode, list, lost};
+use greenthread_kube::discovery::{DiscoveredNode, list, lost};
 use serde_json::{Value, json};
 use support::fake_api::FakeApi;
 

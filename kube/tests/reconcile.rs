@@ -13,9 +13,9 @@ use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 
 use greenthread_core::desired::ModelDecl;
-use greenthread_scheduler::kube::ModelResource;
-use greenthread_scheduler::kube::reconcile::{Context, ModelStore, RuntimeView, StoreError, StoreFuture, reconcile};
-use greenthread_scheduler::kube::sync::digest;
+use greenthread_kube::ModelResource;
+use greenthread_kube::reconcile::{Context, ModelStore, RuntimeView, StoreError, StoreFuture, reconcile};
+use greenthread_kube::sync::digest;
 use kube::runtime::events::{Recorder, Reporter};
 use serde_json::{Value, json};
 use support::fake_api::FakeApi;
@@ -244,7 +244,7 @@ async fn an_invalid_or_refused_spec_is_reported_by_field_and_writes_nothing() {
 #[tokio::test]
 async fn a_name_another_project_uses_is_neither_taken_over_nor_removed() {
     let w = world();
-    let theirs = greenthread_scheduler::kube::convert::to_decl(
+    let theirs = greenthread_kube::convert::to_decl(
         "qwen",
         "team-b",
         &serde_json::from_value(json!({"artifact": "s3://b/qwen.gguf"})).unwrap(),

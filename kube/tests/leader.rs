@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use greenthread_scheduler::kube::leader::{Decision, Elector, Holding, Timing, decide};
+use greenthread_kube::leader::{Decision, Elector, Holding, Timing, decide};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::jiff::Timestamp;
 use kube::Api;
@@ -131,7 +131,7 @@ fn the_rule_reads_the_lease_as_client_go_does() {
 
 #[tokio::test]
 async fn a_replica_labels_its_own_pod_leader_or_standby() {
-    use greenthread_scheduler::kube::leader::{ROLE_LABEL, mark_role};
+    use greenthread_kube::leader::{ROLE_LABEL, mark_role};
     let api = FakeApi::new();
     let pod = "/api/v1/namespaces/default/pods/gt-scheduler-abc";
     api.seed(pod, serde_json::json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "gt-scheduler-abc", "labels": {"app": "gt"}}}));

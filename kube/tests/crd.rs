@@ -1,11 +1,11 @@
 //! The chart's copy of the CRDs is exactly what the code generates.
-//! `UPDATE_CRDS=1 cargo test -p greenthread-scheduler --test crd` rewrites it.
+//! `UPDATE_CRDS=1 cargo test -p greenthread-kube --test crd` rewrites it.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::PathBuf;
 
-use greenthread_scheduler::kube::{ModelResource, crds_yaml};
+use greenthread_kube::{ModelResource, crds_yaml};
 use kube::CustomResourceExt;
 
 fn chart_copy() -> PathBuf {
@@ -21,7 +21,7 @@ fn the_charts_crds_match_the_code() {
     let stored = std::fs::read_to_string(chart_copy()).unwrap_or_default();
     assert!(
         stored == generated,
-        "charts/greenthread/crds/ is out of date: run `UPDATE_CRDS=1 cargo test -p greenthread-scheduler --test crd`"
+        "charts/greenthread/crds/ is out of date: run `UPDATE_CRDS=1 cargo test -p greenthread-kube --test crd`"
     );
 }
 
