@@ -13,7 +13,8 @@ use greenthread_scheduler::{Lease, ModelManager};
 
 use crate::cluster::Cluster;
 use crate::cluster::token::ClusterToken;
-use crate::http::error::{ApiError, ApiResult};
+use crate::engine_errors::from_acquire;
+use greenthread_protocol::error::{ApiError, ApiResult};
 
 /// Where a request's model runs.
 pub enum Target {
@@ -81,7 +82,7 @@ impl ModelAccess for Scheduled {
         avoid: &'a [NodeId],
     ) -> Pin<Box<dyn Future<Output = ApiResult<Serving>> + Send + 'a>> {
         Box::pin(async move {
-            let lease = self.manager.acquire_avoiding(model, avoid).await?;
+            let lease = self.manager.acquire_avoiding(model, avoid).await.map_err(from_acquire)?;
             let node = lease.node().clone();
             if let Some((id, local)) = &self.local
                 && *id == node

@@ -20,11 +20,11 @@ use crate::access::{Hold, ModelAccess, NodeLink, Serving, Target};
 use crate::catalog::ModelCatalog;
 use crate::cli::GatewayArgs;
 use crate::cluster::token::ClusterToken;
-use crate::http::error::{ApiError, ApiResult};
 use crate::http::state::{AppState, Limits};
 use crate::scheduler_link::{LinkError, RemoteScheduler};
 use crate::serve::{AdminBootstrap, ManagedOptions, ServeError, attach_management, txt_resolver};
-use crate::store::{Store, SystemClock, state};
+use greenthread_protocol::error::{ApiError, ApiResult};
+use greenthread_store::{Store, SystemClock, state};
 
 /// Requests get their replica from a scheduler leader over HTTP.
 pub struct Delegated {
@@ -43,7 +43,7 @@ impl ModelAccess for Delegated {
                     target: Target::Remote { node: grant.node, base: grant.base, link: self.scheduler.link.clone() },
                     hold: Some(Hold::Remote(lease)),
                 }),
-                Err(LinkError::Refused(e)) => Err(e.into()),
+                Err(LinkError::Refused(e)) => Err(crate::engine_errors::from_acquire(e)),
                 Err(LinkError::NoLeader(reason)) => {
                     tracing::warn!(%reason, "No scheduler leader answered in time");
                     Err(ApiError::Waking {
@@ -96,14 +96,14 @@ pub async fn start_gateway(args: &GatewayArgs) -> Result<AppState, ServeError> {
         Limits { max_request_bytes: args.max_request_bytes, wake_timeout: args.wake_timeout, ..Limits::default() };
     let link = NodeLink { client: crate::cluster::http_client(), token };
     let remote = Arc::new(RemoteScheduler { base: scheduler, link, patience: args.wake_timeout });
-    let catalog = Arc::new(ModelCatalog::new(&specs, crate::openai::now_unix_seconds())?);
+    let catalog = Arc::new(ModelCatalog::new(&specs, greenthread_protocol::ids::now_unix())?);
     let access = Arc::new(Delegated { scheduler: remote.clone() });
     let mut app = AppState { remote: Some(remote), ..AppState::new(catalog, access, limits) };
     let options = ManagedOptions {
         database_url: args.database_url.clone(),
         open_mode: args.management.open,
         artifact_dirs: args.management.artifact_dirs.clone(),
-        admin_token: std::env::var(crate::auth::ADMIN_TOKEN_ENV).ok().filter(|t| !t.is_empty()),
+        admin_token: std::env::var(greenthread_store::auth::ADMIN_TOKEN_ENV).ok().filter(|t| !t.is_empty()),
         config: None,
         clock: Arc::new(SystemClock),
         sync_every: args.sync_every,

@@ -11,7 +11,7 @@ use greenthread_kube::reconcile::{ModelStore, RuntimeView, StoreError, StoreFutu
 use greenthread_scheduler::ModelManager;
 
 use crate::manage::{Caller, Management, OpError};
-use crate::store::{Actor, state};
+use greenthread_store::{Actor, state};
 
 /// The database behind the operator.
 pub struct DatabaseModels {

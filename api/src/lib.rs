@@ -4,13 +4,13 @@
 
 pub mod access;
 pub mod anthropic;
-pub mod auth;
 pub mod catalog;
 pub mod cli;
 pub mod cluster;
 pub mod config;
 pub mod console;
 pub mod domains;
+pub mod engine_errors;
 pub mod gateway;
 pub mod gitops;
 pub mod graphql;
@@ -20,11 +20,9 @@ pub mod kube_store;
 pub mod manage;
 pub mod metrics;
 pub mod openai;
-pub mod ratelimit;
 pub mod scheduler_link;
 mod serve;
 pub mod status;
-pub mod store;
 pub mod usage;
 
 pub use serve::{

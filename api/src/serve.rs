@@ -13,7 +13,6 @@ use greenthread_node_runtime::node::{HostResources, LocalArtifacts, LocalNode, N
 use greenthread_scheduler::{ManagedModel, ManagerConfig, ModelManager, NodeHandle, PreemptionRules};
 
 use crate::access::Scheduled;
-use crate::auth::KeyService;
 use crate::catalog::ModelCatalog;
 use crate::cli::{NodeArgs, ServeArgs, TierArgs};
 use crate::cluster::Cluster;
@@ -23,8 +22,9 @@ use crate::http::gate::Gate;
 use crate::http::state::{AppState, Limits};
 use crate::manage::{ArtifactPolicy, Management, Registry};
 use crate::metrics::Metrics;
-use crate::store::{Clock, Store, SystemClock, state};
 use greenthread_core::desired::StateDoc;
+use greenthread_store::auth::KeyService;
+use greenthread_store::{Clock, Store, SystemClock, state};
 
 /// The id of the node inside an all-in-one server.
 pub const LOCAL_NODE: &str = "local";
@@ -49,7 +49,7 @@ pub enum ServeError {
     #[error("server failed: {0}")]
     Server(std::io::Error),
     #[error("database: {0}")]
-    Store(#[from] crate::store::StoreError),
+    Store(#[from] greenthread_store::StoreError),
     #[error("--config: {0}")]
     ConfigApply(crate::manage::OpError),
 }
@@ -164,7 +164,7 @@ pub async fn run_serve(args: ServeArgs) -> Result<(), ServeError> {
         database_url: args.database_url.clone().unwrap_or_else(|| Store::sqlite_url(&args.data_dir)),
         open_mode: args.management.open,
         artifact_dirs,
-        admin_token: std::env::var(crate::auth::ADMIN_TOKEN_ENV).ok().filter(|t| !t.is_empty()),
+        admin_token: std::env::var(greenthread_store::auth::ADMIN_TOKEN_ENV).ok().filter(|t| !t.is_empty()),
         config: config.map(|c| c.state),
         clock: Arc::new(SystemClock),
         sync_every: SYNC_EVERY,
@@ -368,7 +368,7 @@ pub(crate) async fn attach_management(
 /// When the specs conflict or the cache directory cannot be created.
 pub async fn start_platform(specs: &[ModelSpec], data_dir: &Path, platform: Platform) -> Result<AppState, ServeError> {
     let Platform { budgets, engine, limits, rules, local_node, cluster_token, local_artifacts } = platform;
-    let catalog = Arc::new(ModelCatalog::new(specs, crate::openai::now_unix_seconds())?);
+    let catalog = Arc::new(ModelCatalog::new(specs, greenthread_protocol::ids::now_unix())?);
     let metrics = Arc::new(Metrics::new());
     let mut nodes = Vec::new();
     let local = if local_node {

@@ -13,10 +13,12 @@ use greenthread_core::{ModelState, Tier, TierUsage};
 use greenthread_scheduler::ManagerStatus;
 use serde::Serialize;
 
-use crate::http::error::{ApiError, ApiResult};
 use crate::http::gate::Viewer;
 use crate::http::state::AppState;
-use crate::openai::now_unix_seconds;
+use greenthread_protocol::error::{ApiError, ApiResult};
+use greenthread_protocol::ids::now_unix;
+
+use crate::engine_errors::from_acquire;
 
 #[derive(Debug, Serialize)]
 pub struct StatusBody {
@@ -123,7 +125,7 @@ pub async fn status(State(state): State<AppState>, headers: HeaderMap) -> ApiRes
         state.scheduler().ok_or_else(|| ApiError::RouteNotFound { method: "GET".into(), path: "/status".into() })?;
     let viewer = viewer(&state, &headers).await?;
     let status = scheduler.status().await.map_err(|e| ApiError::Unavailable(e.to_string()))?;
-    let now = now_unix_seconds() as f64;
+    let now = now_unix() as f64;
     let nodes = node_tiers(&status);
     let models = status
         .models
@@ -194,7 +196,7 @@ pub async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Resul
     if !viewer(&state, &headers).await?.sees_everything() {
         return Err(ApiError::PermissionDenied("/metrics needs an admin key.".into()));
     }
-    let status = manager.status().await?;
+    let status = manager.status().await.map_err(from_acquire)?;
     let nodes = node_tiers(&status);
     let warm: Vec<TierUsage> = totals(&nodes)
         .into_iter()

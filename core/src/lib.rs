@@ -11,6 +11,7 @@ pub mod lru;
 pub mod model_name;
 pub mod model_spec;
 pub mod node;
+pub mod rate_limit;
 pub mod redact;
 pub mod sampling;
 pub mod units;

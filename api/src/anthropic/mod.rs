@@ -7,10 +7,6 @@
 //! named events. Every error, including a refused key, uses Anthropic's
 //! shape `{"type":"error","error":{"type","message"}}`.
 
-mod blocks;
-pub mod translate;
-pub mod types;
-
 use std::convert::Infallible;
 use std::sync::Arc;
 
@@ -24,14 +20,17 @@ use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt;
 use serde_json::{Value, json};
 
-use self::translate::StreamTranslator;
-use self::types::{CountTokensRequest, MessagesRequest};
 use crate::catalog::CatalogEntry;
-use crate::http::error::{ApiError, ApiResult};
+use crate::engine_errors::from_engine;
 use crate::http::gate::Caller;
 use crate::http::state::AppState;
-use crate::openai::types::ChatCompletionRequest;
-use crate::openai::{Route, choices, dispatch, model_for_body, model_for_path, validate};
+use crate::openai::{Route, choices, dispatch, model_for_body, model_for_path};
+use greenthread_protocol::anthropic::translate;
+use greenthread_protocol::anthropic::translate::StreamTranslator;
+use greenthread_protocol::anthropic::types::{CountTokensRequest, MessagesRequest};
+use greenthread_protocol::error::{ApiError, ApiResult};
+use greenthread_protocol::openai::types::ChatCompletionRequest;
+use greenthread_protocol::openai::validate;
 
 /// Largest answer read back whole from the chat path (a non-streamed message).
 const MAX_ANSWER_BYTES: usize = 64 << 20;
@@ -74,7 +73,7 @@ fn parts<T: serde::de::DeserializeOwned>(
 ) -> ApiResult<(Caller, T, Bytes)> {
     let caller = caller?;
     let body = body.map_err(|r| body_error(&r, state.limits.max_request_bytes))?;
-    let req = crate::http::json::parse(&body)?;
+    let req = greenthread_protocol::json::parse(&body)?;
     Ok((caller, req, body))
 }
 
@@ -221,10 +220,10 @@ async fn count(state: &AppState, model: Arc<CatalogEntry>, req: CountTokensReque
     };
     let body = translate::to_openai(&as_message, &name)?;
     let chat: ChatCompletionRequest = serde_json::from_value(body).map_err(|e| ApiError::Internal(e.to_string()))?;
-    let valid = validate::chat(chat, &state.limits)?;
+    let valid = validate::chat(chat, &state.limits.rules())?;
     dispatch(state, &model, Route::CountTokens, raw, move |instance, lease| async move {
         let messages = valid.messages;
-        let prompt = choices::prepare(&instance, move |m| Ok(m.chat_prompt(&messages, None)?)).await?;
+        let prompt = choices::prepare(&instance, move |m| m.chat_prompt(&messages, None).map_err(from_engine)).await?;
         drop(lease);
         Ok(Json(json!({"input_tokens": prompt.len()})).into_response())
     })

@@ -22,7 +22,7 @@ use tokio::time::Instant;
 use self::remote_node::RemoteNode;
 use self::token::ClusterToken;
 use self::wire::Heartbeat;
-use crate::http::error::{ApiError, ApiResult};
+use greenthread_protocol::error::{ApiError, ApiResult};
 
 /// How often a node reports.
 pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(1);

@@ -58,7 +58,7 @@ async fn stage(
     }
     // The scheduler is trusted with the token, not with this machine's files.
     s.artifacts.check(&spec.artifact).map_err(|reason| NodeFailure(NodeError::Artifact(reason)))?;
-    s.catalog.put(spec.clone(), crate::openai::now_unix_seconds());
+    s.catalog.put(spec.clone(), greenthread_protocol::ids::now_unix());
     s.node.stage(&spec).await.map(Json).map_err(NodeFailure)
 }
 

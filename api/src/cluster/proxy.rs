@@ -11,7 +11,7 @@ use futures_util::StreamExt;
 
 use super::token::ClusterToken;
 use crate::access::Hold;
-use crate::http::error::ApiError;
+use greenthread_protocol::error::ApiError;
 
 /// Why a forward did not produce a response: nothing went out, so another
 /// node may be tried.

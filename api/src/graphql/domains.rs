@@ -13,8 +13,8 @@ use super::query::readable_project;
 use super::types::{DeletePayload, Project, Service, management};
 use crate::domains::{challenge_name, new_token, parse_hostname};
 use crate::manage::UserError;
-use crate::store::audit;
-use crate::store::entities::{domain, project, service};
+use greenthread_store::audit;
+use greenthread_store::entities::{domain, project, service};
 
 /// The TXT record that proves a domain.
 #[derive(SimpleObject)]
@@ -146,7 +146,7 @@ impl DomainMutation {
         let mgmt = management(ctx);
         let tx = mgmt.store.begin_write().await.map_err(internal)?;
         let Some(service_row) =
-            crate::store::state::service_by_name(&tx, project_row.id, &input.service).await.map_err(internal)?
+            greenthread_store::state::service_by_name(&tx, project_row.id, &input.service).await.map_err(internal)?
         else {
             return Ok(DomainPayload::failed(
                 "input.service",

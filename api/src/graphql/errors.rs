@@ -2,8 +2,8 @@
 
 use async_graphql::{Context, ErrorExtensions};
 
-use crate::auth::Principal;
 use crate::manage::{OpError, UserError};
+use greenthread_store::auth::Principal;
 
 pub const UNAUTHENTICATED: &str = "UNAUTHENTICATED";
 pub const FORBIDDEN: &str = "FORBIDDEN";

@@ -9,10 +9,10 @@ use super::errors::{FORBIDDEN, NOT_FOUND, coded, internal, principal};
 use super::mutation::needs_manage;
 use super::query::readable_project;
 use super::types::{ApiKey, CreateApiKeyPayload, RevokeApiKeyPayload, management};
-use crate::auth::{Scope, parse_scopes};
 use crate::manage::UserError;
-use crate::store::entities::api_key;
-use crate::store::keys;
+use greenthread_store::auth::{Scope, parse_scopes};
+use greenthread_store::entities::api_key;
+use greenthread_store::keys;
 
 #[derive(InputObject)]
 pub struct CreateApiKeyInput {
@@ -82,12 +82,12 @@ impl KeyMutation {
             .keys
             .create(
                 &tx,
-                crate::auth::KeyRequest {
+                greenthread_store::auth::KeyRequest {
                     project_id: project_row.id,
                     name,
                     scopes,
                     expires_at: input.expires_at,
-                    limits: crate::ratelimit::KeyLimits {
+                    limits: greenthread_store::ratelimit::KeyLimits {
                         requests_per_minute: input.requests_per_minute,
                         tokens_per_minute: input.tokens_per_minute,
                     },
@@ -148,19 +148,19 @@ impl KeyMutation {
         let actor = p.actor("graphql");
         let revoked = match keys::revoke(&tx, id, &actor, now).await {
             Ok(row) => row,
-            Err(crate::store::StoreError::Conflict(m)) => {
+            Err(greenthread_store::StoreError::Conflict(m)) => {
                 return Ok(RevokeApiKeyPayload::failed(vec![UserError::new("input.id", "ALREADY_REVOKED", m)]));
             }
             Err(e) => return Err(internal(e)),
         };
         let replacement = match input.replacement {
             Some(r) => {
-                let request = crate::auth::KeyRequest {
+                let request = greenthread_store::auth::KeyRequest {
                     project_id: revoked.project_id,
                     name: r.name.trim().to_owned(),
                     scopes,
                     expires_at: r.expires_at,
-                    limits: crate::ratelimit::KeyLimits {
+                    limits: greenthread_store::ratelimit::KeyLimits {
                         requests_per_minute: revoked.requests_per_minute.and_then(|n| u32::try_from(n).ok()),
                         tokens_per_minute: revoked.tokens_per_minute.and_then(|n| u32::try_from(n).ok()),
                     },

@@ -41,9 +41,9 @@ pub use self::rate_limit::RateLimiter;
 pub use self::subscription::SubscriptionRoot;
 use self::types::Scheduler;
 pub use self::types::tier_of;
-use crate::auth::AuthError;
 use crate::catalog::ModelCatalog;
 use crate::manage::Management;
+use greenthread_store::auth::AuthError;
 
 /// Every query.
 #[derive(async_graphql::MergedObject, Default)]

@@ -10,11 +10,11 @@ use super::errors::{UNAVAILABLE, coded, internal, principal};
 use super::mutation::needs_manage;
 use super::query::readable_model;
 use super::types::{Model, Scheduler, management};
-use crate::auth::Principal;
 use crate::manage::UserError;
 use crate::scheduler_link::SchedulerLink;
-use crate::store::audit::{self, NewEvent};
-use crate::store::entities::model;
+use greenthread_store::audit::{self, NewEvent};
+use greenthread_store::auth::Principal;
+use greenthread_store::entities::model;
 
 #[derive(InputObject)]
 pub struct ModelActionInput {

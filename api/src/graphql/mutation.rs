@@ -11,10 +11,10 @@ use uuid::Uuid;
 use super::errors::{FORBIDDEN, coded, internal, principal, split};
 use super::query::{readable_model, readable_project};
 use super::types::{DeletePayload, Model, ModelPayload, Project, ProjectPayload, Service, ServicePayload, management};
-use crate::auth::Principal;
 use crate::manage::{Caller, OpError, UserError};
-use crate::store::entities::model;
-use crate::store::{DEFAULT_SERVICE, state};
+use greenthread_store::auth::Principal;
+use greenthread_store::entities::model;
+use greenthread_store::{DEFAULT_SERVICE, state};
 
 #[derive(Default)]
 pub struct CoreMutation;

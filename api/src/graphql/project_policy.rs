@@ -1,5 +1,5 @@
 //! Admin policy on a project: the object-store prefixes its models may read
-//! from (see [`crate::store::prefixes`]).
+//! from (see [`greenthread_store::prefixes`]).
 
 use async_graphql::{Context, InputObject, Object};
 
@@ -58,7 +58,7 @@ impl ProjectPolicyMutation {
         let mgmt = management(ctx);
         let tx = mgmt.store.begin_write().await.map_err(internal)?;
         let now = mgmt.store.now();
-        crate::store::prefixes::set(&tx, row.id, &row.name, &prefixes, &p.actor("graphql"), now)
+        greenthread_store::prefixes::set(&tx, row.id, &row.name, &prefixes, &p.actor("graphql"), now)
             .await
             .map_err(internal)?;
         tx.commit().await.map_err(internal)?;

@@ -13,10 +13,10 @@ use super::errors::{BAD_USER_INPUT, FORBIDDEN, NOT_FOUND, coded, internal, princ
 use super::pagination::{decode, page, page_size};
 use super::types::{ApiKey, AuditEvent, Model, Node, NodeTier, Project, Scheduler, Viewer, management};
 use super::usage::{self, UsageBucket, UsageGroup, UsagePoint};
-use crate::auth::Principal;
-use crate::store::audit::{self, AuditFilter};
-use crate::store::entities::{model, project};
-use crate::store::keys;
+use greenthread_store::audit::{self, AuditFilter};
+use greenthread_store::auth::Principal;
+use greenthread_store::entities::{model, project};
+use greenthread_store::keys;
 
 #[derive(Default)]
 pub struct CoreQuery;
@@ -45,7 +45,7 @@ fn parse_id(id: &ID, field: &str) -> async_graphql::Result<Uuid> {
 
 /// The project named `name`, if the caller may read it.
 pub async fn readable_project(ctx: &Context<'_>, p: &Principal, name: &str) -> async_graphql::Result<project::Model> {
-    let row = crate::store::state::project_by_name(management(ctx).store.db(), name).await.map_err(internal)?;
+    let row = greenthread_store::state::project_by_name(management(ctx).store.db(), name).await.map_err(internal)?;
     let row = row.ok_or_else(|| coded(NOT_FOUND, format!("project {name} not found")))?;
     may_read(p, row.id, || format!("project {name} not found"))?;
     Ok(row)
@@ -86,7 +86,7 @@ pub async fn readable_model(ctx: &Context<'_>, p: &Principal, name: &str) -> asy
 }
 
 fn needs_read(p: &Principal) -> async_graphql::Result<()> {
-    use crate::auth::Scope;
+    use greenthread_store::auth::Scope;
     if p.is_admin() || p.has(Scope::Read) || p.has(Scope::Manage) { Ok(()) } else { Err(no_read_scope()) }
 }
 

@@ -2,7 +2,7 @@
 //! (or the older `graphql-ws`). The key given in `connection_init` (or the
 //! upgrade request's `Authorization`) is checked again for every operation,
 //! which passes the same guard as over HTTP, and every
-//! [`VERIFIED_FOR`](crate::auth::VERIFIED_FOR) while the socket is open: once
+//! [`VERIFIED_FOR`](greenthread_store::auth::VERIFIED_FOR) while the socket is open: once
 //! the key is revoked or expires, the socket closes with 4403 and its
 //! subscriptions end.
 
@@ -20,7 +20,7 @@ use futures_util::{SinkExt, StreamExt};
 
 use super::errors::{Auth, UNAUTHENTICATED, coded};
 use super::{GraphqlState, authenticate, bearer, types};
-use crate::auth::{AuthError, VERIFIED_FOR};
+use greenthread_store::auth::{AuthError, VERIFIED_FOR};
 
 /// The close code `graphql-transport-ws` gives a connection that is not allowed.
 const FORBIDDEN_CLOSE: u16 = 4403;

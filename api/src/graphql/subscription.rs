@@ -23,7 +23,10 @@ impl SubscriptionRoot {
         project: Option<String>,
     ) -> async_graphql::Result<std::pin::Pin<Box<dyn Stream<Item = ModelEvent> + Send>>> {
         let p = principal(ctx)?.clone();
-        if !(p.is_admin() || p.has(crate::auth::Scope::Read) || p.has(crate::auth::Scope::Manage)) {
+        if !(p.is_admin()
+            || p.has(greenthread_store::auth::Scope::Read)
+            || p.has(greenthread_store::auth::Scope::Manage))
+        {
             return Err(coded(FORBIDDEN, "this key has no read scope"));
         }
         let only = match &project {

@@ -71,7 +71,7 @@ fn parse_request(body: &[u8]) -> Result<async_graphql::Request, Unreadable> {
 fn rejected_body(e: &BytesRejection) -> Unreadable {
     // The limit itself is not needed here: the message names no number.
     match crate::http::intake::body_rejection(e, 0) {
-        crate::http::error::ApiError::PayloadTooLarge { .. } => Unreadable {
+        greenthread_protocol::error::ApiError::PayloadTooLarge { .. } => Unreadable {
             status: StatusCode::PAYLOAD_TOO_LARGE,
             code: PAYLOAD_TOO_LARGE,
             message: "the request body is larger than the server accepts".into(),

@@ -15,7 +15,7 @@ use uuid::Uuid;
 use super::errors::internal;
 use super::pagination::page;
 use crate::manage::{Management, UserError};
-use crate::store::entities::{api_key, audit_event, model, project, service};
+use greenthread_store::entities::{api_key, audit_event, model, project, service};
 
 /// The scheduler, where this server runs one.
 pub struct Scheduler(pub Option<crate::scheduler_link::SchedulerLink>);
@@ -62,7 +62,7 @@ impl Project {
     /// Object-store prefixes (`s3://bucket/folder/`) this project's models
     /// may read from; set by admins (`setArtifactPrefixes`).
     async fn artifact_prefixes(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<String>> {
-        crate::store::prefixes::of_project(management(ctx).store.db(), self.0.id).await.map_err(internal)
+        greenthread_store::prefixes::of_project(management(ctx).store.db(), self.0.id).await.map_err(internal)
     }
     #[graphql(complexity = "super::pagination::weight(first, child_complexity)")]
     async fn services(

@@ -7,7 +7,7 @@ use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter};
 use uuid::Uuid;
 
-use crate::store::entities::usage_record;
+use greenthread_store::entities::usage_record;
 
 /// Most records one usage query reads; a narrower range reads fewer.
 pub const MAX_RECORDS: u64 = 500_000;

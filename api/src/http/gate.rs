@@ -15,11 +15,11 @@ use std::collections::HashSet;
 
 use greenthread_core::{ModelName, ModelSpec};
 
-use super::error::ApiError;
 use super::state::AppState;
-use crate::auth::{AuthError, KeyService, Principal, Scope};
-use crate::ratelimit;
-use crate::store::keys;
+use greenthread_protocol::error::ApiError;
+use greenthread_store::auth::{AuthError, KeyService, Principal, Scope};
+use greenthread_store::keys;
+use greenthread_store::ratelimit;
 
 /// The inference side's credentials check.
 pub struct Gate {

@@ -17,8 +17,8 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use http_body::{Frame, SizeHint};
 
-use super::error::ApiError;
 use crate::anthropic;
+use greenthread_protocol::error::ApiError;
 
 /// Longest a request body may take to arrive, from the end of its headers:
 /// 8 MiB (the default limit) at about 1 Mbit/s.

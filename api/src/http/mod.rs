@@ -1,6 +1,5 @@
 //! The HTTP server: routes, limits, request logging and graceful shutdown.
 
-pub mod error;
 pub mod gate;
 pub mod intake;
 pub mod json;
@@ -19,10 +18,10 @@ use axum::routing::{get, post};
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use tracing::Level;
 
-use self::error::ApiError;
 use self::state::AppState;
 use crate::anthropic;
 use crate::openai::{chat, completions, embeddings, models};
+use greenthread_protocol::error::ApiError;
 
 /// Every route of the gateway. With a cluster, the scheduler's internal
 /// route for node heartbeats joins them, behind the cluster token.

@@ -26,6 +26,16 @@ pub struct Limits {
 }
 
 impl Limits {
+    /// What request validation checks against: these limits, and the
+    /// builtin engine's grammar compiler (every engine GreenThread runs
+    /// enforces grammars through llguidance).
+    pub fn rules(&self) -> greenthread_protocol::openai::validate::Rules<'static> {
+        greenthread_protocol::openai::validate::Rules {
+            max_choices: self.max_choices,
+            enforceable: &greenthread_node_runtime::constraint::check,
+        }
+    }
+
     /// What a request body may be under these limits.
     pub fn body(&self) -> crate::http::intake::BodyLimits {
         crate::http::intake::BodyLimits { max_bytes: self.max_request_bytes, timeout: self.body_read_timeout }

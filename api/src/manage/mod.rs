@@ -19,10 +19,10 @@ use sha2::{Digest, Sha256};
 
 pub use self::artifacts::ArtifactPolicy;
 pub use self::registry::Registry;
-use crate::auth::{KeyService, Principal};
-use crate::store::entities::idempotency_key;
-use crate::store::state::{self, LoadedState};
-use crate::store::{Actor, DEFAULT_PROJECT, Store, StoreError, keys};
+use greenthread_store::auth::{KeyService, Principal};
+use greenthread_store::entities::idempotency_key;
+use greenthread_store::state::{self, LoadedState};
+use greenthread_store::{Actor, DEFAULT_PROJECT, Store, StoreError, keys};
 
 /// A problem with the caller's input, pointing at the field.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, async_graphql::SimpleObject)]

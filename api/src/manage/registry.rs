@@ -10,7 +10,7 @@ use greenthread_core::{ModelName, ModelSpec};
 use greenthread_scheduler::{ManagedModel, ModelManager};
 
 use crate::catalog::ModelCatalog;
-use crate::store::{Store, StoreResult, state};
+use greenthread_store::{Store, StoreResult, state};
 
 pub struct Registry {
     store: Store,
@@ -58,7 +58,7 @@ impl Registry {
             current.project_ids.iter().map(|(k, v)| (k.to_string(), *v)).collect();
         let wanted: BTreeMap<ModelName, ModelSpec> =
             current.doc.models.into_iter().map(|m| (m.spec.name.clone(), m.spec)).collect();
-        let now = crate::openai::now_unix_seconds();
+        let now = greenthread_protocol::ids::now_unix();
         for (name, spec) in &wanted {
             if applied.get(name) != Some(spec) {
                 tracing::info!(model = %name, "Model spec changed in the database");
@@ -84,8 +84,8 @@ impl Registry {
     async fn load_domains(&self) -> StoreResult<()> {
         use sea_orm::EntityTrait;
         let db = self.store.db();
-        let rows = crate::store::entities::domain::Entity::find().all(db).await?;
-        let models = crate::store::entities::model::Entity::find().all(db).await?;
+        let rows = greenthread_store::entities::domain::Entity::find().all(db).await?;
+        let models = greenthread_store::entities::model::Entity::find().all(db).await?;
         let routes = rows
             .into_iter()
             .map(|d| {

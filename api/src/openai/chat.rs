@@ -13,19 +13,21 @@ use greenthread_core::grammar::{HermesToolCalls, ToolCallSplitter, ToolSplit};
 use greenthread_node_runtime::{GenerationEvent, GenerationStream, ModelInstance};
 use greenthread_scheduler::Lease;
 
-use super::choices::{self, ChoiceOutput, SYSTEM_FINGERPRINT, now_unix, response_id};
-use super::tools;
-use super::types::{
-    ChatChoice, ChatChunkChoice, ChatCompletion, ChatCompletionChunk, ChatCompletionRequest, ChatDelta, ChatMessageOut,
-    UsageOut,
-};
-use super::validate::{self, ValidChat};
+use super::choices::{self, ChoiceOutput};
 use super::{Route, dispatch, model_for_body, model_for_path};
 use crate::catalog::CatalogEntry;
-use crate::http::error::{ApiError, ApiResult};
+use crate::engine_errors::from_engine;
 use crate::http::gate::Caller;
 use crate::http::json::ApiJson;
 use crate::http::state::AppState;
+use greenthread_protocol::error::{ApiError, ApiResult};
+use greenthread_protocol::ids::{SYSTEM_FINGERPRINT, now_unix, response_id};
+use greenthread_protocol::openai::tools;
+use greenthread_protocol::openai::types::{
+    ChatChoice, ChatChunkChoice, ChatCompletion, ChatCompletionChunk, ChatCompletionRequest, ChatDelta, ChatMessageOut,
+    UsageOut,
+};
+use greenthread_protocol::openai::validate::{self, ValidChat};
 
 pub async fn unified(
     State(state): State<AppState>,
@@ -55,7 +57,7 @@ pub(crate) async fn complete(
     raw: bytes::Bytes,
 ) -> ApiResult<Response> {
     super::metered(state, caller, &model, async {
-        let chat = validate::chat(req, &state.limits)?;
+        let chat = validate::chat(req, &state.limits.rules())?;
         let name = model.spec.name.to_string();
         dispatch(state, &model, Route::Chat, raw, move |instance, lease| generate(instance, lease, chat, name)).await
     })
@@ -77,7 +79,8 @@ async fn generate(
         ));
     }
     let tools = output.tools.clone();
-    let prompt = choices::prepare(&instance, move |m| Ok(m.chat_prompt(&messages, tools.as_ref())?)).await?;
+    let prompt =
+        choices::prepare(&instance, move |m| m.chat_prompt(&messages, tools.as_ref()).map_err(from_engine)).await?;
     let prompt_tokens = prompt.len() as u32;
     let running = choices::start(instance.as_ref(), &prompt, &generation, 0)?;
     let id = response_id("chatcmpl");

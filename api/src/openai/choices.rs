@@ -8,8 +8,8 @@ use futures_util::stream::{self, StreamExt};
 use greenthread_core::FinishReason;
 use greenthread_node_runtime::{GenerateRequest, GenerationEvent, GenerationStream, ModelInstance};
 
-use super::validate::ValidGeneration;
-use crate::http::error::{ApiError, ApiResult};
+use greenthread_protocol::error::{ApiError, ApiResult};
+use greenthread_protocol::openai::validate::ValidGeneration;
 
 /// Starts choice `first_index..first_index + n` of `prompt`.
 ///
@@ -23,13 +23,15 @@ pub fn start(
 ) -> ApiResult<Vec<(u32, GenerationStream)>> {
     (first_index..first_index + generation.n)
         .map(|index| {
-            let stream = model.generate(GenerateRequest {
-                prompt: prompt.to_vec(),
-                sampling: generation.sampling_for_choice(index),
-                max_tokens: generation.max_tokens,
-                stop: generation.stop.clone(),
-                grammar: generation.grammar.clone(),
-            })?;
+            let stream = model
+                .generate(GenerateRequest {
+                    prompt: prompt.to_vec(),
+                    sampling: generation.sampling_for_choice(index),
+                    max_tokens: generation.max_tokens,
+                    stop: generation.stop.clone(),
+                    grammar: generation.grammar.clone(),
+                })
+                .map_err(crate::engine_errors::from_engine)?;
             Ok((index, stream))
         })
         .collect()
@@ -91,23 +93,3 @@ pub async fn prepare<T: Send + 'static>(
         .await
         .map_err(|e| ApiError::Internal(format!("prompt preparation failed: {e}")))?
 }
-
-/// A response id: `prefix` and 24 random alphanumerics.
-pub fn response_id(prefix: &str) -> String {
-    format!("{prefix}-{}", random_suffix())
-}
-
-/// 24 random alphanumerics, the unique part of response and tool-call ids.
-pub fn random_suffix() -> String {
-    use rand::Rng;
-    use rand::distr::Alphanumeric;
-    rand::rng().sample_iter(Alphanumeric).take(24).map(char::from).collect()
-}
-
-/// Seconds since the Unix epoch, for `created` fields.
-pub fn now_unix() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
-}
-
-/// Identifies the build in `system_fingerprint`.
-pub const SYSTEM_FINGERPRINT: &str = concat!("greenthread-", env!("CARGO_PKG_VERSION"));

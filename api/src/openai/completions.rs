@@ -11,15 +11,16 @@ use futures_util::{Stream, StreamExt};
 use greenthread_node_runtime::{GenerationEvent, GenerationStream, ModelInstance};
 use greenthread_scheduler::Lease;
 
-use super::choices::{self, SYSTEM_FINGERPRINT, now_unix, response_id};
-use super::types::{Completion, CompletionChoice, CompletionRequest, UsageOut};
-use super::validate::{self, ValidCompletion, ValidPrompt};
+use super::choices;
 use super::{Route, dispatch, model_for_body, model_for_path};
 use crate::catalog::CatalogEntry;
-use crate::http::error::{ApiError, ApiResult};
 use crate::http::gate::Caller;
 use crate::http::json::ApiJson;
 use crate::http::state::AppState;
+use greenthread_protocol::error::{ApiError, ApiResult};
+use greenthread_protocol::ids::{SYSTEM_FINGERPRINT, now_unix, response_id};
+use greenthread_protocol::openai::types::{Completion, CompletionChoice, CompletionRequest, UsageOut};
+use greenthread_protocol::openai::validate::{self, ValidCompletion, ValidPrompt};
 
 pub async fn unified(
     State(state): State<AppState>,
@@ -54,7 +55,7 @@ async fn complete(
     raw: bytes::Bytes,
 ) -> ApiResult<Response> {
     super::metered(state, caller, &model, async {
-        let valid = validate::completion(req, &state.limits)?;
+        let valid = validate::completion(req, &state.limits.rules())?;
         let name = model.spec.name.to_string();
         dispatch(state, &model, Route::Completions, raw, move |instance, lease| generate(instance, lease, valid, name))
             .await

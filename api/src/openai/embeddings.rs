@@ -14,10 +14,11 @@ use serde_json::Value;
 
 use super::{Route, dispatch, model_for_body, model_for_path};
 use crate::catalog::CatalogEntry;
-use crate::http::error::{ApiError, ApiResult};
+use crate::engine_errors::from_engine;
 use crate::http::gate::Caller;
 use crate::http::json::ApiJson;
 use crate::http::state::AppState;
+use greenthread_protocol::error::{ApiError, ApiResult};
 
 /// OpenAI's limit on inputs per request.
 const MAX_INPUTS: usize = 2048;
@@ -167,13 +168,13 @@ async fn embed(
                 Err(e @ greenthread_node_runtime::Error::TokenOutOfRange(_)) => {
                     Err(ApiError::invalid("input", e.to_string()))
                 }
-                other => Ok(other?),
+                other => other.map_err(from_engine),
             })
             .collect::<ApiResult<Vec<_>>>()?;
         let tokens = ids.iter().map(Vec::len).sum();
         let mut vectors = Vec::with_capacity(ids.len());
         for batch in ids.chunks(BATCH) {
-            vectors.extend(instance.embed(batch)?);
+            vectors.extend(instance.embed(batch).map_err(from_engine)?);
         }
         Ok((vectors, tokens))
     })
@@ -207,7 +208,7 @@ fn encode(vector: &[f32], base64: bool) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::http::json::parse;
+    use greenthread_protocol::json::parse;
 
     fn param(body: &str) -> String {
         match validate(parse(body.as_bytes()).unwrap()) {

@@ -4,18 +4,13 @@ pub mod chat;
 pub(crate) mod choices;
 pub mod completions;
 pub mod embeddings;
-pub mod guided;
 pub mod models;
-pub(crate) mod tools;
-pub mod types;
-pub mod validate;
 
 use std::future::Future;
 use std::sync::Arc;
 
 use axum::response::Response;
 use bytes::Bytes;
-pub use choices::now_unix as now_unix_seconds;
 use greenthread_core::NodeId;
 use greenthread_node_runtime::ModelInstance;
 use greenthread_scheduler::Lease;
@@ -23,9 +18,9 @@ use greenthread_scheduler::Lease;
 use crate::access::{Hold, Target};
 use crate::catalog::CatalogEntry;
 use crate::cluster::proxy::Retry;
-use crate::http::error::{ApiError, ApiResult};
 use crate::http::gate::Caller;
 use crate::http::state::AppState;
+use greenthread_protocol::error::{ApiError, ApiResult};
 
 /// The model a request body's `"model"` names (name or alias).
 /// A model of another project is not found, exactly like one that does not exist.

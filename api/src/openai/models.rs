@@ -3,12 +3,12 @@
 use axum::Json;
 use axum::extract::{Path, State};
 
-use super::types::{ModelList, ModelObject};
 use super::{model_for_body, model_for_path};
 use crate::catalog::CatalogEntry;
-use crate::http::error::ApiResult;
 use crate::http::gate::Caller;
 use crate::http::state::AppState;
+use greenthread_protocol::error::ApiResult;
+use greenthread_protocol::openai::types::{ModelList, ModelObject};
 
 fn object(m: &CatalogEntry) -> ModelObject {
     ModelObject { id: m.spec.name.to_string(), object: "model", created: m.created, owned_by: "greenthread" }
@@ -47,7 +47,7 @@ pub async fn retrieve_one(
     let model = model_for_path(&state, &caller, &name)?;
     let other = model_for_body(&state, &caller, Some(&id))?;
     if other.spec.name != model.spec.name {
-        return Err(crate::http::error::ApiError::ModelNotFound(id));
+        return Err(greenthread_protocol::error::ApiError::ModelNotFound(id));
     }
     Ok(Json(object(&model)))
 }

@@ -23,8 +23,8 @@ use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
 pub use self::observe::{UsageContext, WakeWait, observe};
-use crate::store::Store;
-use crate::store::entities::usage_record;
+use greenthread_store::Store;
+use greenthread_store::entities::usage_record;
 
 /// Records waiting for the writer before new ones are dropped: a few
 /// seconds of traffic at thousands of requests a second.
@@ -153,17 +153,17 @@ async fn write(store: &Store, batch: &mut Vec<UsageEvent>, rate_window: Duration
     let mut windows: std::collections::BTreeMap<(Uuid, i64), i64> = std::collections::BTreeMap::new();
     for e in batch.iter() {
         if let Some(key) = e.key_id {
-            let (start, _) = crate::ratelimit::window_of(e.at, rate_window);
+            let (start, _) = greenthread_store::ratelimit::window_of(e.at, rate_window);
             *windows.entry((key, start)).or_default() += i64::from(e.input_tokens) + i64::from(e.output_tokens);
         }
     }
     for ((key, start), tokens) in windows.into_iter().filter(|(_, t)| *t > 0) {
-        if let Err(e) = crate::ratelimit::add_tokens(store.db(), key, start, tokens).await {
+        if let Err(e) = greenthread_store::ratelimit::add_tokens(store.db(), key, start, tokens).await {
             tracing::warn!(error = %e, "Cannot count tokens against a rate limit");
         }
     }
     let oldest = store.now().timestamp() - 2 * i64::try_from(rate_window.as_secs()).unwrap_or(60) - 60;
-    if let Err(e) = crate::ratelimit::prune(store.db(), oldest).await {
+    if let Err(e) = greenthread_store::ratelimit::prune(store.db(), oldest).await {
         tracing::warn!(error = %e, "Cannot prune rate-limit windows");
     }
     let rows = batch.drain(..).map(|e| usage_record::ActiveModel {

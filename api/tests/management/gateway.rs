@@ -191,7 +191,7 @@ async fn gateway_serves_from_the_scheduler_and_its_node(db: &Db) {
     // The gateway metered what it served.
     gw.state.usage.as_ref().unwrap().flush().await;
     let store = &gw.state.management.as_ref().unwrap().store;
-    let rows = greenthread_api::store::entities::usage_record::Entity::find().all(store.db()).await.unwrap();
+    let rows = greenthread_store::entities::usage_record::Entity::find().all(store.db()).await.unwrap();
     let ok: Vec<_> = rows.iter().filter(|r| r.status == "ok").collect();
     assert_eq!(ok.len(), 2, "{rows:#?}");
     assert!(ok.iter().all(|r| r.key_id.map(|k| k.to_string()) == Some(key_id.clone()) && r.output_tokens > 0));

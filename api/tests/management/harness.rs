@@ -7,12 +7,12 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use greenthread_api::http::state::Limits;
-use greenthread_api::store::Clock;
 use greenthread_api::{Budgets, ManagedOptions, Platform};
 use greenthread_node_runtime::builtin::BuiltinEngine;
 use greenthread_node_runtime::fixtures::TinyModel;
 use greenthread_node_runtime::node::LocalArtifacts;
 use greenthread_scheduler::PreemptionRules;
+use greenthread_store::Clock;
 use sea_orm::{ConnectionTrait, Database};
 use serde_json::{Value, json};
 
@@ -62,7 +62,7 @@ impl Db {
 
     pub fn url(&self) -> String {
         match self {
-            Self::Sqlite(dir) => greenthread_api::store::Store::sqlite_url(dir.path()),
+            Self::Sqlite(dir) => greenthread_store::Store::sqlite_url(dir.path()),
             Self::Postgres { url, .. } => url.clone(),
         }
     }

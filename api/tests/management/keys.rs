@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use base64::Engine;
-use greenthread_api::store::Clock;
+use greenthread_store::Clock;
 use reqwest::Method;
 use sea_orm::{ConnectionTrait, Statement};
 use serde_json::json;
@@ -150,7 +150,7 @@ async fn a_key_revoked_on_another_replica_is_refused_within_the_verification_bou
     assert_eq!(a.chat(&secret, "m").await.0, 401, "the replica that revoked it forgets it at once");
     // b trusts its verification for at most VERIFIED_FOR, then reads the row again.
     assert_eq!(b.chat(&secret, "m").await.0, 200, "b's verification is still fresh");
-    b.clock.advance(greenthread_api::auth::VERIFIED_FOR + Duration::from_millis(1));
+    b.clock.advance(greenthread_store::auth::VERIFIED_FOR + Duration::from_millis(1));
     let (status, body) = b.chat(&secret, "m").await;
     assert_eq!(status, 401, "{body}");
     assert!(body["error"]["message"].as_str().unwrap().contains("revoked"), "{body}");

@@ -2,8 +2,8 @@
 
 use std::sync::Arc;
 
-use greenthread_api::store::{Store, SystemClock};
 use greenthread_migrations::{Migrator, MigratorTrait};
+use greenthread_store::{Store, SystemClock};
 use sea_orm::{ConnectionTrait, Statement};
 
 use crate::harness::Db;
@@ -43,7 +43,7 @@ async fn migrations_run_twice_and_roll_back(db: &Db) {
 on_both_databases!(migrations_run_twice_and_roll_back);
 
 async fn the_bootstrap_admin_key_is_made_once(db: &Db) {
-    use greenthread_api::auth::{KeyService, Scope};
+    use greenthread_store::auth::{KeyService, Scope};
     let store = Store::open(&db.url(), Arc::new(SystemClock)).await.unwrap();
     let keys = KeyService::new(store.clone()).await.unwrap();
     let secret = keys.bootstrap_admin(None).await.unwrap().expect("a fresh database gets an admin key");

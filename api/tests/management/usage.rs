@@ -6,8 +6,8 @@ use serde_json::json;
 
 use crate::harness::{ADMIN, Db, Server};
 use crate::on_both_databases;
-use greenthread_api::store::entities::usage_record;
 use greenthread_node_runtime::fixtures::TinyModel;
+use greenthread_store::entities::usage_record;
 
 async fn every_request_is_metered(db: &Db) {
     let s = Server::start(db).await;

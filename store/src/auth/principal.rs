@@ -4,8 +4,8 @@ use greenthread_core::ModelName;
 use uuid::Uuid;
 
 use super::{AuthError, Scope};
-use crate::store::Actor;
-use crate::store::entities::{api_key, project};
+use crate::Actor;
+use crate::entities::{api_key, project};
 
 /// The caller behind a request: a key, its project and scopes.
 #[derive(Debug, Clone, PartialEq, Eq)]

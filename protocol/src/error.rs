@@ -4,7 +4,6 @@
 use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use greenthread_scheduler::AcquireError;
 use serde_json::json;
 
 /// Everything a request can fail with.
@@ -41,7 +40,7 @@ pub enum ApiError {
     #[error("{0}")]
     PermissionDenied(String),
     #[error("Rate limit reached for this API key; retry in {} s.", .0.reset.as_secs_f64().ceil())]
-    RateLimited(crate::ratelimit::RateStatus),
+    RateLimited(greenthread_core::rate_limit::RateStatus),
     /// A fault of the server; the detail is logged, never sent.
     #[error("The server had an error while processing your request.")]
     Internal(String),
@@ -183,41 +182,6 @@ impl IntoResponse for ApiError {
             _ => {}
         }
         response
-    }
-}
-
-impl From<AcquireError> for ApiError {
-    fn from(e: AcquireError) -> Self {
-        match e {
-            AcquireError::UnknownModel(model) => Self::ModelNotFound(model),
-            AcquireError::Timeout { model, waited, retry_after } => Self::Waking {
-                model,
-                waited_s: waited.as_secs(),
-                retry_after_s: retry_after.as_secs_f64().ceil().max(1.0) as u64,
-            },
-            AcquireError::Failed { model, reason } => Self::ModelFailed { model, reason },
-            AcquireError::TooLarge { model, needed } => Self::ModelFailed {
-                model,
-                reason: format!("it needs {needed} bytes of device memory, more than any node's device budget"),
-            },
-            AcquireError::Stopped => Self::Unavailable("the server is shutting down".into()),
-        }
-    }
-}
-
-impl From<greenthread_node_runtime::Error> for ApiError {
-    fn from(e: greenthread_node_runtime::Error) -> Self {
-        use greenthread_node_runtime::Error as E;
-        match e {
-            E::ContextLengthExceeded { .. } => Self::ContextLengthExceeded(e.to_string()),
-            E::Template(_) | E::NoChatTemplate => Self::invalid("messages", e.to_string()),
-            E::EmptyPrompt | E::TokenOutOfRange(_) => Self::invalid("prompt", e.to_string()),
-            E::BiasOutOfRange(_) => Self::invalid("logit_bias", e.to_string()),
-            E::Grammar(_) => Self::invalid("response_format", e.to_string()),
-            E::Stopped | E::Asleep => Self::Unavailable(e.to_string()),
-            E::WrongKind(_) => Self::invalid("model", e.to_string()),
-            other => Self::Internal(other.to_string()),
-        }
     }
 }
 

@@ -5,7 +5,7 @@
 use serde_json::{Value, json};
 
 use super::types::{ContentBlockIn, ContentField, InputMessage, TextBlockIn};
-use crate::http::error::ApiError;
+use crate::error::ApiError;
 
 fn unsupported(message: String) -> ApiError {
     ApiError::Unsupported { param: "messages", message }

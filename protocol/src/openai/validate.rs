@@ -7,12 +7,11 @@ use greenthread_core::grammar::OutputGrammar;
 use greenthread_core::{ChatMessage, Role, SamplingParams, SamplingRequest, ToolCall, ToolCallFunction};
 use serde_json::Value;
 
-use super::tools::{self, ValidOutput};
+use super::tools::{self, Enforceable, ValidOutput};
 use super::types::{
     ChatCompletionRequest, ChatMessageIn, CompletionRequest, MessageContent, PromptField, SamplingFields, StopField,
 };
-use crate::http::error::{ApiError, ApiResult};
-use crate::http::state::Limits;
+use crate::error::{ApiError, ApiResult};
 
 /// OpenAI's limit on stop sequences.
 const MAX_STOP_SEQUENCES: usize = 4;
@@ -69,7 +68,16 @@ pub struct ValidCompletion {
     pub generation: ValidGeneration,
 }
 
-fn generation(fields: &SamplingFields, max_tokens: Option<u32>, limits: &Limits) -> ApiResult<ValidGeneration> {
+/// What validation needs from the server: its limits, and whether the engine
+/// can enforce a grammar.
+#[derive(Clone, Copy)]
+pub struct Rules<'a> {
+    /// Most choices (`n`, or prompts × `n`) one request may ask for.
+    pub max_choices: u32,
+    pub enforceable: Enforceable<'a>,
+}
+
+fn generation(fields: &SamplingFields, max_tokens: Option<u32>, limits: &Rules<'_>) -> ApiResult<ValidGeneration> {
     let sampling = SamplingRequest {
         temperature: fields.temperature,
         top_p: fields.top_p,
@@ -124,7 +132,7 @@ fn generation(fields: &SamplingFields, max_tokens: Option<u32>, limits: &Limits)
 ///
 /// # Errors
 /// [`ApiError::InvalidParam`] or [`ApiError::Unsupported`] naming the field.
-pub fn chat(req: ChatCompletionRequest, limits: &Limits) -> ApiResult<ValidChat> {
+pub fn chat(req: ChatCompletionRequest, limits: &Rules<'_>) -> ApiResult<ValidChat> {
     if req.messages.is_empty() {
         return Err(ApiError::invalid("messages", "messages must contain at least one message"));
     }
@@ -136,8 +144,8 @@ pub fn chat(req: ChatCompletionRequest, limits: &Limits) -> ApiResult<ValidChat>
     if req.logprobs == Some(true) || req.top_logprobs.is_some_and(|n| n > 0) {
         return Err(ApiError::Unsupported { param: "logprobs", message: "logprobs are not supported yet".into() });
     }
-    let guided = super::guided::grammar(&req.guided)?;
-    let output = tools::output(req.tools, req.tool_choice.as_ref(), req.response_format.as_ref())?;
+    let guided = super::guided::grammar(&req.guided, limits.enforceable)?;
+    let output = tools::output(req.tools, req.tool_choice.as_ref(), req.response_format.as_ref(), limits.enforceable)?;
     if guided.is_some() && (output.grammar.is_some() || output.callable.is_some()) {
         return Err(ApiError::invalid(
             "structured_outputs",
@@ -209,7 +217,7 @@ fn message(i: usize, m: ChatMessageIn) -> ApiResult<ChatMessage> {
 ///
 /// # Errors
 /// [`ApiError::InvalidParam`] or [`ApiError::Unsupported`] naming the field.
-pub fn completion(req: CompletionRequest, limits: &Limits) -> ApiResult<ValidCompletion> {
+pub fn completion(req: CompletionRequest, limits: &Rules<'_>) -> ApiResult<ValidCompletion> {
     if req.suffix.as_deref().is_some_and(|s| !s.is_empty()) {
         return Err(ApiError::Unsupported { param: "suffix", message: "suffix is not supported".into() });
     }
@@ -235,8 +243,8 @@ pub fn completion(req: CompletionRequest, limits: &Limits) -> ApiResult<ValidCom
     let max_tokens = Some(req.max_tokens.unwrap_or(COMPLETIONS_DEFAULT_MAX_TOKENS));
     let mut generation = generation(&fields, max_tokens, limits)?;
     // Structured output as on chat; completions have no tools.
-    let format = tools::output(None, None, req.response_format.as_ref())?.grammar;
-    let guided = super::guided::grammar(&req.guided)?;
+    let format = tools::output(None, None, req.response_format.as_ref(), limits.enforceable)?.grammar;
+    let guided = super::guided::grammar(&req.guided, limits.enforceable)?;
     if guided.is_some() && format.is_some() {
         return Err(ApiError::invalid("structured_outputs", "ask for one structured output, not response_format too"));
     }
@@ -253,10 +261,11 @@ pub fn completion(req: CompletionRequest, limits: &Limits) -> ApiResult<ValidCom
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::http::json::parse;
+    use crate::json::parse;
 
     fn chat_req(body: &str) -> ApiResult<ValidChat> {
-        chat(parse(body.as_bytes())?, &Limits::default())
+        let rules = Rules { max_choices: 8, enforceable: &greenthread_node_runtime::constraint::check };
+        chat(parse(body.as_bytes())?, &rules)
     }
 
     fn param_of(r: ApiResult<ValidChat>) -> String {
@@ -336,7 +345,11 @@ mod tests {
 
     #[test]
     fn completions_default_to_sixteen_tokens_and_accept_token_prompts() {
-        let v = completion(parse(br#"{"model":"m","prompt":[1,2,3]}"#).unwrap(), &Limits::default()).unwrap();
+        let v = completion(
+            parse(br#"{"model":"m","prompt":[1,2,3]}"#).unwrap(),
+            &Rules { max_choices: 8, enforceable: &greenthread_node_runtime::constraint::check },
+        )
+        .unwrap();
         assert_eq!(v.generation.max_tokens, Some(16));
         assert!(matches!(&v.prompts[..], [ValidPrompt::Tokens(t)] if t == &[1, 2, 3]));
     }

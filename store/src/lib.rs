@@ -8,9 +8,11 @@
 //! transaction (an etag, a name being free) still holds at commit.
 
 pub mod audit;
+pub mod auth;
 pub mod entities;
 pub mod keys;
 pub mod prefixes;
+pub mod ratelimit;
 pub mod state;
 
 use std::sync::Arc;

@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 
 use super::blocks;
 use super::types::{MessagesRequest, SystemField};
-use crate::http::error::ApiError;
+use crate::error::ApiError;
 
 /// Anthropic's sampling temperature range (OpenAI's goes to 2).
 const MAX_TEMPERATURE: f32 = 1.0;

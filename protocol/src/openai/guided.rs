@@ -10,8 +10,8 @@ use greenthread_core::grammar::OutputGrammar;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::tools::checked;
-use crate::http::error::{ApiError, ApiResult};
+use super::tools::{Enforceable, checked};
+use crate::error::{ApiError, ApiResult};
 
 /// The request fields that may ask for structured output, vLLM's way.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -38,7 +38,7 @@ pub struct StructuredOutputs {
 /// # Errors
 /// [`ApiError::InvalidParam`] naming the field: more than one asked for,
 /// or a grammar that cannot be enforced.
-pub fn grammar(fields: &GuidedFields) -> ApiResult<Option<Arc<OutputGrammar>>> {
+pub fn grammar(fields: &GuidedFields, enforceable: Enforceable<'_>) -> ApiResult<Option<Arc<OutputGrammar>>> {
     let s = fields.structured_outputs.clone().unwrap_or_default();
     let mut asked: Vec<(&str, Result<OutputGrammar, String>)> = [
         s.json.as_ref().map(|j| ("structured_outputs.json", json(j))),
@@ -59,7 +59,7 @@ pub fn grammar(fields: &GuidedFields) -> ApiResult<Option<Arc<OutputGrammar>>> {
     }
     let Some((param, built)) = asked.pop() else { return Ok(None) };
     let grammar = built.map_err(|message| ApiError::invalid(param, message))?;
-    checked(&grammar, param)?;
+    checked(&grammar, param, enforceable)?;
     Ok(Some(Arc::new(grammar)))
 }
 
@@ -86,9 +86,14 @@ fn choice(options: &[String]) -> Result<OutputGrammar, String> {
 
 #[cfg(test)]
 mod tests {
+    use greenthread_node_runtime::constraint;
     use serde_json::json;
 
     use super::*;
+
+    fn grammar(fields: &GuidedFields) -> ApiResult<Option<Arc<OutputGrammar>>> {
+        super::grammar(fields, &constraint::check)
+    }
 
     fn fields(body: Value) -> GuidedFields {
         serde_json::from_value(body).unwrap()

@@ -26,8 +26,8 @@ use uuid::Uuid;
 pub use self::principal::Principal;
 pub use self::scope::{Scope, ScopeError, parse_scopes};
 
-use crate::store::entities::api_key;
-use crate::store::{Actor, DEFAULT_PROJECT, Store, StoreError, keys, state};
+use crate::entities::api_key;
+use crate::{Actor, DEFAULT_PROJECT, Store, StoreError, keys, state};
 
 /// Every key's secret starts with this, so scanners and people recognise it.
 pub const KEY_PREFIX: &str = "gt_";

@@ -5,16 +5,20 @@
 use std::sync::Arc;
 
 use greenthread_core::grammar::{OutputFormat, OutputGrammar, ParsedToolCall, SchemaError, ToolDef, ToolMode};
-use greenthread_node_runtime::constraint;
 use serde_json::{Value, json};
 
 use super::types::{FunctionDelta, FunctionOut, ResponseFormat, ToolCallDelta, ToolCallOut};
-use crate::http::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult};
 
 /// OpenAI's limit on a function name.
 const MAX_TOOL_NAME: usize = 64;
 /// Tools one request may offer (OpenAI allows 128).
 const MAX_TOOLS: usize = 128;
+
+/// The engine's answer to whether it can enforce a grammar: the reason when
+/// it cannot. Validation asks before a model is woken, so a grammar the
+/// engine would refuse is a 400 naming the field that asked for it.
+pub type Enforceable<'a> = &'a (dyn Fn(&OutputGrammar) -> Result<(), String> + Sync);
 
 /// What a chat answer must look like and how to read it.
 #[derive(Debug, Clone, Default)]
@@ -37,6 +41,7 @@ pub fn output(
     tools: Option<Vec<Value>>,
     tool_choice: Option<&Value>,
     format: Option<&ResponseFormat>,
+    enforceable: Enforceable<'_>,
 ) -> ApiResult<ValidOutput> {
     let format = output_format(format)?;
     let tools = tools.unwrap_or_default();
@@ -52,13 +57,13 @@ pub fn output(
     // Each part is checked alone first, so that a refusal names its field.
     if let OutputFormat::JsonSchema(schema) = &format {
         let alone = OutputGrammar::json_schema(schema).map_err(schema_error)?;
-        checked(&alone, "response_format.json_schema.schema")?;
+        checked(&alone, "response_format.json_schema.schema", enforceable)?;
     }
     let grammar = OutputGrammar::for_output(&format, offered).map_err(schema_error)?;
     if let (Some(grammar), Some((_, mode))) = (&grammar, offered)
         && (*mode != ToolMode::Auto || format != OutputFormat::Text)
     {
-        checked(grammar, "tools")?;
+        checked(grammar, "tools", enforceable)?;
     }
     let grammar = grammar.map(Arc::new);
     let callable = offered.map(|_| defs.iter().map(|d| d.name.clone()).collect());
@@ -145,8 +150,8 @@ fn tool_mode(choice: Option<&Value>, defs: &[ToolDef]) -> ApiResult<Option<ToolM
 ///
 /// # Errors
 /// [`ApiError::InvalidParam`] with the grammar compiler's reason.
-pub fn checked(grammar: &OutputGrammar, param: &str) -> ApiResult<()> {
-    constraint::check(grammar).map_err(|reason| ApiError::invalid(param, format!("cannot be enforced: {reason}")))
+pub fn checked(grammar: &OutputGrammar, param: &str, enforceable: Enforceable<'_>) -> ApiResult<()> {
+    enforceable(grammar).map_err(|reason| ApiError::invalid(param, format!("cannot be enforced: {reason}")))
 }
 
 fn schema_error(e: SchemaError) -> ApiError {
@@ -157,7 +162,7 @@ fn schema_error(e: SchemaError) -> ApiError {
 
 /// A tool call id: `call_` and 24 random alphanumerics.
 pub fn call_id() -> String {
-    format!("call_{}", super::choices::random_suffix())
+    format!("call_{}", crate::ids::random_suffix())
 }
 
 /// An OpenAI tool call for one found in the output.
@@ -195,7 +200,17 @@ pub fn content_beside_calls(text: String, calls: usize) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
+    use greenthread_node_runtime::constraint;
+
     use super::*;
+
+    fn output(
+        tools: Option<Vec<Value>>,
+        choice: Option<&Value>,
+        format: Option<&ResponseFormat>,
+    ) -> ApiResult<ValidOutput> {
+        super::output(tools, choice, format, &constraint::check)
+    }
 
     fn weather() -> Vec<Value> {
         vec![json!({"type": "function", "function": {"name": "get_weather", "parameters": {

@@ -1,0 +1,6 @@
+//! OpenAI's API: request and response types and their validation.
+
+pub mod guided;
+pub mod tools;
+pub mod types;
+pub mod validate;
