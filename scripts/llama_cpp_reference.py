@@ -2,7 +2,7 @@
 """Reference answers from llama.cpp (through llama-cpp-python) for GreenThread's tests and benchmarks.
 
 Reads one JSON request on stdin and writes one JSON answer on stdout:
-  {"op": "tokenize", "model": PATH, "texts": [...]}            -> {"tokens": [[id, ...], ...]}
+  {"op": "tokenize", "model": PATH, "texts": [...], "special": B} -> {"tokens": [[id, ...], ...]}
   {"op": "logits",   "model": PATH, "prompts": [[id, ...], ...]} -> {"logits": [[f32 x vocab], ...]}  (last position)
   {"op": "greedy",   "model": PATH, "prompts": [[...]], "n": N}  -> {"tokens": [[id, ...], ...]}
   {"op": "bench",    "model": PATH, "prompt": [...], "n": N, "threads": T, "repeats": R}
@@ -37,7 +37,8 @@ def load(path, n_ctx=1024, threads=None, logits_all=False, vocab_only=False):
 
 def tokenize(req):
     m = load(req["model"], vocab_only=True)
-    return {"tokens": [m.tokenize(t.encode(), add_bos=True, special=True) for t in req["texts"]]}
+    special = req.get("special", True)
+    return {"tokens": [m.tokenize(t.encode(), add_bos=True, special=special) for t in req["texts"]]}
 
 
 def last_logits(m, prompt):

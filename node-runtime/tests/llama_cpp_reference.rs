@@ -68,6 +68,13 @@ const TEXTS: &[&str] = &[
     "",
     "a\u{a0}b ｆｕｌｌｗｉｄｔｈ",
     "<tool_call>\n{\"name\": \"f\"}\n</tool_call>",
+    "Straße naïve résumé ÆØÅ Ελληνικά русский العربية हिन्दी 日本語のテキスト 한국어",
+    "fn main() {\n\tlet v: Vec<u8> = (0..=255).collect();\n\tprintln!(\"{v:?}\"); // 🦀🦀\n}\n",
+    "The history of computing is a story of people finding ways to make machines do arithmetic, then logic, \
+     then language. Early mechanical calculators in the seventeenth century could add and subtract; by the \
+     nineteenth, designs for programmable engines described memory, a processing unit and conditional jumps.",
+    "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa    ............ !!!??? '' \"\"\" ``` ~~~",
+    "\u{0}\u{1}\u{7f} zero\u{200b}width <unk> <s> </s> <|endoftext|> <0x41>",
 ];
 
 #[test]
@@ -76,9 +83,12 @@ fn tokenizers_match_llama_cpp_on_the_real_models() {
     for file in [QWEN, GEMMA] {
         let path = real_model(file);
         let ours = read_tokenizer(&path).unwrap();
-        let theirs = as_ids(&reference(json!({"op": "tokenize", "model": path, "texts": TEXTS}))["tokens"]);
-        for (text, expected) in TEXTS.iter().zip(theirs) {
-            assert_eq!(ours.encode(text, true), expected, "{file}: {text:?}");
+        for special in [true, false] {
+            let request = json!({"op": "tokenize", "model": path, "texts": TEXTS, "special": special});
+            let theirs = as_ids(&reference(request)["tokens"]);
+            for (text, expected) in TEXTS.iter().zip(theirs) {
+                assert_eq!(ours.encode(text, special), expected, "{file}, special {special}: {text:?}");
+            }
         }
     }
 }

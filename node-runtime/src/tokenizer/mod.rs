@@ -1,22 +1,25 @@
 //! Tokenizers read from GGUF metadata: GPT-2 style byte-level BPE
-//! (`tokenizer.ggml.model = gpt2`) and SentencePiece style BPE (`llama`).
+//! (`tokenizer.ggml.model = gpt2`) and SentencePiece style BPE (`llama`),
+//! run by Hugging Face's `tokenizers` (built in `models.rs`).
 //!
 //! Both follow llama.cpp's reading of the same metadata, so a prompt becomes
-//! the same token ids here as there.
+//! the same token ids here as there. Special tokens are split out here
+//! rather than registered as `tokenizers` added tokens, because whether
+//! control-token markup counts is decided per call (a chat template's
+//! markup does, a user's text does not), and `tokenizers` decides it per
+//! tokenizer.
 
-mod bpe;
 pub(crate) mod byte_level;
+mod models;
 mod pretokenize;
 mod special;
-mod spm;
 
 use std::collections::HashMap;
 
-pub use pretokenize::PreTokenizer;
+pub use pretokenize::PreSplit;
 
-use self::bpe::BpeModel;
+use self::models::SPACE;
 use self::special::SpecialMatcher;
-use self::spm::SpmModel;
 
 /// Why a tokenizer could not be built from a model file.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -27,6 +30,8 @@ pub enum TokenizerError {
     Inconsistent(String),
     #[error("tokenizer model {0:?} is not supported (supported: gpt2, llama)")]
     UnsupportedModel(String),
+    #[error("tokenizer pre-split tokenizer.ggml.pre = {0:?} is not supported (supported: {known})", known = pretokenize::KNOWN)]
+    UnsupportedPre(String),
 }
 
 /// llama.cpp's token types (`tokenizer.ggml.token_type`).
@@ -78,14 +83,9 @@ pub struct TokenizerSpec {
     pub add_space_prefix: bool,
 }
 
-enum Model {
-    Bpe(BpeModel),
-    Spm(SpmModel),
-}
-
 /// A model's tokenizer: text to ids and ids back to bytes.
 pub struct Tokenizer {
-    model: Model,
+    model: tokenizers::Tokenizer,
     /// Bytes each token renders as in output text; empty for control tokens.
     pieces: Vec<Vec<u8>>,
     /// The literal text of each token, as written in the vocabulary.
@@ -94,7 +94,6 @@ pub struct Tokenizer {
     bos: Option<u32>,
     eos: Option<u32>,
     add_bos: bool,
-    add_space_prefix: bool,
     end_of_generation: Vec<u32>,
 }
 
@@ -114,7 +113,7 @@ impl Tokenizer {
         if n == 0 {
             return Err(TokenizerError::Missing("tokenizer.ggml.tokens"));
         }
-        let token_types = if spec.token_types.is_empty() {
+        let mut token_types = if spec.token_types.is_empty() {
             vec![TokenType::Normal; n]
         } else if spec.token_types.len() == n {
             spec.token_types.clone()
@@ -127,20 +126,33 @@ impl Tokenizer {
             }
         }
         let ids: HashMap<String, u32> = spec.tokens.iter().enumerate().map(|(i, t)| (t.clone(), i as u32)).collect();
+        // llama.cpp treats end-of-turn texts as control tokens even where the
+        // file marks them normal (Qwen2's `</s>`) or user-defined (Gemma 3's),
+        // so they split out of text only with special-token parsing and end a
+        // generation; the same here keeps the ids equal.
+        for text in END_OF_GENERATION_TEXTS {
+            if let Some(&id) = ids.get(*text)
+                && matches!(token_types[id as usize], TokenType::Normal | TokenType::UserDefined)
+            {
+                tracing::debug!(
+                    token = text,
+                    id,
+                    "End-of-turn token not marked control in the file; treated as control"
+                );
+                token_types[id as usize] = TokenType::Control;
+            }
+        }
         let (model, pieces) = match spec.model.as_str() {
             "gpt2" => {
-                let pre = PreTokenizer::from_gguf(spec.pre.as_deref());
-                let bpe = BpeModel::new(&ids, &spec.merges, pre)?;
-                let pieces = (0..n).map(|i| bpe::piece_bytes(&spec.tokens[i], token_types[i])).collect();
-                (Model::Bpe(bpe), pieces)
+                if let Some(b) = (0..=255u8).find(|&b| !ids.contains_key(&byte_level::byte_char(b).to_string())) {
+                    return Err(TokenizerError::Inconsistent(format!("no token spells the byte {b:#04x}")));
+                }
+                let pieces = (0..n).map(|i| byte_level_piece(&spec.tokens[i], token_types[i])).collect();
+                (models::byte_level_bpe(&spec)?, pieces)
             }
             "llama" => {
-                if spec.scores.len() != n {
-                    return Err(TokenizerError::Inconsistent(format!("{} scores for {n} tokens", spec.scores.len())));
-                }
-                let spm = SpmModel::new(ids.clone(), spec.scores.clone(), spec.unknown);
-                let pieces = (0..n).map(|i| spm::piece_bytes(&spec.tokens[i], token_types[i])).collect();
-                (Model::Spm(spm), pieces)
+                let pieces = (0..n).map(|i| sentencepiece_piece(&spec.tokens[i], token_types[i])).collect();
+                (models::sentencepiece_bpe(&spec)?, pieces)
             }
             other => return Err(TokenizerError::UnsupportedModel(other.to_owned())),
         };
@@ -162,7 +174,6 @@ impl Tokenizer {
             bos: spec.bos,
             eos: spec.eos,
             add_bos: spec.add_bos,
-            add_space_prefix: spec.add_space_prefix,
             end_of_generation,
         })
     }
@@ -181,20 +192,16 @@ impl Tokenizer {
         {
             out.push(bos);
         }
-        let mut prev_was_special = true;
         for fragment in self.special.split(text, parse_special) {
             match fragment {
-                special::Fragment::Token(id) => {
-                    out.push(id);
-                    prev_was_special = true;
-                }
-                special::Fragment::Text(raw) => {
-                    match &self.model {
-                        Model::Bpe(bpe) => bpe.encode(raw, &mut out),
-                        Model::Spm(spm) => spm.encode(raw, self.add_space_prefix && prev_was_special, &mut out),
-                    }
-                    prev_was_special = false;
-                }
+                special::Fragment::Token(id) => out.push(id),
+                special::Fragment::Text(raw) => match self.model.encode_fast(raw, false) {
+                    Ok(encoding) => out.extend_from_slice(encoding.get_ids()),
+                    // Unreachable with the vocabularies `new` accepts: every
+                    // byte has a token (byte-level) or a fallback (`<0xAB>`
+                    // or unknown). Logged, never silently wrong ids.
+                    Err(e) => tracing::error!(error = %e, "Text could not be tokenized"),
+                },
             }
         }
         out
@@ -228,6 +235,31 @@ impl Tokenizer {
     pub fn is_end_of_generation(&self, id: u32) -> bool {
         self.end_of_generation.contains(&id)
     }
+}
+
+/// What a byte-level BPE token writes into output text.
+fn byte_level_piece(text: &str, ty: TokenType) -> Vec<u8> {
+    match ty {
+        TokenType::Control | TokenType::Unused => Vec::new(),
+        TokenType::UserDefined => text.as_bytes().to_vec(),
+        _ => byte_level::text_bytes(text).unwrap_or_else(|| text.as_bytes().to_vec()),
+    }
+}
+
+/// What a SentencePiece token writes into output text.
+fn sentencepiece_piece(text: &str, ty: TokenType) -> Vec<u8> {
+    match ty {
+        TokenType::Control | TokenType::Unused | TokenType::Unknown => Vec::new(),
+        TokenType::UserDefined => text.as_bytes().to_vec(),
+        TokenType::Byte => byte_token(text).map_or_else(|| text.as_bytes().to_vec(), |b| vec![b]),
+        TokenType::Normal => text.replace(SPACE, " ").into_bytes(),
+    }
+}
+
+/// The byte a `<0xAB>` token stands for.
+fn byte_token(text: &str) -> Option<u8> {
+    let hex = text.strip_prefix("<0x")?.strip_suffix('>')?;
+    u8::from_str_radix(hex, 16).ok()
 }
 
 impl crate::sampler::Vocabulary for Tokenizer {
