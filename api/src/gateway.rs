@@ -52,7 +52,7 @@ impl ModelAccess for Delegated {
                         retry_after_s: 1,
                     })
                 }
-                Err(e @ LinkError::Garbled(_)) => Err(ApiError::Internal(e.to_string())),
+                Err(e @ (LinkError::Garbled(_) | LinkError::WrongToken)) => Err(ApiError::Internal(e.to_string())),
             }
         })
     }

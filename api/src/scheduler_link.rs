@@ -46,6 +46,9 @@ pub enum LinkError {
     /// The scheduler answered something this process cannot read.
     #[error("the scheduler's answer is unreadable: {0}")]
     Garbled(String),
+    /// The scheduler refused this process's cluster token.
+    #[error("the scheduler refused this process's cluster token")]
+    WrongToken,
 }
 
 impl LinkError {
@@ -164,9 +167,7 @@ impl RemoteScheduler {
         }
         match answer.json::<LeaseRefused>().await {
             Ok(refused) => Err(LinkError::Refused(refused.error)),
-            Err(_) if status == StatusCode::UNAUTHORIZED => {
-                Err(LinkError::Garbled("the scheduler refused this process's cluster token".into()))
-            }
+            Err(_) if status == StatusCode::UNAUTHORIZED => Err(LinkError::WrongToken),
             Err(e) => Err(LinkError::Garbled(format!("{status}: {e}"))),
         }
     }

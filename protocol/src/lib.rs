@@ -9,5 +9,6 @@ pub mod error;
 pub mod ids;
 pub mod json;
 pub mod openai;
+pub mod sse;
 
 pub use error::{ApiError, ApiResult};

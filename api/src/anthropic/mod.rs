@@ -31,6 +31,7 @@ use greenthread_protocol::anthropic::types::{CountTokensRequest, MessagesRequest
 use greenthread_protocol::error::{ApiError, ApiResult};
 use greenthread_protocol::openai::types::ChatCompletionRequest;
 use greenthread_protocol::openai::validate;
+use greenthread_protocol::sse::{SseItem, SseParser};
 
 /// Largest answer read back whole from the chat path (a non-streamed message).
 const MAX_ANSWER_BYTES: usize = 64 << 20;
@@ -146,21 +147,17 @@ async fn translate_answer(answer: Response, model: &str, stream: bool) -> ApiRes
     let mut chunks = answer.into_body().into_data_stream();
     let mut translator = StreamTranslator::new(model);
     let events = async_stream::stream! {
-        let mut buffer: Vec<u8> = Vec::new();
+        let mut parser = SseParser::new();
         while let Some(chunk) = chunks.next().await {
             let Ok(chunk) = chunk else {
                 let error = translate::error_body(500, "the answer broke off");
                 yield Ok::<_, Infallible>(Event::default().event("error").data(error.to_string()));
                 break;
             };
-            buffer.extend_from_slice(&chunk);
-            while let Some(end) = buffer.windows(2).position(|w| w == b"\n\n") {
-                let event: Vec<u8> = buffer.drain(..end + 2).collect();
-                let text = String::from_utf8_lossy(&event);
-                for data in text.lines().filter_map(|l| l.strip_prefix("data:")) {
-                    for (name, payload) in translator.on_data(data.trim_start()) {
-                        yield Ok(Event::default().event(name).data(payload.to_string()));
-                    }
+            for item in parser.feed(&chunk) {
+                let SseItem::Event { data, .. } = item else { continue };
+                for (name, payload) in translator.on_data(&data) {
+                    yield Ok(Event::default().event(name).data(payload.to_string()));
                 }
             }
         }

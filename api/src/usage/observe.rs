@@ -6,6 +6,7 @@ use axum::body::{Body, Bytes};
 use axum::http::header;
 use axum::response::Response;
 use futures_util::StreamExt;
+use greenthread_protocol::sse::{SseItem, SseParser};
 use serde_json::Value;
 use tokio::time::Instant;
 use uuid::Uuid;
@@ -51,9 +52,10 @@ impl UsageContext {
 struct Tracker {
     ctx: UsageContext,
     wake: Duration,
-    sse: bool,
+    /// How a streamed answer is read; `None` for a whole answer.
+    sse: Option<SseParser>,
     ok: bool,
-    /// A whole answer's bytes, or a stream's unfinished line.
+    /// A whole answer's bytes.
     pending: Vec<u8>,
     usage: Option<(u32, u32)>,
     error_seen: bool,
@@ -68,31 +70,29 @@ fn usage_of(v: &Value) -> Option<(u32, u32)> {
 
 impl Tracker {
     fn observe(&mut self, chunk: &Bytes) {
-        if !self.sse {
+        let Some(parser) = &mut self.sse else {
             if self.pending.len() + chunk.len() <= MAX_WHOLE {
                 self.pending.extend_from_slice(chunk);
             }
             return;
-        }
-        self.pending.extend_from_slice(chunk);
-        while let Some(end) = self.pending.iter().position(|b| *b == b'\n') {
-            let line: Vec<u8> = self.pending.drain(..=end).collect();
-            let line = String::from_utf8_lossy(&line);
-            let line = line.trim_end();
-            if let Some(comment) = line.strip_prefix(":") {
-                if let Some(json) = comment.trim_start().strip_prefix("usage ")
-                    && let Ok(v) = serde_json::from_str::<Value>(json)
-                {
-                    self.usage = usage_of(&serde_json::json!({ "usage": v })).or(self.usage);
+        };
+        for item in parser.feed(chunk) {
+            match item {
+                SseItem::Comment(comment) => {
+                    if let Some(json) = comment.strip_prefix("usage ")
+                        && let Ok(v) = serde_json::from_str::<Value>(json)
+                    {
+                        self.usage = usage_of(&serde_json::json!({ "usage": v })).or(self.usage);
+                    }
                 }
-            } else if let Some(data) = line.strip_prefix("data:")
-                && let Ok(v) = serde_json::from_str::<Value>(data.trim_start())
-            {
-                if v.get("error").is_some() {
-                    self.error_seen = true;
-                }
-                if let Some(u) = usage_of(&v) {
-                    self.usage = Some(u);
+                SseItem::Event { data, .. } => {
+                    let Ok(v) = serde_json::from_str::<Value>(&data) else { continue };
+                    if v.get("error").is_some() {
+                        self.error_seen = true;
+                    }
+                    if let Some(u) = usage_of(&v) {
+                        self.usage = Some(u);
+                    }
                 }
             }
         }
@@ -109,7 +109,7 @@ impl Tracker {
 /// Records when dropped: after the last byte, or when the client went away.
 impl Drop for Tracker {
     fn drop(&mut self) {
-        if !self.sse && self.finished {
+        if self.sse.is_none() && self.finished {
             self.usage = serde_json::from_slice::<Value>(&self.pending).ok().as_ref().and_then(usage_of);
         }
         let status = if !self.ok || self.error_seen {
@@ -137,8 +137,11 @@ impl Drop for Tracker {
 /// `response`, metered: its usage is recorded once its body has gone out
 /// or been dropped.
 pub fn observe(ctx: UsageContext, response: Response) -> Response {
-    let sse =
-        response.headers().get(header::CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
+    let sse = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"))
+        .then(SseParser::new);
     let wake = response.extensions().get::<WakeWait>().copied().unwrap_or_default().0;
     let ok = response.status().is_success();
     let (parts, body) = response.into_parts();

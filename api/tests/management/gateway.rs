@@ -289,7 +289,8 @@ async fn remote_leases_end_with_their_connection(db: &Db) {
         },
         patience: Duration::from_secs(1),
     };
-    assert!(stranger.lease(&model, &[]).await.is_err());
+    let err = stranger.lease(&model, &[]).await.err().unwrap();
+    assert!(matches!(err, greenthread_api::scheduler_link::LinkError::WrongToken), "{err}");
     assert_eq!(scheduler_model(&client, &scheduler, "m").await["requests_in_flight"], 0);
 }
 on_both_databases!(remote_leases_end_with_their_connection);

@@ -155,9 +155,4 @@ impl ArchConfig {
             _ => false,
         }
     }
-
-    /// Bytes of KV cache one token takes across all layers (f32 keys and values).
-    pub fn kv_bytes_per_token(&self) -> usize {
-        2 * self.n_layers * self.n_kv_heads * self.head_dim * size_of::<f32>()
-    }
 }

@@ -47,11 +47,6 @@ impl SeqCache {
         self.len == 0
     }
 
-    /// Bytes held, for memory accounting.
-    pub fn bytes(&self) -> usize {
-        self.layers.iter().flatten().count() * 2 * self.kv_heads * self.capacity * self.head_dim * 4
-    }
-
     /// Makes room for `extra` more tokens in every layer.
     pub fn reserve(&mut self, extra: usize) -> candle_core::Result<()> {
         let needed = self.len + extra;
