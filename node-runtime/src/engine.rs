@@ -116,6 +116,16 @@ pub trait ModelInstance: Send + Sync {
     }
 }
 
+/// Where a model's weights are read from when it wakes: the node's RAM
+/// tier or its disk tier. Any engine reads one of these.
+#[derive(Debug, Clone, Copy)]
+pub enum WeightSource<'a> {
+    /// The weight file's bytes in memory.
+    Memory(&'a [u8]),
+    /// The weight file on disk.
+    File(&'a std::path::Path),
+}
+
 /// A model a node holds: served while awake, its weights dropped asleep.
 pub trait ServedModel: ModelInstance {
     /// Materializes the weights from `source` and starts serving; waking an
@@ -123,7 +133,7 @@ pub trait ServedModel: ModelInstance {
     ///
     /// # Errors
     /// When the weights cannot be read or do not fit the model.
-    fn wake(&self, source: crate::builtin::WeightSource<'_>) -> Result<()>;
+    fn wake(&self, source: WeightSource<'_>) -> Result<()>;
 
     /// Frees every device byte the model holds.
     ///

@@ -8,7 +8,6 @@ mod activation;
 pub mod arch;
 pub mod gguf;
 mod host;
-pub mod kernels;
 pub mod kv_cache;
 pub mod plan;
 pub mod transformer;
@@ -24,7 +23,7 @@ use tokio::sync::mpsc;
 pub use self::host::{
     LoadOptions, LoadedModel, ModelHost, load_gguf, materialize, open_gguf, read_tokenizer, sha256_file,
 };
-pub use self::weights::WeightSource;
+use crate::engine::WeightSource;
 use self::worker::{Inbox, NewSequence, WorkerLimits};
 use crate::engine::{GenerateRequest, GenerationStream, ModelInfo, ModelInstance};
 use crate::sampler::Sampler;

@@ -11,7 +11,7 @@ use rayon::prelude::*;
 
 use super::activation;
 use super::arch::{ArchConfig, RopeParams, RopeStyle};
-use super::kernels::BlockMatrix;
+use greenthread_kernels::BlockMatrix;
 use super::kv_cache::SeqCache;
 use super::weights::{Kernel, QLinear, Weights};
 use crate::Result;

@@ -12,17 +12,9 @@ use candle_core::quantized::{GgmlDType, QMatMul, QTensor, ggml_file};
 use candle_core::{Device, Module, Tensor};
 use rayon::prelude::*;
 
-use super::kernels::{BlockFormat, BlockMatrix};
+use greenthread_kernels::{BlockFormat, BlockMatrix};
+use crate::engine::WeightSource;
 use crate::{Error, Result};
-
-/// Where a model's weights are read from when it wakes.
-#[derive(Debug, Clone, Copy)]
-pub enum WeightSource<'a> {
-    /// The GGUF file's bytes in memory.
-    Memory(&'a [u8]),
-    /// The GGUF file on disk.
-    File(&'a Path),
-}
 
 /// One tensor's place in the file.
 #[derive(Debug, Clone)]

@@ -17,7 +17,7 @@ use serde_json::Value;
 
 use self::bert::{Bert, BertConfig, Pooling};
 use self::wordpiece::WordPiece;
-use crate::builtin::WeightSource;
+use crate::engine::WeightSource;
 use crate::engine::{EmbeddingInput, GenerateRequest, GenerationStream, ModelInfo, ModelInstance, ServedModel};
 use crate::{Error, Result};
 

@@ -20,7 +20,8 @@ pub use self::local_files::LocalArtifacts;
 pub use self::resources::{HostResources, evict_from_page_cache};
 pub use self::tiers::TierBudgets;
 use self::tiers::TierStore;
-use crate::builtin::{BuiltinEngine, WeightSource};
+use crate::builtin::BuiltinEngine;
+use crate::engine::WeightSource;
 use crate::embed::{EmbeddingModel, pack};
 use crate::{ModelInstance, ServedModel};
 
