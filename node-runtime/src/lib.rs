@@ -19,5 +19,6 @@ pub mod fixtures;
 
 pub use engine::{
     EmbeddingInput, GenerateRequest, GenerationEvent, GenerationStream, ModelInfo, ModelInstance, ServedModel,
+    WeightSource,
 };
 pub use error::{Error, Result};
