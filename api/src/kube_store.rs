@@ -10,7 +10,7 @@ use greenthread_core::desired::{ModelDecl, ProjectDecl, ServiceDecl};
 use greenthread_kube::reconcile::{ModelStore, RuntimeView, StoreError, StoreFuture};
 use greenthread_scheduler::ModelManager;
 
-use crate::manage::{Caller, Management, OpError};
+use crate::manage::{Author, Management, OpError};
 use greenthread_store::{Actor, state};
 
 /// The database behind the operator.
@@ -50,7 +50,7 @@ impl ModelStore for DatabaseModels {
             let project = decl.spec.project.clone();
             let actor = Actor::kubernetes(&format!("{project}/{}", decl.spec.name));
             self.mgmt
-                .edit(Caller::Operator, &actor, &project, |_, desired| {
+                .edit(Author::Operator, &actor, &project, |_, desired| {
                     if !desired.projects.iter().any(|p| p.name == project) {
                         desired.projects.push(ProjectDecl { name: project.clone(), description: String::new() });
                     }
@@ -77,7 +77,7 @@ impl ModelStore for DatabaseModels {
             let project: ModelName = current.spec.project.clone();
             let actor = Actor::kubernetes(&format!("{project}/{name}"));
             self.mgmt
-                .edit(Caller::Operator, &actor, &project, |_, desired| {
+                .edit(Author::Operator, &actor, &project, |_, desired| {
                     desired.models.retain(|m| m.spec.name.as_str() != name);
                     Ok(())
                 })

@@ -6,7 +6,7 @@ use async_graphql::{Context, Json, Object};
 use super::errors::{principal, split};
 use super::types::{ApplyPayload, Change, PlanPayload, management};
 use crate::config::Config;
-use crate::manage::{Caller, UserError};
+use crate::manage::{Author, UserError};
 
 #[derive(Default)]
 pub struct GitopsMutation;
@@ -27,7 +27,7 @@ impl GitopsMutation {
                 });
             }
         };
-        match management(ctx).plan(Caller::Key(p), &doc).await {
+        match management(ctx).plan(Author::Key(p), &doc).await {
             Ok(o) => Ok(PlanPayload {
                 changes: o.changes.iter().map(Change::from).collect(),
                 etag: Some(o.etag),
@@ -57,7 +57,7 @@ impl GitopsMutation {
             Err(message) => return Ok(failed(vec![UserError::new("desired", "INVALID", message)])),
         };
         let result = management(ctx)
-            .apply(Caller::Key(p), &p.actor("apply"), &doc, Some(&base_etag), idempotency_key.as_deref())
+            .apply(Author::Key(p), &p.actor("apply"), &doc, Some(&base_etag), idempotency_key.as_deref())
             .await;
         match result {
             Ok(o) => Ok(ApplyPayload {

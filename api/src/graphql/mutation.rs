@@ -11,7 +11,7 @@ use uuid::Uuid;
 use super::errors::{FORBIDDEN, coded, internal, principal, split};
 use super::query::{readable_model, readable_project};
 use super::types::{DeletePayload, Model, ModelPayload, Project, ProjectPayload, Service, ServicePayload, management};
-use crate::manage::{Caller, OpError, UserError};
+use crate::manage::{Author, OpError, UserError};
 use greenthread_store::auth::Principal;
 use greenthread_store::entities::model;
 use greenthread_store::{DEFAULT_SERVICE, state};
@@ -217,7 +217,7 @@ impl CoreMutation {
             (Ok(()), None) => return Ok(ProjectPayload::failed(checked_errors(&input.name))),
         };
         let result = management(ctx)
-            .edit(Caller::Key(p), &p.actor("graphql"), &name, |state, desired| {
+            .edit(Author::Key(p), &p.actor("graphql"), &name, |state, desired| {
                 if state.project_ids.contains_key(&name) {
                     return Err(taken("input.name"));
                 }
@@ -254,7 +254,7 @@ impl CoreMutation {
         }
         let name = ModelName::parse(&row.name).map_err(internal)?;
         let result = management(ctx)
-            .edit(Caller::Key(p), &p.actor("graphql"), &name, |_, desired| {
+            .edit(Author::Key(p), &p.actor("graphql"), &name, |_, desired| {
                 if let (Some(d), Some(project)) = (description, desired.projects.iter_mut().find(|x| x.name == name)) {
                     project.description = d;
                 }
@@ -280,7 +280,7 @@ impl CoreMutation {
         let row = readable_project(ctx, p, &input.name).await?;
         needs_manage(p, row.id)?;
         let name = ModelName::parse(&row.name).map_err(internal)?;
-        match management(ctx).delete_project(Caller::Key(p), &p.actor("graphql"), &name).await {
+        match management(ctx).delete_project(Author::Key(p), &p.actor("graphql"), &name).await {
             Ok(_) => Ok(DeletePayload { deleted_id: Some(ID(row.id.to_string())), user_errors: vec![] }),
             Err(e) => Ok(DeletePayload::failed(split(e)?)),
         }
@@ -304,7 +304,7 @@ impl CoreMutation {
             (Ok(()), None) => return Ok(ServicePayload::failed(checked_errors(&input.name))),
         };
         let result = management(ctx)
-            .edit(Caller::Key(p), &p.actor("graphql"), &project, |_, desired| {
+            .edit(Author::Key(p), &p.actor("graphql"), &project, |_, desired| {
                 if desired.services.iter().any(|s| s.name == name) {
                     return Err(taken("input.name"));
                 }
@@ -336,7 +336,7 @@ impl CoreMutation {
         }
         let project = ModelName::parse(&project_row.name).map_err(internal)?;
         let result = management(ctx)
-            .edit(Caller::Key(p), &p.actor("graphql"), &project, |_, desired| {
+            .edit(Author::Key(p), &p.actor("graphql"), &project, |_, desired| {
                 let service = desired
                     .services
                     .iter_mut()
@@ -369,7 +369,7 @@ impl CoreMutation {
         let project = ModelName::parse(&project_row.name).map_err(internal)?;
         let existing = service_row(ctx, project_row.id, &input.name).await?;
         let result = management(ctx)
-            .edit(Caller::Key(p), &p.actor("graphql"), &project, |_, desired| {
+            .edit(Author::Key(p), &p.actor("graphql"), &project, |_, desired| {
                 if !desired.services.iter().any(|s| s.name.as_str() == input.name) {
                     return Err(not_found("input.name", format!("service {}", input.name)));
                 }
@@ -425,7 +425,7 @@ impl CoreMutation {
             return Ok(ModelPayload::failed(errors));
         }
         let result = management(ctx)
-            .edit(Caller::Key(p), &p.actor("graphql"), &project, |state, desired| {
+            .edit(Author::Key(p), &p.actor("graphql"), &project, |state, desired| {
                 if state.model_ids.contains_key(&name) {
                     return Err(taken("input.name"));
                 }
@@ -480,7 +480,7 @@ impl CoreMutation {
         }
         let project = spec.project.clone();
         let result = management(ctx)
-            .edit(Caller::Key(p), &p.actor("graphql"), &project, |_, desired| {
+            .edit(Author::Key(p), &p.actor("graphql"), &project, |_, desired| {
                 if let Some(s) = &service
                     && !desired.services.iter().any(|x| &x.name == s)
                 {
@@ -511,7 +511,7 @@ impl CoreMutation {
         needs_manage(p, row.project_id)?;
         let project = Model::from_row(row.clone())?.spec.project;
         let result = management(ctx)
-            .edit(Caller::Key(p), &p.actor("graphql"), &project, |_, desired| {
+            .edit(Author::Key(p), &p.actor("graphql"), &project, |_, desired| {
                 desired.models.retain(|m| m.spec.name.as_str() != input.name);
                 Ok(())
             })

@@ -63,10 +63,10 @@ impl From<sea_orm::DbErr> for OpError {
 
 pub type OpResult<T> = Result<T, OpError>;
 
-/// Who asks: a key, the server itself (its `--config`), or the Kubernetes
+/// Who a change comes from: a key, the server itself (its `--config`), or the Kubernetes
 /// operator writing a `Model` resource.
 #[derive(Clone, Copy)]
-pub enum Caller<'a> {
+pub enum Author<'a> {
     Key(&'a Principal),
     Server,
     /// May write any project (namespaces map to projects), but what it
@@ -75,7 +75,7 @@ pub enum Caller<'a> {
     Operator,
 }
 
-impl Caller<'_> {
+impl Author<'_> {
     fn can_manage(&self, project: uuid::Uuid) -> bool {
         match self {
             Self::Key(p) => p.can_manage(project),
@@ -134,14 +134,14 @@ fn desired_error(e: &DesiredError, prefix: &str) -> UserError {
 }
 
 impl Management {
-    /// Checks that `caller` may change every project in `scope`: its own
+    /// Checks that `author` may change every project in `scope`: its own
     /// (manage scope) or any (admin); only admins create projects.
-    fn check_scope(state: &LoadedState, caller: Caller<'_>, scope: &BTreeSet<ModelName>) -> OpResult<()> {
+    fn check_scope(state: &LoadedState, author: Author<'_>, scope: &BTreeSet<ModelName>) -> OpResult<()> {
         for project in scope {
             match state.project_ids.get(project) {
-                Some(id) if caller.can_manage(*id) => {}
+                Some(id) if author.can_manage(*id) => {}
                 Some(_) => return Err(OpError::Forbidden(format!("this key may not manage project {project}"))),
-                None if caller.is_admin() => {}
+                None if author.is_admin() => {}
                 None => return Err(OpError::Forbidden(format!("only an admin key may create project {project}"))),
             }
         }
@@ -152,22 +152,22 @@ impl Management {
     fn prepare(
         &self,
         state: &LoadedState,
-        caller: Caller<'_>,
+        author: Author<'_>,
         desired: &StateDoc,
         field: &str,
     ) -> OpResult<Vec<Change>> {
         let scope = desired.project_names();
-        Self::check_scope(state, caller, &scope)?;
+        Self::check_scope(state, author, &scope)?;
         desired::validate(desired, &state.specs_outside(&scope))
             .map_err(|e| OpError::User(vec![desired_error(&e, field)]))?;
         let changes = desired::plan(&state.doc, desired);
-        if caller.checks_artifacts() {
+        if author.checks_artifacts() {
             let mut errors = Vec::new();
             for change in changes.iter().filter(|c| c.kind == ObjectKind::Model && c.action != ChangeAction::Delete) {
                 let Some(m) = desired.models.iter().find(|m| m.spec.name == change.name) else { continue };
                 let prefixes = state.artifact_prefixes.get(&m.spec.project).map_or(&[][..], Vec::as_slice);
                 let allowed = self.artifacts.check(&m.spec.artifact).and_then(|()| {
-                    if caller.reads_any_object() {
+                    if author.reads_any_object() {
                         Ok(())
                     } else {
                         artifacts::object_allowed(&m.spec.artifact, prefixes)
@@ -194,9 +194,9 @@ impl Management {
     ///
     /// # Errors
     /// [`OpError`]: forbidden projects, invalid input, a failing database.
-    pub async fn plan(&self, caller: Caller<'_>, desired: &StateDoc) -> OpResult<Outcome> {
+    pub async fn plan(&self, author: Author<'_>, desired: &StateDoc) -> OpResult<Outcome> {
         let state = state::load(self.store.db()).await?;
-        let changes = self.prepare(&state, caller, desired, "desired")?;
+        let changes = self.prepare(&state, author, desired, "desired")?;
         Ok(Outcome { changes, etag: state::etag(&state.doc, &desired.project_names()) })
     }
 
@@ -209,7 +209,7 @@ impl Management {
     /// [`OpError`]: forbidden projects, invalid input, a moved state, a reused key.
     pub async fn apply(
         &self,
-        caller: Caller<'_>,
+        author: Author<'_>,
         actor: &Actor,
         desired: &StateDoc,
         base_etag: Option<&str>,
@@ -245,7 +245,7 @@ impl Management {
                 )));
             }
         }
-        let changes = self.prepare(&state, caller, desired, "desired")?;
+        let changes = self.prepare(&state, author, desired, "desired")?;
         state::apply(&tx, &mut state, desired, &changes, actor, self.store.now()).await?;
         let after = state::load(&tx).await?;
         let outcome = Outcome { changes, etag: state::etag(&after.doc, &scope) };
@@ -272,7 +272,7 @@ impl Management {
     /// [`OpError`] from `edit`, validation, permission or the database.
     pub async fn edit(
         &self,
-        caller: Caller<'_>,
+        author: Author<'_>,
         actor: &Actor,
         project: &ModelName,
         edit: impl FnOnce(&LoadedState, &mut StateDoc) -> OpResult<()>,
@@ -280,10 +280,10 @@ impl Management {
         let tx = self.store.begin_write().await?;
         let mut state = state::load(&tx).await?;
         let scope = BTreeSet::from([project.clone()]);
-        Self::check_scope(&state, caller, &scope)?;
+        Self::check_scope(&state, author, &scope)?;
         let mut desired = state.doc.restricted_to(&scope);
         edit(&state, &mut desired)?;
-        let changes = self.prepare(&state, caller, &desired, "input")?;
+        let changes = self.prepare(&state, author, &desired, "input")?;
         state::apply(&tx, &mut state, &desired, &changes, actor, self.store.now()).await?;
         let after = state::load(&tx).await?;
         tx.commit().await?;
@@ -295,7 +295,7 @@ impl Management {
     ///
     /// # Errors
     /// [`OpError`]: the built-in project, permission, an unknown project.
-    pub async fn delete_project(&self, caller: Caller<'_>, actor: &Actor, project: &ModelName) -> OpResult<Outcome> {
+    pub async fn delete_project(&self, author: Author<'_>, actor: &Actor, project: &ModelName) -> OpResult<Outcome> {
         if project.as_str() == DEFAULT_PROJECT {
             return Err(OpError::User(vec![UserError::new(
                 "name",
@@ -306,10 +306,10 @@ impl Management {
         let tx = self.store.begin_write().await?;
         let mut state = state::load(&tx).await?;
         let id = *state.project_ids.get(project).ok_or_else(|| OpError::NotFound(format!("project {project}")))?;
-        if !caller.can_manage(id) {
+        if !author.can_manage(id) {
             return Err(OpError::Forbidden(format!("this key may not manage project {project}")));
         }
-        if let Caller::Key(p) = caller
+        if let Author::Key(p) = author
             && p.project_id == id
         {
             return Err(OpError::User(vec![UserError::new(
