@@ -63,12 +63,12 @@ impl From<sea_orm::DbErr> for OpError {
 
 pub type OpResult<T> = Result<T, OpError>;
 
-/// Who a change comes from: a key, the server itself (its `--config`), or the Kubernetes
-/// operator writing a `Model` resource.
+/// Who a change comes from: a key, or the Kubernetes operator writing a
+/// `Model` resource. (The server's own `--config` goes through
+/// [`apply_config`], which trusts it.)
 #[derive(Clone, Copy)]
 pub enum Author<'a> {
     Key(&'a Principal),
-    Server,
     /// May write any project (namespaces map to projects), but what it
     /// writes came from whoever may create resources: artifacts are checked
     /// against the server's artifact policy as a key's are.
@@ -79,28 +79,22 @@ impl Author<'_> {
     fn can_manage(&self, project: uuid::Uuid) -> bool {
         match self {
             Self::Key(p) => p.can_manage(project),
-            Self::Server | Self::Operator => true,
+            Self::Operator => true,
         }
     }
 
     fn is_admin(&self) -> bool {
         match self {
             Self::Key(p) => p.is_admin(),
-            Self::Server | Self::Operator => true,
+            Self::Operator => true,
         }
     }
 
-    /// Whether its artifacts must pass the artifact policy (only the server's own config is trusted).
-    fn checks_artifacts(&self) -> bool {
-        !matches!(self, Self::Server)
-    }
-
     /// Whether it may name any object-store artifact, outside the project's
-    /// allowed prefixes: an admin key and the server's own config.
+    /// allowed prefixes: an admin key.
     fn reads_any_object(&self) -> bool {
         match self {
             Self::Key(p) => p.is_admin(),
-            Self::Server => true,
             Self::Operator => false,
         }
     }
@@ -161,31 +155,29 @@ impl Management {
         desired::validate(desired, &state.specs_outside(&scope))
             .map_err(|e| OpError::User(vec![desired_error(&e, field)]))?;
         let changes = desired::plan(&state.doc, desired);
-        if author.checks_artifacts() {
-            let mut errors = Vec::new();
-            for change in changes.iter().filter(|c| c.kind == ObjectKind::Model && c.action != ChangeAction::Delete) {
-                let Some(m) = desired.models.iter().find(|m| m.spec.name == change.name) else { continue };
-                let prefixes = state.artifact_prefixes.get(&m.spec.project).map_or(&[][..], Vec::as_slice);
-                let allowed = self.artifacts.check(&m.spec.artifact).and_then(|()| {
-                    if author.reads_any_object() {
-                        Ok(())
-                    } else {
-                        artifacts::object_allowed(&m.spec.artifact, prefixes)
-                    }
-                });
-                if change.fields.iter().any(|f| f.field == "artifact")
-                    && let Err(message) = allowed
-                {
-                    errors.push(UserError::new(
-                        format!("{field}.models.{}.artifact", m.spec.name),
-                        "FORBIDDEN_ARTIFACT",
-                        message,
-                    ));
+        let mut errors = Vec::new();
+        for change in changes.iter().filter(|c| c.kind == ObjectKind::Model && c.action != ChangeAction::Delete) {
+            let Some(m) = desired.models.iter().find(|m| m.spec.name == change.name) else { continue };
+            let prefixes = state.artifact_prefixes.get(&m.spec.project).map_or(&[][..], Vec::as_slice);
+            let allowed = self.artifacts.check(&m.spec.artifact).and_then(|()| {
+                if author.reads_any_object() {
+                    Ok(())
+                } else {
+                    artifacts::object_allowed(&m.spec.artifact, prefixes)
                 }
+            });
+            if change.fields.iter().any(|f| f.field == "artifact")
+                && let Err(message) = allowed
+            {
+                errors.push(UserError::new(
+                    format!("{field}.models.{}.artifact", m.spec.name),
+                    "FORBIDDEN_ARTIFACT",
+                    message,
+                ));
             }
-            if !errors.is_empty() {
-                return Err(OpError::User(errors));
-            }
+        }
+        if !errors.is_empty() {
+            return Err(OpError::User(errors));
         }
         Ok(changes)
     }
