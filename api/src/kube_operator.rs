@@ -157,9 +157,7 @@ pub fn spawn_discovery(client: kube::Client, namespace: String, selector: String
                     }
                     for gone in lost(&known, &now) {
                         tracing::warn!(node = %gone, "Node-runtime pod gone or not ready; its models will be placed elsewhere");
-                        if let Ok(id) = greenthread_core::NodeId::parse(&gone) {
-                            manager.remove_node(&id);
-                        }
+                        manager.remove_node(&gone);
                     }
                     known = now;
                 }

@@ -9,6 +9,7 @@
 
 use std::collections::BTreeMap;
 
+use greenthread_core::NodeId;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::ListParams;
 use kube::{Api, ResourceExt};
@@ -20,7 +21,7 @@ pub const GPU_RESOURCE: &str = "nvidia.com/gpu";
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DiscoveredNode {
     /// The Kubernetes node's name: the runtime's node id (`--id=$(NODE_NAME)`).
-    pub node: String,
+    pub node: NodeId,
     pub pod: String,
     /// The pod's IP, once it has one.
     pub address: Option<String>,
@@ -30,20 +31,29 @@ pub struct DiscoveredNode {
     pub gpus: u64,
 }
 
-/// Pairs pods with their nodes; pods not yet scheduled are left out.
+/// Pairs pods with their nodes; pods not yet scheduled are left out, and
+/// pods on a node whose name is not a node id (a runtime there cannot start
+/// with `--id` set to it) are left out with a warning.
 pub fn discover(pods: &[Pod], nodes: &[Node]) -> Vec<DiscoveredNode> {
     let gpus: BTreeMap<String, u64> = nodes.iter().map(|n| (n.name_any(), allocatable_gpus(n))).collect();
     let mut out: Vec<DiscoveredNode> = pods
         .iter()
         .filter(|p| p.metadata.deletion_timestamp.is_none())
         .filter_map(|p| {
-            let node = p.spec.as_ref()?.node_name.clone()?;
+            let node_name = p.spec.as_ref()?.node_name.clone()?;
+            let node = match NodeId::parse(&node_name) {
+                Ok(node) => node,
+                Err(e) => {
+                    tracing::warn!(node = %node_name, pod = %p.name_any(), error = %e, "A node-runtime pod on a node whose name is not a node id");
+                    return None;
+                }
+            };
             let status = p.status.as_ref();
             let ready = status
                 .and_then(|s| s.conditions.as_ref())
                 .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
             Some(DiscoveredNode {
-                gpus: gpus.get(&node).copied().unwrap_or(0),
+                gpus: gpus.get(&node_name).copied().unwrap_or(0),
                 node,
                 pod: p.name_any(),
                 address: status.and_then(|s| s.pod_ip.clone()),
@@ -67,7 +77,7 @@ pub fn allocatable_gpus(node: &Node) -> u64 {
 
 /// Nodes that were ready before and are now gone or not ready: the
 /// scheduler takes them out at once instead of waiting for missed heartbeats.
-pub fn lost(before: &[DiscoveredNode], now: &[DiscoveredNode]) -> Vec<String> {
+pub fn lost(before: &[DiscoveredNode], now: &[DiscoveredNode]) -> Vec<NodeId> {
     before
         .iter()
         .filter(|b| b.ready)

@@ -11,6 +11,7 @@ mod support {
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
+use greenthread_core::NodeId;
 use greenthread_kube::discovery::{DiscoveredNode, list, lost};
 use serde_json::{Value, json};
 use support::fake_api::FakeApi;
@@ -55,14 +56,14 @@ async fn node_runtime_pods_are_found_by_label_with_their_nodes_gpus() {
         found,
         [
             DiscoveredNode {
-                node: "gpu-a".into(),
+                node: NodeId::parse("gpu-a").unwrap(),
                 pod: "gt-node-1".into(),
                 address: Some("10.0.0.7".into()),
                 ready: true,
                 gpus: 8
             },
             DiscoveredNode {
-                node: "gpu-b".into(),
+                node: NodeId::parse("gpu-b").unwrap(),
                 pod: "gt-node-2".into(),
                 address: Some("10.0.0.7".into()),
                 ready: false,
@@ -82,7 +83,8 @@ async fn a_node_whose_pod_goes_away_or_turns_unready_is_lost() {
     let now = list(&client, "gt", SELECTOR).await.unwrap();
     assert!(lost(&before, &now).is_empty(), "a node turning ready is not lost");
     let mut gone = now.clone();
-    gone.retain(|n| n.node != "gpu-a");
+    gone.retain(|n| n.node.as_str() != "gpu-a");
     gone[0].ready = false;
-    assert_eq!(lost(&now, &gone), ["gpu-a", "gpu-b"]);
+    let lost: Vec<String> = lost(&now, &gone).iter().map(ToString::to_string).collect();
+    assert_eq!(lost, ["gpu-a", "gpu-b"]);
 }

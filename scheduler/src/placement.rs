@@ -9,14 +9,14 @@
 //! 2. then a node that needs no preemption;
 //! 3. then the least loaded (fewest device bytes in use).
 
-use greenthread_core::Tier;
+use greenthread_core::{NodeId, Tier};
 
 use crate::preemption::{Decision, DeviceView, PreemptionRules, WakeRequest, decide};
 
 /// One node as placement sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NodeView {
-    pub node: String,
+    pub node: NodeId,
     pub alive: bool,
     pub device: DeviceView,
     /// Where this node holds the model's weights (RAM or disk), if at all.
@@ -29,7 +29,7 @@ pub struct NodeView {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Placement {
     /// Wake on `node` after `victims` there have slept.
-    On { node: String, victims: Vec<String> },
+    On { node: NodeId, victims: Vec<String> },
     /// No node can take it now.
     Wait,
     /// Larger than every live node's device.
@@ -98,9 +98,13 @@ mod tests {
         }
     }
 
+    fn id(name: &str) -> NodeId {
+        NodeId::parse(name).unwrap()
+    }
+
     fn node(name: &str, budget: u64, residents: Vec<Resident>, weights: Option<Tier>) -> NodeView {
         NodeView {
-            node: name.into(),
+            node: id(name),
             alive: true,
             device: DeviceView { budget, resident: residents },
             weights,
@@ -119,7 +123,7 @@ mod tests {
             node("disk", 100, vec![], Some(Tier::Disk)),
             node("ram", 100, vec![], Some(Tier::Ram)),
         ];
-        assert_eq!(place(&nodes, &request(50), &RULES), Placement::On { node: "ram".into(), victims: vec![] });
+        assert_eq!(place(&nodes, &request(50), &RULES), Placement::On { node: id("ram"), victims: vec![] });
     }
 
     #[test]
@@ -129,11 +133,11 @@ mod tests {
             node("busy", 100, vec![resident("y", 40, 9)], Some(Tier::Disk)),
             node("idle", 100, vec![resident("z", 10, 9)], Some(Tier::Disk)),
         ];
-        assert_eq!(place(&nodes, &request(50), &RULES), Placement::On { node: "idle".into(), victims: vec![] });
+        assert_eq!(place(&nodes, &request(50), &RULES), Placement::On { node: id("idle"), victims: vec![] });
         let only_full = [nodes[0].clone()];
         assert_eq!(
             place(&only_full, &request(50), &RULES),
-            Placement::On { node: "full".into(), victims: vec!["x".into()] }
+            Placement::On { node: id("full"), victims: vec!["x".into()] }
         );
     }
 
@@ -147,7 +151,7 @@ mod tests {
         let fresh = node("fresh", 100, vec![], None);
         assert_eq!(
             place(&[dead, has, fresh], &request(10), &RULES),
-            Placement::On { node: "fresh".into(), victims: vec![] }
+            Placement::On { node: id("fresh"), victims: vec![] }
         );
     }
 
@@ -167,7 +171,7 @@ mod tests {
             prop_oneof![Just(None), Just(Some(Tier::Ram)), Just(Some(Tier::Disk))],
         )
             .prop_map(move |(alive, has_replica, budget, rs, weights)| NodeView {
-                node: format!("n{i}"),
+                node: id(&format!("n{i}")),
                 alive,
                 device: DeviceView {
                     budget,

@@ -258,7 +258,6 @@ impl Actor {
     fn stage_initial(&mut self, name: &ModelName) {
         if self.models[name].replicas.is_empty()
             && let Placement::On { node, .. } = self.placement(name, 0, &[], Duration::ZERO)
-            && let Ok(node) = NodeId::parse(&node)
         {
             self.start_stage(name, &node, Cause::Startup);
         }
@@ -421,7 +420,6 @@ impl Actor {
         let waited = m.oldest_waiter().map_or(Duration::ZERO, |w| Instant::now().duration_since(w.since));
         match self.placement(name, self.models[name].footprint, &avoid, waited) {
             Placement::On { node, victims } => {
-                let Ok(node) = NodeId::parse(&node) else { return };
                 if victims.is_empty() {
                     self.stage_or_wake(name, &node);
                 } else {
@@ -458,7 +456,7 @@ impl Actor {
                     _ => node.weights.get(name).copied(),
                 };
                 NodeView {
-                    node: id.to_string(),
+                    node: id.clone(),
                     alive: true,
                     device: self.device_view(id, now),
                     weights,
