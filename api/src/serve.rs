@@ -143,6 +143,57 @@ pub async fn run_serve(args: ServeArgs) -> Result<(), ServeError> {
         models_in_config = config.as_ref().map_or(0, |c| c.state.models.len()),
         "Starting"
     );
+    let (platform, options) = serve_options(&args, config, token, budgets, engine)?;
+    let started = start_managed(&args.data_dir, platform, options).await?;
+    if let Some(secret) = &started.bootstrap_secret {
+        // Printed once, to the terminal only: the database keeps a hash.
+        eprintln!(
+            "\n  An admin API key was created for this new installation. It is shown only now:\n\n    {secret}\n\n  \
+             Use it as `Authorization: Bearer <key>` for /graphql, and create other keys there.\n"
+        );
+    }
+    if args.management.open {
+        tracing::warn!("Open mode: requests without an API key may call models until the first inference key exists");
+    }
+    let state = started.state;
+    let usage = state.usage.clone();
+    let leader = match leadership {
+        Some(l) => Some(lead_the_cluster(l, &args, &state).await),
+        None => None,
+    };
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .map_err(|source| ServeError::Listen { addr: args.listen, source })?;
+    let addr = listener.local_addr().map_err(ServeError::Server)?;
+    if let Some(l) = &leader {
+        l.announce().await.map_err(|e| ServeError::Usage(e.to_string()))?;
+    }
+    let lost = leader.map(|l| crate::kube_operator::lost(l.leading));
+    tracing::info!(%addr, "Serving the OpenAI API at http://{addr}/v1");
+    let serving = crate::http::serve(listener, crate::http::router(state));
+    let served = match lost {
+        Some(lost) => tokio::select! {
+            served = serving => served.map_err(ServeError::Server),
+            () = lost => Err(ServeError::Usage("lost the leader Lease; exiting so that the pod restarts as a follower".into())),
+        },
+        None => serving.await.map_err(ServeError::Server),
+    };
+    if let Some(usage) = usage {
+        // Requests that finished during the shutdown grace are metered too.
+        usage.flush().await;
+    }
+    served
+}
+
+/// What `greenthread serve`'s flags and config file make of the platform
+/// and its management plane.
+fn serve_options(
+    args: &ServeArgs,
+    config: Option<Config>,
+    token: Option<ClusterToken>,
+    budgets: Budgets,
+    engine: BuiltinEngine,
+) -> Result<(Platform, ManagedOptions), ServeError> {
     let artifact_dirs = artifact_dirs(&args.management.artifact_dirs, &args.data_dir)?;
     // The operator's config may name model files anywhere: exactly those files are allowed too.
     let configured = config.iter().flat_map(|c| c.state.models.iter()).filter_map(|m| m.spec.artifact.local_path());
@@ -171,66 +222,36 @@ pub async fn run_serve(args: ServeArgs) -> Result<(), ServeError> {
         rate_window: args.management.rate_window,
         resolver: txt_resolver(args.management.dns_server),
     };
-    let started = start_managed(&args.data_dir, platform, options).await?;
-    if let Some(secret) = &started.bootstrap_secret {
-        // Printed once, to the terminal only: the database keeps a hash.
-        eprintln!(
-            "\n  An admin API key was created for this new installation. It is shown only now:\n\n    {secret}\n\n  \
-             Use it as `Authorization: Bearer <key>` for /graphql, and create other keys there.\n"
+    Ok((platform, options))
+}
+
+/// Takes over from the standby listener and starts what only the leader
+/// runs: the `Model` operator and node discovery.
+async fn lead_the_cluster(
+    mut leadership: crate::kube_operator::Leadership,
+    args: &ServeArgs,
+    state: &AppState,
+) -> crate::kube_operator::Leadership {
+    // The standby listener gives the address to the full server.
+    leadership.stop_standby().await;
+    if let Some(mgmt) = state.management.clone() {
+        crate::kube_operator::spawn_operator(
+            leadership.client.clone(),
+            args.kubernetes.watch_namespace.as_deref(),
+            mgmt,
+            state.manager.clone(),
+            greenthread_kube::reconcile::REFRESH,
         );
     }
-    if args.management.open {
-        tracing::warn!("Open mode: requests without an API key may call models until the first inference key exists");
+    if let Some(manager) = state.manager.clone() {
+        crate::kube_operator::spawn_discovery(
+            leadership.client.clone(),
+            args.kubernetes.lease_namespace.clone(),
+            args.kubernetes.node_pod_selector.clone(),
+            manager,
+        );
     }
-    let state = started.state;
-    let usage = state.usage.clone();
-    let leader = match leadership {
-        Some(mut l) => {
-            // The standby listener gives the address to the full server below.
-            l.stop_standby().await;
-            if let Some(mgmt) = state.management.clone() {
-                crate::kube_operator::spawn_operator(
-                    l.client.clone(),
-                    args.kubernetes.watch_namespace.as_deref(),
-                    mgmt,
-                    state.manager.clone(),
-                    greenthread_kube::reconcile::REFRESH,
-                );
-            }
-            if let Some(manager) = state.manager.clone() {
-                crate::kube_operator::spawn_discovery(
-                    l.client.clone(),
-                    args.kubernetes.lease_namespace.clone(),
-                    args.kubernetes.node_pod_selector.clone(),
-                    manager,
-                );
-            }
-            Some(l)
-        }
-        None => None,
-    };
-    let listener = tokio::net::TcpListener::bind(args.listen)
-        .await
-        .map_err(|source| ServeError::Listen { addr: args.listen, source })?;
-    let addr = listener.local_addr().map_err(ServeError::Server)?;
-    if let Some(l) = &leader {
-        l.announce().await.map_err(|e| ServeError::Usage(e.to_string()))?;
-    }
-    let lost = leader.map(|l| crate::kube_operator::lost(l.leading));
-    tracing::info!(%addr, "Serving the OpenAI API at http://{addr}/v1");
-    let serving = crate::http::serve(listener, crate::http::router(state));
-    let served = match lost {
-        Some(lost) => tokio::select! {
-            served = serving => served.map_err(ServeError::Server),
-            () = lost => Err(ServeError::Usage("lost the leader Lease; exiting so that the pod restarts as a follower".into())),
-        },
-        None => serving.await.map_err(ServeError::Server),
-    };
-    if let Some(usage) = usage {
-        // Requests that finished during the shutdown grace are metered too.
-        usage.flush().await;
-    }
-    served
+    leadership
 }
 
 /// The given artifact folders, else `<data-dir>/artifacts` (created) and
