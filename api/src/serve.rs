@@ -405,12 +405,11 @@ pub async fn start_platform(specs: &[ModelSpec], data_dir: &Path, platform: Plat
     } else {
         None
     };
-    let cluster = cluster_token.map(|t| Arc::new(Cluster::new(t)));
     let managed = specs.iter().map(|spec| ManagedModel { spec: spec.clone(), device_bytes: 0 }).collect();
     let manager_config = ManagerConfig { wake_timeout: limits.wake_timeout, rules, ..ManagerConfig::default() };
     let manager = ModelManager::start(nodes, managed, manager_config, metrics.clone());
+    let cluster = cluster_token.map(|t| Arc::new(Cluster::new(t, manager.clone())));
     if let Some(c) = &cluster {
-        c.attach(manager.clone());
         c.spawn_reaper();
     }
     manager.staged().await;

@@ -40,27 +40,25 @@ struct Member {
 pub struct Cluster {
     pub token: ClusterToken,
     pub client: reqwest::Client,
-    manager: OnceLock<ModelManager>,
+    manager: ModelManager,
     /// The scheduler's view of the database, read again when a gateway
-    /// asks for a model created since the last periodic read.
+    /// asks for a model created since the last periodic read. Set once the
+    /// management plane starts, which comes after the platform (and not at
+    /// all without a database).
     registry: OnceLock<Arc<crate::manage::Registry>>,
     members: Mutex<HashMap<NodeId, Member>>,
 }
 
 impl Cluster {
-    pub fn new(token: ClusterToken) -> Self {
+    /// The cluster of remote nodes that join `manager`.
+    pub fn new(token: ClusterToken, manager: ModelManager) -> Self {
         Self {
             token,
             client: http_client(),
-            manager: OnceLock::new(),
+            manager,
             registry: OnceLock::new(),
             members: Mutex::new(HashMap::new()),
         }
-    }
-
-    /// Connects the cluster to the scheduler it feeds (once).
-    pub fn attach(&self, manager: ModelManager) {
-        let _ = self.manager.set(manager);
     }
 
     fn members(&self) -> std::sync::MutexGuard<'_, HashMap<NodeId, Member>> {
@@ -82,9 +80,9 @@ impl Cluster {
         self.registry.get()
     }
 
-    /// The manager this cluster feeds, once attached.
-    pub fn manager(&self) -> Option<&ModelManager> {
-        self.manager.get()
+    /// The manager this cluster feeds.
+    pub fn manager(&self) -> &ModelManager {
+        &self.manager
     }
 
     /// Where the scheduler reaches `node`.
@@ -114,14 +112,12 @@ impl Cluster {
         members
             .insert(hb.id.clone(), Member { remote: remote.clone(), instance: hb.instance, last_seen: Instant::now() });
         drop(members);
-        if let Some(manager) = self.manager.get() {
-            manager.add_node(NodeHandle {
-                id: hb.id,
-                control: remote,
-                device_budget: hb.device_budget,
-                holdings: hb.holdings,
-            });
-        }
+        self.manager.add_node(NodeHandle {
+            id: hb.id,
+            control: remote,
+            device_budget: hb.device_budget,
+            holdings: hb.holdings,
+        });
         Ok(())
     }
 
@@ -137,9 +133,7 @@ impl Cluster {
         for id in lost {
             self.members().remove(&id);
             tracing::warn!(node = %id, "Node missed its heartbeats; taking it out");
-            if let Some(manager) = self.manager.get() {
-                manager.remove_node(&id);
-            }
+            self.manager.remove_node(&id);
         }
     }
 

@@ -50,15 +50,11 @@ impl IntoResponse for Refused {
     }
 }
 
-fn manager(cluster: &Cluster) -> Result<&greenthread_scheduler::ModelManager, Refused> {
-    cluster.manager().ok_or(Refused(AcquireError::Stopped))
-}
-
 /// `POST /internal/v1/leases`: waits for a replica (waking the model if
 /// need be, within the scheduler's wake timeout) and holds it while the
 /// answer's stream is open.
 pub async fn lease(State(cluster): State<Arc<Cluster>>, Json(ask): Json<LeaseRequest>) -> Result<Response, Refused> {
-    let manager = manager(&cluster)?;
+    let manager = cluster.manager();
     let lease = match (manager.acquire_avoiding(&ask.model, &ask.avoid).await, cluster.registry()) {
         // The gateway knows the model, so it is in the database: created
         // since this scheduler last read it. Read it now rather than make the
@@ -93,7 +89,7 @@ pub async fn lease(State(cluster): State<Arc<Cluster>>, Json(ask): Json<LeaseReq
 
 /// `GET /internal/v1/status`: the manager's view of every model and node.
 pub async fn status(State(cluster): State<Arc<Cluster>>) -> Result<Json<ManagerStatus>, Refused> {
-    Ok(Json(manager(&cluster)?.status().await?))
+    Ok(Json(cluster.manager().status().await?))
 }
 
 /// `POST /internal/v1/sleep`: an operator's sleep of one model.
@@ -101,7 +97,7 @@ pub async fn sleep(
     State(cluster): State<Arc<Cluster>>,
     Json(ask): Json<SleepModel>,
 ) -> Result<Json<SleepOutcome>, Refused> {
-    Ok(Json(manager(&cluster)?.sleep(&ask.model).await?))
+    Ok(Json(cluster.manager().sleep(&ask.model).await?))
 }
 
 /// `GET /internal/v1/events`: every state change from now on, one JSON
@@ -110,7 +106,7 @@ pub async fn sleep(
 /// skips what it missed, as one in this process would.
 pub async fn events(State(cluster): State<Arc<Cluster>>) -> Result<Response, Refused> {
     use tokio::sync::broadcast::error::RecvError;
-    let mut changes = manager(&cluster)?.subscribe();
+    let mut changes = cluster.manager().subscribe();
     let stream = async_stream::stream! {
         loop {
             match tokio::time::timeout(KEEPALIVE, changes.recv()).await {
