@@ -52,13 +52,7 @@ pub struct Cluster {
 impl Cluster {
     /// The cluster of remote nodes that join `manager`.
     pub fn new(token: ClusterToken, manager: ModelManager) -> Self {
-        Self {
-            token,
-            client: http_client(),
-            manager,
-            registry: OnceLock::new(),
-            members: Mutex::new(HashMap::new()),
-        }
+        Self { token, client: http_client(), manager, registry: OnceLock::new(), members: Mutex::new(HashMap::new()) }
     }
 
     fn members(&self) -> std::sync::MutexGuard<'_, HashMap<NodeId, Member>> {

@@ -160,11 +160,7 @@ impl Management {
             let Some(m) = desired.models.iter().find(|m| m.spec.name == change.name) else { continue };
             let prefixes = state.artifact_prefixes.get(&m.spec.project).map_or(&[][..], Vec::as_slice);
             let allowed = self.artifacts.check(&m.spec.artifact).and_then(|()| {
-                if author.reads_any_object() {
-                    Ok(())
-                } else {
-                    artifacts::object_allowed(&m.spec.artifact, prefixes)
-                }
+                if author.reads_any_object() { Ok(()) } else { artifacts::object_allowed(&m.spec.artifact, prefixes) }
             });
             if change.fields.iter().any(|f| f.field == "artifact")
                 && let Err(message) = allowed

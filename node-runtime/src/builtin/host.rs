@@ -16,9 +16,9 @@ use super::arch::{ArchConfig, Architecture};
 use super::gguf::Metadata;
 use super::transformer::Transformer;
 use super::weights::{TensorIndex, Weights};
-use crate::engine::WeightSource;
 use crate::chat_template::{ChatTemplate, GEMMA_TURNS};
 use crate::engine::ModelInfo;
+use crate::engine::WeightSource;
 use crate::tokenizer::Tokenizer;
 use crate::{Error, Result};
 

@@ -23,8 +23,8 @@ use tokio::sync::mpsc;
 pub use self::host::{
     LoadOptions, LoadedModel, ModelHost, load_gguf, materialize, open_gguf, read_tokenizer, sha256_file,
 };
-use crate::engine::WeightSource;
 use self::worker::{Inbox, NewSequence, WorkerLimits};
+use crate::engine::WeightSource;
 use crate::engine::{GenerateRequest, GenerationStream, ModelInfo, ModelInstance};
 use crate::sampler::Sampler;
 use crate::{Error, Result};

@@ -11,10 +11,10 @@ use rayon::prelude::*;
 
 use super::activation;
 use super::arch::{ArchConfig, RopeParams, RopeStyle};
-use greenthread_kernels::BlockMatrix;
 use super::kv_cache::SeqCache;
 use super::weights::{Kernel, QLinear, Weights};
 use crate::Result;
+use greenthread_kernels::BlockMatrix;
 
 struct Layer {
     attn_norm: Tensor,

@@ -12,9 +12,9 @@ use candle_core::quantized::{GgmlDType, QMatMul, QTensor, ggml_file};
 use candle_core::{Device, Module, Tensor};
 use rayon::prelude::*;
 
-use greenthread_kernels::{BlockFormat, BlockMatrix};
 use crate::engine::WeightSource;
 use crate::{Error, Result};
+use greenthread_kernels::{BlockFormat, BlockMatrix};
 
 /// One tensor's place in the file.
 #[derive(Debug, Clone)]

@@ -21,8 +21,8 @@ pub use self::resources::{HostResources, evict_from_page_cache};
 pub use self::tiers::TierBudgets;
 use self::tiers::TierStore;
 use crate::builtin::BuiltinEngine;
-use crate::engine::WeightSource;
 use crate::embed::{EmbeddingModel, pack};
+use crate::engine::WeightSource;
 use crate::{ModelInstance, ServedModel};
 
 /// How a node runs.
