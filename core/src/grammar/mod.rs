@@ -77,7 +77,7 @@ impl OutputGrammar {
 
     /// Any JSON object (`response_format: json_object`).
     pub fn json_object() -> Self {
-        Self::Lark(format!("start: answer\nanswer: %json {}\n", with_json_options(json!({"type": "object"}))))
+        Self::Lark(format!("start: answer\n{}", json_object_rule("answer")))
     }
 
     /// The output of a chat answer: `format` and, unless `tools` is `None`
@@ -92,7 +92,7 @@ impl OutputGrammar {
     ) -> Result<Option<Self>, SchemaError> {
         let answer = match format {
             OutputFormat::Text => None,
-            OutputFormat::JsonObject => Some(json_rule("answer", &json!({"type": "object"}))?),
+            OutputFormat::JsonObject => Some(json_object_rule("answer")),
             OutputFormat::JsonSchema(schema) => Some(json_rule("answer", schema)?),
         };
         let lark = match (tools, answer) {
@@ -219,6 +219,20 @@ pub(crate) fn with_json_options(mut schema: Value) -> Value {
         );
     }
     schema
+}
+
+/// Between two tokens of JSON mode's output, at most one line break and 32
+/// blanks around it.
+pub const JSON_OBJECT_WHITESPACE: &str = r"[ \t]{1,32}|[ \t]{0,32}\r?\n[ \t]{0,32}";
+
+/// `response_format: json_object` as a rule: any object, laid out as the
+/// model likes to write JSON (on one line or indented over several). Unlike
+/// a schema, nothing here asks for content, so a model whose next token
+/// would be a line break must not be pushed into closing the object at once
+/// (`{}`); the blanks are bounded per gap, so they cannot run on.
+fn json_object_rule(name: &str) -> String {
+    let options = json!({"whitespace_pattern": JSON_OBJECT_WHITESPACE, "item_separator": ",", "key_separator": ":", "lenient": false});
+    format!("{name}: %json {}\n", json!({"type": "object", "x-guidance": options}))
 }
 
 /// How deeply arrays and objects nest in `value`, and how many values it

@@ -47,6 +47,11 @@ fn json_object_takes_objects_and_nothing_else() {
     let g = OutputGrammar::json_object();
     assert!(matches(&g, r#"{"a": [1, 2.5e-3, -0, true, null], "b": {"c": "dé\n"}}"#));
     assert!(matches(&g, "{}"));
+    // Laid out as models write it, within a line break and 32 blanks a gap.
+    assert!(matches(&g, "{\"a\":1,\"b\":[1,2]}"));
+    assert!(matches(&g, "{\n  \"a\": 1,\n  \"b\": [\n    1\n  ]\n}"));
+    let blanks = |n: usize| format!("{{{}\"a\": 1}}", " ".repeat(n));
+    assert!(matches(&g, &blanks(32)));
     for bad in [
         "[1]",
         "\"s\"",
@@ -55,8 +60,8 @@ fn json_object_takes_objects_and_nothing_else() {
         "{\"a\" 1}",
         "{a: 1}",
         "{\"a\": 1,}",
-        "{\"a\":1}",
-        "{\n  \"a\": 1\n}",
+        "{\n\n  \"a\": 1}",
+        blanks(33).as_str(),
     ] {
         assert!(!matches(&g, bad), "{bad} must not match");
     }
