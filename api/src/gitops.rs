@@ -59,11 +59,12 @@ async fn call<Q: GraphQLQuery>(args: &GitopsArgs, variables: Q::Variables) -> Re
     body.data.ok_or_else(|| format!("{url} answered {status} with neither data nor errors"))
 }
 
-fn user_errors(errors: &[plan::UserErrorParts]) -> Result<(), String> {
-    if errors.is_empty() {
-        return Ok(());
-    }
-    Err(errors.iter().map(|e| format!("{} ({}): {}", e.field, e.code, e.message)).collect::<Vec<_>>().join("\n"))
+/// The payload's user errors as one message, one per line: `field (CODE): message`.
+/// (Each operation's generated module has its own error type, hence the triples.)
+fn user_errors<'a>(errors: impl IntoIterator<Item = (&'a str, &'a str, &'a str)>) -> Result<(), String> {
+    let lines: Vec<String> =
+        errors.into_iter().map(|(field, code, message)| format!("{field} ({code}): {message}")).collect();
+    if lines.is_empty() { Ok(()) } else { Err(lines.join("\n")) }
 }
 
 /// The changes as lines: `+ create`, `~ update` (with field diffs), `- delete`.
@@ -99,7 +100,7 @@ pub fn render(changes: &[plan::ChangeParts]) -> String {
 
 async fn plan(args: &GitopsArgs, desired: &Value) -> Result<plan::PlanPlan, String> {
     let data = call::<Plan>(args, plan::Variables { desired: desired.clone() }).await?;
-    user_errors(&data.plan.user_errors)?;
+    user_errors(data.plan.user_errors.iter().map(|e| (e.field.as_str(), e.code.as_str(), e.message.as_str())))?;
     Ok(data.plan)
 }
 
@@ -114,20 +115,23 @@ fn exit_code(result: Result<GitopsExit, String>) -> GitopsExit {
     })
 }
 
+/// Plans the folder and prints the plan: the desired state and the plan,
+/// or `None` when the server already matches.
+async fn shown_plan(args: &GitopsArgs) -> Result<Option<(Value, plan::PlanPlan)>, String> {
+    let desired = load(args)?;
+    let planned = plan(args, &desired).await?;
+    if planned.changes.is_empty() {
+        println!("No changes. The server matches {}.", args.path.display());
+        return Ok(None);
+    }
+    print!("{}", render(&planned.changes));
+    Ok(Some((desired, planned)))
+}
+
 /// `greenthread plan -f DIR`.
 pub async fn run_plan(args: GitopsArgs) -> GitopsExit {
     exit_code(
-        async {
-            let desired = load(&args)?;
-            let planned = plan(&args, &desired).await?;
-            if planned.changes.is_empty() {
-                println!("No changes. The server matches {}.", args.path.display());
-                return Ok(GitopsExit::Clean);
-            }
-            print!("{}", render(&planned.changes));
-            Ok(GitopsExit::Pending)
-        }
-        .await,
+        shown_plan(&args).await.map(|shown| if shown.is_some() { GitopsExit::Pending } else { GitopsExit::Clean }),
     )
 }
 
@@ -135,21 +139,12 @@ pub async fn run_plan(args: GitopsArgs) -> GitopsExit {
 pub async fn run_apply(args: GitopsArgs) -> GitopsExit {
     exit_code(
         async {
-            let desired = load(&args)?;
-            let planned = plan(&args, &desired).await?;
-            if planned.changes.is_empty() {
-                println!("No changes. The server matches {}.", args.path.display());
-                return Ok(GitopsExit::Clean);
-            }
-            print!("{}", render(&planned.changes));
+            let Some((desired, planned)) = shown_plan(&args).await? else { return Ok(GitopsExit::Clean) };
             let base_etag = planned.etag.ok_or("the plan came without an etag to apply it against")?;
             let variables =
                 apply::Variables { desired, base_etag, idempotency_key: Some(uuid::Uuid::now_v7().to_string()) };
             let applied = call::<Apply>(&args, variables).await?.apply;
-            if !applied.user_errors.is_empty() {
-                let errors = applied.user_errors.iter().map(|e| format!("{} ({}): {}", e.field, e.code, e.message));
-                return Err(errors.collect::<Vec<_>>().join("\n"));
-            }
+            user_errors(applied.user_errors.iter().map(|e| (e.field.as_str(), e.code.as_str(), e.message.as_str())))?;
             if !applied.applied {
                 return Err("the server did not apply the plan and gave no reason".into());
             }

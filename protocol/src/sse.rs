@@ -4,6 +4,11 @@
 //! matter here: lines end in `\n`, `\r\n` or `\r`; the `data:` lines of one
 //! event join with `\n`; a blank line ends the event; lines starting with
 //! `:` are comments; one space after a field's colon is dropped.
+//!
+//! Written here rather than taken from `eventsource-stream`, which drops
+//! comment lines: GreenThread's answers carry their usage in a `: usage`
+//! comment when the client did not ask for a usage chunk, and metering
+//! reads it.
 
 /// What one stream holds, in order.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -14,8 +14,6 @@ mod models;
 mod pretokenize;
 mod special;
 
-use std::collections::HashMap;
-
 pub use pretokenize::PreSplit;
 
 use self::models::SPACE;
@@ -125,7 +123,7 @@ impl Tokenizer {
                 return Err(TokenizerError::Inconsistent(format!("{what} token id {id} is outside the vocabulary")));
             }
         }
-        let ids: HashMap<String, u32> = spec.tokens.iter().enumerate().map(|(i, t)| (t.clone(), i as u32)).collect();
+        let ids = models::vocabulary(&spec);
         // llama.cpp treats end-of-turn texts as control tokens even where the
         // file marks them normal (Qwen2's `</s>`) or user-defined (Gemma 3's),
         // so they split out of text only with special-token parsing and end a
@@ -148,11 +146,11 @@ impl Tokenizer {
                     return Err(TokenizerError::Inconsistent(format!("no token spells the byte {b:#04x}")));
                 }
                 let pieces = (0..n).map(|i| byte_level_piece(&spec.tokens[i], token_types[i])).collect();
-                (models::byte_level_bpe(&spec)?, pieces)
+                (models::byte_level_bpe(&spec, ids.clone())?, pieces)
             }
             "llama" => {
                 let pieces = (0..n).map(|i| sentencepiece_piece(&spec.tokens[i], token_types[i])).collect();
-                (models::sentencepiece_bpe(&spec)?, pieces)
+                (models::sentencepiece_bpe(&spec, ids.clone())?, pieces)
             }
             other => return Err(TokenizerError::UnsupportedModel(other.to_owned())),
         };

@@ -29,13 +29,10 @@ fn library(e: impl std::fmt::Display) -> TokenizerError {
     TokenizerError::Inconsistent(e.to_string())
 }
 
-fn vocabulary(spec: &TokenizerSpec) -> AHashMap<String, u32> {
-    // A text listed twice keeps its first id, as llama.cpp's lookup does.
-    let mut ids = AHashMap::with_capacity(spec.tokens.len());
-    for (id, text) in spec.tokens.iter().enumerate() {
-        ids.entry(text.clone()).or_insert(id as u32);
-    }
-    ids
+/// Each token text's id; a text listed twice keeps its last id, as
+/// llama.cpp's `token_to_id` does.
+pub(super) fn vocabulary(spec: &TokenizerSpec) -> AHashMap<String, u32> {
+    spec.tokens.iter().enumerate().map(|(id, text)| (text.clone(), id as u32)).collect()
 }
 
 /// The regex half of a byte-level split (the words, before bytes become characters).
@@ -50,7 +47,10 @@ pub(super) fn word_split(split: PreSplit) -> Result<PreTokenizers, TokenizerErro
 }
 
 /// A `gpt2` vocabulary's tokenizer.
-pub(super) fn byte_level_bpe(spec: &TokenizerSpec) -> Result<tokenizers::Tokenizer, TokenizerError> {
+pub(super) fn byte_level_bpe(
+    spec: &TokenizerSpec,
+    vocab: AHashMap<String, u32>,
+) -> Result<tokenizers::Tokenizer, TokenizerError> {
     let split = PreSplit::from_gguf(spec.pre.as_deref())?;
     if spec.merges.is_empty() {
         return Err(TokenizerError::Missing("tokenizer.ggml.merges"));
@@ -63,24 +63,24 @@ pub(super) fn byte_level_bpe(spec: &TokenizerSpec) -> Result<tokenizers::Tokeniz
             Ok((a.to_owned(), b.to_owned()))
         })
         .collect::<Result<Vec<_>, TokenizerError>>()?;
-    let bpe = BPE::builder()
-        .vocab_and_merges(vocabulary(spec), merges)
-        .ignore_merges(split.ignore_merges)
-        .build()
-        .map_err(library)?;
+    let bpe =
+        BPE::builder().vocab_and_merges(vocab, merges).ignore_merges(split.ignore_merges).build().map_err(library)?;
     let mut tokenizer = tokenizers::Tokenizer::new(bpe);
     tokenizer.with_pre_tokenizer(Some(word_split(split)?));
     Ok(tokenizer)
 }
 
 /// A `llama` vocabulary's tokenizer.
-pub(super) fn sentencepiece_bpe(spec: &TokenizerSpec) -> Result<tokenizers::Tokenizer, TokenizerError> {
+pub(super) fn sentencepiece_bpe(
+    spec: &TokenizerSpec,
+    vocab: AHashMap<String, u32>,
+) -> Result<tokenizers::Tokenizer, TokenizerError> {
     let n = spec.tokens.len();
     if spec.scores.len() != n {
         return Err(TokenizerError::Inconsistent(format!("{} scores for {n} tokens", spec.scores.len())));
     }
-    let vocab = vocabulary(spec);
-    let mut builder = BPE::builder().vocab_and_merges(vocab.clone(), merges_by_score(spec, &vocab)).byte_fallback(true);
+    let merges = merges_by_score(spec, &vocab);
+    let mut builder = BPE::builder().vocab_and_merges(vocab, merges).byte_fallback(true);
     if let Some(unknown) = spec.unknown {
         builder = builder.unk_token(spec.tokens[unknown as usize].clone());
     }
