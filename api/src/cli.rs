@@ -138,7 +138,7 @@ pub struct NodeArgs {
     #[arg(long, env = "GREENTHREAD_MAX_SEQUENCES", default_value_t = greenthread_node_runtime::builtin::DEFAULT_MAX_SEQUENCES)]
     pub max_sequences: usize,
     /// Largest request body, in bytes.
-    #[arg(long, env = "GREENTHREAD_MAX_REQUEST_BYTES", default_value_t = crate::http::state::Limits::default().max_request_bytes)]
+    #[arg(long, env = "GREENTHREAD_MAX_REQUEST_BYTES", default_value_t = crate::http::limits::Limits::default().max_request_bytes)]
     pub max_request_bytes: usize,
     /// Folders this node opens local model files from, whoever asks (repeatable)
     /// [default: <data-dir>/artifacts and the models cache].
@@ -177,7 +177,7 @@ pub struct GatewayArgs {
     #[command(flatten)]
     pub management: ManagementArgs,
     /// Largest request body, in bytes.
-    #[arg(long, env = "GREENTHREAD_MAX_REQUEST_BYTES", default_value_t = crate::http::state::Limits::default().max_request_bytes)]
+    #[arg(long, env = "GREENTHREAD_MAX_REQUEST_BYTES", default_value_t = crate::http::limits::Limits::default().max_request_bytes)]
     pub max_request_bytes: usize,
     /// Longest a request waits for its replica (a wake, or a scheduler
     /// leader change) before it gets 503 with Retry-After.
@@ -213,7 +213,7 @@ pub struct ManagementArgs {
 #[derive(Debug, Args)]
 pub struct LimitArgs {
     /// Largest request body, in bytes.
-    #[arg(long, env = "GREENTHREAD_MAX_REQUEST_BYTES", default_value_t = crate::http::state::Limits::default().max_request_bytes)]
+    #[arg(long, env = "GREENTHREAD_MAX_REQUEST_BYTES", default_value_t = crate::http::limits::Limits::default().max_request_bytes)]
     pub max_request_bytes: usize,
     /// Sequences each model generates at once; more requests wait their turn.
     #[arg(long, env = "GREENTHREAD_MAX_SEQUENCES", default_value_t = greenthread_node_runtime::builtin::DEFAULT_MAX_SEQUENCES)]

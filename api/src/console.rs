@@ -8,7 +8,7 @@ use axum::http::header;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 
-use crate::http::state::AppState;
+use crate::state::AppState;
 
 macro_rules! asset {
     ($name:literal) => {

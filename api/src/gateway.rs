@@ -16,13 +16,15 @@ use std::time::Duration;
 
 use greenthread_core::{ModelName, ModelSpec, NodeId};
 
-use crate::access::{Hold, ModelAccess, NodeLink, Serving, Target};
 use crate::catalog::ModelCatalog;
 use crate::cli::GatewayArgs;
+use crate::cluster::NodeLink;
 use crate::cluster::token::ClusterToken;
-use crate::http::state::{AppState, Limits};
+use crate::http::limits::Limits;
+use crate::inference::access::{Hold, ModelAccess, Serving, Target};
 use crate::scheduler_link::{LinkError, RemoteScheduler};
 use crate::serve::{AdminBootstrap, ManagedOptions, ServeError, attach_management, txt_resolver};
+use crate::state::AppState;
 use greenthread_protocol::error::{ApiError, ApiResult};
 use greenthread_store::{Store, SystemClock, state};
 
@@ -64,13 +66,13 @@ impl ModelAccess for Delegated {
 /// [`ServeError`] when the token, the database or the listening address is unusable.
 pub async fn run_gateway(args: GatewayArgs) -> Result<(), ServeError> {
     let app = start_gateway(&args).await?;
-    let usage = app.usage.clone();
+    let usage = app.usage_meter().cloned();
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .map_err(|source| ServeError::Listen { addr: args.listen, source })?;
     let addr = listener.local_addr().map_err(ServeError::Server)?;
     tracing::info!(%addr, scheduler = %args.scheduler, "Gateway serving the OpenAI API at http://{addr}/v1");
-    let served = crate::http::serve(listener, crate::http::router(app)).await.map_err(ServeError::Server);
+    let served = crate::http::serve(listener, crate::router::router(app)).await.map_err(ServeError::Server);
     if let Some(usage) = usage {
         // Requests that finished during the shutdown grace are metered too.
         usage.flush().await;

@@ -92,7 +92,7 @@ impl ModelStore for DatabaseModels {
             let Some(manager) = &self.manager else { return Ok(None) };
             let status = manager.status().await.map_err(|e| StoreError::Unavailable(e.to_string()))?;
             Ok(status.models.into_iter().find(|m| m.name.as_str() == name).map(|m| RuntimeView {
-                tier: crate::graphql::tier_of(&m.state),
+                tier: m.state.weights_tier().map(|t| t.as_str().to_owned()),
                 state: m.state.name().to_owned(),
                 replicas: m.replicas,
                 device_bytes: m.device_bytes,

@@ -2,7 +2,6 @@
 //! models, the config file, status and metrics, and the `greenthread serve`
 //! entry point that runs gateway, scheduler and node in one process.
 
-pub mod access;
 pub mod anthropic;
 pub mod catalog;
 pub mod cli;
@@ -11,17 +10,22 @@ pub mod config;
 pub mod console;
 pub mod domains;
 pub mod engine_errors;
+pub mod gate;
 pub mod gateway;
 pub mod gitops;
 pub mod graphql;
 pub mod http;
+pub mod inference;
 pub mod kube_operator;
 pub mod kube_store;
 pub mod manage;
 pub mod metrics;
+pub mod node_server;
 pub mod openai;
+pub mod router;
 pub mod scheduler_link;
 mod serve;
+pub mod state;
 pub mod status;
 pub mod usage;
 

@@ -14,7 +14,7 @@ use greenthread_core::{ModelName, NodeId};
 use greenthread_scheduler::{AcquireError, ManagerStatus, ModelManager, SleepOutcome, TransitionEvent};
 use serde::de::DeserializeOwned;
 
-use crate::access::NodeLink;
+use crate::cluster::NodeLink;
 use crate::cluster::wire::{LeaseGrant, LeaseRefused, LeaseRequest, SleepModel};
 
 /// How long a caller waits between two tries to reach a scheduler leader.

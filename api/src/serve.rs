@@ -12,16 +12,18 @@ use greenthread_node_runtime::builtin::BuiltinEngine;
 use greenthread_node_runtime::node::{HostResources, LocalArtifacts, LocalNode, NodeConfig, TierBudgets};
 use greenthread_scheduler::{ManagedModel, ManagerConfig, ModelManager, NodeHandle, PreemptionRules};
 
-use crate::access::Scheduled;
 use crate::catalog::ModelCatalog;
 use crate::cli::{NodeArgs, ServeArgs, TierArgs};
 use crate::cluster::Cluster;
 use crate::cluster::token::ClusterToken;
 use crate::config::{Config, ConfigError};
-use crate::http::gate::Gate;
-use crate::http::state::{AppState, Limits};
+use crate::gate::Gate;
+use crate::http::limits::Limits;
+use crate::inference::access::Scheduled;
+use crate::inference::metering::Metering;
 use crate::manage::{ArtifactPolicy, Management, Registry};
 use crate::metrics::Metrics;
+use crate::state::AppState;
 use greenthread_core::desired::StateDoc;
 use greenthread_store::auth::KeyService;
 use greenthread_store::{Clock, Store, SystemClock, state};
@@ -156,7 +158,7 @@ pub async fn run_serve(args: ServeArgs) -> Result<(), ServeError> {
         tracing::warn!("Open mode: requests without an API key may call models until the first inference key exists");
     }
     let state = started.state;
-    let usage = state.usage.clone();
+    let usage = state.usage_meter().cloned();
     let leader = match leadership {
         Some(l) => Some(lead_the_cluster(l, &args, &state).await),
         None => None,
@@ -170,7 +172,7 @@ pub async fn run_serve(args: ServeArgs) -> Result<(), ServeError> {
     }
     let lost = leader.map(|l| crate::kube_operator::lost(l.leading));
     tracing::info!(%addr, "Serving the OpenAI API at http://{addr}/v1");
-    let serving = crate::http::serve(listener, crate::http::router(state));
+    let serving = crate::http::serve(listener, crate::router::router(state));
     let served = match lost {
         Some(lost) => tokio::select! {
             served = serving => served.map_err(ServeError::Server),
@@ -357,7 +359,7 @@ pub(crate) async fn attach_management(
     options: ManagedOptions,
     bootstrap: AdminBootstrap,
 ) -> Result<Option<String>, ServeError> {
-    let registry = Arc::new(Registry::new(store.clone(), app.catalog.clone(), app.manager.clone(), specs));
+    let registry = Arc::new(Registry::new(store.clone(), app.catalog().clone(), app.manager.clone(), specs));
     registry.sync().await?;
     registry.spawn_periodic(options.sync_every);
     if let Some(cluster) = &app.cluster {
@@ -376,7 +378,8 @@ pub(crate) async fn attach_management(
         resolver: options.resolver,
     });
     app.gate = Some(Arc::new(Gate { keys, open_mode: options.open_mode, rate_window: options.rate_window }));
-    app.usage = Some(crate::usage::UsageMeter::start(management.store.clone(), options.rate_window));
+    let meter = crate::usage::UsageMeter::start(management.store.clone(), options.rate_window);
+    app.inference.metering = Some(Metering { meter, registry: management.registry.clone() });
     app.management = Some(management);
     Ok(bootstrap_secret)
 }
@@ -468,16 +471,9 @@ pub async fn run_node(args: NodeArgs) -> Result<(), ServeError> {
     };
     tracing::info!(node = %id, %advertise, control_plane = %args.control_plane, device_budget = %greenthread_core::ByteSize(budgets.device), "Node starting");
     let limits = Limits { max_request_bytes: args.max_request_bytes, ..Limits::default() };
-    crate::cluster::node_server::spawn_heartbeat(
-        node.clone(),
-        id,
-        advertise,
-        args.control_plane,
-        budgets.device,
-        token.clone(),
-    );
+    crate::node_server::spawn_heartbeat(node.clone(), id, advertise, args.control_plane, budgets.device, token.clone());
     let artifacts = ArtifactPolicy::new(artifact_dirs);
-    let router = crate::cluster::node_server::router(node, token, limits, artifacts);
+    let router = crate::node_server::router(node, token, limits, artifacts);
     crate::http::serve(listener, router).await.map_err(ServeError::Server)
 }
 

@@ -13,8 +13,8 @@ use greenthread_core::{ModelState, Tier, TierUsage};
 use greenthread_scheduler::ManagerStatus;
 use serde::Serialize;
 
-use crate::http::gate::Viewer;
-use crate::http::state::AppState;
+use crate::gate::Viewer;
+use crate::state::AppState;
 use greenthread_protocol::error::{ApiError, ApiResult};
 use greenthread_protocol::ids::now_unix;
 
@@ -34,7 +34,7 @@ pub struct StatusBody {
 async fn viewer(state: &AppState, headers: &HeaderMap) -> ApiResult<Viewer> {
     match &state.gate {
         None => Ok(Viewer::Anyone),
-        Some(gate) => gate.viewer(crate::graphql::bearer(headers)).await,
+        Some(gate) => gate.viewer(crate::gate::bearer(headers)).await,
     }
 }
 

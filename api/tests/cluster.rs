@@ -9,10 +9,10 @@ mod support;
 use std::path::Path;
 use std::time::Duration;
 
-use greenthread_api::cluster::node_server;
 use greenthread_api::cluster::token::ClusterToken;
-use greenthread_api::http::state::Limits;
+use greenthread_api::http::limits::Limits;
 use greenthread_api::manage::ArtifactPolicy;
+use greenthread_api::node_server;
 use greenthread_api::{Budgets, Platform};
 use greenthread_core::{ArtifactUri, ModelName, ModelSpec, NodeId};
 use greenthread_node_runtime::builtin::BuiltinEngine;
@@ -66,7 +66,7 @@ async fn start_scheduler(specs: &[ModelSpec], dir: &Path) -> (String, JoinHandle
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let task = tokio::spawn(async move {
-        let _ = greenthread_api::http::serve(listener, greenthread_api::http::router(state)).await;
+        let _ = greenthread_api::http::serve(listener, greenthread_api::router::router(state)).await;
     });
     (base, task)
 }

@@ -8,7 +8,7 @@ mod support;
 
 use std::time::Duration;
 
-use greenthread_api::http::state::Limits;
+use greenthread_api::http::limits::Limits;
 use greenthread_node_runtime::fixtures::TinyModel;
 use support::{Served, Setup, TestServer, chat};
 

@@ -112,6 +112,17 @@ pub struct IllegalTransition {
 }
 
 impl ModelState {
+    /// The fastest tier its weights are in, as far as its state says: the
+    /// device while it wakes, serves or drains; the tier it was staged or
+    /// put to sleep in; none while absent, fetching or failed.
+    pub fn weights_tier(&self) -> Option<Tier> {
+        match self {
+            Self::Staged { tier } | Self::Sleeping { tier } => Some(*tier),
+            Self::Serving | Self::Draining | Self::Waking { .. } => Some(Tier::Device),
+            Self::Absent | Self::Fetching | Self::Failed { .. } => None,
+        }
+    }
+
     /// The state's name as metrics and `/status` report it.
     pub fn name(&self) -> &'static str {
         match self {

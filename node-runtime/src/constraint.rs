@@ -10,7 +10,7 @@ use llguidance::api::{ParserLimits, TopLevelGrammar};
 use llguidance::toktrie::{ApproximateTokEnv, SimpleVob, TokEnv, TokRxInfo, TokTrie};
 use llguidance::{Matcher, ParserFactory};
 
-use crate::sampler::Vocabulary;
+use crate::vocabulary::Vocabulary;
 
 /// What one request's grammar may cost. llguidance's defaults are made for
 /// trusted grammars; a request's is bounded tighter: its size (symbols of

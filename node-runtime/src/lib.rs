@@ -13,6 +13,7 @@ pub mod node;
 pub mod sampler;
 pub mod text_stream;
 pub mod tokenizer;
+pub mod vocabulary;
 
 #[cfg(any(test, feature = "test-util"))]
 pub mod fixtures;

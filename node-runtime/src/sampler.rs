@@ -8,21 +8,12 @@ use greenthread_core::SamplingParams;
 use rand::rngs::StdRng;
 
 use crate::constraint::Constraint;
+use crate::vocabulary::Vocabulary;
 use rand::{Rng, SeedableRng};
 
 /// When top-p is active, look for the nucleus among this many most likely
 /// tokens before sorting the whole vocabulary (150k+ entries).
 const NUCLEUS_CANDIDATES: usize = 512;
-
-/// What the sampler needs to know of the vocabulary.
-pub trait Vocabulary {
-    /// The bytes token `id` writes (empty for control tokens).
-    fn piece(&self, id: u32) -> &[u8];
-    /// Whether `id` ends the generation.
-    fn ends_generation(&self, id: u32) -> bool;
-    /// A token that ends the generation.
-    fn end_token(&self) -> Option<u32>;
-}
 
 /// The sampling state of one sequence.
 pub struct Sampler {

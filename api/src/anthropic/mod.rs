@@ -14,7 +14,7 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
-use axum::http::{HeaderValue, header};
+use axum::http::header;
 use axum::response::sse::{Event, Sse};
 use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt;
@@ -22,9 +22,11 @@ use serde_json::{Value, json};
 
 use crate::catalog::CatalogEntry;
 use crate::engine_errors::from_engine;
-use crate::http::gate::Caller;
-use crate::http::state::AppState;
-use crate::openai::{Route, choices, dispatch, model_for_body, model_for_path};
+use crate::gate::Caller;
+use crate::http::shape::anthropic_error;
+use crate::inference::Route;
+use crate::openai::choices;
+use crate::state::AppState;
 use greenthread_protocol::anthropic::translate;
 use greenthread_protocol::anthropic::translate::StreamTranslator;
 use greenthread_protocol::anthropic::types::{CountTokensRequest, MessagesRequest};
@@ -36,34 +38,12 @@ use greenthread_protocol::sse::{SseItem, SseParser};
 /// Largest answer read back whole from the chat path (a non-streamed message).
 const MAX_ANSWER_BYTES: usize = 64 << 20;
 
-/// Whether `path` is one of the Messages API's routes, whose errors take
-/// Anthropic's shape (whichever handler, or fallback, answers).
-pub fn is_messages_path(path: &str) -> bool {
-    path.ends_with("/v1/messages") || path.ends_with("/v1/messages/count_tokens")
-}
-
-/// An [`ApiError`] in Anthropic's shape, with the same status and headers.
-pub fn error_response(e: ApiError) -> Response {
-    if let ApiError::Internal(detail) = &e {
-        tracing::error!(error = %detail, "Request failed");
-    }
-    let status = e.status();
-    let mut response = (status, Json(translate::error_body(status.as_u16(), &e.to_string()))).into_response();
-    if let ApiError::Waking { retry_after_s, .. } = &e {
-        response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_s));
-    }
-    for (name, value) in e.rate_headers() {
-        response.headers_mut().insert(name, value);
-    }
-    response
-}
-
 fn body_error(rejection: &BytesRejection, limit: usize) -> ApiError {
     crate::http::intake::body_rejection(rejection, limit)
 }
 
 fn respond(result: ApiResult<Response>) -> Response {
-    result.unwrap_or_else(error_response)
+    result.unwrap_or_else(anthropic_error)
 }
 
 /// The request's caller and body, or why there are none.
@@ -87,7 +67,7 @@ pub async fn unified(
     respond(
         async {
             let (caller, req, _) = parts::<MessagesRequest>(&state, caller, body)?;
-            let model = model_for_body(&state, &caller, req.model.as_deref())?;
+            let model = state.inference.model_for_body(&caller, req.model.as_deref())?;
             run(&state, &caller, model, req).await
         }
         .await,
@@ -104,7 +84,7 @@ pub async fn per_model(
     respond(
         async {
             let (caller, req, _) = parts::<MessagesRequest>(&state, caller, body)?;
-            let model = model_for_path(&state, &caller, &name)?;
+            let model = state.inference.model_for_path(&caller, &name)?;
             run(&state, &caller, model, req).await
         }
         .await,
@@ -174,7 +154,7 @@ pub async fn count_tokens(
     respond(
         async {
             let (caller, req, body) = parts::<CountTokensRequest>(&state, caller, body)?;
-            let model = model_for_body(&state, &caller, req.model.as_deref())?;
+            let model = state.inference.model_for_body(&caller, req.model.as_deref())?;
             count(&state, model, req, body).await
         }
         .await,
@@ -191,7 +171,7 @@ pub async fn count_tokens_per_model(
     respond(
         async {
             let (caller, req, body) = parts::<CountTokensRequest>(&state, caller, body)?;
-            let model = model_for_path(&state, &caller, &name)?;
+            let model = state.inference.model_for_path(&caller, &name)?;
             count(&state, model, req, body).await
         }
         .await,
@@ -218,11 +198,14 @@ async fn count(state: &AppState, model: Arc<CatalogEntry>, req: CountTokensReque
     let body = translate::to_openai(&as_message, &name)?;
     let chat: ChatCompletionRequest = serde_json::from_value(body).map_err(|e| ApiError::Internal(e.to_string()))?;
     let valid = validate::chat(chat, &state.limits.rules())?;
-    dispatch(state, &model, Route::CountTokens, raw, move |instance, lease| async move {
-        let messages = valid.messages;
-        let prompt = choices::prepare(&instance, move |m| m.chat_prompt(&messages, None).map_err(from_engine)).await?;
-        drop(lease);
-        Ok(Json(json!({"input_tokens": prompt.len()})).into_response())
-    })
-    .await
+    state
+        .inference
+        .dispatch(&model, Route::CountTokens, raw, move |instance, lease| async move {
+            let messages = valid.messages;
+            let prompt =
+                choices::prepare(&instance, move |m| m.chat_prompt(&messages, None).map_err(from_engine)).await?;
+            drop(lease);
+            Ok(Json(json!({"input_tokens": prompt.len()})).into_response())
+        })
+        .await
 }

@@ -1,9 +1,7 @@
 //! GreenThread across processes: the scheduler side of membership (nodes
 //! register and heartbeat; one that falls silent is lost and its models
-//! placed again), the node process, and forwarding requests to nodes.
+//! placed again), the scheduler's internal API, and what crosses the wire.
 
-pub mod node_server;
-pub mod proxy;
 pub mod remote_node;
 pub mod scheduler_api;
 pub mod token;
@@ -36,6 +34,13 @@ struct Member {
     last_seen: Instant,
 }
 
+/// How requests reach nodes: the cluster's HTTP client and token.
+#[derive(Clone)]
+pub struct NodeLink {
+    pub client: reqwest::Client,
+    pub token: ClusterToken,
+}
+
 /// The remote nodes a scheduler knows.
 pub struct Cluster {
     pub token: ClusterToken,
@@ -60,8 +65,8 @@ impl Cluster {
     }
 
     /// How this scheduler's requests reach its nodes.
-    pub fn link(&self) -> crate::access::NodeLink {
-        crate::access::NodeLink { client: self.client.clone(), token: self.token.clone() }
+    pub fn link(&self) -> NodeLink {
+        NodeLink { client: self.client.clone(), token: self.token.clone() }
     }
 
     /// Connects the registry that keeps the scheduler in step with the database (once).

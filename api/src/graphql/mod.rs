@@ -25,7 +25,7 @@ use std::sync::Arc;
 
 use async_graphql::Schema;
 use async_graphql::http::GraphiQLSource;
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::StatusCode;
 use axum::response::Html;
 
 use self::domains::{DomainMutation, DomainQuery};
@@ -40,7 +40,6 @@ use self::query::CoreQuery;
 pub use self::rate_limit::RateLimiter;
 pub use self::subscription::SubscriptionRoot;
 use self::types::Scheduler;
-pub use self::types::tier_of;
 use crate::catalog::ModelCatalog;
 use crate::manage::Management;
 use greenthread_store::auth::AuthError;
@@ -110,16 +109,6 @@ impl GraphqlState {
             max_message_bytes,
         }
     }
-}
-
-/// The bearer token of `Authorization`, or `x-api-key`'s value.
-pub fn bearer(headers: &HeaderMap) -> Option<&str> {
-    headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
-        .or_else(|| headers.get("x-api-key").and_then(|v| v.to_str().ok()))
-        .map(str::trim)
 }
 
 async fn authenticate(state: &GraphqlState, token: Option<&str>) -> Auth {

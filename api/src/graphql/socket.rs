@@ -19,7 +19,8 @@ use futures_util::stream::BoxStream;
 use futures_util::{SinkExt, StreamExt};
 
 use super::errors::{Auth, UNAUTHENTICATED, coded};
-use super::{GraphqlState, authenticate, bearer, types};
+use super::{GraphqlState, authenticate, types};
+use crate::gate::bearer;
 use greenthread_store::auth::{AuthError, VERIFIED_FOR};
 
 /// The close code `graphql-transport-ws` gives a connection that is not allowed.

@@ -10,7 +10,8 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use super::errors::{BAD_REQUEST, PAYLOAD_TOO_LARGE, coded};
-use super::{GraphqlState, Refusal, authenticate, bearer};
+use super::{GraphqlState, Refusal, authenticate};
+use crate::gate::bearer;
 
 /// A request that is not a GraphQL request this server runs.
 struct Unreadable {

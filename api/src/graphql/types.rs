@@ -162,13 +162,9 @@ pub struct ModelRuntime {
     pub last_wake_from: Option<String>,
 }
 
+/// The tier a model's weights are in, as GraphQL and the CRD's status name it.
 pub fn tier_of(state: &ModelState) -> Option<String> {
-    match state {
-        ModelState::Staged { tier } | ModelState::Sleeping { tier } => Some(tier.to_string()),
-        ModelState::Serving | ModelState::Draining => Some("device".into()),
-        ModelState::Waking { .. } => Some("device".into()),
-        _ => None,
-    }
+    state.weights_tier().map(|t| t.as_str().to_owned())
 }
 
 impl From<&ModelStatus> for ModelRuntime {

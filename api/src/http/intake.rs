@@ -17,7 +17,6 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use http_body::{Frame, SizeHint};
 
-use crate::anthropic;
 use greenthread_protocol::error::ApiError;
 
 /// Longest a request body may take to arrive, from the end of its headers:
@@ -126,8 +125,5 @@ fn refuse(path: &str, e: ApiError) -> Response {
             serde_json::json!({"errors": [{"message": e.to_string(), "extensions": {"code": "PAYLOAD_TOO_LARGE"}}]});
         return (e.status(), axum::Json(body)).into_response();
     }
-    if anthropic::is_messages_path(path) {
-        return anthropic::error_response(e);
-    }
-    e.into_response()
+    super::shape::for_path(path, e)
 }

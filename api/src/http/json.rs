@@ -1,11 +1,11 @@
 //! Reading JSON request bodies: over-size bodies become 413; the rest is
 //! `greenthread_protocol::json::parse`.
 
-use axum::extract::{FromRequest, Request};
+use axum::extract::{FromRef, FromRequest, Request};
 use bytes::Bytes;
 use serde::de::DeserializeOwned;
 
-use super::state::AppState;
+use super::limits::Limits;
 use greenthread_protocol::error::ApiError;
 use greenthread_protocol::json::parse;
 
@@ -13,13 +13,20 @@ use greenthread_protocol::json::parse;
 /// gateway forwards them to the node unchanged).
 pub struct ApiJson<T>(pub T, pub Bytes);
 
-impl<T: DeserializeOwned> FromRequest<AppState> for ApiJson<T> {
+/// Any server state that carries the request [`Limits`] can read one.
+impl<S, T> FromRequest<S> for ApiJson<T>
+where
+    S: Send + Sync,
+    Limits: FromRef<S>,
+    T: DeserializeOwned,
+{
     type Rejection = ApiError;
 
-    async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let max_bytes = Limits::from_ref(state).max_request_bytes;
         let bytes = Bytes::from_request(req, state)
             .await
-            .map_err(|rejection| super::intake::body_rejection(&rejection, state.limits.max_request_bytes))?;
+            .map_err(|rejection| super::intake::body_rejection(&rejection, max_bytes))?;
         parse(&bytes).map(|value| ApiJson(value, bytes))
     }
 }

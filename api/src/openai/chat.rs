@@ -14,12 +14,12 @@ use greenthread_node_runtime::{GenerationEvent, GenerationStream, ModelInstance}
 use greenthread_scheduler::Lease;
 
 use super::choices::{self, ChoiceOutput};
-use super::{Route, dispatch, model_for_body, model_for_path};
 use crate::catalog::CatalogEntry;
 use crate::engine_errors::from_engine;
-use crate::http::gate::Caller;
+use crate::gate::Caller;
 use crate::http::json::ApiJson;
-use crate::http::state::AppState;
+use crate::inference::Route;
+use crate::state::AppState;
 use greenthread_protocol::error::{ApiError, ApiResult};
 use greenthread_protocol::ids::{SYSTEM_FINGERPRINT, now_unix, response_id};
 use greenthread_protocol::openai::tools;
@@ -34,7 +34,7 @@ pub async fn unified(
     caller: Caller,
     ApiJson(req, raw): ApiJson<ChatCompletionRequest>,
 ) -> ApiResult<Response> {
-    let model = model_for_body(&state, &caller, req.model.as_deref())?;
+    let model = state.inference.model_for_body(&caller, req.model.as_deref())?;
     complete(&state, &caller, model, req, raw).await
 }
 
@@ -44,7 +44,7 @@ pub async fn per_model(
     Path(name): Path<String>,
     ApiJson(req, raw): ApiJson<ChatCompletionRequest>,
 ) -> ApiResult<Response> {
-    let model = model_for_path(&state, &caller, &name)?;
+    let model = state.inference.model_for_path(&caller, &name)?;
     complete(&state, &caller, model, req, raw).await
 }
 
@@ -56,12 +56,17 @@ pub(crate) async fn complete(
     req: ChatCompletionRequest,
     raw: bytes::Bytes,
 ) -> ApiResult<Response> {
-    super::metered(state, caller, &model, async {
-        let chat = validate::chat(req, &state.limits.rules())?;
-        let name = model.spec.name.to_string();
-        dispatch(state, &model, Route::Chat, raw, move |instance, lease| generate(instance, lease, chat, name)).await
-    })
-    .await
+    state
+        .inference
+        .metered(caller, &model, async {
+            let chat = validate::chat(req, &state.limits.rules())?;
+            let name = model.spec.name.to_string();
+            state
+                .inference
+                .dispatch(&model, Route::Chat, raw, move |instance, lease| generate(instance, lease, chat, name))
+                .await
+        })
+        .await
 }
 
 /// Runs the request on a model in this process.
@@ -221,7 +226,7 @@ fn stream(
         if done == choice_count && include_usage {
             yield chunk(None, ChatDelta::default(), None, Some(Some(UsageOut::new(prompt_tokens, completion_tokens))));
         }
-        yield Ok(super::usage_comment(prompt_tokens, completion_tokens + streamed));
+        yield Ok(crate::inference::metering::usage_comment(prompt_tokens, completion_tokens + streamed));
         yield Ok(Event::default().data("[DONE]"));
         // The model counts this request in flight until the last chunk is out.
         drop(lease);

@@ -12,11 +12,11 @@ use greenthread_node_runtime::{GenerationEvent, GenerationStream, ModelInstance}
 use greenthread_scheduler::Lease;
 
 use super::choices;
-use super::{Route, dispatch, model_for_body, model_for_path};
 use crate::catalog::CatalogEntry;
-use crate::http::gate::Caller;
+use crate::gate::Caller;
 use crate::http::json::ApiJson;
-use crate::http::state::AppState;
+use crate::inference::Route;
+use crate::state::AppState;
 use greenthread_protocol::error::{ApiError, ApiResult};
 use greenthread_protocol::ids::{SYSTEM_FINGERPRINT, now_unix, response_id};
 use greenthread_protocol::openai::types::{Completion, CompletionChoice, CompletionRequest, UsageOut};
@@ -27,7 +27,7 @@ pub async fn unified(
     caller: Caller,
     ApiJson(req, raw): ApiJson<CompletionRequest>,
 ) -> ApiResult<Response> {
-    let model = model_for_body(&state, &caller, req.model.as_deref())?;
+    let model = state.inference.model_for_body(&caller, req.model.as_deref())?;
     complete(&state, &caller, model, req, raw).await
 }
 
@@ -37,7 +37,7 @@ pub async fn per_model(
     Path(name): Path<String>,
     ApiJson(req, raw): ApiJson<CompletionRequest>,
 ) -> ApiResult<Response> {
-    let model = model_for_path(&state, &caller, &name)?;
+    let model = state.inference.model_for_path(&caller, &name)?;
     complete(&state, &caller, model, req, raw).await
 }
 
@@ -54,13 +54,19 @@ async fn complete(
     req: CompletionRequest,
     raw: bytes::Bytes,
 ) -> ApiResult<Response> {
-    super::metered(state, caller, &model, async {
-        let valid = validate::completion(req, &state.limits.rules())?;
-        let name = model.spec.name.to_string();
-        dispatch(state, &model, Route::Completions, raw, move |instance, lease| generate(instance, lease, valid, name))
-            .await
-    })
-    .await
+    state
+        .inference
+        .metered(caller, &model, async {
+            let valid = validate::completion(req, &state.limits.rules())?;
+            let name = model.spec.name.to_string();
+            state
+                .inference
+                .dispatch(&model, Route::Completions, raw, move |instance, lease| {
+                    generate(instance, lease, valid, name)
+                })
+                .await
+        })
+        .await
 }
 
 /// Runs the request on a model in this process.
@@ -176,7 +182,7 @@ fn stream(
         if done == choice_count && include_usage {
             yield chunk(Vec::new(), Some(Some(UsageOut::new(prompt_tokens, completion_tokens))));
         }
-        yield Ok(super::usage_comment(prompt_tokens, completion_tokens));
+        yield Ok(crate::inference::metering::usage_comment(prompt_tokens, completion_tokens));
         yield Ok(Event::default().data("[DONE]"));
         drop(lease);
     }

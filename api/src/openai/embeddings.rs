@@ -12,12 +12,12 @@ use greenthread_scheduler::Lease;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::{Route, dispatch, model_for_body, model_for_path};
 use crate::catalog::CatalogEntry;
 use crate::engine_errors::from_engine;
-use crate::http::gate::Caller;
+use crate::gate::Caller;
 use crate::http::json::ApiJson;
-use crate::http::state::AppState;
+use crate::inference::Route;
+use crate::state::AppState;
 use greenthread_protocol::error::{ApiError, ApiResult};
 
 /// OpenAI's limit on inputs per request.
@@ -111,7 +111,7 @@ pub async fn unified(
     caller: Caller,
     ApiJson(req, raw): ApiJson<EmbeddingRequest>,
 ) -> ApiResult<Response> {
-    let model = model_for_body(&state, &caller, req.model.as_deref())?;
+    let model = state.inference.model_for_body(&caller, req.model.as_deref())?;
     run(&state, &caller, model, req, raw).await
 }
 
@@ -121,7 +121,7 @@ pub async fn per_model(
     Path(name): Path<String>,
     ApiJson(req, raw): ApiJson<EmbeddingRequest>,
 ) -> ApiResult<Response> {
-    let model = model_for_path(&state, &caller, &name)?;
+    let model = state.inference.model_for_path(&caller, &name)?;
     run(&state, &caller, model, req, raw).await
 }
 
@@ -132,13 +132,17 @@ async fn run(
     req: EmbeddingRequest,
     raw: bytes::Bytes,
 ) -> ApiResult<Response> {
-    super::metered(state, caller, &model, async {
-        let valid = validate(req)?;
-        let name = model.spec.name.to_string();
-        dispatch(state, &model, Route::Embeddings, raw, move |instance, lease| embed(instance, lease, valid, name))
-            .await
-    })
-    .await
+    state
+        .inference
+        .metered(caller, &model, async {
+            let valid = validate(req)?;
+            let name = model.spec.name.to_string();
+            state
+                .inference
+                .dispatch(&model, Route::Embeddings, raw, move |instance, lease| embed(instance, lease, valid, name))
+                .await
+        })
+        .await
 }
 
 /// Embeds on a model in this process.

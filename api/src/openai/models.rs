@@ -3,10 +3,9 @@
 use axum::Json;
 use axum::extract::{Path, State};
 
-use super::{model_for_body, model_for_path};
 use crate::catalog::CatalogEntry;
-use crate::http::gate::Caller;
-use crate::http::state::AppState;
+use crate::gate::Caller;
+use crate::state::AppState;
 use greenthread_protocol::error::ApiResult;
 use greenthread_protocol::openai::types::{ModelList, ModelObject};
 
@@ -16,7 +15,7 @@ fn object(m: &CatalogEntry) -> ModelObject {
 
 /// The models the caller may call.
 pub async fn list(State(state): State<AppState>, caller: Caller) -> Json<ModelList> {
-    let data = state.catalog.all().iter().filter(|m| caller.may_call(&m.spec)).map(|m| object(m)).collect();
+    let data = state.catalog().all().iter().filter(|m| caller.may_call(&m.spec)).map(|m| object(m)).collect();
     Json(ModelList { object: "list", data })
 }
 
@@ -26,7 +25,7 @@ pub async fn retrieve(
     caller: Caller,
     Path(id): Path<String>,
 ) -> ApiResult<Json<ModelObject>> {
-    Ok(Json(object(model_for_body(&state, &caller, Some(&id))?.as_ref())))
+    Ok(Json(object(state.inference.model_for_body(&caller, Some(&id))?.as_ref())))
 }
 
 /// Under a per-model prefix the list holds that model alone.
@@ -35,7 +34,7 @@ pub async fn list_one(
     caller: Caller,
     Path(name): Path<String>,
 ) -> ApiResult<Json<ModelList>> {
-    let model = model_for_path(&state, &caller, &name)?;
+    let model = state.inference.model_for_path(&caller, &name)?;
     Ok(Json(ModelList { object: "list", data: vec![object(&model)] }))
 }
 
@@ -44,8 +43,8 @@ pub async fn retrieve_one(
     caller: Caller,
     Path((name, id)): Path<(String, String)>,
 ) -> ApiResult<Json<ModelObject>> {
-    let model = model_for_path(&state, &caller, &name)?;
-    let other = model_for_body(&state, &caller, Some(&id))?;
+    let model = state.inference.model_for_path(&caller, &name)?;
+    let other = state.inference.model_for_body(&caller, Some(&id))?;
     if other.spec.name != model.spec.name {
         return Err(greenthread_protocol::error::ApiError::ModelNotFound(id));
     }

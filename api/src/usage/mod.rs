@@ -184,24 +184,3 @@ async fn write(store: &Store, batch: &mut Vec<UsageEvent>, rate_window: Duration
         tracing::error!(error = %e, records = count, "Cannot write usage records");
     }
 }
-
-/// The metering context of a request by `caller` for `entry`, where this
-/// server meters (a gateway with a database; nodes do not).
-pub fn context(
-    state: &crate::http::state::AppState,
-    caller: &crate::http::gate::Caller,
-    entry: &crate::catalog::CatalogEntry,
-) -> Option<UsageContext> {
-    let meter = state.usage.clone()?;
-    let (key_id, project_id) = match caller.key() {
-        Some(p) => (Some(p.key_id), p.project_id),
-        None => (None, state.management.as_ref()?.registry.project_id(entry.spec.project.as_str())?),
-    };
-    Some(UsageContext {
-        meter,
-        key_id,
-        project_id,
-        model: entry.spec.name.to_string(),
-        started: tokio::time::Instant::now(),
-    })
-}

@@ -11,11 +11,11 @@ use std::time::Duration;
 
 use chrono::Utc;
 use futures_util::StreamExt;
-use greenthread_api::access::NodeLink;
-use greenthread_api::cluster::node_server;
+use greenthread_api::cluster::NodeLink;
 use greenthread_api::cluster::token::ClusterToken;
-use greenthread_api::http::state::Limits;
+use greenthread_api::http::limits::Limits;
 use greenthread_api::manage::ArtifactPolicy;
+use greenthread_api::node_server;
 use greenthread_api::scheduler_link::RemoteScheduler;
 use greenthread_api::{Budgets, ManagedOptions, Platform};
 use greenthread_core::{ModelName, ModelState, NodeId};
@@ -61,7 +61,7 @@ async fn start_scheduler(db: &Db, data: &Path, artifacts: &Path, addr: SocketAdd
     let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let (stop, mut stopped) = watch::channel(());
-    let server = axum::serve(listener, greenthread_api::http::router(state))
+    let server = axum::serve(listener, greenthread_api::router::router(state))
         .with_graceful_shutdown(async move { while stopped.changed().await.is_ok() {} });
     let task = tokio::spawn(server.into_future());
     let (abort, mut dropped) = watch::channel(());
@@ -189,7 +189,7 @@ async fn gateway_serves_from_the_scheduler_and_its_node(db: &Db) {
     assert_eq!((status, body["models"][0]["state"].as_str()), (200, Some("serving")), "{body}");
 
     // The gateway metered what it served.
-    gw.state.usage.as_ref().unwrap().flush().await;
+    gw.state.usage_meter().unwrap().flush().await;
     let store = &gw.state.management.as_ref().unwrap().store;
     let rows = greenthread_store::entities::usage_record::Entity::find().all(store.db()).await.unwrap();
     let ok: Vec<_> = rows.iter().filter(|r| r.status == "ok").collect();

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use greenthread_api::http::state::Limits;
+use greenthread_api::http::limits::Limits;
 use greenthread_api::{Budgets, ManagedOptions, Platform};
 use greenthread_node_runtime::builtin::BuiltinEngine;
 use greenthread_node_runtime::fixtures::TinyModel;
@@ -82,7 +82,7 @@ pub struct Server {
     pub clock: Arc<TestClock>,
     /// Where artifacts of API-created models may live; holds `tiny.gguf`.
     pub artifacts: PathBuf,
-    pub state: greenthread_api::http::state::AppState,
+    pub state: greenthread_api::state::AppState,
     /// The DNS zone custom domains are verified against.
     pub dns: LocalDns,
     _data: tempfile::TempDir,
@@ -189,7 +189,7 @@ impl Server {
         let state = started.state;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
-        tokio::spawn(greenthread_api::http::serve(listener, greenthread_api::http::router(state.clone())));
+        tokio::spawn(greenthread_api::http::serve(listener, greenthread_api::router::router(state.clone())));
         Self { base, client: reqwest::Client::new(), clock, artifacts, state, dns, _data: data }
     }
 
@@ -215,7 +215,7 @@ impl Server {
         let state = greenthread_api::gateway::start_gateway(&args).await.unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
-        tokio::spawn(greenthread_api::http::serve(listener, greenthread_api::http::router(state.clone())));
+        tokio::spawn(greenthread_api::http::serve(listener, greenthread_api::router::router(state.clone())));
         let clock = Arc::new(TestClock(Mutex::new(Utc::now())));
         Self { base, client: reqwest::Client::new(), clock, artifacts, state, dns, _data: tempfile::tempdir().unwrap() }
     }

@@ -72,7 +72,7 @@ async fn tokens_used_count_against_the_token_limit(db: &Db) {
     let (status, first) = s.chat(&key, "m").await;
     assert_eq!(status, 200);
     assert!(first["usage"]["total_tokens"].as_u64().unwrap() > 10);
-    s.state.usage.as_ref().unwrap().flush().await;
+    s.state.usage_meter().unwrap().flush().await;
     let (status, body) = s.chat(&key, "m").await;
     assert_eq!(status, 429, "{body}");
     // A limit of zero is refused, not taken as "blocked".

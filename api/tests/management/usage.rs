@@ -61,7 +61,7 @@ async fn every_request_is_metered(db: &Db) {
         .unwrap();
     assert_eq!(resp.status().as_u16(), 200);
 
-    s.state.usage.as_ref().unwrap().flush().await;
+    s.state.usage_meter().unwrap().flush().await;
     let store = &s.state.management.as_ref().unwrap().store;
     let rows = usage_record::Entity::find().order_by_asc(usage_record::Column::Id).all(store.db()).await.unwrap();
     let statuses: Vec<&str> = rows.iter().map(|r| r.status.as_str()).collect();

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use greenthread_api::http::ConnectionLimits;
-use greenthread_api::http::state::Limits;
+use greenthread_api::http::limits::Limits;
 use greenthread_api::{Budgets, Platform};
 use greenthread_core::{ArtifactUri, ModelAlias, ModelName, ModelSpec, Scaling, Sha256Digest};
 use greenthread_node_runtime::builtin::BuiltinEngine;
@@ -136,7 +136,7 @@ impl TestServer {
         let state = greenthread_api::start_platform(&specs, &dir.path().join("data"), platform).await.unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
-        let router = greenthread_api::http::router(state);
+        let router = greenthread_api::router::router(state);
         let connections = setup.connections;
         tokio::spawn(greenthread_api::http::serve_with(listener, router, connections, std::future::pending()));
         Self { base, client: reqwest::Client::new(), _dir: dir }

@@ -260,7 +260,7 @@ fn byte_token(text: &str) -> Option<u8> {
     u8::from_str_radix(hex, 16).ok()
 }
 
-impl crate::sampler::Vocabulary for Tokenizer {
+impl crate::vocabulary::Vocabulary for Tokenizer {
     fn piece(&self, id: u32) -> &[u8] {
         Tokenizer::piece(self, id)
     }

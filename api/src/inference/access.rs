@@ -12,7 +12,7 @@ use greenthread_node_runtime::node::LocalNode;
 use greenthread_scheduler::{Lease, ModelManager};
 
 use crate::cluster::Cluster;
-use crate::cluster::token::ClusterToken;
+use crate::cluster::NodeLink;
 use crate::engine_errors::from_acquire;
 use greenthread_protocol::error::{ApiError, ApiResult};
 
@@ -22,13 +22,6 @@ pub enum Target {
     Local(Arc<dyn ModelInstance>),
     /// On another node, reached at `base` (`http://host:port`) through `link`.
     Remote { node: NodeId, base: String, link: NodeLink },
-}
-
-/// How requests reach nodes: the cluster's HTTP client and token.
-#[derive(Clone)]
-pub struct NodeLink {
-    pub client: reqwest::Client,
-    pub token: ClusterToken,
 }
 
 /// What keeps a replica counted busy until the response ends: the

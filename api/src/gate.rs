@@ -9,13 +9,12 @@
 
 use std::sync::Arc;
 
-use axum::extract::FromRequestParts;
-use axum::http::request::Parts;
 use std::collections::HashSet;
+
+use axum::http::{HeaderMap, header};
 
 use greenthread_core::{ModelName, ModelSpec};
 
-use super::state::AppState;
 use greenthread_protocol::error::ApiError;
 use greenthread_store::auth::{AuthError, KeyService, Principal, Scope};
 use greenthread_store::keys;
@@ -69,7 +68,12 @@ impl Caller {
 }
 
 impl Gate {
-    async fn check(&self, token: Option<&str>) -> Result<Who, ApiError> {
+    /// Who is behind `token`, if they may call models.
+    ///
+    /// # Errors
+    /// 401 without an acceptable key (outside open mode), 403 without the
+    /// `inference` scope, 429 past the key's rate limits.
+    pub async fn check(&self, token: Option<&str>) -> Result<Who, ApiError> {
         let refused = match token {
             None => ApiError::Unauthenticated(
                 "You didn't provide an API key. Send it as `Authorization: Bearer <key>` or `x-api-key: <key>`.".into(),
@@ -165,25 +169,12 @@ impl Gate {
     }
 }
 
-/// Every model handler takes a [`Caller`]: a request without an acceptable
-/// key is refused before its body is read.
-impl FromRequestParts<AppState> for Caller {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let who = match &state.gate {
-            None => Who::Anyone,
-            Some(gate) => gate.check(crate::graphql::bearer(&parts.headers)).await?,
-        };
-        let host = parts.headers.get(axum::http::header::HOST).and_then(|h| h.to_str().ok());
-        let route = match (&state.management, host) {
-            (Some(m), Some(host)) => m.registry.domain(&crate::domains::request_host(host)),
-            _ => None,
-        };
-        match route {
-            None => Ok(Self { who, only: None }),
-            Some(r) if r.verified => Ok(Self { who, only: Some(r.models) }),
-            Some(_) => Err(ApiError::UnknownHost(host.unwrap_or_default().to_owned())),
-        }
-    }
+/// The bearer token of `Authorization`, or `x-api-key`'s value.
+pub fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .or_else(|| headers.get("x-api-key").and_then(|v| v.to_str().ok()))
+        .map(str::trim)
 }

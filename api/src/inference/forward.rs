@@ -9,8 +9,8 @@ use axum::response::Response;
 use bytes::Bytes;
 use futures_util::StreamExt;
 
-use super::token::ClusterToken;
-use crate::access::Hold;
+use super::access::Hold;
+use crate::cluster::token::ClusterToken;
 use greenthread_protocol::error::ApiError;
 
 /// Why a forward did not produce a response: nothing went out, so another

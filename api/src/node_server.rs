@@ -12,13 +12,14 @@ use axum::{Json, Router};
 use greenthread_core::{ModelName, ModelSpec, NodeControl, NodeError, NodeId};
 use greenthread_node_runtime::node::LocalNode;
 
-use super::token::{ClusterToken, require_token};
-use super::wire::{Heartbeat, NodeErrorBody, SleepRequest, SleepResponse};
-use super::{HEARTBEAT_INTERVAL, http_client};
-use crate::access::NodeLocal;
 use crate::catalog::ModelCatalog;
-use crate::http::state::{AppState, Limits};
+use crate::cluster::token::{ClusterToken, require_token};
+use crate::cluster::wire::{Heartbeat, NodeErrorBody, SleepRequest, SleepResponse};
+use crate::cluster::{HEARTBEAT_INTERVAL, http_client};
+use crate::http::limits::Limits;
+use crate::inference::access::NodeLocal;
 use crate::manage::ArtifactPolicy;
+use crate::state::AppState;
 
 /// What the node's internal handlers share.
 #[derive(Clone)]
@@ -108,7 +109,7 @@ pub fn router(node: LocalNode, token: ClusterToken, limits: Limits, artifacts: A
         .with_state(NodeState { node: node.clone(), catalog: catalog.clone(), artifacts: Arc::new(artifacts) });
     let api_state =
         AppState { node: Some(node.clone()), ..AppState::new(catalog, Arc::new(NodeLocal { node }), limits) };
-    let models = crate::http::model_routes().with_state(api_state);
+    let models = crate::router::model_routes().with_state(api_state);
     Router::new()
         .merge(internal)
         .merge(models)

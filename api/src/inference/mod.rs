@@ -1,0 +1,34 @@
+//! How a request for a model is served, whatever API it came through: which
+//! model the caller may have, where it runs ([`access`]), how the request
+//! gets there ([`Inference::dispatch`], and [`forward`] for a node
+//! elsewhere), and what it cost ([`metering`]). The OpenAI and Anthropic
+//! handlers are thin layers of parsing and shaping over this.
+
+pub mod access;
+mod dispatch;
+pub mod forward;
+pub mod metering;
+
+use std::sync::Arc;
+
+use self::access::ModelAccess;
+use self::metering::Metering;
+use crate::catalog::ModelCatalog;
+
+pub use self::dispatch::{Route, WAKE_WAIT_HEADER};
+
+/// The models a server serves, how it reaches them, and how it meters them.
+#[derive(Clone)]
+pub struct Inference {
+    pub catalog: Arc<ModelCatalog>,
+    pub access: Arc<dyn ModelAccess>,
+    /// Usage metering, where this server meters (a gateway with a database).
+    pub metering: Option<Metering>,
+}
+
+impl Inference {
+    /// Serves `catalog` through `access`, unmetered.
+    pub fn new(catalog: Arc<ModelCatalog>, access: Arc<dyn ModelAccess>) -> Self {
+        Self { catalog, access, metering: None }
+    }
+}

@@ -1,0 +1,90 @@
+//! Every route of the gateway and of a node's model API, in one place.
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{Method, Uri};
+use axum::response::Response;
+use axum::routing::{get, post};
+use tower_http::trace::{DefaultOnResponse, TraceLayer};
+use tracing::Level;
+
+use crate::anthropic;
+use crate::http::{intake, shape};
+use crate::openai::{chat, completions, embeddings, models};
+use crate::state::AppState;
+use greenthread_protocol::error::ApiError;
+
+/// Every route of the gateway. With a cluster, the scheduler's internal
+/// route for node heartbeats joins them, behind the cluster token.
+pub fn router(state: AppState) -> Router {
+    let body_limit = state.limits.max_request_bytes;
+    let mut router = Router::new()
+        .route("/health", get(health))
+        .route("/status", get(crate::status::status))
+        .route("/metrics", get(crate::status::metrics))
+        .route("/v1/models", get(models::list))
+        .route("/v1/models/{*id}", get(models::retrieve))
+        .route("/v1/chat/completions", post(chat::unified))
+        .route("/v1/completions", post(completions::unified))
+        .route("/v1/embeddings", post(embeddings::unified))
+        .route("/v1/messages", post(anthropic::unified))
+        .route("/v1/messages/count_tokens", post(anthropic::count_tokens))
+        .merge(model_routes())
+        .merge(crate::console::routes())
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(state.clone());
+    if let Some(management) = &state.management {
+        let graphql = crate::graphql::GraphqlState::new(
+            management.clone(),
+            state.scheduler(),
+            state.catalog().clone(),
+            crate::graphql::RateLimiter::standard(),
+            body_limit,
+        );
+        router = router.merge(crate::graphql::router(graphql));
+    }
+    if let Some(cluster) = &state.cluster {
+        let internal = Router::new()
+            .route("/internal/v1/nodes/heartbeat", post(crate::cluster::heartbeat))
+            .route("/internal/v1/leases", post(crate::cluster::scheduler_api::lease))
+            .route("/internal/v1/status", get(crate::cluster::scheduler_api::status))
+            .route("/internal/v1/events", get(crate::cluster::scheduler_api::events))
+            .route("/internal/v1/sleep", post(crate::cluster::scheduler_api::sleep))
+            .layer(axum::middleware::from_fn_with_state(cluster.token.clone(), crate::cluster::token::require_token))
+            .with_state(cluster.clone());
+        router = router.merge(internal);
+    }
+    router
+        .layer(axum::middleware::from_fn_with_state(state.limits.body(), intake::read_body))
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(
+            TraceLayer::new_for_http()
+                .on_request(())
+                .on_response(DefaultOnResponse::new().level(Level::INFO).latency_unit(tower_http::LatencyUnit::Micros)),
+        )
+}
+
+/// The per-model OpenAI routes `/<model>/v1/...`: the gateway's, and all a node serves.
+pub fn model_routes() -> Router<AppState> {
+    Router::new()
+        .route("/{model}/v1/models", get(models::list_one))
+        .route("/{model}/v1/models/{*id}", get(models::retrieve_one))
+        .route("/{model}/v1/chat/completions", post(chat::per_model))
+        .route("/{model}/v1/completions", post(completions::per_model))
+        .route("/{model}/v1/embeddings", post(embeddings::per_model))
+        .route("/{model}/v1/messages", post(anthropic::per_model))
+        .route("/{model}/v1/messages/count_tokens", post(anthropic::count_tokens_per_model))
+}
+
+async fn health() -> axum::Json<serde_json::Value> {
+    axum::Json(serde_json::json!({"status": "ok"}))
+}
+
+async fn not_found(method: Method, uri: Uri) -> Response {
+    shape::for_path(uri.path(), ApiError::RouteNotFound { method: method.to_string(), path: uri.path().to_owned() })
+}
+
+async fn method_not_allowed(method: Method, uri: Uri) -> Response {
+    shape::for_path(uri.path(), ApiError::MethodNotAllowed { method: method.to_string(), path: uri.path().to_owned() })
+}
