@@ -112,23 +112,77 @@ pub fn error_policy(_model: Arc<ModelResource>, error: &Error, _ctx: Arc<Context
     Action::requeue(Duration::from_secs(5))
 }
 
+/// What a pass that kept both sides in step did, for the status and the events.
+struct Pass {
+    /// The generation the database now holds.
+    observed: i64,
+    synced_digest: String,
+    reason: &'static str,
+    note: Option<(EventType, &'static str, &'static str)>,
+}
+
 async fn apply(api: &Api<ModelResource>, m: &ModelResource, namespace: &str, ctx: &Context) -> Result<Action, Error> {
     let name = m.name_any();
-    let generation = m.metadata.generation.unwrap_or(0);
     let status = m.status.clone().unwrap_or_default();
     let decl = match to_decl(&name, namespace, &m.spec) {
         Ok(d) => d,
         Err(errors) => {
             let message = errors.iter().map(FieldError::to_string).collect::<Vec<_>>().join("; ");
-            event(ctx, m, EventType::Warning, "Invalid", &message).await;
-            let synced = condition(&status, "Synced", false, "Invalid", &message);
-            write_status(api, &name, ModelResourceStatus { conditions: synced, ..status }).await?;
+            refuse(api, ctx, m, status, "Invalid", &message).await?;
             return Ok(Action::await_change());
         }
     };
-    let wanted = digest(&decl);
     let current = ctx.store.get(&name).await?;
-    let current_digest = current.as_ref().map(digest);
+    // The resource names a project; a model of that name elsewhere is not its to change.
+    if let Some(other) = current.as_ref().filter(|c| c.spec.project != decl.spec.project) {
+        let message = format!("the name {name} is taken by a model of project {}", other.spec.project);
+        refuse(api, ctx, m, status, "NameTaken", &message).await?;
+        return Ok(Action::requeue(ctx.refresh));
+    }
+    let pass = match synchronize(api, m, ctx, &status, decl, current.as_ref()).await? {
+        Ok(pass) => pass,
+        Err(stop) => return Ok(stop),
+    };
+    if let Some((kind, reason, text)) = pass.note {
+        event(ctx, m, kind, reason, text).await;
+    }
+    let runtime = ctx.store.runtime(&name).await.unwrap_or(None);
+    let next = next_status(&status, &pass, runtime);
+    if next != status {
+        write_status(api, &name, next).await?;
+    }
+    Ok(Action::requeue(ctx.refresh))
+}
+
+/// Records why the resource cannot be applied: a warning event, and
+/// `Synced=False` with `reason`.
+async fn refuse(
+    api: &Api<ModelResource>,
+    ctx: &Context,
+    m: &ModelResource,
+    status: ModelResourceStatus,
+    reason: &str,
+    message: &str,
+) -> Result<(), Error> {
+    event(ctx, m, EventType::Warning, reason, message).await;
+    let synced = condition(&status, "Synced", false, reason, message);
+    write_status(api, &m.name_any(), ModelResourceStatus { conditions: synced, ..status }).await
+}
+
+/// Brings the resource and the database in step, whichever way [`flow`]
+/// says; `Err` holds what the controller does next when the pass stops short.
+async fn synchronize(
+    api: &Api<ModelResource>,
+    m: &ModelResource,
+    ctx: &Context,
+    status: &ModelResourceStatus,
+    decl: ModelDecl,
+    current: Option<&ModelDecl>,
+) -> Result<Result<Pass, Action>, Error> {
+    let name = m.name_any();
+    let generation = m.metadata.generation.unwrap_or(0);
+    let wanted = digest(&decl);
+    let current_digest = current.map(digest);
     let seen = Seen {
         generation,
         observed_generation: status.observed_generation,
@@ -136,64 +190,53 @@ async fn apply(api: &Api<ModelResource>, m: &ModelResource, namespace: &str, ctx
         synced: status.synced_digest.as_deref(),
         resource: &wanted,
     };
-    // The resource names a project; a model of that name elsewhere is not its to change.
-    if let Some(other) = current.as_ref().filter(|c| c.spec.project != decl.spec.project) {
-        let message = format!("the name {name} is taken by a model of project {}", other.spec.project);
-        event(ctx, m, EventType::Warning, "NameTaken", &message).await;
-        let synced = condition(&status, "Synced", false, "NameTaken", &message);
-        write_status(api, &name, ModelResourceStatus { conditions: synced, ..status }).await?;
-        return Ok(Action::requeue(ctx.refresh));
-    }
     let decided = flow(seen);
-    let (observed, synced_digest, reason, note) = match decided {
-        Flow::InSync => (generation, wanted, "InSync", None),
+    Ok(Ok(match decided {
+        Flow::InSync => Pass { observed: generation, synced_digest: wanted, reason: "InSync", note: None },
         Flow::ToDatabase | Flow::ConflictResourceWins => {
-            let conflict = decided == Flow::ConflictResourceWins;
-            match ctx.store.put(decl.clone()).await {
+            match ctx.store.put(decl).await {
                 Ok(()) => {}
                 Err(StoreError::Refused(why)) => {
-                    event(ctx, m, EventType::Warning, "Rejected", &why).await;
-                    let synced = condition(&status, "Synced", false, "Rejected", &why);
-                    write_status(api, &name, ModelResourceStatus { conditions: synced, ..status }).await?;
-                    return Ok(Action::await_change());
+                    refuse(api, ctx, m, status.clone(), "Rejected", &why).await?;
+                    return Ok(Err(Action::await_change()));
                 }
                 Err(e) => return Err(e.into()),
             }
-            let note = if conflict {
-                Some((
-                    EventType::Warning,
-                    "Conflict",
-                    "the model was also changed through GraphQL; this resource's spec won",
-                ))
+            let (reason, note) = if decided == Flow::ConflictResourceWins {
+                let text = "the model was also changed through GraphQL; this resource's spec won";
+                ("ResourceWon", (EventType::Warning, "Conflict", text))
             } else {
-                Some((EventType::Normal, "Synced", "written to the database"))
+                ("Applied", (EventType::Normal, "Synced", "written to the database"))
             };
-            (generation, wanted, if conflict { "ResourceWon" } else { "Applied" }, note)
+            Pass { observed: generation, synced_digest: wanted, reason, note: Some(note) }
         }
         Flow::ToResource => {
-            let Some(db) = current.as_ref() else { return Ok(Action::requeue(ctx.refresh)) };
+            let Some(db) = current else { return Ok(Err(Action::requeue(ctx.refresh))) };
             let spec = from_decl(db);
             let params = PatchParams::default();
             let patched = api.patch(&name, &params, &Patch::Merge(json!({"spec": spec}))).await?;
-            let new_generation = patched.metadata.generation.unwrap_or(generation);
-            let note = Some((EventType::Normal, "Updated", "spec updated from a change made through GraphQL"));
-            (new_generation, digest(db), "FromDatabase", note)
+            Pass {
+                observed: patched.metadata.generation.unwrap_or(generation),
+                synced_digest: digest(db),
+                reason: "FromDatabase",
+                note: Some((EventType::Normal, "Updated", "spec updated from a change made through GraphQL")),
+            }
         }
-    };
-    if let Some((kind, reason, text)) = note {
-        event(ctx, m, kind, reason, text).await;
-    }
-    let runtime = ctx.store.runtime(&name).await.unwrap_or(None);
+    }))
+}
+
+/// The status after `pass`, with the model's runtime where the scheduler reports one.
+fn next_status(status: &ModelResourceStatus, pass: &Pass, runtime: Option<RuntimeView>) -> ModelResourceStatus {
     // A pass that found nothing to do keeps the condition of the pass that did something.
     let already_synced = status.conditions.iter().any(|c| c.type_ == "Synced" && c.status == "True");
-    let conditions = if reason == "InSync" && already_synced {
+    let conditions = if pass.reason == "InSync" && already_synced {
         status.conditions.clone()
     } else {
-        condition(&status, "Synced", true, reason, "the database holds this spec")
+        condition(status, "Synced", true, pass.reason, "the database holds this spec")
     };
     let mut next = ModelResourceStatus {
-        observed_generation: Some(observed),
-        synced_digest: Some(synced_digest),
+        observed_generation: Some(pass.observed),
+        synced_digest: Some(pass.synced_digest.clone()),
         conditions,
         ..status.clone()
     };
@@ -213,10 +256,7 @@ async fn apply(api: &Api<ModelResource>, m: &ModelResource, namespace: &str, ctx
         next.device_bytes = rt.device_bytes;
         next.last_wake_ms = rt.last_wake_ms;
     }
-    if next != status {
-        write_status(api, &name, next).await?;
-    }
-    Ok(Action::requeue(ctx.refresh))
+    next
 }
 
 async fn cleanup(m: &ModelResource, namespace: &str, ctx: &Context) -> Result<Action, Error> {

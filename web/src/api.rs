@@ -3,27 +3,15 @@
 
 pub mod actions;
 pub mod admin;
+pub mod operations;
 
-use serde::Deserialize;
-use serde::de::DeserializeOwned;
-use serde_json::{Value, json};
+use graphql_client::{GraphQLQuery, Response};
 
-#[derive(Deserialize)]
-struct Answer<T> {
-    data: Option<T>,
-    #[serde(default)]
-    errors: Vec<GraphqlError>,
-}
-
-#[derive(Deserialize)]
-struct GraphqlError {
-    message: String,
-}
+use self::operations as op;
 
 /// A mutation's refusal of one input field.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone)]
 pub struct UserError {
-    #[serde(default)]
     pub field: Option<String>,
     pub message: String,
 }
@@ -39,34 +27,42 @@ impl UserError {
     }
 }
 
-/// Runs `query` as `key`; the first GraphQL error becomes the error message.
-pub async fn graphql<T: DeserializeOwned>(key: &str, query: &str, variables: Value) -> Result<T, String> {
+/// A payload's `userErrors` (each operation has its own generated type of
+/// them) as the error of the first.
+macro_rules! refused {
+    ($errors:expr) => {
+        $crate::api::UserError::first(
+            $errors
+                .into_iter()
+                .map(|e| $crate::api::UserError { field: Some(e.field).filter(|f| !f.is_empty()), message: e.message })
+                .collect(),
+        )
+    };
+}
+pub(crate) use refused;
+
+/// Runs the operation `Q` as `key`; the first GraphQL error becomes the error message.
+pub async fn call<Q: GraphQLQuery>(key: &str, variables: Q::Variables) -> Result<Q::ResponseData, String> {
     let response = gloo_net::http::Request::post("/graphql")
         .header("authorization", &format!("Bearer {key}"))
-        .json(&json!({"query": query, "variables": variables}))
+        .json(&Q::build_query(variables))
         .map_err(|e| e.to_string())?
         .send()
         .await
         .map_err(|e| format!("the server cannot be reached: {e}"))?;
-    let answer: Answer<T> = response.json().await.map_err(|e| format!("unexpected answer: {e}"))?;
-    if let Some(e) = answer.errors.into_iter().next() {
+    let answer: Response<Q::ResponseData> = response.json().await.map_err(|e| format!("unexpected answer: {e}"))?;
+    if let Some(e) = answer.errors.into_iter().flatten().next() {
         return Err(e.message);
     }
     answer.data.ok_or_else(|| "empty answer".to_owned())
 }
 
-/// Runs a mutation and returns its payload (the object under `field`), or
-/// the payload's first `userErrors` entry as the error.
-pub async fn mutate(key: &str, query: &str, field: &str, variables: Value) -> Result<Value, String> {
-    let mut data: Value = graphql(key, query, variables).await?;
-    let payload = data[field].take();
-    let errors: Vec<UserError> = serde_json::from_value(payload["userErrors"].clone()).unwrap_or_default();
-    UserError::first(errors)?;
-    Ok(payload)
+/// A count the schema gives as a GraphQL `Int` (never negative).
+pub(crate) fn count<T: TryFrom<i64> + Default>(n: i64) -> T {
+    T::try_from(n).unwrap_or_default()
 }
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone)]
 pub struct Viewer {
     pub scopes: Vec<String>,
 }
@@ -83,16 +79,11 @@ impl Viewer {
 
 /// Who `key` is; fails for an unknown, revoked or expired key.
 pub async fn viewer(key: &str) -> Result<Viewer, String> {
-    #[derive(Deserialize)]
-    struct Data {
-        viewer: Viewer,
-    }
-    let data: Data = graphql(key, "{ viewer { scopes } }", json!({})).await?;
-    Ok(data.viewer)
+    let data = call::<op::Viewer>(key, op::viewer::Variables).await?;
+    Ok(Viewer { scopes: data.viewer.scopes })
 }
 
-#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct Runtime {
     pub state: String,
     pub tier: Option<String>,
@@ -105,8 +96,7 @@ pub struct Runtime {
     pub last_wake_from: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct Scaling {
     pub min_replicas: u32,
     pub max_replicas: u32,
@@ -115,8 +105,7 @@ pub struct Scaling {
     pub never_preempt: bool,
 }
 
-#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct ModelRow {
     pub name: String,
     pub engine: String,
@@ -126,23 +115,39 @@ pub struct ModelRow {
 
 /// The models the key may read, with their state on the scheduler.
 pub async fn models(key: &str) -> Result<Vec<ModelRow>, String> {
-    #[derive(Deserialize)]
-    struct Connection {
-        nodes: Vec<ModelRow>,
-    }
-    #[derive(Deserialize)]
-    struct Data {
-        models: Connection,
-    }
-    let query = "{ models(first: 100) { nodes { name engine
-                   scaling { minReplicas maxReplicas idleTimeout warmTier neverPreempt }
-                   runtime { state tier failure deviceBytes replicas inFlight waiting lastWakeMs lastWakeFrom } } } }";
-    let data: Data = graphql(key, query, json!({})).await?;
-    Ok(data.models.nodes)
+    let data = call::<op::Models>(key, op::models::Variables).await?;
+    Ok(data.models.nodes.into_iter().map(ModelRow::from).collect())
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(rename_all = "camelCase")]
+impl From<op::models::ModelsModelsNodes> for ModelRow {
+    fn from(m: op::models::ModelsModelsNodes) -> Self {
+        let s = m.scaling;
+        Self {
+            name: m.name,
+            engine: m.engine,
+            scaling: Scaling {
+                min_replicas: count(s.min_replicas),
+                max_replicas: count(s.max_replicas),
+                idle_timeout: s.idle_timeout,
+                warm_tier: s.warm_tier,
+                never_preempt: s.never_preempt,
+            },
+            runtime: m.runtime.map(|r| Runtime {
+                state: r.state,
+                tier: r.tier,
+                failure: r.failure,
+                device_bytes: count(r.device_bytes),
+                replicas: count(r.replicas),
+                in_flight: count(r.in_flight),
+                waiting: count(r.waiting),
+                last_wake_ms: r.last_wake_ms,
+                last_wake_from: r.last_wake_from,
+            }),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
 pub struct KeyRow {
     pub id: String,
     pub name: String,
@@ -155,45 +160,45 @@ pub struct KeyRow {
 
 /// The signed-in key's project and the keys it may read.
 pub async fn keys(key: &str) -> Result<(String, Vec<KeyRow>), String> {
-    #[derive(Deserialize)]
-    struct Project {
-        name: String,
-    }
-    #[derive(Deserialize)]
-    struct ViewerProject {
-        project: Project,
-    }
-    #[derive(Deserialize)]
-    struct Connection {
-        nodes: Vec<KeyRow>,
-    }
-    #[derive(Deserialize)]
-    #[serde(rename_all = "camelCase")]
-    struct Data {
-        viewer: ViewerProject,
-        api_keys: Connection,
-    }
-    let query = "{ viewer { project { name } } apiKeys(first: 100) { nodes { id name hint scopes createdAt lastUsedAt revokedAt } } }";
-    let data: Data = graphql(key, query, json!({})).await?;
-    Ok((data.viewer.project.name, data.api_keys.nodes))
+    let data = call::<op::Keys>(key, op::keys::Variables).await?;
+    let rows = data
+        .api_keys
+        .nodes
+        .into_iter()
+        .map(|k| KeyRow {
+            id: k.id,
+            name: k.name,
+            hint: k.hint,
+            scopes: k.scopes,
+            created_at: k.created_at,
+            last_used_at: k.last_used_at,
+            revoked_at: k.revoked_at,
+        })
+        .collect();
+    Ok((data.viewer.project.name, rows))
 }
 
 /// Creates a key in `project`; its secret, shown this once.
 pub async fn create_key(key: &str, project: &str, name: &str, scopes: &[String]) -> Result<String, String> {
-    let query = "mutation($i: CreateApiKeyInput!) { createApiKey(input: $i) { secret userErrors { field message } } }";
-    let vars = json!({"i": {"project": project, "name": name, "scopes": scopes}});
-    let payload = mutate(key, query, "createApiKey", vars).await?;
-    payload["secret"].as_str().map(str::to_owned).ok_or_else(|| "the server sent no secret".to_owned())
+    let input = op::create_api_key::CreateApiKeyInput {
+        project: project.to_owned(),
+        name: name.to_owned(),
+        scopes: scopes.to_vec(),
+        ..Default::default()
+    };
+    let payload = call::<op::CreateApiKey>(key, op::create_api_key::Variables { i: input }).await?.create_api_key;
+    refused!(payload.user_errors)?;
+    payload.secret.ok_or_else(|| "the server sent no secret".to_owned())
 }
 
 /// Revokes the key `id`.
 pub async fn revoke_key(key: &str, id: &str) -> Result<(), String> {
-    let query = "mutation($i: RevokeApiKeyInput!) { revokeApiKey(input: $i) { userErrors { field message } } }";
-    mutate(key, query, "revokeApiKey", json!({"i": {"id": id}})).await.map(drop)
+    let input = op::revoke_api_key::RevokeApiKeyInput { id: id.to_owned(), ..Default::default() };
+    let payload = call::<op::RevokeApiKey>(key, op::revoke_api_key::Variables { i: input }).await?.revoke_api_key;
+    refused!(payload.user_errors)
 }
 
-#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct UsagePoint {
     pub start: String,
     pub model: Option<String>,
@@ -207,13 +212,26 @@ pub struct UsagePoint {
 
 /// Usage since `since` (RFC 3339) in `bucket`s (`MINUTE`, `HOUR`), grouped by `MODEL` or `KEY`.
 pub async fn usage(key: &str, since: &str, group_by: &str, bucket: &str) -> Result<Vec<UsagePoint>, String> {
-    #[derive(Deserialize)]
-    struct Data {
-        usage: Vec<UsagePoint>,
-    }
-    let query = "query($since: DateTime!, $group: UsageGroup!, $bucket: UsageBucket!) {
-                   usage(since: $since, bucket: $bucket, groupBy: $group) {
-                   start model keyId requests inputTokens outputTokens woken totalWakeMs } }";
-    let data: Data = graphql(key, query, json!({"since": since, "group": group_by, "bucket": bucket})).await?;
-    Ok(data.usage)
+    use op::usage::{UsageBucket, UsageGroup, Variables};
+    let group = if group_by == "KEY" { UsageGroup::KEY } else { UsageGroup::MODEL };
+    let bucket = match bucket {
+        "MINUTE" => UsageBucket::MINUTE,
+        "DAY" => UsageBucket::DAY,
+        _ => UsageBucket::HOUR,
+    };
+    let data = call::<op::Usage>(key, Variables { since: since.to_owned(), group, bucket }).await?;
+    Ok(data
+        .usage
+        .into_iter()
+        .map(|p| UsagePoint {
+            start: p.start,
+            model: p.model,
+            key_id: p.key_id,
+            requests: count(p.requests),
+            input_tokens: count(p.input_tokens),
+            output_tokens: count(p.output_tokens),
+            woken: count(p.woken),
+            total_wake_ms: p.total_wake_ms,
+        })
+        .collect())
 }

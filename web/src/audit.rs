@@ -83,22 +83,7 @@ pub fn Audit(key: String) -> impl IntoView {
         <section class="card">
             <h1>"Audit log"</h1>
             <form class="filters" on:submit=apply aria-label="Filter the audit log">
-                <label>"Action"
-                    <input name="action" list="audit-actions" placeholder="any" prop:value=move || action.get()
-                        on:input=move |ev| action.set(event_target_value(&ev)) />
-                </label>
-                <datalist id="audit-actions">{ACTIONS.iter().map(|a| view! { <option value=*a></option> }).collect_view()}</datalist>
-                <label>"Object"
-                    <select name="objectType" prop:value=move || object_type.get() on:change=move |ev| object_type.set(event_target_value(&ev))>
-                        <option value="">"any"</option>
-                        {OBJECT_TYPES.iter().map(|t| view! { <option value=*t>{*t}</option> }).collect_view()}
-                    </select>
-                </label>
-                <label>"When"
-                    <select name="window" prop:value=move || window.get() on:change=move |ev| window.set(event_target_value(&ev))>
-                        {WINDOWS.iter().map(|(label, hours)| view! { <option value=hours.to_string()>{*label}</option> }).collect_view()}
-                    </select>
-                </label>
+                <Filters action object_type window />
                 <button type="submit">"Filter"</button>
             </form>
             <p class="error" role="alert">{move || error.get()}</p>
@@ -106,18 +91,7 @@ pub fn Audit(key: String) -> impl IntoView {
             <table class="audit">
                 <thead><tr><th>"When"</th><th>"Actor"</th><th>"Action"</th><th>"Object"</th><th>"Via"</th><th>"Change"</th></tr></thead>
                 <tbody>
-                    {move || rows.get().into_iter().map(|e| view! {
-                        <tr data-action=e.action.clone()>
-                            <td title=e.at.clone()>{format::ago_rfc3339(Some(&e.at))}</td>
-                            <td>{e.actor.clone()}</td>
-                            <td><code>{e.action.clone()}</code></td>
-                            <td>{format!("{} {}", e.object_type, e.object_name.clone().unwrap_or_default())}</td>
-                            <td>{e.via.clone()}</td>
-                            <td><details><summary>"Show"</summary>
-                                <pre class="json">{diff(&e)}</pre>
-                            </details></td>
-                        </tr>
-                    }).collect_view()}
+                    {move || rows.get().into_iter().map(|e| view! { <EventLine e /> }).collect_view()}
                 </tbody>
             </table>
             </div>
@@ -127,6 +101,46 @@ pub fn Audit(key: String) -> impl IntoView {
                 <button type="button" class="secondary" disabled=move || loading.get() on:click=move |_| load(Some(cursor.clone()))>"Load more"</button>
             })}
         </section>
+    }
+}
+
+/// What the log is filtered by: action, object type, time window.
+#[component]
+fn Filters(action: RwSignal<String>, object_type: RwSignal<String>, window: RwSignal<String>) -> impl IntoView {
+    view! {
+        <label>"Action"
+            <input name="action" list="audit-actions" placeholder="any" prop:value=move || action.get()
+                on:input=move |ev| action.set(event_target_value(&ev)) />
+        </label>
+        <datalist id="audit-actions">{ACTIONS.iter().map(|a| view! { <option value=*a></option> }).collect_view()}</datalist>
+        <label>"Object"
+            <select name="objectType" prop:value=move || object_type.get() on:change=move |ev| object_type.set(event_target_value(&ev))>
+                <option value="">"any"</option>
+                {OBJECT_TYPES.iter().map(|t| view! { <option value=*t>{*t}</option> }).collect_view()}
+            </select>
+        </label>
+        <label>"When"
+            <select name="window" prop:value=move || window.get() on:change=move |ev| window.set(event_target_value(&ev))>
+                {WINDOWS.iter().map(|(label, hours)| view! { <option value=hours.to_string()>{*label}</option> }).collect_view()}
+            </select>
+        </label>
+    }
+}
+
+/// One event's row, its change folded away.
+#[component]
+fn EventLine(e: AuditRow) -> impl IntoView {
+    view! {
+        <tr data-action=e.action.clone()>
+            <td title=e.at.clone()>{format::ago_rfc3339(Some(&e.at))}</td>
+            <td>{e.actor.clone()}</td>
+            <td><code>{e.action.clone()}</code></td>
+            <td>{format!("{} {}", e.object_type, e.object_name.clone().unwrap_or_default())}</td>
+            <td>{e.via.clone()}</td>
+            <td><details><summary>"Show"</summary>
+                <pre class="json">{diff(&e)}</pre>
+            </details></td>
+        </tr>
     }
 }
 

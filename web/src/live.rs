@@ -5,20 +5,19 @@ use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
 use leptos::prelude::*;
-use serde::Deserialize;
 use serde_json::{Value, json};
 use wasm_bindgen::JsCast;
 use wasm_bindgen::closure::Closure;
+
+use crate::api::operations::model_events;
 
 /// The subprotocol the server speaks.
 pub const PROTOCOL: &str = "graphql-transport-ws";
 /// Wait before reconnecting after the socket closed.
 const RECONNECT_MS: i32 = 2_000;
-const QUERY: &str = "subscription { modelEvents { model project node from to tier cause afterMs at } }";
 
 /// One state change of one model, as the server publishes it.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ModelEvent {
     pub model: String,
     pub project: String,
@@ -29,6 +28,22 @@ pub struct ModelEvent {
     pub cause: String,
     pub after_ms: f64,
     pub at: String,
+}
+
+impl From<model_events::ModelEventsModelEvents> for ModelEvent {
+    fn from(e: model_events::ModelEventsModelEvents) -> Self {
+        Self {
+            model: e.model,
+            project: e.project,
+            node: e.node,
+            from: e.from,
+            to: e.to,
+            tier: e.tier,
+            cause: e.cause,
+            after_ms: e.after_ms,
+            at: e.at,
+        }
+    }
 }
 
 /// Whether events are arriving.
@@ -57,7 +72,7 @@ pub fn init_message(key: &str) -> String {
 }
 
 pub fn subscribe_message() -> String {
-    json!({"id": "model-events", "type": "subscribe", "payload": {"query": QUERY}}).to_string()
+    json!({"id": "model-events", "type": "subscribe", "payload": {"query": model_events::QUERY}}).to_string()
 }
 
 /// Reads one server message.
@@ -70,8 +85,8 @@ pub fn parse(text: &str) -> Incoming {
             if let Some(e) = message["payload"]["errors"][0]["message"].as_str() {
                 return Incoming::Refused(e.to_owned());
             }
-            serde_json::from_value(message["payload"]["data"]["modelEvents"].clone())
-                .map_or(Incoming::Other, |e| Incoming::Event(Box::new(e)))
+            serde_json::from_value::<model_events::ResponseData>(message["payload"]["data"].clone())
+                .map_or(Incoming::Other, |data| Incoming::Event(Box::new(data.model_events.into())))
         }
         Some("error") => Incoming::Refused(
             message["payload"][0]["message"].as_str().unwrap_or("the subscription was refused").to_owned(),

@@ -69,13 +69,7 @@ pub fn Models(key: String, may_manage: bool) -> impl IntoView {
         <section class="card">
             <div class="title-row">
                 <h1>"Models"</h1>
-                <span class="live" data-link=move || format!("{:?}", link.get()).to_lowercase()>
-                    {move || match link.get() {
-                        Link::Connecting => "Connecting…",
-                        Link::Live => "● Live",
-                        Link::Retrying => "Reconnecting…",
-                    }}
-                </span>
+                <LiveBadge link />
             </div>
             <p class="muted event-line" data-last-event>{move || last_event.get().map(|e| {
                 format!("{} → {} ({}, after {})", e.model, e.to, e.cause, format::millis(e.after_ms))
@@ -84,19 +78,9 @@ pub fn Models(key: String, may_manage: bool) -> impl IntoView {
                 Ok(m) => view! { <p class="notice" role="status">{m}</p> }.into_any(),
                 Err(e) => view! { <p class="error" role="alert">{e}</p> }.into_any(),
             })}
-            {move || remote::show(rows.get(), Vec::is_empty, "No models yet.", |list| view! {
-                <div class="scroll">
-                <table class="models">
-                    <thead><tr>
-                        <th>"Model"</th><th>"State"</th><th>"Tier"</th><th>"Device memory"</th><th>"Replicas"</th><th>"Last wake"</th>
-                        {may_manage.then(|| view! { <th>"Actions"</th> })}
-                    </tr></thead>
-                    <tbody>
-                        {list.into_iter().map(|m| view! { <ModelLine m may_manage acting editing act /> }).collect_view()}
-                    </tbody>
-                </table>
-                </div>
-            }.into_any())}
+            {move || remote::show(rows.get(), Vec::is_empty, "No models yet.", |list| {
+                view! { <ModelTable list may_manage acting editing act /> }.into_any()
+            })}
             {move || editing.get().and_then(|name| {
                 let Some(Ok(list)) = rows.get_untracked() else { return None };
                 let scaling = list.into_iter().find(|m| m.name == name)?.scaling;
@@ -106,6 +90,44 @@ pub fn Models(key: String, may_manage: bool) -> impl IntoView {
                 } /> })
             })}
         </section>
+    }
+}
+
+/// Whether the page's events are arriving.
+#[component]
+fn LiveBadge(link: RwSignal<Link>) -> impl IntoView {
+    view! {
+        <span class="live" data-link=move || format!("{:?}", link.get()).to_lowercase()>
+            {move || match link.get() {
+                Link::Connecting => "Connecting…",
+                Link::Live => "● Live",
+                Link::Retrying => "Reconnecting…",
+            }}
+        </span>
+    }
+}
+
+/// The models, a row each.
+#[component]
+fn ModelTable(
+    list: Vec<ModelRow>,
+    may_manage: bool,
+    acting: RwSignal<Option<String>>,
+    editing: RwSignal<Option<String>>,
+    act: impl Fn(String, bool) + Copy + Send + Sync + 'static,
+) -> impl IntoView {
+    view! {
+        <div class="scroll">
+        <table class="models">
+            <thead><tr>
+                <th>"Model"</th><th>"State"</th><th>"Tier"</th><th>"Device memory"</th><th>"Replicas"</th><th>"Last wake"</th>
+                {may_manage.then(|| view! { <th>"Actions"</th> })}
+            </tr></thead>
+            <tbody>
+                {list.into_iter().map(|m| view! { <ModelLine m may_manage acting editing act /> }).collect_view()}
+            </tbody>
+        </table>
+        </div>
     }
 }
 

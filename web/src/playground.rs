@@ -81,33 +81,7 @@ pub fn Playground(key: String) -> impl IntoView {
         status.set(Some("Waiting for the model…".into()));
         let k = key.get_value();
         spawn_local(async move {
-            // The state before asking tells a wake from a wait; a key without read scope just shows the wait.
-            let before = api::models(&k).await.ok().and_then(|list| {
-                list.into_iter().find(|row| row.name == m).and_then(|row| row.runtime).map(|rt| rt.state)
-            });
-            if before.as_deref().is_some_and(|s| s != "serving") {
-                status.set(Some("The model is asleep; waking it…".into()));
-            }
-            let started = js_sys::Date::now();
-            let mut first = None;
-            let waited = std::cell::Cell::new(None);
-            let result = stream_chat(
-                &k,
-                &m,
-                &text,
-                t,
-                |w| waited.set(w),
-                |piece| {
-                    if first.is_none() {
-                        let ms = js_sys::Date::now() - started;
-                        first = Some(ms);
-                        status.set(Some(timing_line(before.as_deref(), waited.get(), ms)));
-                    }
-                    answer.update(|a| a.push_str(piece));
-                },
-            )
-            .await;
-            if let Err(e) = result {
+            if let Err(e) = ask(&k, &m, &text, t, answer, status).await {
                 error.set(Some(e));
                 status.set(None);
             }
@@ -134,6 +108,45 @@ pub fn Playground(key: String) -> impl IntoView {
             <pre class="answer" data-answer aria-live="polite">{move || answer.get()}</pre>
         </section>
     }
+}
+
+/// Asks `model` and streams its answer into `answer`; `status` says
+/// whether the model was woken and how long the first words took.
+async fn ask(
+    key: &str,
+    model: &str,
+    text: &str,
+    temperature: f32,
+    answer: RwSignal<String>,
+    status: RwSignal<Option<String>>,
+) -> Result<(), String> {
+    // The state before asking tells a wake from a wait; a key without read scope just shows the wait.
+    let before = api::models(key)
+        .await
+        .ok()
+        .and_then(|list| list.into_iter().find(|row| row.name == model).and_then(|row| row.runtime).map(|rt| rt.state));
+    if before.as_deref().is_some_and(|s| s != "serving") {
+        status.set(Some("The model is asleep; waking it…".into()));
+    }
+    let started = js_sys::Date::now();
+    let mut first = None;
+    let waited = std::cell::Cell::new(None);
+    stream_chat(
+        key,
+        model,
+        text,
+        temperature,
+        |w| waited.set(w),
+        |piece| {
+            if first.is_none() {
+                let ms = js_sys::Date::now() - started;
+                first = Some(ms);
+                status.set(Some(timing_line(before.as_deref(), waited.get(), ms)));
+            }
+            answer.update(|a| a.push_str(piece));
+        },
+    )
+    .await
 }
 
 /// Streams a chat answer: `on_wait` gets the server's wake wait once the

@@ -145,6 +145,53 @@ struct UsageReport {
     continuous: bool,
 }
 
+/// Writes one stream's chunks: its id, model and creation time on each,
+/// and the usage the client asked to see.
+struct ChunkWriter {
+    id: String,
+    model: String,
+    created: u64,
+    prompt_tokens: u32,
+    report: UsageReport,
+}
+
+impl ChunkWriter {
+    /// With usage requested, every chunk carries `"usage": null` until the
+    /// last (or, with continuous usage, the tokens so far).
+    fn usage_at(&self, completion_tokens: u32) -> Option<Option<UsageOut>> {
+        if self.report.continuous {
+            Some(Some(UsageOut::new(self.prompt_tokens, completion_tokens)))
+        } else {
+            self.report.include.then_some(None)
+        }
+    }
+
+    /// A chunk for choice `index` (none: the closing usage chunk).
+    fn chunk(
+        &self,
+        index: Option<u32>,
+        delta: ChatDelta,
+        finish: Option<(&'static str, Option<String>)>,
+        usage: Option<Option<UsageOut>>,
+    ) -> Result<Event, Infallible> {
+        let (finish_reason, stop_reason) = finish.map_or((None, None), |(f, s)| (Some(f), s));
+        let choices = index
+            .map(|index| ChatChunkChoice { index, delta, logprobs: None, finish_reason, stop_reason })
+            .into_iter()
+            .collect();
+        let body = ChatCompletionChunk {
+            id: &self.id,
+            object: "chat.completion.chunk",
+            created: self.created,
+            model: &self.model,
+            system_fingerprint: SYSTEM_FINGERPRINT,
+            choices,
+            usage,
+        };
+        Ok(Event::default().data(serde_json::to_string(&body).unwrap_or_default()))
+    }
+}
+
 /// The SSE stream: a role chunk per choice, content chunks as tokens come, a
 /// finish chunk per choice, the usage chunk if asked for, then `[DONE]`. A
 /// failure mid-stream is an `{"error": …}` data line, which the SDKs raise.
@@ -157,39 +204,12 @@ fn stream(
     callable: Option<Vec<String>>,
     lease: Option<Lease>,
 ) -> impl Stream<Item = Result<Event, Infallible>> + Send {
-    let created = now_unix();
     let choice_count = running.len();
-    let include_usage = report.include;
-    // With usage requested, every chunk carries `"usage": null` until the last
-    // (or, with continuous usage, the tokens so far).
-    let usage_on = move |completion_tokens: u32| {
-        if report.continuous {
-            Some(Some(UsageOut::new(prompt_tokens, completion_tokens)))
-        } else {
-            include_usage.then_some(None)
-        }
-    };
-    let chunk = move |index: Option<u32>, delta: ChatDelta, finish: Option<(&'static str, Option<String>)>, usage| {
-        let (finish_reason, stop_reason) = finish.map_or((None, None), |(f, s)| (Some(f), s));
-        let choices = index
-            .map(|index| ChatChunkChoice { index, delta, logprobs: None, finish_reason, stop_reason })
-            .into_iter()
-            .collect();
-        let body = ChatCompletionChunk {
-            id: &id,
-            object: "chat.completion.chunk",
-            created,
-            model: &model,
-            system_fingerprint: SYSTEM_FINGERPRINT,
-            choices,
-            usage,
-        };
-        Ok(Event::default().data(serde_json::to_string(&body).unwrap_or_default()))
-    };
+    let out = ChunkWriter { id, model, created: now_unix(), prompt_tokens, report };
     async_stream::stream! {
         for index in 0..choice_count as u32 {
             let delta = ChatDelta { role: Some("assistant"), content: Some(String::new()), tool_calls: None };
-            yield chunk(Some(index), delta, None, usage_on(0));
+            yield out.chunk(Some(index), delta, None, out.usage_at(0));
         }
         let mut events = choices::merge(running);
         let mut splitters: Vec<ChoiceSplitter> = (0..choice_count).map(|_| ChoiceSplitter::new(callable.clone())).collect();
@@ -201,7 +221,7 @@ fn stream(
                     streamed += 1;
                     let so_far = completion_tokens + streamed;
                     for delta in splitter.push(&text) {
-                        yield chunk(Some(index), delta, None, usage_on(so_far));
+                        yield out.chunk(Some(index), delta, None, out.usage_at(so_far));
                     }
                 }
                 GenerationEvent::Done { finish, usage } => {
@@ -209,11 +229,11 @@ fn stream(
                     completion_tokens += usage.completion_tokens;
                     streamed = 0;
                     for delta in splitter.finish() {
-                        yield chunk(Some(index), delta, None, usage_on(completion_tokens));
+                        yield out.chunk(Some(index), delta, None, out.usage_at(completion_tokens));
                     }
                     let reason = if splitter.calls > 0 { "tool_calls" } else { finish.openai() };
                     let finish = (reason, stop_sequence(&finish));
-                    yield chunk(Some(index), ChatDelta::default(), Some(finish), usage_on(completion_tokens));
+                    yield out.chunk(Some(index), ChatDelta::default(), Some(finish), out.usage_at(completion_tokens));
                 }
                 GenerationEvent::Failed { message, .. } => {
                     tracing::error!(error = %message, "Generation failed mid-stream");
@@ -223,8 +243,8 @@ fn stream(
                 }
             }
         }
-        if done == choice_count && include_usage {
-            yield chunk(None, ChatDelta::default(), None, Some(Some(UsageOut::new(prompt_tokens, completion_tokens))));
+        if done == choice_count && report.include {
+            yield out.chunk(None, ChatDelta::default(), None, Some(Some(UsageOut::new(prompt_tokens, completion_tokens))));
         }
         yield Ok(crate::inference::metering::usage_comment(prompt_tokens, completion_tokens + streamed));
         yield Ok(Event::default().data("[DONE]"));

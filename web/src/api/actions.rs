@@ -1,29 +1,31 @@
 //! What the models page does to a model: wake it, put it to sleep, change its scaling.
 
-use serde_json::json;
-
-use super::{Scaling, mutate};
+use super::operations as op;
+use super::{Scaling, call, count, refused};
 
 /// Wakes `model`; answers once it serves.
 pub async fn wake(key: &str, model: &str) -> Result<(), String> {
-    let query = "mutation($i: ModelActionInput!) { wakeModel(input: $i) { userErrors { field message } } }";
-    mutate(key, query, "wakeModel", json!({"i": {"name": model}})).await.map(drop)
+    let i = op::wake_model::ModelActionInput { name: model.to_owned() };
+    refused!(call::<op::WakeModel>(key, op::wake_model::Variables { i }).await?.wake_model.user_errors)
 }
 
 /// Puts `model` to sleep; how many replicas were busy and stay awake for now.
 pub async fn sleep(key: &str, model: &str) -> Result<u64, String> {
-    let query =
-        "mutation($i: ModelActionInput!) { sleepModel(input: $i) { busyReplicas userErrors { field message } } }";
-    let payload = mutate(key, query, "sleepModel", json!({"i": {"name": model}})).await?;
-    Ok(payload["busyReplicas"].as_u64().unwrap_or(0))
+    let i = op::sleep_model::ModelActionInput { name: model.to_owned() };
+    let payload = call::<op::SleepModel>(key, op::sleep_model::Variables { i }).await?.sleep_model;
+    refused!(payload.user_errors)?;
+    Ok(count(payload.busy_replicas))
 }
 
 /// Sets `model`'s scaling.
 pub async fn set_scaling(key: &str, model: &str, scaling: &Scaling) -> Result<(), String> {
-    let query = "mutation($i: UpdateModelInput!) { updateModel(input: $i) { userErrors { field message } } }";
-    let input = json!({"name": model, "scaling": {
-        "minReplicas": scaling.min_replicas, "maxReplicas": scaling.max_replicas,
-        "idleTimeout": scaling.idle_timeout, "warmTier": scaling.warm_tier, "neverPreempt": scaling.never_preempt,
-    }});
-    mutate(key, query, "updateModel", json!({"i": input})).await.map(drop)
+    let scaling = op::update_model::ScalingInput {
+        min_replicas: Some(i64::from(scaling.min_replicas)),
+        max_replicas: Some(i64::from(scaling.max_replicas)),
+        idle_timeout: Some(scaling.idle_timeout.clone()),
+        warm_tier: Some(scaling.warm_tier.clone()),
+        never_preempt: Some(scaling.never_preempt),
+    };
+    let i = op::update_model::UpdateModelInput { name: model.to_owned(), scaling: Some(scaling), ..Default::default() };
+    refused!(call::<op::UpdateModel>(key, op::update_model::Variables { i }).await?.update_model.user_errors)
 }

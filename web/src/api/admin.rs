@@ -1,27 +1,24 @@
 //! Projects with their services and domains, the scheduler's nodes, and the audit log.
 
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::Value;
 
-use super::{graphql, mutate};
+use super::operations as op;
+use super::{call, count, refused};
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ServiceRow {
     pub name: String,
     pub description: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ProjectRow {
     pub name: String,
     pub description: String,
     pub services: Vec<ServiceRow>,
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, PartialEq)]
 pub struct DomainRow {
     pub hostname: String,
     pub verified: bool,
@@ -30,7 +27,7 @@ pub struct DomainRow {
 }
 
 /// Which model runs in which project and service.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Placement {
     pub model: String,
     pub project: String,
@@ -47,50 +44,22 @@ pub struct Projects {
 
 /// The projects the key may read, their services, models and domains.
 pub async fn projects(key: &str) -> Result<Projects, String> {
-    #[derive(Deserialize)]
-    struct Nodes<T> {
-        nodes: Vec<T>,
-    }
-    #[derive(Deserialize)]
-    struct Named {
-        name: String,
-    }
-    #[derive(Deserialize)]
-    struct RawProject {
-        name: String,
-        description: String,
-        services: Nodes<ServiceRow>,
-    }
-    #[derive(Deserialize)]
-    struct RawModel {
-        name: String,
-        project: Named,
-        service: Named,
-    }
-    #[derive(Deserialize)]
-    struct RawDomain {
-        hostname: String,
-        verified: bool,
-        project: Named,
-        service: Named,
-    }
-    #[derive(Deserialize)]
-    struct Data {
-        projects: Nodes<RawProject>,
-        models: Nodes<RawModel>,
-        domains: Vec<RawDomain>,
-    }
-    let query =
-        "{ projects(first: 50) { nodes { name description services(first: 50) { nodes { name description } } } }
-                   models(first: 100) { nodes { name project { name } service { name } } }
-                   domains { hostname verified project { name } service { name } } }";
-    let data: Data = graphql(key, query, json!({})).await?;
+    let data = call::<op::Projects>(key, op::projects::Variables).await?;
     Ok(Projects {
         projects: data
             .projects
             .nodes
             .into_iter()
-            .map(|p| ProjectRow { name: p.name, description: p.description, services: p.services.nodes })
+            .map(|p| ProjectRow {
+                name: p.name,
+                description: p.description,
+                services: p
+                    .services
+                    .nodes
+                    .into_iter()
+                    .map(|s| ServiceRow { name: s.name, description: s.description })
+                    .collect(),
+            })
             .collect(),
         models: data
             .models
@@ -113,21 +82,22 @@ pub async fn projects(key: &str) -> Result<Projects, String> {
 
 /// Creates a service in `project`.
 pub async fn create_service(key: &str, project: &str, name: &str, description: &str) -> Result<(), String> {
-    let query = "mutation($i: CreateServiceInput!) { createService(input: $i) { userErrors { field message } } }";
-    let vars = json!({"i": {"project": project, "name": name, "description": description}});
-    mutate(key, query, "createService", vars).await.map(drop)
+    let i = op::create_service::CreateServiceInput {
+        project: project.to_owned(),
+        name: name.to_owned(),
+        description: Some(description.to_owned()),
+    };
+    refused!(call::<op::CreateService>(key, op::create_service::Variables { i }).await?.create_service.user_errors)
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, PartialEq)]
 pub struct TierRow {
     pub tier: String,
     pub budget_bytes: u64,
     pub used_bytes: u64,
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, PartialEq)]
 pub struct NodeRow {
     pub id: String,
     pub device_budget_bytes: u64,
@@ -137,16 +107,24 @@ pub struct NodeRow {
 
 /// The scheduler's nodes (admin keys only).
 pub async fn nodes(key: &str) -> Result<Vec<NodeRow>, String> {
-    #[derive(Deserialize)]
-    struct Data {
-        nodes: Vec<NodeRow>,
-    }
-    let query = "{ nodes { id deviceBudgetBytes deviceUsedBytes tiers { tier budgetBytes usedBytes } } }";
-    Ok(graphql::<Data>(key, query, json!({})).await?.nodes)
+    let data = call::<op::Nodes>(key, op::nodes::Variables).await?;
+    Ok(data
+        .nodes
+        .into_iter()
+        .map(|n| NodeRow {
+            id: n.id,
+            device_budget_bytes: count(n.device_budget_bytes),
+            device_used_bytes: count(n.device_used_bytes),
+            tiers: n
+                .tiers
+                .into_iter()
+                .map(|t| TierRow { tier: t.tier, budget_bytes: count(t.budget_bytes), used_bytes: count(t.used_bytes) })
+                .collect(),
+        })
+        .collect())
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, PartialEq)]
 pub struct AuditRow {
     pub id: String,
     pub at: String,
@@ -169,14 +147,14 @@ pub struct AuditFilter {
 }
 
 impl AuditFilter {
-    fn to_json(&self) -> Value {
-        let mut filter = serde_json::Map::new();
-        for (field, value) in [("action", &self.action), ("objectType", &self.object_type), ("since", &self.since)] {
-            if !value.trim().is_empty() {
-                filter.insert(field.into(), Value::String(value.trim().to_owned()));
-            }
+    fn to_input(&self) -> op::audit_events::AuditEventFilter {
+        let given = |value: &str| Some(value.trim().to_owned()).filter(|v| !v.is_empty());
+        op::audit_events::AuditEventFilter {
+            action: given(&self.action),
+            object_type: given(&self.object_type),
+            since: given(&self.since),
+            ..Default::default()
         }
-        Value::Object(filter)
     }
 }
 
@@ -186,27 +164,23 @@ pub async fn audit(
     filter: &AuditFilter,
     after: Option<String>,
 ) -> Result<(Vec<AuditRow>, Option<String>), String> {
-    #[derive(Deserialize)]
-    #[serde(rename_all = "camelCase")]
-    struct PageInfo {
-        has_next_page: bool,
-        end_cursor: Option<String>,
-    }
-    #[derive(Deserialize)]
-    #[serde(rename_all = "camelCase")]
-    struct Connection {
-        nodes: Vec<AuditRow>,
-        page_info: PageInfo,
-    }
-    #[derive(Deserialize)]
-    #[serde(rename_all = "camelCase")]
-    struct Data {
-        audit_events: Connection,
-    }
-    let query = "query($f: AuditEventFilter, $after: String) { auditEvents(filter: $f, first: 25, after: $after) {
-                   nodes { id at actor action objectType objectName via before after }
-                   pageInfo { hasNextPage endCursor } } }";
-    let data: Data = graphql(key, query, json!({"f": filter.to_json(), "after": after})).await?;
-    let next = data.audit_events.page_info.end_cursor.filter(|_| data.audit_events.page_info.has_next_page);
-    Ok((data.audit_events.nodes, next))
+    let variables = op::audit_events::Variables { f: Some(filter.to_input()), after };
+    let page = call::<op::AuditEvents>(key, variables).await?.audit_events;
+    let next = page.page_info.end_cursor.filter(|_| page.page_info.has_next_page);
+    let rows = page
+        .nodes
+        .into_iter()
+        .map(|e| AuditRow {
+            id: e.id,
+            at: e.at,
+            actor: e.actor,
+            action: e.action,
+            object_type: e.object_type,
+            object_name: e.object_name,
+            via: e.via,
+            before: e.before,
+            after: e.after,
+        })
+        .collect();
+    Ok((rows, next))
 }
