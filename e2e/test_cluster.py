@@ -3,6 +3,7 @@ official openai SDK sending to six models, and one node killed with SIGKILL
 in the middle of the traffic."""
 import json
 import os
+import shutil
 import signal
 import subprocess
 import threading
@@ -102,6 +103,8 @@ def cluster(tmp_path_factory):
         yield base, procs
     finally:
         procs.stop_all()
+        # Each node's cache holds copies of the models: gone with the module, not the run.
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def test_three_nodes_serve_six_models_and_survive_a_killed_node(cluster):

@@ -5,6 +5,7 @@ gateway only; the scheduler is killed with SIGKILL and restarted while a
 request waits at the gateway."""
 import os
 import secrets
+import shutil
 import threading
 import time
 from pathlib import Path
@@ -66,6 +67,8 @@ def tier(tmp_path_factory):
                "restart": lambda: procs.start("scheduler", scheduler_args, log_dir, env), "log_dir": log_dir}
     finally:
         procs.stop_all()
+        # The node's cache holds copies of the models: gone with the module, not the run.
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def test_the_sdks_talk_to_the_gateway_only(tier):

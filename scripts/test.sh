@@ -64,7 +64,10 @@ log "End-to-end tests: the openai SDK against greenthread serve"
 # `cargo test` above built the binary (integration tests need it) with the same features.
 export GREENTHREAD_BIN="$CARGO_TARGET_DIR/ci/greenthread"
 [[ -x "$GREENTHREAD_BIN" ]] || die "cargo test did not build $GREENTHREAD_BIN"
-"$e2e_python" -m pytest e2e -q -p no:cacheprovider "$@"
+# Servers' data directories hold copies of the models (gigabytes a run):
+# a passing run leaves none behind, a failing one only its own.
+"$e2e_python" -m pytest e2e -q -p no:cacheprovider \
+  -o tmp_path_retention_policy=failed -o tmp_path_retention_count=1 "$@"
 
 log "Every benchmark once, in smoke mode (it must complete; its numbers are not checked)"
 for bench in wake engine overhead workload features; do

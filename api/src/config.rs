@@ -36,7 +36,8 @@ use std::time::Duration;
 use greenthread_core::desired::{ModelDecl, ProjectDecl, ServiceDecl, StateDoc, default_service};
 use greenthread_core::units::duration_serde;
 use greenthread_core::{
-    ArtifactUri, ModelAlias, ModelName, ModelSpec, Scaling, Sha256Digest, WarmTier, default_project, validate_model_set,
+    ArtifactUri, ModelAlias, ModelName, ModelSpec, ProjectName, Scaling, ServiceName, Sha256Digest, WarmTier,
+    default_project, validate_model_set,
 };
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -66,7 +67,7 @@ struct Document {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ProjectEntry {
-    name: ModelName,
+    name: ProjectName,
     #[serde(default)]
     description: String,
 }
@@ -74,8 +75,8 @@ struct ProjectEntry {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ServiceEntry {
-    project: Option<ModelName>,
-    name: ModelName,
+    project: Option<ProjectName>,
+    name: ServiceName,
     #[serde(default)]
     description: String,
 }
@@ -90,8 +91,8 @@ struct ModelEntry {
     sha256: Option<Sha256Digest>,
     context_length: Option<u32>,
     chat_template: Option<String>,
-    project: Option<ModelName>,
-    service: Option<ModelName>,
+    project: Option<ProjectName>,
+    service: Option<ServiceName>,
     #[serde(default, with = "option_duration")]
     idle_timeout: Option<Duration>,
     min_replicas: Option<u32>,
@@ -286,7 +287,7 @@ fn normalize(path: &Path) -> PathBuf {
 
 fn into_state(doc: Document) -> Result<StateDoc, String> {
     let mut state = StateDoc::default();
-    let declare_project = |state: &mut StateDoc, name: &ModelName| {
+    let declare_project = |state: &mut StateDoc, name: &ProjectName| {
         if !state.projects.iter().any(|p| &p.name == name) {
             state.projects.push(ProjectDecl { name: name.clone(), description: String::new() });
         }

@@ -13,7 +13,7 @@ use std::collections::HashSet;
 
 use axum::http::{HeaderMap, header};
 
-use greenthread_core::{ModelName, ModelSpec};
+use greenthread_core::{ModelName, ModelSpec, ProjectName};
 
 use greenthread_protocol::error::ApiError;
 use greenthread_store::auth::{AuthError, KeyService, Principal, Scope};
@@ -122,7 +122,7 @@ impl Viewer {
     }
 
     /// Sees the models of `project`.
-    pub fn sees_project(&self, project: &ModelName) -> bool {
+    pub fn sees_project(&self, project: &ProjectName) -> bool {
         match self {
             Self::Anyone => true,
             Self::Key(p) => p.is_admin() || p.project == *project,

@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use greenthread_core::ModelName;
+use greenthread_core::ProjectName;
 use greenthread_core::desired::{ModelDecl, ProjectDecl, ServiceDecl};
 use greenthread_kube::reconcile::{ModelStore, RuntimeView, StoreError, StoreFuture};
 use greenthread_scheduler::ModelManager;
@@ -74,7 +74,7 @@ impl ModelStore for DatabaseModels {
     fn remove<'a>(&'a self, name: &'a str) -> StoreFuture<'a, ()> {
         Box::pin(async move {
             let Some(current) = self.get(name).await? else { return Ok(()) };
-            let project: ModelName = current.spec.project.clone();
+            let project: ProjectName = current.spec.project.clone();
             let actor = Actor::kubernetes(&format!("{project}/{name}"));
             self.mgmt
                 .edit(Author::Operator, &actor, &project, |_, desired| {

@@ -9,6 +9,7 @@ use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use tracing::Level;
 
 use crate::anthropic;
+use crate::cluster::scheduler_api::SchedulerApi;
 use crate::http::{intake, shape};
 use crate::openai::{chat, completions, embeddings, models};
 use crate::state::AppState;
@@ -52,7 +53,10 @@ pub fn router(state: AppState) -> Router {
             .route("/internal/v1/events", get(crate::cluster::scheduler_api::events))
             .route("/internal/v1/sleep", post(crate::cluster::scheduler_api::sleep))
             .layer(axum::middleware::from_fn_with_state(cluster.token.clone(), crate::cluster::token::require_token))
-            .with_state(cluster.clone());
+            .with_state(SchedulerApi {
+                cluster: cluster.clone(),
+                registry: state.management.as_ref().map(|m| m.registry.clone()),
+            });
         router = router.merge(internal);
     }
     router

@@ -362,9 +362,6 @@ pub(crate) async fn attach_management(
     let registry = Arc::new(Registry::new(store.clone(), app.catalog().clone(), app.manager.clone(), specs));
     registry.sync().await?;
     registry.spawn_periodic(options.sync_every);
-    if let Some(cluster) = &app.cluster {
-        cluster.attach_registry(registry.clone());
-    }
     let keys = Arc::new(KeyService::new(store.clone()).await?);
     let bootstrap_secret = match (bootstrap, options.admin_token.as_deref()) {
         (AdminBootstrap::ConfiguredOnly, None) => None,

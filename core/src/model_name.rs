@@ -33,56 +33,94 @@ pub enum NameError {
     Unprintable,
 }
 
-/// A model's name: a lowercase URL slug, unique on a server, used in
-/// `/<name>/v1/...` and as the `"model"` value of requests.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-#[serde(transparent)]
-pub struct ModelName(String);
-
-impl ModelName {
-    /// Parses a model name.
-    ///
-    /// # Errors
-    /// A [`NameError`] when the name is empty, too long, reserved, or holds
-    /// characters outside `[a-z0-9._-]` (this rules out path traversal through a name).
-    pub fn parse(raw: &str) -> Result<Self, NameError> {
-        if raw.is_empty() {
-            return Err(NameError::Empty);
-        }
-        if raw.len() > MAX_NAME_LEN {
-            return Err(NameError::TooLong { len: raw.len(), max: MAX_NAME_LEN });
-        }
-        let mut chars = raw.chars();
-        let first = chars.next().unwrap_or_default();
-        if !(first.is_ascii_lowercase() || first.is_ascii_digit()) {
-            return Err(NameError::InvalidCharacter { found: first });
-        }
-        if let Some(bad) = chars.find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || "-_.".contains(*c))) {
-            return Err(NameError::InvalidCharacter { found: bad });
-        }
-        if RESERVED_NAMES.contains(&raw) {
-            return Err(NameError::Reserved(raw.to_owned()));
-        }
-        Ok(Self(raw.to_owned()))
+/// Checks a slug: the rules every name of this module follows.
+fn parse_slug(raw: &str) -> Result<String, NameError> {
+    if raw.is_empty() {
+        return Err(NameError::Empty);
     }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
+    if raw.len() > MAX_NAME_LEN {
+        return Err(NameError::TooLong { len: raw.len(), max: MAX_NAME_LEN });
     }
+    let mut chars = raw.chars();
+    let first = chars.next().unwrap_or_default();
+    if !(first.is_ascii_lowercase() || first.is_ascii_digit()) {
+        return Err(NameError::InvalidCharacter { found: first });
+    }
+    if let Some(bad) = chars.find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || "-_.".contains(*c))) {
+        return Err(NameError::InvalidCharacter { found: bad });
+    }
+    if RESERVED_NAMES.contains(&raw) {
+        return Err(NameError::Reserved(raw.to_owned()));
+    }
+    Ok(raw.to_owned())
 }
 
-impl fmt::Display for ModelName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
+/// A name that is a lowercase URL slug, as its own type: one meaning per name.
+macro_rules! slug {
+    ($(#[$doc:meta])* $name:ident, $what:literal) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+        #[serde(transparent)]
+        pub struct $name(String);
+
+        impl $name {
+            #[doc = concat!("Parses a ", $what, " name.")]
+            ///
+            /// # Errors
+            /// A [`NameError`] when the name is empty, too long, reserved, or holds
+            /// characters outside `[a-z0-9._-]` (this rules out path traversal through a name).
+            pub fn parse(raw: &str) -> Result<Self, NameError> {
+                parse_slug(raw).map(Self)
+            }
+
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl std::str::FromStr for $name {
+            type Err = NameError;
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                Self::parse(s)
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let raw = String::deserialize(d)?;
+                Self::parse(&raw).map_err(|e| serde::de::Error::custom(format!(concat!($what, " name {:?} {}"), raw, e)))
+            }
+        }
+    };
 }
 
-impl<'de> Deserialize<'de> for ModelName {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let raw = String::deserialize(d)?;
-        Self::parse(&raw).map_err(|e| serde::de::Error::custom(format!("model name {raw:?} {e}")))
-    }
-}
+slug!(
+    /// A model's name: unique on a server, used in `/<name>/v1/...` and as
+    /// the `"model"` value of requests.
+    ModelName,
+    "model"
+);
+slug!(
+    /// A project's name: what keys, models and usage belong to.
+    ProjectName,
+    "project"
+);
+slug!(
+    /// A service's name, unique inside its project: a group of models a custom domain routes to.
+    ServiceName,
+    "service"
+);
+slug!(
+    /// A node's id (`gpu-node-1`).
+    NodeId,
+    "node"
+);
 
 /// Another id a model answers to in the `"model"` field, e.g.
 /// `Qwen/Qwen2.5-Coder-0.5B-Instruct`. Never used in a path.
@@ -166,42 +204,5 @@ mod tests {
                 prop_assert!(name.as_str().len() <= MAX_NAME_LEN);
             }
         }
-    }
-}
-
-/// A node's id: a lowercase slug like a model name (`gpu-node-1`).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-#[serde(transparent)]
-pub struct NodeId(String);
-
-impl NodeId {
-    /// # Errors
-    /// As [`ModelName::parse`], whose rules node ids follow.
-    pub fn parse(raw: &str) -> Result<Self, NameError> {
-        ModelName::parse(raw).map(|n| Self(n.0))
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::str::FromStr for NodeId {
-    type Err = NameError;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Self::parse(s)
-    }
-}
-
-impl fmt::Display for NodeId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl<'de> Deserialize<'de> for NodeId {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let raw = String::deserialize(d)?;
-        Self::parse(&raw).map_err(|e| serde::de::Error::custom(format!("node id {raw:?} {e}")))
     }
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::units::duration_serde;
-use crate::{ArtifactUri, ModelAlias, ModelName, Sha256Digest, WarmTier};
+use crate::{ArtifactUri, ModelAlias, ModelName, ProjectName, Sha256Digest, WarmTier};
 
 /// How long an idle model keeps its device memory by default: long enough
 /// that a conversation's next turn finds it awake, short enough that an idle
@@ -63,7 +63,7 @@ pub struct ModelSpec {
     /// A Jinja chat template that replaces the one in the model file.
     pub chat_template: Option<String>,
     /// The project that owns the model; device shares are fair between projects.
-    pub project: ModelName,
+    pub project: ProjectName,
     pub scaling: Scaling,
 }
 
@@ -84,9 +84,9 @@ impl ModelSpec {
 }
 
 /// The project of models whose spec names none.
-pub fn default_project() -> ModelName {
-    // A constant slug that ModelName accepts; the test below keeps it so.
-    ModelName::parse(DEFAULT_PROJECT).unwrap_or_else(|_| unreachable!("the default project name is a valid slug"))
+pub fn default_project() -> ProjectName {
+    // A constant slug that ProjectName accepts; the test below keeps it so.
+    ProjectName::parse(DEFAULT_PROJECT).unwrap_or_else(|_| unreachable!("the default project name is a valid slug"))
 }
 
 /// Why a set of model specs cannot be served together.

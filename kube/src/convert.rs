@@ -3,8 +3,8 @@
 
 use greenthread_core::desired::{DEFAULT_SERVICE, ModelDecl};
 use greenthread_core::{
-    ArtifactUri, ModelAlias, ModelName, ModelSpec, Sha256Digest, WarmTier, format_duration, parse_duration,
-    validate_model_set,
+    ArtifactUri, ModelAlias, ModelName, ModelSpec, ProjectName, ServiceName, Sha256Digest, WarmTier, format_duration,
+    parse_duration, validate_model_set,
 };
 
 use super::crd::{ModelResourceSpec, WarmTierName};
@@ -36,12 +36,12 @@ pub fn to_decl(name: &str, namespace: &str, spec: &ModelResourceSpec) -> Result<
     let model = take(&mut errors, ModelName::parse(name).map_err(|e| field("metadata.name", e)));
     let project = take(
         &mut errors,
-        ModelName::parse(spec.project.as_deref().unwrap_or(namespace))
+        ProjectName::parse(spec.project.as_deref().unwrap_or(namespace))
             .map_err(|e| field(if spec.project.is_some() { "spec.project" } else { "metadata.namespace" }, e)),
     );
     let service = take(
         &mut errors,
-        ModelName::parse(spec.service.as_deref().unwrap_or(DEFAULT_SERVICE)).map_err(|e| field("spec.service", e)),
+        ServiceName::parse(spec.service.as_deref().unwrap_or(DEFAULT_SERVICE)).map_err(|e| field("spec.service", e)),
     );
     // Paths are taken as written: the nodes resolve them, never relative to the operator.
     let artifact = take(&mut errors, ArtifactUri::parse(&spec.artifact, None).map_err(|e| field("spec.artifact", e)));

@@ -9,7 +9,7 @@
 //! 2. then a node that needs no preemption;
 //! 3. then the least loaded (fewest device bytes in use).
 
-use greenthread_core::{NodeId, Tier};
+use greenthread_core::{ModelName, NodeId, Tier};
 
 use crate::preemption::{Decision, DeviceView, PreemptionRules, WakeRequest, decide};
 
@@ -29,7 +29,7 @@ pub struct NodeView {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Placement {
     /// Wake on `node` after `victims` there have slept.
-    On { node: NodeId, victims: Vec<String> },
+    On { node: NodeId, victims: Vec<ModelName> },
     /// No node can take it now.
     Wait,
     /// Larger than every live node's device.
@@ -46,7 +46,7 @@ fn locality(weights: Option<Tier>) -> u8 {
 }
 
 /// A node that can take the model: its preference key, the node, the victims there.
-type Candidate<'a> = ((u8, bool, u64), &'a NodeView, Vec<String>);
+type Candidate<'a> = ((u8, bool, u64), &'a NodeView, Vec<ModelName>);
 
 /// Chooses a node for `request`.
 pub fn place(nodes: &[NodeView], request: &WakeRequest, rules: &PreemptionRules) -> Placement {
@@ -86,8 +86,8 @@ mod tests {
 
     fn resident(model: &str, bytes: u64, idle_s: u64) -> Resident {
         Resident {
-            model: model.into(),
-            project: "p".into(),
+            model: ModelName::parse(model).unwrap(),
+            project: greenthread_core::ProjectName::parse("p").unwrap(),
             bytes,
             in_flight: 0,
             idle_for: Duration::from_secs(idle_s),
@@ -113,7 +113,12 @@ mod tests {
     }
 
     fn request(bytes: u64) -> WakeRequest {
-        WakeRequest { model: "m".into(), project: "p".into(), bytes, waited: Duration::ZERO }
+        WakeRequest {
+            model: ModelName::parse("m").unwrap(),
+            project: greenthread_core::ProjectName::parse("p").unwrap(),
+            bytes,
+            waited: Duration::ZERO,
+        }
     }
 
     #[test]
@@ -137,7 +142,7 @@ mod tests {
         let only_full = [nodes[0].clone()];
         assert_eq!(
             place(&only_full, &request(50), &RULES),
-            Placement::On { node: id("full"), victims: vec!["x".into()] }
+            Placement::On { node: id("full"), victims: vec![ModelName::parse("x").unwrap()] }
         );
     }
 

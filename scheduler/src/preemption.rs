@@ -18,11 +18,13 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use greenthread_core::{ModelName, ProjectName};
+
 /// A model holding device memory, as the policy sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Resident {
-    pub model: String,
-    pub project: String,
+    pub model: ModelName,
+    pub project: ProjectName,
     pub bytes: u64,
     pub in_flight: u32,
     /// Since its last request ended (or began).
@@ -39,8 +41,8 @@ pub struct Resident {
 /// A model asking to wake.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WakeRequest {
-    pub model: String,
-    pub project: String,
+    pub model: ModelName,
+    pub project: ProjectName,
     pub bytes: u64,
     /// How long its oldest request has waited.
     pub waited: Duration,
@@ -82,7 +84,7 @@ impl Default for PreemptionRules {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decision {
     /// Wake now, after these models sleep (none: it fits already).
-    Admit { victims: Vec<String> },
+    Admit { victims: Vec<ModelName> },
     /// Not now: retry when a request ends, a model sleeps, or time passes.
     Wait,
     /// It can never fit: the model alone is larger than the device budget.
@@ -106,14 +108,14 @@ pub fn decide(view: &DeviceView, request: &WakeRequest, rules: &PreemptionRules)
     }
     let need = request.bytes - free;
 
-    let mut usage: HashMap<&str, u64> = HashMap::new();
+    let mut usage: HashMap<&ProjectName, u64> = HashMap::new();
     for r in &view.resident {
         *usage.entry(&r.project).or_default() += r.bytes;
     }
     usage.entry(&request.project).or_default();
     let share = view.budget / usage.len() as u64;
-    let over_share = |project: &str| usage.get(project).copied().unwrap_or(0) > share;
-    let requester_would_exceed = usage[request.project.as_str()] + request.bytes > share;
+    let over_share = |project: &ProjectName| usage.get(project).copied().unwrap_or(0) > share;
+    let requester_would_exceed = usage[&request.project] + request.bytes > share;
     let forced = request.waited >= rules.force_after;
 
     let mut candidates: Vec<&Resident> = view
@@ -143,10 +145,15 @@ mod tests {
 
     use super::*;
 
+    /// A model or project name for a test.
+    fn name<N: std::str::FromStr<Err = greenthread_core::NameError>>(raw: &str) -> N {
+        raw.parse().unwrap_or_else(|e| panic!("{e}"))
+    }
+
     fn resident(model: &str, project: &str, bytes: u64, idle_s: u64) -> Resident {
         Resident {
-            model: model.into(),
-            project: project.into(),
+            model: name(model),
+            project: name(project),
             bytes,
             in_flight: 0,
             idle_for: Duration::from_secs(idle_s),
@@ -158,7 +165,7 @@ mod tests {
     }
 
     fn request(bytes: u64, project: &str, waited_s: u64) -> WakeRequest {
-        WakeRequest { model: "new".into(), project: project.into(), bytes, waited: Duration::from_secs(waited_s) }
+        WakeRequest { model: name("new"), project: name(project), bytes, waited: Duration::from_secs(waited_s) }
     }
 
     const RULES: PreemptionRules =
@@ -174,7 +181,7 @@ mod tests {
     fn the_least_recently_used_model_goes_first() {
         let view =
             DeviceView { budget: 100, resident: vec![resident("fresh", "p", 50, 1), resident("stale", "p", 50, 100)] };
-        assert_eq!(decide(&view, &request(50, "p", 0), &RULES), Decision::Admit { victims: vec!["stale".into()] });
+        assert_eq!(decide(&view, &request(50, "p", 0), &RULES), Decision::Admit { victims: vec![name("stale")] });
     }
 
     #[test]
@@ -193,7 +200,7 @@ mod tests {
         young.resident_for = Duration::from_secs(2);
         young.uses = 1;
         let view = DeviceView { budget: 100, resident: vec![young] };
-        assert_eq!(decide(&view, &request(100, "p", 0), &RULES), Decision::Admit { victims: vec!["young".into()] });
+        assert_eq!(decide(&view, &request(100, "p", 0), &RULES), Decision::Admit { victims: vec![name("young")] });
     }
 
     #[test]
@@ -202,7 +209,7 @@ mod tests {
         young.resident_for = Duration::from_secs(2);
         let view = DeviceView { budget: 100, resident: vec![young] };
         assert_eq!(decide(&view, &request(100, "p", 1), &RULES), Decision::Wait);
-        assert_eq!(decide(&view, &request(100, "p", 5), &RULES), Decision::Admit { victims: vec!["young".into()] });
+        assert_eq!(decide(&view, &request(100, "p", 5), &RULES), Decision::Admit { victims: vec![name("young")] });
     }
 
     #[test]
@@ -211,9 +218,9 @@ mod tests {
         let view =
             DeviceView { budget: 100, resident: vec![resident("b1", "big", 60, 1), resident("s1", "small", 40, 1000)] };
         // big asks for 40 more: it would exceed its share, so small's stale model is off limits.
-        assert_eq!(decide(&view, &request(40, "big", 0), &RULES), Decision::Admit { victims: vec!["b1".into()] });
+        assert_eq!(decide(&view, &request(40, "big", 0), &RULES), Decision::Admit { victims: vec![name("b1")] });
         // small asks: small is under its share, and big's model goes first (over share).
-        assert_eq!(decide(&view, &request(50, "small", 0), &RULES), Decision::Admit { victims: vec!["b1".into()] });
+        assert_eq!(decide(&view, &request(50, "small", 0), &RULES), Decision::Admit { victims: vec![name("b1")] });
     }
 
     #[test]
@@ -225,8 +232,8 @@ mod tests {
     fn arb_resident() -> impl Strategy<Value = Resident> {
         (0u32..6, 0u32..3, 1u64..60, 0u32..3, 0u64..100, 0u64..30, any::<bool>(), prop::bool::weighted(0.85)).prop_map(
             |(m, p, bytes, in_flight, idle, res, never, settled)| Resident {
-                model: format!("m{m}"),
-                project: format!("p{p}"),
+                model: name(&format!("m{m}")),
+                project: name(&format!("p{p}")),
                 bytes,
                 in_flight: if in_flight == 2 { 1 } else { 0 },
                 idle_for: Duration::from_secs(idle),
@@ -249,10 +256,10 @@ mod tests {
         ) {
             let mut resident = resident;
             for (i, r) in resident.iter_mut().enumerate() {
-                r.model = format!("m{i}");
+                r.model = name(&format!("m{i}"));
             }
             let view = DeviceView { budget, resident };
-            let req = WakeRequest { model: "new".into(), project: format!("p{project}"), bytes, waited: Duration::from_secs(waited) };
+            let req = WakeRequest { model: name("new"), project: name(&format!("p{project}")), bytes, waited: Duration::from_secs(waited) };
             let decision = decide(&view, &req, &RULES);
             match decision {
                 Decision::TooLarge { .. } => prop_assert!(bytes > budget),
@@ -261,11 +268,11 @@ mod tests {
                         victims.iter().map(|v| view.resident.iter().find(|r| &r.model == v).unwrap()).collect();
                     let freed: u64 = victims.iter().map(|v| v.bytes).sum();
                     prop_assert!(budget.saturating_sub(view.used()) + freed >= bytes, "freed too little");
-                    let mut usage: HashMap<&str, u64> = HashMap::new();
+                    let mut usage: HashMap<&ProjectName, u64> = HashMap::new();
                     for r in &view.resident { *usage.entry(&r.project).or_default() += r.bytes; }
                     usage.entry(&req.project).or_default();
                     let share = budget / usage.len() as u64;
-                    let requester_over = usage[req.project.as_str()] + bytes > share;
+                    let requester_over = usage[&req.project] + bytes > share;
                     for v in victims {
                         prop_assert_eq!(v.in_flight, 0);
                         prop_assert!(!v.never_preempt && v.settled);
@@ -273,24 +280,24 @@ mod tests {
                             prop_assert!(!protected_by_residency(v, &RULES));
                         }
                         if requester_over && v.project != req.project {
-                            prop_assert!(usage[v.project.as_str()] > share, "took from an under-share project");
+                            prop_assert!(usage[&v.project] > share, "took from an under-share project");
                         }
                     }
                 }
                 Decision::Wait => {
                     // Waiting is right only if everything the rules allow could not make room.
                     prop_assert!(bytes <= budget);
-                    let mut usage: HashMap<&str, u64> = HashMap::new();
+                    let mut usage: HashMap<&ProjectName, u64> = HashMap::new();
                     for r in &view.resident { *usage.entry(&r.project).or_default() += r.bytes; }
                     usage.entry(&req.project).or_default();
                     let share = budget / usage.len() as u64;
-                    let requester_over = usage[req.project.as_str()] + bytes > share;
+                    let requester_over = usage[&req.project] + bytes > share;
                     let allowed: u64 = view
                         .resident
                         .iter()
                         .filter(|r| r.settled && r.in_flight == 0 && !r.never_preempt)
                         .filter(|r| req.waited >= RULES.force_after || !protected_by_residency(r, &RULES))
-                        .filter(|r| !requester_over || r.project == req.project || usage[r.project.as_str()] > share)
+                        .filter(|r| !requester_over || r.project == req.project || usage[&r.project] > share)
                         .map(|r| r.bytes)
                         .sum();
                     prop_assert!(budget.saturating_sub(view.used()) + allowed < bytes);

@@ -8,7 +8,7 @@ use greenthread_core::desired::{
     Change, ChangeAction, ModelDecl, ObjectKind, ProjectDecl, ServiceDecl, StateDoc, model_fields, project_fields,
     service_fields,
 };
-use greenthread_core::{ModelName, ModelSpec};
+use greenthread_core::{ModelName, ModelSpec, ProjectName, ServiceName};
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, IntoActiveModel, QueryFilter,
 };
@@ -23,26 +23,27 @@ use super::{Actor, StoreError, StoreResult, audit};
 #[derive(Debug, Clone, Default)]
 pub struct LoadedState {
     pub doc: StateDoc,
-    pub project_ids: BTreeMap<ModelName, Uuid>,
-    pub service_ids: BTreeMap<(ModelName, ModelName), Uuid>,
+    pub project_ids: BTreeMap<ProjectName, Uuid>,
+    pub service_ids: BTreeMap<(ProjectName, ServiceName), Uuid>,
     pub model_ids: BTreeMap<ModelName, Uuid>,
     /// Object-store prefixes each project's models may read from.
-    pub artifact_prefixes: BTreeMap<ModelName, Vec<String>>,
+    pub artifact_prefixes: BTreeMap<ProjectName, Vec<String>>,
 }
 
 impl LoadedState {
     /// Every model's spec outside `scope`: the names a document for `scope` may not take.
-    pub fn specs_outside(&self, scope: &BTreeSet<ModelName>) -> Vec<ModelSpec> {
+    pub fn specs_outside(&self, scope: &BTreeSet<ProjectName>) -> Vec<ModelSpec> {
         self.doc.models.iter().filter(|m| !scope.contains(&m.spec.project)).map(|m| m.spec.clone()).collect()
     }
 
-    pub fn project_name(&self, id: Uuid) -> Option<&ModelName> {
+    pub fn project_name(&self, id: Uuid) -> Option<&ProjectName> {
         self.project_ids.iter().find(|(_, v)| **v == id).map(|(k, _)| k)
     }
 }
 
-fn parse_name(raw: &str) -> StoreResult<ModelName> {
-    ModelName::parse(raw).map_err(|e| StoreError::Corrupt(format!("stored name {raw:?}: {e}")))
+/// A name read back from the database, of whichever kind the column holds.
+fn parse_name<N: std::str::FromStr<Err = greenthread_core::NameError>>(raw: &str) -> StoreResult<N> {
+    raw.parse().map_err(|e| StoreError::Corrupt(format!("stored name {raw:?}: {e}")))
 }
 
 /// Reads every project, service and model.
@@ -53,7 +54,7 @@ pub async fn load(conn: &impl ConnectionTrait) -> StoreResult<LoadedState> {
     let mut out = LoadedState::default();
     let mut project_names = BTreeMap::new();
     for p in project::Entity::find().all(conn).await? {
-        let name = parse_name(&p.name)?;
+        let name: ProjectName = parse_name(&p.name)?;
         project_names.insert(p.id, name.clone());
         out.project_ids.insert(name.clone(), p.id);
         out.doc.projects.push(ProjectDecl { name, description: p.description });
@@ -64,7 +65,7 @@ pub async fn load(conn: &impl ConnectionTrait) -> StoreResult<LoadedState> {
             .get(&s.project_id)
             .cloned()
             .ok_or_else(|| StoreError::Corrupt(format!("service {} belongs to a missing project", s.name)))?;
-        let name = parse_name(&s.name)?;
+        let name: ServiceName = parse_name(&s.name)?;
         service_names.insert(s.id, name.clone());
         out.service_ids.insert((project.clone(), name.clone()), s.id);
         out.doc.services.push(ServiceDecl { project, name, description: s.description });
@@ -94,7 +95,7 @@ pub async fn load(conn: &impl ConnectionTrait) -> StoreResult<LoadedState> {
 
 /// A digest of the state of `scope`'s projects: it changes whenever anything
 /// in them does, and only then.
-pub fn etag(doc: &StateDoc, scope: &BTreeSet<ModelName>) -> String {
+pub fn etag(doc: &StateDoc, scope: &BTreeSet<ProjectName>) -> String {
     let canonical = serde_json::to_vec(&doc.restricted_to(scope).sorted()).unwrap_or_default();
     hex::encode(&Sha256::digest(&canonical)[..16])
 }
@@ -169,8 +170,9 @@ async fn apply_project(
     actor: &Actor,
     now: DateTime<Utc>,
 ) -> StoreResult<()> {
-    let before = state.doc.projects.iter().find(|p| p.name == change.name).map(|p| object_json(project_fields(p)));
-    let after_decl = desired.projects.iter().find(|p| p.name == change.name);
+    let name: ProjectName = parse_name(&change.name)?;
+    let before = state.doc.projects.iter().find(|p| p.name == name).map(|p| object_json(project_fields(p)));
+    let after_decl = desired.projects.iter().find(|p| p.name == name);
     let id = match change.action {
         ChangeAction::Create => {
             let decl = after_decl.ok_or_else(|| missing("project", &change.name))?;
@@ -188,7 +190,7 @@ async fn apply_project(
         }
         ChangeAction::Update => {
             let decl = after_decl.ok_or_else(|| missing("project", &change.name))?;
-            let id = *state.project_ids.get(&change.name).ok_or_else(|| missing("project", &change.name))?;
+            let id = *state.project_ids.get(&name).ok_or_else(|| missing("project", &change.name))?;
             let mut row = project::Entity::find_by_id(id)
                 .one(tx)
                 .await?
@@ -200,7 +202,7 @@ async fn apply_project(
             id
         }
         ChangeAction::Delete => {
-            let id = state.project_ids.remove(&change.name).ok_or_else(|| missing("project", &change.name))?;
+            let id = state.project_ids.remove(&name).ok_or_else(|| missing("project", &change.name))?;
             project::Entity::delete_by_id(id).exec(tx).await?;
             super::prefixes::remove(tx, id).await?;
             id
@@ -232,7 +234,7 @@ async fn apply_service(
     actor: &Actor,
     now: DateTime<Utc>,
 ) -> StoreResult<()> {
-    let key = (change.project.clone(), change.name.clone());
+    let key: (ProjectName, ServiceName) = (change.project.clone(), parse_name(&change.name)?);
     let find = |doc: &StateDoc| doc.services.iter().find(|s| s.project == key.0 && s.name == key.1).cloned();
     let before = find(&state.doc).map(|s| object_json(service_fields(&s)));
     let after_decl = find(desired);
@@ -298,8 +300,9 @@ async fn apply_model(
     actor: &Actor,
     now: DateTime<Utc>,
 ) -> StoreResult<()> {
-    let before = state.doc.models.iter().find(|m| m.spec.name == change.name).map(|m| object_json(model_fields(m)));
-    let after_decl = desired.models.iter().find(|m| m.spec.name == change.name);
+    let name: ModelName = parse_name(&change.name)?;
+    let before = state.doc.models.iter().find(|m| m.spec.name == name).map(|m| object_json(model_fields(m)));
+    let after_decl = desired.models.iter().find(|m| m.spec.name == name);
     let ids_of = |decl: &ModelDecl| -> StoreResult<(Uuid, Uuid)> {
         let project =
             *state.project_ids.get(&decl.spec.project).ok_or_else(|| missing("project", &decl.spec.project))?;
@@ -332,7 +335,7 @@ async fn apply_model(
         ChangeAction::Update => {
             let decl = after_decl.ok_or_else(|| missing("model", &change.name))?;
             let (project_id, service_id) = ids_of(decl)?;
-            let id = *state.model_ids.get(&change.name).ok_or_else(|| missing("model", &change.name))?;
+            let id = *state.model_ids.get(&name).ok_or_else(|| missing("model", &change.name))?;
             let mut row = model::Entity::find_by_id(id)
                 .one(tx)
                 .await?
@@ -346,7 +349,7 @@ async fn apply_model(
             (id, project_id)
         }
         ChangeAction::Delete => {
-            let id = state.model_ids.remove(&change.name).ok_or_else(|| missing("model", &change.name))?;
+            let id = state.model_ids.remove(&name).ok_or_else(|| missing("model", &change.name))?;
             let project_id =
                 *state.project_ids.get(&change.project).ok_or_else(|| missing("project", &change.project))?;
             model::Entity::delete_by_id(id).exec(tx).await?;

@@ -8,7 +8,7 @@ pub mod token;
 pub mod wire;
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use axum::Json;
@@ -46,18 +46,13 @@ pub struct Cluster {
     pub token: ClusterToken,
     pub client: reqwest::Client,
     manager: ModelManager,
-    /// The scheduler's view of the database, read again when a gateway
-    /// asks for a model created since the last periodic read. Set once the
-    /// management plane starts, which comes after the platform (and not at
-    /// all without a database).
-    registry: OnceLock<Arc<crate::manage::Registry>>,
     members: Mutex<HashMap<NodeId, Member>>,
 }
 
 impl Cluster {
     /// The cluster of remote nodes that join `manager`.
     pub fn new(token: ClusterToken, manager: ModelManager) -> Self {
-        Self { token, client: http_client(), manager, registry: OnceLock::new(), members: Mutex::new(HashMap::new()) }
+        Self { token, client: http_client(), manager, members: Mutex::new(HashMap::new()) }
     }
 
     fn members(&self) -> std::sync::MutexGuard<'_, HashMap<NodeId, Member>> {
@@ -67,16 +62,6 @@ impl Cluster {
     /// How this scheduler's requests reach its nodes.
     pub fn link(&self) -> NodeLink {
         NodeLink { client: self.client.clone(), token: self.token.clone() }
-    }
-
-    /// Connects the registry that keeps the scheduler in step with the database (once).
-    pub fn attach_registry(&self, registry: Arc<crate::manage::Registry>) {
-        let _ = self.registry.set(registry);
-    }
-
-    /// The registry, where the scheduler has a database.
-    pub fn registry(&self) -> Option<&Arc<crate::manage::Registry>> {
-        self.registry.get()
     }
 
     /// The manager this cluster feeds.

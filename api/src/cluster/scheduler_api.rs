@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::State;
+use axum::extract::{FromRef, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
@@ -25,6 +25,22 @@ use greenthread_scheduler::{AcquireError, ManagerStatus, SleepOutcome};
 
 use super::Cluster;
 use super::wire::{LeaseGrant, LeaseRefused, LeaseRequest, SleepModel};
+
+/// What the scheduler's internal API serves from: the cluster, and the
+/// registry where the scheduler has a database.
+#[derive(Clone)]
+pub struct SchedulerApi {
+    pub cluster: Arc<Cluster>,
+    /// Read again when a gateway asks for a model created since the last
+    /// periodic read (none without a database).
+    pub registry: Option<Arc<crate::manage::Registry>>,
+}
+
+impl FromRef<SchedulerApi> for Arc<Cluster> {
+    fn from_ref(api: &SchedulerApi) -> Self {
+        api.cluster.clone()
+    }
+}
 
 /// How often a held lease's stream carries a byte, which is how a dead
 /// gateway is noticed.
@@ -53,9 +69,10 @@ impl IntoResponse for Refused {
 /// `POST /internal/v1/leases`: waits for a replica (waking the model if
 /// need be, within the scheduler's wake timeout) and holds it while the
 /// answer's stream is open.
-pub async fn lease(State(cluster): State<Arc<Cluster>>, Json(ask): Json<LeaseRequest>) -> Result<Response, Refused> {
+pub async fn lease(State(api): State<SchedulerApi>, Json(ask): Json<LeaseRequest>) -> Result<Response, Refused> {
+    let cluster = &api.cluster;
     let manager = cluster.manager();
-    let lease = match (manager.acquire_avoiding(&ask.model, &ask.avoid).await, cluster.registry()) {
+    let lease = match (manager.acquire_avoiding(&ask.model, &ask.avoid).await, &api.registry) {
         // The gateway knows the model, so it is in the database: created
         // since this scheduler last read it. Read it now rather than make the
         // client wait for the periodic read.

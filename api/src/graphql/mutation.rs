@@ -4,7 +4,10 @@
 
 use async_graphql::{Context, ID, InputObject, Object};
 use greenthread_core::desired::{ModelDecl, ProjectDecl, ServiceDecl, default_service};
-use greenthread_core::{ArtifactUri, ModelAlias, ModelName, ModelSpec, Sha256Digest, WarmTier, parse_duration};
+use greenthread_core::{
+    ArtifactUri, ModelAlias, ModelName, ModelSpec, NameError, ProjectName, ServiceName, Sha256Digest, WarmTier,
+    parse_duration,
+};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 use uuid::Uuid;
 
@@ -106,8 +109,9 @@ pub struct DeleteModelInput {
 struct Checked(Vec<UserError>);
 
 impl Checked {
-    fn name(&mut self, raw: &str, field: &str) -> Option<ModelName> {
-        ModelName::parse(raw).map_err(|e| self.0.push(UserError::new(field, "INVALID", e.to_string()))).ok()
+    /// A model, project or service name, as the caller expects.
+    fn name<N: std::str::FromStr<Err = NameError>>(&mut self, raw: &str, field: &str) -> Option<N> {
+        raw.parse::<N>().map_err(|e| self.0.push(UserError::new(field, "INVALID", e.to_string()))).ok()
     }
 
     fn artifact(&mut self, raw: &str, field: &str) -> Option<ArtifactUri> {
@@ -209,7 +213,7 @@ impl CoreMutation {
     ) -> async_graphql::Result<ProjectPayload> {
         let p = principal(ctx)?;
         let mut c = Checked::default();
-        let name = c.name(&input.name, "input.name");
+        let name: Option<ProjectName> = c.name(&input.name, "input.name");
         let description = c.description(input.description, "input.description").unwrap_or_default();
         let name = match (c.done(), name) {
             (Ok(()), Some(n)) => n,
@@ -252,7 +256,7 @@ impl CoreMutation {
         if let Err(errors) = c.done() {
             return Ok(ProjectPayload::failed(errors));
         }
-        let name = ModelName::parse(&row.name).map_err(internal)?;
+        let name = ProjectName::parse(&row.name).map_err(internal)?;
         let result = management(ctx)
             .edit(Author::Key(p), &p.actor("graphql"), &name, |_, desired| {
                 if let (Some(d), Some(project)) = (description, desired.projects.iter_mut().find(|x| x.name == name)) {
@@ -279,7 +283,7 @@ impl CoreMutation {
         let p = principal(ctx)?;
         let row = readable_project(ctx, p, &input.name).await?;
         needs_manage(p, row.id)?;
-        let name = ModelName::parse(&row.name).map_err(internal)?;
+        let name = ProjectName::parse(&row.name).map_err(internal)?;
         match management(ctx).delete_project(Author::Key(p), &p.actor("graphql"), &name).await {
             Ok(_) => Ok(DeletePayload { deleted_id: Some(ID(row.id.to_string())), user_errors: vec![] }),
             Err(e) => Ok(DeletePayload::failed(split(e)?)),
@@ -295,9 +299,9 @@ impl CoreMutation {
         let project_row = readable_project(ctx, p, &input.project).await?;
         needs_manage(p, project_row.id)?;
         let mut c = Checked::default();
-        let name = c.name(&input.name, "input.name");
+        let name: Option<ServiceName> = c.name(&input.name, "input.name");
         let description = c.description(input.description, "input.description").unwrap_or_default();
-        let project = ModelName::parse(&project_row.name).map_err(internal)?;
+        let project = ProjectName::parse(&project_row.name).map_err(internal)?;
         let name = match (c.done(), name) {
             (Ok(()), Some(n)) => n,
             (Err(errors), _) => return Ok(ServicePayload::failed(errors)),
@@ -334,7 +338,7 @@ impl CoreMutation {
         if let Err(errors) = c.done() {
             return Ok(ServicePayload::failed(errors));
         }
-        let project = ModelName::parse(&project_row.name).map_err(internal)?;
+        let project = ProjectName::parse(&project_row.name).map_err(internal)?;
         let result = management(ctx)
             .edit(Author::Key(p), &p.actor("graphql"), &project, |_, desired| {
                 let service = desired
@@ -366,7 +370,7 @@ impl CoreMutation {
         let p = principal(ctx)?;
         let project_row = readable_project(ctx, p, &input.project).await?;
         needs_manage(p, project_row.id)?;
-        let project = ModelName::parse(&project_row.name).map_err(internal)?;
+        let project = ProjectName::parse(&project_row.name).map_err(internal)?;
         let existing = service_row(ctx, project_row.id, &input.name).await?;
         let result = management(ctx)
             .edit(Author::Key(p), &p.actor("graphql"), &project, |_, desired| {
@@ -401,9 +405,9 @@ impl CoreMutation {
         let p = principal(ctx)?;
         let project_row = readable_project(ctx, p, &input.project).await?;
         needs_manage(p, project_row.id)?;
-        let project = ModelName::parse(&project_row.name).map_err(internal)?;
+        let project = ProjectName::parse(&project_row.name).map_err(internal)?;
         let mut c = Checked::default();
-        let name = c.name(&input.name, "input.name");
+        let name: Option<ModelName> = c.name(&input.name, "input.name");
         let service = match &input.service {
             Some(s) => c.name(s, "input.service"),
             None => Some(default_service()),

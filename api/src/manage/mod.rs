@@ -11,7 +11,7 @@ pub mod registry;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use greenthread_core::ModelName;
+use greenthread_core::ProjectName;
 use greenthread_core::desired::{self, Change, ChangeAction, DesiredError, ObjectKind, StateDoc};
 use sea_orm::{ActiveModelTrait, ActiveValue::Set, EntityTrait};
 use serde::{Deserialize, Serialize};
@@ -130,7 +130,7 @@ fn desired_error(e: &DesiredError, prefix: &str) -> UserError {
 impl Management {
     /// Checks that `author` may change every project in `scope`: its own
     /// (manage scope) or any (admin); only admins create projects.
-    fn check_scope(state: &LoadedState, author: Author<'_>, scope: &BTreeSet<ModelName>) -> OpResult<()> {
+    fn check_scope(state: &LoadedState, author: Author<'_>, scope: &BTreeSet<ProjectName>) -> OpResult<()> {
         for project in scope {
             match state.project_ids.get(project) {
                 Some(id) if author.can_manage(*id) => {}
@@ -157,7 +157,7 @@ impl Management {
         let changes = desired::plan(&state.doc, desired);
         let mut errors = Vec::new();
         for change in changes.iter().filter(|c| c.kind == ObjectKind::Model && c.action != ChangeAction::Delete) {
-            let Some(m) = desired.models.iter().find(|m| m.spec.name == change.name) else { continue };
+            let Some(m) = desired.models.iter().find(|m| m.spec.name.as_str() == change.name) else { continue };
             let prefixes = state.artifact_prefixes.get(&m.spec.project).map_or(&[][..], Vec::as_slice);
             let allowed = self.artifacts.check(&m.spec.artifact).and_then(|()| {
                 if author.reads_any_object() { Ok(()) } else { artifacts::object_allowed(&m.spec.artifact, prefixes) }
@@ -262,7 +262,7 @@ impl Management {
         &self,
         author: Author<'_>,
         actor: &Actor,
-        project: &ModelName,
+        project: &ProjectName,
         edit: impl FnOnce(&LoadedState, &mut StateDoc) -> OpResult<()>,
     ) -> OpResult<Outcome> {
         let tx = self.store.begin_write().await?;
@@ -283,7 +283,7 @@ impl Management {
     ///
     /// # Errors
     /// [`OpError`]: the built-in project, permission, an unknown project.
-    pub async fn delete_project(&self, author: Author<'_>, actor: &Actor, project: &ModelName) -> OpResult<Outcome> {
+    pub async fn delete_project(&self, author: Author<'_>, actor: &Actor, project: &ProjectName) -> OpResult<Outcome> {
         if project.as_str() == DEFAULT_PROJECT {
             return Err(OpError::User(vec![UserError::new(
                 "name",
@@ -316,7 +316,7 @@ impl Management {
             action: ChangeAction::Delete,
             kind: ObjectKind::Project,
             project: project.clone(),
-            name: project.clone(),
+            name: project.to_string(),
             fields: project_decl
                 .map(|p| {
                     desired::project_fields(&p)

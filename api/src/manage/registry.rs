@@ -92,7 +92,10 @@ impl Registry {
                 let names = models
                     .iter()
                     .filter(|m| m.service_id == d.service_id)
-                    .filter_map(|m| ModelName::parse(&m.name).ok())
+                    .filter_map(|m| {
+                        let parsed = ModelName::parse(&m.name);
+                        parsed.inspect_err(|e| tracing::warn!(model = %m.name, error = %e, "A stored model name does not parse; its domain skips it")).ok()
+                    })
                     .collect();
                 (d.hostname, DomainRoute { verified: d.verified_at.is_some(), models: Arc::new(names) })
             })

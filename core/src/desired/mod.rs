@@ -12,33 +12,33 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::{ModelAlias, ModelName, ModelSpec, ModelSpecError, validate_model_set};
+use crate::{ModelAlias, ModelSpec, ModelSpecError, ProjectName, ServiceName, validate_model_set};
 
 /// The service a model belongs to when its declaration names none.
 pub const DEFAULT_SERVICE: &str = "default";
 
 /// The service of models whose declaration names none.
-pub fn default_service() -> ModelName {
-    ModelName::parse(DEFAULT_SERVICE).unwrap_or_else(|_| unreachable!("the default service name is a valid slug"))
+pub fn default_service() -> ServiceName {
+    ServiceName::parse(DEFAULT_SERVICE).unwrap_or_else(|_| unreachable!("the default service name is a valid slug"))
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProjectDecl {
-    pub name: ModelName,
+    pub name: ProjectName,
     pub description: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ServiceDecl {
-    pub project: ModelName,
-    pub name: ModelName,
+    pub project: ProjectName,
+    pub name: ServiceName,
     pub description: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ModelDecl {
     /// The service inside `spec.project`.
-    pub service: ModelName,
+    pub service: ServiceName,
     pub spec: ModelSpec,
 }
 
@@ -64,7 +64,7 @@ impl StateDoc {
     }
 
     /// Only the parts that belong to `projects`.
-    pub fn restricted_to(&self, projects: &BTreeSet<ModelName>) -> Self {
+    pub fn restricted_to(&self, projects: &BTreeSet<ProjectName>) -> Self {
         Self {
             projects: self.projects.iter().filter(|p| projects.contains(&p.name)).cloned().collect(),
             services: self.services.iter().filter(|s| projects.contains(&s.project)).cloned().collect(),
@@ -72,7 +72,7 @@ impl StateDoc {
         }
     }
 
-    pub fn project_names(&self) -> BTreeSet<ModelName> {
+    pub fn project_names(&self) -> BTreeSet<ProjectName> {
         self.projects.iter().map(|p| p.name.clone()).collect()
     }
 }
@@ -185,9 +185,9 @@ pub struct FieldChange {
 pub struct Change {
     pub action: ChangeAction,
     pub kind: ObjectKind,
-    pub project: ModelName,
+    pub project: ProjectName,
     /// The object's own name (the project's, the service's or the model's).
-    pub name: ModelName,
+    pub name: String,
     pub fields: Vec<FieldChange>,
     /// Deletes something, or restarts a running model.
     pub destructive: bool,
@@ -252,7 +252,7 @@ pub fn plan(current: &StateDoc, desired: &StateDoc) -> Vec<Change> {
     let scope = desired.project_names();
     let current = current.restricted_to(&scope);
     let mut changes = Vec::new();
-    let mut diff = |kind, project: &ModelName, name: &ModelName, before: Option<BTreeMap<String, Value>>, after| {
+    let mut diff = |kind, project: &ProjectName, name: &str, before: Option<BTreeMap<String, Value>>, after| {
         let (action, fields) = match (&before, &after) {
             (None, Some(a)) => (ChangeAction::Create, field_changes(&BTreeMap::new(), a)),
             (Some(b), None) => (ChangeAction::Delete, field_changes(b, &BTreeMap::new())),
@@ -266,14 +266,14 @@ pub fn plan(current: &StateDoc, desired: &StateDoc) -> Vec<Change> {
             || (kind == ObjectKind::Model
                 && action == ChangeAction::Update
                 && fields.iter().any(|f| RESTARTING_FIELDS.contains(&f.field.as_str())));
-        changes.push(Change { action, kind, project: project.clone(), name: name.clone(), fields, destructive });
+        changes.push(Change { action, kind, project: project.clone(), name: name.to_owned(), fields, destructive });
     };
     let projects_before: BTreeMap<_, _> = current.projects.iter().map(|p| (&p.name, p)).collect();
     for p in &desired.projects {
         diff(
             ObjectKind::Project,
             &p.name,
-            &p.name,
+            p.name.as_str(),
             projects_before.get(&p.name).map(|b| project_fields(b)),
             Some(project_fields(p)),
         );
@@ -284,7 +284,7 @@ pub fn plan(current: &StateDoc, desired: &StateDoc) -> Vec<Change> {
         diff(
             ObjectKind::Service,
             &s.project,
-            &s.name,
+            s.name.as_str(),
             services_before.get(key).map(|b| service_fields(b)),
             Some(service_fields(s)),
         );
@@ -295,19 +295,19 @@ pub fn plan(current: &StateDoc, desired: &StateDoc) -> Vec<Change> {
         diff(
             ObjectKind::Model,
             &m.spec.project,
-            name,
+            name.as_str(),
             models_before.get(name).map(|b| model_fields(b)),
             Some(model_fields(m)),
         );
     }
     for (name, m) in &models_before {
         if !models_after.contains_key(name) {
-            diff(ObjectKind::Model, &m.spec.project, name, Some(model_fields(m)), None);
+            diff(ObjectKind::Model, &m.spec.project, name.as_str(), Some(model_fields(m)), None);
         }
     }
     for (key, s) in &services_before {
         if !services_after.contains_key(key) {
-            diff(ObjectKind::Service, &s.project, &s.name, Some(service_fields(s)), None);
+            diff(ObjectKind::Service, &s.project, s.name.as_str(), Some(service_fields(s)), None);
         }
     }
     // Creates first, then updates, then deletes; each group parents before children

@@ -5,8 +5,9 @@ use proptest::prelude::*;
 use super::*;
 use crate::{ArtifactUri, default_project};
 
-fn name(s: &str) -> ModelName {
-    ModelName::parse(s).unwrap_or_else(|e| panic!("{e}"))
+/// Any of the slug names (model, project, service), as the call site needs.
+fn name<N: std::str::FromStr<Err = crate::NameError>>(s: &str) -> N {
+    s.parse().unwrap_or_else(|e| panic!("{e}"))
 }
 
 fn model(project: &str, service: &str, n: &str) -> ModelDecl {
@@ -130,21 +131,25 @@ fn apply(state: &StateDoc, desired: &StateDoc, changes: &[Change]) -> StateDoc {
     for c in changes {
         match (c.kind, c.action) {
             (ObjectKind::Project, _) => {
-                out.projects.retain(|p| p.name != c.name);
-                out.projects.extend(desired.projects.iter().filter(|p| p.name == c.name).cloned());
+                out.projects.retain(|p| p.name.as_str() != c.name);
+                out.projects.extend(desired.projects.iter().filter(|p| p.name.as_str() == c.name).cloned());
             }
             (ObjectKind::Service, action) => {
-                out.services.retain(|s| !(s.project == c.project && s.name == c.name));
+                out.services.retain(|s| !(s.project == c.project && s.name.as_str() == c.name));
                 if action != ChangeAction::Delete {
                     out.services.extend(
-                        desired.services.iter().filter(|s| s.project == c.project && s.name == c.name).cloned(),
+                        desired
+                            .services
+                            .iter()
+                            .filter(|s| s.project == c.project && s.name.as_str() == c.name)
+                            .cloned(),
                     );
                 }
             }
             (ObjectKind::Model, action) => {
-                out.models.retain(|m| m.spec.name != c.name);
+                out.models.retain(|m| m.spec.name.as_str() != c.name);
                 if action != ChangeAction::Delete {
-                    out.models.extend(desired.models.iter().filter(|m| m.spec.name == c.name).cloned());
+                    out.models.extend(desired.models.iter().filter(|m| m.spec.name.as_str() == c.name).cloned());
                 }
             }
         }

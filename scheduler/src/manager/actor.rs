@@ -424,10 +424,8 @@ impl Actor {
                     self.stage_or_wake(name, &node);
                 } else {
                     for victim in victims {
-                        if let Ok(v) = ModelName::parse(&victim) {
-                            tracing::info!(model = %v, node = %node, for_model = %name, "Preempting to make device room");
-                            self.start_sleep(&v, &node, Cause::Preempted { by: name.clone() });
-                        }
+                        tracing::info!(model = %victim, node = %node, for_model = %name, "Preempting to make device room");
+                        self.start_sleep(&victim, &node, Cause::Preempted { by: name.clone() });
                     }
                 }
             }
@@ -464,7 +462,7 @@ impl Actor {
                 }
             })
             .collect();
-        let request = WakeRequest { model: name.to_string(), project: m.spec.project.to_string(), bytes, waited };
+        let request = WakeRequest { model: name.clone(), project: m.spec.project.clone(), bytes, waited };
         place(&views, &request, &self.config.rules)
     }
 
@@ -478,8 +476,8 @@ impl Actor {
             .filter_map(|(name, m)| m.replicas.get(node).map(|r| (name, m, r)))
             .filter(|(_, _, r)| r.state.on_device() && r.state != ModelState::Draining)
             .map(|(name, m, r)| Resident {
-                model: name.to_string(),
-                project: m.spec.project.to_string(),
+                model: name.clone(),
+                project: m.spec.project.clone(),
                 bytes: m.footprint,
                 in_flight: r.in_flight,
                 idle_for: r.last_used.map_or(Duration::MAX, |t| now.duration_since(t)),

@@ -17,7 +17,9 @@ mod actor;
 use std::sync::Arc;
 use std::time::Duration;
 
-use greenthread_core::{ModelName, ModelSpec, ModelState, NodeControl, NodeId, Tier, TierUsage, WakeReport};
+use greenthread_core::{
+    ModelName, ModelSpec, ModelState, NodeControl, NodeId, ProjectName, Tier, TierUsage, WakeReport,
+};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 use self::actor::{Actor, Command};
@@ -157,7 +159,7 @@ pub struct ReplicaStatus {
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct ModelStatus {
     pub name: ModelName,
-    pub project: ModelName,
+    pub project: ProjectName,
     /// The most advanced state among its replicas (serving over waking over …).
     pub state: ModelState,
     /// Replicas holding device memory (waking, serving or draining).

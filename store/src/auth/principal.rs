@@ -1,6 +1,6 @@
 //! Who is asking, and what they may touch.
 
-use greenthread_core::ModelName;
+use greenthread_core::ProjectName;
 use uuid::Uuid;
 
 use super::{AuthError, Scope};
@@ -14,7 +14,7 @@ pub struct Principal {
     pub key_name: String,
     pub key_hint: String,
     pub project_id: Uuid,
-    pub project: ModelName,
+    pub project: ProjectName,
     pub scopes: Vec<Scope>,
     pub limits: crate::ratelimit::KeyLimits,
 }
@@ -22,7 +22,7 @@ pub struct Principal {
 impl Principal {
     pub(super) fn from_row(row: &api_key::Model, project: project::Model) -> Result<Self, AuthError> {
         let scopes = super::parse_scopes(&row.scopes.split(' ').collect::<Vec<_>>()).map_err(|_| AuthError::Invalid)?;
-        let project_name = ModelName::parse(&project.name).map_err(|_| AuthError::Invalid)?;
+        let project_name = ProjectName::parse(&project.name).map_err(|_| AuthError::Invalid)?;
         Ok(Self {
             key_id: row.id,
             key_name: row.name.clone(),
@@ -56,7 +56,7 @@ impl Principal {
     }
 
     /// May call models of `project`.
-    pub fn can_call(&self, project: &ModelName) -> bool {
+    pub fn can_call(&self, project: &ProjectName) -> bool {
         self.has(Scope::Inference) && *project == self.project
     }
 
