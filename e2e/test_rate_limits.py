@@ -35,12 +35,17 @@ def test_a_limited_key_gets_429_and_the_sdk_retry_succeeds(server):
     assert refused.body["code"] == "rate_limit_exceeded"
 
     # Wait for a new window and take its one request, so the patient client's
-    # first try falls in a window that is already used up.
-    time.sleep(int(headers["retry-after"]))
-    ask(strict)
+    # first try falls in a window that is already used up. On a loaded
+    # machine the window may roll over between the two: then try again.
     statuses = []
     http = httpx.Client(event_hooks={"response": [lambda r: statuses.append(r.status_code)]})
     patient = openai.OpenAI(base_url=f"{server.base}/v1", api_key=key, max_retries=3, timeout=60, http_client=http)
-    reply = ask(patient)
-    assert reply.choices[0].message.content is not None
+    for _ in range(5):
+        time.sleep(int(headers["retry-after"]))
+        ask(strict)
+        statuses.clear()
+        reply = ask(patient)
+        assert reply.choices[0].message.content is not None
+        if statuses[0] == 429:
+            break
     assert statuses[0] == 429 and statuses[-1] == 200, statuses

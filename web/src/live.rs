@@ -9,7 +9,9 @@ use serde_json::{Value, json};
 use wasm_bindgen::JsCast;
 use wasm_bindgen::closure::Closure;
 
-use crate::api::operations::model_events;
+use graphql_client::GraphQLQuery;
+
+use crate::api::operations::{ModelEvents, model_events};
 
 /// The subprotocol the server speaks.
 pub const PROTOCOL: &str = "graphql-transport-ws";
@@ -72,7 +74,9 @@ pub fn init_message(key: &str) -> String {
 }
 
 pub fn subscribe_message() -> String {
-    json!({"id": "model-events", "type": "subscribe", "payload": {"query": model_events::QUERY}}).to_string()
+    // The operation's document holds every console operation; its name picks this one.
+    let payload = ModelEvents::build_query(model_events::Variables);
+    json!({"id": "model-events", "type": "subscribe", "payload": payload}).to_string()
 }
 
 /// Reads one server message.

@@ -143,6 +143,11 @@ fn the_live_link_speaks_graphql_transport_ws() {
     let init: serde_json::Value = serde_json::from_str(&live::init_message("gt_secret")).unwrap();
     assert_eq!(init["type"], "connection_init");
     assert_eq!(init["payload"]["authorization"], "Bearer gt_secret");
+    // The document holds every console operation: the subscription is picked by name.
+    let subscribe: serde_json::Value = serde_json::from_str(&live::subscribe_message()).unwrap();
+    assert_eq!(subscribe["type"], "subscribe");
+    assert_eq!(subscribe["payload"]["operationName"], "ModelEvents");
+    assert!(subscribe["payload"]["query"].as_str().unwrap().contains("subscription ModelEvents"));
     assert_eq!(live::parse(r#"{"type":"connection_ack"}"#), Incoming::Ack);
     assert_eq!(live::parse(r#"{"type":"ping"}"#), Incoming::Ping);
     let next = r#"{"id":"model-events","type":"next","payload":{"data":{"modelEvents":{"model":"m","project":"p","node":"local","from":"waking","to":"serving","tier":"device","cause":"request","afterMs":412.5,"at":"2026-01-01T00:00:00Z"}}}}"#;

@@ -11,7 +11,7 @@ use super::Inference;
 use crate::catalog::CatalogEntry;
 use crate::gate::Caller;
 use crate::manage::Registry;
-use crate::usage::{UsageContext, UsageMeter};
+use crate::usage::{Tally, UsageContext, UsageMeter};
 
 /// Metering on a server with a database: the meter, and the registry that
 /// says whose project a model is (for requests without a key, in open mode).
@@ -36,6 +36,20 @@ impl Metering {
             started: tokio::time::Instant::now(),
         })
     }
+}
+
+/// `response` with the [`Tally`] its handler reports its token counts to,
+/// which the meter reads instead of the answer's text.
+pub(crate) fn tallied(mut response: Response, tally: Tally) -> Response {
+    response.extensions_mut().insert(tally);
+    response
+}
+
+/// A whole answer's counts, known as it is sent.
+pub(crate) fn counted(response: Response, prompt_tokens: u32, completion_tokens: u32) -> Response {
+    let tally = Tally::default();
+    tally.tokens(prompt_tokens, completion_tokens);
+    tallied(response, tally)
 }
 
 /// The SSE comment every stream ends with: its exact token counts, for

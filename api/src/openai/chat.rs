@@ -19,7 +19,9 @@ use crate::engine_errors::from_engine;
 use crate::gate::Caller;
 use crate::http::json::ApiJson;
 use crate::inference::Route;
+use crate::inference::metering::{counted, tallied, usage_comment};
 use crate::state::AppState;
+use crate::usage::Tally;
 use greenthread_protocol::error::{ApiError, ApiResult};
 use greenthread_protocol::ids::{SYSTEM_FINGERPRINT, now_unix, response_id};
 use greenthread_protocol::openai::tools;
@@ -90,9 +92,11 @@ async fn generate(
     let running = choices::start(instance.as_ref(), &prompt, &generation, 0)?;
     let id = response_id("chatcmpl");
     if generation.stream {
-        let usage = UsageReport { include: generation.include_usage, continuous: generation.continuous_usage };
-        let events = stream(id, name, running, prompt_tokens, usage, output.callable, lease);
-        return Ok(Sse::new(events).into_response());
+        let report = UsageReport { include: generation.include_usage, continuous: generation.continuous_usage };
+        let out = ChunkWriter { id, model: name, created: now_unix(), prompt_tokens, report };
+        let tally = Tally::default();
+        let events = stream(out, running, output.callable, lease, tally.clone());
+        return Ok(tallied(Sse::new(events).into_response(), tally));
     }
     let outputs = choices::collect(running).await?;
     drop(lease);
@@ -106,7 +110,7 @@ async fn generate(
         choices: outputs.into_iter().map(|o| choice(o, output.callable.as_deref())).collect(),
         usage: UsageOut::new(prompt_tokens, completion_tokens),
     };
-    Ok(Json(body).into_response())
+    Ok(counted(Json(body).into_response(), prompt_tokens, completion_tokens))
 }
 
 /// A whole choice, its tool calls separated from its text when tools were offered.
@@ -196,16 +200,14 @@ impl ChunkWriter {
 /// finish chunk per choice, the usage chunk if asked for, then `[DONE]`. A
 /// failure mid-stream is an `{"error": …}` data line, which the SDKs raise.
 fn stream(
-    id: String,
-    model: String,
+    out: ChunkWriter,
     running: Vec<(u32, GenerationStream)>,
-    prompt_tokens: u32,
-    report: UsageReport,
     callable: Option<Vec<String>>,
     lease: Option<Lease>,
+    tally: Tally,
 ) -> impl Stream<Item = Result<Event, Infallible>> + Send {
     let choice_count = running.len();
-    let out = ChunkWriter { id, model, created: now_unix(), prompt_tokens, report };
+    let prompt_tokens = out.prompt_tokens;
     async_stream::stream! {
         for index in 0..choice_count as u32 {
             let delta = ChatDelta { role: Some("assistant"), content: Some(String::new()), tool_calls: None };
@@ -237,16 +239,18 @@ fn stream(
                 }
                 GenerationEvent::Failed { message, .. } => {
                     tracing::error!(error = %message, "Generation failed mid-stream");
+                    tally.failed();
                     let error = ApiError::Internal(message);
                     yield Ok(Event::default().data(error.body().to_string()));
                     break;
                 }
             }
         }
-        if done == choice_count && report.include {
+        if done == choice_count && out.report.include {
             yield out.chunk(None, ChatDelta::default(), None, Some(Some(UsageOut::new(prompt_tokens, completion_tokens))));
         }
-        yield Ok(crate::inference::metering::usage_comment(prompt_tokens, completion_tokens + streamed));
+        tally.tokens(prompt_tokens, completion_tokens + streamed);
+        yield Ok(usage_comment(prompt_tokens, completion_tokens + streamed));
         yield Ok(Event::default().data("[DONE]"));
         // The model counts this request in flight until the last chunk is out.
         drop(lease);

@@ -16,7 +16,9 @@ use crate::catalog::CatalogEntry;
 use crate::gate::Caller;
 use crate::http::json::ApiJson;
 use crate::inference::Route;
+use crate::inference::metering::{counted, tallied, usage_comment};
 use crate::state::AppState;
+use crate::usage::Tally;
 use greenthread_protocol::error::{ApiError, ApiResult};
 use greenthread_protocol::ids::{SYSTEM_FINGERPRINT, now_unix, response_id};
 use greenthread_protocol::openai::types::{Completion, CompletionChoice, CompletionRequest, UsageOut};
@@ -100,8 +102,10 @@ async fn generate(
     let prompt_tokens = prompts.iter().map(|p| p.tokens.len() as u32).sum();
     let id = response_id("cmpl");
     if generation.stream {
-        let events = stream(id, name, running, echoes, prompt_tokens, generation.include_usage, lease);
-        return Ok(Sse::new(events).into_response());
+        let tally = Tally::default();
+        let usage = (prompt_tokens, generation.include_usage);
+        let events = stream(id, name, running, echoes, usage, lease, tally.clone());
+        return Ok(tallied(Sse::new(events).into_response(), tally));
     }
     let outputs = choices::collect(running).await?;
     drop(lease);
@@ -123,7 +127,7 @@ async fn generate(
             .collect(),
         usage: Some(Some(UsageOut::new(prompt_tokens, completion_tokens))),
     };
-    Ok(Json(body).into_response())
+    Ok(counted(Json(body).into_response(), prompt_tokens, completion_tokens))
 }
 
 fn stream(
@@ -131,9 +135,9 @@ fn stream(
     model: String,
     running: Vec<(u32, GenerationStream)>,
     mut echoes: Vec<String>,
-    prompt_tokens: u32,
-    include_usage: bool,
+    (prompt_tokens, include_usage): (u32, bool),
     lease: Option<Lease>,
+    tally: Tally,
 ) -> impl Stream<Item = Result<Event, Infallible>> + Send {
     let created = now_unix();
     let choice_count = running.len();
@@ -174,6 +178,7 @@ fn stream(
                 }
                 GenerationEvent::Failed { message, .. } => {
                     tracing::error!(error = %message, "Generation failed mid-stream");
+                    tally.failed();
                     yield Ok(Event::default().data(ApiError::Internal(message).body().to_string()));
                     break;
                 }
@@ -182,7 +187,8 @@ fn stream(
         if done == choice_count && include_usage {
             yield chunk(Vec::new(), Some(Some(UsageOut::new(prompt_tokens, completion_tokens))));
         }
-        yield Ok(crate::inference::metering::usage_comment(prompt_tokens, completion_tokens));
+        tally.tokens(prompt_tokens, completion_tokens);
+        yield Ok(usage_comment(prompt_tokens, completion_tokens));
         yield Ok(Event::default().data("[DONE]"));
         drop(lease);
     }

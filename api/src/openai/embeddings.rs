@@ -196,7 +196,7 @@ async fn embed(
         model: name,
         usage: UsageOut { prompt_tokens: tokens, total_tokens: tokens },
     };
-    Ok(Json(body).into_response())
+    Ok(crate::inference::metering::counted(Json(body).into_response(), u32::try_from(tokens).unwrap_or(u32::MAX), 0))
 }
 
 /// A vector as JSON floats, or as base64 of its little-endian `f32` bytes.

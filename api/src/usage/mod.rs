@@ -6,12 +6,14 @@
 //! full channel drops the record and counts it); a writer task inserts them
 //! in batches, and [`UsageMeter::close`] flushes what is left at shutdown.
 //!
-//! Token counts come from the answer itself, so they are the same whether
-//! the model ran in this process or on a node: a whole answer's `usage`, or
-//! for a stream the `: usage {…}` comment line every GreenThread stream
-//! ends with (SSE comments are invisible to clients).
+//! Token counts of an answer generated in this process come typed from the
+//! handler that generated it (a [`Tally`] on the response). An answer
+//! forwarded from a node has them only in its text: a whole answer's
+//! `usage`, or for a stream the `: usage {…}` comment line every GreenThread
+//! stream ends with (SSE comments are invisible to clients).
 
 mod observe;
+mod tally;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -23,6 +25,7 @@ use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
 pub use self::observe::{UsageContext, WakeWait, observe};
+pub use self::tally::{Counted, Tally};
 use greenthread_store::Store;
 use greenthread_store::entities::usage_record;
 

@@ -11,7 +11,7 @@ use serde_json::Value;
 use tokio::time::Instant;
 use uuid::Uuid;
 
-use super::{UsageEvent, UsageMeter, UsageStatus};
+use super::{Tally, UsageEvent, UsageMeter, UsageStatus};
 
 /// Largest whole (non-streamed) answer whose usage is read back.
 const MAX_WHOLE: usize = 4 << 20;
@@ -48,15 +48,23 @@ impl UsageContext {
     }
 }
 
+/// Where a tracked answer's token counts come from.
+enum Reading {
+    /// Reported as typed values by the handler that generated the answer here.
+    Typed(Tally),
+    /// A streamed answer from a node: its events and closing `: usage` comment.
+    Stream(SseParser),
+    /// A whole answer from a node: its bytes, read once complete.
+    Whole(Vec<u8>),
+}
+
 /// Follows the bytes of an answer; records when dropped.
 struct Tracker {
     ctx: UsageContext,
     wake: Duration,
-    /// How a streamed answer is read; `None` for a whole answer.
-    sse: Option<SseParser>,
+    reading: Reading,
     ok: bool,
-    /// A whole answer's bytes.
-    pending: Vec<u8>,
+    /// Counts read from a node's stream so far.
     usage: Option<(u32, u32)>,
     error_seen: bool,
     finished: bool,
@@ -70,11 +78,15 @@ fn usage_of(v: &Value) -> Option<(u32, u32)> {
 
 impl Tracker {
     fn observe(&mut self, chunk: &Bytes) {
-        let Some(parser) = &mut self.sse else {
-            if self.pending.len() + chunk.len() <= MAX_WHOLE {
-                self.pending.extend_from_slice(chunk);
+        let parser = match &mut self.reading {
+            Reading::Typed(_) => return,
+            Reading::Whole(pending) => {
+                if pending.len() + chunk.len() <= MAX_WHOLE {
+                    pending.extend_from_slice(chunk);
+                }
+                return;
             }
-            return;
+            Reading::Stream(parser) => parser,
         };
         for item in parser.feed(chunk) {
             match item {
@@ -97,21 +109,33 @@ impl Tracker {
             }
         }
     }
-}
 
-impl Tracker {
     /// The whole answer went out: record it as complete.
     fn finish(mut self) {
         self.finished = true;
+    }
+
+    /// The answer's token counts, from wherever this answer keeps them.
+    fn counts(&mut self) -> Option<(u32, u32)> {
+        match &self.reading {
+            Reading::Typed(tally) => {
+                let counted = tally.read();
+                self.error_seen |= counted.failed;
+                counted.tokens
+            }
+            Reading::Stream(_) => self.usage,
+            Reading::Whole(pending) if self.finished => {
+                serde_json::from_slice::<Value>(pending).ok().as_ref().and_then(usage_of)
+            }
+            Reading::Whole(_) => None,
+        }
     }
 }
 
 /// Records when dropped: after the last byte, or when the client went away.
 impl Drop for Tracker {
     fn drop(&mut self) {
-        if self.sse.is_none() && self.finished {
-            self.usage = serde_json::from_slice::<Value>(&self.pending).ok().as_ref().and_then(usage_of);
-        }
+        let counts = self.counts();
         let status = if !self.ok || self.error_seen {
             UsageStatus::Error
         } else if !self.finished {
@@ -119,7 +143,7 @@ impl Drop for Tracker {
         } else {
             UsageStatus::Ok
         };
-        let (input_tokens, output_tokens) = self.usage.unwrap_or((0, 0));
+        let (input_tokens, output_tokens) = counts.unwrap_or((0, 0));
         self.ctx.meter.record(UsageEvent {
             at: self.ctx.meter.now(),
             key_id: self.ctx.key_id,
@@ -137,16 +161,17 @@ impl Drop for Tracker {
 /// `response`, metered: its usage is recorded once its body has gone out
 /// or been dropped.
 pub fn observe(ctx: UsageContext, response: Response) -> Response {
-    let sse = response
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"))
-        .then(SseParser::new);
+    let streamed =
+        response.headers().get(header::CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
+    let reading = match response.extensions().get::<Tally>() {
+        Some(tally) => Reading::Typed(tally.clone()),
+        None if streamed => Reading::Stream(SseParser::new()),
+        None => Reading::Whole(Vec::new()),
+    };
     let wake = response.extensions().get::<WakeWait>().copied().unwrap_or_default().0;
     let ok = response.status().is_success();
     let (parts, body) = response.into_parts();
-    let mut tracker =
-        Tracker { ctx, wake, sse, ok, pending: Vec::new(), usage: None, error_seen: false, finished: false };
+    let mut tracker = Tracker { ctx, wake, reading, ok, usage: None, error_seen: false, finished: false };
     let mut chunks = body.into_data_stream();
     let stream = async_stream::stream! {
         while let Some(chunk) = chunks.next().await {
@@ -158,4 +183,62 @@ pub fn observe(ctx: UsageContext, response: Response) -> Response {
         tracker.finish();
     };
     Response::from_parts(parts, Body::from_stream(stream))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use axum::response::IntoResponse;
+    use greenthread_store::entities::usage_record;
+    use greenthread_store::{Store, SystemClock};
+    use sea_orm::{EntityTrait, QueryOrder};
+
+    use super::*;
+
+    /// Sends `response` through the meter and returns the tokens it recorded.
+    async fn metered_tokens(meter: &UsageMeter, store: &Store, response: Response) -> (i32, i32, String) {
+        let ctx = UsageContext {
+            meter: meter.clone(),
+            key_id: None,
+            project_id: Uuid::now_v7(),
+            model: "m".into(),
+            started: Instant::now(),
+        };
+        let body = observe(ctx, response).into_body();
+        axum::body::to_bytes(body, usize::MAX).await.unwrap_or_default();
+        meter.flush().await;
+        let rows = usage_record::Entity::find()
+            .order_by_desc(usage_record::Column::Id)
+            .all(store.db())
+            .await
+            .unwrap_or_default();
+        let last = rows.first().map(|r| (r.input_tokens, r.output_tokens, r.status.clone()));
+        last.unwrap_or((-1, -1, String::new()))
+    }
+
+    #[tokio::test]
+    async fn a_tally_is_read_instead_of_the_answer_and_forwarded_answers_are_read() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let store = Store::open(&Store::sqlite_url(dir.path()), Arc::new(SystemClock)).await;
+        let store = store.unwrap_or_else(|e| panic!("{e}"));
+        let meter = UsageMeter::start(store.clone(), Duration::from_secs(60));
+        let body = r#"{"usage":{"prompt_tokens":100,"completion_tokens":200}}"#;
+
+        let tally = Tally::default();
+        tally.tokens(3, 4);
+        let mut local = body.into_response();
+        local.extensions_mut().insert(tally);
+        assert_eq!(metered_tokens(&meter, &store, local).await, (3, 4, "ok".into()));
+
+        let forwarded = ([(header::CONTENT_TYPE, "application/json")], body).into_response();
+        assert_eq!(metered_tokens(&meter, &store, forwarded).await, (100, 200, "ok".into()));
+
+        let failed = Tally::default();
+        failed.tokens(5, 1);
+        failed.failed();
+        let mut broken = "data: {}\n\n".into_response();
+        broken.extensions_mut().insert(failed);
+        assert_eq!(metered_tokens(&meter, &store, broken).await, (5, 1, "error".into()));
+    }
 }
