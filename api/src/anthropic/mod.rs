@@ -1,24 +1,23 @@
 //! The Anthropic Messages API: `POST /v1/messages` and
 //! `POST /v1/messages/count_tokens`, and the same under `/<model>/v1/`.
 //!
-//! A Messages request is translated into a chat request and runs through
-//! the OpenAI chat path — validation, wake, local or forwarded generation —
-//! and its answer is translated back, whole or as Anthropic's stream of
-//! named events. Every error, including a refused key, uses Anthropic's
+//! A Messages request is translated into a chat request and validated like
+//! one; it runs where its model is (a gateway forwards the client's own
+//! Messages request to the node), and its answer is built from the typed
+//! generation events, whole or as Anthropic's stream of named events
+//! ([`generate`]). Every error, including a refused key, uses Anthropic's
 //! shape `{"type":"error","error":{"type","message"}}`.
 
-use std::convert::Infallible;
+mod generate;
+
 use std::sync::Arc;
 
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
-use axum::http::header;
-use axum::response::sse::{Event, Sse};
 use axum::response::{IntoResponse, Response};
-use futures_util::StreamExt;
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::catalog::CatalogEntry;
 use crate::engine_errors::from_engine;
@@ -28,15 +27,10 @@ use crate::inference::Route;
 use crate::openai::choices;
 use crate::state::AppState;
 use greenthread_protocol::anthropic::translate;
-use greenthread_protocol::anthropic::translate::StreamTranslator;
 use greenthread_protocol::anthropic::types::{CountTokensRequest, MessagesRequest};
 use greenthread_protocol::error::{ApiError, ApiResult};
 use greenthread_protocol::openai::types::ChatCompletionRequest;
 use greenthread_protocol::openai::validate;
-use greenthread_protocol::sse::{SseItem, SseParser};
-
-/// Largest answer read back whole from the chat path (a non-streamed message).
-const MAX_ANSWER_BYTES: usize = 64 << 20;
 
 fn body_error(rejection: &BytesRejection, limit: usize) -> ApiError {
     crate::http::intake::body_rejection(rejection, limit)
@@ -66,9 +60,9 @@ pub async fn unified(
 ) -> Response {
     respond(
         async {
-            let (caller, req, _) = parts::<MessagesRequest>(&state, caller, body)?;
+            let (caller, req, raw) = parts::<MessagesRequest>(&state, caller, body)?;
             let model = state.inference.model_for_body(&caller, req.model.as_deref())?;
-            run(&state, &caller, model, req).await
+            run(&state, &caller, model, req, raw).await
         }
         .await,
     )
@@ -83,66 +77,36 @@ pub async fn per_model(
 ) -> Response {
     respond(
         async {
-            let (caller, req, _) = parts::<MessagesRequest>(&state, caller, body)?;
+            let (caller, req, raw) = parts::<MessagesRequest>(&state, caller, body)?;
             let model = state.inference.model_for_path(&caller, &name)?;
-            run(&state, &caller, model, req).await
+            run(&state, &caller, model, req, raw).await
         }
         .await,
     )
 }
 
-async fn run(state: &AppState, caller: &Caller, model: Arc<CatalogEntry>, req: MessagesRequest) -> ApiResult<Response> {
+async fn run(
+    state: &AppState,
+    caller: &Caller,
+    model: Arc<CatalogEntry>,
+    req: MessagesRequest,
+    raw: Bytes,
+) -> ApiResult<Response> {
     let name = model.spec.name.to_string();
-    let stream = req.stream == Some(true);
     let body = translate::to_openai(&req, &name)?;
-    let raw = Bytes::from(serde_json::to_vec(&body).map_err(|e| ApiError::Internal(e.to_string()))?);
     let chat: ChatCompletionRequest = serde_json::from_value(body).map_err(|e| ApiError::Internal(e.to_string()))?;
-    let answer = crate::openai::chat::complete(state, caller, model, chat, raw).await?;
-    translate_answer(answer, &name, stream).await
-}
-
-/// The chat path's answer as a Messages answer.
-async fn translate_answer(answer: Response, model: &str, stream: bool) -> ApiResult<Response> {
-    let status = answer.status();
-    if !status.is_success() {
-        let retry_after = answer.headers().get(header::RETRY_AFTER).cloned();
-        let bytes = axum::body::to_bytes(answer.into_body(), MAX_ANSWER_BYTES)
-            .await
-            .map_err(|e| ApiError::Internal(e.to_string()))?;
-        let error: Value = serde_json::from_slice(&bytes).unwrap_or_default();
-        let message = error["error"]["message"].as_str().unwrap_or("the request failed");
-        let mut response = (status, Json(translate::error_body(status.as_u16(), message))).into_response();
-        if let Some(v) = retry_after {
-            response.headers_mut().insert(header::RETRY_AFTER, v);
-        }
-        return Ok(response);
-    }
-    if !stream {
-        let bytes = axum::body::to_bytes(answer.into_body(), MAX_ANSWER_BYTES)
-            .await
-            .map_err(|e| ApiError::Internal(e.to_string()))?;
-        let completion: Value = serde_json::from_slice(&bytes).map_err(|e| ApiError::Internal(e.to_string()))?;
-        return Ok(Json(translate::message_from_openai(&completion, model)).into_response());
-    }
-    let mut chunks = answer.into_body().into_data_stream();
-    let mut translator = StreamTranslator::new(model);
-    let events = async_stream::stream! {
-        let mut parser = SseParser::new();
-        while let Some(chunk) = chunks.next().await {
-            let Ok(chunk) = chunk else {
-                let error = translate::error_body(500, "the answer broke off");
-                yield Ok::<_, Infallible>(Event::default().event("error").data(error.to_string()));
-                break;
-            };
-            for item in parser.feed(&chunk) {
-                let SseItem::Event { data, .. } = item else { continue };
-                for (name, payload) in translator.on_data(&data) {
-                    yield Ok(Event::default().event(name).data(payload.to_string()));
-                }
-            }
-        }
-    };
-    Ok(Sse::new(events).into_response())
+    state
+        .inference
+        .metered(caller, &model, async {
+            let chat = validate::chat(chat, &state.limits.rules())?;
+            state
+                .inference
+                .dispatch(&model, Route::Messages, raw, move |instance, lease| {
+                    generate::messages(instance, lease, chat, name)
+                })
+                .await
+        })
+        .await
 }
 
 /// `POST /v1/messages/count_tokens`.

@@ -23,6 +23,9 @@ pub enum Route {
     Chat,
     Completions,
     Embeddings,
+    /// Anthropic's Messages, forwarded as the client sent them: the node
+    /// builds the answer from its own generation.
+    Messages,
     /// Anthropic's token counting, forwarded as the client sent it.
     CountTokens,
 }
@@ -33,6 +36,7 @@ impl Route {
             Self::Chat => "chat/completions",
             Self::Completions => "completions",
             Self::Embeddings => "embeddings",
+            Self::Messages => "messages",
             Self::CountTokens => "messages/count_tokens",
         }
     }

@@ -8,8 +8,8 @@ use axum::extract::{Path, State};
 use axum::response::sse::{Event, Sse};
 use axum::response::{IntoResponse, Response};
 use futures_util::{Stream, StreamExt};
-use greenthread_core::FinishReason;
 use greenthread_core::grammar::{HermesToolCalls, ToolCallSplitter, ToolSplit};
+use greenthread_core::{ChatMessage, FinishReason};
 use greenthread_node_runtime::{GenerationEvent, GenerationStream, ModelInstance};
 use greenthread_scheduler::Lease;
 
@@ -25,6 +25,7 @@ use crate::usage::Tally;
 use greenthread_protocol::error::{ApiError, ApiResult};
 use greenthread_protocol::ids::{SYSTEM_FINGERPRINT, now_unix, response_id};
 use greenthread_protocol::openai::tools;
+use greenthread_protocol::openai::tools::ValidOutput;
 use greenthread_protocol::openai::types::{
     ChatChoice, ChatChunkChoice, ChatCompletion, ChatCompletionChunk, ChatCompletionRequest, ChatDelta, ChatMessageOut,
     UsageOut,
@@ -79,15 +80,7 @@ async fn generate(
     name: String,
 ) -> ApiResult<Response> {
     let ValidChat { messages, output, generation } = chat;
-    if output.tools.is_some() && !instance.info().tool_calls {
-        return Err(ApiError::invalid(
-            "tools",
-            format!("model {name}'s chat template does not offer tools; send the request without tools"),
-        ));
-    }
-    let tools = output.tools.clone();
-    let prompt =
-        choices::prepare(&instance, move |m| m.chat_prompt(&messages, tools.as_ref()).map_err(from_engine)).await?;
+    let prompt = prompt(&instance, messages, &output, &name).await?;
     let prompt_tokens = prompt.len() as u32;
     let running = choices::start(instance.as_ref(), &prompt, &generation, 0)?;
     let id = response_id("chatcmpl");
@@ -111,6 +104,27 @@ async fn generate(
         usage: UsageOut::new(prompt_tokens, completion_tokens),
     };
     Ok(counted(Json(body).into_response(), prompt_tokens, completion_tokens))
+}
+
+/// A chat request's prompt: the model's chat template over the messages and
+/// the offered tools, tokenized.
+///
+/// # Errors
+/// A 400 when tools are offered to a model whose template has none; the template's own errors.
+pub(crate) async fn prompt(
+    instance: &Arc<dyn ModelInstance>,
+    messages: Vec<ChatMessage>,
+    output: &ValidOutput,
+    name: &str,
+) -> ApiResult<Vec<u32>> {
+    if output.tools.is_some() && !instance.info().tool_calls {
+        return Err(ApiError::invalid(
+            "tools",
+            format!("model {name}'s chat template does not offer tools; send the request without tools"),
+        ));
+    }
+    let tools = output.tools.clone();
+    choices::prepare(instance, move |m| m.chat_prompt(&messages, tools.as_ref()).map_err(from_engine)).await
 }
 
 /// A whole choice, its tool calls separated from its text when tools were offered.

@@ -70,10 +70,13 @@ struct Tracker {
     finished: bool,
 }
 
+/// An answer's `usage`, under OpenAI's names or Anthropic's (a Messages
+/// answer forwarded from a node).
 fn usage_of(v: &Value) -> Option<(u32, u32)> {
     let u = v.get("usage").filter(|u| u.is_object())?;
     let tokens = |k: &str| u.get(k).and_then(Value::as_u64).map(|n| u32::try_from(n).unwrap_or(u32::MAX));
-    Some((tokens("prompt_tokens")?, tokens("completion_tokens").unwrap_or(0)))
+    let input = tokens("prompt_tokens").or_else(|| tokens("input_tokens"))?;
+    Some((input, tokens("completion_tokens").or_else(|| tokens("output_tokens")).unwrap_or(0)))
 }
 
 impl Tracker {

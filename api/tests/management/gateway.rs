@@ -166,6 +166,22 @@ async fn gateway_serves_from_the_scheduler_and_its_node(db: &Db) {
     let text = resp.text().await.unwrap();
     assert!(text.contains("chat.completion.chunk") && text.trim_end().ends_with("data: [DONE]"), "{text}");
 
+    // Anthropic's Messages reach the node as sent; it builds the answer, whole and streamed.
+    let messages = |stream: bool| {
+        gw.client.post(format!("{}/v1/messages", gw.base)).header("x-api-key", &key).json(
+            &json!({"model": "m", "max_tokens": 4, "stream": stream, "messages": [{"role": "user", "content": "hi"}]}),
+        )
+    };
+    let whole: Value = messages(false).send().await.unwrap().json().await.unwrap();
+    assert_eq!(
+        (whole["type"].as_str(), whole["content"][0]["type"].as_str()),
+        (Some("message"), Some("text")),
+        "{whole}"
+    );
+    assert!(whole["usage"]["input_tokens"].as_u64() > Some(0), "{whole}");
+    let streamed = messages(true).send().await.unwrap().text().await.unwrap();
+    assert!(streamed.starts_with("event: message_start") && streamed.contains("event: message_stop"), "{streamed}");
+
     // Bad input is refused at the gateway with the OpenAI shape; unknown models too.
     let (status, body) = gw.chat(&key, "nope").await;
     assert_eq!((status, body["error"]["code"].as_str()), (404, Some("model_not_found")), "{body}");
@@ -193,8 +209,14 @@ async fn gateway_serves_from_the_scheduler_and_its_node(db: &Db) {
     let store = &gw.state.management.as_ref().unwrap().store;
     let rows = greenthread_store::entities::usage_record::Entity::find().all(store.db()).await.unwrap();
     let ok: Vec<_> = rows.iter().filter(|r| r.status == "ok").collect();
-    assert_eq!(ok.len(), 2, "{rows:#?}");
-    assert!(ok.iter().all(|r| r.key_id.map(|k| k.to_string()) == Some(key_id.clone()) && r.output_tokens > 0));
+    assert_eq!(ok.len(), 4, "two chat and two Messages answers: {rows:#?}");
+    // Read from the answers' text, the only place a gateway has a node's counts (OpenAI's and Anthropic's names).
+    assert!(
+        ok.iter().all(|r| r.key_id.map(|k| k.to_string()) == Some(key_id.clone())
+            && r.input_tokens > 0
+            && r.output_tokens > 0),
+        "{rows:#?}"
+    );
 }
 on_both_databases!(gateway_serves_from_the_scheduler_and_its_node);
 

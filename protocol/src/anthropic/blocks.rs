@@ -136,20 +136,3 @@ pub fn openai_tool_choice(choice: &Value) -> Result<Value, ApiError> {
         _ => Err(ApiError::invalid("tool_choice.type", "tool_choice.type must be auto, any, tool or none")),
     }
 }
-
-/// An Anthropic `tool_use` id for an OpenAI tool call id.
-pub fn tool_use_id(call_id: &str) -> String {
-    format!("toolu_{}", call_id.strip_prefix("call_").unwrap_or(call_id))
-}
-
-/// The `tool_use` block of an OpenAI tool call.
-pub fn tool_use_block(call: &Value) -> Value {
-    let arguments = call["function"]["arguments"].as_str().unwrap_or("{}");
-    let input: Value = serde_json::from_str(arguments).unwrap_or_else(|_| json!({}));
-    json!({
-        "type": "tool_use",
-        "id": tool_use_id(call["id"].as_str().unwrap_or_default()),
-        "name": call["function"]["name"],
-        "input": input,
-    })
-}
