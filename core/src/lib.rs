@@ -4,6 +4,7 @@
 pub mod artifact;
 pub mod chat;
 pub mod desired;
+pub mod engine;
 pub mod generation;
 pub mod grammar;
 pub mod lifecycle;
