@@ -66,6 +66,10 @@ fn identifier(text: &str) -> &str {
 
 /// The top-level modules `code` names through `crate::`, including those
 /// of a `use crate::{a, b::c}` group.
+///
+/// A text scan rather than `syn`: paths inside macro bodies (`view!`,
+/// `json!`, `stream!`) count too, and `syn` leaves those as opaque tokens. A
+/// path quoted in a comment can only add an edge, so the check errs strict.
 fn crate_references(code: &str) -> BTreeSet<String> {
     let mut names = BTreeSet::new();
     for (at, _) in code.match_indices("crate::") {
