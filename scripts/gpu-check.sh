@@ -2,7 +2,10 @@
 # Measures GreenThread's CUDA weight path on a GPU machine and prints a table
 # last: pinned host-to-device bandwidth (the bound), wake time and GB/s from
 # RAM and from disk for a random-weight file generated on the spot, sleep
-# time, and device memory in use after sleep. Takes well under 8 minutes.
+# time, and device memory in use after sleep; then external engines
+# (scripts/gpu/engine_check.py: three PyTorch servers under `greenthread
+# serve`, put to sleep with CUDA checkpoints, together larger than the GPU).
+# Takes well under 8 minutes.
 #
 #   scripts/gpu-check.sh --build     build .gpu/gpu-check here (any x86-64 Linux; no CUDA needed)
 #   scripts/gpu-check.sh [SIZE]      run it on the GPU machine (default SIZE 4GiB)
@@ -17,7 +20,10 @@ if [[ "${1:-}" == "--build" ]]; then
   cargo build --release --locked --manifest-path "$ROOT/Cargo.toml" -p greenthread-node-runtime --features cuda --bin gpu-check
   mkdir -p "$ROOT/.gpu"
   cp "$CARGO_TARGET_DIR/release/gpu-check" "$BIN"
-  echo "built $BIN"
+  cargo build --release --locked --manifest-path "$ROOT/Cargo.toml" -p greenthread-api --bin greenthread
+  # Stripped: the GPU machine needs no line tables, and the copy travels.
+  strip -o "$ROOT/.gpu/greenthread" "$CARGO_TARGET_DIR/release/greenthread"
+  echo "built $BIN and $ROOT/.gpu/greenthread"
   exit 0
 fi
 
@@ -32,3 +38,8 @@ fi
 nvidia-smi --query-gpu=name,memory.total,memory.used,driver_version --format=csv || true
 "$BIN" --size "${1:-4GiB}" --dir "${TMPDIR:-/tmp}"
 nvidia-smi --query-gpu=memory.used --format=csv || true
+if [[ -x "$ROOT/.gpu/greenthread" ]] && python3 -c 'import torch; assert torch.cuda.is_available()' 2>/dev/null; then
+  python3 "$ROOT/scripts/gpu/engine_check.py" "$ROOT/.gpu/greenthread" ${2:+"$2"}
+else
+  echo "skipped the external-engine check: it needs .gpu/greenthread and PyTorch with CUDA" >&2
+fi

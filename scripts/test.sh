@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it: formatting, lints, unit and
 # integration tests, the llama.cpp reference tests and the end-to-end SDK
-# tests against the real binary serving the real demo model.
+# tests against the real binary serving the real demo model (on the builtin
+# engine and on llama.cpp's llama-server).
 #
 #   scripts/test.sh --quick   the inner loop: formatting, lints, unit and
 #                             property tests; no browser, no llama.cpp, no
@@ -33,6 +34,9 @@ ensure_postgres
 log "Store tests use $GREENTHREAD_TEST_POSTGRES"
 # llama.cpp compiles from source on first install (a few minutes on 2 cores).
 export GREENTHREAD_LLAMA_PYTHON="$(export CMAKE_ARGS="$(llama_cmake_args)"; python_env llama bench/requirements-llama.txt)"
+# llama.cpp's server, the real external engine of the engine tests (built once, minutes).
+GREENTHREAD_LLAMA_SERVER="$(scripts/llama-server.sh)"
+export GREENTHREAD_LLAMA_SERVER
 
 ensure_chromium
 # The binary embeds the console, so it is built first.
@@ -70,6 +74,6 @@ export GREENTHREAD_BIN="$CARGO_TARGET_DIR/ci/greenthread"
   -o tmp_path_retention_policy=failed -o tmp_path_retention_count=1 "$@"
 
 log "Every benchmark once, in smoke mode (it must complete; its numbers are not checked)"
-for bench in wake engine overhead workload features; do
+for bench in wake engine overhead workload features engines; do
   GREENTHREAD_BENCH_SMOKE=1 "bench/$bench.sh" >/dev/null || die "bench/$bench.sh failed in smoke mode"
 done

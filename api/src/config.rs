@@ -23,6 +23,10 @@
 //!     max_replicas: 1                     # optional: most nodes it runs on at once when busy
 //!     warm_tier: ram                      # optional: where weights wait asleep (ram, disk, object)
 //!     never_preempt: false                # optional: never put to sleep to make room for another
+//!     engine:                             # optional: builtin unless set (see docs/ENGINES.md)
+//!       kind: llama-server                # builtin | llama-server | vllm | sglang | command
+//!       binary: /usr/local/bin/llama-server
+//!       args: ["-c", "4096"]
 //! ```
 //!
 //! A project or service that is referenced but not declared is declared
@@ -34,6 +38,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use greenthread_core::desired::{ModelDecl, ProjectDecl, ServiceDecl, StateDoc, default_service};
+use greenthread_core::engine::EngineSpec;
 use greenthread_core::units::duration_serde;
 use greenthread_core::{
     ArtifactUri, ModelAlias, ModelName, ModelSpec, ProjectName, Scaling, ServiceName, Sha256Digest, WarmTier,
@@ -100,6 +105,8 @@ struct ModelEntry {
     warm_tier: Option<WarmTier>,
     #[serde(default)]
     never_preempt: bool,
+    #[serde(default)]
+    engine: EngineSpec,
 }
 
 /// `Option<Duration>` written as `"3s"`.
@@ -238,6 +245,9 @@ pub fn to_json(state: &StateDoc) -> Value {
             if let Some(t) = &s.chat_template {
                 v["chat_template"] = json!(t);
             }
+            if s.engine.is_external() {
+                v["engine"] = json!(s.engine);
+            }
             v
         })
         .collect();
@@ -338,6 +348,7 @@ fn into_state(doc: Document) -> Result<StateDoc, String> {
                 warm_tier: entry.warm_tier.unwrap_or(defaults.warm_tier),
                 never_preempt: entry.never_preempt,
             },
+            engine: entry.engine,
         };
         state.models.push(ModelDecl { service, spec });
     }

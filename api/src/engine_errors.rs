@@ -30,7 +30,7 @@ pub fn from_engine(e: greenthread_node_runtime::Error) -> ApiError {
         E::EmptyPrompt | E::TokenOutOfRange(_) => ApiError::invalid("prompt", e.to_string()),
         E::BiasOutOfRange(_) => ApiError::invalid("logit_bias", e.to_string()),
         E::Grammar(_) => ApiError::invalid("response_format", e.to_string()),
-        E::Stopped | E::Asleep => ApiError::Unavailable(e.to_string()),
+        E::Stopped | E::Asleep | E::Engine(_) => ApiError::Unavailable(e.to_string()),
         E::WrongKind(_) => ApiError::invalid("model", e.to_string()),
         other => ApiError::Internal(other.to_string()),
     }

@@ -136,8 +136,14 @@ pub fn spawn_heartbeat(
         let url = format!("{}/internal/v1/nodes/heartbeat", control_plane.trim_end_matches('/'));
         let mut tick = tokio::time::interval(HEARTBEAT_INTERVAL);
         let mut failing = false;
+        let mut exits = node.engine_exits();
+        // Engines that exited on their own since the last heartbeat that got through.
+        let mut exited: Vec<(ModelName, String)> = Vec::new();
         loop {
             tick.tick().await;
+            while let Ok(exit) = exits.try_recv() {
+                exited.push((exit.model, exit.reason));
+            }
             let hb = Heartbeat {
                 id: id.clone(),
                 url: advertise.clone(),
@@ -145,6 +151,7 @@ pub fn spawn_heartbeat(
                 tiers: node.tiers(),
                 holdings: node.holdings(),
                 instance: instance.clone(),
+                engine_exits: exited.clone(),
             };
             let sent = client
                 .post(&url)
@@ -154,6 +161,9 @@ pub fn spawn_heartbeat(
                 .send()
                 .await
                 .and_then(reqwest::Response::error_for_status);
+            if sent.is_ok() {
+                exited.clear();
+            }
             match sent {
                 Ok(_) if failing => {
                     tracing::info!("Reaching the scheduler again");

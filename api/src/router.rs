@@ -40,6 +40,7 @@ pub fn router(state: AppState) -> Router {
             management.clone(),
             state.scheduler(),
             state.catalog().clone(),
+            state.node.clone(),
             crate::graphql::RateLimiter::standard(),
             body_limit,
         );

@@ -412,6 +412,9 @@ pub async fn start_platform(specs: &[ModelSpec], data_dir: &Path, platform: Plat
     if let Some(c) = &cluster {
         c.spawn_reaper();
     }
+    if let Some((id, node)) = &local {
+        report_engine_exits(node, id.clone(), manager.clone());
+    }
     manager.staged().await;
     if let Ok(status) = manager.status().await {
         for m in status.models {
@@ -426,6 +429,22 @@ pub async fn start_platform(specs: &[ModelSpec], data_dir: &Path, platform: Plat
         metrics,
         ..AppState::new(catalog, access, limits)
     })
+}
+
+/// Tells the manager when an engine of the local node exits on its own,
+/// so the replica is failed with the engine's last words and the model's
+/// next request starts it again.
+fn report_engine_exits(node: &LocalNode, id: NodeId, manager: ModelManager) {
+    let mut exits = node.engine_exits();
+    tokio::spawn(async move {
+        loop {
+            match exits.recv().await {
+                Ok(exit) => manager.replica_failed(&exit.model, &id, exit.reason),
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+            }
+        }
+    });
 }
 
 fn new_local_node(

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::units::duration_serde;
+use crate::units::{ByteSize, duration_serde};
 
 /// How long an engine may take to answer its health path, unless the spec says.
 pub const DEFAULT_READY_TIMEOUT: Duration = Duration::from_secs(120);
@@ -36,6 +36,26 @@ pub enum EngineSpec {
     Command(CommandEngine),
 }
 
+/// How an external engine gives its device memory back while its model sleeps.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SleepMode {
+    /// A CUDA checkpoint of the process where the node's driver has one
+    /// (the process lives on with no device memory), else stop it.
+    #[default]
+    Auto,
+    /// Stop the process; waking starts it again.
+    Stop,
+    /// The engine's own sleep endpoints (vLLM's `/sleep?level=1`, `/wake_up`).
+    Engine,
+}
+
+impl SleepMode {
+    fn is_auto(&self) -> bool {
+        *self == Self::Auto
+    }
+}
+
 /// An engine GreenThread knows how to start: the binary and flags of one's own.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -49,6 +69,12 @@ pub struct Preset {
     pub env: BTreeMap<String, String>,
     #[serde(default, with = "optional_duration", skip_serializing_if = "Option::is_none")]
     pub ready_timeout: Option<Duration>,
+    #[serde(default, skip_serializing_if = "SleepMode::is_auto")]
+    pub sleep: SleepMode,
+    /// Device memory the engine may hold; vLLM and SGLang are told their
+    /// share of the GPU, and admission counts it before the engine is measured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device_memory: Option<ByteSize>,
 }
 
 /// A server started by a command line of the user's.
@@ -64,6 +90,11 @@ pub struct CommandEngine {
     pub health: String,
     #[serde(default, with = "optional_duration", skip_serializing_if = "Option::is_none")]
     pub ready_timeout: Option<Duration>,
+    #[serde(default, skip_serializing_if = "SleepMode::is_auto")]
+    pub sleep: SleepMode,
+    /// Device memory the engine holds, counted by admission until measured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device_memory: Option<ByteSize>,
 }
 
 fn default_health() -> String {
@@ -77,6 +108,10 @@ pub struct Launch {
     pub env: BTreeMap<String, String>,
     pub health: String,
     pub ready_timeout: Duration,
+    pub sleep: SleepMode,
+    pub device_memory: Option<ByteSize>,
+    /// The engine's flag for the share of the GPU it may take, when it has one.
+    pub memory_share_flag: Option<&'static str>,
 }
 
 /// What the placeholders stand for on one node, for one start.
@@ -87,6 +122,8 @@ pub struct Placeholders<'a> {
     pub host: &'a str,
     pub port: u16,
     pub model: &'a str,
+    /// The device's total memory, where the node has a GPU.
+    pub device_total: Option<u64>,
 }
 
 /// Why an engine spec is refused, naming the field (`engine.argv[2]`).
@@ -104,7 +141,22 @@ fn refuse(field: impl Into<String>, message: impl Into<String>) -> EngineError {
 impl EngineSpec {
     /// Whether a process outside the node serves the model.
     pub fn is_external(&self) -> bool {
-        !matches!(self, Self::Builtin)
+        !self.is_builtin()
+    }
+
+    pub fn is_builtin(&self) -> bool {
+        matches!(self, Self::Builtin)
+    }
+
+    /// The name of its kind, as documents write it.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Builtin => "builtin",
+            Self::LlamaServer(_) => "llama-server",
+            Self::Vllm(_) => "vllm",
+            Self::Sglang(_) => "sglang",
+            Self::Command(_) => "command",
+        }
     }
 
     /// The process to run, for an external engine.
@@ -118,6 +170,9 @@ impl EngineSpec {
                 env: p.env.clone(),
                 health: default_health(),
                 ready_timeout: p.ready_timeout.unwrap_or(DEFAULT_READY_TIMEOUT),
+                sleep: p.sleep,
+                device_memory: p.device_memory,
+                memory_share_flag: None,
             }
         };
         match self {
@@ -125,10 +180,19 @@ impl EngineSpec {
             Self::LlamaServer(p) => {
                 Some(preset(p, &["-m", "{artifact}", "--host", "{host}", "--port", "{port}", "--alias", "{model}"]))
             }
-            Self::Vllm(p) => Some(preset(
-                p,
-                &["serve", "{artifact}", "--host", "{host}", "--port", "{port}", "--served-model-name", "{model}"],
-            )),
+            Self::Vllm(p) => {
+                let mut launch = preset(
+                    p,
+                    &["serve", "{artifact}", "--host", "{host}", "--port", "{port}", "--served-model-name", "{model}"],
+                );
+                launch.memory_share_flag = Some("--gpu-memory-utilization");
+                if p.sleep == SleepMode::Engine {
+                    // vLLM serves /sleep and /wake_up only in its development mode.
+                    launch.argv.push("--enable-sleep-mode".to_owned());
+                    launch.env.entry("VLLM_SERVER_DEV_MODE".to_owned()).or_insert_with(|| "1".to_owned());
+                }
+                Some(launch)
+            }
             Self::Sglang(p) => Some(preset(
                 p,
                 &[
@@ -143,12 +207,19 @@ impl EngineSpec {
                     "--served-model-name",
                     "{model}",
                 ],
-            )),
+            ))
+            .map(|mut launch| {
+                launch.memory_share_flag = Some("--mem-fraction-static");
+                launch
+            }),
             Self::Command(c) => Some(Launch {
                 argv: c.argv.clone(),
                 env: c.env.clone(),
                 health: c.health.clone(),
                 ready_timeout: c.ready_timeout.unwrap_or(DEFAULT_READY_TIMEOUT),
+                sleep: c.sleep,
+                device_memory: c.device_memory,
+                memory_share_flag: None,
             }),
         }
     }
@@ -206,6 +277,12 @@ impl EngineSpec {
         if launch.ready_timeout.is_zero() || launch.ready_timeout > MAX_READY_TIMEOUT {
             errors.push(refuse("engine.ready_timeout", "must be more than 0s and at most 1h"));
         }
+        if launch.sleep == SleepMode::Engine && !matches!(self, Self::Vllm(_)) {
+            errors.push(refuse("engine.sleep", "`engine` sleep is vLLM's own; use auto or stop"));
+        }
+        if launch.device_memory.is_some_and(|m| m.bytes() == 0) {
+            errors.push(refuse("engine.device_memory", "must be more than 0 bytes"));
+        }
         if errors.is_empty() { Ok(()) } else { Err(errors) }
     }
 }
@@ -225,11 +302,13 @@ fn unknown_placeholder(arg: &str) -> Option<&str> {
 }
 
 impl Launch {
-    /// The command line with its placeholders filled.
+    /// The command line with its placeholders filled, and the engine's
+    /// share of the GPU when its memory is declared and the node has one.
     pub fn render(&self, values: &Placeholders<'_>) -> Vec<String> {
         let artifact = values.artifact.display().to_string();
         let port = values.port.to_string();
-        self.argv
+        let mut argv: Vec<String> = self
+            .argv
             .iter()
             .map(|arg| {
                 arg.replace("{artifact}", &artifact)
@@ -237,7 +316,21 @@ impl Launch {
                     .replace("{port}", &port)
                     .replace("{model}", values.model)
             })
-            .collect()
+            .collect();
+        if let (Some(flag), Some(share)) = (self.memory_share_flag, self.gpu_share(values.device_total))
+            && !argv.iter().any(|a| a == flag)
+        {
+            argv.push(flag.to_owned());
+            argv.push(format!("{share:.3}"));
+        }
+        argv
+    }
+
+    /// The declared device memory as a share of the GPU's, at most all of it.
+    pub fn gpu_share(&self, device_total: Option<u64>) -> Option<f64> {
+        let total = device_total.filter(|t| *t > 0)?;
+        let wanted = self.device_memory?.bytes();
+        Some((wanted as f64 / total as f64).min(1.0))
     }
 }
 
@@ -286,7 +379,13 @@ mod tests {
     fn presets_write_the_engines_own_command_lines() {
         let llama = spec(json!({"kind": "llama-server", "binary": "/opt/llama-server", "args": ["-c", "2048"]}));
         let launch = llama.launch().unwrap_or_else(|| panic!("an external engine"));
-        let values = Placeholders { artifact: Path::new("/cache/q.gguf"), host: "127.0.0.1", port: 41000, model: "q" };
+        let values = Placeholders {
+            artifact: Path::new("/cache/q.gguf"),
+            host: "127.0.0.1",
+            port: 41000,
+            model: "q",
+            device_total: None,
+        };
         assert_eq!(
             launch.render(&values),
             [
@@ -335,6 +434,31 @@ mod tests {
     }
 
     #[test]
+    fn declared_memory_becomes_the_engines_share_of_the_gpu() {
+        let vllm = spec(json!({"kind": "vllm", "binary": "/v/vllm", "device_memory": "20GiB", "sleep": "engine"}));
+        assert_eq!(vllm.validate(), Ok(()));
+        let launch = vllm.launch().unwrap_or_else(|| panic!("external"));
+        assert_eq!(launch.env.get("VLLM_SERVER_DEV_MODE").map(String::as_str), Some("1"));
+        let values = Placeholders {
+            artifact: Path::new("/m"),
+            host: "127.0.0.1",
+            port: 1,
+            model: "m",
+            device_total: Some(80 << 30),
+        };
+        let argv = launch.render(&values);
+        let at = argv.iter().position(|a| a == "--gpu-memory-utilization").unwrap_or_else(|| panic!("{argv:?}"));
+        assert_eq!(argv[at + 1], "0.250");
+        assert!(argv.contains(&"--enable-sleep-mode".to_owned()));
+        let cpu = Placeholders { device_total: None, ..values };
+        assert!(!launch.render(&cpu).contains(&"--gpu-memory-utilization".to_owned()), "no GPU, no share");
+        let llama = spec(json!({"kind": "llama-server", "binary": "/l", "sleep": "engine"}));
+        assert_eq!(fields(&llama), ["engine.sleep"]);
+        let zero = spec(json!({"kind": "command", "argv": ["/s", "{host}:{port}"], "device_memory": 0}));
+        assert_eq!(fields(&zero), ["engine.device_memory"]);
+    }
+
+    #[test]
     fn documents_that_are_not_engines_do_not_parse() {
         for bad in [
             json!({"kind": "ollama"}),
@@ -358,9 +482,17 @@ mod tests {
                 args: args.clone(),
                 env: BTreeMap::new(),
                 ready_timeout: None,
+                sleep: SleepMode::Auto,
+                device_memory: None,
             });
             let launch = engine.launch().unwrap_or_else(|| panic!("external"));
-            let values = Placeholders { artifact: Path::new("/a/m.gguf"), host: "127.0.0.1", port, model: &model };
+            let values = Placeholders {
+                artifact: Path::new("/a/m.gguf"),
+                host: "127.0.0.1",
+                port,
+                model: &model,
+                device_total: None,
+            };
             let rendered = launch.render(&values);
             prop_assert_eq!(rendered.len(), 9 + args.len(), "one argument stays one argument");
             for arg in &rendered {

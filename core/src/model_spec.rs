@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::engine::{EngineError, EngineSpec};
 use crate::units::duration_serde;
 use crate::{ArtifactUri, ModelAlias, ModelName, ProjectName, Sha256Digest, WarmTier};
 
@@ -65,6 +66,9 @@ pub struct ModelSpec {
     /// The project that owns the model; device shares are fair between projects.
     pub project: ProjectName,
     pub scaling: Scaling,
+    /// The engine that serves it: the builtin one unless the spec says.
+    #[serde(default, skip_serializing_if = "EngineSpec::is_builtin")]
+    pub engine: EngineSpec,
 }
 
 impl ModelSpec {
@@ -79,6 +83,7 @@ impl ModelSpec {
             chat_template: None,
             project: default_project(),
             scaling: Scaling::default(),
+            engine: EngineSpec::Builtin,
         }
     }
 }
@@ -100,6 +105,8 @@ pub enum ModelSpecError {
     MinReplicas { model: String, value: u32 },
     #[error("model {model:?}: max_replicas must be at least 1 and at least min_replicas, not {value}")]
     MaxReplicas { model: String, value: u32 },
+    #[error("model {model:?}: {}", .errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+    Engine { model: String, errors: Vec<EngineError> },
 }
 
 /// Checks that names and aliases are unique across all specs (a `"model"` value
@@ -123,6 +130,7 @@ pub fn validate_model_set(specs: &[ModelSpec]) -> Result<(), ModelSpecError> {
         if spec.scaling.max_replicas == 0 || spec.scaling.max_replicas < spec.scaling.min_replicas {
             return Err(ModelSpecError::MaxReplicas { model: spec.name.to_string(), value: spec.scaling.max_replicas });
         }
+        spec.engine.validate().map_err(|errors| ModelSpecError::Engine { model: spec.name.to_string(), errors })?;
         let ids = std::iter::once(spec.name.as_str()).chain(spec.aliases.iter().map(ModelAlias::as_str));
         let mut own: Vec<&str> = Vec::new();
         for id in ids {
@@ -181,6 +189,22 @@ mod tests {
     #[test]
     fn the_default_project_is_a_valid_name() {
         assert_eq!(default_project().as_str(), DEFAULT_PROJECT);
+    }
+
+    #[test]
+    fn an_engine_travels_with_the_spec_and_is_checked_with_it() {
+        let mut s = spec("a", &[]);
+        assert!(!serde_json::to_string(&s).unwrap().contains("engine"), "builtin is not written out");
+        s.engine = serde_json::from_value(serde_json::json!({"kind": "llama-server", "binary": "/bin/llama-server"}))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let json = serde_json::to_string(&s).unwrap();
+        assert_eq!(serde_json::from_str::<ModelSpec>(&json).unwrap(), s);
+        assert_eq!(validate_model_set(std::slice::from_ref(&s)), Ok(()));
+        s.engine = serde_json::from_value(serde_json::json!({"kind": "command", "argv": ["srv", "{host}"]}))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let Err(ModelSpecError::Engine { errors, .. }) = validate_model_set(&[s]) else { panic!("refused") };
+        let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(fields, ["engine.argv[0]", "engine.argv"]);
     }
 
     #[test]

@@ -2,12 +2,13 @@
 //! the same fields, checked the way a GitOps document is checked.
 
 use greenthread_core::desired::{DEFAULT_SERVICE, ModelDecl};
+use greenthread_core::engine::EngineSpec;
 use greenthread_core::{
-    ArtifactUri, ModelAlias, ModelName, ModelSpec, ProjectName, ServiceName, Sha256Digest, WarmTier, format_duration,
-    parse_duration, validate_model_set,
+    ArtifactUri, ModelAlias, ModelName, ModelSpec, ModelSpecError, ProjectName, ServiceName, Sha256Digest, WarmTier,
+    format_duration, parse_duration, validate_model_set,
 };
 
-use super::crd::{ModelResourceSpec, WarmTierName};
+use super::crd::{EngineResource, ModelResourceSpec, WarmTierName};
 
 /// A field of a resource that cannot be taken as it is.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -57,8 +58,12 @@ pub fn to_decl(name: &str, namespace: &str, spec: &ModelResourceSpec) -> Result<
         Some(t) => take(&mut errors, parse_duration(t).map_err(|e| field("spec.idleTimeout", e))).map(Some),
         None => Some(None),
     };
-    let (Some(model), Some(project), Some(service), Some(artifact), Some(sha256), Some(idle)) =
-        (model, project, service, artifact, sha256, idle)
+    let engine = match &spec.engine {
+        Some(e) => take(&mut errors, engine_spec(e)),
+        None => Some(EngineSpec::Builtin),
+    };
+    let (Some(model), Some(project), Some(service), Some(artifact), Some(sha256), Some(idle), Some(engine)) =
+        (model, project, service, artifact, sha256, idle, engine)
     else {
         return Err(errors);
     };
@@ -86,7 +91,13 @@ pub fn to_decl(name: &str, namespace: &str, spec: &ModelResourceSpec) -> Result<
         };
     }
     s.scaling.never_preempt = spec.never_preempt;
-    validate_model_set(std::slice::from_ref(&s)).map_err(|e| vec![field("spec", e)])?;
+    s.engine = engine;
+    validate_model_set(std::slice::from_ref(&s)).map_err(|e| match e {
+        ModelSpecError::Engine { errors, .. } => {
+            errors.into_iter().map(|e| field(&format!("spec.{}", camel(&e.field)), e.message)).collect()
+        }
+        e => vec![field("spec", e)],
+    })?;
     Ok(ModelDecl { service, spec: s })
 }
 
@@ -111,5 +122,65 @@ pub fn from_decl(decl: &ModelDecl) -> ModelResourceSpec {
             WarmTier::Object => WarmTierName::Object,
         }),
         never_preempt: s.scaling.never_preempt,
+        engine: s.engine.is_external().then(|| engine_resource(&s.engine)),
     }
+}
+
+/// The document form of a resource's engine, read the way a document's is,
+/// so a field it cannot take is named the same way.
+fn engine_spec(e: &EngineResource) -> Result<EngineSpec, FieldError> {
+    let value = serde_json::to_value(e).map_err(|err| field("spec.engine", err))?;
+    let snake: serde_json::Map<String, serde_json::Value> = value
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(k, v)| (k.replace("readyTimeout", "ready_timeout").replace("deviceMemory", "device_memory"), v.clone()))
+        .collect();
+    serde_path_to_error::deserialize::<_, EngineSpec>(serde_json::Value::Object(snake)).map_err(|err| {
+        let at = err.path().to_string();
+        let name = if at == "." { "spec.engine".to_owned() } else { format!("spec.engine.{}", camel(&at)) };
+        field(&name, err.into_inner())
+    })
+}
+
+fn engine_resource(engine: &EngineSpec) -> EngineResource {
+    let value = serde_json::to_value(engine).unwrap_or_default();
+    let camel_value: serde_json::Map<String, serde_json::Value> = value
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(k, v)| match v.as_u64() {
+            // Sizes travel as byte counts; a resource writes them as people do.
+            Some(bytes) if k == "device_memory" => (camel(k), serde_json::Value::String(size_text(bytes))),
+            _ => (camel(k), v.clone()),
+        })
+        .collect();
+    serde_json::from_value(serde_json::Value::Object(camel_value)).unwrap_or_default()
+}
+
+/// `8GiB`, `512MiB`, or plain bytes.
+fn size_text(bytes: u64) -> String {
+    for (unit, size) in [("TiB", 1u64 << 40), ("GiB", 1 << 30), ("MiB", 1 << 20)] {
+        if bytes >= size && bytes % size == 0 {
+            return format!("{}{unit}", bytes / size);
+        }
+    }
+    bytes.to_string()
+}
+
+/// `engine.ready_timeout` as Kubernetes writes it: `engine.readyTimeout`.
+fn camel(snake: &str) -> String {
+    let mut out = String::with_capacity(snake.len());
+    let mut upper = false;
+    for c in snake.chars() {
+        if c == '_' {
+            upper = true;
+        } else if upper {
+            out.extend(c.to_uppercase());
+            upper = false;
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }

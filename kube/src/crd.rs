@@ -77,6 +77,43 @@ pub struct ModelResourceSpec {
     /// Never put to sleep to make room for another model.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub never_preempt: bool,
+    /// The engine that serves it; the builtin one when left out. Creating a
+    /// Model with an external engine runs a program on the nodes: grant
+    /// `create` on Models accordingly.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub engine: Option<EngineResource>,
+}
+
+/// A model's engine, with the fields of a GitOps document's `engine:`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct EngineResource {
+    /// `builtin`, `llama-server`, `vllm`, `sglang` or `command`.
+    #[schemars(regex(pattern = r"^(builtin|llama-server|vllm|sglang|command)$"))]
+    pub kind: String,
+    /// The program of a preset: an absolute path on the nodes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub binary: Option<String>,
+    /// Flags a preset adds after its own.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub args: Vec<String>,
+    /// A `command` engine's program and arguments (`{artifact}`, `{host}`, `{port}`, `{model}`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub argv: Vec<String>,
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub env: std::collections::BTreeMap<String, String>,
+    /// A `command` engine's readiness path.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<String>,
+    /// `120s`, `10m`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ready_timeout: Option<String>,
+    /// `auto`, `stop` or `engine` (vLLM's own).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sleep: Option<String>,
+    /// `20GiB`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device_memory: Option<String>,
 }
 
 /// `ram`, `disk` or `object`.

@@ -5,7 +5,7 @@
 
 use greenthread_kube::ModelResourceSpec;
 use greenthread_kube::convert::{from_decl, to_decl};
-use greenthread_kube::crd::WarmTierName;
+use greenthread_kube::crd::{EngineResource, WarmTierName};
 use greenthread_kube::sync::{Flow, Seen, digest, flow};
 use proptest::prelude::*;
 
@@ -23,6 +23,7 @@ fn spec(artifact: &str) -> ModelResourceSpec {
         idle_timeout: None,
         warm_tier: None,
         never_preempt: false,
+        engine: None,
     }
 }
 
@@ -57,6 +58,34 @@ fn every_bad_field_is_named_by_its_path() {
     assert_eq!(to_decl("m", "ns", &scaling).unwrap_err()[0].field, "spec");
 }
 
+#[test]
+fn an_engine_is_read_like_a_documents_and_its_bad_fields_named() {
+    let mut r = spec("/models/qwen.gguf");
+    r.engine = Some(EngineResource {
+        kind: "llama-server".into(),
+        binary: Some("/usr/bin/llama-server".into()),
+        args: vec!["-c".into(), "4096".into()],
+        ready_timeout: Some("5m".into()),
+        device_memory: Some("8GiB".into()),
+        ..EngineResource::default()
+    });
+    let decl = to_decl("qwen", "ns", &r).unwrap();
+    assert_eq!(decl.spec.engine.kind(), "llama-server");
+    assert_eq!(from_decl(&decl).engine, r.engine, "written back as it was read");
+    r.engine = Some(EngineResource { kind: "vllm".into(), binary: Some("vllm".into()), ..EngineResource::default() });
+    assert_eq!(to_decl("qwen", "ns", &r).unwrap_err()[0].field, "spec.engine.binary");
+    r.engine = Some(EngineResource { kind: "command".into(), ..EngineResource::default() });
+    let missing = to_decl("qwen", "ns", &r).unwrap_err();
+    assert!(missing[0].field.starts_with("spec.engine"), "{missing:?}");
+    r.engine = Some(EngineResource {
+        kind: "command".into(),
+        argv: vec!["/srv".into(), "{host}:{port}".into()],
+        ready_timeout: Some("2h".into()),
+        ..EngineResource::default()
+    });
+    assert_eq!(to_decl("qwen", "ns", &r).unwrap_err()[0].field, "spec.engine.readyTimeout");
+}
+
 /// Valid names (prefixed: a bare name may be one the server reserves, like `v1`).
 fn name() -> impl Strategy<Value = String> {
     "[a-z0-9][a-z0-9-]{0,12}".prop_map(|n| format!("n{n}"))
@@ -68,13 +97,17 @@ prop_compose! {
         sha in proptest::option::of("[0-9a-f]{64}"), context in proptest::option::of(256u32..32768),
         min in 0u32..2, extra in 0u32..3, idle in 1u64..7200,
         warm in prop_oneof![Just(WarmTierName::Ram), Just(WarmTierName::Disk), Just(WarmTierName::Object)],
-        never in any::<bool>(),
+        never in any::<bool>(), external in any::<bool>(),
     ) -> ModelResourceSpec {
         ModelResourceSpec {
             project: Some(project), service: Some(service), artifact: format!("s3://bucket/{file}.gguf"),
             sha256: sha, aliases: aliases.into_iter().map(|a| format!("alias-{a}")).collect(), context_length: context,
             chat_template: None, min_replicas: Some(min), max_replicas: Some(min.max(1) + extra),
             idle_timeout: Some(format!("{idle}s")), warm_tier: Some(warm), never_preempt: never,
+            engine: external.then(|| EngineResource {
+                kind: "llama-server".into(), binary: Some(format!("/opt/{file}/llama-server")),
+                args: vec!["-c".into(), context.unwrap_or(2048).to_string()], ..EngineResource::default()
+            }),
         }
     }
 }

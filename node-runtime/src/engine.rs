@@ -1,6 +1,7 @@
 //! The engine seam: what the gateway needs from a model, so the builtin
-//! engine and later external ones (vLLM, llama.cpp server) or a model on
-//! another node are interchangeable behind `Arc<dyn ModelInstance>`.
+//! engine and external ones (vLLM, llama.cpp's server, run by the node,
+//! whose requests are proxied to [`ModelInstance::endpoint`]) are
+//! interchangeable behind `Arc<dyn ModelInstance>`.
 
 use greenthread_core::{ChatMessage, FinishReason, SamplingParams, Usage};
 use tokio::sync::mpsc;
@@ -74,6 +75,15 @@ impl GenerationStream {
     }
 }
 
+/// Where an external engine serves a model's OpenAI API.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EngineEndpoint {
+    /// `http://127.0.0.1:PORT`.
+    pub base: String,
+    /// The `"model"` the engine answers to.
+    pub model: String,
+}
+
 /// A model being served.
 pub trait ModelInstance: Send + Sync {
     fn info(&self) -> &ModelInfo;
@@ -94,6 +104,12 @@ pub trait ModelInstance: Send + Sync {
     /// does not fit, [`crate::Error::EmptyPrompt`], [`crate::Error::TokenOutOfRange`],
     /// or [`crate::Error::Stopped`] when the model is shutting down.
     fn generate(&self, request: GenerateRequest) -> Result<GenerationStream>;
+
+    /// Where an external engine serves this model's OpenAI API while it is
+    /// awake; `None` for a model this process runs itself.
+    fn endpoint(&self) -> Option<EngineEndpoint> {
+        None
+    }
 
     /// The token ids an embedding model reads for `input` (framed and cut to
     /// its window).

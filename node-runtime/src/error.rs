@@ -38,6 +38,9 @@ pub enum Error {
     /// A model's files are readable but describe something this engine cannot run.
     #[error("the model cannot be served: {0}")]
     Unservable(String),
+    /// An external engine could not be started, woken or put to sleep.
+    #[error("{0}")]
+    Engine(String),
     /// The model is of another kind than the request needs (chat vs embeddings).
     #[error("{0}")]
     WrongKind(String),

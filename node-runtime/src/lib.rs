@@ -9,6 +9,7 @@ pub mod cuda;
 pub mod embed;
 pub mod engine;
 mod error;
+pub mod external;
 pub mod node;
 pub mod sampler;
 pub mod text_stream;

@@ -41,6 +41,10 @@ pub enum ApiError {
     PermissionDenied(String),
     #[error("Rate limit reached for this API key; retry in {} s.", .0.reset.as_secs_f64().ceil())]
     RateLimited(greenthread_core::rate_limit::RateStatus),
+    /// An external engine refused the request (4xx: the request's fault, passed
+    /// on with the engine's own words) or failed on it (5xx: a bad gateway).
+    #[error("The model's engine answered {status}: {}", shown(message))]
+    Engine { status: u16, message: String },
     /// A fault of the server; the detail is logged, never sent.
     #[error("The server had an error while processing your request.")]
     Internal(String),
@@ -81,6 +85,10 @@ impl ApiError {
             Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             Self::Unavailable(_) | Self::Waking { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::ModelFailed { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::Engine { status, .. } => match StatusCode::from_u16(*status) {
+                Ok(s) if s.is_client_error() => s,
+                _ => StatusCode::BAD_GATEWAY,
+            },
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -89,6 +97,7 @@ impl ApiError {
     pub fn kind(&self) -> &'static str {
         match self {
             Self::Internal(_) | Self::ModelFailed { .. } => "server_error",
+            Self::Engine { status, .. } if *status >= 500 || *status < 400 => "server_error",
             Self::Unavailable(_) | Self::Waking { .. } => "service_unavailable_error",
             Self::RateLimited(_) => "requests",
             _ => "invalid_request_error",
@@ -125,6 +134,7 @@ impl ApiError {
             Self::Unavailable(_) => Some("model_unavailable"),
             Self::Waking { .. } => Some("model_waking"),
             Self::ModelFailed { .. } => Some("model_failed"),
+            Self::Engine { .. } => Some("engine_error"),
             Self::Internal(_) => None,
         }
     }

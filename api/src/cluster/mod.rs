@@ -83,6 +83,9 @@ impl Cluster {
         if !(url.starts_with("http://") || url.starts_with("https://")) {
             return Err(ApiError::invalid("url", "a node's url must be an http(s) URL"));
         }
+        for (model, reason) in &hb.engine_exits {
+            self.manager.replica_failed(model, &hb.id, reason.clone());
+        }
         let mut members = self.members();
         let known = members.get_mut(&hb.id).filter(|m| m.instance == hb.instance && m.remote.url() == url);
         if let Some(member) = known {

@@ -18,6 +18,10 @@ pub struct Heartbeat {
     /// Changes whenever the node process restarts, so a restart is noticed
     /// even between two heartbeats.
     pub instance: String,
+    /// External engines that exited on their own since the last heartbeat,
+    /// with why: their replicas fail and restart on the next request.
+    #[serde(default)]
+    pub engine_exits: Vec<(ModelName, String)>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -97,10 +97,16 @@ impl GraphqlState {
         management: Arc<Management>,
         scheduler: Option<crate::scheduler_link::SchedulerLink>,
         catalog: Arc<ModelCatalog>,
+        node: Option<greenthread_node_runtime::node::LocalNode>,
         limiter: RateLimiter,
         max_message_bytes: usize,
     ) -> Self {
-        let schema = schema_builder().data(management.clone()).data(Scheduler(scheduler)).data(catalog).finish();
+        let schema = schema_builder()
+            .data(management.clone())
+            .data(Scheduler(scheduler))
+            .data(types::LocalEngines(node))
+            .data(catalog)
+            .finish();
         Self {
             schema,
             management,

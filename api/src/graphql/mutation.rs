@@ -4,6 +4,7 @@
 
 use async_graphql::{Context, ID, InputObject, Object};
 use greenthread_core::desired::{ModelDecl, ProjectDecl, ServiceDecl, default_service};
+use greenthread_core::engine::EngineSpec;
 use greenthread_core::{
     ArtifactUri, ModelAlias, ModelName, ModelSpec, NameError, ProjectName, ServiceName, Sha256Digest, WarmTier,
     parse_duration,
@@ -84,6 +85,9 @@ pub struct CreateModelInput {
     pub context_length: Option<u32>,
     pub chat_template: Option<String>,
     pub scaling: Option<ScalingInput>,
+    /// The engine that serves it, as in a document's `engine:` (default
+    /// `{"kind": "builtin"}`). Only admin keys may choose an external one.
+    pub engine: Option<async_graphql::Json<serde_json::Value>>,
 }
 
 /// Fields left out keep their value; an empty `sha256` or `chatTemplate` clears it.
@@ -97,6 +101,8 @@ pub struct UpdateModelInput {
     pub context_length: Option<u32>,
     pub chat_template: Option<String>,
     pub scaling: Option<ScalingInput>,
+    /// Replaces the engine (`{"kind": "builtin"}` goes back to the builtin one).
+    pub engine: Option<async_graphql::Json<serde_json::Value>>,
 }
 
 #[derive(InputObject)]
@@ -128,6 +134,17 @@ impl Checked {
                 ModelAlias::parse(a).map_err(|e| self.0.push(UserError::new(field, "INVALID", e.to_string()))).ok()
             })
             .collect()
+    }
+
+    /// An engine as a document writes it; a field it cannot read is named.
+    fn engine(&mut self, raw: serde_json::Value, field: &str) -> Option<EngineSpec> {
+        serde_path_to_error::deserialize::<_, EngineSpec>(raw)
+            .map_err(|e| {
+                let at = e.path().to_string();
+                let field = if at == "." { field.to_owned() } else { format!("{field}.{at}") };
+                self.0.push(UserError::new(field, "INVALID", e.into_inner().to_string()));
+            })
+            .ok()
     }
 
     fn description(&mut self, raw: Option<String>, field: &str) -> Option<String> {
@@ -424,6 +441,9 @@ impl CoreMutation {
         spec.aliases = aliases;
         spec.context_length = input.context_length;
         spec.chat_template = input.chat_template;
+        if let Some(engine) = input.engine.and_then(|e| c.engine(e.0, "input.engine")) {
+            spec.engine = engine;
+        }
         c.scaling(input.scaling.unwrap_or_default(), &mut spec);
         if let Err(errors) = c.done() {
             return Ok(ModelPayload::failed(errors));
@@ -477,6 +497,9 @@ impl CoreMutation {
             Some(t) if t.is_empty() => spec.chat_template = None,
             Some(t) => spec.chat_template = Some(t),
             None => {}
+        }
+        if let Some(engine) = input.engine.and_then(|e| c.engine(e.0, "input.engine")) {
+            spec.engine = engine;
         }
         c.scaling(input.scaling.unwrap_or_default(), &mut spec);
         if let Err(errors) = c.done() {

@@ -20,6 +20,12 @@ use greenthread_store::entities::{api_key, audit_event, model, project, service}
 /// The scheduler, where this server runs one.
 pub struct Scheduler(pub Option<crate::scheduler_link::SchedulerLink>);
 
+/// This server's own node, whose external engines' output `Model.logs` reads.
+pub struct LocalEngines(pub Option<greenthread_node_runtime::node::LocalNode>);
+
+/// Most lines of an engine's output one query returns.
+const MAX_LOG_LINES: u32 = 2000;
+
 /// The scheduler's status, read once per GraphQL request however many
 /// models of the answer ask for it (for a gateway, one round trip).
 #[derive(Default)]
@@ -222,9 +228,13 @@ impl Model {
     async fn chat_template(&self) -> Option<&str> {
         self.spec.chat_template.as_deref()
     }
-    /// The engine that serves it.
-    async fn engine(&self) -> &str {
-        "builtin"
+    /// The kind of engine that serves it: `builtin`, `llama-server`, `vllm`, `sglang` or `command`.
+    async fn engine(&self) -> &'static str {
+        self.spec.engine.kind()
+    }
+    /// The whole engine spec, as a document writes it.
+    async fn engine_spec(&self) -> Json<serde_json::Value> {
+        Json(serde_json::to_value(&self.spec.engine).unwrap_or_default())
     }
     async fn scaling(&self) -> Scaling {
         let s = &self.spec.scaling;
@@ -256,6 +266,15 @@ impl Model {
             .map_err(internal)?
             .map(Service)
             .ok_or_else(|| internal("a model's service is missing"))
+    }
+    /// The last lines its external engine wrote on this server's node,
+    /// oldest first (stdout and stderr together); empty for the builtin
+    /// engine. Needs the manage scope: engines print their configuration.
+    async fn logs(&self, ctx: &Context<'_>, #[graphql(default = 100)] last: u32) -> async_graphql::Result<Vec<String>> {
+        let p = super::errors::principal(ctx)?;
+        super::mutation::needs_manage(p, self.row.project_id)?;
+        let Some(node) = &ctx.data_unchecked::<LocalEngines>().0 else { return Ok(Vec::new()) };
+        Ok(node.engine_logs(&self.spec.name, last.min(MAX_LOG_LINES) as usize).unwrap_or_default())
     }
     /// Its state on the scheduler; null where this server runs none, or
     /// while a cluster's scheduler changes leaders.

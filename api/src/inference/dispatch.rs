@@ -105,6 +105,14 @@ impl Inference {
             let serving = self.access.serve(&entry.spec.name, &avoid).await?;
             let wake = crate::usage::WakeWait(asked.elapsed());
             match serving.target {
+                Target::Local(instance) if instance.endpoint().is_some() => {
+                    let endpoint =
+                        instance.endpoint().ok_or_else(|| ApiError::Internal("the engine went away".into()))?;
+                    let lease = serving.hold.and_then(Hold::into_scheduler);
+                    let mut response = super::engine_proxy::proxy(endpoint, route, raw, lease).await?;
+                    stamp_wake_wait(&mut response, wake);
+                    return Ok(response);
+                }
                 Target::Local(instance) => {
                     let Some(run) = local.take() else {
                         return Err(ApiError::Internal("a local model was offered twice".into()));

@@ -6,6 +6,8 @@
 
 pub mod access;
 mod dispatch;
+mod engine_messages;
+pub mod engine_proxy;
 pub mod forward;
 pub mod metering;
 

@@ -11,8 +11,8 @@ pub mod registry;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use greenthread_core::ProjectName;
 use greenthread_core::desired::{self, Change, ChangeAction, DesiredError, ObjectKind, StateDoc};
+use greenthread_core::{ModelSpecError, ProjectName};
 use sea_orm::{ActiveModelTrait, ActiveValue::Set, EntityTrait};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -118,13 +118,20 @@ pub struct Management {
     pub resolver: Arc<dyn crate::domains::TxtResolver>,
 }
 
-fn desired_error(e: &DesiredError, prefix: &str) -> UserError {
+fn desired_errors(e: &DesiredError, prefix: &str) -> Vec<UserError> {
+    if let DesiredError::Spec(ModelSpecError::Engine { model, errors }) = e {
+        // One error per engine field, each pointing at its field.
+        return errors
+            .iter()
+            .map(|err| UserError::new(format!("{prefix}.models.{model}.{}", err.field), "INVALID", err.message.clone()))
+            .collect();
+    }
     let code = match e {
         DesiredError::Taken(_) => "TAKEN",
         DesiredError::Duplicate { .. } => "DUPLICATE",
         _ => "INVALID",
     };
-    UserError::new(format!("{prefix}.{}", e.field()), code, e.to_string())
+    vec![UserError::new(format!("{prefix}.{}", e.field()), code, e.to_string())]
 }
 
 impl Management {
@@ -153,7 +160,7 @@ impl Management {
         let scope = desired.project_names();
         Self::check_scope(state, author, &scope)?;
         desired::validate(desired, &state.specs_outside(&scope))
-            .map_err(|e| OpError::User(vec![desired_error(&e, field)]))?;
+            .map_err(|e| OpError::User(desired_errors(&e, field)))?;
         let changes = desired::plan(&state.doc, desired);
         let mut errors = Vec::new();
         for change in changes.iter().filter(|c| c.kind == ObjectKind::Model && c.action != ChangeAction::Delete) {
@@ -162,6 +169,16 @@ impl Management {
             let allowed = self.artifacts.check(&m.spec.artifact).and_then(|()| {
                 if author.reads_any_object() { Ok(()) } else { artifacts::object_allowed(&m.spec.artifact, prefixes) }
             });
+            // An engine is a program the nodes run: only the server's own
+            // configuration and admin keys (and the operator, under the
+            // cluster's RBAC) may choose one.
+            if m.spec.engine.is_external() && change.fields.iter().any(|f| f.field == "engine") && !author.is_admin() {
+                errors.push(UserError::new(
+                    format!("{field}.models.{}.engine", m.spec.name),
+                    "FORBIDDEN",
+                    "only an admin key may choose a model's engine: it runs a program on the nodes",
+                ));
+            }
             if change.fields.iter().any(|f| f.field == "artifact")
                 && let Err(message) = allowed
             {
@@ -355,7 +372,7 @@ pub async fn apply_config(store: &Store, desired: &StateDoc) -> OpResult<Outcome
     let mut state = state::load(&tx).await?;
     let scope = desired.project_names();
     desired::validate(desired, &state.specs_outside(&scope))
-        .map_err(|e| OpError::User(vec![desired_error(&e, "config")]))?;
+        .map_err(|e| OpError::User(desired_errors(&e, "config")))?;
     let changes = desired::plan(&state.doc, desired);
     state::apply(&tx, &mut state, desired, &changes, &Actor::config(), store.now()).await?;
     let after = state::load(&tx).await?;

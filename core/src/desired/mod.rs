@@ -205,7 +205,7 @@ impl Change {
 }
 
 /// Model fields whose change reloads the model: its replicas restart.
-pub const RESTARTING_FIELDS: [&str; 4] = ["artifact", "sha256", "context_length", "chat_template"];
+pub const RESTARTING_FIELDS: [&str; 5] = ["artifact", "sha256", "context_length", "chat_template", "engine"];
 
 /// The flat, comparable form of an object: field name to value.
 pub fn project_fields(p: &ProjectDecl) -> BTreeMap<String, Value> {
@@ -233,6 +233,7 @@ pub fn model_fields(m: &ModelDecl) -> BTreeMap<String, Value> {
         ("idle_timeout".to_owned(), Value::from(crate::format_duration(s.scaling.idle_timeout))),
         ("warm_tier".to_owned(), serde_json::to_value(s.scaling.warm_tier).unwrap_or(Value::Null)),
         ("never_preempt".to_owned(), Value::from(s.scaling.never_preempt)),
+        ("engine".to_owned(), serde_json::to_value(&s.engine).unwrap_or(Value::Null)),
     ])
 }
 

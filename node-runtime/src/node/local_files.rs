@@ -70,6 +70,32 @@ impl LocalArtifacts {
     }
 }
 
+impl LocalArtifacts {
+    /// The real path of a model directory an external engine will read, if
+    /// it lies inside the allowed folders (or is a directory named exactly).
+    ///
+    /// # Errors
+    /// A message safe to show when it is not a directory or lies outside.
+    pub fn resolve_directory(&self, path: &Path) -> Result<PathBuf, String> {
+        let name = path.file_name().map_or_else(|| "?".into(), |n| n.to_string_lossy().into_owned());
+        let real = path.canonicalize().map_err(|e| format!("cannot resolve {name}: {}", e.kind()))?;
+        if !real.is_dir() {
+            return Err(format!("{name} is not a directory"));
+        }
+        let allowed = match self {
+            Self::Anywhere => true,
+            Self::Within { files, .. } => {
+                self.allows(&real) || files.iter().filter_map(|f| f.canonicalize().ok()).any(|f| f == real)
+            }
+        };
+        if allowed {
+            Ok(real)
+        } else {
+            Err(format!("{name} leads outside the node's artifact folders (--artifact-dir); refused"))
+        }
+    }
+}
+
 #[cfg(unix)]
 fn same_file(a: &std::fs::Metadata, b: &std::fs::Metadata) -> bool {
     use std::os::unix::fs::MetadataExt;

@@ -23,6 +23,7 @@ use self::tiers::TierStore;
 use crate::builtin::BuiltinEngine;
 use crate::embed::{EmbeddingModel, pack};
 use crate::engine::WeightSource;
+use crate::external::ExternalModel;
 use crate::{ModelInstance, ServedModel};
 
 /// How a node runs.
@@ -42,10 +43,21 @@ pub struct LocalNode {
     inner: Arc<Inner>,
 }
 
+/// An external engine that exited without being asked to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EngineExit {
+    pub model: ModelName,
+    /// How it ended and its last lines of output.
+    pub reason: String,
+}
+
 struct Inner {
     config: NodeConfig,
+    exits: tokio::sync::broadcast::Sender<EngineExit>,
     specs: Mutex<HashMap<ModelName, ModelSpec>>,
     models: Mutex<HashMap<ModelName, Arc<dyn ServedModel>>>,
+    /// The models of `models` that external engines serve.
+    externals: Mutex<HashMap<ModelName, Arc<ExternalModel>>>,
     tiers: Mutex<TierStore>,
 }
 
@@ -76,7 +88,9 @@ impl LocalNode {
             inner: Arc::new(Inner {
                 specs: Mutex::new(specs.iter().map(|s| (s.name.clone(), s.clone())).collect()),
                 config,
+                exits: tokio::sync::broadcast::channel(64).0,
                 models: Mutex::new(HashMap::new()),
+                externals: Mutex::new(HashMap::new()),
                 tiers: Mutex::new(tiers),
             }),
         };
@@ -138,6 +152,19 @@ impl LocalNode {
         lock(&self.inner.models).get(name).cloned()
     }
 
+    /// Engines of this node's models that exit on their own, as they do:
+    /// the scheduler marks the model failed and its next request restarts it.
+    pub fn engine_exits(&self) -> tokio::sync::broadcast::Receiver<EngineExit> {
+        self.inner.exits.subscribe()
+    }
+
+    /// The last `n` lines an external engine wrote; `None` for a model
+    /// without one here.
+    pub fn engine_logs(&self, name: &ModelName, n: usize) -> Option<Vec<String>> {
+        let external = lock(&self.inner.externals).get(name).cloned()?;
+        Some(external.logs(n))
+    }
+
     /// The model as the gateway uses it, once staged.
     pub fn instance(&self, name: &ModelName) -> Option<Arc<dyn ModelInstance>> {
         self.model(name).map(|m| m as Arc<dyn ModelInstance>)
@@ -164,11 +191,12 @@ impl LocalNode {
         let name = spec.name.clone();
         let old = lock(&self.inner.specs).insert(name.clone(), spec.clone());
         let reloads = old.is_some_and(|old| {
-            (&old.artifact, &old.sha256, old.context_length, &old.chat_template)
-                != (&spec.artifact, &spec.sha256, spec.context_length, &spec.chat_template)
+            (&old.artifact, &old.sha256, old.context_length, &old.chat_template, &old.engine)
+                != (&spec.artifact, &spec.sha256, spec.context_length, &spec.chat_template, &spec.engine)
         });
         if reloads && self.model(&name).is_some_and(|m| !m.is_awake()) {
             lock(&self.inner.models).remove(&name);
+            lock(&self.inner.externals).remove(&name);
             let path = {
                 let mut tiers = lock(&self.inner.tiers);
                 tiers.drop_ram(&name);
@@ -206,6 +234,9 @@ impl LocalNode {
 
     async fn stage_model(&self, name: &ModelName) -> Result<StageReport, NodeError> {
         let spec = self.spec(name)?;
+        if spec.engine.is_external() {
+            return self.stage_external(&spec).await;
+        }
         let dest = self.cache_path(&spec);
         let on_disk = lock(&self.inner.tiers).disk(name);
         if on_disk.as_ref().is_some_and(|p| *p != dest) {
@@ -229,6 +260,51 @@ impl LocalNode {
         let tier = lock(&self.inner.tiers).fastest(name).unwrap_or(Tier::Disk);
         let device_bytes = self.model(name).map_or(0, |m| m.info().weight_bytes as u64);
         Ok(StageReport { tier, device_bytes })
+    }
+
+    /// Stages a model an external engine serves: a file artifact is fetched
+    /// into the disk tier like any (the engine reads the cached copy; the
+    /// page cache is its RAM tier), a local model directory is used where it
+    /// is once checked against the artifact folders.
+    async fn stage_external(&self, spec: &ModelSpec) -> Result<StageReport, NodeError> {
+        let name = &spec.name;
+        let local_dir = match &spec.artifact {
+            greenthread_core::ArtifactUri::File(path) if path.is_dir() => {
+                Some(self.inner.config.local_artifacts.resolve_directory(path).map_err(NodeError::Artifact)?)
+            }
+            _ if fetch::is_directory(&spec.artifact) => {
+                return Err(NodeError::Artifact(format!(
+                    "model {name}: an external engine reads a model directory from the node's own disk; \
+                     object-store directories are served by the builtin engine only"
+                )));
+            }
+            _ => None,
+        };
+        let artifact = match local_dir {
+            Some(dir) => dir,
+            None => {
+                let dest = self.cache_path(spec);
+                if lock(&self.inner.tiers).disk(name).as_ref() != Some(&dest) {
+                    self.drop_disk_copy(name);
+                    match fetch::cached(&dest, spec.sha256.as_ref()) {
+                        Some(v) => self.admit_to_disk(name, &v.path, v.bytes)?,
+                        None => self.fetch_to_disk(spec, &dest).await?,
+                    }
+                }
+                dest
+            }
+        };
+        if self.model(name).is_none() {
+            let exits = self.inner.exits.clone();
+            let report: crate::external::ExitReporter = Arc::new(move |model, reason| {
+                let _ = exits.send(EngineExit { model: model.clone(), reason });
+            });
+            let model = Arc::new(ExternalModel::new(spec, artifact, Some(report), None).map_err(engine_error)?);
+            lock(&self.inner.externals).insert(name.clone(), model.clone());
+            lock(&self.inner.models).insert(name.clone(), model);
+        }
+        let device_bytes = self.model(name).map_or(0, |m| m.info().weight_bytes as u64);
+        Ok(StageReport { tier: Tier::Disk, device_bytes })
     }
 
     /// Fetches `spec`'s artifact into the disk cache at `dest`, with room
@@ -353,6 +429,7 @@ impl LocalNode {
             return Ok(());
         }
         let model = lock(&self.inner.models).remove(name);
+        lock(&self.inner.externals).remove(name);
         if let Some(model) = model {
             blocking(move || model.sleep().map_err(engine_error)).await?;
         }
@@ -365,6 +442,19 @@ impl LocalNode {
 
     async fn wake_model(&self, name: &ModelName) -> Result<WakeReport, NodeError> {
         let model = self.model(name).ok_or_else(|| NodeError::Engine(format!("model {name} is not staged")))?;
+        if lock(&self.inner.externals).contains_key(name) {
+            // The engine reads its artifact itself; the wake is its start (or restore).
+            return blocking(move || {
+                let started = Instant::now();
+                model.wake(WeightSource::File(Path::new(""))).map_err(engine_error)?;
+                Ok(WakeReport {
+                    from: Tier::Disk,
+                    duration: started.elapsed(),
+                    device_bytes: model.device_bytes() as u64,
+                })
+            })
+            .await;
+        }
         let (from, ram, disk) = {
             let mut tiers = lock(&self.inner.tiers);
             tiers.pin(name);
@@ -392,6 +482,12 @@ impl LocalNode {
     async fn sleep_model(&self, name: &ModelName, warm: WarmTier) -> Result<Tier, NodeError> {
         if let Some(model) = self.model(name) {
             blocking(move || model.sleep().map_err(engine_error)).await?;
+        }
+        if lock(&self.inner.externals).contains_key(name) {
+            if warm == WarmTier::Object {
+                self.drop_disk_copy(name);
+            }
+            return Ok(lock(&self.inner.tiers).fastest(name).unwrap_or(Tier::Disk));
         }
         match warm {
             WarmTier::Ram => self.load_into_ram(name).await?,

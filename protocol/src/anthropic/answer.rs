@@ -123,7 +123,17 @@ impl MessageStream {
     }
 
     /// The closing events, for an answer that ended by `finish` after `output_tokens`.
-    pub fn finish(mut self, finish: &FinishReason, output_tokens: u32) -> Vec<NamedEvent> {
+    pub fn finish(self, finish: &FinishReason, output_tokens: u32) -> Vec<NamedEvent> {
+        self.close(finish, json!({"output_tokens": output_tokens}))
+    }
+
+    /// The closing events of an answer whose prompt was counted only at the
+    /// end (an external engine's): `message_delta` carries both counts.
+    pub fn finish_counted(self, finish: &FinishReason, input_tokens: u32, output_tokens: u32) -> Vec<NamedEvent> {
+        self.close(finish, json!({"input_tokens": input_tokens, "output_tokens": output_tokens}))
+    }
+
+    fn close(mut self, finish: &FinishReason, usage: Value) -> Vec<NamedEvent> {
         let mut out = Vec::new();
         if self.next_block == 0 {
             // An empty answer is still one (empty) text block.
@@ -134,7 +144,7 @@ impl MessageStream {
         out.push((
             "message_delta",
             json!({"type": "message_delta", "delta": {"stop_reason": reason, "stop_sequence": sequence},
-                   "usage": {"output_tokens": output_tokens}}),
+                   "usage": usage}),
         ));
         out.push(("message_stop", json!({"type": "message_stop"})));
         out

@@ -19,18 +19,46 @@ mod node_ops;
 mod specs;
 
 pub(super) enum Command {
-    Acquire { model: ModelName, avoid: Vec<NodeId>, reply: oneshot::Sender<Result<Lease, AcquireError>> },
-    Release { model: ModelName, node: NodeId },
+    Acquire {
+        model: ModelName,
+        avoid: Vec<NodeId>,
+        reply: oneshot::Sender<Result<Lease, AcquireError>>,
+    },
+    Release {
+        model: ModelName,
+        node: NodeId,
+    },
     AddNode(NodeHandle),
     RemoveNode(NodeId),
-    Staged { model: ModelName, node: NodeId, result: Result<StageReport, NodeError> },
-    Woke { model: ModelName, node: NodeId, result: Result<WakeReport, NodeError> },
-    Slept { model: ModelName, node: NodeId, result: Result<Tier, NodeError> },
-    Sleep { model: ModelName, reply: oneshot::Sender<Result<SleepOutcome, AcquireError>> },
+    Staged {
+        model: ModelName,
+        node: NodeId,
+        result: Result<StageReport, NodeError>,
+    },
+    Woke {
+        model: ModelName,
+        node: NodeId,
+        result: Result<WakeReport, NodeError>,
+    },
+    Slept {
+        model: ModelName,
+        node: NodeId,
+        result: Result<Tier, NodeError>,
+    },
+    Sleep {
+        model: ModelName,
+        reply: oneshot::Sender<Result<SleepOutcome, AcquireError>>,
+    },
     Status(oneshot::Sender<ManagerStatus>),
     WhenStaged(oneshot::Sender<()>),
     Upsert(ManagedModel),
     Remove(ModelName),
+    /// A replica's engine stopped on its own (a crash): the node reports it.
+    ReplicaFailed {
+        model: ModelName,
+        node: NodeId,
+        reason: String,
+    },
 }
 
 /// A change to a model that waits until none of its replicas holds the device.
@@ -202,6 +230,13 @@ impl Actor {
             }
             Command::Upsert(model) => self.upsert(model),
             Command::Remove(name) => self.remove_model(&name),
+            Command::ReplicaFailed { model, node, reason } => {
+                let on_device = self.replica_mut(&model, &node).is_some_and(|r| r.state.on_device() && !r.busy);
+                if on_device {
+                    self.fail(&model, &node, reason);
+                    self.schedule_all();
+                }
+            }
         }
     }
 

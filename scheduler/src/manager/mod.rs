@@ -307,6 +307,13 @@ impl ModelManager {
         let _ = self.tx.send(Command::Upsert(model));
     }
 
+    /// A replica's engine stopped without being asked to: the replica is
+    /// failed with `reason` (shown in `/status`), and the model's next
+    /// request stages and wakes it again.
+    pub fn replica_failed(&self, model: &ModelName, node: &NodeId, reason: String) {
+        let _ = self.tx.send(Command::ReplicaFailed { model: model.clone(), node: node.clone(), reason });
+    }
+
     /// Removes a model once its requests in flight are done; waiting requests fail.
     pub fn remove(&self, model: &ModelName) {
         let _ = self.tx.send(Command::Remove(model.clone()));
