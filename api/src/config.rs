@@ -433,6 +433,28 @@ mod tests {
     }
 
     #[test]
+    fn an_engine_parses_checks_and_goes_back_to_json() {
+        let cfg = parse(
+            "models:\n  - name: ext\n    artifact: q.gguf\n    engine:\n      kind: llama-server\n      binary: /opt/llama-server\n      args: [-c, '4096']\n",
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let spec = &cfg.models()[0];
+        assert_eq!(spec.engine.kind(), "llama-server");
+        assert_eq!(to_json(&cfg.state)["models"][0]["engine"]["binary"], "/opt/llama-server");
+        let builtin = parse("models:\n  - name: b\n    artifact: b.gguf\n").unwrap_or_else(|e| panic!("{e}"));
+        assert!(builtin.models()[0].engine.is_builtin());
+        assert!(to_json(&builtin.state)["models"][0].get("engine").is_none());
+        let err =
+            parse("models:\n  - name: ext\n    artifact: q.gguf\n    engine: {kind: command, argv: [srv, '{port}']}\n")
+                .unwrap_err();
+        assert!(err.contains("engine.argv[0]") && err.contains("engine.argv"), "{err}");
+        let err =
+            parse("models:\n  - name: ext\n    artifact: q.gguf\n    engine: {kind: command, argv: '/srv {port}'}\n")
+                .unwrap_err();
+        assert!(err.contains("models[0].engine") && err.contains("line"), "{err}");
+    }
+
+    #[test]
     fn an_unknown_key_is_named_with_its_line() {
         let err = parse("models:\n  - name: qwen\n    artifact: q.gguf\n    artefact: typo.gguf\n").unwrap_err();
         assert!(err.contains("artefact"), "{err}");

@@ -104,3 +104,52 @@ fn backoff_doubles_and_is_bounded() {
     assert!(waits[1] > waits[0] && waits[9] <= MAX_BACKOFF);
     assert_eq!(Crashes::default().backoff(), Duration::ZERO);
 }
+
+/// A stand-in with vLLM's command line and its development-mode sleep
+/// endpoints: it prints what it was started with and what it was asked.
+const VLLM_STAND_IN: &str = r#"#!/usr/bin/env python3
+import http.server, os, sys
+args = sys.argv[1:]
+print("argv", " ".join(args), "dev-mode", os.environ.get("VLLM_SERVER_DEV_MODE"), flush=True)
+host, port = args[args.index("--host") + 1], int(args[args.index("--port") + 1])
+class Handler(http.server.BaseHTTPRequestHandler):
+    def log_message(self, *a):
+        pass
+    def answer(self, status):
+        self.send_response(status)
+        self.send_header("content-length", "0")
+        self.end_headers()
+    def do_GET(self):
+        self.answer(200 if self.path == "/health" else 404)
+    def do_POST(self):
+        print("POST", self.path, flush=True)
+        self.answer(200 if self.path in ("/sleep?level=1", "/wake_up") else 404)
+http.server.HTTPServer((host, port), Handler).serve_forever()
+"#;
+
+#[test]
+fn vllms_own_sleep_keeps_the_process_and_calls_its_endpoints() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let script = dir.path().join("vllm");
+    std::fs::write(&script, VLLM_STAND_IN).unwrap_or_else(|e| panic!("{e}"));
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap_or_else(|e| panic!("{e}"));
+    }
+    let vllm = spec(json!({"kind": "vllm", "binary": script, "sleep": "engine", "ready_timeout": "20s"}));
+    assert_eq!(vllm.engine.validate(), Ok(()));
+    let m = ExternalModel::new(&vllm, PathBuf::from("/models/qwen"), None, None).unwrap_or_else(|e| panic!("{e}"));
+    m.wake(WeightSource::File(std::path::Path::new(""))).unwrap_or_else(|e| panic!("{e}"));
+    let pid = m.pid().unwrap_or_else(|| panic!("running"));
+    let started = m.logs(10).into_iter().find(|l| l.starts_with("argv ")).unwrap_or_default();
+    assert!(started.starts_with("argv serve /models/qwen --host 127.0.0.1 --port "), "{started}");
+    assert!(started.contains("--served-model-name ext --enable-sleep-mode dev-mode 1"), "{started}");
+    m.sleep().unwrap_or_else(|e| panic!("{e}"));
+    assert!(!m.is_awake() && m.endpoint().is_none() && m.device_bytes() == 0);
+    assert_eq!(m.pid(), Some(pid), "the engine's own sleep keeps its process");
+    m.wake(WeightSource::File(std::path::Path::new(""))).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(m.pid(), Some(pid));
+    std::thread::sleep(Duration::from_millis(100));
+    let asked: Vec<String> = m.logs(10).into_iter().filter(|l| l.starts_with("POST")).collect();
+    assert_eq!(asked, ["POST /sleep?level=1", "POST /wake_up"]);
+}
