@@ -6,6 +6,7 @@ engine that never gets ready, and no engine outliving its node."""
 import concurrent.futures
 import json
 import os
+import re
 import secrets
 import signal
 import subprocess
@@ -209,6 +210,29 @@ def test_the_engines_refusal_comes_back_in_openais_shape(client):
     with pytest.raises(openai.BadRequestError) as refused:
         client.chat.completions.create(model="qwen-ext", max_tokens=4, messages=[{"role": "user", "content": long}])
     assert refused.value.body["code"] == "engine_error", refused.value.body
+
+
+def engine_lines(srv: Served, name: str) -> list[str]:
+    data = graphql(srv.base, srv.admin, "query($n: String!) { model(name: $n) { logs(last: 2000) } }", {"n": name})
+    return data["model"]["logs"]
+
+
+def test_a_client_that_goes_away_stops_the_engines_generation(client, served):
+    ask(client)
+    before = len([l for l in engine_lines(served, "qwen-ext") if "stop processing" in l])
+    stream = client.chat.completions.create(
+        model="qwen-ext", max_tokens=400, stream=True, messages=[{"role": "user", "content": "Write a long story."}]
+    )
+    for i, _ in enumerate(stream):
+        if i == 3:
+            break
+    stream.close()
+    # llama-server logs each finished slot with its token count: a cancelled
+    # one stops after a few tokens, not at the 400 asked for (~15 s here).
+    released = wait_for("the engine to release the slot", lambda: [
+        l for l in engine_lines(served, "qwen-ext") if "stop processing" in l][before:], timeout=10)
+    n_tokens = int(re.search(r"n_tokens = (\d+)", released[0]).group(1))
+    assert n_tokens < 100, released
 
 
 def test_idle_sleep_stops_the_engine_and_a_request_starts_it_again(client, served):

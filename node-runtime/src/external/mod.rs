@@ -7,6 +7,7 @@
 //! words and the next start waits a backoff.
 
 pub mod checkpoint;
+pub mod gpu;
 pub mod logs;
 pub mod probe;
 pub mod process;
@@ -41,10 +42,11 @@ const MAX_BACKOFF: Duration = Duration::from_secs(30);
 pub type ExitReporter = Arc<dyn Fn(&ModelName, String) + Send + Sync>;
 
 /// How a sleeping engine's process holds on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum Dormant {
-    /// Its device memory is in a CUDA checkpoint in host memory.
-    Checkpointed,
+    /// The device memory of these processes of its group is in CUDA
+    /// checkpoints in host memory.
+    Checkpointed(Vec<u32>),
     /// vLLM's own sleep.
     EngineSleep,
 }
@@ -218,7 +220,6 @@ impl ExternalModel {
 
     /// Puts a running engine to sleep without stopping it, where it can be.
     fn hold(&self, process: &EngineProcess, addr: SocketAddr) -> Option<Dormant> {
-        let pid = process.pid();
         match self.inner.launch.sleep {
             SleepMode::Stop => None,
             SleepMode::Engine => match probe::status(addr, "POST", "/sleep?level=1", Duration::from_secs(120)) {
@@ -228,23 +229,39 @@ impl ExternalModel {
                     None
                 }
             },
-            SleepMode::Auto => {
-                let api = CudaCheckpoint::get().map_err(|e| e.to_string());
-                let checkpointed = api.and_then(|api| match api.state(pid) {
-                    Ok(Some(ProcessState::Running)) => api.suspend(pid, LOCK_TIMEOUT_MS).map_err(|e| e.to_string()),
-                    Ok(_) => Err("the engine has no CUDA context".to_owned()),
-                    Err(e) => Err(e.to_string()),
-                });
-                match checkpointed {
-                    Ok(()) => Some(Dormant::Checkpointed),
-                    Err(why) => {
-                        tracing::info!(model = %self.inner.name, %why, "No CUDA checkpoint; stopping the engine to sleep");
-                        None
-                    }
+            SleepMode::Auto => match checkpoint_group(&process.group()) {
+                Ok(pids) => Some(Dormant::Checkpointed(pids)),
+                Err(why) => {
+                    tracing::info!(model = %self.inner.name, %why, "No CUDA checkpoint; stopping the engine to sleep");
+                    None
                 }
-            }
+            },
         }
     }
+}
+
+/// Checkpoints every process of an engine's group that has a CUDA context
+/// (vLLM's model runs in a child), all or none.
+///
+/// # Errors
+/// Why not: no driver or API, no CUDA process in the group, or a failed
+/// checkpoint (those already taken are restored).
+fn checkpoint_group(group: &[u32]) -> std::result::Result<Vec<u32>, String> {
+    let api = CudaCheckpoint::get().map_err(|e| e.to_string())?;
+    let cuda: Vec<u32> =
+        group.iter().copied().filter(|pid| matches!(api.state(*pid), Ok(Some(ProcessState::Running)))).collect();
+    if cuda.is_empty() {
+        return Err("the engine has no process with a CUDA context".to_owned());
+    }
+    for (done, pid) in cuda.iter().enumerate() {
+        if let Err(e) = api.suspend(*pid, LOCK_TIMEOUT_MS) {
+            for taken in &cuda[..done] {
+                let _ = api.resume(*taken);
+            }
+            return Err(e.to_string());
+        }
+    }
+    Ok(cuda)
 }
 
 /// The last lines of an engine's output, as one line for a failure's reason.
@@ -328,15 +345,15 @@ impl ServedModel for ExternalModel {
     /// Starts the engine (or restores the one asleep) and waits until it is ready.
     fn wake(&self, _source: WeightSource<'_>) -> Result<()> {
         let dormant = match &*lock(&self.inner.run) {
-            Run::Running { process, addr, dormant } => Some((process.clone(), *addr, *dormant)),
+            Run::Running { addr, dormant, .. } => Some((*addr, dormant.clone())),
             Run::Stopped => None,
         };
-        let Some((process, addr, dormant)) = dormant else { return self.start() };
+        let Some((addr, dormant)) = dormant else { return self.start() };
         let resumed = match dormant {
             None => return Ok(()),
-            Some(Dormant::Checkpointed) => {
-                CudaCheckpoint::get().and_then(|api| api.resume(process.pid())).map_err(|e| e.to_string())
-            }
+            Some(Dormant::Checkpointed(pids)) => CudaCheckpoint::get()
+                .and_then(|api| pids.iter().try_for_each(|pid| api.resume(*pid)))
+                .map_err(|e| e.to_string()),
             Some(Dormant::EngineSleep) => match probe::status(addr, "POST", "/wake_up", Duration::from_secs(120)) {
                 Ok(200) => Ok(()),
                 other => Err(format!("/wake_up answered {other:?}")),
@@ -378,12 +395,15 @@ impl ServedModel for ExternalModel {
         matches!(&*lock(&self.inner.run), Run::Running { dormant: None, .. })
     }
 
-    /// The declared device memory; else, on a CPU node, what the engine's
-    /// process holds resident.
+    /// The declared device memory; else what the engine's processes hold
+    /// on the GPU (NVML), or, on a node without one, resident.
     fn device_bytes(&self) -> usize {
         let run = lock(&self.inner.run);
         let Run::Running { process, dormant: None, .. } = &*run else { return 0 };
-        let bytes = self.inner.launch.device_memory.map(|m| m.bytes()).or_else(|| process.resident_bytes());
+        let bytes = self.inner.launch.device_memory.map(|m| m.bytes()).or_else(|| match self.inner.device_total {
+            Some(_) => gpu::used_by(&process.group()),
+            None => process.resident_bytes(),
+        });
         usize::try_from(bytes.unwrap_or(0)).unwrap_or(usize::MAX)
     }
 }

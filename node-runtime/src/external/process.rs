@@ -150,9 +150,19 @@ impl EngineProcess {
         }
     }
 
-    /// Resident memory of the engine's process, in bytes (Linux `/proc`).
+    /// The live processes of its group: the engine and what it started
+    /// (vLLM runs its model in a child process, for one).
+    pub fn group(&self) -> Vec<u32> {
+        group_members(self.pid)
+    }
+
+    /// Resident memory of its whole group, in bytes (Linux `/proc`).
     pub fn resident_bytes(&self) -> Option<u64> {
-        resident_bytes(self.pid)
+        let members = self.group();
+        if members.is_empty() {
+            return None;
+        }
+        Some(members.into_iter().filter_map(resident_bytes).sum())
     }
 }
 
@@ -171,6 +181,21 @@ fn describe(status: std::process::ExitStatus) -> String {
         (None, Some(signal)) => format!("signal {signal}"),
         _ => status.to_string(),
     }
+}
+
+/// The processes in process group `group`, zombies left out.
+pub fn group_members(group: u32) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
+    entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return false };
+            // After the command name (which may hold spaces): state, ppid, pgrp.
+            let fields: Vec<&str> = stat.rsplit_once(')').map_or(vec![], |(_, rest)| rest.split_whitespace().collect());
+            fields.first().is_some_and(|state| *state != "Z")
+                && fields.get(2).and_then(|g| g.parse().ok()) == Some(group)
+        })
+        .collect()
 }
 
 /// `VmRSS` of a process, in bytes.
@@ -230,6 +255,29 @@ mod tests {
         let alive = std::fs::read_to_string(format!("/proc/{grandchild}/stat"))
             .is_ok_and(|s| s.split_whitespace().nth(2).is_none_or(|state| state != "Z"));
         assert!(!alive, "the engine's own child was left running");
+    }
+
+    #[test]
+    fn the_group_holds_the_engine_and_its_children() {
+        let logs = LogRing::default();
+        let p = EngineProcess::spawn(&sh("sleep 300 & echo $!; wait"), &BTreeMap::new(), &logs)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let child = loop {
+            if let Some(pid) = logs.last(1).first().and_then(|l| l.parse::<u32>().ok()) {
+                break pid;
+            }
+            assert!(Instant::now() < deadline, "the shell never printed its child");
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        let mut group = p.group();
+        group.sort_unstable();
+        let mut expected = vec![p.pid(), child];
+        expected.sort_unstable();
+        assert_eq!(group, expected);
+        assert!(p.resident_bytes().is_some_and(|b| b > 0));
+        p.stop(Duration::from_secs(5));
+        assert!(p.group().is_empty());
     }
 
     #[test]

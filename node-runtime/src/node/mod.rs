@@ -299,7 +299,9 @@ impl LocalNode {
             let report: crate::external::ExitReporter = Arc::new(move |model, reason| {
                 let _ = exits.send(EngineExit { model: model.clone(), reason });
             });
-            let model = Arc::new(ExternalModel::new(spec, artifact, Some(report), None).map_err(engine_error)?);
+            // The GPU's size, where there is one: the presets' share flags need it.
+            let device_total = blocking(|| Ok(crate::external::gpu::total_memory())).await?;
+            let model = Arc::new(ExternalModel::new(spec, artifact, Some(report), device_total).map_err(engine_error)?);
             lock(&self.inner.externals).insert(name.clone(), model.clone());
             lock(&self.inner.models).insert(name.clone(), model);
         }
