@@ -27,7 +27,9 @@ SMOKE = bool(os.environ.get("GREENTHREAD_BENCH_SMOKE"))
 REPEATS = 1 if SMOKE else 5
 MAX_TOKENS = 8 if SMOKE else 128
 HOPS = 5 if SMOKE else 200
-THREADS = str(os.cpu_count() or 2)
+# The engines' threads: all cores by default; fewer leave room for the
+# client and the proxy, whose work otherwise preempts the engine's.
+THREADS = os.environ.get("GREENTHREAD_BENCH_THREADS") or str(os.cpu_count() or 2)
 FILE = "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"
 PROMPT = [{"role": "user", "content": "Write a short story about a lighthouse keeper."}]
 
@@ -149,6 +151,8 @@ def main() -> None:
                 p.kill()
     names = {"builtin": "through GreenThread, builtin engine", "external": "through GreenThread, llama-server engine",
              "direct": "llama-server directly (start to first answer)"}
+    print(f"{THREADS} engine threads on {os.cpu_count()} cores")
+    print()
     print(f"| path | wake / start to first token (s) | decode tokens/s ({MAX_TOKENS} tokens) |")
     print("|---|---:|---:|")
     for model, wake, rate in rows:

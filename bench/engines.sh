@@ -3,7 +3,8 @@
 # through `greenthread serve`, and llama-server called directly: wake (or
 # start) time, decode tokens/s, and the proxy's added latency. Prints a
 # markdown table.
-#   bench/engines.sh
+#   bench/engines.sh                                  engines on every core
+#   GREENTHREAD_BENCH_THREADS=1 bench/engines.sh      a core left for client and proxy
 source "$(dirname "$0")/../scripts/lib.sh"
 cd "$ROOT"
 python3 scripts/fetch_model.py qwen2.5-coder-0.5b-instruct >/dev/null

@@ -303,6 +303,85 @@ def test_graphql_shows_the_engine_and_only_admins_choose_one(client, served):
     assert {"sneaky", "bad"}.isdisjoint({e["node"]["name"] for e in models}), "nothing refused was stored"
 
 
+def test_the_console_shows_an_engines_log(client, served):
+    from playwright.sync_api import expect, sync_playwright
+    from test_console import CHROMIUM_ARGS, chromium_path
+
+    ask(client)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium_path(), headless=True, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page()
+            page.goto(served.base + "/ui/")
+            page.get_by_label("API key").fill(served.admin)
+            page.get_by_role("button", name="Sign in").click()
+            row = page.locator('tr[data-model="qwen-ext"]')
+            expect(row).to_be_visible()
+            assert page.locator('tr[data-model="qwen-ext"] [data-action="log"]').count() == 1
+            row.get_by_role("button", name="Engine log").click()
+            log = page.get_by_role("region", name="Engine log of qwen-ext")
+            expect(log.locator("pre.log")).to_contain_text("greenthread: starting")
+            expect(log.locator("pre.log")).to_contain_text("llama-server")
+        finally:
+            browser.close()
+
+
+def test_an_engine_on_a_remote_node_is_proxied_logged_and_its_crash_reported(tmp_path):
+    binary, models = os.environ["GREENTHREAD_BIN"], os.environ["GREENTHREAD_MODELS"]
+    token = "e2e-engine-cluster-token-0123456789"
+    artifact = Path(models) / DEMO_FILE
+    (tmp_path / "config.yaml").write_text(
+        f"models:\n  - name: qwen-ext\n    artifact: {artifact}\n"
+        f'    engine: {{kind: llama-server, binary: {llama_server()}, args: ["-c", "2048", "--threads", "2"]}}\n'
+    )
+    port, node_port = free_port(), free_port()
+    base = f"http://127.0.0.1:{port}"
+    admin = "gt-e2e-admin-" + secrets.token_hex(16)
+    logs = {name: open(OUT / f"engines-{name}.log", "w") for name in ("scheduler", "node")}
+    scheduler = subprocess.Popen(
+        [binary, "serve", "--no-local-node", "--cluster-token", token, "--config", str(tmp_path / "config.yaml"),
+         "--data-dir", str(tmp_path / "control"), "--listen", f"127.0.0.1:{port}", "--wake-timeout", "60s"],
+        stdout=logs["scheduler"], stderr=subprocess.STDOUT, env={**os.environ, "GREENTHREAD_ADMIN_TOKEN": admin},
+    )
+    node = subprocess.Popen(
+        [binary, "node", "--control-plane", base, "--cluster-token", token, "--id", "node-e",
+         "--listen", f"127.0.0.1:{node_port}", "--data-dir", str(tmp_path / "node"), "--artifact-dir", models],
+        stdout=logs["node"], stderr=subprocess.STDOUT,
+    )
+    srv = Served(base, scheduler, OUT / "engines-scheduler.log", admin)
+    try:
+        wait_healthy(base, scheduler, srv.log)
+        srv.key = create_key(base, admin, "default", ["inference"])["secret"]
+        client = openai.OpenAI(base_url=f"{base}/v1", api_key=srv.key, max_retries=2, timeout=120)
+        wait_for("the node to join", lambda: model_status(srv, "qwen-ext") and _nodes(srv) == 1, timeout=30)
+        assert "Paris" in ask(client).choices[0].message.content
+        [pid] = engines_of(node.pid, "qwen-ext")
+        assert starts(srv, "qwen-ext") == 1, "the scheduler reads the engine's log from its node"
+        os.kill(pid, signal.SIGKILL)
+        failed = wait_for("the crash to reach the scheduler",
+                          lambda: (s := model_status(srv, "qwen-ext"))["state"] == "failed" and s, timeout=20)
+        assert "signal 9" in failed["error"], failed
+        assert "Paris" in ask(client).choices[0].message.content
+        [restarted] = engines_of(node.pid, "qwen-ext")
+    finally:
+        for proc in (node, scheduler):
+            proc.send_signal(signal.SIGTERM)
+        for proc in (node, scheduler):
+            try:
+                proc.wait(timeout=40)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        for f in logs.values():
+            f.close()
+    assert not alive(restarted), "the node's engine stops with it"
+
+
+def _nodes(srv: Served) -> int:
+    request = urllib.request.Request(f"{srv.base}/status", headers={"authorization": f"Bearer {srv.admin}"})
+    with urllib.request.urlopen(request, timeout=10) as r:
+        return len(json.loads(r.read()).get("nodes", []))
+
+
 def test_no_engine_outlives_a_node_killed_with_sigkill(tmp_path):
     text = config(Path(os.environ["GREENTHREAD_MODELS"]), llama_server())
     srv = start(tmp_path, text, OUT / "engines-killed.log")

@@ -15,7 +15,7 @@ use greenthread_node_runtime::node::LocalNode;
 use crate::catalog::ModelCatalog;
 use crate::cluster::token::{ClusterToken, require_token};
 use crate::cluster::wire::{Heartbeat, NodeErrorBody, SleepRequest, SleepResponse};
-use crate::cluster::{HEARTBEAT_INTERVAL, http_client};
+use crate::cluster::{HEARTBEAT_INTERVAL, MAX_LOG_LINES, http_client};
 use crate::http::limits::Limits;
 use crate::inference::access::NodeLocal;
 use crate::manage::ArtifactPolicy;
@@ -96,6 +96,28 @@ async fn sleep(
     s.node.sleep(&name, req.warm_tier).await.map(|tier| Json(SleepResponse { tier })).map_err(NodeFailure)
 }
 
+/// How many lines of an engine's output to return.
+#[derive(serde::Deserialize)]
+struct LogsQuery {
+    #[serde(default = "default_lines")]
+    last: u32,
+}
+
+fn default_lines() -> u32 {
+    100
+}
+
+/// The last lines the model's external engine wrote on this node.
+async fn logs(
+    State(s): State<NodeState>,
+    Path(name): Path<String>,
+    axum::extract::Query(q): axum::extract::Query<LogsQuery>,
+) -> Result<Json<Vec<String>>, NodeFailure> {
+    let name = model_name(&name)?;
+    let lines = s.node.engine_logs(&name, q.last.min(MAX_LOG_LINES) as usize);
+    lines.map(Json).ok_or(NodeFailure(NodeError::UnknownModel(name.to_string())))
+}
+
 /// The node's routes: the internal API and the per-model OpenAI endpoints,
 /// behind the cluster token; `/health` open. Models whose local artifact
 /// is outside `artifacts` are refused.
@@ -106,6 +128,7 @@ pub fn router(node: LocalNode, token: ClusterToken, limits: Limits, artifacts: A
         .route("/internal/v1/models/{name}/wake", post(wake))
         .route("/internal/v1/models/{name}/sleep", post(sleep))
         .route("/internal/v1/models/{name}/forget", post(forget))
+        .route("/internal/v1/models/{name}/logs", get(logs))
         .with_state(NodeState { node: node.clone(), catalog: catalog.clone(), artifacts: Arc::new(artifacts) });
     let api_state =
         AppState { node: Some(node.clone()), ..AppState::new(catalog, Arc::new(NodeLocal { node }), limits) };

@@ -40,7 +40,7 @@ pub fn router(state: AppState) -> Router {
             management.clone(),
             state.scheduler(),
             state.catalog().clone(),
-            state.node.clone(),
+            crate::graphql::types::EngineLogs { node: state.node.clone(), cluster: state.cluster.clone() },
             crate::graphql::RateLimiter::standard(),
             body_limit,
         );

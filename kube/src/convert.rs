@@ -161,7 +161,7 @@ fn engine_resource(engine: &EngineSpec) -> EngineResource {
 /// `8GiB`, `512MiB`, or plain bytes.
 fn size_text(bytes: u64) -> String {
     for (unit, size) in [("TiB", 1u64 << 40), ("GiB", 1 << 30), ("MiB", 1 << 20)] {
-        if bytes >= size && bytes % size == 0 {
+        if bytes >= size && bytes.is_multiple_of(size) {
             return format!("{}{unit}", bytes / size);
         }
     }

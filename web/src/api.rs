@@ -119,6 +119,12 @@ pub async fn models(key: &str) -> Result<Vec<ModelRow>, String> {
     Ok(data.models.nodes.into_iter().map(ModelRow::from).collect())
 }
 
+/// The last lines an external engine wrote (manage scope).
+pub async fn model_logs(key: &str, name: &str) -> Result<Vec<String>, String> {
+    let data = call::<op::ModelLogs>(key, op::model_logs::Variables { name: name.to_owned() }).await?;
+    Ok(data.model.logs)
+}
+
 impl From<op::models::ModelsModelsNodes> for ModelRow {
     fn from(m: op::models::ModelsModelsNodes) -> Self {
         let s = m.scaling;

@@ -1,6 +1,7 @@
 //! The models of the signed-in key's projects, live: the page reads them
 //! once and again on every state change the server publishes, and shows
-//! the actions a manage key may take (wake, sleep, edit scaling).
+//! the actions a manage key may take (wake, sleep, edit scaling, read an
+//! external engine's log).
 
 use leptos::prelude::*;
 use leptos::task::spawn_local;
@@ -20,6 +21,7 @@ pub fn Models(key: String, may_manage: bool) -> impl IntoView {
     let last_event = RwSignal::new(None::<ModelEvent>);
     let notice = RwSignal::new(None::<Result<String, String>>);
     let editing = RwSignal::new(None::<String>);
+    let reading = RwSignal::new(None::<String>);
     let acting = RwSignal::new(None::<String>);
     // Answers may overtake each other: only the newest read is shown.
     let asked = StoredValue::new(0u64);
@@ -79,8 +81,9 @@ pub fn Models(key: String, may_manage: bool) -> impl IntoView {
                 Err(e) => view! { <p class="error" role="alert">{e}</p> }.into_any(),
             })}
             {move || remote::show(rows.get(), Vec::is_empty, "No models yet.", |list| {
-                view! { <ModelTable list may_manage acting editing act /> }.into_any()
+                view! { <ModelTable list may_manage acting editing reading act /> }.into_any()
             })}
+            {move || reading.get().map(|name| view! { <EngineLog key=key.get_value() model=name reading /> })}
             {move || editing.get().and_then(|name| {
                 let Some(Ok(list)) = rows.get_untracked() else { return None };
                 let scaling = list.into_iter().find(|m| m.name == name)?.scaling;
@@ -114,6 +117,7 @@ fn ModelTable(
     may_manage: bool,
     acting: RwSignal<Option<String>>,
     editing: RwSignal<Option<String>>,
+    reading: RwSignal<Option<String>>,
     act: impl Fn(String, bool) + Copy + Send + Sync + 'static,
 ) -> impl IntoView {
     view! {
@@ -124,7 +128,7 @@ fn ModelTable(
                 {may_manage.then(|| view! { <th>"Actions"</th> })}
             </tr></thead>
             <tbody>
-                {list.into_iter().map(|m| view! { <ModelLine m may_manage acting editing act /> }).collect_view()}
+                {list.into_iter().map(|m| view! { <ModelLine m may_manage acting editing reading act /> }).collect_view()}
             </tbody>
         </table>
         </div>
@@ -138,9 +142,11 @@ fn ModelLine(
     may_manage: bool,
     acting: RwSignal<Option<String>>,
     editing: RwSignal<Option<String>>,
+    reading: RwSignal<Option<String>>,
     act: impl Fn(String, bool) + Copy + Send + Sync + 'static,
 ) -> impl IntoView {
     let rt = m.runtime.clone().unwrap_or_default();
+    let external = m.engine != "builtin";
     let state = if m.runtime.is_some() { rt.state.clone() } else { "unknown".to_owned() };
     let last_wake = match (rt.last_wake_ms, &rt.last_wake_from) {
         (Some(ms), Some(from)) => format!("{} from {from}", format::millis(ms)),
@@ -175,9 +181,42 @@ fn ModelLine(
                         on:click=move |_| editing.update(|e| {
                             *e = if e.as_deref() == Some(name.get_value().as_str()) { None } else { Some(name.get_value()) };
                         })>"Scaling"</button>
+                    {external.then(|| view! {
+                        <button type="button" class="small secondary" data-action="log"
+                            aria-expanded=move || (reading.get().as_deref() == Some(name.get_value().as_str())).to_string()
+                            on:click=move |_| reading.update(|r| {
+                                *r = if r.as_deref() == Some(name.get_value().as_str()) { None } else { Some(name.get_value()) };
+                            })>"Engine log"</button>
+                    })}
                 </td>
             })}
         </tr>
+    }
+}
+
+/// The last lines an external engine wrote, read when opened and on request.
+#[component]
+fn EngineLog(key: String, model: String, reading: RwSignal<Option<String>>) -> impl IntoView {
+    let lines = RwSignal::new(None::<Result<Vec<String>, String>>);
+    let (key, model) = (StoredValue::new(key), StoredValue::new(model));
+    let load = move || {
+        let (k, m) = (key.get_value(), model.get_value());
+        spawn_local(async move {
+            lines.try_set(Some(api::model_logs(&k, &m).await));
+        });
+    };
+    load();
+    view! {
+        <section class="engine-log" aria-label=move || format!("Engine log of {}", model.get_value())>
+            <div class="title-row">
+                <h2>{move || format!("Engine log: {}", model.get_value())}</h2>
+                <button type="button" class="small secondary" on:click=move |_| load()>"Refresh"</button>
+                <button type="button" class="small secondary" on:click=move |_| reading.set(None)>"Close"</button>
+            </div>
+            {move || remote::show(lines.get(), Vec::is_empty, "The engine has written nothing yet.", |lines| {
+                view! { <pre class="log">{lines.join("\n")}</pre> }.into_any()
+            })}
+        </section>
     }
 }
 

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use axum::Json;
 use axum::extract::State;
-use greenthread_core::NodeId;
+use greenthread_core::{ModelName, NodeId};
 use greenthread_scheduler::{ModelManager, NodeHandle};
 use tokio::time::Instant;
 
@@ -40,6 +40,9 @@ pub struct NodeLink {
     pub client: reqwest::Client,
     pub token: ClusterToken,
 }
+
+/// Most lines of an engine's output one request for them returns.
+pub const MAX_LOG_LINES: u32 = 2000;
 
 /// The remote nodes a scheduler knows.
 pub struct Cluster {
@@ -72,6 +75,31 @@ impl Cluster {
     /// Where the scheduler reaches `node`.
     pub fn address_of(&self, node: &NodeId) -> Option<String> {
         self.members().get(node).map(|m| m.remote.url().to_owned())
+    }
+
+    /// The last `last` lines `model`'s external engine wrote on a node that
+    /// holds a replica of it; empty when none has anything to say.
+    pub async fn engine_logs(&self, model: &ModelName, last: u32) -> Vec<String> {
+        let Ok(status) = self.manager.status().await else { return Vec::new() };
+        let nodes: Vec<NodeId> = status
+            .models
+            .iter()
+            .filter(|m| &m.name == model)
+            .flat_map(|m| m.replica_list.iter().map(|r| r.node.clone()))
+            .collect();
+        for node in nodes {
+            let Some(base) = self.address_of(&node) else { continue };
+            let url = format!("{base}/internal/v1/models/{model}/logs?last={last}");
+            let answer = self.client.get(&url).header(reqwest::header::AUTHORIZATION, self.token.bearer()).send().await;
+            let lines = match answer.and_then(reqwest::Response::error_for_status) {
+                Ok(a) => a.json::<Vec<String>>().await.unwrap_or_default(),
+                Err(_) => continue,
+            };
+            if !lines.is_empty() {
+                return lines;
+            }
+        }
+        Vec::new()
     }
 
     /// Registers a node or keeps it alive.

@@ -97,14 +97,14 @@ impl GraphqlState {
         management: Arc<Management>,
         scheduler: Option<crate::scheduler_link::SchedulerLink>,
         catalog: Arc<ModelCatalog>,
-        node: Option<greenthread_node_runtime::node::LocalNode>,
+        engine_logs: types::EngineLogs,
         limiter: RateLimiter,
         max_message_bytes: usize,
     ) -> Self {
         let schema = schema_builder()
             .data(management.clone())
             .data(Scheduler(scheduler))
-            .data(types::LocalEngines(node))
+            .data(engine_logs)
             .data(catalog)
             .finish();
         Self {

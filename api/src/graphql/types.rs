@@ -14,17 +14,19 @@ use uuid::Uuid;
 
 use super::errors::internal;
 use super::pagination::page;
+use crate::cluster::MAX_LOG_LINES;
 use crate::manage::{Management, UserError};
 use greenthread_store::entities::{api_key, audit_event, model, project, service};
 
 /// The scheduler, where this server runs one.
 pub struct Scheduler(pub Option<crate::scheduler_link::SchedulerLink>);
 
-/// This server's own node, whose external engines' output `Model.logs` reads.
-pub struct LocalEngines(pub Option<greenthread_node_runtime::node::LocalNode>);
-
-/// Most lines of an engine's output one query returns.
-const MAX_LOG_LINES: u32 = 2000;
+/// Where `Model.logs` reads external engines' output: this server's own
+/// node, then the cluster's nodes that hold the model.
+pub struct EngineLogs {
+    pub node: Option<greenthread_node_runtime::node::LocalNode>,
+    pub cluster: Option<Arc<crate::cluster::Cluster>>,
+}
 
 /// The scheduler's status, read once per GraphQL request however many
 /// models of the answer ask for it (for a gateway, one round trip).
@@ -267,14 +269,22 @@ impl Model {
             .map(Service)
             .ok_or_else(|| internal("a model's service is missing"))
     }
-    /// The last lines its external engine wrote on this server's node,
-    /// oldest first (stdout and stderr together); empty for the builtin
-    /// engine. Needs the manage scope: engines print their configuration.
+    /// The last lines its external engine wrote (on this server's node, else
+    /// on a node of the cluster holding it), oldest first, stdout and stderr
+    /// together; empty for the builtin engine. Needs the manage scope:
+    /// engines print their configuration.
     async fn logs(&self, ctx: &Context<'_>, #[graphql(default = 100)] last: u32) -> async_graphql::Result<Vec<String>> {
         let p = super::errors::principal(ctx)?;
         super::mutation::needs_manage(p, self.row.project_id)?;
-        let Some(node) = &ctx.data_unchecked::<LocalEngines>().0 else { return Ok(Vec::new()) };
-        Ok(node.engine_logs(&self.spec.name, last.min(MAX_LOG_LINES) as usize).unwrap_or_default())
+        let last = last.min(MAX_LOG_LINES);
+        let sources = ctx.data_unchecked::<EngineLogs>();
+        if let Some(lines) = sources.node.as_ref().and_then(|n| n.engine_logs(&self.spec.name, last as usize)) {
+            return Ok(lines);
+        }
+        match &sources.cluster {
+            Some(cluster) => Ok(cluster.engine_logs(&self.spec.name, last).await),
+            None => Ok(Vec::new()),
+        }
     }
     /// Its state on the scheduler; null where this server runs none, or
     /// while a cluster's scheduler changes leaders.

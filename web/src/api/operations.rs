@@ -27,6 +27,7 @@ operations!(
     "Debug, Clone, Default":
     Viewer,
     Models,
+    ModelLogs,
     WakeModel,
     SleepModel,
     UpdateModel,
