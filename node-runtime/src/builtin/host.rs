@@ -176,6 +176,17 @@ fn read_content(path: &Path) -> Result<Content> {
     Content::read(&mut reader).map_err(|e| Error::invalid(path, format!("not a readable GGUF file: {e}")))
 }
 
+/// Reads only the architecture of the GGUF file at `path` (its metadata).
+///
+/// # Errors
+/// [`Error::Io`], or [`Error::InvalidModel`] for a file or an architecture
+/// this engine does not read.
+pub fn read_arch(path: &Path) -> Result<ArchConfig> {
+    let content = read_content(path)?;
+    let md = Metadata::new(&content.metadata).map_err(|e| Error::invalid(path, e))?;
+    ArchConfig::from_metadata(&md).map_err(|e| Error::invalid(path, e))
+}
+
 /// Reads only the tokenizer of the GGUF file at `path`.
 ///
 /// # Errors

@@ -21,7 +21,7 @@ use greenthread_core::{ChatMessage, ModelSpec};
 use tokio::sync::mpsc;
 
 pub use self::host::{
-    LoadOptions, LoadedModel, ModelHost, load_gguf, materialize, open_gguf, read_tokenizer, sha256_file,
+    LoadOptions, LoadedModel, ModelHost, load_gguf, materialize, open_gguf, read_arch, read_tokenizer, sha256_file,
 };
 use self::worker::{Inbox, NewSequence, WorkerLimits};
 use crate::engine::WeightSource;

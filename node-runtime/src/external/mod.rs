@@ -7,6 +7,7 @@
 //! words and the next start waits a backoff.
 
 pub mod checkpoint;
+pub mod fit;
 pub mod gpu;
 pub mod logs;
 pub mod probe;
@@ -19,7 +20,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use greenthread_core::engine::{Launch, Placeholders, SleepMode};
+use greenthread_core::engine::{EngineSpec, Launch, Placeholders, SleepMode};
 use greenthread_core::{ChatMessage, ModelName, ModelSpec};
 
 use self::checkpoint::{CudaCheckpoint, ProcessState};
@@ -111,8 +112,16 @@ impl ExternalModel {
         on_exit: Option<ExitReporter>,
         device_total: Option<u64>,
     ) -> Result<Self> {
-        let launch =
+        let mut launch =
             spec.engine.launch().ok_or_else(|| Error::Unservable("the builtin engine is not external".into()))?;
+        if let (EngineSpec::LlamaServer(_), Some(declared)) = (&spec.engine, launch.device_memory)
+            && !launch.argv.iter().any(|a| a == "-c" || a == "--ctx-size")
+            && artifact.is_file()
+        {
+            // llama.cpp's memory is its weights and the context's KV cache.
+            let context = fit::llama_context(&artifact, declared.bytes()).map_err(Error::Unservable)?;
+            launch.argv.extend(["-c".to_owned(), context.to_string()]);
+        }
         let declared = launch.device_memory.map(|m| m.bytes());
         let on_disk = std::fs::metadata(&artifact).map(|m| if m.is_file() { m.len() } else { 0 }).unwrap_or(0);
         let info = ModelInfo {

@@ -153,3 +153,21 @@ fn vllms_own_sleep_keeps_the_process_and_calls_its_endpoints() {
     let asked: Vec<String> = m.logs(10).into_iter().filter(|l| l.starts_with("POST")).collect();
     assert_eq!(asked, ["POST /sleep?level=1", "POST /wake_up"]);
 }
+
+#[test]
+fn a_llama_server_with_declared_memory_gets_the_context_that_fits_it() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let path = dir.path().join("tiny.gguf");
+    crate::fixtures::tiny_model::TinyModel::qwen2().write(&path).unwrap_or_else(|e| panic!("{e}"));
+    let declared = |memory: &str, args: serde_json::Value| {
+        spec(json!({"kind": "llama-server", "binary": "/opt/llama-server", "device_memory": memory, "args": args}))
+    };
+    let fitted =
+        ExternalModel::new(&declared("1GiB", json!([])), path.clone(), None, None).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(fitted.inner.launch.argv[fitted.inner.launch.argv.len() - 2..], ["-c", "512"], "its trained context");
+    let own = ExternalModel::new(&declared("1GiB", json!(["-c", "128"])), path.clone(), None, None)
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(own.inner.launch.argv.iter().filter(|a| *a == "-c").count(), 1, "a context of its own is kept");
+    let err = ExternalModel::new(&declared("1KiB", json!([])), path, None, None).err().map(|e| e.to_string());
+    assert!(err.is_some_and(|e| e.contains("does not hold")));
+}
