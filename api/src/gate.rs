@@ -13,6 +13,7 @@ use std::collections::HashSet;
 
 use axum::http::{HeaderMap, header};
 
+use greenthread_core::rate_limit::RateStatus;
 use greenthread_core::{ModelName, ModelSpec, ProjectName};
 
 use greenthread_protocol::error::ApiError;
@@ -68,22 +69,21 @@ impl Caller {
 }
 
 impl Gate {
-    /// Who is behind `token`, if they may call models.
+    /// Who is behind `token`, if they may call models, and a limited key's
+    /// standing after counting this request.
     ///
     /// # Errors
     /// 401 without an acceptable key (outside open mode), 403 without the
     /// `inference` scope, 429 past the key's rate limits.
-    pub async fn check(&self, token: Option<&str>) -> Result<Who, ApiError> {
+    pub async fn check(&self, token: Option<&str>) -> Result<(Who, Option<RateStatus>), ApiError> {
         let refused = match token {
             None => ApiError::Unauthenticated(
                 "You didn't provide an API key. Send it as `Authorization: Bearer <key>` or `x-api-key: <key>`.".into(),
             ),
             Some(token) => match self.keys.authenticate(token).await {
                 Ok(p) if p.has(Scope::Inference) => {
-                    if p.limits.any() {
-                        self.admit(&p).await?;
-                    }
-                    return Ok(Who::Key(p));
+                    let standing = if p.limits.any() { Some(self.admit(&p).await?) } else { None };
+                    return Ok((Who::Key(p), standing));
                 }
                 Ok(_) => return Err(ApiError::PermissionDenied("This API key has no `inference` scope.".into())),
                 Err(AuthError::Store(e)) => return Err(ApiError::Internal(e.to_string())),
@@ -94,7 +94,7 @@ impl Gate {
         // holds, a missing or unknown key is no reason to refuse.
         if self.open_mode {
             match keys::any_live_inference_key(self.keys.store().db()).await {
-                Ok(false) => return Ok(Who::Anyone),
+                Ok(false) => return Ok((Who::Anyone, None)),
                 Ok(true) => {}
                 Err(e) => return Err(ApiError::Internal(e.to_string())),
             }
@@ -157,13 +157,13 @@ impl Gate {
     }
 
     /// Counts the request against its key's limits; refuses it past them.
-    async fn admit(&self, p: &Principal) -> Result<(), ApiError> {
+    async fn admit(&self, p: &Principal) -> Result<RateStatus, ApiError> {
         let (start, reset) = ratelimit::window_of(self.keys.store().now(), self.rate_window);
         let (requests, tokens) = ratelimit::count_request(self.keys.store().db(), p.key_id, start)
             .await
             .map_err(|e| ApiError::Internal(e.to_string()))?;
         match ratelimit::decide(p.limits, self.rate_window, requests, tokens, reset) {
-            (true, _) => Ok(()),
+            (true, status) => Ok(status),
             (false, status) => Err(ApiError::RateLimited(status)),
         }
     }

@@ -63,6 +63,7 @@ pub fn router(state: AppState) -> Router {
     router
         .layer(axum::middleware::from_fn_with_state(state.limits.body(), intake::read_body))
         .layer(DefaultBodyLimit::max(body_limit))
+        .layer(axum::middleware::from_fn(crate::http::stamp::stamp))
         .layer(
             TraceLayer::new_for_http()
                 .on_request(())

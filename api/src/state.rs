@@ -12,6 +12,7 @@ use crate::catalog::ModelCatalog;
 use crate::cluster::Cluster;
 use crate::gate::{Caller, Gate, Who};
 use crate::http::limits::Limits;
+use crate::http::stamp::RateSlot;
 use crate::inference::Inference;
 use crate::inference::access::ModelAccess;
 use crate::manage::Management;
@@ -88,7 +89,14 @@ impl FromRequestParts<AppState> for Caller {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let who = match &state.gate {
             None => Who::Anyone,
-            Some(gate) => gate.check(crate::gate::bearer(&parts.headers)).await?,
+            Some(gate) => {
+                let (who, standing) = gate.check(crate::gate::bearer(&parts.headers)).await?;
+                // For the answer's x-ratelimit-* headers (crate::http::stamp).
+                if let (Some(standing), Some(slot)) = (standing, parts.extensions.get::<RateSlot>()) {
+                    slot.set(standing);
+                }
+                who
+            }
         };
         let host = parts.headers.get(axum::http::header::HOST).and_then(|h| h.to_str().ok());
         let route = match (&state.management, host) {
