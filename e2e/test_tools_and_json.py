@@ -207,3 +207,35 @@ def test_a_lark_grammar(client):
         extra_body={"structured_outputs": {"grammar": grammar}},
     )
     assert reply.choices[0].message.content == "The answer is 42.", reply
+
+
+def test_auto_tool_calls_come_back_as_calls_whatever_form_the_model_writes(client):
+    """With `tool_choice: auto` the demo model writes its call tagged, bare or
+    in a ```json fence, depending on the sampling: over several seeds, every
+    answer that holds a call of the offered tool comes back as `tool_calls`,
+    and none leaves the call's JSON in the text."""
+    called = 0
+    for seed in range(6):
+        answer = client.chat.completions.create(
+            model=DEMO_MODEL, messages=QUESTION, tools=[WEATHER], tool_choice="auto",
+            temperature=0.7, seed=seed, max_tokens=120,
+        )
+        message = answer.choices[0].message
+        if message.tool_calls:
+            called += 1
+            assert answer.choices[0].finish_reason == "tool_calls"
+            assert message.tool_calls[0].function.name == "get_weather"
+            assert "Paris" in json.loads(message.tool_calls[0].function.arguments)["city"]
+        # A call left in the text would carry its arguments.
+        assert '"arguments"' not in (message.content or ""), message.content
+    assert called >= 3, f"only {called} of 6 answers called the tool"
+
+
+def test_a_forced_call_cut_by_max_tokens_leaks_no_markup(client):
+    answer = client.chat.completions.create(
+        model=DEMO_MODEL, messages=QUESTION, tools=[WEATHER], tool_choice="required", temperature=0, max_tokens=6,
+    )
+    choice = answer.choices[0]
+    assert choice.finish_reason == "length"
+    assert not choice.message.tool_calls
+    assert "<tool_call>" not in (choice.message.content or "") and "get_weather" not in (choice.message.content or "")

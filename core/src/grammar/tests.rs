@@ -84,8 +84,35 @@ fn parsing_output_separates_text_from_calls_and_keeps_broken_blocks_as_text() {
     assert_eq!(calls, vec![ParsedToolCall { name: "get_weather".into(), arguments: json!({"city": "Paris"}) }]);
     let broken = "<tool_call>\n{\"name\": oops}\n</tool_call>";
     assert_eq!(HermesToolCalls::parse(broken, &names()), (broken.to_owned(), vec![]));
-    let unclosed = "<tool_call>\n{\"name\": \"x\"";
+    // Cut off by max_tokens: the partial call is dropped, not left as markup.
+    let unclosed = "Checking.<tool_call>\n{\"name\": \"get_weather\", \"argu";
+    assert_eq!(HermesToolCalls::parse(unclosed, &names()), ("Checking.".to_owned(), vec![]));
+    let whole_but_unclosed = "<tool_call>\n{\"name\": \"f\", \"arguments\": {}}";
+    assert_eq!(HermesToolCalls::parse(whole_but_unclosed, &names()).1.len(), 1);
+}
+
+#[test]
+fn a_fenced_call_of_an_offered_tool_is_a_call_and_other_code_is_text() {
+    let fenced = "Here you go:\n```json\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\"}}\n```\nDone.";
+    let (text, calls) = HermesToolCalls::parse(fenced, &names());
+    assert_eq!(text, "Here you go:\n\nDone.");
+    assert_eq!(calls, vec![ParsedToolCall { name: "get_weather".into(), arguments: json!({"city": "Paris"}) }]);
+    let two =
+        "```\n{\"name\": \"f\", \"arguments\": {}}\n```\n```json\n{\"name\": \"get_weather\", \"arguments\": {}}\n```";
+    assert_eq!(HermesToolCalls::parse(two, &names()).1.len(), 2, "parallel calls, one fence each");
+    let code = "Use this:\n```python\nprint({\"name\": 1})\n```";
+    assert_eq!(HermesToolCalls::parse(code, &names()), (code.to_owned(), vec![]));
+    let undeclared = "```json\n{\"name\": \"rm_rf\", \"arguments\": {}}\n```";
+    assert_eq!(HermesToolCalls::parse(undeclared, &names()), (undeclared.to_owned(), vec![]));
+    let unclosed = "Code:\n```rust\nfn main() {}";
     assert_eq!(HermesToolCalls::parse(unclosed, &names()), (unclosed.to_owned(), vec![]));
+    let after = "Here is the call:\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\"}}\n{\"type\": 1}\n";
+    let (text, calls) = HermesToolCalls::parse(after, &names());
+    assert_eq!((text.as_str(), calls.len()), ("Here is the call:\n{\"type\": 1}\n", 1), "a call on a line of its own");
+    let mut s = ToolCallSplitter::new(names());
+    assert_eq!(s.push("Sure ``"), vec![ToolSplit::Text("Sure ".into())], "a fence may be starting");
+    assert_eq!(s.push("`json\n{\"name\": \"f\", \"arguments\": {}}\n"), vec![]);
+    assert!(matches!(&s.push("```")[..], [ToolSplit::Call(c)] if c.name == "f"));
 }
 
 fn names() -> Vec<String> {
@@ -115,4 +142,46 @@ fn the_splitter_holds_back_only_what_may_start_a_tag() {
         vec![ToolSplit::Call(ParsedToolCall { name: "f".into(), arguments: json!({}) })]
     );
     assert_eq!(s.finish(), vec![]);
+}
+
+proptest::proptest! {
+    #[test]
+    fn the_splitter_streamed_in_any_pieces_splits_as_the_whole_parse(
+        parts in proptest::collection::vec(proptest::sample::select(vec![
+            "Hello ", "\n", "<tool_call>\n", "\n</tool_call>", "```json\n", "```", "```\n",
+            "{\"name\": \"f\", \"arguments\": {}}", "{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\"}}",
+            "{\"name\": \"nope\", \"arguments\": {}}", "<tool", "`", "{\"broken\": ", " done.", "\n{",
+        ]), 0..12),
+        cuts in proptest::collection::vec(1usize..7, 0..40),
+    ) {
+        let output: String = parts.concat();
+        let whole = HermesToolCalls::parse(&output, &names());
+        let mut splitter = ToolCallSplitter::new(names());
+        let mut pieces = Vec::new();
+        let mut rest = output.as_str();
+        for cut in cuts.iter().cycle().take(output.len() + 1) {
+            if rest.is_empty() {
+                break;
+            }
+            let mut at = (*cut).min(rest.len());
+            while !rest.is_char_boundary(at) {
+                at += 1;
+            }
+            pieces.extend(splitter.push(&rest[..at]));
+            rest = &rest[at..];
+        }
+        if !rest.is_empty() {
+            pieces.extend(splitter.push(rest));
+        }
+        pieces.extend(splitter.finish());
+        let mut text = String::new();
+        let mut calls = Vec::new();
+        for piece in pieces {
+            match piece {
+                ToolSplit::Text(t) => text.push_str(&t),
+                ToolSplit::Call(c) => calls.push(c),
+            }
+        }
+        proptest::prop_assert_eq!((text, calls), whole);
+    }
 }

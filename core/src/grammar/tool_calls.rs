@@ -2,7 +2,12 @@
 //! chat templates teach their models:
 //! `<tool_call>\n{"name": …, "arguments": {…}}\n</tool_call>`.
 //! The grammar rules that force one, and the parsers that find them in
-//! output, whole or streamed.
+//! output, whole or streamed — also as small models often write them
+//! instead: the bare object (the whole output, or a line of its own after
+//! a sentence), or the object in a Markdown code fence (` ```json … ``` `),
+//! when it names one of the offered tools. A call cut
+//! off before its closing tag (by `max_tokens`) is dropped, not left in the
+//! text as markup.
 
 use serde_json::Value;
 
@@ -10,6 +15,8 @@ use super::SchemaError;
 
 const OPEN: &str = "<tool_call>";
 const CLOSE: &str = "</tool_call>";
+/// A Markdown code fence, opening and closing.
+const FENCE: &str = "```";
 
 /// A tool the caller offers: its name and the JSON Schema of its arguments.
 #[derive(Debug, Clone, PartialEq)]
@@ -72,7 +79,7 @@ impl HermesToolCalls {
     }
 
     fn whole(output: &str, tools: &[String]) -> Vec<ToolSplit> {
-        let (text, calls) = Self::split_tagged(output);
+        let (text, calls) = Self::split_tagged(output, tools);
         if calls.is_empty()
             && let Some(call) = parse_call(&text).filter(|c| tools.contains(&c.name))
         {
@@ -86,8 +93,8 @@ impl HermesToolCalls {
         out
     }
 
-    fn split_tagged(output: &str) -> (String, Vec<ParsedToolCall>) {
-        let mut tagged = TagSplitter::default();
+    fn split_tagged(output: &str, tools: &[String]) -> (String, Vec<ParsedToolCall>) {
+        let mut tagged = TagSplitter::new(tools.to_vec());
         let mut parts = tagged.push(output);
         parts.extend(tagged.finish());
         collect(parts)
@@ -130,7 +137,7 @@ pub struct ToolCallSplitter {
 impl ToolCallSplitter {
     /// A splitter for output that may call `tools` (their names).
     pub fn new(tools: Vec<String>) -> Self {
-        Self { tools, untagged: None, held: String::new(), tagged: TagSplitter::default() }
+        Self { tagged: TagSplitter::new(tools.clone()), tools, untagged: None, held: String::new() }
     }
 
     pub fn push(&mut self, text: &str) -> Vec<ToolSplit> {
@@ -162,61 +169,133 @@ impl ToolCallSplitter {
     }
 }
 
-/// Splits `<tool_call>` blocks from text as it streams in.
-#[derive(Debug, Default)]
+/// What opened the block being read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Block {
+    /// `<tool_call>`, closed by `</tool_call>`.
+    Tag,
+    /// A code fence, closed by the next fence: a call when its content is
+    /// one naming an offered tool, else the text it was.
+    Fence,
+    /// A line that starts with `{` after other text, closed by its newline:
+    /// a call when it is one naming an offered tool.
+    Line,
+}
+
+/// A line of its own that may hold an untagged call.
+const LINE: &str = "\n{";
+
+/// Splits `<tool_call>` blocks and fenced calls from text as it streams in.
+#[derive(Debug)]
 struct TagSplitter {
+    tools: Vec<String>,
     buffer: String,
-    in_call: bool,
+    open: Option<Block>,
 }
 
 impl TagSplitter {
+    fn new(tools: Vec<String>) -> Self {
+        Self { tools, buffer: String::new(), open: None }
+    }
+
     pub fn push(&mut self, text: &str) -> Vec<ToolSplit> {
         self.buffer.push_str(text);
         let mut out = Vec::new();
         loop {
-            if self.in_call {
-                let Some(end) = self.buffer.find(CLOSE) else { break };
-                let block: String = self.buffer.drain(..end + CLOSE.len()).collect();
-                let body = &block[..end];
-                self.in_call = false;
-                match parse_call(body) {
-                    Some(call) => out.push(ToolSplit::Call(call)),
-                    None => out.push(ToolSplit::Text(format!("{OPEN}{block}"))),
+            match self.open {
+                Some(Block::Tag) => {
+                    let Some(end) = self.buffer.find(CLOSE) else { break };
+                    let block: String = self.buffer.drain(..end + CLOSE.len()).collect();
+                    self.open = None;
+                    match parse_call(&block[..end]) {
+                        Some(call) => out.push(ToolSplit::Call(call)),
+                        None => out.push(ToolSplit::Text(format!("{OPEN}{block}"))),
+                    }
                 }
-                continue;
-            }
-            if let Some(start) = self.buffer.find(OPEN) {
-                let before: String = self.buffer.drain(..start).collect();
-                self.buffer.drain(..OPEN.len());
-                if !before.is_empty() {
-                    out.push(ToolSplit::Text(before));
+                Some(Block::Fence) => {
+                    let Some(end) = self.buffer.find(FENCE) else { break };
+                    let block: String = self.buffer.drain(..end + FENCE.len()).collect();
+                    self.open = None;
+                    match self.fenced_call(&block[..end]) {
+                        Some(call) => out.push(ToolSplit::Call(call)),
+                        None => out.push(ToolSplit::Text(format!("{FENCE}{block}"))),
+                    }
                 }
-                self.in_call = true;
-                continue;
+                Some(Block::Line) => {
+                    let Some(end) = self.buffer.find('\n') else { break };
+                    let line: String = self.buffer.drain(..=end).collect();
+                    self.open = None;
+                    match parse_call(&line).filter(|call| self.tools.contains(&call.name)) {
+                        Some(call) => out.push(ToolSplit::Call(call)),
+                        None => out.push(ToolSplit::Text(line)),
+                    }
+                }
+                None => {
+                    let tag = self.buffer.find(OPEN).map(|at| (at, Block::Tag, OPEN.len()));
+                    let fence = self.buffer.find(FENCE).map(|at| (at, Block::Fence, FENCE.len()));
+                    // The newline stays text; the line's `{` begins the block.
+                    let line = self.buffer.find(LINE).map(|at| (at + 1, Block::Line, 0));
+                    let first = [tag, fence, line].into_iter().flatten().min_by_key(|(at, _, _)| *at);
+                    if let Some((start, block, len)) = first {
+                        let before: String = self.buffer.drain(..start).collect();
+                        self.buffer.drain(..len);
+                        if !before.is_empty() {
+                            out.push(ToolSplit::Text(before));
+                        }
+                        self.open = Some(block);
+                        continue;
+                    }
+                    let keep = partial_opener_len(&self.buffer);
+                    let ready: String = self.buffer.drain(..self.buffer.len() - keep).collect();
+                    if !ready.is_empty() {
+                        out.push(ToolSplit::Text(ready));
+                    }
+                    break;
+                }
             }
-            let keep = partial_tag_len(&self.buffer);
-            let ready: String = self.buffer.drain(..self.buffer.len() - keep).collect();
-            if !ready.is_empty() {
-                out.push(ToolSplit::Text(ready));
-            }
-            break;
         }
         out
     }
 
-    /// What is left when the output ends: an unclosed call is text.
+    /// A fence's content as a call of an offered tool (after an optional
+    /// language tag such as `json`).
+    fn fenced_call(&self, content: &str) -> Option<ParsedToolCall> {
+        let body = match content.split_once('\n') {
+            Some((tag, rest)) if tag.trim().chars().all(|c| c.is_ascii_alphanumeric()) => rest,
+            _ => content,
+        };
+        parse_call(body).filter(|call| self.tools.contains(&call.name))
+    }
+
+    /// What is left when the output ends: a call cut off before its closing
+    /// tag is dropped (unless its JSON is already whole), an unclosed fence
+    /// is the text it was.
     pub fn finish(&mut self) -> Vec<ToolSplit> {
         let rest = std::mem::take(&mut self.buffer);
-        let text = if std::mem::take(&mut self.in_call) { format!("{OPEN}{rest}") } else { rest };
-        if text.is_empty() { Vec::new() } else { vec![ToolSplit::Text(text)] }
+        let part = match self.open.take() {
+            Some(Block::Tag) => return parse_call(&rest).map(ToolSplit::Call).into_iter().collect(),
+            Some(Block::Fence) => format!("{FENCE}{rest}"),
+            Some(Block::Line) => match parse_call(&rest).filter(|call| self.tools.contains(&call.name)) {
+                Some(call) => return vec![ToolSplit::Call(call)],
+                None => rest,
+            },
+            None => rest,
+        };
+        if part.is_empty() { Vec::new() } else { vec![ToolSplit::Text(part)] }
     }
 }
 
-/// Length of the longest tail of `text` that begins `<tool_call>`.
-fn partial_tag_len(text: &str) -> usize {
-    (1..OPEN.len().min(text.len() + 1))
-        .rev()
-        .find(|&n| text.is_char_boundary(text.len() - n) && OPEN.starts_with(&text[text.len() - n..]))
+/// Length of the longest tail of `text` that may begin `<tool_call>` or a fence.
+fn partial_opener_len(text: &str) -> usize {
+    [OPEN, FENCE, LINE]
+        .into_iter()
+        .map(|opener| {
+            (1..opener.len().min(text.len() + 1))
+                .rev()
+                .find(|&n| text.is_char_boundary(text.len() - n) && opener.starts_with(&text[text.len() - n..]))
+                .unwrap_or(0)
+        })
+        .max()
         .unwrap_or(0)
 }
 
