@@ -144,3 +144,19 @@ def test_status_and_metrics_show_the_model_awake_after_a_request(client, server)
     with urllib.request.urlopen(urllib.request.Request(f"{server.base}/metrics", headers=admin)) as r:
         metrics = r.read().decode()
     assert f'greenthread_model_state{{model="{DEMO_MODEL}",state="serving"}} 1' in metrics
+
+
+def test_echo_returns_a_prompt_given_as_token_ids(client):
+    """The ids of a prompt, as a client that tokenized it itself sends them:
+    the model's own tokens of a first answer, sent back with `echo`."""
+    text = "def add(a, b):\n    return"
+    echoed = client.completions.create(model=DEMO_MODEL, prompt=text, max_tokens=1, temperature=0, echo=True)
+    assert echoed.choices[0].text.startswith(text)
+    # Qwen2's byte-level BPE: "def" is one token id, " add" another; any ids
+    # of the vocabulary come back as the text they stand for.
+    ids = [750, 912]
+    out = client.completions.create(model=DEMO_MODEL, prompt=ids, max_tokens=4, temperature=0, echo=True)
+    plain = client.completions.create(model=DEMO_MODEL, prompt=ids, max_tokens=4, temperature=0)
+    prefix = out.choices[0].text[: len(out.choices[0].text) - len(plain.choices[0].text)]
+    assert prefix and out.choices[0].text.endswith(plain.choices[0].text)
+    assert prefix == prefix.strip("\ufffd") and len(prefix) >= 2, f"the ids' text comes first: {prefix!r}"

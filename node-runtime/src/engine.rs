@@ -97,6 +97,13 @@ pub trait ModelInstance: Send + Sync {
     /// Tokenizes a raw prompt (special-token markup in it is parsed).
     fn text_prompt(&self, text: &str) -> Vec<u32>;
 
+    /// The text of a prompt given as token ids, control tokens as their
+    /// markup (what `echo` returns); empty where the model has no vocabulary here.
+    fn prompt_text(&self, tokens: &[u32]) -> String {
+        let _ = tokens;
+        String::new()
+    }
+
     /// Starts generating.
     ///
     /// # Errors

@@ -86,7 +86,10 @@ async fn generate(
             .into_iter()
             .map(|p| match p {
                 ValidPrompt::Text(text) => Prompt { tokens: m.text_prompt(&text), text },
-                ValidPrompt::Tokens(tokens) => Prompt { text: String::new(), tokens },
+                ValidPrompt::Tokens(tokens) => {
+                    let text = if echo { m.prompt_text(&tokens) } else { String::new() };
+                    Prompt { text, tokens }
+                }
             })
             .collect::<Vec<_>>())
     })

@@ -227,6 +227,10 @@ impl ModelInstance for BuiltinModel {
         self.host.tokenizer.encode(text, true)
     }
 
+    fn prompt_text(&self, tokens: &[u32]) -> String {
+        self.host.tokenizer.decode_with_markup(tokens)
+    }
+
     fn generate(&self, request: GenerateRequest) -> Result<GenerationStream> {
         let info = &self.host.info;
         let context = info.context_length;

@@ -216,6 +216,19 @@ impl Tokenizer {
         String::from_utf8_lossy(&bytes).into_owned()
     }
 
+    /// Decodes ids to the text they were read from, control tokens written
+    /// as their markup (`<|im_start|>`): what `echo` shows of a prompt.
+    pub fn decode_with_markup(&self, ids: &[u32]) -> String {
+        let mut bytes = Vec::new();
+        for &id in ids {
+            match self.piece(id) {
+                [] => bytes.extend_from_slice(self.token_text(id).unwrap_or_default().as_bytes()),
+                piece => bytes.extend_from_slice(piece),
+            }
+        }
+        String::from_utf8_lossy(&bytes).into_owned()
+    }
+
     /// The vocabulary's text for token `id`, e.g. `<|im_end|>`.
     pub fn token_text(&self, id: u32) -> Option<&str> {
         self.texts.get(id as usize).map(String::as_str)

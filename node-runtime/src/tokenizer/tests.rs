@@ -42,6 +42,15 @@ fn control_tokens_render_as_nothing_and_user_defined_as_text() {
 }
 
 #[test]
+fn an_echoed_prompt_keeps_its_control_markup() {
+    let t = bpe();
+    let prompt = "<|im_start|>user\nHello<|im_end|>";
+    let ids = t.encode(prompt, true);
+    assert_eq!(t.decode_with_markup(&ids), prompt);
+    assert_eq!(t.decode(&ids), "user\nHello", "generated text leaves control tokens out");
+}
+
+#[test]
 fn spm_merges_by_score_and_adds_bos() {
     let t = spm();
     let ids = t.encode("the world", false);
