@@ -239,3 +239,19 @@ def test_a_forced_call_cut_by_max_tokens_leaks_no_markup(client):
     assert choice.finish_reason == "length"
     assert not choice.message.tool_calls
     assert "<tool_call>" not in (choice.message.content or "") and "get_weather" not in (choice.message.content or "")
+
+
+def test_required_calls_honour_parallel_tool_calls(client):
+    """The grammar for `required` allows one or more calls unless
+    `parallel_tool_calls` is false (both checked against the grammar in
+    node-runtime's constraint tests); the demo model, greedy, makes one
+    either way, and each is a whole call of the offered tool."""
+    two_cities = [{"role": "user", "content": "What is the weather in Paris and in London right now?"}]
+    kwargs = dict(model=DEMO_MODEL, messages=two_cities, tools=[WEATHER], tool_choice="required", temperature=0, max_tokens=160)
+    for parallel in (True, False):
+        answer = client.chat.completions.create(**kwargs, parallel_tool_calls=parallel)
+        calls = answer.choices[0].message.tool_calls
+        assert answer.choices[0].finish_reason == "tool_calls" and calls
+        assert all(c.function.name == "get_weather" and json.loads(c.function.arguments)["city"] for c in calls)
+        if not parallel:
+            assert len(calls) == 1

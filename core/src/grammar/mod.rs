@@ -40,7 +40,10 @@ pub enum OutputFormat {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ToolMode {
     Auto,
-    Required,
+    /// At least one call; with `parallel`, one or more (`parallel_tool_calls`).
+    Required {
+        parallel: bool,
+    },
     Named(String),
 }
 
@@ -98,8 +101,11 @@ impl OutputGrammar {
         let lark = match (tools, answer) {
             (None | Some((_, ToolMode::Auto)), None) => return Ok(None),
             (None, Some(answer)) => format!("start: answer\n{answer}"),
-            (Some((tools, ToolMode::Required)), _) => {
+            (Some((tools, ToolMode::Required { parallel: false })), _) => {
                 format!("start: tool_call\n{}", HermesToolCalls::lark_rules(tools)?)
+            }
+            (Some((tools, ToolMode::Required { parallel: true })), _) => {
+                format!("start: tool_call (\"\\n\" tool_call)*\n{}", HermesToolCalls::lark_rules(tools)?)
             }
             (Some((tools, ToolMode::Named(name))), _) => {
                 let named: Vec<ToolDef> = tools.iter().filter(|t| &t.name == name).cloned().collect();

@@ -68,7 +68,10 @@ fn tool_modes_choose_the_start_rule() {
         _ => None,
     };
     assert_eq!(lark(OutputFormat::Text, &ToolMode::Auto), None, "free text with tools needs no grammar");
-    assert!(lark(OutputFormat::Text, &ToolMode::Required).unwrap().starts_with("start: tool_call\n"));
+    let one = ToolMode::Required { parallel: false };
+    assert!(lark(OutputFormat::Text, &one).unwrap().starts_with("start: tool_call\n"));
+    let many = ToolMode::Required { parallel: true };
+    assert!(lark(OutputFormat::Text, &many).unwrap().starts_with("start: tool_call (\"\\n\" tool_call)*\n"));
     assert!(lark(OutputFormat::JsonObject, &ToolMode::Auto).unwrap().starts_with("start: tool_call | answer\n"));
     let named = lark(OutputFormat::Text, &ToolMode::Named("get_time".into())).unwrap();
     assert!(named.contains("get_time") && !named.contains("get_weather"), "{named}");

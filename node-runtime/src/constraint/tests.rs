@@ -123,7 +123,8 @@ fn weather() -> Vec<ToolDef> {
 
 #[test]
 fn a_forced_tool_call_is_hermes_markup_around_the_tools_arguments() {
-    let g = OutputGrammar::for_output(&OutputFormat::Text, Some((&weather(), &ToolMode::Required))).unwrap().unwrap();
+    let one = ToolMode::Required { parallel: false };
+    let g = OutputGrammar::for_output(&OutputFormat::Text, Some((&weather(), &one))).unwrap().unwrap();
     assert!(matches(
         &g,
         "<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\"}}\n</tool_call>"
@@ -131,6 +132,12 @@ fn a_forced_tool_call_is_hermes_markup_around_the_tools_arguments() {
     assert!(matches(&g, "<tool_call>\n{\"name\": \"get_time\", \"arguments\": {}}\n</tool_call>"));
     assert!(!matches(&g, "<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {}}\n</tool_call>"));
     assert!(!matches(&g, "Sure!"));
+    let two = "<tool_call>\n{\"name\": \"get_time\", \"arguments\": {}}\n</tool_call>\n<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\"}}\n</tool_call>";
+    assert!(!matches(&g, two), "parallel_tool_calls: false allows one call");
+    let many = ToolMode::Required { parallel: true };
+    let parallel = OutputGrammar::for_output(&OutputFormat::Text, Some((&weather(), &many))).unwrap().unwrap();
+    assert!(matches(&parallel, two), "parallel calls, one after another");
+    assert!(matches(&parallel, "<tool_call>\n{\"name\": \"get_time\", \"arguments\": {}}\n</tool_call>"));
     let named = ToolMode::Named("get_time".into());
     let g = OutputGrammar::for_output(&OutputFormat::Text, Some((&weather(), &named))).unwrap().unwrap();
     assert!(!matches(

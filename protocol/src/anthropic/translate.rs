@@ -55,6 +55,9 @@ pub fn to_openai(req: &MessagesRequest, model: &str) -> Result<Value, ApiError> 
     }
     if let Some(choice) = &req.tool_choice {
         body["tool_choice"] = blocks::openai_tool_choice(choice)?;
+        if choice["disable_parallel_tool_use"] == json!(true) {
+            body["parallel_tool_calls"] = json!(false);
+        }
     }
     if let Some(t) = req.temperature {
         body["temperature"] = json!(t);

@@ -40,6 +40,7 @@ pub struct ValidOutput {
 pub fn output(
     tools: Option<Vec<Value>>,
     tool_choice: Option<&Value>,
+    parallel_tool_calls: Option<bool>,
     format: Option<&ResponseFormat>,
     enforceable: Enforceable<'_>,
 ) -> ApiResult<ValidOutput> {
@@ -52,7 +53,7 @@ pub fn output(
     if let Some((i, def)) = defs.iter().enumerate().find(|(i, d)| defs[..*i].iter().any(|e| e.name == d.name)) {
         return Err(ApiError::invalid(format!("tools[{i}].function.name"), format!("{:?} is offered twice", def.name)));
     }
-    let mode = tool_mode(tool_choice, &defs)?;
+    let mode = tool_mode(tool_choice, &defs, parallel_tool_calls.unwrap_or(true))?;
     let offered = mode.as_ref().map(|m| (defs.as_slice(), m));
     // Each part is checked alone first, so that a refusal names its field.
     if let OutputFormat::JsonSchema(schema) = &format {
@@ -113,13 +114,13 @@ fn tool_def(i: usize, tool: &Value) -> ApiResult<ToolDef> {
 }
 
 /// `None`: no tools on offer.
-fn tool_mode(choice: Option<&Value>, defs: &[ToolDef]) -> ApiResult<Option<ToolMode>> {
+fn tool_mode(choice: Option<&Value>, defs: &[ToolDef], parallel: bool) -> ApiResult<Option<ToolMode>> {
     let mode = match choice {
         None => ToolMode::Auto,
         Some(Value::String(s)) => match s.as_str() {
             "none" => return Ok(None),
             "auto" => ToolMode::Auto,
-            "required" => ToolMode::Required,
+            "required" => ToolMode::Required { parallel },
             other => {
                 return Err(ApiError::invalid(
                     "tool_choice",
@@ -209,7 +210,7 @@ mod tests {
         choice: Option<&Value>,
         format: Option<&ResponseFormat>,
     ) -> ApiResult<ValidOutput> {
-        super::output(tools, choice, format, &constraint::check)
+        super::output(tools, choice, None, format, &constraint::check)
     }
 
     fn weather() -> Vec<Value> {

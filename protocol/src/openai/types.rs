@@ -122,6 +122,8 @@ pub struct ChatCompletionRequest {
     pub logit_bias: Option<BTreeMap<String, f32>>,
     pub tools: Option<Vec<Value>>,
     pub tool_choice: Option<Value>,
+    /// Whether a forced call may be several (default true, as OpenAI's).
+    pub parallel_tool_calls: Option<bool>,
     pub response_format: Option<ResponseFormat>,
     /// vLLM's structured-output fields.
     #[serde(flatten)]

@@ -145,7 +145,13 @@ pub fn chat(req: ChatCompletionRequest, limits: &Rules<'_>) -> ApiResult<ValidCh
         return Err(ApiError::Unsupported { param: "logprobs", message: "logprobs are not supported yet".into() });
     }
     let guided = super::guided::grammar(&req.guided, limits.enforceable)?;
-    let output = tools::output(req.tools, req.tool_choice.as_ref(), req.response_format.as_ref(), limits.enforceable)?;
+    let output = tools::output(
+        req.tools,
+        req.tool_choice.as_ref(),
+        req.parallel_tool_calls,
+        req.response_format.as_ref(),
+        limits.enforceable,
+    )?;
     if guided.is_some() && (output.grammar.is_some() || output.callable.is_some()) {
         return Err(ApiError::invalid(
             "structured_outputs",
@@ -243,7 +249,7 @@ pub fn completion(req: CompletionRequest, limits: &Rules<'_>) -> ApiResult<Valid
     let max_tokens = Some(req.max_tokens.unwrap_or(COMPLETIONS_DEFAULT_MAX_TOKENS));
     let mut generation = generation(&fields, max_tokens, limits)?;
     // Structured output as on chat; completions have no tools.
-    let format = tools::output(None, None, req.response_format.as_ref(), limits.enforceable)?.grammar;
+    let format = tools::output(None, None, None, req.response_format.as_ref(), limits.enforceable)?.grammar;
     let guided = super::guided::grammar(&req.guided, limits.enforceable)?;
     if guided.is_some() && format.is_some() {
         return Err(ApiError::invalid("structured_outputs", "ask for one structured output, not response_format too"));
