@@ -109,6 +109,17 @@ fn a_fenced_call_of_an_offered_tool_is_a_call_and_other_code_is_text() {
     assert_eq!(HermesToolCalls::parse(undeclared, &names()), (undeclared.to_owned(), vec![]));
     let unclosed = "Code:\n```rust\nfn main() {}";
     assert_eq!(HermesToolCalls::parse(unclosed, &names()), (unclosed.to_owned(), vec![]));
+    let llama = "{\"name\": \"get_weather\", \"parameters\": {\"city\": \"Paris\"}}";
+    assert_eq!(HermesToolCalls::parse(llama, &names()).1[0].arguments, json!({"city": "Paris"}));
+    let array =
+        "[{\"name\": \"f\", \"arguments\": {}}, {\"name\": \"get_weather\", \"arguments\": {\"city\": \"Rome\"}}]";
+    assert_eq!(HermesToolCalls::parse(array, &names()).1.len(), 2, "a bare array of calls");
+    let mistral = format!("[TOOL_CALLS] {array}");
+    assert_eq!(HermesToolCalls::parse(&mistral, &names()), (String::new(), HermesToolCalls::parse(array, &names()).1));
+    let cut = "Sure.[TOOL_CALLS] [{\"name\": \"f\", \"argum";
+    assert_eq!(HermesToolCalls::parse(cut, &names()), ("Sure.".to_owned(), vec![]), "a cut call is dropped");
+    let numbers = "[1, 2, 3]";
+    assert_eq!(HermesToolCalls::parse(numbers, &names()), (numbers.to_owned(), vec![]));
     let after = "Here is the call:\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\"}}\n{\"type\": 1}\n";
     let (text, calls) = HermesToolCalls::parse(after, &names());
     assert_eq!((text.as_str(), calls.len()), ("Here is the call:\n{\"type\": 1}\n", 1), "a call on a line of its own");
@@ -154,6 +165,7 @@ proptest::proptest! {
             "Hello ", "\n", "<tool_call>\n", "\n</tool_call>", "```json\n", "```", "```\n",
             "{\"name\": \"f\", \"arguments\": {}}", "{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\"}}",
             "{\"name\": \"nope\", \"arguments\": {}}", "<tool", "`", "{\"broken\": ", " done.", "\n{",
+            "[TOOL_CALLS]", "[", "]", ", ",
         ]), 0..12),
         cuts in proptest::collection::vec(1usize..7, 0..40),
     ) {

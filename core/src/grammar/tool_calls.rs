@@ -5,7 +5,9 @@
 //! output, whole or streamed — also as small models often write them
 //! instead: the bare object (the whole output, or a line of its own after
 //! a sentence), or the object in a Markdown code fence (` ```json … ``` `),
-//! when it names one of the offered tools. A call cut
+//! when it names one of the offered tools; Llama 3's `parameters` for
+//! `arguments`; and a JSON array of calls, bare or after Mistral's
+//! `[TOOL_CALLS]`, for several at once. A call cut
 //! off before its closing tag (by `max_tokens`) is dropped, not left in the
 //! text as markup.
 
@@ -85,6 +87,11 @@ impl HermesToolCalls {
         {
             return vec![ToolSplit::Call(call)];
         }
+        if calls.is_empty()
+            && let Some(calls) = parse_calls(&text).filter(|cs| cs.iter().all(|c| tools.contains(&c.name)))
+        {
+            return calls.into_iter().map(ToolSplit::Call).collect();
+        }
         let mut out = Vec::new();
         if !text.is_empty() {
             out.push(ToolSplit::Text(text));
@@ -145,7 +152,7 @@ impl ToolCallSplitter {
             self.held.push_str(text);
             match self.held.trim_start().chars().next() {
                 None => return Vec::new(),
-                Some(first) => self.untagged = Some(first == '{'),
+                Some(first) => self.untagged = Some(first == '{' || first == '['),
             }
             if self.untagged == Some(true) {
                 return Vec::new();
@@ -180,7 +187,13 @@ enum Block {
     /// A line that starts with `{` after other text, closed by its newline:
     /// a call when it is one naming an offered tool.
     Line,
+    /// Mistral's `[TOOL_CALLS]`, followed by a JSON array of calls to the
+    /// end of the output.
+    Mistral,
 }
+
+/// Mistral's marker before its calls.
+const MISTRAL: &str = "[TOOL_CALLS]";
 
 /// A line of its own that may hold an untagged call.
 const LINE: &str = "\n{";
@@ -221,6 +234,7 @@ impl TagSplitter {
                         None => out.push(ToolSplit::Text(format!("{FENCE}{block}"))),
                     }
                 }
+                Some(Block::Mistral) => break,
                 Some(Block::Line) => {
                     let Some(end) = self.buffer.find('\n') else { break };
                     let line: String = self.buffer.drain(..=end).collect();
@@ -235,7 +249,8 @@ impl TagSplitter {
                     let fence = self.buffer.find(FENCE).map(|at| (at, Block::Fence, FENCE.len()));
                     // The newline stays text; the line's `{` begins the block.
                     let line = self.buffer.find(LINE).map(|at| (at + 1, Block::Line, 0));
-                    let first = [tag, fence, line].into_iter().flatten().min_by_key(|(at, _, _)| *at);
+                    let mistral = self.buffer.find(MISTRAL).map(|at| (at, Block::Mistral, MISTRAL.len()));
+                    let first = [tag, fence, line, mistral].into_iter().flatten().min_by_key(|(at, _, _)| *at);
                     if let Some((start, block, len)) = first {
                         let before: String = self.buffer.drain(..start).collect();
                         self.buffer.drain(..len);
@@ -275,6 +290,10 @@ impl TagSplitter {
         let part = match self.open.take() {
             Some(Block::Tag) => return parse_call(&rest).map(ToolSplit::Call).into_iter().collect(),
             Some(Block::Fence) => format!("{FENCE}{rest}"),
+            // The marker says calls follow: what does not parse as them is dropped, not shown.
+            Some(Block::Mistral) => {
+                return parse_calls(&rest).unwrap_or_default().into_iter().map(ToolSplit::Call).collect();
+            }
             Some(Block::Line) => match parse_call(&rest).filter(|call| self.tools.contains(&call.name)) {
                 Some(call) => return vec![ToolSplit::Call(call)],
                 None => rest,
@@ -287,7 +306,7 @@ impl TagSplitter {
 
 /// Length of the longest tail of `text` that may begin `<tool_call>` or a fence.
 fn partial_opener_len(text: &str) -> usize {
-    [OPEN, FENCE, LINE]
+    [OPEN, FENCE, LINE, MISTRAL]
         .into_iter()
         .map(|opener| {
             (1..opener.len().min(text.len() + 1))
@@ -300,9 +319,20 @@ fn partial_opener_len(text: &str) -> usize {
 }
 
 fn parse_call(body: &str) -> Option<ParsedToolCall> {
-    let value: Value = serde_json::from_str(body.trim()).ok()?;
+    call_of(serde_json::from_str(body.trim()).ok()?)
+}
+
+/// A JSON array of calls, each whole; `None` when it is not one.
+fn parse_calls(body: &str) -> Option<Vec<ParsedToolCall>> {
+    let Value::Array(items) = serde_json::from_str(body.trim()).ok()? else { return None };
+    let calls: Vec<ParsedToolCall> = items.into_iter().map(call_of).collect::<Option<_>>()?;
+    (!calls.is_empty()).then_some(calls)
+}
+
+fn call_of(value: Value) -> Option<ParsedToolCall> {
     let name = value.get("name")?.as_str()?.to_owned();
-    let arguments = match value.get("arguments") {
+    // Llama 3's templates teach `parameters` where OpenAI says `arguments`.
+    let arguments = match value.get("arguments").or_else(|| value.get("parameters")) {
         None | Some(Value::Null) => Value::Object(serde_json::Map::new()),
         // Some models write the arguments as a JSON string, as OpenAI sends them.
         Some(Value::String(s)) => serde_json::from_str(s).ok()?,
