@@ -142,32 +142,39 @@ impl ApiError {
     /// `Retry-After` and the `x-ratelimit-*` headers of a rate-limited request.
     pub fn rate_headers(&self) -> Vec<(&'static str, HeaderValue)> {
         let Self::RateLimited(s) = self else { return Vec::new() };
-        let reset = format!("{:.3}s", s.reset.as_secs_f64());
         let mut out = vec![("retry-after", HeaderValue::from(s.reset.as_secs_f64().ceil().max(1.0) as u64))];
-        let mut add = |name, value: Option<u32>| {
-            if let Some(v) = value {
-                out.push((name, HeaderValue::from(v)));
-            }
-        };
-        add("x-ratelimit-limit-requests", s.limit_requests);
-        add("x-ratelimit-remaining-requests", s.remaining_requests);
-        add("x-ratelimit-limit-tokens", s.limit_tokens);
-        add("x-ratelimit-remaining-tokens", s.remaining_tokens);
-        if let Ok(v) = HeaderValue::from_str(&reset) {
-            if s.limit_requests.is_some() {
-                out.push(("x-ratelimit-reset-requests", v.clone()));
-            }
-            if s.limit_tokens.is_some() {
-                out.push(("x-ratelimit-reset-tokens", v));
-            }
-        }
+        out.extend(standing_headers(s));
         out
     }
-
     /// The JSON body, also used for errors inside an SSE stream.
     pub fn body(&self) -> serde_json::Value {
         json!({"error": {"message": self.to_string(), "type": self.kind(), "param": self.param(), "code": self.code()}})
     }
+}
+
+/// A key's standing in OpenAI's `x-ratelimit-*` headers: on a 429, and on
+/// every answer a limited key was admitted to.
+pub fn standing_headers(s: &greenthread_core::rate_limit::RateStatus) -> Vec<(&'static str, HeaderValue)> {
+    let reset = format!("{:.3}s", s.reset.as_secs_f64());
+    let mut out = Vec::new();
+    let mut add = |name, value: Option<u32>| {
+        if let Some(v) = value {
+            out.push((name, HeaderValue::from(v)));
+        }
+    };
+    add("x-ratelimit-limit-requests", s.limit_requests);
+    add("x-ratelimit-remaining-requests", s.remaining_requests);
+    add("x-ratelimit-limit-tokens", s.limit_tokens);
+    add("x-ratelimit-remaining-tokens", s.remaining_tokens);
+    if let Ok(v) = HeaderValue::from_str(&reset) {
+        if s.limit_requests.is_some() {
+            out.push(("x-ratelimit-reset-requests", v.clone()));
+        }
+        if s.limit_tokens.is_some() {
+            out.push(("x-ratelimit-reset-tokens", v));
+        }
+    }
+    out
 }
 
 impl IntoResponse for ApiError {

@@ -11,6 +11,7 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use axum::middleware::Next;
 use axum::response::Response;
 use greenthread_core::rate_limit::RateStatus;
+use greenthread_protocol::error::standing_headers;
 use tokio::time::Instant;
 
 use super::shape::is_messages_path;
@@ -73,41 +74,31 @@ pub async fn stamp(mut request: Request, next: Next) -> Response {
     response
 }
 
-/// A key's standing in OpenAI's header names, or Anthropic's.
+/// A key's standing in OpenAI's header names, and on Anthropic's routes in
+/// Anthropic's too.
 fn rate_headers(s: &RateStatus, anthropic: bool) -> Vec<(HeaderName, HeaderValue)> {
     let mut out = Vec::new();
-    let mut add = |name: &'static str, value: Option<String>| {
-        if let Some(v) = value.and_then(|v| HeaderValue::from_str(&v).ok()) {
-            out.push((HeaderName::from_static(name), v));
-        }
-    };
-    let text = |n: Option<u32>| n.map(|n| n.to_string());
     if anthropic {
         // Anthropic says when the window resets as an RFC 3339 time.
-        let reset = chrono::Utc::now() + s.reset;
-        let reset = Some(reset.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
-        add("anthropic-ratelimit-requests-limit", text(s.limit_requests));
-        add("anthropic-ratelimit-requests-remaining", text(s.remaining_requests));
-        if s.limit_requests.is_some() {
-            add("anthropic-ratelimit-requests-reset", reset.clone());
+        let reset = (chrono::Utc::now() + s.reset).to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        let kinds =
+            [("requests", s.limit_requests, s.remaining_requests), ("tokens", s.limit_tokens, s.remaining_tokens)];
+        for (kind, limit, remaining) in kinds {
+            let Some(limit) = limit else { continue };
+            let values = [
+                ("limit", Some(limit.to_string())),
+                ("remaining", remaining.map(|r| r.to_string())),
+                ("reset", Some(reset.clone())),
+            ];
+            for (what, value) in values {
+                let name = HeaderName::try_from(format!("anthropic-ratelimit-{kind}-{what}"));
+                if let (Ok(name), Some(Ok(value))) = (name, value.map(HeaderValue::try_from)) {
+                    out.push((name, value));
+                }
+            }
         }
-        add("anthropic-ratelimit-tokens-limit", text(s.limit_tokens));
-        add("anthropic-ratelimit-tokens-remaining", text(s.remaining_tokens));
-        if s.limit_tokens.is_some() {
-            add("anthropic-ratelimit-tokens-reset", reset);
-        }
     }
-    let reset = Some(format!("{:.3}s", s.reset.as_secs_f64()));
-    add("x-ratelimit-limit-requests", text(s.limit_requests));
-    add("x-ratelimit-remaining-requests", text(s.remaining_requests));
-    if s.limit_requests.is_some() {
-        add("x-ratelimit-reset-requests", reset.clone());
-    }
-    add("x-ratelimit-limit-tokens", text(s.limit_tokens));
-    add("x-ratelimit-remaining-tokens", text(s.remaining_tokens));
-    if s.limit_tokens.is_some() {
-        add("x-ratelimit-reset-tokens", reset);
-    }
+    out.extend(standing_headers(s).into_iter().map(|(name, value)| (HeaderName::from_static(name), value)));
     out
 }
 

@@ -214,6 +214,18 @@ mod tests {
         vec!["/bin/sh".into(), "-c".into(), script.into()]
     }
 
+    /// The pid the shell under test prints (its background child's).
+    fn printed_pid(logs: &LogRing) -> u32 {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(pid) = logs.last(1).first().and_then(|l| l.parse::<u32>().ok()) {
+                return pid;
+            }
+            assert!(Instant::now() < deadline, "the shell never printed its child");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     #[test]
     fn output_is_kept_and_the_exit_described() {
         let logs = LogRing::default();
@@ -228,7 +240,7 @@ mod tests {
             std::thread::sleep(Duration::from_millis(10));
         }
         assert_eq!(p.exited().as_deref(), Some("exit status 3"));
-        std::thread::sleep(Duration::from_millis(100));
+        p.drain_output(Duration::from_secs(5));
         let lines = logs.last(10);
         assert!(lines.contains(&"hello there".to_owned()) && lines.contains(&"oops".to_owned()), "{lines:?}");
     }
@@ -239,14 +251,7 @@ mod tests {
         // A shell that ignores SIGTERM, with a child of its own in its group.
         let p = EngineProcess::spawn(&sh("trap '' TERM; sleep 300 & echo $!; wait"), &BTreeMap::new(), &logs)
             .unwrap_or_else(|e| panic!("{e}"));
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let grandchild = loop {
-            if let Some(pid) = logs.last(1).first().and_then(|l| l.parse::<u32>().ok()) {
-                break pid;
-            }
-            assert!(Instant::now() < deadline, "the shell never printed its child");
-            std::thread::sleep(Duration::from_millis(10));
-        };
+        let grandchild = printed_pid(&logs);
         let started = Instant::now();
         p.stop(Duration::from_millis(300));
         assert!(started.elapsed() >= Duration::from_millis(300), "it waited for the grace period");
@@ -262,14 +267,7 @@ mod tests {
         let logs = LogRing::default();
         let p = EngineProcess::spawn(&sh("sleep 300 & echo $!; wait"), &BTreeMap::new(), &logs)
             .unwrap_or_else(|e| panic!("{e}"));
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let child = loop {
-            if let Some(pid) = logs.last(1).first().and_then(|l| l.parse::<u32>().ok()) {
-                break pid;
-            }
-            assert!(Instant::now() < deadline, "the shell never printed its child");
-            std::thread::sleep(Duration::from_millis(10));
-        };
+        let child = printed_pid(&logs);
         let mut group = p.group();
         group.sort_unstable();
         let mut expected = vec![p.pid(), child];
