@@ -19,6 +19,9 @@ pub enum ApiError {
     ModelNotFound(String),
     #[error("{0}")]
     ContextLengthExceeded(String),
+    /// A stored object (a response) that does not exist for the caller.
+    #[error("No {kind} found with id '{}'.", shown(id))]
+    NotFound { kind: &'static str, id: String },
     #[error("The request body is larger than the limit of {limit} bytes.")]
     PayloadTooLarge { limit: usize },
     #[error("The request body did not arrive in time; send it without pauses.")]
@@ -79,7 +82,7 @@ impl ApiError {
             | Self::InvalidParam { .. }
             | Self::Unsupported { .. }
             | Self::ContextLengthExceeded(_) => StatusCode::BAD_REQUEST,
-            Self::ModelNotFound(_) | Self::RouteNotFound { .. } => StatusCode::NOT_FOUND,
+            Self::ModelNotFound(_) | Self::RouteNotFound { .. } | Self::NotFound { .. } => StatusCode::NOT_FOUND,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
@@ -126,6 +129,7 @@ impl ApiError {
             Self::InvalidParam { .. } => Some("invalid_value"),
             Self::Unsupported { .. } => Some("unsupported_parameter"),
             Self::ModelNotFound(_) => Some("model_not_found"),
+            Self::NotFound { .. } => Some("not_found"),
             Self::ContextLengthExceeded(_) => Some("context_length_exceeded"),
             Self::PayloadTooLarge { .. } => Some("request_too_large"),
             Self::RequestTimeout => Some("request_timeout"),
