@@ -81,3 +81,25 @@ ensure_chromium() {
   export CHROMEDRIVER
 }
 
+
+# ensure_node: Node.js 18 or later (Debian's packages where it is missing),
+# for the Vercel AI SDK's end-to-end test.
+ensure_node() {
+  if ! command -v node >/dev/null || ! command -v npm >/dev/null ||
+    (($(node -p 'process.versions.node.split(".")[0]') < 18)); then
+    log "Installing Node.js (Debian packages) for the AI SDK's end-to-end test"
+    apt_install nodejs npm
+  fi
+}
+
+# node_packages DIR: DIR's packages exactly as its package-lock.json pins
+# them, installed again only when the lock file changes.
+node_packages() {
+  local dir="$1" stamp
+  stamp="$(sha256sum "$dir/package-lock.json" | cut -d' ' -f1)"
+  if [[ "$(cat "$dir/node_modules/.greenthread-lock" 2>/dev/null)" != "$stamp" ]]; then
+    log "Installing the Node packages of $dir"
+    npm ci --prefix "$dir" --no-audit --no-fund --loglevel=error >&2
+    echo "$stamp" >"$dir/node_modules/.greenthread-lock"
+  fi
+}

@@ -28,6 +28,10 @@ python3 scripts/fetch_model.py gemma-3-270m >/dev/null
 python3 scripts/fetch_model.py all-minilm-l6-v2 >/dev/null
 
 e2e_python="$(python_env e2e e2e/requirements.txt)"
+# instructor's pins clash with the openai SDK's: its test runs it in an environment of its own.
+export GREENTHREAD_INSTRUCTOR_PYTHON="$(python_env instructor e2e/clients/requirements-instructor.txt)"
+ensure_node
+node_packages e2e/clients/ai-sdk
 
 log "PostgreSQL for the store tests (SQLite needs nothing)"
 ensure_postgres
@@ -64,7 +68,7 @@ export GREENTHREAD_TEST_KUBECONFIG
 log "Rust tests (unit, integration, llama.cpp reference)"
 cargo test --locked --workspace --profile ci -- --include-ignored
 
-log "End-to-end tests: the openai SDK against greenthread serve"
+log "End-to-end tests: the SDKs and client libraries against greenthread serve"
 # `cargo test` above built the binary (integration tests need it) with the same features.
 export GREENTHREAD_BIN="$CARGO_TARGET_DIR/ci/greenthread"
 [[ -x "$GREENTHREAD_BIN" ]] || die "cargo test did not build $GREENTHREAD_BIN"

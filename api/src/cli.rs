@@ -204,6 +204,10 @@ pub struct ManagementArgs {
     /// `Retry-After` shorter.
     #[arg(long, env = "GREENTHREAD_RATE_WINDOW", value_parser = parse_duration, default_value = "60s")]
     pub rate_window: Duration,
+    /// How long stored responses of the Responses API are kept
+    /// (`GET /v1/responses/{id}`, `previous_response_id`).
+    #[arg(long, env = "GREENTHREAD_RESPONSES_RETENTION", value_parser = parse_duration, default_value = "30d")]
+    pub responses_retention: Duration,
     /// DNS server that custom domains' TXT records are looked up at [default: the system's].
     #[arg(long, env = "GREENTHREAD_DNS_SERVER")]
     pub dns_server: Option<SocketAddr>,

@@ -110,6 +110,7 @@ pub async fn start_gateway(args: &GatewayArgs) -> Result<AppState, ServeError> {
         clock: Arc::new(SystemClock),
         sync_every: args.sync_every,
         rate_window: args.management.rate_window,
+        responses_retention: args.management.responses_retention,
         resolver: txt_resolver(args.management.dns_server),
     };
     attach_management(&mut app, store, &specs, options, AdminBootstrap::ConfiguredOnly).await?;

@@ -11,7 +11,7 @@ use tracing::Level;
 use crate::anthropic;
 use crate::cluster::scheduler_api::SchedulerApi;
 use crate::http::{intake, shape};
-use crate::openai::{chat, completions, embeddings, models};
+use crate::openai::{chat, completions, embeddings, models, responses};
 use crate::state::AppState;
 use greenthread_protocol::error::ApiError;
 
@@ -30,6 +30,9 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/embeddings", post(embeddings::unified))
         .route("/v1/messages", post(anthropic::unified))
         .route("/v1/messages/count_tokens", post(anthropic::count_tokens))
+        .route("/v1/responses", post(responses::unified))
+        .route("/v1/responses/{id}", get(responses::retrieve).delete(responses::delete))
+        .route("/v1/responses/{id}/input_items", get(responses::input_items))
         .merge(model_routes())
         .merge(crate::console::routes())
         .fallback(not_found)
@@ -81,6 +84,7 @@ pub fn model_routes() -> Router<AppState> {
         .route("/{model}/v1/embeddings", post(embeddings::per_model))
         .route("/{model}/v1/messages", post(anthropic::per_model))
         .route("/{model}/v1/messages/count_tokens", post(anthropic::count_tokens_per_model))
+        .route("/{model}/v1/responses", post(responses::per_model))
 }
 
 async fn health() -> axum::Json<serde_json::Value> {

@@ -20,6 +20,7 @@ use crate::config::{Config, ConfigError};
 use crate::gate::Gate;
 use crate::http::limits::Limits;
 use crate::inference::access::Scheduled;
+use crate::inference::archive::ResponseArchive;
 use crate::inference::metering::Metering;
 use crate::manage::{ArtifactPolicy, Management, Registry};
 use crate::metrics::Metrics;
@@ -222,6 +223,7 @@ fn serve_options(
         clock: Arc::new(SystemClock),
         sync_every: SYNC_EVERY,
         rate_window: args.management.rate_window,
+        responses_retention: args.management.responses_retention,
         resolver: txt_resolver(args.management.dns_server),
     };
     Ok((platform, options))
@@ -306,6 +308,8 @@ pub struct ManagedOptions {
     pub sync_every: Duration,
     /// The fixed window per-key rate limits are counted in.
     pub rate_window: Duration,
+    /// How long stored responses are kept.
+    pub responses_retention: Duration,
     /// Where custom domains' TXT records are looked up.
     pub resolver: Arc<dyn crate::domains::TxtResolver>,
 }
@@ -377,6 +381,13 @@ pub(crate) async fn attach_management(
     app.gate = Some(Arc::new(Gate { keys, open_mode: options.open_mode, rate_window: options.rate_window }));
     let meter = crate::usage::UsageMeter::start(management.store.clone(), options.rate_window);
     app.inference.metering = Some(Metering { meter, registry: management.registry.clone() });
+    let keyless_project = state::project_by_name(management.store.db(), greenthread_store::DEFAULT_PROJECT)
+        .await?
+        .ok_or_else(|| ServeError::Usage("the default project is missing".into()))?
+        .id;
+    let archive = ResponseArchive::new(management.store.clone(), options.responses_retention, keyless_project);
+    archive.spawn_pruning();
+    app.inference.responses = Some(archive);
     app.management = Some(management);
     Ok(bootstrap_secret)
 }

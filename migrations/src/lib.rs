@@ -4,6 +4,7 @@
 mod m20261127_000001_management;
 mod m20261127_000002_rate_limits;
 mod m20261127_000003_domains;
+mod m20261206_000004_responses;
 
 pub use sea_orm_migration::MigratorTrait;
 use sea_orm_migration::prelude::*;
@@ -18,6 +19,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261127_000001_management::Migration),
             Box::new(m20261127_000002_rate_limits::Migration),
             Box::new(m20261127_000003_domains::Migration),
+            Box::new(m20261206_000004_responses::Migration),
         ]
     }
 }

@@ -209,3 +209,28 @@ pub mod domain {
 
     impl ActiveModelBehavior for ActiveModel {}
 }
+
+pub mod stored_response {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "responses")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: String,
+        pub project_id: Uuid,
+        pub key_id: Option<Uuid>,
+        pub model: String,
+        /// The conversation up to this response, as input items (JSON).
+        pub input: String,
+        /// The response object (JSON).
+        pub body: String,
+        pub created_at: DateTimeUtc,
+        pub expires_at: DateTimeUtc,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}

@@ -1,5 +1,5 @@
 //! The management plane's database: projects, services, models, API keys,
-//! the audit log and settings, on SQLite (the embedded default) or
+//! the audit log, stored responses and settings, on SQLite (the embedded default) or
 //! PostgreSQL, through sea-orm.
 //!
 //! Every write runs in one transaction that first takes the store's write
@@ -13,6 +13,7 @@ pub mod entities;
 pub mod keys;
 pub mod prefixes;
 pub mod ratelimit;
+pub mod responses;
 pub mod state;
 
 use std::sync::Arc;

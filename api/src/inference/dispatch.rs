@@ -28,6 +28,9 @@ pub enum Route {
     Messages,
     /// Anthropic's token counting, forwarded as the client sent it.
     CountTokens,
+    /// The Responses API, forwarded with its conversation expanded (the
+    /// gateway holds the stored responses); the node builds the answer.
+    Responses,
 }
 
 impl Route {
@@ -38,6 +41,7 @@ impl Route {
             Self::Embeddings => "embeddings",
             Self::Messages => "messages",
             Self::CountTokens => "messages/count_tokens",
+            Self::Responses => "responses",
         }
     }
 }

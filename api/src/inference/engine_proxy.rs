@@ -52,6 +52,12 @@ pub async fn proxy(endpoint: EngineEndpoint, route: Route, raw: Bytes, lease: Op
             param: "model",
             message: "counting tokens is not available for a model served by an external engine".into(),
         }),
+        Route::Responses => Err(ApiError::Unsupported {
+            param: "model",
+            message: "the Responses API is not available yet for a model served by an external engine; \
+                      use /v1/chat/completions"
+                .into(),
+        }),
     }
 }
 

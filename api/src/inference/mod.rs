@@ -5,6 +5,7 @@
 //! handlers are thin layers of parsing and shaping over this.
 
 pub mod access;
+pub mod archive;
 mod dispatch;
 mod engine_messages;
 pub mod engine_proxy;
@@ -14,6 +15,7 @@ pub mod metering;
 use std::sync::Arc;
 
 use self::access::ModelAccess;
+use self::archive::ResponseArchive;
 use self::metering::Metering;
 use crate::catalog::ModelCatalog;
 
@@ -26,11 +28,13 @@ pub struct Inference {
     pub access: Arc<dyn ModelAccess>,
     /// Usage metering, where this server meters (a gateway with a database).
     pub metering: Option<Metering>,
+    /// Stored responses of the Responses API, where there is a database.
+    pub responses: Option<ResponseArchive>,
 }
 
 impl Inference {
     /// Serves `catalog` through `access`, unmetered.
     pub fn new(catalog: Arc<ModelCatalog>, access: Arc<dyn ModelAccess>) -> Self {
-        Self { catalog, access, metering: None }
+        Self { catalog, access, metering: None, responses: None }
     }
 }

@@ -1,7 +1,10 @@
-//! The OpenAI-compatible API: chat completions, completions, embeddings, models.
+//! The OpenAI-compatible API: chat completions, completions, embeddings,
+//! models and responses.
 
 pub mod chat;
 pub(crate) mod choices;
 pub mod completions;
 pub mod embeddings;
 pub mod models;
+mod respond;
+pub mod responses;

@@ -55,6 +55,7 @@ async fn start_scheduler(db: &Db, data: &Path, artifacts: &Path, addr: SocketAdd
         // must be servable at once, not after a periodic read.
         sync_every: Duration::from_secs(3600),
         rate_window: Duration::from_secs(60),
+            responses_retention: Duration::from_secs(3600),
         resolver: Arc::new(greenthread_api::domains::HickoryResolver::at(([127, 0, 0, 1], 9).into()).unwrap()),
     };
     let state = greenthread_api::start_managed(data, platform, options).await.unwrap().state;

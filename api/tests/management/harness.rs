@@ -183,6 +183,7 @@ impl Server {
             clock: clock.clone(),
             sync_every: Duration::from_millis(200),
             rate_window: Duration::from_secs(60),
+            responses_retention: Duration::from_secs(3600),
             resolver: Arc::new(greenthread_api::domains::HickoryResolver::at(dns.addr).unwrap()),
         };
         let started = greenthread_api::start_managed(&data.path().join("data"), platform, options).await.unwrap();
@@ -206,6 +207,7 @@ impl Server {
                 open: false,
                 artifact_dirs: vec![artifacts.clone()],
                 rate_window: Duration::from_secs(60),
+            responses_retention: Duration::from_secs(3600),
                 dns_server: Some(dns.addr),
             },
             max_request_bytes: Limits::default().max_request_bytes,
