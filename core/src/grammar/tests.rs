@@ -146,6 +146,22 @@ fn an_untagged_call_of_an_offered_tool_is_a_call_and_other_json_is_text() {
 }
 
 #[test]
+fn an_answer_that_opens_with_calls_is_its_calls() {
+    let output = "{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\"}}\n\
+                  {\"name\": \"get_weather_args\", \"type\": \"object\"}";
+    let (text, calls) = HermesToolCalls::parse(output, &names());
+    assert_eq!(calls, vec![ParsedToolCall { name: "get_weather".into(), arguments: json!({"city": "Paris"}) }]);
+    assert_eq!(text, "", "a schema echoed after the call is dropped");
+    let two = "{\"name\": \"f\", \"arguments\": {}}\n{\"name\": \"get_weather\", \"arguments\": {}} Done.\n\
+               <tool_call>{\"name\": \"f\", \"arguments\": {\"x\": 1}}</tool_call>";
+    let (text, calls) = HermesToolCalls::parse(two, &names());
+    assert_eq!((text.as_str(), calls.len()), ("", 3));
+    let mut s = ToolCallSplitter::new(names());
+    assert_eq!(s.push(two), vec![]);
+    assert_eq!(s.finish().len(), 3);
+}
+
+#[test]
 fn the_splitter_holds_back_only_what_may_start_a_tag() {
     let mut s = ToolCallSplitter::new(names());
     assert_eq!(s.push("Hello <tool"), vec![ToolSplit::Text("Hello ".into())]);

@@ -81,6 +81,14 @@ impl HermesToolCalls {
     }
 
     fn whole(output: &str, tools: &[String]) -> Vec<ToolSplit> {
+        let (leading, rest) = leading_calls(output, tools);
+        if !leading.is_empty() {
+            // An answer that opens with calls is its calls: what a small model
+            // writes after them (schemas echoed, the call again) is dropped,
+            // as vLLM's parsers keep only the text before the first call.
+            let (_, more) = Self::split_tagged(rest, tools);
+            return leading.into_iter().chain(more).map(ToolSplit::Call).collect();
+        }
         let (text, calls) = Self::split_tagged(output, tools);
         if calls.is_empty()
             && let Some(call) = parse_call(&text).filter(|c| tools.contains(&c.name))
@@ -316,6 +324,32 @@ fn partial_opener_len(text: &str) -> usize {
         })
         .max()
         .unwrap_or(0)
+}
+
+/// The calls that open `output` as bare JSON, one value after another (a
+/// call, or an array of calls, each naming an offered tool), and the text
+/// after them.
+fn leading_calls<'a>(output: &'a str, tools: &[String]) -> (Vec<ParsedToolCall>, &'a str) {
+    let mut calls = Vec::new();
+    let mut rest = output;
+    loop {
+        let value_start = rest.trim_start();
+        if !value_start.starts_with(['{', '[']) {
+            break;
+        }
+        let mut values = serde_json::Deserializer::from_str(value_start).into_iter::<Value>();
+        let Some(Ok(value)) = values.next() else { break };
+        let found = match value {
+            Value::Array(items) => items.into_iter().map(call_of).collect::<Option<Vec<_>>>(),
+            one => call_of(one).map(|call| vec![call]),
+        };
+        let Some(found) = found.filter(|cs| !cs.is_empty() && cs.iter().all(|c| tools.contains(&c.name))) else {
+            break;
+        };
+        calls.extend(found);
+        rest = &value_start[values.byte_offset()..];
+    }
+    (calls, rest)
 }
 
 fn parse_call(body: &str) -> Option<ParsedToolCall> {

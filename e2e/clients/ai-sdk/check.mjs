@@ -23,7 +23,9 @@ const withTool = await generateText({
   model: openai(model),
   prompt: "What is the weather like in Paris today?",
   tools: { get_weather: weather },
-  stopWhen: stepCountIs(3),
+  stopWhen: stepCountIs(2),
+  // After the call the model must reply: the demo model (0.5B) would call again.
+  prepareStep: ({ stepNumber }) => (stepNumber > 0 ? { toolChoice: "none" } : undefined),
   temperature: 0,
   maxOutputTokens: 80,
 });
