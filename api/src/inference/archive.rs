@@ -111,14 +111,8 @@ impl ResponseArchive {
     async fn save(&self, caller: &Caller, model: &str, input: Vec<Value>, body: &Value) {
         let Some(id) = body["id"].as_str() else { return };
         let (project_id, key_id) = self.owner(caller);
-        let response = NewResponse {
-            id: id.to_owned(),
-            project_id,
-            key_id,
-            model: model.to_owned(),
-            input,
-            body: body.clone(),
-        };
+        let response =
+            NewResponse { id: id.to_owned(), project_id, key_id, model: model.to_owned(), input, body: body.clone() };
         if let Err(e) = self.store.save_response(response, self.retention).await {
             tracing::warn!(error = %e, response = id, "Cannot keep a response");
         }

@@ -55,7 +55,7 @@ async fn start_scheduler(db: &Db, data: &Path, artifacts: &Path, addr: SocketAdd
         // must be servable at once, not after a periodic read.
         sync_every: Duration::from_secs(3600),
         rate_window: Duration::from_secs(60),
-            responses_retention: Duration::from_secs(3600),
+        responses_retention: Duration::from_secs(3600),
         resolver: Arc::new(greenthread_api::domains::HickoryResolver::at(([127, 0, 0, 1], 9).into()).unwrap()),
     };
     let state = greenthread_api::start_managed(data, platform, options).await.unwrap().state;
@@ -317,3 +317,53 @@ async fn remote_leases_end_with_their_connection(db: &Db) {
     assert_eq!(scheduler_model(&client, &scheduler, "m").await["requests_in_flight"], 0);
 }
 on_both_databases!(remote_leases_end_with_their_connection);
+
+/// The Responses API through a gateway: the gateway keeps each response as
+/// it passes and expands a continuation into the whole conversation, which
+/// the node (with no database) runs as sent.
+async fn gateway_keeps_responses_and_the_node_runs_continuations(db: &Db) {
+    let Tier { gw, scheduler: _s, client: _c, _running, dir: _dir } = Tier::start(db).await;
+    let (key, _) = gw.key(ADMIN, "p", &["inference"]).await;
+    let create = |body: Value| gw.v1(&key, reqwest::Method::POST, "/v1/responses", Some(body));
+    let (status, first) = create(json!({"model": "m", "input": "hi", "max_output_tokens": 4})).await;
+    assert_eq!(status, 200, "{first}");
+    let id = first["id"].as_str().unwrap();
+    let (status, kept) = gw.v1(&key, reqwest::Method::GET, &format!("/v1/responses/{id}"), None).await;
+    assert_eq!((status, &kept), (200, &first));
+
+    let (status, second) =
+        create(json!({"model": "m", "input": "again", "previous_response_id": id, "max_output_tokens": 4})).await;
+    assert_eq!(status, 200, "{second}");
+    assert_eq!(second["previous_response_id"], id);
+    let grown = second["usage"]["input_tokens"].as_u64().unwrap();
+    assert!(grown > first["usage"]["input_tokens"].as_u64().unwrap() + 2, "{first} {second}");
+    let second_id = second["id"].as_str().unwrap();
+    let (_, items) =
+        gw.v1(&key, reqwest::Method::GET, &format!("/v1/responses/{second_id}/input_items?order=asc"), None).await;
+    let roles: Vec<&str> = items["data"].as_array().unwrap().iter().map(|i| i["role"].as_str().unwrap()).collect();
+    assert_eq!(roles, ["user", "assistant", "user"], "{items}");
+
+    // A streamed answer is kept by the time its last event has passed the gateway.
+    let streamed = gw
+        .client
+        .post(format!("{}/v1/responses", gw.base))
+        .bearer_auth(&key)
+        .json(&json!({"model": "m", "input": "hi", "max_output_tokens": 4, "stream": true}))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let last = streamed
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .filter_map(|d| serde_json::from_str::<Value>(d).ok())
+        .last()
+        .unwrap();
+    assert!(matches!(last["type"].as_str(), Some("response.completed" | "response.incomplete")), "{streamed}");
+    let streamed_id = last["response"]["id"].as_str().unwrap();
+    let (status, kept) = gw.v1(&key, reqwest::Method::GET, &format!("/v1/responses/{streamed_id}"), None).await;
+    assert_eq!((status, &kept["output"]), (200, &last["response"]["output"]));
+}
+on_both_databases!(gateway_keeps_responses_and_the_node_runs_continuations);

@@ -207,7 +207,7 @@ impl Server {
                 open: false,
                 artifact_dirs: vec![artifacts.clone()],
                 rate_window: Duration::from_secs(60),
-            responses_retention: Duration::from_secs(3600),
+                responses_retention: Duration::from_secs(3600),
                 dns_server: Some(dns.addr),
             },
             max_request_bytes: Limits::default().max_request_bytes,

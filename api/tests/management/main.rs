@@ -15,6 +15,7 @@ mod isolation;
 mod keys;
 mod kubernetes;
 mod ratelimit;
+mod responses;
 mod security;
 mod store;
 mod usage;

@@ -282,13 +282,16 @@ mod tests {
         assert_eq!(body["output"].as_array().unwrap().len(), 1, "whitespace beside a call is no message");
         assert_eq!(body["output"][0]["arguments"], "{\"city\":\"Oslo\"}");
         assert_eq!(body["usage"]["total_tokens"], 7);
-        let cut = whole(&envelope(), Generated {
-            text: "abc".into(),
-            calls: vec![],
-            finish: FinishReason::MaxTokens,
-            input_tokens: 1,
-            output_tokens: 1,
-        });
+        let cut = whole(
+            &envelope(),
+            Generated {
+                text: "abc".into(),
+                calls: vec![],
+                finish: FinishReason::MaxTokens,
+                input_tokens: 1,
+                output_tokens: 1,
+            },
+        );
         assert_eq!(cut["status"], "incomplete");
         assert_eq!(cut["incomplete_details"]["reason"], "max_output_tokens");
         assert_eq!(cut["output"][0]["content"][0]["text"], "abc");
@@ -302,21 +305,24 @@ mod tests {
         events.extend(stream.tool_call(&call()));
         events.extend(stream.finish(&FinishReason::EndOfTurn, 2, 5));
         let kinds: Vec<&str> = events.iter().map(|e| e.0).collect();
-        assert_eq!(kinds, [
-            "response.created",
-            "response.in_progress",
-            "response.output_item.added",
-            "response.content_part.added",
-            "response.output_text.delta",
-            "response.output_text.done",
-            "response.content_part.done",
-            "response.output_item.done",
-            "response.output_item.added",
-            "response.function_call_arguments.delta",
-            "response.function_call_arguments.done",
-            "response.output_item.done",
-            "response.completed",
-        ]);
+        assert_eq!(
+            kinds,
+            [
+                "response.created",
+                "response.in_progress",
+                "response.output_item.added",
+                "response.content_part.added",
+                "response.output_text.delta",
+                "response.output_text.done",
+                "response.content_part.done",
+                "response.output_item.done",
+                "response.output_item.added",
+                "response.function_call_arguments.delta",
+                "response.function_call_arguments.done",
+                "response.output_item.done",
+                "response.completed",
+            ]
+        );
         for (i, (kind, data)) in events.iter().enumerate() {
             assert_eq!(data["sequence_number"], i as u64);
             assert_eq!(data["type"], *kind);

@@ -163,7 +163,10 @@ fn part_texts(at: &str, parts: &[Value]) -> Result<String, ApiError> {
                 });
             }
             other => {
-                return Err(ApiError::invalid(format!("{at}[{j}].type"), format!("{at}[{j}].type: unknown part {other:?}")));
+                return Err(ApiError::invalid(
+                    format!("{at}[{j}].type"),
+                    format!("{at}[{j}].type: unknown part {other:?}"),
+                ));
             }
         }
     }
@@ -225,10 +228,10 @@ mod tests {
         let items = items(Some(&json!("Hi"))).unwrap();
         assert_eq!(items.len(), 1);
         assert_eq!(items[0]["role"], "user");
-        assert_eq!(chat_messages(Some("Be brief."), &items), vec![
-            json!({"role": "system", "content": "Be brief."}),
-            json!({"role": "user", "content": "Hi"}),
-        ]);
+        assert_eq!(
+            chat_messages(Some("Be brief."), &items),
+            vec![json!({"role": "system", "content": "Be brief."}), json!({"role": "user", "content": "Hi"}),]
+        );
     }
 
     #[test]
@@ -264,7 +267,10 @@ mod tests {
             param(json!([{"type": "function_call", "call_id": "c", "name": "f", "arguments": "[1]"}])),
             "input[0].arguments"
         );
-        assert!(param(json!([{"role": "user", "content": [{"type": "input_image", "image_url": "x"}]}])).contains("input[0].content[0]"));
+        assert!(
+            param(json!([{"role": "user", "content": [{"type": "input_image", "image_url": "x"}]}]))
+                .contains("input[0].content[0]")
+        );
         assert!(param(json!([{"type": "web_search_call"}])).contains("hosted tools"));
         assert_eq!(param(json!(5)), "input");
     }

@@ -123,7 +123,10 @@ fn response_format(format: &Value) -> Result<Option<Value>, ApiError> {
         Some("json_object") => Ok(Some(json!({"type": "json_object"}))),
         Some("json_schema") => {
             if !format["schema"].is_object() {
-                return Err(ApiError::invalid("text.format.schema", "text.format.schema: required, a JSON Schema object"));
+                return Err(ApiError::invalid(
+                    "text.format.schema",
+                    "text.format.schema: required, a JSON Schema object",
+                ));
             }
             Ok(Some(json!({"type": "json_schema", "json_schema": {
                 "name": format["name"].as_str().unwrap_or("response"),
@@ -182,7 +185,10 @@ mod tests {
         .unwrap();
         assert_eq!(body["messages"][0], json!({"role": "system", "content": "Be brief."}));
         assert_eq!(body["max_tokens"], 20);
-        assert_eq!(body["tools"][0], json!({"type": "function", "function": {"name": "w", "parameters": {"type": "object"}, "strict": true}}));
+        assert_eq!(
+            body["tools"][0],
+            json!({"type": "function", "function": {"name": "w", "parameters": {"type": "object"}, "strict": true}})
+        );
         assert_eq!(body["tool_choice"], json!({"type": "function", "function": {"name": "w"}}));
         assert_eq!(body["parallel_tool_calls"], false);
         assert_eq!(body["response_format"]["json_schema"]["schema"], json!({"type": "object"}));
@@ -192,7 +198,9 @@ mod tests {
     #[test]
     fn hosted_tools_and_bad_fields_are_refused_by_name() {
         let refused = chat(json!({"input": "x", "tools": [{"type": "web_search"}]}));
-        assert!(matches!(refused, Err(ApiError::Unsupported { ref message, .. }) if message.contains("\"web_search\"")));
+        assert!(
+            matches!(refused, Err(ApiError::Unsupported { ref message, .. }) if message.contains("\"web_search\""))
+        );
         let zero = chat(json!({"input": "x", "max_output_tokens": 0}));
         assert!(matches!(zero, Err(ApiError::InvalidParam { ref param, .. }) if param == "max_output_tokens"));
         let format = chat(json!({"input": "x", "text": {"format": {"type": "json_schema"}}}));
