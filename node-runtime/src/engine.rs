@@ -97,6 +97,13 @@ pub trait ModelInstance: Send + Sync {
     /// Tokenizes a raw prompt (special-token markup in it is parsed).
     fn text_prompt(&self, text: &str) -> Vec<u32>;
 
+    /// The fill-in-the-middle prompt of code `before` and `after` a gap;
+    /// `None` when the model has no FIM markers.
+    fn fill_in_middle(&self, before: &str, after: &str) -> Option<Vec<u32>> {
+        let _ = (before, after);
+        None
+    }
+
     /// The text of a prompt given as token ids, control tokens as their
     /// markup (what `echo` returns); empty where the model has no vocabulary here.
     fn prompt_text(&self, tokens: &[u32]) -> String {

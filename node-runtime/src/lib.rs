@@ -10,6 +10,7 @@ pub mod embed;
 pub mod engine;
 mod error;
 pub mod external;
+pub mod fill_in_middle;
 pub mod node;
 pub mod sampler;
 pub mod text_stream;

@@ -78,20 +78,32 @@ async fn generate(
     valid: ValidCompletion,
     name: String,
 ) -> ApiResult<Response> {
-    let generation = valid.generation;
-    let echo = valid.echo;
+    let ValidCompletion { prompts, echo, suffix, generation } = valid;
+    let model_name = name.clone();
     let prompts = choices::prepare(&instance, move |m| {
-        Ok(valid
-            .prompts
+        prompts
             .into_iter()
             .map(|p| match p {
-                ValidPrompt::Text(text) => Prompt { tokens: m.text_prompt(&text), text },
+                ValidPrompt::Text(text) => {
+                    let tokens = match &suffix {
+                        None => m.text_prompt(&text),
+                        Some(after) => m.fill_in_middle(&text, after).ok_or_else(|| {
+                            ApiError::invalid(
+                                "suffix",
+                                format!(
+                                    "model {model_name} has no fill-in-the-middle tokens; send the request without suffix"
+                                ),
+                            )
+                        })?,
+                    };
+                    Ok(Prompt { tokens, text })
+                }
                 ValidPrompt::Tokens(tokens) => {
                     let text = if echo { m.prompt_text(&tokens) } else { String::new() };
-                    Prompt { text, tokens }
+                    Ok(Prompt { text, tokens })
                 }
             })
-            .collect::<Vec<_>>())
+            .collect::<ApiResult<Vec<_>>>()
     })
     .await?;
     let mut running = Vec::new();

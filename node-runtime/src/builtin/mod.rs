@@ -231,6 +231,11 @@ impl ModelInstance for BuiltinModel {
         self.host.tokenizer.decode_with_markup(tokens)
     }
 
+    fn fill_in_middle(&self, before: &str, after: &str) -> Option<Vec<u32>> {
+        let tokenizer = &self.host.tokenizer;
+        crate::fill_in_middle::FimTokens::of(tokenizer).map(|fim| fim.prompt(tokenizer, before, after))
+    }
+
     fn generate(&self, request: GenerateRequest) -> Result<GenerationStream> {
         let info = &self.host.info;
         let context = info.context_length;

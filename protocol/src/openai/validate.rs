@@ -65,6 +65,8 @@ pub enum ValidPrompt {
 pub struct ValidCompletion {
     pub prompts: Vec<ValidPrompt>,
     pub echo: bool,
+    /// The code after the gap a fill-in-the-middle prompt fills.
+    pub suffix: Option<String>,
     pub generation: ValidGeneration,
 }
 
@@ -224,9 +226,6 @@ fn message(i: usize, m: ChatMessageIn) -> ApiResult<ChatMessage> {
 /// # Errors
 /// [`ApiError::InvalidParam`] or [`ApiError::Unsupported`] naming the field.
 pub fn completion(req: CompletionRequest, limits: &Rules<'_>) -> ApiResult<ValidCompletion> {
-    if req.suffix.as_deref().is_some_and(|s| !s.is_empty()) {
-        return Err(ApiError::Unsupported { param: "suffix", message: "suffix is not supported".into() });
-    }
     if req.logprobs.is_some_and(|n| n > 0) {
         return Err(ApiError::Unsupported { param: "logprobs", message: "logprobs are not supported yet".into() });
     }
@@ -261,7 +260,11 @@ pub fn completion(req: CompletionRequest, limits: &Rules<'_>) -> ApiResult<Valid
             format!("prompts × n may be at most {} choices per request", limits.max_choices),
         ));
     }
-    Ok(ValidCompletion { prompts, echo: req.echo.unwrap_or(false), generation })
+    let suffix = req.suffix.filter(|s| !s.is_empty());
+    if suffix.is_some() && prompts.iter().any(|p| matches!(p, ValidPrompt::Tokens(_))) {
+        return Err(ApiError::invalid("suffix", "suffix needs a text prompt: the code before the gap"));
+    }
+    Ok(ValidCompletion { prompts, echo: req.echo.unwrap_or(false), suffix, generation })
 }
 
 #[cfg(test)]
