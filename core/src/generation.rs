@@ -49,3 +49,26 @@ impl Usage {
         self.prompt_tokens + self.completion_tokens
     }
 }
+
+/// A generated token's log-probability and its most likely alternatives'.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TokenLogprob {
+    pub token: TokenText,
+    pub logprob: f32,
+    /// Most likely first.
+    pub top: Vec<(TokenText, f32)>,
+}
+
+/// A token as written: its bytes (part of a character, for some tokens) and
+/// their text, invalid UTF-8 replaced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenText {
+    pub text: String,
+    pub bytes: Vec<u8>,
+}
+
+impl TokenText {
+    pub fn new(bytes: &[u8]) -> Self {
+        Self { text: String::from_utf8_lossy(bytes).into_owned(), bytes: bytes.to_vec() }
+    }
+}

@@ -19,7 +19,7 @@ pub mod units;
 
 pub use artifact::{ArtifactError, ArtifactUri, Sha256Digest};
 pub use chat::{ChatMessage, Role, ToolCall, ToolCallFunction};
-pub use generation::{FinishReason, GenerationLimits, Usage};
+pub use generation::{FinishReason, GenerationLimits, TokenLogprob, TokenText, Usage};
 pub use lifecycle::{IllegalTransition, ModelState, Tier, WarmTier};
 pub use model_name::{ModelAlias, ModelName, NameError, NodeId, ProjectName, ServiceName};
 pub use model_spec::{ModelSpec, ModelSpecError, Scaling, default_project, validate_model_set};

@@ -37,6 +37,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             max_tokens: Some(max_tokens),
             stop: Vec::new(),
             grammar: None,
+            logprobs: None,
         })?;
         while let Some(event) = stream.next().await {
             match event {

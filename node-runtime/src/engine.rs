@@ -45,13 +45,20 @@ pub struct GenerateRequest {
     pub stop: Vec<String>,
     /// What the output must match (structured output, forced tool calls).
     pub grammar: Option<std::sync::Arc<greenthread_core::grammar::OutputGrammar>>,
+    /// Report each token's log-probability with this many alternatives.
+    pub logprobs: Option<u8>,
 }
+
+pub use greenthread_core::generation::{TokenLogprob, TokenText};
 
 /// One event of a running generation.
 #[derive(Debug, Clone, PartialEq)]
 pub enum GenerationEvent {
     /// More output text (never empty).
     Text(String),
+    /// The log-probabilities of the next token, sent before its text; only
+    /// when the request asked for them.
+    Logprob(TokenLogprob),
     /// The generation ended normally.
     Done { finish: FinishReason, usage: Usage },
     /// The generation failed part-way; `usage` counts what was produced.

@@ -22,6 +22,6 @@ pub mod fixtures;
 
 pub use engine::{
     EmbeddingInput, GenerateRequest, GenerationEvent, GenerationStream, ModelInfo, ModelInstance, ServedModel,
-    WeightSource,
+    TokenLogprob, TokenText, WeightSource,
 };
 pub use error::{Error, Result};

@@ -28,6 +28,46 @@ pub struct Sampler {
     /// The grammar allowed no token (or could go no further), so the output
     /// ended before the grammar was complete.
     cut_short: bool,
+    /// How many alternatives to report with each token's log-probability, if asked.
+    logprobs: Option<usize>,
+    /// The log-probabilities of the token drawn last, until taken.
+    drawn: Option<TokenLogprobs>,
+}
+
+/// A drawn token's log-probability and the most likely tokens with theirs,
+/// from the model's own distribution (before penalties, grammar and
+/// temperature, as vLLM reports them by default).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TokenLogprobs {
+    pub token: u32,
+    pub logprob: f32,
+    /// Most likely first.
+    pub top: Vec<(u32, f32)>,
+}
+
+/// The log-probabilities of `token` and of the `top` most likely tokens
+/// under the softmax of `logits`.
+pub fn log_probabilities(logits: &[f32], token: u32, top: usize) -> TokenLogprobs {
+    let max = logits.iter().copied().filter(|l| l.is_finite()).fold(f32::NEG_INFINITY, f32::max);
+    let sum: f64 = logits.iter().filter(|l| l.is_finite()).map(|&l| f64::from(l - max).exp()).sum();
+    let log_normalizer = max + sum.ln() as f32;
+    let logprob_of = |l: f32| if l.is_finite() { l - log_normalizer } else { f32::NEG_INFINITY };
+    let mut best: Vec<(u32, f32)> = Vec::with_capacity(top + 1);
+    if top > 0 {
+        for (id, &l) in logits.iter().enumerate() {
+            if !l.is_finite() || (best.len() == top && best.last().is_some_and(|&(_, worst)| l <= worst)) {
+                continue;
+            }
+            let at = best.partition_point(|&(_, b)| b >= l);
+            best.insert(at, (id as u32, l));
+            best.truncate(top);
+        }
+    }
+    TokenLogprobs {
+        token,
+        logprob: logits.get(token as usize).copied().map_or(f32::NEG_INFINITY, logprob_of),
+        top: best.into_iter().map(|(id, l)| (id, logprob_of(l))).collect(),
+    }
 }
 
 impl Sampler {
@@ -37,7 +77,28 @@ impl Sampler {
             None => StdRng::from_os_rng(),
         };
         let seen = if params.repetition_penalty == 1.0 { Vec::new() } else { prompt.to_vec() };
-        Self { params, rng, generated: HashMap::new(), seen, constraint: None, cut_short: false }
+        Self {
+            params,
+            rng,
+            generated: HashMap::new(),
+            seen,
+            constraint: None,
+            cut_short: false,
+            logprobs: None,
+            drawn: None,
+        }
+    }
+
+    /// Reports each drawn token's log-probability with `top` alternatives.
+    #[must_use]
+    pub fn with_logprobs(mut self, top: Option<usize>) -> Self {
+        self.logprobs = top;
+        self
+    }
+
+    /// The log-probabilities of the token drawn last, when they were asked for.
+    pub fn take_logprobs(&mut self) -> Option<TokenLogprobs> {
+        self.drawn.take()
     }
 
     /// Constrains the output to a grammar.
@@ -61,6 +122,13 @@ impl Sampler {
 
     /// Picks the next token from `logits` (modified in place) and records it.
     pub fn sample(&mut self, logits: &mut [f32], vocab: &dyn Vocabulary) -> u32 {
+        let raw = self.logprobs.map(|top| (top, logits.to_vec()));
+        let token = self.choose(logits, vocab);
+        self.drawn = raw.map(|(top, raw)| log_probabilities(&raw, token, top));
+        token
+    }
+
+    fn choose(&mut self, logits: &mut [f32], vocab: &dyn Vocabulary) -> u32 {
         self.apply_penalties(logits);
         if let Some(constraint) = &mut self.constraint
             && let Some(end) = mask_to_grammar(constraint, logits, vocab)
@@ -242,6 +310,20 @@ mod tests {
     }
 
     #[test]
+    fn logprobs_are_reported_for_the_drawn_token_when_asked() {
+        let mut s = Sampler::new(SamplingParams::greedy(), &[]).with_logprobs(Some(2));
+        let token = s.sample(&mut [0.0, 2.0f32.ln(), f32::NEG_INFINITY], &PLAIN);
+        let lp = s.take_logprobs().unwrap();
+        assert_eq!((lp.token, token), (1, 1));
+        assert!((lp.logprob - (2.0f32 / 3.0).ln()).abs() < 1e-6);
+        assert_eq!(lp.top.iter().map(|t| t.0).collect::<Vec<_>>(), [1, 0]);
+        assert!(s.take_logprobs().is_none(), "taken once");
+        let mut plain = Sampler::new(SamplingParams::greedy(), &[]);
+        plain.sample(&mut [0.0, 1.0], &PLAIN);
+        assert!(plain.take_logprobs().is_none(), "not asked for");
+    }
+
+    #[test]
     fn greedy_picks_the_largest_logit_and_the_first_among_ties() {
         let mut s = Sampler::new(SamplingParams::greedy(), &[]);
         assert_eq!(s.sample(&mut [0.1, 3.0, -1.0, 3.0], &PLAIN), 1);
@@ -386,6 +468,29 @@ mod tests {
             let t = s.sample(&mut logits.clone(), &PLAIN) as usize;
             prop_assert!(t < logits.len());
             prop_assert!(logits[t].is_finite());
+        }
+
+        #[test]
+        fn log_probabilities_are_a_distribution_most_likely_first(
+            logits in proptest::collection::vec(prop_oneof![-30.0f32..30.0, Just(f32::NEG_INFINITY)], 1..300),
+            top in 0usize..8,
+            pick in any::<prop::sample::Index>(),
+        ) {
+            prop_assume!(logits.iter().any(|l| l.is_finite()));
+            let token = pick.index(logits.len()) as u32;
+            let lp = log_probabilities(&logits, token, top);
+            prop_assert!(lp.logprob <= 1e-5);
+            prop_assert_eq!(lp.logprob.is_finite(), logits[token as usize].is_finite());
+            prop_assert_eq!(lp.top.len(), top.min(logits.iter().filter(|l| l.is_finite()).count()));
+            prop_assert!(lp.top.windows(2).all(|w| w[0].1 >= w[1].1));
+            let mass: f32 = lp.top.iter().map(|&(_, l)| l.exp()).sum();
+            prop_assert!(mass <= 1.0 + 1e-4);
+            if let Some(&(best, l)) = lp.top.first() {
+                prop_assert_eq!(logits[best as usize], logits.iter().copied().fold(f32::NEG_INFINITY, f32::max));
+                prop_assert!(l >= lp.logprob - 1e-5);
+            }
+            let total: f32 = (0..logits.len() as u32).map(|t| log_probabilities(&logits, t, 0).logprob.exp()).sum();
+            prop_assert!((total - 1.0).abs() < 1e-3, "{total}");
         }
     }
 }

@@ -47,6 +47,7 @@ async fn sleeping_returns_at_least_the_device_footprint_to_the_os() {
             max_tokens: Some(16),
             stop: vec![],
             grammar: None,
+            logprobs: None,
         })
         .unwrap();
     while let Some(e) = stream.next().await {

@@ -45,6 +45,7 @@ async fn greedy(node: &LocalNode, model: &str) -> String {
             max_tokens: Some(12),
             stop: vec![],
             grammar: None,
+            logprobs: None,
         })
         .unwrap();
     let mut out = String::new();
@@ -93,6 +94,7 @@ async fn a_staged_model_wakes_from_ram_or_disk_with_the_same_answers_and_sleeps_
             max_tokens: Some(1),
             stop: vec![],
             grammar: None,
+            logprobs: None,
         }),
         Err(greenthread_node_runtime::Error::Asleep)
     ));

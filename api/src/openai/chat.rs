@@ -9,7 +9,7 @@ use axum::response::sse::{Event, Sse};
 use axum::response::{IntoResponse, Response};
 use futures_util::{Stream, StreamExt};
 use greenthread_core::grammar::{HermesToolCalls, ToolCallSplitter, ToolSplit};
-use greenthread_core::{ChatMessage, FinishReason};
+use greenthread_core::{ChatMessage, FinishReason, TokenLogprob};
 use greenthread_node_runtime::{GenerationEvent, GenerationStream, ModelInstance};
 use greenthread_scheduler::Lease;
 
@@ -84,6 +84,7 @@ async fn generate(
     let prompt_tokens = prompt.len() as u32;
     let running = choices::start(instance.as_ref(), &prompt, &generation, 0)?;
     let id = response_id("chatcmpl");
+    let logprobs = generation.logprobs.is_some();
     if generation.stream {
         let report = UsageReport { include: generation.include_usage, continuous: generation.continuous_usage };
         let out = ChunkWriter { id, model: name, created: now_unix(), prompt_tokens, report };
@@ -100,7 +101,7 @@ async fn generate(
         created: now_unix(),
         model: name,
         system_fingerprint: SYSTEM_FINGERPRINT,
-        choices: outputs.into_iter().map(|o| choice(o, output.callable.as_deref())).collect(),
+        choices: outputs.into_iter().map(|o| choice(o, output.callable.as_deref(), logprobs)).collect(),
         usage: UsageOut::new(prompt_tokens, completion_tokens),
     };
     Ok(counted(Json(body).into_response(), prompt_tokens, completion_tokens))
@@ -127,8 +128,10 @@ pub(crate) async fn prompt(
     choices::prepare(instance, move |m| m.chat_prompt(&messages, tools.as_ref()).map_err(from_engine)).await
 }
 
-/// A whole choice, its tool calls separated from its text when tools were offered.
-fn choice(o: ChoiceOutput, callable: Option<&[String]>) -> ChatChoice {
+/// A whole choice, its tool calls separated from its text when tools were
+/// offered, with its tokens' log-probabilities when they were asked for.
+fn choice(o: ChoiceOutput, callable: Option<&[String]>, logprobs: bool) -> ChatChoice {
+    let logprobs = logprobs.then(|| greenthread_protocol::openai::logprobs::chat(&o.logprobs));
     let (text, calls) = match callable {
         Some(tools) => HermesToolCalls::parse(&o.text, tools),
         None => (o.text, Vec::new()),
@@ -141,7 +144,7 @@ fn choice(o: ChoiceOutput, callable: Option<&[String]>) -> ChatChoice {
             content: tools::content_beside_calls(text, calls.len()),
             tool_calls: calls.into_iter().map(tools::call_out).collect(),
         },
-        logprobs: None,
+        logprobs,
         finish_reason,
         stop_reason: stop_sequence(&o.finish),
     }
@@ -192,9 +195,22 @@ impl ChunkWriter {
         finish: Option<(&'static str, Option<String>)>,
         usage: Option<Option<UsageOut>>,
     ) -> Result<Event, Infallible> {
+        self.chunk_with(index, delta, finish, usage, Vec::new())
+    }
+
+    /// A chunk carrying the log-probabilities of `tokens` (none: `null`).
+    fn chunk_with(
+        &self,
+        index: Option<u32>,
+        delta: ChatDelta,
+        finish: Option<(&'static str, Option<String>)>,
+        usage: Option<Option<UsageOut>>,
+        tokens: Vec<TokenLogprob>,
+    ) -> Result<Event, Infallible> {
         let (finish_reason, stop_reason) = finish.map_or((None, None), |(f, s)| (Some(f), s));
+        let logprobs = (!tokens.is_empty()).then(|| greenthread_protocol::openai::logprobs::chat(&tokens));
         let choices = index
-            .map(|index| ChatChunkChoice { index, delta, logprobs: None, finish_reason, stop_reason })
+            .map(|index| ChatChunkChoice { index, delta, logprobs, finish_reason, stop_reason })
             .into_iter()
             .collect();
         let body = ChatCompletionChunk {
@@ -229,15 +245,19 @@ fn stream(
         }
         let mut events = choices::merge(running);
         let mut splitters: Vec<ChoiceSplitter> = (0..choice_count).map(|_| ChoiceSplitter::new(callable.clone())).collect();
+        // Tokens' log-probabilities wait for the chunk that carries their text.
+        let mut pending: Vec<Vec<TokenLogprob>> = vec![Vec::new(); choice_count];
         let (mut done, mut completion_tokens, mut streamed) = (0, 0, 0);
         while let Some((index, event)) = events.next().await {
             let splitter = &mut splitters[index as usize];
             match event {
+                GenerationEvent::Logprob(lp) => pending[index as usize].push(lp),
                 GenerationEvent::Text(text) => {
                     streamed += 1;
                     let so_far = completion_tokens + streamed;
                     for delta in splitter.push(&text) {
-                        yield out.chunk(Some(index), delta, None, out.usage_at(so_far));
+                        let tokens = std::mem::take(&mut pending[index as usize]);
+                        yield out.chunk_with(Some(index), delta, None, out.usage_at(so_far), tokens);
                     }
                 }
                 GenerationEvent::Done { finish, usage } => {
@@ -249,7 +269,8 @@ fn stream(
                     }
                     let reason = if splitter.calls > 0 { "tool_calls" } else { finish.openai() };
                     let finish = (reason, stop_sequence(&finish));
-                    yield out.chunk(Some(index), ChatDelta::default(), Some(finish), out.usage_at(completion_tokens));
+                    let tokens = std::mem::take(&mut pending[index as usize]);
+                    yield out.chunk_with(Some(index), ChatDelta::default(), Some(finish), out.usage_at(completion_tokens), tokens);
                 }
                 GenerationEvent::Failed { message, .. } => {
                     tracing::error!(error = %message, "Generation failed mid-stream");

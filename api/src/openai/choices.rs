@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use futures_util::Stream;
 use futures_util::stream::{self, StreamExt};
-use greenthread_core::FinishReason;
+use greenthread_core::{FinishReason, TokenLogprob};
 use greenthread_node_runtime::{GenerateRequest, GenerationEvent, GenerationStream, ModelInstance};
 
 use greenthread_protocol::error::{ApiError, ApiResult};
@@ -30,6 +30,7 @@ pub fn start(
                     max_tokens: generation.max_tokens,
                     stop: generation.stop.clone(),
                     grammar: generation.grammar.clone(),
+                    logprobs: generation.logprobs,
                 })
                 .map_err(crate::engine_errors::from_engine)?;
             Ok((index, stream))
@@ -44,6 +45,8 @@ pub struct ChoiceOutput {
     pub text: String,
     pub finish: FinishReason,
     pub completion_tokens: u32,
+    /// Each token's log-probabilities, when they were asked for.
+    pub logprobs: Vec<TokenLogprob>,
 }
 
 /// Waits for every choice to finish.
@@ -54,11 +57,14 @@ pub async fn collect(choices: Vec<(u32, GenerationStream)>) -> ApiResult<Vec<Cho
     let mut out = Vec::with_capacity(choices.len());
     for (index, mut stream) in choices {
         let mut text = String::new();
+        let mut logprobs = Vec::new();
         loop {
             match stream.next().await {
                 Some(GenerationEvent::Text(t)) => text.push_str(&t),
+                Some(GenerationEvent::Logprob(lp)) => logprobs.push(lp),
                 Some(GenerationEvent::Done { finish, usage }) => {
-                    out.push(ChoiceOutput { index, text, finish, completion_tokens: usage.completion_tokens });
+                    let completion_tokens = usage.completion_tokens;
+                    out.push(ChoiceOutput { index, text, finish, completion_tokens, logprobs });
                     break;
                 }
                 Some(GenerationEvent::Failed { message, .. }) => {

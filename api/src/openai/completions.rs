@@ -8,6 +8,7 @@ use axum::extract::{Path, State};
 use axum::response::sse::{Event, Sse};
 use axum::response::{IntoResponse, Response};
 use futures_util::{Stream, StreamExt};
+use greenthread_core::TokenLogprob;
 use greenthread_node_runtime::{GenerationEvent, GenerationStream, ModelInstance};
 use greenthread_scheduler::Lease;
 
@@ -21,6 +22,7 @@ use crate::state::AppState;
 use crate::usage::Tally;
 use greenthread_protocol::error::{ApiError, ApiResult};
 use greenthread_protocol::ids::{SYSTEM_FINGERPRINT, now_unix, response_id};
+use greenthread_protocol::openai::logprobs;
 use greenthread_protocol::openai::types::{Completion, CompletionChoice, CompletionRequest, UsageOut};
 use greenthread_protocol::openai::validate::{self, ValidCompletion, ValidPrompt};
 
@@ -118,12 +120,14 @@ async fn generate(
     let id = response_id("cmpl");
     if generation.stream {
         let tally = Tally::default();
-        let usage = (prompt_tokens, generation.include_usage);
-        let events = stream(id, name, running, echoes, usage, lease, tally.clone());
+        let report =
+            Report { prompt_tokens, include_usage: generation.include_usage, logprobs: generation.logprobs.is_some() };
+        let events = stream(id, name, running, echoes, report, lease, tally.clone());
         return Ok(tallied(Sse::new(events).into_response(), tally));
     }
     let outputs = choices::collect(running).await?;
     drop(lease);
+    let with_logprobs = generation.logprobs.is_some();
     let completion_tokens = outputs.iter().map(|o| o.completion_tokens).sum();
     let body = Completion {
         id: &id,
@@ -135,8 +139,9 @@ async fn generate(
             .into_iter()
             .map(|o| CompletionChoice {
                 index: o.index,
+                logprobs: with_logprobs
+                    .then(|| logprobs::completion(&o.logprobs, echoes[o.index as usize].chars().count())),
                 text: format!("{}{}", echoes[o.index as usize], o.text),
-                logprobs: None,
                 finish_reason: Some(o.finish.openai()),
             })
             .collect(),
@@ -145,12 +150,21 @@ async fn generate(
     Ok(counted(Json(body).into_response(), prompt_tokens, completion_tokens))
 }
 
+/// What a stream reports beside the text.
+struct Report {
+    prompt_tokens: u32,
+    /// The usage chunk at the end.
+    include_usage: bool,
+    /// Each chunk's tokens' log-probabilities.
+    logprobs: bool,
+}
+
 fn stream(
     id: String,
     model: String,
     running: Vec<(u32, GenerationStream)>,
     mut echoes: Vec<String>,
-    (prompt_tokens, include_usage): (u32, bool),
+    Report { prompt_tokens, include_usage, logprobs: with_logprobs }: Report,
     lease: Option<Lease>,
     tally: Tally,
 ) -> impl Stream<Item = Result<Event, Infallible>> + Send {
@@ -175,6 +189,10 @@ fn stream(
         logprobs: None,
         finish_reason: finish,
     };
+    // Each choice's text so far, in characters, and the log-probabilities
+    // waiting for the chunk that carries their tokens' text.
+    let mut written: Vec<usize> = echoes.iter().map(|e| e.chars().count()).collect();
+    let mut pending: Vec<Vec<TokenLogprob>> = vec![Vec::new(); choice_count];
     async_stream::stream! {
         for (index, echo) in echoes.iter_mut().enumerate() {
             if !echo.is_empty() {
@@ -185,7 +203,16 @@ fn stream(
         let (mut done, mut completion_tokens) = (0, 0);
         while let Some((index, event)) = events.next().await {
             match event {
-                GenerationEvent::Text(t) => yield chunk(vec![text(index, t, None)], usage_null),
+                GenerationEvent::Logprob(lp) => pending[index as usize].push(lp),
+                GenerationEvent::Text(t) => {
+                    let i = index as usize;
+                    let mut choice = text(index, t, None);
+                    if with_logprobs {
+                        choice.logprobs = Some(logprobs::completion(&std::mem::take(&mut pending[i]), written[i]));
+                    }
+                    written[i] += choice.text.chars().count();
+                    yield chunk(vec![choice], usage_null);
+                }
                 GenerationEvent::Done { finish, usage } => {
                     done += 1;
                     completion_tokens += usage.completion_tokens;

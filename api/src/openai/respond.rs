@@ -90,6 +90,8 @@ fn stream(
                         yield sse(event);
                     }
                 }
+                // Never asked for on this route.
+                Some(GenerationEvent::Logprob(_)) => {}
                 Some(GenerationEvent::Done { finish, usage }) => {
                     output_tokens = usage.completion_tokens;
                     let rest = splitter.as_mut().map(ToolCallSplitter::finish).unwrap_or_default();

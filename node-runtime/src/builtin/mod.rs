@@ -266,7 +266,9 @@ impl ModelInstance for BuiltinModel {
             Some(grammar) => Some(self.host.grammars().and_then(|g| g.constraint(grammar)).map_err(Error::Grammar)?),
             None => None,
         };
-        let sampler = Sampler::new(request.sampling, &request.prompt).with_constraint(constraint);
+        let sampler = Sampler::new(request.sampling, &request.prompt)
+            .with_constraint(constraint)
+            .with_logprobs(request.logprobs.map(usize::from));
         let guard = self.lock();
         let awake = guard.as_ref().ok_or(Error::Asleep)?;
         awake

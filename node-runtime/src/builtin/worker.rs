@@ -16,7 +16,7 @@ use super::host::ModelHost;
 use super::kv_cache::SeqCache;
 use super::plan::{STEP_TOKEN_BUDGET, plan_step};
 use super::transformer::{BatchItem, Transformer};
-use crate::engine::GenerationEvent;
+use crate::engine::{GenerationEvent, TokenLogprob, TokenText};
 use crate::sampler::Sampler;
 use crate::text_stream::{Step, TextStream};
 use crate::tokenizer::Tokenizer;
@@ -243,6 +243,14 @@ impl Worker {
     /// Counts `token` for `seq`, sends its text, and says whether `seq` ended
     /// (its final events sent).
     fn take_token(&self, seq: &mut Sequence, token: u32) -> bool {
+        let tokenizer = &self.host.tokenizer;
+        if let Some(drawn) = seq.sampler.as_mut().and_then(Sampler::take_logprobs)
+            && !tokenizer.is_end_of_generation(token)
+        {
+            let text = |id: u32| TokenText::new(tokenizer.piece(id));
+            let top = drawn.top.iter().map(|&(id, logprob)| (text(id), logprob)).collect();
+            seq.send(GenerationEvent::Logprob(TokenLogprob { token: text(token), logprob: drawn.logprob, top }));
+        }
         seq.generated += 1;
         let cut_short = seq.sampler.as_ref().is_some_and(Sampler::cut_short);
         let Some(finish) = advance(seq, &self.host.tokenizer, token, self.limits.context_length, cut_short) else {

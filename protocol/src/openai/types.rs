@@ -230,7 +230,8 @@ pub struct FunctionDelta {
 pub struct ChatChoice {
     pub index: u32,
     pub message: ChatMessageOut,
-    pub logprobs: Option<()>,
+    /// When asked for: [`super::logprobs::chat`].
+    pub logprobs: Option<Value>,
     pub finish_reason: &'static str,
     /// The stop sequence that ended the choice, as vLLM reports it.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -262,7 +263,8 @@ pub struct ChatDelta {
 pub struct ChatChunkChoice {
     pub index: u32,
     pub delta: ChatDelta,
-    pub logprobs: Option<()>,
+    /// When asked for: the chunk's tokens, [`super::logprobs::chat`].
+    pub logprobs: Option<Value>,
     pub finish_reason: Option<&'static str>,
     /// The stop sequence that ended the choice, as vLLM reports it.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -286,7 +288,8 @@ pub struct ChatCompletionChunk<'a> {
 pub struct CompletionChoice {
     pub index: u32,
     pub text: String,
-    pub logprobs: Option<()>,
+    /// When asked for: [`super::logprobs::completion`].
+    pub logprobs: Option<Value>,
     pub finish_reason: Option<&'static str>,
 }
 

@@ -36,6 +36,8 @@ pub struct ValidGeneration {
     pub continuous_usage: bool,
     /// What the output must match (structured output, forced tool calls).
     pub grammar: Option<Arc<OutputGrammar>>,
+    /// Each token's log-probability, with this many alternatives.
+    pub logprobs: Option<u8>,
 }
 
 impl ValidGeneration {
@@ -127,7 +129,18 @@ fn generation(fields: &SamplingFields, max_tokens: Option<u32>, limits: &Rules<'
         include_usage: fields.stream_options.as_ref().is_some_and(|o| o.include_usage),
         continuous_usage: fields.stream_options.as_ref().is_some_and(|o| o.continuous_usage_stats),
         grammar: None,
+        logprobs: None,
     })
+}
+
+/// Most alternatives reported per token (`top_logprobs`, completions' `logprobs`).
+pub const MAX_TOP_LOGPROBS: u32 = 20;
+
+fn top_logprobs(param: &'static str, top: u32) -> ApiResult<u8> {
+    u8::try_from(top)
+        .ok()
+        .filter(|&n| u32::from(n) <= MAX_TOP_LOGPROBS)
+        .ok_or_else(|| ApiError::invalid(param, format!("{param} must be between 0 and {MAX_TOP_LOGPROBS}")))
 }
 
 /// Validates a chat completion request.
@@ -142,10 +155,14 @@ pub fn chat(req: ChatCompletionRequest, limits: &Rules<'_>) -> ApiResult<ValidCh
         return Err(ApiError::invalid("max_tokens", "Set max_tokens or max_completion_tokens, not both"));
     }
     let max_tokens = req.max_completion_tokens.or(req.max_tokens);
-    let generation = generation(&req.sampling(), max_tokens, limits)?;
-    if req.logprobs == Some(true) || req.top_logprobs.is_some_and(|n| n > 0) {
-        return Err(ApiError::Unsupported { param: "logprobs", message: "logprobs are not supported yet".into() });
-    }
+    let mut generation = generation(&req.sampling(), max_tokens, limits)?;
+    generation.logprobs = match (req.logprobs, req.top_logprobs) {
+        (Some(true), top) => Some(top_logprobs("top_logprobs", top.unwrap_or(0))?),
+        (_, Some(top)) if top > 0 => {
+            return Err(ApiError::invalid("top_logprobs", "top_logprobs requires logprobs to be true"));
+        }
+        _ => None,
+    };
     let guided = super::guided::grammar(&req.guided, limits.enforceable)?;
     let output = tools::output(
         req.tools,
@@ -160,7 +177,6 @@ pub fn chat(req: ChatCompletionRequest, limits: &Rules<'_>) -> ApiResult<ValidCh
             "vLLM's structured outputs cannot be combined with response_format or tools",
         ));
     }
-    let mut generation = generation;
     generation.grammar = guided.or_else(|| output.grammar.clone());
     let messages = req.messages.into_iter().enumerate().map(|(i, m)| message(i, m)).collect::<ApiResult<Vec<_>>>()?;
     Ok(ValidChat { messages, output, generation })
@@ -226,8 +242,12 @@ fn message(i: usize, m: ChatMessageIn) -> ApiResult<ChatMessage> {
 /// # Errors
 /// [`ApiError::InvalidParam`] or [`ApiError::Unsupported`] naming the field.
 pub fn completion(req: CompletionRequest, limits: &Rules<'_>) -> ApiResult<ValidCompletion> {
-    if req.logprobs.is_some_and(|n| n > 0) {
-        return Err(ApiError::Unsupported { param: "logprobs", message: "logprobs are not supported yet".into() });
+    let logprobs = req.logprobs.map(|n| top_logprobs("logprobs", n)).transpose()?;
+    if logprobs.is_some() && req.echo == Some(true) {
+        return Err(ApiError::Unsupported {
+            param: "echo",
+            message: "echo with logprobs (the prompt's own log-probabilities) is not supported".into(),
+        });
     }
     if req.best_of.is_some_and(|b| b > 1) {
         return Err(ApiError::Unsupported {
@@ -254,6 +274,7 @@ pub fn completion(req: CompletionRequest, limits: &Rules<'_>) -> ApiResult<Valid
         return Err(ApiError::invalid("structured_outputs", "ask for one structured output, not response_format too"));
     }
     generation.grammar = guided.or(format);
+    generation.logprobs = logprobs;
     if prompts.len() as u64 * u64::from(generation.n) > u64::from(limits.max_choices) {
         return Err(ApiError::invalid(
             "prompt",
@@ -333,11 +354,21 @@ mod tests {
     }
 
     #[test]
-    fn features_not_built_yet_are_refused_rather_than_ignored() {
-        for extra in [r#""logprobs":true"#, r#""top_logprobs":2"#] {
-            let body = format!(r#"{{"messages":[{{"role":"user","content":"x"}}],{extra}}}"#);
-            assert!(matches!(chat_req(&body), Err(ApiError::Unsupported { .. })), "{extra}");
-        }
+    fn logprobs_ask_for_alternatives_within_bounds() {
+        let body = |extra: &str| format!(r#"{{"messages":[{{"role":"user","content":"x"}}],{extra}}}"#);
+        assert_eq!(chat_req(&body(r#""logprobs":true"#)).unwrap().generation.logprobs, Some(0));
+        assert_eq!(chat_req(&body(r#""logprobs":true,"top_logprobs":3"#)).unwrap().generation.logprobs, Some(3));
+        assert_eq!(chat_req(&body(r#""logprobs":false"#)).unwrap().generation.logprobs, None);
+        assert_eq!(param_of(chat_req(&body(r#""top_logprobs":2"#))), "top_logprobs");
+        assert_eq!(param_of(chat_req(&body(r#""logprobs":true,"top_logprobs":21"#))), "top_logprobs");
+        let rules = Rules { max_choices: 8, enforceable: &greenthread_node_runtime::constraint::check };
+        let completion_req =
+            |extra: &str| completion(parse(format!(r#"{{"prompt":"x",{extra}}}"#).as_bytes()).unwrap(), &rules);
+        assert_eq!(completion_req(r#""logprobs":2"#).unwrap().generation.logprobs, Some(2));
+        assert!(matches!(
+            completion_req(r#""logprobs":1,"echo":true"#),
+            Err(ApiError::Unsupported { param: "echo", .. })
+        ));
     }
 
     #[test]
