@@ -21,7 +21,7 @@ pub struct ChatTemplate {
     env: Environment<'static>,
     bos: String,
     eos: String,
-    hermes_tools: bool,
+    tool_format: Option<greenthread_core::grammar::ToolCallFormat>,
 }
 
 impl std::fmt::Debug for ChatTemplate {
@@ -51,14 +51,13 @@ impl ChatTemplate {
         });
         env.add_function("strftime_now", |fmt: String| strftime_now(&fmt));
         env.add_template_owned("chat", source.to_owned()).map_err(|e| Error::Template(describe(&e)))?;
-        let hermes_tools = greenthread_core::grammar::HermesToolCalls::used_by(source);
-        Ok(Self { env, bos: bos.to_owned(), eos: eos.to_owned(), hermes_tools })
+        let tool_format = greenthread_core::grammar::ToolCallFormat::of_template(source);
+        Ok(Self { env, bos: bos.to_owned(), eos: eos.to_owned(), tool_format })
     }
 
-    /// Whether the template offers tools to the model and teaches it the
-    /// Hermes `<tool_call>` format, the one GreenThread parses.
-    pub fn writes_hermes_tools(&self) -> bool {
-        self.hermes_tools
+    /// How the template teaches the model to call tools; `None` when it offers none.
+    pub fn tool_format(&self) -> Option<greenthread_core::grammar::ToolCallFormat> {
+        self.tool_format
     }
 
     /// Renders `messages` (and `tools`, a JSON list of tool definitions) into a prompt.

@@ -7,11 +7,12 @@
 //! The Hermes tool-call format (its tags, and parsing calls back out of the
 //! output) lives in [`tool_calls`].
 
+mod python_call;
 mod tool_calls;
 
 use serde_json::{Value, json};
 
-pub use tool_calls::{HermesToolCalls, ParsedToolCall, ToolCallSplitter, ToolDef, ToolSplit};
+pub use tool_calls::{HermesToolCalls, ParsedToolCall, ToolCallFormat, ToolCallSplitter, ToolDef, ToolSplit};
 
 /// Deepest nesting of the JSON document a schema may be (objects and arrays
 /// inside each other): a schema nested 30 levels (each level an object and

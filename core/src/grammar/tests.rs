@@ -162,6 +162,26 @@ fn an_answer_that_opens_with_calls_is_its_calls() {
 }
 
 #[test]
+fn each_familys_form_is_read_and_its_template_names_its_format() {
+    let gemma = "Let me check.\n```tool_code\nget_weather(city=\"Paris\")\n```";
+    let (text, calls) = HermesToolCalls::parse(gemma, &names());
+    assert_eq!((text.as_str(), calls[0].arguments.clone()), ("Let me check.\n", json!({"city": "Paris"})));
+    let llama = "<|python_tag|>{\"name\": \"get_weather\", \"parameters\": {\"city\": \"Rome\"}}";
+    assert_eq!(HermesToolCalls::parse(llama, &names()).1[0].arguments, json!({"city": "Rome"}));
+    let mistral = "[TOOL_CALLS][{\"name\": \"f\", \"arguments\": {}}, {\"name\": \"nope\", \"arguments\": {}}]";
+    assert!(HermesToolCalls::parse(mistral, &names()).1.is_empty(), "a call of an undeclared tool voids the list");
+    for (template, format) in [
+        ("{% if tools %}<tool_call>{% endif %}", Some(ToolCallFormat::Hermes)),
+        ("{% if tools %}[AVAILABLE_TOOLS]{% endif %}[TOOL_CALLS]", Some(ToolCallFormat::Mistral)),
+        ("{% if tools %}<|start_header_id|>ipython{% endif %}", Some(ToolCallFormat::Llama3)),
+        ("{% for tool in tools %}{{ tool | tojson }}{% endfor %}", Some(ToolCallFormat::Json)),
+        ("{{ messages[0].content }}", None),
+    ] {
+        assert_eq!(ToolCallFormat::of_template(template), format, "{template}");
+    }
+}
+
+#[test]
 fn the_splitter_holds_back_only_what_may_start_a_tag() {
     let mut s = ToolCallSplitter::new(names());
     assert_eq!(s.push("Hello <tool"), vec![ToolSplit::Text("Hello ".into())]);

@@ -35,15 +35,48 @@ pub struct ParsedToolCall {
     pub arguments: Value,
 }
 
+/// How a model family's chat template teaches it to call tools. Every
+/// family's form is read from any model's output (small models mix them);
+/// the format says whether a template offers tools at all, and forced calls
+/// use the Hermes tags, which every format's parser reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ToolCallFormat {
+    /// `<tool_call>{…}</tool_call>`: Qwen 2.5/3, Hermes, many others.
+    Hermes,
+    /// `[TOOL_CALLS][{…}]`: Mistral.
+    Mistral,
+    /// `{"name": …, "parameters": {…}}`, after `<|python_tag|>` where written: Llama 3.1+.
+    Llama3,
+    /// Gemma's ` ```tool_code ` fence holding a Python call.
+    Gemma,
+    /// A template that renders the tools without naming a format: JSON objects.
+    Json,
+}
+
+impl ToolCallFormat {
+    /// The format `template` teaches, or `None` when it offers no tools.
+    pub fn of_template(template: &str) -> Option<Self> {
+        if !template.contains("tools") {
+            return None;
+        }
+        Some(if template.contains(OPEN) {
+            Self::Hermes
+        } else if template.contains(MISTRAL) {
+            Self::Mistral
+        } else if template.contains(PYTHON_TAG) || template.contains("ipython") {
+            Self::Llama3
+        } else if template.contains("tool_code") {
+            Self::Gemma
+        } else {
+            Self::Json
+        })
+    }
+}
+
 /// The Hermes tool-call format.
 pub struct HermesToolCalls;
 
 impl HermesToolCalls {
-    /// Whether a chat template writes tools in this format.
-    pub fn used_by(template: &str) -> bool {
-        template.contains(OPEN) && template.contains("tools")
-    }
-
     /// The grammar rules of one call of any of `tools`, as the rule
     /// `tool_call` (Lark in llguidance's dialect): the tags around a JSON
     /// object holding the tool's name and arguments that fit its schema.
@@ -195,13 +228,17 @@ enum Block {
     /// A line that starts with `{` after other text, closed by its newline:
     /// a call when it is one naming an offered tool.
     Line,
-    /// Mistral's `[TOOL_CALLS]`, followed by a JSON array of calls to the
+    /// Mistral's `[TOOL_CALLS]` or Llama 3's `<|python_tag|>`, followed by
+    /// the calls as JSON (an array, or objects one after another) to the
     /// end of the output.
-    Mistral,
+    Marker,
 }
 
 /// Mistral's marker before its calls.
 const MISTRAL: &str = "[TOOL_CALLS]";
+
+/// Llama 3's marker before a call (where its tokenizer writes it out).
+const PYTHON_TAG: &str = "<|python_tag|>";
 
 /// A line of its own that may hold an untagged call.
 const LINE: &str = "\n{";
@@ -242,7 +279,7 @@ impl TagSplitter {
                         None => out.push(ToolSplit::Text(format!("{FENCE}{block}"))),
                     }
                 }
-                Some(Block::Mistral) => break,
+                Some(Block::Marker) => break,
                 Some(Block::Line) => {
                     let Some(end) = self.buffer.find('\n') else { break };
                     let line: String = self.buffer.drain(..=end).collect();
@@ -257,8 +294,11 @@ impl TagSplitter {
                     let fence = self.buffer.find(FENCE).map(|at| (at, Block::Fence, FENCE.len()));
                     // The newline stays text; the line's `{` begins the block.
                     let line = self.buffer.find(LINE).map(|at| (at + 1, Block::Line, 0));
-                    let mistral = self.buffer.find(MISTRAL).map(|at| (at, Block::Mistral, MISTRAL.len()));
-                    let first = [tag, fence, line, mistral].into_iter().flatten().min_by_key(|(at, _, _)| *at);
+                    let marker = [MISTRAL, PYTHON_TAG]
+                        .into_iter()
+                        .filter_map(|m| self.buffer.find(m).map(|at| (at, Block::Marker, m.len())))
+                        .min_by_key(|(at, _, _)| *at);
+                    let first = [tag, fence, line, marker].into_iter().flatten().min_by_key(|(at, _, _)| *at);
                     if let Some((start, block, len)) = first {
                         let before: String = self.buffer.drain(..start).collect();
                         self.buffer.drain(..len);
@@ -281,13 +321,17 @@ impl TagSplitter {
     }
 
     /// A fence's content as a call of an offered tool (after an optional
-    /// language tag such as `json`).
+    /// language tag such as `json`); Gemma's `tool_code` fences hold a
+    /// Python call, `get_weather(city="Paris")`.
     fn fenced_call(&self, content: &str) -> Option<ParsedToolCall> {
-        let body = match content.split_once('\n') {
-            Some((tag, rest)) if tag.trim().chars().all(|c| c.is_ascii_alphanumeric()) => rest,
-            _ => content,
+        let (tag, body) = match content.split_once('\n') {
+            Some((tag, rest)) if tag.trim().chars().all(|c| c.is_ascii_alphanumeric() || c == '_') => {
+                (tag.trim(), rest)
+            }
+            _ => ("", content),
         };
-        parse_call(body).filter(|call| self.tools.contains(&call.name))
+        let call = if tag == "tool_code" { super::python_call::parse(body) } else { parse_call(body) };
+        call.filter(|call| self.tools.contains(&call.name))
     }
 
     /// What is left when the output ends: a call cut off before its closing
@@ -299,8 +343,8 @@ impl TagSplitter {
             Some(Block::Tag) => return parse_call(&rest).map(ToolSplit::Call).into_iter().collect(),
             Some(Block::Fence) => format!("{FENCE}{rest}"),
             // The marker says calls follow: what does not parse as them is dropped, not shown.
-            Some(Block::Mistral) => {
-                return parse_calls(&rest).unwrap_or_default().into_iter().map(ToolSplit::Call).collect();
+            Some(Block::Marker) => {
+                return leading_calls(&rest, &self.tools).0.into_iter().map(ToolSplit::Call).collect();
             }
             Some(Block::Line) => match parse_call(&rest).filter(|call| self.tools.contains(&call.name)) {
                 Some(call) => return vec![ToolSplit::Call(call)],
@@ -314,7 +358,7 @@ impl TagSplitter {
 
 /// Length of the longest tail of `text` that may begin `<tool_call>` or a fence.
 fn partial_opener_len(text: &str) -> usize {
-    [OPEN, FENCE, LINE, MISTRAL]
+    [OPEN, FENCE, LINE, MISTRAL, PYTHON_TAG]
         .into_iter()
         .map(|opener| {
             (1..opener.len().min(text.len() + 1))

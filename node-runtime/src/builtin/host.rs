@@ -148,7 +148,7 @@ pub fn open_gguf(path: &Path, options: &LoadOptions) -> Result<ModelHost> {
         vocab_size: tokenizer.vocab_size(),
         weight_bytes: index.total_bytes(),
         has_chat_template: template.is_some(),
-        tool_calls: template.as_ref().is_some_and(ChatTemplate::writes_hermes_tools),
+        tool_calls: template.as_ref().and_then(ChatTemplate::tool_format).is_some(),
         embedding_dimensions: None,
     };
     Ok(ModelHost {
