@@ -53,6 +53,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                     eprintln!("{finish:?} {usage:?}; first token {ttft:.2?}, then {decode:.1} tok/s");
                 }
                 GenerationEvent::Failed { message, .. } => return Err(message.into()),
+                GenerationEvent::Logprob(_) => {}
             }
         }
         Ok::<_, Box<dyn std::error::Error>>(())

@@ -54,6 +54,7 @@ async fn greedy(node: &LocalNode, model: &str) -> String {
             GenerationEvent::Text(t) => out.push_str(&t),
             GenerationEvent::Done { .. } => break,
             GenerationEvent::Failed { message, .. } => panic!("{message}"),
+            GenerationEvent::Logprob(_) => unreachable!("not asked for"),
         }
     }
     out

@@ -359,7 +359,7 @@ async fn gateway_keeps_responses_and_the_node_runs_continuations(db: &Db) {
         .lines()
         .filter_map(|l| l.strip_prefix("data: "))
         .filter_map(|d| serde_json::from_str::<Value>(d).ok())
-        .last()
+        .next_back()
         .unwrap();
     assert!(matches!(last["type"].as_str(), Some("response.completed" | "response.incomplete")), "{streamed}");
     let streamed_id = last["response"]["id"].as_str().unwrap();

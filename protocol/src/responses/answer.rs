@@ -77,7 +77,7 @@ impl Envelope {
 }
 
 fn message_item(id: &str, status: &str, text: Option<&str>) -> Value {
-    let content: Vec<Value> = text.map(|t| text_part(t)).into_iter().collect();
+    let content: Vec<Value> = text.map(text_part).into_iter().collect();
     json!({"type": "message", "id": id, "status": status, "role": "assistant", "content": content})
 }
 

@@ -58,10 +58,10 @@ pub fn to_chat(req: &ResponsesRequest, items: &[Value], model: &str) -> Result<V
     if let Some(parallel) = req.parallel_tool_calls {
         body["parallel_tool_calls"] = json!(parallel);
     }
-    if let Some(format) = req.text.as_ref().and_then(|t| t.format.as_ref()) {
-        if let Some(response_format) = response_format(format)? {
-            body["response_format"] = response_format;
-        }
+    if let Some(format) = req.text.as_ref().and_then(|t| t.format.as_ref())
+        && let Some(response_format) = response_format(format)?
+    {
+        body["response_format"] = response_format;
     }
     if let Some(t) = req.temperature {
         body["temperature"] = json!(t);
