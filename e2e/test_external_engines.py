@@ -208,6 +208,26 @@ def test_the_anthropic_sdk_is_translated_onto_the_engine(served):
     assert final.usage.output_tokens > 0
 
 
+def test_the_responses_api_reaches_the_engines_own_and_continues_from_greenthreads_store(client):
+    first = client.responses.create(
+        model="qwen-ext", input="My name is Ada. Reply with just OK.", temperature=0, max_output_tokens=10
+    )
+    assert first.output_text and first.usage.input_tokens > 10 and first.store is True
+    # Kept by GreenThread (the engine is asked to keep nothing), so a continuation works.
+    assert client.responses.retrieve(first.id).output_text == first.output_text
+    second = client.responses.create(
+        model="qwen-ext", previous_response_id=first.id, input="What is my name?", temperature=0, max_output_tokens=20
+    )
+    assert second.previous_response_id == first.id
+    assert second.usage.input_tokens > first.usage.input_tokens + first.usage.output_tokens
+    assert "Ada" in second.output_text
+    events = list(client.responses.create(model="qwen-ext", input="Count to three.", max_output_tokens=12, stream=True))
+    assert events[-1].type in ("response.completed", "response.incomplete")
+    deltas = "".join(e.delta for e in events if e.type == "response.output_text.delta")
+    assert deltas and deltas == events[-1].response.output_text
+    assert client.responses.retrieve(events[-1].response.id).id == events[-1].response.id
+
+
 def test_the_engines_refusal_comes_back_in_openais_shape(client):
     long = "word " * 5000
     with pytest.raises(openai.BadRequestError) as refused:

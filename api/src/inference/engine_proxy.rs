@@ -5,14 +5,15 @@
 //! did not ask for it), the answer streamed back event by event as it
 //! comes. The engine's errors come back in GreenThread's error shape; a
 //! client that goes away drops the upstream request with it. Anthropic's
-//! Messages are translated onto the engine's chat API ([`super::engine_messages`]).
+//! Messages are translated onto the engine's chat API ([`super::engine_messages`]);
+//! the Responses API goes to the engine's own, its conversation already whole.
 
 use std::sync::OnceLock;
 use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{HeaderValue, header};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 use greenthread_node_runtime::external::EngineEndpoint;
@@ -52,12 +53,7 @@ pub async fn proxy(endpoint: EngineEndpoint, route: Route, raw: Bytes, lease: Op
             param: "model",
             message: "counting tokens is not available for a model served by an external engine".into(),
         }),
-        Route::Responses => Err(ApiError::Unsupported {
-            param: "model",
-            message: "the Responses API is not available yet for a model served by an external engine; \
-                      use /v1/chat/completions"
-                .into(),
-        }),
+        Route::Responses => responses(endpoint, raw, lease).await,
     }
 }
 
@@ -116,10 +112,62 @@ fn engine_message(text: &str) -> String {
     found.unwrap_or_else(|| text.trim().to_owned())
 }
 
-/// `usage`'s prompt and completion tokens, if it has them.
+/// `usage`'s prompt and completion tokens, if it has them (chat's names or
+/// the Responses API's).
 pub(super) fn usage_counts(usage: &Value) -> Option<(u32, u32)> {
     let count = |k: &str| usage.get(k).and_then(Value::as_u64).and_then(|n| u32::try_from(n).ok());
-    Some((count("prompt_tokens")?, count("completion_tokens").unwrap_or(0)))
+    let prompt = count("prompt_tokens").or_else(|| count("input_tokens"))?;
+    Some((prompt, count("completion_tokens").or_else(|| count("output_tokens")).unwrap_or(0)))
+}
+
+/// A Responses request on the engine's own `/v1/responses`: the
+/// conversation arrives whole (a gateway expanded `previous_response_id`),
+/// so the engine is asked to store nothing and continue nothing; the
+/// answer says what the client asked (`store`, `previous_response_id`).
+async fn responses(endpoint: EngineEndpoint, raw: Bytes, lease: Option<Lease>) -> ApiResult<Response> {
+    let mut body: Value = serde_json::from_slice(&raw).map_err(|e| ApiError::BadJson(e.to_string()))?;
+    let object = body.as_object_mut().ok_or_else(|| ApiError::BadJson("the body must be a JSON object".into()))?;
+    let asked = serde_json::json!({
+        "store": object.get("store").and_then(Value::as_bool).unwrap_or(true),
+        "previous_response_id": object.remove("previous_response_id").unwrap_or(Value::Null),
+    });
+    object.insert("model".into(), Value::from(endpoint.model.as_str()));
+    object.insert("store".into(), Value::Bool(false));
+    let stream = object.get("stream").and_then(Value::as_bool).unwrap_or(false);
+    let answer = send(&endpoint, "responses", &body).await?;
+    if stream {
+        let tally = Tally::default();
+        let events =
+            relay(answer.bytes_stream(), Relay { client_usage: true, restore: Some(asked) }, tally.clone(), lease);
+        let mut response = Response::new(Body::from_stream(events));
+        response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+        response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+        return Ok(tallied(response, tally));
+    }
+    let bytes =
+        answer.bytes().await.map_err(|e| ApiError::Unavailable(format!("the engine's answer broke off ({e})")))?;
+    drop(lease);
+    let mut answer: Value = serde_json::from_slice(&bytes)
+        .map_err(|e| ApiError::Engine { status: 502, message: format!("the engine's answer is not JSON ({e})") })?;
+    restore(&mut answer, &asked);
+    let (prompt, completion) = answer.get("usage").and_then(usage_counts).unwrap_or((0, 0));
+    Ok(counted(axum::Json(answer).into_response(), prompt, completion))
+}
+
+/// The client's own `store` and `previous_response_id` on a `response` object.
+fn restore(response: &mut Value, asked: &Value) {
+    if let (Some(fields), Some(asked)) = (response.as_object_mut(), asked.as_object()) {
+        fields.extend(asked.iter().map(|(k, v)| (k.clone(), v.clone())));
+    }
+}
+
+/// How an engine's stream is passed on.
+struct Relay {
+    /// The client asked for chat's usage chunk itself.
+    client_usage: bool,
+    /// Fields the client asked for, set again on every `response` object
+    /// of a Responses stream.
+    restore: Option<Value>,
 }
 
 async fn openai(endpoint: EngineEndpoint, route: Route, raw: Bytes, lease: Option<Lease>) -> ApiResult<Response> {
@@ -128,7 +176,8 @@ async fn openai(endpoint: EngineEndpoint, route: Route, raw: Bytes, lease: Optio
     let answer = send(&endpoint, route_path(route), &upstream.body).await?;
     if upstream.stream {
         let tally = Tally::default();
-        let events = relay(answer.bytes_stream(), upstream.client_usage, tally.clone(), lease);
+        let relay_as = Relay { client_usage: upstream.client_usage, restore: None };
+        let events = relay(answer.bytes_stream(), relay_as, tally.clone(), lease);
         let mut response = Response::new(Body::from_stream(events));
         response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
         response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
@@ -155,12 +204,14 @@ fn route_path(route: Route) -> &'static str {
 }
 
 /// The engine's event stream passed on event by event: the usage chunk
-/// read (and dropped unless the client asked for it), the usage comment
-/// every GreenThread stream carries for a gateway's meter added, and a
-/// stream that breaks off ended with an error event the SDKs raise.
+/// (chat's, or the Responses API's final `response`) read, and chat's
+/// dropped unless the client asked for it; the usage comment every
+/// GreenThread stream carries for a gateway's meter added; a stream that
+/// breaks off before its end (`[DONE]`, or the Responses API's final event)
+/// ended with an error event the SDKs raise.
 fn relay(
     mut upstream: impl Stream<Item = reqwest::Result<Bytes>> + Unpin + Send + 'static,
-    client_usage: bool,
+    Relay { client_usage, restore: restored }: Relay,
     tally: Tally,
     lease: Option<Lease>,
 ) -> impl Stream<Item = Result<Bytes, std::convert::Infallible>> + Send {
@@ -179,10 +230,20 @@ fn relay(
             };
             let mut out = String::new();
             for item in parser.feed(&chunk) {
-                let SseItem::Event { name, data } = item else { continue };
-                done |= data == "[DONE]";
-                let parsed: Option<Value> = serde_json::from_str(&data).ok();
-                let usage = parsed.as_ref().and_then(|v| v.get("usage")).and_then(usage_counts);
+                let SseItem::Event { name, mut data } = item else { continue };
+                let mut parsed: Option<Value> = serde_json::from_str(&data).ok();
+                let kind = parsed.as_ref().and_then(|v| v["type"].as_str()).unwrap_or_default();
+                done |= data == "[DONE]" || matches!(kind, "response.completed" | "response.incomplete" | "response.failed");
+                if let (Some(asked), Some(event)) = (&restored, parsed.as_mut())
+                    && event.get("response").is_some_and(Value::is_object)
+                {
+                    restore(&mut event["response"], asked);
+                    data = event.to_string();
+                }
+                let usage = parsed
+                    .as_ref()
+                    .and_then(|v| v.get("usage").or_else(|| v.get("response").and_then(|r| r.get("usage"))))
+                    .and_then(usage_counts);
                 if let Some((prompt, completion)) = usage {
                     tally.tokens(prompt, completion);
                     let usage = serde_json::json!({"prompt_tokens": prompt, "completion_tokens": completion});
@@ -250,7 +311,8 @@ mod tests {
         let chunks =
             vec![Ok(Bytes::from_static(b"data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hi\"}}]}\n\n"))];
         let tally = Tally::default();
-        let out: Vec<_> = relay(futures_util::stream::iter(chunks), false, tally.clone(), None).collect().await;
+        let relay_as = Relay { client_usage: false, restore: None };
+        let out: Vec<_> = relay(futures_util::stream::iter(chunks), relay_as, tally.clone(), None).collect().await;
         let last = out.last().and_then(|c| c.as_ref().ok()).map(|b| String::from_utf8_lossy(b).into_owned());
         assert!(last.is_some_and(|l| l.contains("stopped mid-stream")));
         assert!(tally.read().failed);
@@ -268,8 +330,8 @@ mod tests {
         for client_usage in [false, true] {
             let chunks = vec![Ok(Bytes::from(a.to_owned())), Ok(Bytes::from(b.to_owned()))];
             let tally = Tally::default();
-            let out: Vec<_> =
-                relay(futures_util::stream::iter(chunks), client_usage, tally.clone(), None).collect().await;
+            let relay_as = Relay { client_usage, restore: None };
+            let out: Vec<_> = relay(futures_util::stream::iter(chunks), relay_as, tally.clone(), None).collect().await;
             let text: String =
                 out.into_iter().map(|c| String::from_utf8_lossy(&c.unwrap_or_default()).into_owned()).collect();
             assert!(text.contains("\"content\":\"Hi\"") && text.ends_with("data: [DONE]\n\n"), "{text}");
