@@ -84,6 +84,17 @@ pub struct ServeArgs {
     pub limits: LimitArgs,
     #[command(flatten)]
     pub kubernetes: KubernetesArgs,
+    #[command(flatten)]
+    pub drain: DrainArgs,
+}
+
+/// How a server stops on SIGTERM.
+#[derive(Debug, Clone, Args)]
+pub struct DrainArgs {
+    /// After SIGTERM, `GET /ready` answers 503 and no new connection is
+    /// taken; requests in flight (streams too) have this long to finish.
+    #[arg(long, env = "GREENTHREAD_DRAIN_TIMEOUT", value_parser = parse_duration, default_value = "30s")]
+    pub drain_timeout: Duration,
 }
 
 /// Running as a scheduler replica on Kubernetes.
@@ -132,6 +143,8 @@ pub struct NodeArgs {
     /// Directory for the node's disk tier; one node per directory.
     #[arg(long, env = "GREENTHREAD_DATA_DIR", default_value = "./data")]
     pub data_dir: PathBuf,
+    #[command(flatten)]
+    pub drain: DrainArgs,
     #[command(flatten)]
     pub tiers: TierArgs,
     /// Sequences each model generates at once; more requests wait their turn.
@@ -186,6 +199,8 @@ pub struct GatewayArgs {
     /// How often the models, projects and domains are re-read from the database.
     #[arg(long, env = "GREENTHREAD_SYNC_EVERY", value_parser = parse_duration, default_value = "5s")]
     pub sync_every: Duration,
+    #[command(flatten)]
+    pub drain: DrainArgs,
 }
 
 /// The management plane's settings, for `serve` and `gateway` alike.

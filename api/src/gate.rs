@@ -43,11 +43,13 @@ pub struct Caller {
     pub who: Who,
     /// Sent to a custom domain: only its service's models exist.
     pub only: Option<Arc<HashSet<ModelName>>>,
+    /// Where the request's access line is noted.
+    pub access: crate::http::access::AccessSlot,
 }
 
 impl Caller {
     pub fn anyone() -> Self {
-        Self { who: Who::Anyone, only: None }
+        Self { who: Who::Anyone, only: None, access: crate::http::access::AccessSlot::default() }
     }
 
     /// The key behind the request, if any.

@@ -72,7 +72,9 @@ pub async fn run_gateway(args: GatewayArgs) -> Result<(), ServeError> {
         .map_err(|source| ServeError::Listen { addr: args.listen, source })?;
     let addr = listener.local_addr().map_err(ServeError::Server)?;
     tracing::info!(%addr, scheduler = %args.scheduler, "Gateway serving the OpenAI API at http://{addr}/v1");
-    let served = crate::http::serve(listener, crate::router::router(app)).await.map_err(ServeError::Server);
+    let drain = crate::http::Drain { readiness: app.readiness.clone(), timeout: args.drain.drain_timeout };
+    let served =
+        crate::http::serve_draining(listener, crate::router::router(app), drain).await.map_err(ServeError::Server);
     if let Some(usage) = usage {
         // Requests that finished during the shutdown grace are metered too.
         usage.flush().await;

@@ -5,8 +5,6 @@ use axum::extract::DefaultBodyLimit;
 use axum::http::{Method, Uri};
 use axum::response::Response;
 use axum::routing::{get, post};
-use tower_http::trace::{DefaultOnResponse, TraceLayer};
-use tracing::Level;
 
 use crate::anthropic;
 use crate::cluster::scheduler_api::SchedulerApi;
@@ -21,6 +19,7 @@ pub fn router(state: AppState) -> Router {
     let body_limit = state.limits.max_request_bytes;
     let mut router = Router::new()
         .route("/health", get(health))
+        .route("/ready", get(ready))
         .route("/status", get(crate::status::status))
         .route("/metrics", get(crate::status::metrics))
         .route("/v1/models", get(models::list))
@@ -66,12 +65,8 @@ pub fn router(state: AppState) -> Router {
     router
         .layer(axum::middleware::from_fn_with_state(state.limits.body(), intake::read_body))
         .layer(DefaultBodyLimit::max(body_limit))
+        .layer(axum::middleware::from_fn(crate::http::access::access_log))
         .layer(axum::middleware::from_fn(crate::http::stamp::stamp))
-        .layer(
-            TraceLayer::new_for_http()
-                .on_request(())
-                .on_response(DefaultOnResponse::new().level(Level::INFO).latency_unit(tower_http::LatencyUnit::Micros)),
-        )
 }
 
 /// The per-model OpenAI routes `/<model>/v1/...`: the gateway's, and all a node serves.
@@ -89,6 +84,19 @@ pub fn model_routes() -> Router<AppState> {
 
 async fn health() -> axum::Json<serde_json::Value> {
     axum::Json(serde_json::json!({"status": "ok"}))
+}
+
+/// Readiness for new requests: 503 once the server drains, so a load
+/// balancer sends them elsewhere while those in flight finish (`/health`,
+/// liveness, stays 200).
+async fn ready(axum::extract::State(state): axum::extract::State<AppState>) -> Response {
+    use axum::response::IntoResponse;
+    if state.readiness.is_draining() {
+        let body = axum::Json(serde_json::json!({"status": "draining"}));
+        (axum::http::StatusCode::SERVICE_UNAVAILABLE, body).into_response()
+    } else {
+        axum::Json(serde_json::json!({"status": "ready"})).into_response()
+    }
 }
 
 async fn not_found(method: Method, uri: Uri) -> Response {

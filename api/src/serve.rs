@@ -173,7 +173,8 @@ pub async fn run_serve(args: ServeArgs) -> Result<(), ServeError> {
     }
     let lost = leader.map(|l| crate::kube_operator::lost(l.leading));
     tracing::info!(%addr, "Serving the OpenAI API at http://{addr}/v1");
-    let serving = crate::http::serve(listener, crate::router::router(state));
+    let drain = crate::http::Drain { readiness: state.readiness.clone(), timeout: args.drain.drain_timeout };
+    let serving = crate::http::serve_draining(listener, crate::router::router(state), drain);
     let served = match lost {
         Some(lost) => tokio::select! {
             served = serving => served.map_err(ServeError::Server),
@@ -501,7 +502,8 @@ pub async fn run_node(args: NodeArgs) -> Result<(), ServeError> {
     crate::node_server::spawn_heartbeat(node.clone(), id, advertise, args.control_plane, budgets.device, token.clone());
     let artifacts = ArtifactPolicy::new(artifact_dirs);
     let router = crate::node_server::router(node, token, limits, artifacts);
-    crate::http::serve(listener, router).await.map_err(ServeError::Server)
+    let drain = crate::http::Drain { timeout: args.drain.drain_timeout, ..crate::http::Drain::default() };
+    crate::http::serve_draining(listener, router, drain).await.map_err(ServeError::Server)
 }
 
 /// Creates the data directory and takes its lock, so two servers never share state.

@@ -11,6 +11,7 @@ use greenthread_scheduler::ModelManager;
 use crate::catalog::ModelCatalog;
 use crate::cluster::Cluster;
 use crate::gate::{Caller, Gate, Who};
+use crate::http::access::AccessSlot;
 use crate::http::limits::Limits;
 use crate::http::stamp::RateSlot;
 use crate::inference::Inference;
@@ -40,6 +41,8 @@ pub struct AppState {
     pub gate: Option<Arc<Gate>>,
     /// The management plane, where this server has one.
     pub management: Option<Arc<Management>>,
+    /// Off once the server drains (`GET /ready`).
+    pub readiness: crate::http::Readiness,
 }
 
 impl AppState {
@@ -56,6 +59,7 @@ impl AppState {
             limits,
             gate: None,
             management: None,
+            readiness: crate::http::Readiness::default(),
         }
     }
 
@@ -103,9 +107,13 @@ impl FromRequestParts<AppState> for Caller {
             (Some(m), Some(host)) => m.registry.domain(&crate::domains::request_host(host)),
             _ => None,
         };
+        let access = parts.extensions.get::<AccessSlot>().cloned().unwrap_or_default();
+        if let Who::Key(key) = &who {
+            access.note(|n| n.key = Some(key.key_hint.clone()));
+        }
         match route {
-            None => Ok(Self { who, only: None }),
-            Some(r) if r.verified => Ok(Self { who, only: Some(r.models) }),
+            None => Ok(Self { who, only: None, access }),
+            Some(r) if r.verified => Ok(Self { who, only: Some(r.models), access }),
             Some(_) => Err(ApiError::UnknownHost(host.unwrap_or_default().to_owned())),
         }
     }

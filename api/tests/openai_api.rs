@@ -254,6 +254,30 @@ async fn concurrent_requests_get_the_same_answers_as_sequential_ones() {
     }
 }
 
+/// A shutdown drains: readiness goes off, no new connection is taken, and a
+/// stream in flight runs to its end before the server stops.
+#[tokio::test]
+async fn a_stream_in_flight_finishes_when_the_server_drains() {
+    let mut s = qwen_server().await;
+    assert_eq!(s.get("/ready").await, (200, json!({"status": "ready"})));
+    let mut body = chat("tiny-qwen", "the world", 200);
+    body["stream"] = json!(true);
+    let mut resp = s.client.post(s.url("/v1/chat/completions")).json(&body).send().await.unwrap();
+    let mut text = String::from_utf8(resp.chunk().await.unwrap().unwrap().to_vec()).unwrap();
+    s.shut_down();
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    assert!(s.readiness.is_draining());
+    let fresh = reqwest::Client::new();
+    assert!(fresh.get(s.url("/health")).send().await.is_err(), "a new connection is refused while draining");
+    while let Some(chunk) = resp.chunk().await.unwrap() {
+        text.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    assert!(text.trim_end().ends_with("data: [DONE]"), "the stream ran to its end: {text}");
+    assert!(text.contains("\"finish_reason\":\"length\"") || text.contains("\"finish_reason\":\"stop\""), "{text}");
+    let served = s.served.take().unwrap();
+    tokio::time::timeout(std::time::Duration::from_secs(10), served).await.unwrap().unwrap().unwrap();
+}
+
 #[tokio::test]
 async fn a_client_that_hangs_up_mid_stream_does_not_disturb_the_next_request() {
     let s = qwen_server().await;

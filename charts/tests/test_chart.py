@@ -87,7 +87,9 @@ def test_a_default_install_runs_leader_elected_schedulers_gpu_nodes_and_postgres
     env = {e["name"]: e for e in container["env"]}
     assert env["POD_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
     assert env["GREENTHREAD_DATABASE_URL"]["valueFrom"]["secretKeyRef"]["key"] == "database-url"
-    assert container["readinessProbe"]["httpGet"]["path"] == "/health"
+    assert container["readinessProbe"]["httpGet"]["path"] == "/ready"
+    assert "--drain-timeout=30s" in container["args"]
+    assert scheduler["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] == 45
     service = component(docs, "Service", "scheduler")
     assert service["spec"]["selector"]["greenthread.ai/role"] == "leader", "the Service reaches the leader alone"
     assert service["spec"]["type"] == "ClusterIP"
@@ -98,6 +100,10 @@ def test_a_default_install_runs_leader_elected_schedulers_gpu_nodes_and_postgres
     assert pod["automountServiceAccountToken"] is False, "the api tier needs no Kubernetes API"
     gateway = pod["containers"][0]
     assert gateway["args"][0] == "gateway"
+    # A SIGTERM drains: readiness off, streams in flight finish, then the pod goes.
+    assert gateway["readinessProbe"]["httpGet"]["path"] == "/ready"
+    assert "--drain-timeout=30s" in gateway["args"] and pod["terminationGracePeriodSeconds"] == 45
+    assert gateway["lifecycle"]["preStop"] == {"sleep": {"seconds": 5}}
     assert f"--scheduler=http://{service['metadata']['name']}:8080" in gateway["args"]
     env = {e["name"]: e for e in gateway["env"]}
     assert env["GREENTHREAD_DATABASE_URL"]["valueFrom"]["secretKeyRef"]["key"] == "database-url"

@@ -2,6 +2,7 @@
 //! JSON extractor, the headers every answer carries, and the server with
 //! its connection limits and graceful shutdown. It names no handler and no service (the router does that).
 
+pub mod access;
 pub mod intake;
 pub mod json;
 pub mod limits;
@@ -10,5 +11,6 @@ pub mod shape;
 pub mod stamp;
 
 pub use self::server::{
-    ConnectionLimits, HEADER_READ_TIMEOUT, MAX_CONNECTIONS, MAX_HEADERS, SHUTDOWN_GRACE, serve, serve_with,
+    ConnectionLimits, Drain, HEADER_READ_TIMEOUT, MAX_CONNECTIONS, MAX_HEADERS, Readiness, SHUTDOWN_GRACE, serve,
+    serve_draining, serve_with,
 };

@@ -3,6 +3,7 @@
 //! needs against slow or greedy clients, and graceful shutdown.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use axum::Router;
@@ -29,9 +30,40 @@ pub const MAX_CONNECTIONS: usize = 4096;
 const HTTP2_KEEP_ALIVE: Duration = Duration::from_secs(20);
 /// Streams (requests) one HTTP/2 connection may have open at once.
 const HTTP2_MAX_STREAMS: u32 = 256;
-/// How long in-flight requests may take to finish after a shutdown signal.
-/// Streams of a few hundred tokens finish well inside it.
+/// How long in-flight requests may take to finish after a shutdown signal,
+/// unless `--drain-timeout` says otherwise. Streams of a few hundred tokens
+/// finish well inside it.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+
+/// Whether a server still takes new work: from its shutdown signal on it is
+/// draining, and `GET /ready` answers 503 so a load balancer stops sending
+/// it requests while those in flight finish.
+#[derive(Debug, Clone, Default)]
+pub struct Readiness(Arc<AtomicBool>);
+
+impl Readiness {
+    pub fn is_draining(&self) -> bool {
+        self.0.load(Ordering::Acquire)
+    }
+
+    fn drain(&self) {
+        self.0.store(true, Ordering::Release);
+    }
+}
+
+/// How a server stops: the readiness it turns off, and how long requests in
+/// flight then have to finish.
+#[derive(Debug, Clone)]
+pub struct Drain {
+    pub readiness: Readiness,
+    pub timeout: Duration,
+}
+
+impl Default for Drain {
+    fn default() -> Self {
+        Self { readiness: Readiness::default(), timeout: SHUTDOWN_GRACE }
+    }
+}
 
 /// What connections may do.
 #[derive(Debug, Clone, Copy)]
@@ -52,10 +84,19 @@ impl Default for ConnectionLimits {
 /// # Errors
 /// When the listener fails in a way that is not one client's fault.
 pub async fn serve(listener: tokio::net::TcpListener, router: Router) -> std::io::Result<()> {
-    serve_with(listener, router, ConnectionLimits::default(), shutdown_signal()).await
+    serve_draining(listener, router, Drain::default()).await
 }
 
-/// As [`serve`], with `limits`, until `signal` completes.
+/// As [`serve`], draining as `drain` says: readiness off first, then no new
+/// connections, then up to `drain.timeout` for requests in flight.
+///
+/// # Errors
+/// As [`serve`].
+pub async fn serve_draining(listener: tokio::net::TcpListener, router: Router, drain: Drain) -> std::io::Result<()> {
+    serve_with(listener, router, ConnectionLimits::default(), drain, shutdown_signal()).await
+}
+
+/// As [`serve_draining`], with `limits`, until `signal` completes.
 ///
 /// # Errors
 /// As [`serve`].
@@ -63,6 +104,7 @@ pub async fn serve_with(
     listener: tokio::net::TcpListener,
     router: Router,
     limits: ConnectionLimits,
+    drain: Drain,
     signal: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
@@ -115,12 +157,18 @@ pub async fn serve_with(
             }
         });
     }
+    drain.readiness.drain();
     drop(listener);
-    tracing::info!(grace_s = SHUTDOWN_GRACE.as_secs(), "Shutting down; finishing requests in flight");
+    let in_flight = limits.max_connections - slots.available_permits();
+    tracing::info!(
+        drain_timeout_s = drain.timeout.as_secs_f64(),
+        connections = in_flight,
+        "Draining: no new connections; finishing requests in flight"
+    );
     tokio::select! {
-        () = graceful.shutdown() => {}
-        () = tokio::time::sleep(SHUTDOWN_GRACE) => {
-            tracing::warn!("Grace period over; dropping the remaining requests");
+        () = graceful.shutdown() => tracing::info!("Drained: every request in flight finished"),
+        () = tokio::time::sleep(drain.timeout) => {
+            tracing::warn!("Drain timeout over; dropping the remaining requests");
         }
     }
     Ok(())

@@ -46,9 +46,7 @@ impl Route {
     }
 }
 
-/// The response header saying how long the request waited for its model,
-/// in milliseconds: a sleeping model's wake, else about zero.
-pub const WAKE_WAIT_HEADER: &str = "x-greenthread-wake-wait-ms";
+pub use crate::http::access::WAKE_WAIT_HEADER;
 
 /// Tells the usage meter and the client how long the request waited for its model.
 fn stamp_wake_wait(response: &mut Response, wake: crate::usage::WakeWait) {
@@ -68,19 +66,25 @@ impl Inference {
     /// A model of another project is not found, exactly like one that does not exist.
     pub(crate) fn model_for_body(&self, caller: &Caller, id: Option<&str>) -> ApiResult<Arc<CatalogEntry>> {
         let id = id.ok_or_else(|| ApiError::invalid("model", "Missing required parameter: 'model'."))?;
-        self.catalog
+        let entry = self
+            .catalog
             .resolve(id)
             .filter(|m| caller.may_call(&m.spec))
-            .ok_or_else(|| ApiError::ModelNotFound(id.to_owned()))
+            .ok_or_else(|| ApiError::ModelNotFound(id.to_owned()))?;
+        caller.access.note(|n| n.model = Some(entry.spec.name.to_string()));
+        Ok(entry)
     }
 
     /// The model of a per-model URL `/<name>/v1/...`. The URL decides; the body's
     /// `"model"` is not consulted there, so one base URL per model works with any SDK.
     pub(crate) fn model_for_path(&self, caller: &Caller, name: &str) -> ApiResult<Arc<CatalogEntry>> {
-        self.catalog
+        let entry = self
+            .catalog
             .by_name(name)
             .filter(|m| caller.may_call(&m.spec))
-            .ok_or_else(|| ApiError::ModelNotFound(name.to_owned()))
+            .ok_or_else(|| ApiError::ModelNotFound(name.to_owned()))?;
+        caller.access.note(|n| n.model = Some(entry.spec.name.to_string()));
+        Ok(entry)
     }
 
     /// Runs a validated request where its model is: `local` on a model in this

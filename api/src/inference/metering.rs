@@ -34,6 +34,7 @@ impl Metering {
             project_id,
             model: entry.spec.name.to_string(),
             started: tokio::time::Instant::now(),
+            access: caller.access.clone(),
         })
     }
 }

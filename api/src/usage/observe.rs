@@ -12,6 +12,7 @@ use tokio::time::Instant;
 use uuid::Uuid;
 
 use super::{Tally, UsageEvent, UsageMeter, UsageStatus};
+use crate::http::access::AccessSlot;
 
 /// Largest whole (non-streamed) answer whose usage is read back.
 const MAX_WHOLE: usize = 4 << 20;
@@ -29,11 +30,14 @@ pub struct UsageContext {
     pub project_id: Uuid,
     pub model: String,
     pub started: Instant,
+    /// The request's access line, told the counts and the outcome.
+    pub access: AccessSlot,
 }
 
 impl UsageContext {
     /// Records a request that failed before any answer (bad input, no model).
     pub fn record_failure(&self) {
+        self.access.note(|n| n.outcome = Some(UsageStatus::Error.as_str()));
         self.meter.record(UsageEvent {
             at: self.meter.now(),
             key_id: self.key_id,
@@ -147,6 +151,10 @@ impl Drop for Tracker {
             UsageStatus::Ok
         };
         let (input_tokens, output_tokens) = counts.unwrap_or((0, 0));
+        self.ctx.access.note(|n| {
+            n.tokens = counts;
+            n.outcome = Some(status.as_str());
+        });
         self.ctx.meter.record(UsageEvent {
             at: self.ctx.meter.now(),
             key_id: self.ctx.key_id,
@@ -207,6 +215,7 @@ mod tests {
             project_id: Uuid::now_v7(),
             model: "m".into(),
             started: Instant::now(),
+            access: AccessSlot::default(),
         };
         let body = observe(ctx, response).into_body();
         axum::body::to_bytes(body, usize::MAX).await.unwrap_or_default();

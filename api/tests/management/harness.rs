@@ -213,6 +213,7 @@ impl Server {
             max_request_bytes: Limits::default().max_request_bytes,
             wake_timeout: Duration::from_secs(20),
             sync_every: Duration::from_millis(200),
+            drain: greenthread_api::cli::DrainArgs { drain_timeout: Duration::from_secs(5) },
         };
         let state = greenthread_api::gateway::start_gateway(&args).await.unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -16,6 +16,12 @@ use greenthread_scheduler::PreemptionRules;
 pub struct TestServer {
     pub base: String,
     pub client: reqwest::Client,
+    /// Off once the server drains.
+    pub readiness: greenthread_api::http::Readiness,
+    /// Sending (or dropping) it is the server's shutdown signal.
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    /// The server's task: its result once it has drained.
+    pub served: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
     _dir: tempfile::TempDir,
 }
 
@@ -136,10 +142,23 @@ impl TestServer {
         let state = greenthread_api::start_platform(&specs, &dir.path().join("data"), platform).await.unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
+        let readiness = state.readiness.clone();
         let router = greenthread_api::router::router(state);
-        let connections = setup.connections;
-        tokio::spawn(greenthread_api::http::serve_with(listener, router, connections, std::future::pending()));
-        Self { base, client: reqwest::Client::new(), _dir: dir }
+        let drain = greenthread_api::http::Drain { readiness: readiness.clone(), timeout: Duration::from_secs(20) };
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let signal = async move {
+            let _ = stopped.await;
+        };
+        let served =
+            tokio::spawn(greenthread_api::http::serve_with(listener, router, setup.connections, drain, signal));
+        Self { base, client: reqwest::Client::new(), readiness, stop: Some(stop), served: Some(served), _dir: dir }
+    }
+
+    /// Sends the shutdown signal, as SIGTERM does.
+    pub fn shut_down(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
     }
 
     pub fn url(&self, path: &str) -> String {

@@ -1,0 +1,128 @@
+//! The access log: one line per request at INFO, written when its answer
+//! has gone out (a stream's last event) or the client went away — request
+//! id, method, route, status, model, key, tokens, wake wait and latency.
+//! `--log-format json` makes it one JSON object per line. What only the
+//! handlers know (the model, the key, the token counts) they note on the
+//! request's [`AccessSlot`].
+
+use std::sync::{Arc, Mutex, PoisonError};
+
+use axum::body::Body;
+use axum::extract::{MatchedPath, Request};
+use axum::middleware::Next;
+use axum::response::Response;
+use futures_util::StreamExt;
+use tokio::time::Instant;
+
+use super::stamp::RequestId;
+
+/// The response header saying how long the request waited for its model,
+/// in milliseconds: a sleeping model's wake, else about zero.
+pub const WAKE_WAIT_HEADER: &str = "x-greenthread-wake-wait-ms";
+
+/// What the handlers learn about a request, for its access line.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AccessNote {
+    pub model: Option<String>,
+    /// The key's hint (never the secret).
+    pub key: Option<String>,
+    /// Input and output tokens, where the request was metered.
+    pub tokens: Option<(u32, u32)>,
+    /// `ok`, `error` or `aborted`, where the request was metered.
+    pub outcome: Option<&'static str>,
+}
+
+/// Where a request's handlers note what its access line says.
+#[derive(Debug, Clone, Default)]
+pub struct AccessSlot(Arc<Mutex<AccessNote>>);
+
+impl AccessSlot {
+    pub fn note(&self, f: impl FnOnce(&mut AccessNote)) {
+        f(&mut self.0.lock().unwrap_or_else(PoisonError::into_inner));
+    }
+
+    fn read(&self) -> AccessNote {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+}
+
+/// What the middleware itself knows of a request.
+struct Line {
+    id: String,
+    method: String,
+    route: String,
+    status: u16,
+    wake_ms: Option<String>,
+    started: Instant,
+    slot: AccessSlot,
+}
+
+impl Line {
+    fn write(&self, complete: bool) {
+        let note = self.slot.read();
+        let (input_tokens, output_tokens) = note.tokens.unzip();
+        let outcome = note.outcome.unwrap_or(if complete { "sent" } else { "aborted" });
+        tracing::info!(
+            target: "greenthread::access",
+            request_id = %self.id,
+            method = %self.method,
+            route = %self.route,
+            status = self.status,
+            model = note.model.as_deref(),
+            key = note.key.as_deref(),
+            input_tokens,
+            output_tokens,
+            wake_ms = self.wake_ms.as_deref(),
+            latency_ms = format!("{:.1}", self.started.elapsed().as_secs_f64() * 1000.0),
+            outcome,
+            "request"
+        );
+    }
+}
+
+/// Logs each request once its answer has gone out (or been abandoned).
+pub async fn access_log(mut request: Request, next: Next) -> Response {
+    let slot = AccessSlot::default();
+    request.extensions_mut().insert(slot.clone());
+    let started = Instant::now();
+    let id = request.extensions().get::<RequestId>().map(|r| r.0.clone()).unwrap_or_default();
+    let method = request.method().to_string();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| request.uri().path().to_owned(), |p| p.as_str().to_owned());
+    let response = next.run(request).await;
+    let wake_ms = response.headers().get(WAKE_WAIT_HEADER).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let line = Line { id, method, route, status: response.status().as_u16(), wake_ms, started, slot };
+    let (parts, body) = response.into_parts();
+    let body = body.into_data_stream();
+    let logged = async_stream::stream! {
+        // Written when the stream is dropped: after its last chunk, or when
+        // the client went away. Declared first, so dropped last: the answer's
+        // own body (and the usage meter in it) goes first and notes its counts.
+        let mut guard = LineGuard { line, complete: false };
+        let mut chunks = body;
+        while let Some(chunk) = chunks.next().await {
+            let failed = chunk.is_err();
+            yield chunk;
+            if failed {
+                break;
+            }
+        }
+        drop(chunks);
+        guard.complete = true;
+    };
+    Response::from_parts(parts, Body::from_stream(logged))
+}
+
+/// Writes the line when the answer's stream ends, however it ends.
+struct LineGuard {
+    line: Line,
+    complete: bool,
+}
+
+impl Drop for LineGuard {
+    fn drop(&mut self) {
+        self.line.write(self.complete);
+    }
+}
