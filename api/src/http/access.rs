@@ -87,10 +87,9 @@ pub async fn access_log(mut request: Request, next: Next) -> Response {
     let started = Instant::now();
     let id = request.extensions().get::<RequestId>().map(|r| r.0.clone()).unwrap_or_default();
     let method = request.method().to_string();
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| request.uri().path().to_owned(), |p| p.as_str().to_owned());
+    // The route's pattern, never the client's own path (which could carry
+    // anything into the log).
+    let route = request.extensions().get::<MatchedPath>().map_or("(no route)", MatchedPath::as_str).to_owned();
     let response = next.run(request).await;
     let wake_ms = response.headers().get(WAKE_WAIT_HEADER).and_then(|v| v.to_str().ok()).map(str::to_owned);
     let line = Line { id, method, route, status: response.status().as_u16(), wake_ms, started, slot };
