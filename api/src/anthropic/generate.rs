@@ -9,15 +9,16 @@ use std::sync::Arc;
 use axum::Json;
 use axum::response::sse::{Event, Sse};
 use axum::response::{IntoResponse, Response};
-use greenthread_core::grammar::{HermesToolCalls, ToolCallSplitter, ToolSplit};
-use greenthread_node_runtime::{GenerationEvent, GenerationStream, ModelInstance};
+use futures_util::StreamExt;
+use greenthread_core::grammar::ToolSplit;
+use greenthread_node_runtime::ModelInstance;
 use greenthread_protocol::anthropic::answer::{self, Generated, MessageStream, NamedEvent};
-use greenthread_protocol::error::{ApiError, ApiResult};
+use greenthread_protocol::error::ApiResult;
 use greenthread_protocol::openai::validate::ValidChat;
 use greenthread_scheduler::Lease;
 
 use crate::inference::metering::{counted, tallied, usage_comment};
-use crate::openai::{chat, choices};
+use crate::openai::single::{self, Part};
 use crate::usage::Tally;
 
 /// Runs a validated Messages request (as a chat request) on `instance`.
@@ -27,24 +28,15 @@ pub(super) async fn messages(
     request: ValidChat,
     name: String,
 ) -> ApiResult<Response> {
-    let ValidChat { messages, output, generation } = request;
-    let prompt = chat::prompt(&instance, messages, &output, &name).await?;
-    let input_tokens = prompt.len() as u32;
-    let Some((_, events)) = choices::start(instance.as_ref(), &prompt, &generation, 0)?.pop() else {
-        return Err(ApiError::Internal("no generation was started".into()));
-    };
-    if generation.stream {
-        return Ok(stream(name, events, input_tokens, output.callable, lease));
+    let started = single::start(&instance, request, &name).await?;
+    let input_tokens = started.input_tokens;
+    if started.stream {
+        return Ok(stream(name, started, lease));
     }
-    let answer = choices::collect(vec![(0, events)]).await?.pop();
+    let answer = single::whole(started.events, started.callable.as_deref()).await;
     drop(lease);
-    let answer = answer.ok_or_else(|| ApiError::Internal("the generation left no answer".into()))?;
-    let (text, calls) = match &output.callable {
-        Some(tools) => HermesToolCalls::parse(&answer.text, tools),
-        None => (answer.text, Vec::new()),
-    };
-    let output_tokens = answer.completion_tokens;
-    let body = answer::whole(&name, Generated { text, calls, finish: answer.finish, input_tokens, output_tokens });
+    let single::Whole { text, calls, finish, output_tokens } = answer?;
+    let body = answer::whole(&name, Generated { text, calls, finish, input_tokens, output_tokens });
     Ok(counted(Json(body).into_response(), input_tokens, output_tokens))
 }
 
@@ -54,58 +46,36 @@ fn sse(event: NamedEvent) -> Result<Event, Infallible> {
 
 /// Anthropic's stream of one answer; tool calls are split from the text as
 /// it comes. A failure mid-stream is an `error` event, which the SDKs raise.
-fn stream(
-    model: String,
-    mut events: GenerationStream,
-    input_tokens: u32,
-    callable: Option<Vec<String>>,
-    lease: Option<Lease>,
-) -> Response {
+fn stream(model: String, started: single::Started, lease: Option<Lease>) -> Response {
     let tally = Tally::default();
     let reporting = tally.clone();
+    let single::Started { input_tokens, events, callable, .. } = started;
     let body = async_stream::stream! {
         // The model counts this request in flight until the last event is out.
         let _lease = lease;
         let (mut out, start) = MessageStream::start(&model, input_tokens);
         yield sse(start);
-        let mut splitter = callable.map(ToolCallSplitter::new);
         let mut output_tokens = 0;
-        loop {
-            match events.next().await {
-                Some(GenerationEvent::Text(text)) => {
-                    output_tokens += 1;
-                    let parts = match &mut splitter {
-                        Some(s) => s.push(&text),
-                        None => vec![ToolSplit::Text(text)],
-                    };
-                    for event in parts.into_iter().flat_map(|part| write(&mut out, part)) {
-                        yield sse(event);
-                    }
-                }
-                // Never asked for on this route.
-                Some(GenerationEvent::Logprob(_)) => {}
-                Some(GenerationEvent::Done { finish, usage }) => {
-                    output_tokens = usage.completion_tokens;
-                    let rest = splitter.as_mut().map(ToolCallSplitter::finish).unwrap_or_default();
-                    for event in rest.into_iter().flat_map(|part| write(&mut out, part)) {
-                        yield sse(event);
-                    }
+        let mut parts = std::pin::pin!(single::parts(events, callable));
+        while let Some(part) = parts.next().await {
+            let events = match part {
+                Part::Split(ToolSplit::Text(text)) => out.text(&text),
+                Part::Split(ToolSplit::Call(call)) => out.tool_call(call),
+                Part::Done { finish, output_tokens: counted } => {
+                    output_tokens = counted;
                     for event in out.finish(&finish, output_tokens) {
                         yield sse(event);
                     }
                     break;
                 }
-                Some(GenerationEvent::Failed { message, .. }) => {
-                    tracing::error!(error = %message, "Generation failed mid-stream");
+                Part::Failed { message, output_tokens: so_far } => {
+                    output_tokens = so_far;
                     reporting.failed();
-                    yield sse(answer::failure(&message));
-                    break;
+                    vec![answer::failure(&message)]
                 }
-                None => {
-                    reporting.failed();
-                    yield sse(answer::failure("the generation ended without a result"));
-                    break;
-                }
+            };
+            for event in events {
+                yield sse(event);
             }
         }
         reporting.tokens(input_tokens, output_tokens);
@@ -113,11 +83,4 @@ fn stream(
         yield Ok(usage_comment(input_tokens, output_tokens));
     };
     tallied(Sse::new(body).into_response(), tally)
-}
-
-fn write(out: &mut MessageStream, part: ToolSplit) -> Vec<NamedEvent> {
-    match part {
-        ToolSplit::Text(text) => out.text(&text),
-        ToolSplit::Call(call) => out.tool_call(call),
-    }
 }

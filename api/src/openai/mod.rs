@@ -8,3 +8,4 @@ pub mod embeddings;
 pub mod models;
 mod respond;
 pub mod responses;
+pub(crate) mod single;

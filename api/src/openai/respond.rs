@@ -10,16 +10,17 @@ use std::sync::Arc;
 use axum::Json;
 use axum::response::sse::{Event, Sse};
 use axum::response::{IntoResponse, Response};
-use greenthread_core::grammar::{HermesToolCalls, ToolCallSplitter, ToolSplit};
-use greenthread_node_runtime::{GenerationEvent, GenerationStream, ModelInstance};
-use greenthread_protocol::error::{ApiError, ApiResult};
+use futures_util::StreamExt;
+use greenthread_core::grammar::ToolSplit;
+use greenthread_node_runtime::ModelInstance;
+use greenthread_protocol::error::ApiResult;
 use greenthread_protocol::ids::now_unix;
 use greenthread_protocol::openai::validate::ValidChat;
 use greenthread_protocol::responses::answer::{self, Envelope, Generated, ResponseStream, TypedEvent};
 use greenthread_scheduler::Lease;
 use serde_json::Value;
 
-use super::{chat, choices};
+use super::single::{self, Part};
 use crate::inference::metering::{counted, tallied, usage_comment};
 use crate::usage::Tally;
 
@@ -32,25 +33,16 @@ pub(super) async fn respond(
     name: String,
     echo: Value,
 ) -> ApiResult<Response> {
-    let ValidChat { messages, output, generation } = request;
-    let prompt = chat::prompt(&instance, messages, &output, &name).await?;
-    let input_tokens = prompt.len() as u32;
-    let Some((_, events)) = choices::start(instance.as_ref(), &prompt, &generation, 0)?.pop() else {
-        return Err(ApiError::Internal("no generation was started".into()));
-    };
+    let started = single::start(&instance, request, &name).await?;
+    let input_tokens = started.input_tokens;
     let envelope = Envelope { id: answer::response_id(), created_at: now_unix(), model: name, echo };
-    if generation.stream {
-        return Ok(stream(envelope, events, input_tokens, output.callable, lease));
+    if started.stream {
+        return Ok(stream(envelope, started, lease));
     }
-    let done = choices::collect(vec![(0, events)]).await?.pop();
+    let done = single::whole(started.events, started.callable.as_deref()).await;
     drop(lease);
-    let done = done.ok_or_else(|| ApiError::Internal("the generation left no answer".into()))?;
-    let (text, calls) = match &output.callable {
-        Some(tools) => HermesToolCalls::parse(&done.text, tools),
-        None => (done.text, Vec::new()),
-    };
-    let output_tokens = done.completion_tokens;
-    let body = answer::whole(&envelope, Generated { text, calls, finish: done.finish, input_tokens, output_tokens });
+    let single::Whole { text, calls, finish, output_tokens } = done?;
+    let body = answer::whole(&envelope, Generated { text, calls, finish, input_tokens, output_tokens });
     Ok(counted(Json(body).into_response(), input_tokens, output_tokens))
 }
 
@@ -60,15 +52,10 @@ fn sse(event: TypedEvent) -> Result<Event, Infallible> {
 
 /// The Responses stream of one answer; tool calls are split from the text
 /// as it comes. A failure mid-stream is `response.failed`, which the SDKs raise.
-fn stream(
-    envelope: Envelope,
-    mut events: GenerationStream,
-    input_tokens: u32,
-    callable: Option<Vec<String>>,
-    lease: Option<Lease>,
-) -> Response {
+fn stream(envelope: Envelope, started: single::Started, lease: Option<Lease>) -> Response {
     let tally = Tally::default();
     let reporting = tally.clone();
+    let single::Started { input_tokens, events, callable, .. } = started;
     let body = async_stream::stream! {
         // The model counts this request in flight until the last event is out.
         let _lease = lease;
@@ -76,48 +63,24 @@ fn stream(
         for event in opening {
             yield sse(event);
         }
-        let mut splitter = callable.map(ToolCallSplitter::new);
         let mut output_tokens = 0;
-        loop {
-            match events.next().await {
-                Some(GenerationEvent::Text(text)) => {
-                    output_tokens += 1;
-                    let parts = match &mut splitter {
-                        Some(s) => s.push(&text),
-                        None => vec![ToolSplit::Text(text)],
-                    };
-                    for event in parts.into_iter().flat_map(|part| write(&mut out, part)) {
-                        yield sse(event);
-                    }
+        let mut parts = std::pin::pin!(single::parts(events, callable));
+        while let Some(part) = parts.next().await {
+            let events = match part {
+                Part::Split(ToolSplit::Text(text)) => out.text(&text),
+                Part::Split(ToolSplit::Call(call)) => out.tool_call(&call),
+                Part::Done { finish, output_tokens: counted } => {
+                    output_tokens = counted;
+                    out.finish(&finish, input_tokens, output_tokens)
                 }
-                // Never asked for on this route.
-                Some(GenerationEvent::Logprob(_)) => {}
-                Some(GenerationEvent::Done { finish, usage }) => {
-                    output_tokens = usage.completion_tokens;
-                    let rest = splitter.as_mut().map(ToolCallSplitter::finish).unwrap_or_default();
-                    for event in rest.into_iter().flat_map(|part| write(&mut out, part)) {
-                        yield sse(event);
-                    }
-                    for event in out.finish(&finish, input_tokens, output_tokens) {
-                        yield sse(event);
-                    }
-                    break;
-                }
-                Some(GenerationEvent::Failed { message, .. }) => {
-                    tracing::error!(error = %message, "Generation failed mid-stream");
+                Part::Failed { message, output_tokens: so_far } => {
+                    output_tokens = so_far;
                     reporting.failed();
-                    for event in out.failure(&message) {
-                        yield sse(event);
-                    }
-                    break;
+                    out.failure(&message)
                 }
-                None => {
-                    reporting.failed();
-                    for event in out.failure("the generation ended without a result") {
-                        yield sse(event);
-                    }
-                    break;
-                }
+            };
+            for event in events {
+                yield sse(event);
             }
         }
         reporting.tokens(input_tokens, output_tokens);
@@ -125,11 +88,4 @@ fn stream(
         yield Ok(usage_comment(input_tokens, output_tokens));
     };
     tallied(Sse::new(body).into_response(), tally)
-}
-
-fn write(out: &mut ResponseStream, part: ToolSplit) -> Vec<TypedEvent> {
-    match part {
-        ToolSplit::Text(text) => out.text(&text),
-        ToolSplit::Call(call) => out.tool_call(&call),
-    }
 }
