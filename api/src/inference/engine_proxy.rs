@@ -136,13 +136,7 @@ async fn responses(endpoint: EngineEndpoint, raw: Bytes, lease: Option<Lease>) -
     let stream = object.get("stream").and_then(Value::as_bool).unwrap_or(false);
     let answer = send(&endpoint, "responses", &body).await?;
     if stream {
-        let tally = Tally::default();
-        let events =
-            relay(answer.bytes_stream(), Relay { client_usage: true, restore: Some(asked) }, tally.clone(), lease);
-        let mut response = Response::new(Body::from_stream(events));
-        response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
-        response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-        return Ok(tallied(response, tally));
+        return Ok(relayed(answer, Relay { client_usage: true, restore: Some(asked) }, lease));
     }
     let bytes =
         answer.bytes().await.map_err(|e| ApiError::Unavailable(format!("the engine's answer broke off ({e})")))?;
@@ -152,6 +146,16 @@ async fn responses(endpoint: EngineEndpoint, raw: Bytes, lease: Option<Lease>) -
     restore(&mut answer, &asked);
     let (prompt, completion) = answer.get("usage").and_then(usage_counts).unwrap_or((0, 0));
     Ok(counted(axum::Json(answer).into_response(), prompt, completion))
+}
+
+/// The engine's streamed `answer`, relayed as `how` says and metered.
+fn relayed(answer: reqwest::Response, how: Relay, lease: Option<Lease>) -> Response {
+    let tally = Tally::default();
+    let events = relay(answer.bytes_stream(), how, tally.clone(), lease);
+    let mut response = Response::new(Body::from_stream(events));
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    tallied(response, tally)
 }
 
 /// The client's own `store` and `previous_response_id` on a `response` object.
@@ -175,13 +179,8 @@ async fn openai(endpoint: EngineEndpoint, route: Route, raw: Bytes, lease: Optio
     let upstream = rewrite(body, &endpoint.model)?;
     let answer = send(&endpoint, route_path(route), &upstream.body).await?;
     if upstream.stream {
-        let tally = Tally::default();
         let relay_as = Relay { client_usage: upstream.client_usage, restore: None };
-        let events = relay(answer.bytes_stream(), relay_as, tally.clone(), lease);
-        let mut response = Response::new(Body::from_stream(events));
-        response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
-        response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-        return Ok(tallied(response, tally));
+        return Ok(relayed(answer, relay_as, lease));
     }
     let bytes =
         answer.bytes().await.map_err(|e| ApiError::Unavailable(format!("the engine's answer broke off ({e})")))?;
