@@ -2,6 +2,11 @@
 //! call in a ` ```tool_code ` fence: `get_weather(city="Paris", days=3)`.
 //! Arguments are Python literals (strings, numbers, `True`/`False`/`None`,
 //! lists and dicts of them); anything else is no call.
+//!
+//! Hand-written rather than taken from a Python parser crate
+//! (`rustpython-parser`, `ruff_python_parser`): those parse all of Python
+//! and pull a large dependency into the pure core for one call expression
+//! of literals, which this reads in under 200 lines with a depth bound.
 
 use serde_json::{Map, Number, Value};
 

@@ -28,16 +28,8 @@ pub fn response_id() -> String {
     item_id("resp")
 }
 
-/// What one whole answer holds.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Generated {
-    /// The text beside the tool calls.
-    pub text: String,
-    pub calls: Vec<ParsedToolCall>,
-    pub finish: FinishReason,
-    pub input_tokens: u32,
-    pub output_tokens: u32,
-}
+/// What one whole answer holds: the same as for a Messages answer.
+pub use crate::anthropic::answer::Generated;
 
 /// Whether the answer stopped at its token budget rather than its end.
 fn cut(finish: &FinishReason) -> bool {
