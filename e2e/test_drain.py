@@ -60,8 +60,9 @@ def test_sigterm_lets_a_stream_in_flight_finish_and_records_it(tmp_path):
     assert "Drained" in log.read_text()
     # The stream's usage was written before the process exited.
     db = sqlite3.connect(tmp_path / "data" / "greenthread.db")
-    rows = db.execute("SELECT status, output_tokens FROM usage_records WHERE model = ?", (DEMO_MODEL,)).fetchall()
-    assert rows == [("ok", chunks[-1].usage.completion_tokens)], rows
+    rows = db.execute(
+        "SELECT status, output_tokens, request_id FROM usage_records WHERE model = ?", (DEMO_MODEL,)).fetchall()
+    assert rows == [("ok", chunks[-1].usage.completion_tokens, "drain-test-1")], rows
 
     lines = [json.loads(line) for line in log.read_text().splitlines() if line.startswith("{")]
     access = [line["fields"] for line in lines if line.get("target") == "greenthread::access"]

@@ -23,6 +23,8 @@
 //!     max_replicas: 1                     # optional: most nodes it runs on at once when busy
 //!     warm_tier: ram                      # optional: where weights wait asleep (ram, disk, object)
 //!     never_preempt: false                # optional: never put to sleep to make room for another
+//!     max_concurrency: 16                 # optional: sequences a replica runs at once (engine's default)
+//!     max_queue: 64                       # optional: requests that may wait; past it, 503 overloaded
 //!     engine:                             # optional: builtin unless set (see docs/ENGINES.md)
 //!       kind: llama-server                # builtin | llama-server | vllm | sglang | command
 //!       binary: /usr/local/bin/llama-server
@@ -105,6 +107,8 @@ struct ModelEntry {
     warm_tier: Option<WarmTier>,
     #[serde(default)]
     never_preempt: bool,
+    max_concurrency: Option<u32>,
+    max_queue: Option<u32>,
     #[serde(default)]
     engine: EngineSpec,
 }
@@ -236,6 +240,12 @@ pub fn to_json(state: &StateDoc) -> Value {
                 "idle_timeout": greenthread_core::format_duration(s.scaling.idle_timeout),
                 "warm_tier": s.scaling.warm_tier, "never_preempt": s.scaling.never_preempt,
             });
+            if let Some(n) = s.scaling.max_concurrency {
+                v["max_concurrency"] = json!(n);
+            }
+            if let Some(n) = s.scaling.max_queue {
+                v["max_queue"] = json!(n);
+            }
             if let Some(d) = &s.sha256 {
                 v["sha256"] = json!(d.as_str());
             }
@@ -347,6 +357,8 @@ fn into_state(doc: Document) -> Result<StateDoc, String> {
                 idle_timeout: entry.idle_timeout.unwrap_or(defaults.idle_timeout),
                 warm_tier: entry.warm_tier.unwrap_or(defaults.warm_tier),
                 never_preempt: entry.never_preempt,
+                max_concurrency: entry.max_concurrency,
+                max_queue: entry.max_queue,
             },
             engine: entry.engine,
         };

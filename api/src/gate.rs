@@ -45,11 +45,14 @@ pub struct Caller {
     pub only: Option<Arc<HashSet<ModelName>>>,
     /// Where the request's access line is noted.
     pub access: crate::http::access::AccessSlot,
+    /// The request's id (`x-request-id`), passed on to the node and engine
+    /// that serve it and written into its usage record.
+    pub request_id: Option<String>,
 }
 
 impl Caller {
     pub fn anyone() -> Self {
-        Self { who: Who::Anyone, only: None, access: crate::http::access::AccessSlot::default() }
+        Self { who: Who::Anyone, only: None, access: crate::http::access::AccessSlot::default(), request_id: None }
     }
 
     /// The key behind the request, if any.

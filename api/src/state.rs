@@ -108,12 +108,13 @@ impl FromRequestParts<AppState> for Caller {
             _ => None,
         };
         let access = parts.extensions.get::<AccessSlot>().cloned().unwrap_or_default();
+        let request_id = parts.extensions.get::<crate::http::stamp::RequestId>().map(|id| id.0.clone());
         if let Who::Key(key) = &who {
             access.note(|n| n.key = Some(key.key_hint.clone()));
         }
         match route {
-            None => Ok(Self { who, only: None, access }),
-            Some(r) if r.verified => Ok(Self { who, only: Some(r.models), access }),
+            None => Ok(Self { who, only: None, access, request_id }),
+            Some(r) if r.verified => Ok(Self { who, only: Some(r.models), access, request_id }),
             Some(_) => Err(ApiError::UnknownHost(host.unwrap_or_default().to_owned())),
         }
     }

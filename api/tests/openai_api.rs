@@ -279,6 +279,44 @@ async fn a_stream_in_flight_finishes_when_the_server_drains() {
 }
 
 #[tokio::test]
+async fn a_model_at_its_bound_refuses_at_once_as_overloaded_and_takes_requests_again_after() {
+    let s = TestServer::start(vec![Served::new("tiny-qwen", TinyModel::qwen2()).scaling(|sc| {
+        sc.max_concurrency = Some(1);
+        sc.max_queue = Some(0);
+    })])
+    .await;
+    let mut body = chat("tiny-qwen", "the world", 400);
+    body["stream"] = json!(true);
+    let mut held = s.client.post(s.url("/v1/chat/completions")).json(&body).send().await.unwrap();
+    let _first = held.chunk().await.unwrap();
+
+    let refused = s.client.post(s.url("/v1/chat/completions")).json(&chat("tiny-qwen", "Hi", 4)).send().await.unwrap();
+    assert_eq!(refused.status(), 503);
+    assert_eq!(refused.headers()["retry-after"], "1");
+    let error: Value = refused.json().await.unwrap();
+    assert_eq!(error["error"]["type"], "overloaded_error", "{error}");
+    assert_eq!(error["error"]["code"], "model_overloaded", "{error}");
+
+    let messages = json!({"model": "tiny-qwen", "max_tokens": 4, "messages": [{"role": "user", "content": "Hi"}]});
+    let refused = s.client.post(s.url("/v1/messages")).json(&messages).send().await.unwrap();
+    assert_eq!(refused.status(), 529, "Anthropic's overloaded status");
+    let error: Value = refused.json().await.unwrap();
+    assert_eq!(error["error"]["type"], "overloaded_error", "{error}");
+
+    drop(held);
+    // The place comes back once the abandoned stream's body is dropped.
+    let mut status = 0;
+    for _ in 0..50 {
+        status = s.post("/v1/chat/completions", chat("tiny-qwen", "Hi", 4)).await.0;
+        if status == 200 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(status, 200, "admitted again once the stream is gone");
+}
+
+#[tokio::test]
 async fn a_client_that_hangs_up_mid_stream_does_not_disturb_the_next_request() {
     let s = qwen_server().await;
     let expected = s.post("/v1/chat/completions", chat("tiny-qwen", "Hello", 8)).await.1;

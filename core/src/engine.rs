@@ -138,6 +138,11 @@ fn refuse(field: impl Into<String>, message: impl Into<String>) -> EngineError {
     EngineError { field: field.into(), message: message.into() }
 }
 
+/// Sequences the builtin engine generates at once by default. Decoding is
+/// bound by reading the weights, so batching more sequences into each pass
+/// is nearly free until the matrix kernels become compute bound.
+pub const DEFAULT_BUILTIN_SEQUENCES: u32 = 16;
+
 impl EngineSpec {
     /// Whether a process outside the node serves the model.
     pub fn is_external(&self) -> bool {
@@ -156,6 +161,17 @@ impl EngineSpec {
             Self::Vllm(_) => "vllm",
             Self::Sglang(_) => "sglang",
             Self::Command(_) => "command",
+        }
+    }
+
+    /// Sequences one replica runs at once unless the spec says: the
+    /// builtin engine's batch, llama-server's default slots, vLLM's and
+    /// SGLang's default running-request limits.
+    pub fn default_concurrency(&self) -> u32 {
+        match self {
+            Self::Builtin | Self::Command(_) => DEFAULT_BUILTIN_SEQUENCES,
+            Self::LlamaServer(_) => 4,
+            Self::Vllm(_) | Self::Sglang(_) => 256,
         }
     }
 

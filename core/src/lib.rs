@@ -22,7 +22,7 @@ pub use chat::{ChatMessage, Role, ToolCall, ToolCallFunction};
 pub use generation::{FinishReason, GenerationLimits, TokenLogprob, TokenText, Usage};
 pub use lifecycle::{IllegalTransition, ModelState, Tier, WarmTier};
 pub use model_name::{ModelAlias, ModelName, NameError, NodeId, ProjectName, ServiceName};
-pub use model_spec::{ModelSpec, ModelSpecError, Scaling, default_project, validate_model_set};
+pub use model_spec::{Admission, ModelSpec, ModelSpecError, Scaling, default_project, validate_model_set};
 pub use node::{NodeControl, NodeError, NodeFuture, StageReport, TierUsage, WakeReport};
 pub use sampling::{MAX_LOGIT_BIAS, ParamError, SamplingParams, SamplingRequest};
 pub use units::{ByteSize, UnitError, format_duration, parse_duration};

@@ -31,6 +31,48 @@ pub struct Scaling {
     pub warm_tier: WarmTier,
     /// Never chosen as a victim to make room for another model.
     pub never_preempt: bool,
+    /// Sequences one replica runs at once; the engine's own default when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_concurrency: Option<u32>,
+    /// Requests that may wait for a free sequence or a wake, beyond those
+    /// running; four times the concurrency when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_queue: Option<u32>,
+}
+
+impl Scaling {
+    /// How many requests the model takes at once, running and waiting,
+    /// given the engine that serves it.
+    pub fn admission(&self, engine: &EngineSpec) -> Admission {
+        let concurrency = self.max_concurrency.unwrap_or_else(|| engine.default_concurrency()).max(1);
+        let queue = self.max_queue.unwrap_or(concurrency.saturating_mul(QUEUE_PER_SEQUENCE));
+        Admission { concurrency, queue, replicas: self.max_replicas.max(1) }
+    }
+}
+
+/// Waiting requests allowed per running sequence when a spec sets no `max_queue`.
+pub const QUEUE_PER_SEQUENCE: u32 = 4;
+
+/// The bounds of a model's admission.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Admission {
+    /// Sequences one replica runs at once.
+    pub concurrency: u32,
+    /// Requests that may wait beyond those running.
+    pub queue: u32,
+    pub replicas: u32,
+}
+
+impl Admission {
+    /// Most requests in the model's hands at once: every replica full and the queue too.
+    pub fn capacity(&self) -> u64 {
+        u64::from(self.concurrency) * u64::from(self.replicas) + u64::from(self.queue)
+    }
+
+    /// Whether one more request may come in while `in_flight` are held.
+    pub fn admits(&self, in_flight: u64) -> bool {
+        in_flight < self.capacity()
+    }
 }
 
 impl Default for Scaling {
@@ -41,6 +83,8 @@ impl Default for Scaling {
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
             warm_tier: WarmTier::Ram,
             never_preempt: false,
+            max_concurrency: None,
+            max_queue: None,
         }
     }
 }
@@ -105,6 +149,8 @@ pub enum ModelSpecError {
     MinReplicas { model: String, value: u32 },
     #[error("model {model:?}: max_replicas must be at least 1 and at least min_replicas, not {value}")]
     MaxReplicas { model: String, value: u32 },
+    #[error("model {model:?}: max_concurrency must be at least 1")]
+    MaxConcurrency { model: String },
     #[error("model {model:?}: {}", .errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
     Engine { model: String, errors: Vec<EngineError> },
 }
@@ -129,6 +175,9 @@ pub fn validate_model_set(specs: &[ModelSpec]) -> Result<(), ModelSpecError> {
         }
         if spec.scaling.max_replicas == 0 || spec.scaling.max_replicas < spec.scaling.min_replicas {
             return Err(ModelSpecError::MaxReplicas { model: spec.name.to_string(), value: spec.scaling.max_replicas });
+        }
+        if spec.scaling.max_concurrency == Some(0) {
+            return Err(ModelSpecError::MaxConcurrency { model: spec.name.to_string() });
         }
         spec.engine.validate().map_err(|errors| ModelSpecError::Engine { model: spec.name.to_string(), errors })?;
         let ids = std::iter::once(spec.name.as_str()).chain(spec.aliases.iter().map(ModelAlias::as_str));
@@ -205,6 +254,23 @@ mod tests {
         let Err(ModelSpecError::Engine { errors, .. }) = validate_model_set(&[s]) else { panic!("refused") };
         let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
         assert_eq!(fields, ["engine.argv[0]", "engine.argv"]);
+    }
+
+    #[test]
+    fn admission_defaults_follow_the_engine_and_the_spec_overrides_them() {
+        let mut s = spec("a", &[]);
+        let builtin = s.scaling.admission(&s.engine);
+        assert_eq!((builtin.concurrency, builtin.queue, builtin.capacity()), (16, 64, 80));
+        s.scaling.max_concurrency = Some(2);
+        s.scaling.max_queue = Some(0);
+        s.scaling.max_replicas = 3;
+        let set = s.scaling.admission(&s.engine);
+        assert_eq!(set.capacity(), 6);
+        assert!(set.admits(5) && !set.admits(6));
+        let json = serde_json::to_string(&s).unwrap();
+        assert_eq!(serde_json::from_str::<ModelSpec>(&json).unwrap(), s);
+        s.scaling.max_concurrency = Some(0);
+        assert!(matches!(validate_model_set(&[s]), Err(ModelSpecError::MaxConcurrency { .. })));
     }
 
     #[test]

@@ -9,9 +9,13 @@ use std::time::Duration;
 pub struct KeyLimits {
     pub requests_per_minute: Option<u32>,
     pub tokens_per_minute: Option<u32>,
+    /// Most requests in flight at once, so one key's flood cannot take every
+    /// slot of a model from the others.
+    pub max_concurrent_requests: Option<u32>,
 }
 
 impl KeyLimits {
+    /// Whether the key has a per-minute limit (counted in the store's windows).
     pub fn any(&self) -> bool {
         self.requests_per_minute.is_some() || self.tokens_per_minute.is_some()
     }
@@ -65,7 +69,7 @@ mod tests {
 
     #[test]
     fn requests_over_the_limit_and_tokens_at_it_are_refused() {
-        let limits = KeyLimits { requests_per_minute: Some(3), tokens_per_minute: Some(100) };
+        let limits = KeyLimits { requests_per_minute: Some(3), tokens_per_minute: Some(100), max_concurrent_requests: None };
         let w = Duration::from_secs(60);
         let reset = Duration::from_secs(10);
         assert!(decide(limits, w, 3, 99, reset).0);
@@ -80,7 +84,7 @@ mod tests {
         #[test]
         fn a_window_never_admits_more_than_its_request_limit(rpm in 1u32..10_000, window_s in 1u64..600, n in 1u32..20_000) {
             let window = Duration::from_secs(window_s);
-            let limits = KeyLimits { requests_per_minute: Some(rpm), tokens_per_minute: None };
+            let limits = KeyLimits { requests_per_minute: Some(rpm), tokens_per_minute: None, max_concurrent_requests: None };
             let admitted = (1..=n).filter(|i| decide(limits, window, *i, 0, window).0).count() as u32;
             prop_assert_eq!(admitted, n.min(per_window(rpm, window)));
         }

@@ -91,6 +91,8 @@ pub fn to_decl(name: &str, namespace: &str, spec: &ModelResourceSpec) -> Result<
         };
     }
     s.scaling.never_preempt = spec.never_preempt;
+    s.scaling.max_concurrency = spec.max_concurrency;
+    s.scaling.max_queue = spec.max_queue;
     s.engine = engine;
     validate_model_set(std::slice::from_ref(&s)).map_err(|e| match e {
         ModelSpecError::Engine { errors, .. } => {
@@ -122,6 +124,8 @@ pub fn from_decl(decl: &ModelDecl) -> ModelResourceSpec {
             WarmTier::Object => WarmTierName::Object,
         }),
         never_preempt: s.scaling.never_preempt,
+        max_concurrency: s.scaling.max_concurrency,
+        max_queue: s.scaling.max_queue,
         engine: s.engine.is_external().then(|| engine_resource(&s.engine)),
     }
 }

@@ -77,6 +77,14 @@ pub struct ModelResourceSpec {
     /// Never put to sleep to make room for another model.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub never_preempt: bool,
+    /// Sequences one replica runs at once; the engine's default when left out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub max_concurrency: Option<u32>,
+    /// Requests that may wait beyond those running; past it requests are
+    /// refused at once as overloaded. Four times the concurrency when left out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_queue: Option<u32>,
     /// The engine that serves it; the builtin one when left out. Creating a
     /// Model with an external engine runs a program on the nodes: grant
     /// `create` on Models accordingly.

@@ -23,6 +23,8 @@ fn spec(artifact: &str) -> ModelResourceSpec {
         idle_timeout: None,
         warm_tier: None,
         never_preempt: false,
+        max_concurrency: None,
+        max_queue: None,
         engine: None,
     }
 }
@@ -98,12 +100,14 @@ prop_compose! {
         min in 0u32..2, extra in 0u32..3, idle in 1u64..7200,
         warm in prop_oneof![Just(WarmTierName::Ram), Just(WarmTierName::Disk), Just(WarmTierName::Object)],
         never in any::<bool>(), external in any::<bool>(),
+        concurrency in proptest::option::of(1u32..64), queue in proptest::option::of(0u32..256),
     ) -> ModelResourceSpec {
         ModelResourceSpec {
             project: Some(project), service: Some(service), artifact: format!("s3://bucket/{file}.gguf"),
             sha256: sha, aliases: aliases.into_iter().map(|a| format!("alias-{a}")).collect(), context_length: context,
             chat_template: None, min_replicas: Some(min), max_replicas: Some(min.max(1) + extra),
             idle_timeout: Some(format!("{idle}s")), warm_tier: Some(warm), never_preempt: never,
+            max_concurrency: concurrency, max_queue: queue,
             engine: external.then(|| EngineResource {
                 kind: "llama-server".into(), binary: Some(format!("/opt/{file}/llama-server")),
                 args: vec!["-c".into(), context.unwrap_or(2048).to_string()], ..EngineResource::default()

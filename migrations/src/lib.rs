@@ -5,6 +5,7 @@ mod m20261127_000001_management;
 mod m20261127_000002_rate_limits;
 mod m20261127_000003_domains;
 mod m20261206_000004_responses;
+mod m20261206_000005_serving;
 
 pub use sea_orm_migration::MigratorTrait;
 use sea_orm_migration::prelude::*;
@@ -20,6 +21,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261127_000002_rate_limits::Migration),
             Box::new(m20261127_000003_domains::Migration),
             Box::new(m20261206_000004_responses::Migration),
+            Box::new(m20261206_000005_serving::Migration),
         ]
     }
 }

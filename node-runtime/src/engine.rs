@@ -65,15 +65,24 @@ pub enum GenerationEvent {
     Failed { message: String, usage: Usage },
 }
 
-/// The events of one generation. Dropping it cancels the generation.
+/// The events of one generation. Dropping it cancels the generation and
+/// gives back its place in the model.
 #[derive(Debug)]
 pub struct GenerationStream {
-    rx: mpsc::UnboundedReceiver<GenerationEvent>,
+    rx: mpsc::Receiver<GenerationEvent>,
+    _place: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
 impl GenerationStream {
-    pub(crate) fn new(rx: mpsc::UnboundedReceiver<GenerationEvent>) -> Self {
-        Self { rx }
+    pub(crate) fn new(rx: mpsc::Receiver<GenerationEvent>, place: Option<tokio::sync::OwnedSemaphorePermit>) -> Self {
+        Self { rx, _place: place }
+    }
+
+    /// Room for every event a generation of `max_tokens` can send: per token
+    /// its text and its log-probabilities, then a last piece of text and the
+    /// end. The worker never waits on a slow reader, yet the channel is bounded.
+    pub(crate) fn capacity(max_tokens: u32) -> usize {
+        2 * max_tokens as usize + 3
     }
 
     /// The next event; `None` after `Done` or `Failed`.

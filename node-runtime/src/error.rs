@@ -31,6 +31,9 @@ pub enum Error {
     Grammar(String),
     #[error("the model is shutting down")]
     Stopped,
+    /// The model holds as many sequences, running and waiting, as it may.
+    #[error("the model already holds {0} sequences, running and waiting")]
+    Busy(usize),
     #[error("the model is asleep; it must wake before it can generate")]
     Asleep,
     #[error("inference failed: {0}")]

@@ -34,6 +34,16 @@ pub enum ApiError {
     Unavailable(String),
     #[error("The model `{model}` is waking up and was not ready within {waited_s} s; retry shortly.")]
     Waking { model: String, waited_s: u64, retry_after_s: u64 },
+    /// The model has as many requests running and waiting as it may:
+    /// refused at once rather than queued without end.
+    #[error(
+        "The model{} is overloaded: {in_flight} requests are running or waiting, its limit; retry shortly.",
+        .model.as_deref().map(|m| format!(" `{}`", shown(m))).unwrap_or_default()
+    )]
+    Overloaded { model: Option<String>, in_flight: u64, retry_after_s: u64 },
+    /// The key has as many requests in flight as its limit allows.
+    #[error("This API key already has {limit} requests in flight, its limit; retry when one has finished.")]
+    TooManyInFlight { limit: u32 },
     #[error("The model `{model}` cannot be served: {reason}")]
     ModelFailed { model: String, reason: String },
     #[error("{0}")]
@@ -75,7 +85,7 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
             Self::UnknownHost(_) => StatusCode::NOT_FOUND,
-            Self::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
+            Self::RateLimited(_) | Self::TooManyInFlight { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
             Self::PermissionDenied(_) => StatusCode::FORBIDDEN,
             Self::BadJson(_)
@@ -86,7 +96,7 @@ impl ApiError {
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
-            Self::Unavailable(_) | Self::Waking { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Unavailable(_) | Self::Waking { .. } | Self::Overloaded { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::ModelFailed { .. } => StatusCode::INTERNAL_SERVER_ERROR,
             Self::Engine { status, .. } => match StatusCode::from_u16(*status) {
                 Ok(s) if s.is_client_error() => s,
@@ -102,7 +112,8 @@ impl ApiError {
             Self::Internal(_) | Self::ModelFailed { .. } => "server_error",
             Self::Engine { status, .. } if *status >= 500 || *status < 400 => "server_error",
             Self::Unavailable(_) | Self::Waking { .. } => "service_unavailable_error",
-            Self::RateLimited(_) => "requests",
+            Self::RateLimited(_) | Self::TooManyInFlight { .. } => "requests",
+            Self::Overloaded { .. } => "overloaded_error",
             _ => "invalid_request_error",
         }
     }
@@ -137,19 +148,39 @@ impl ApiError {
             Self::MethodNotAllowed { .. } => Some("method_not_allowed"),
             Self::Unavailable(_) => Some("model_unavailable"),
             Self::Waking { .. } => Some("model_waking"),
+            Self::Overloaded { .. } => Some("model_overloaded"),
+            Self::TooManyInFlight { .. } => Some("concurrency_limit_exceeded"),
             Self::ModelFailed { .. } => Some("model_failed"),
             Self::Engine { .. } => Some("engine_error"),
             Self::Internal(_) => None,
         }
     }
 
-    /// `Retry-After` and the `x-ratelimit-*` headers of a rate-limited request.
+    /// The `x-ratelimit-*` headers of a rate-limited request.
     pub fn rate_headers(&self) -> Vec<(&'static str, HeaderValue)> {
         let Self::RateLimited(s) = self else { return Vec::new() };
-        let mut out = vec![("retry-after", HeaderValue::from(s.reset.as_secs_f64().ceil().max(1.0) as u64))];
-        out.extend(standing_headers(s));
-        out
+        standing_headers(s)
     }
+
+    /// Seconds a client should wait before trying again (`Retry-After`),
+    /// for the refusals a retry can cure.
+    pub fn retry_after(&self) -> Option<u64> {
+        match self {
+            Self::Waking { retry_after_s, .. } | Self::Overloaded { retry_after_s, .. } => Some(*retry_after_s),
+            Self::TooManyInFlight { .. } => Some(1),
+            Self::RateLimited(s) => Some(s.reset.as_secs_f64().ceil().max(1.0) as u64),
+            _ => None,
+        }
+    }
+
+    /// Anthropic's status for the error: 529 where the server is overloaded.
+    pub fn anthropic_status(&self) -> u16 {
+        match self {
+            Self::Overloaded { .. } => 529,
+            e => e.status().as_u16(),
+        }
+    }
+
     /// The JSON body, also used for errors inside an SSE stream.
     pub fn body(&self) -> serde_json::Value {
         json!({"error": {"message": self.to_string(), "type": self.kind(), "param": self.param(), "code": self.code()}})
@@ -191,16 +222,13 @@ impl IntoResponse for ApiError {
         for (name, value) in self.rate_headers() {
             headers.insert(name, value);
         }
-        match &self {
-            // The SDKs retry 503s and honour Retry-After.
-            Self::Waking { retry_after_s, .. } => {
-                headers.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_s));
-            }
-            // A model that failed to load will not succeed on a retry.
-            Self::ModelFailed { .. } => {
-                headers.insert("x-should-retry", HeaderValue::from_static("false"));
-            }
-            _ => {}
+        // The SDKs retry 429s and 503s and honour Retry-After.
+        if let Some(seconds) = self.retry_after() {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        // A model that failed to load will not succeed on a retry.
+        if let Self::ModelFailed { .. } = &self {
+            headers.insert("x-should-retry", HeaderValue::from_static("false"));
         }
         response
     }
@@ -242,6 +270,17 @@ mod tests {
     fn internal_details_never_reach_the_client() {
         let body = ApiError::Internal("disk /secret full".into()).body();
         assert!(!body.to_string().contains("secret"));
+    }
+
+    #[test]
+    fn overload_is_a_retryable_503_and_anthropics_529() {
+        let e = ApiError::Overloaded { model: Some("m".into()), in_flight: 3, retry_after_s: 1 };
+        assert_eq!((e.status(), e.anthropic_status()), (StatusCode::SERVICE_UNAVAILABLE, 529));
+        assert_eq!((e.kind(), e.code()), ("overloaded_error", Some("model_overloaded")));
+        let response = e.into_response();
+        assert_eq!(response.headers().get(header::RETRY_AFTER).map(|v| v.as_bytes()), Some(&b"1"[..]));
+        let key = ApiError::TooManyInFlight { limit: 2 };
+        assert_eq!((key.status(), key.code()), (StatusCode::TOO_MANY_REQUESTS, Some("concurrency_limit_exceeded")));
     }
 
     #[test]

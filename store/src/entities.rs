@@ -88,6 +88,8 @@ pub mod api_key {
         pub last_used_at: Option<DateTimeUtc>,
         pub requests_per_minute: Option<i32>,
         pub tokens_per_minute: Option<i32>,
+        /// Most requests of the key in flight at once.
+        pub max_concurrent_requests: Option<i32>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
@@ -179,6 +181,8 @@ pub mod usage_record {
         pub wake_ms: i64,
         /// `ok`, `error` or `aborted`.
         pub status: String,
+        /// The request's `x-request-id`.
+        pub request_id: Option<String>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -29,6 +29,7 @@ fn key_json(k: &api_key::Model) -> serde_json::Value {
         "name": k.name, "scopes": k.scopes, "hint": k.secret_hint,
         "expires_at": k.expires_at, "revoked_at": k.revoked_at,
         "requests_per_minute": k.requests_per_minute, "tokens_per_minute": k.tokens_per_minute,
+        "max_concurrent_requests": k.max_concurrent_requests,
     })
 }
 
@@ -56,6 +57,7 @@ pub async fn insert(
         last_used_at: Set(None),
         requests_per_minute: Set(key.limits.requests_per_minute.map(|n| i32::try_from(n).unwrap_or(i32::MAX))),
         tokens_per_minute: Set(key.limits.tokens_per_minute.map(|n| i32::try_from(n).unwrap_or(i32::MAX))),
+        max_concurrent_requests: Set(key.limits.max_concurrent_requests.map(|n| i32::try_from(n).unwrap_or(i32::MAX))),
     }
     .insert(conn)
     .await?;

@@ -25,6 +25,8 @@ pub struct CreateApiKeyInput {
     pub requests_per_minute: Option<u32>,
     /// Most tokens (input and output) a minute; unlimited when left out.
     pub tokens_per_minute: Option<u32>,
+    /// Most requests in flight at once; past it, 429. Unlimited when left out.
+    pub max_concurrent_requests: Option<u32>,
 }
 
 #[derive(InputObject)]
@@ -66,9 +68,11 @@ impl KeyMutation {
         if scopes.as_ref().is_some_and(|s| s.contains(&Scope::Admin)) && !p.is_admin() {
             errors.push(UserError::new("input.scopes", "FORBIDDEN", "only an admin key may create admin keys"));
         }
-        for (field, value) in
-            [("input.requestsPerMinute", input.requests_per_minute), ("input.tokensPerMinute", input.tokens_per_minute)]
-        {
+        for (field, value) in [
+            ("input.requestsPerMinute", input.requests_per_minute),
+            ("input.tokensPerMinute", input.tokens_per_minute),
+            ("input.maxConcurrentRequests", input.max_concurrent_requests),
+        ] {
             if value.is_some_and(|v| v == 0 || v > i32::MAX as u32) {
                 errors.push(UserError::new(field, "INVALID", "a limit is at least 1 (leave it out for none)"));
             }
@@ -90,6 +94,7 @@ impl KeyMutation {
                     limits: greenthread_store::ratelimit::KeyLimits {
                         requests_per_minute: input.requests_per_minute,
                         tokens_per_minute: input.tokens_per_minute,
+                        max_concurrent_requests: input.max_concurrent_requests,
                     },
                 },
                 &p.actor("graphql"),
@@ -163,6 +168,7 @@ impl KeyMutation {
                     limits: greenthread_store::ratelimit::KeyLimits {
                         requests_per_minute: revoked.requests_per_minute.and_then(|n| u32::try_from(n).ok()),
                         tokens_per_minute: revoked.tokens_per_minute.and_then(|n| u32::try_from(n).ok()),
+                        max_concurrent_requests: revoked.max_concurrent_requests.and_then(|n| u32::try_from(n).ok()),
                     },
                 };
                 let created = mgmt.keys.create(&tx, request, &actor).await.map_err(internal)?;

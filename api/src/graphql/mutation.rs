@@ -70,6 +70,10 @@ pub struct ScalingInput {
     /// `ram`, `disk` or `object`.
     pub warm_tier: Option<String>,
     pub never_preempt: Option<bool>,
+    /// Sequences one replica runs at once (at least 1).
+    pub max_concurrency: Option<u32>,
+    /// Requests that may wait beyond those running; past it, 503 overloaded.
+    pub max_queue: Option<u32>,
 }
 
 #[derive(InputObject)]
@@ -186,6 +190,14 @@ impl Checked {
         }
         if let Some(v) = input.never_preempt {
             s.never_preempt = v;
+        }
+        match input.max_concurrency {
+            Some(0) => self.0.push(UserError::new("input.scaling.maxConcurrency", "INVALID", "at least 1")),
+            Some(v) => s.max_concurrency = Some(v),
+            None => {}
+        }
+        if let Some(v) = input.max_queue {
+            s.max_queue = Some(v);
         }
     }
 

@@ -12,7 +12,7 @@ use uuid::Uuid;
 use super::errors::{BAD_USER_INPUT, FORBIDDEN, NOT_FOUND, coded, internal, principal};
 use super::pagination::{decode, page, page_size};
 use super::types::{ApiKey, AuditEvent, Model, Node, NodeTier, Project, Scheduler, Viewer, management};
-use super::usage::{self, UsageBucket, UsageGroup, UsagePoint};
+use super::usage::{self, UsageBucket, UsageGroup, UsagePoint, UsageRecord};
 use greenthread_store::audit::{self, AuditFilter};
 use greenthread_store::auth::Principal;
 use greenthread_store::entities::{model, project};
@@ -23,6 +23,8 @@ pub struct CoreQuery;
 
 /// Most time buckets one usage query may ask for.
 const MAX_BUCKETS: i64 = 10_000;
+/// Most records one `usageRecords` query returns.
+const MAX_USAGE_RECORDS: u32 = 1_000;
 
 /// Which audit events to list.
 #[derive(InputObject, Default)]
@@ -247,16 +249,29 @@ impl CoreQuery {
                 format!("at most {MAX_BUCKETS} buckets: use a wider bucket or a shorter range"),
             ));
         }
-        let projects = match &project {
-            Some(name) => vec![readable_project(ctx, p, name).await?.id],
-            None => match p.readable_projects() {
-                Some(own) => own,
-                None => {
-                    project::Entity::find().all(store.db()).await.map_err(internal)?.into_iter().map(|r| r.id).collect()
-                }
-            },
-        };
+        let projects = usage_projects(ctx, p, project.as_deref()).await?;
         usage::points(store.db(), &projects, since, until, bucket, group_by).await.map_err(internal)
+    }
+
+    /// Single requests' usage records, newest first: of one project or every
+    /// project the caller may read, since `since`, of one `x-request-id`
+    /// when `requestId` is given.
+    async fn usage_records(
+        &self,
+        ctx: &Context<'_>,
+        project: Option<String>,
+        since: DateTime<Utc>,
+        request_id: Option<String>,
+        #[graphql(default = 100)] limit: u32,
+    ) -> async_graphql::Result<Vec<UsageRecord>> {
+        let p = principal(ctx)?;
+        needs_read(p)?;
+        if limit == 0 || limit > MAX_USAGE_RECORDS {
+            return Err(coded(BAD_USER_INPUT, format!("limit must be between 1 and {MAX_USAGE_RECORDS}")));
+        }
+        let projects = usage_projects(ctx, p, project.as_deref()).await?;
+        let db = management(ctx).store.db();
+        usage::records(db, &projects, since, request_id.as_deref(), u64::from(limit)).await.map_err(internal)
     }
 
     /// The scheduler's nodes and their devices (admin keys only).
@@ -282,4 +297,21 @@ impl CoreQuery {
             })
             .collect())
     }
+}
+
+/// The projects a usage query reads: the one named, or all the caller may read.
+async fn usage_projects(ctx: &Context<'_>, p: &Principal, project: Option<&str>) -> async_graphql::Result<Vec<Uuid>> {
+    Ok(match project {
+        Some(name) => vec![readable_project(ctx, p, name).await?.id],
+        None => match p.readable_projects() {
+            Some(own) => own,
+            None => project::Entity::find()
+                .all(management(ctx).store.db())
+                .await
+                .map_err(internal)?
+                .into_iter()
+                .map(|r| r.id)
+                .collect(),
+        },
+    })
 }

@@ -150,6 +150,10 @@ pub struct Scaling {
     /// Where its weights wait while it sleeps: `ram`, `disk` or `object`.
     pub warm_tier: String,
     pub never_preempt: bool,
+    /// Sequences one replica runs at once, as set or the engine's default.
+    pub max_concurrency: u32,
+    /// Requests that may wait beyond those running, as set or by default.
+    pub max_queue: u32,
 }
 
 /// A model's state on the scheduler right now.
@@ -240,6 +244,7 @@ impl Model {
     }
     async fn scaling(&self) -> Scaling {
         let s = &self.spec.scaling;
+        let admission = s.admission(&self.spec.engine);
         Scaling {
             min_replicas: s.min_replicas,
             max_replicas: s.max_replicas,
@@ -250,6 +255,8 @@ impl Model {
                 .and_then(|v| v.as_str().map(str::to_owned))
                 .unwrap_or_default(),
             never_preempt: s.never_preempt,
+            max_concurrency: admission.concurrency,
+            max_queue: admission.queue,
         }
     }
     async fn created_at(&self) -> DateTime<Utc> {
@@ -341,6 +348,9 @@ impl ApiKey {
     }
     async fn tokens_per_minute(&self) -> Option<i32> {
         self.0.tokens_per_minute
+    }
+    async fn max_concurrent_requests(&self) -> Option<i32> {
+        self.0.max_concurrent_requests
     }
     async fn created_by(&self) -> Option<ID> {
         self.0.created_by.map(|id| ID(id.to_string()))

@@ -59,6 +59,61 @@ pub struct UsagePoint {
 /// Wake waits below this are the lease round trip, not a wake.
 const WOKEN_MS: i64 = 10;
 
+/// One request's usage record.
+#[derive(SimpleObject, Debug, Clone, PartialEq)]
+pub struct UsageRecord {
+    pub at: DateTime<Utc>,
+    /// The `x-request-id` the request was answered under.
+    pub request_id: Option<String>,
+    pub model: String,
+    pub key_id: Option<String>,
+    pub input_tokens: i32,
+    pub output_tokens: i32,
+    pub latency_ms: i64,
+    pub wake_ms: i64,
+    /// `ok`, `error` or `aborted`.
+    pub status: String,
+}
+
+impl From<usage_record::Model> for UsageRecord {
+    fn from(r: usage_record::Model) -> Self {
+        Self {
+            at: r.at,
+            request_id: r.request_id,
+            model: r.model,
+            key_id: r.key_id.map(|k| k.to_string()),
+            input_tokens: r.input_tokens,
+            output_tokens: r.output_tokens,
+            latency_ms: r.latency_ms,
+            wake_ms: r.wake_ms,
+            status: r.status,
+        }
+    }
+}
+
+/// The newest `limit` records of `projects` since `since`, of one request
+/// id when given.
+///
+/// # Errors
+/// When the database fails.
+pub async fn records(
+    db: &impl ConnectionTrait,
+    projects: &[Uuid],
+    since: DateTime<Utc>,
+    request_id: Option<&str>,
+    limit: u64,
+) -> Result<Vec<UsageRecord>, sea_orm::DbErr> {
+    use sea_orm::{QueryOrder, QuerySelect};
+    let mut query = usage_record::Entity::find()
+        .filter(usage_record::Column::ProjectId.is_in(projects.to_vec()))
+        .filter(usage_record::Column::At.gte(since));
+    if let Some(id) = request_id {
+        query = query.filter(usage_record::Column::RequestId.eq(id));
+    }
+    let rows = query.order_by_desc(usage_record::Column::At).limit(limit).all(db).await?;
+    Ok(rows.into_iter().map(UsageRecord::from).collect())
+}
+
 /// Reads the records of `projects` in `[since, until)` and sums them per bucket and group.
 ///
 /// # Errors
@@ -148,6 +203,7 @@ mod tests {
             latency_ms: 100,
             wake_ms: if status == "ok" { 300 } else { 0 },
             status: status.into(),
+            request_id: None,
         }
     }
 

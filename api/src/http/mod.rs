@@ -3,6 +3,7 @@
 //! its connection limits and graceful shutdown. It names no handler and no service (the router does that).
 
 pub mod access;
+pub mod held;
 pub mod intake;
 pub mod json;
 pub mod limits;

@@ -19,10 +19,10 @@ pub fn anthropic_error(e: ApiError) -> Response {
     if let ApiError::Internal(detail) = &e {
         tracing::error!(error = %detail, "Request failed");
     }
-    let status = e.status();
+    let status = axum::http::StatusCode::from_u16(e.anthropic_status()).unwrap_or_else(|_| e.status());
     let mut response = (status, Json(translate::error_body(status.as_u16(), &e.to_string()))).into_response();
-    if let ApiError::Waking { retry_after_s, .. } = &e {
-        response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_s));
+    if let Some(seconds) = e.retry_after() {
+        response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
     }
     for (name, value) in e.rate_headers() {
         response.headers_mut().insert(name, value);

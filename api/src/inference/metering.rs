@@ -35,6 +35,7 @@ impl Metering {
             model: entry.spec.name.to_string(),
             started: tokio::time::Instant::now(),
             access: caller.access.clone(),
+            request_id: caller.request_id.clone(),
         })
     }
 }
@@ -69,7 +70,13 @@ impl Inference {
         run: impl Future<Output = ApiResult<Response>>,
     ) -> ApiResult<Response> {
         let ctx = self.metering.as_ref().and_then(|m| m.context(caller, entry));
-        match run.await {
+        // The place is held from before the model is asked for (a wake's
+        // wait counts) until the answer's last byte has gone out.
+        let answer = match self.admissions.admit(&entry.spec, caller.key()) {
+            Ok(ticket) => run.await.map(|response| crate::http::held::hold_until_sent(response, ticket)),
+            Err(refused) => Err(refused),
+        };
+        match answer {
             Ok(response) => Ok(match ctx {
                 Some(ctx) => crate::usage::observe(ctx, response),
                 None => response,

@@ -5,6 +5,7 @@
 //! handlers are thin layers of parsing and shaping over this.
 
 pub mod access;
+pub mod admission;
 pub mod archive;
 mod dispatch;
 mod engine_messages;
@@ -15,6 +16,7 @@ pub mod metering;
 use std::sync::Arc;
 
 use self::access::ModelAccess;
+use self::admission::Admissions;
 use self::archive::ResponseArchive;
 use self::metering::Metering;
 use crate::catalog::ModelCatalog;
@@ -30,11 +32,13 @@ pub struct Inference {
     pub metering: Option<Metering>,
     /// Stored responses of the Responses API, where there is a database.
     pub responses: Option<ResponseArchive>,
+    /// Requests in hand per model and key, bounded.
+    pub admissions: Arc<Admissions>,
 }
 
 impl Inference {
     /// Serves `catalog` through `access`, unmetered.
     pub fn new(catalog: Arc<ModelCatalog>, access: Arc<dyn ModelAccess>) -> Self {
-        Self { catalog, access, metering: None, responses: None }
+        Self { catalog, access, metering: None, responses: None, admissions: Arc::default() }
     }
 }

@@ -69,6 +69,7 @@ pub struct UsageEvent {
     pub latency: Duration,
     pub wake_wait: Duration,
     pub status: UsageStatus,
+    pub request_id: Option<String>,
 }
 
 enum Message {
@@ -180,6 +181,7 @@ async fn write(store: &Store, batch: &mut Vec<UsageEvent>, rate_window: Duration
         latency_ms: Set(i64::try_from(e.latency.as_millis()).unwrap_or(i64::MAX)),
         wake_ms: Set(i64::try_from(e.wake_wait.as_millis()).unwrap_or(i64::MAX)),
         status: Set(e.status.as_str().to_owned()),
+        request_id: Set(e.request_id),
     });
     let rows: Vec<_> = rows.collect();
     let count = rows.len();

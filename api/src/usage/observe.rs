@@ -32,6 +32,7 @@ pub struct UsageContext {
     pub started: Instant,
     /// The request's access line, told the counts and the outcome.
     pub access: AccessSlot,
+    pub request_id: Option<String>,
 }
 
 impl UsageContext {
@@ -48,6 +49,7 @@ impl UsageContext {
             latency: self.started.elapsed(),
             wake_wait: Duration::ZERO,
             status: UsageStatus::Error,
+            request_id: self.request_id.clone(),
         });
     }
 }
@@ -165,6 +167,7 @@ impl Drop for Tracker {
             latency: self.ctx.started.elapsed(),
             wake_wait: self.wake,
             status,
+            request_id: self.ctx.request_id.take(),
         });
     }
 }
@@ -216,6 +219,7 @@ mod tests {
             model: "m".into(),
             started: Instant::now(),
             access: AccessSlot::default(),
+            request_id: Some("req_test".into()),
         };
         let body = observe(ctx, response).into_body();
         axum::body::to_bytes(body, usize::MAX).await.unwrap_or_default();

@@ -233,6 +233,8 @@ pub fn model_fields(m: &ModelDecl) -> BTreeMap<String, Value> {
         ("idle_timeout".to_owned(), Value::from(crate::format_duration(s.scaling.idle_timeout))),
         ("warm_tier".to_owned(), serde_json::to_value(s.scaling.warm_tier).unwrap_or(Value::Null)),
         ("never_preempt".to_owned(), Value::from(s.scaling.never_preempt)),
+        ("max_concurrency".to_owned(), s.scaling.max_concurrency.map_or(Value::Null, Value::from)),
+        ("max_queue".to_owned(), s.scaling.max_queue.map_or(Value::Null, Value::from)),
         ("engine".to_owned(), serde_json::to_value(&s.engine).unwrap_or(Value::Null)),
     ])
 }

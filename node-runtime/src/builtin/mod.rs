@@ -29,22 +29,23 @@ use crate::engine::{GenerateRequest, GenerationStream, ModelInfo, ModelInstance}
 use crate::sampler::Sampler;
 use crate::{Error, Result};
 
-/// Sequences one model generates at once by default. Decoding is bound by
-/// reading the weights, so batching more sequences into each pass is nearly
-/// free until the matrix kernels become compute bound.
-pub const DEFAULT_MAX_SEQUENCES: usize = 16;
+/// Sequences one model generates at once unless its spec says.
+pub const DEFAULT_MAX_SEQUENCES: usize = greenthread_core::engine::DEFAULT_BUILTIN_SEQUENCES as usize;
 
 /// The builtin engine.
 #[derive(Debug, Clone)]
 pub struct BuiltinEngine {
     device: candle_core::Device,
     max_sequences: usize,
+    /// Sequences that may wait beyond those running; by default
+    /// [`QUEUE_PER_SEQUENCE`](greenthread_core::model_spec::QUEUE_PER_SEQUENCE) per running one.
+    max_queue: Option<usize>,
 }
 
 impl BuiltinEngine {
     /// An engine on the CPU.
     pub fn cpu() -> Self {
-        Self { device: candle_core::Device::Cpu, max_sequences: DEFAULT_MAX_SEQUENCES }
+        Self { device: candle_core::Device::Cpu, max_sequences: DEFAULT_MAX_SEQUENCES, max_queue: None }
     }
 
     /// An engine on the first CUDA device when this build has candle's CUDA
@@ -52,7 +53,7 @@ impl BuiltinEngine {
     pub fn best_available() -> Self {
         #[cfg(feature = "cuda-inference")]
         match candle_core::Device::new_cuda(0) {
-            Ok(device) => return Self { device, max_sequences: DEFAULT_MAX_SEQUENCES },
+            Ok(device) => return Self { device, max_sequences: DEFAULT_MAX_SEQUENCES, max_queue: None },
             Err(e) => tracing::warn!(error = %e, "No usable CUDA device; running models on the CPU"),
         }
         Self::cpu()
@@ -61,6 +62,13 @@ impl BuiltinEngine {
     pub fn with_max_sequences(mut self, n: usize) -> Self {
         self.max_sequences = n.max(1);
         self
+    }
+
+    /// Sequences one model holds at once, running and waiting: what a
+    /// replica's admission allows (its queue beside its batch).
+    fn places(&self) -> usize {
+        let queue = self.max_queue.unwrap_or(self.max_sequences * greenthread_core::model_spec::QUEUE_PER_SEQUENCE as usize);
+        self.max_sequences + queue
     }
 
     pub fn device(&self) -> &candle_core::Device {
@@ -86,13 +94,18 @@ impl BuiltinEngine {
             sha256: None,
         };
         let host = open_gguf(path, &options)?;
-        Ok(BuiltinModel::asleep(host, self.clone(), spec.name.as_str()))
+        let mut engine = match spec.scaling.max_concurrency {
+            Some(n) => self.clone().with_max_sequences(n as usize),
+            None => self.clone(),
+        };
+        engine.max_queue = spec.scaling.max_queue.map(|n| n as usize);
+        Ok(BuiltinModel::asleep(host, engine, spec.name.as_str()))
     }
 }
 
 /// A running worker and what it holds.
 struct Awake {
-    sender: mpsc::UnboundedSender<Inbox>,
+    sender: mpsc::Sender<Inbox>,
     thread: JoinHandle<()>,
     weight_bytes: usize,
 }
@@ -104,11 +117,15 @@ pub struct BuiltinModel {
     engine: BuiltinEngine,
     name: String,
     awake: Mutex<Option<Awake>>,
+    /// Places for sequences, running and waiting; a generation holds one
+    /// until its stream is dropped.
+    places: Arc<tokio::sync::Semaphore>,
 }
 
 impl BuiltinModel {
     fn asleep(host: ModelHost, engine: BuiltinEngine, name: &str) -> Self {
-        Self { host: Arc::new(host), engine, name: name.to_owned(), awake: Mutex::new(None) }
+        let places = Arc::new(tokio::sync::Semaphore::new(engine.places()));
+        Self { host: Arc::new(host), engine, name: name.to_owned(), awake: Mutex::new(None), places }
     }
 
     /// A model already materialized, awake at once (tools and tests).
@@ -154,7 +171,9 @@ impl BuiltinModel {
     }
 
     fn start_worker(&self, transformer: transformer::Transformer) -> Result<()> {
-        let (sender, rx) = mpsc::unbounded_channel();
+        // New sequences are bounded by the places, sampled tokens coming
+        // back by the running sequences: a send never finds it full.
+        let (sender, rx) = mpsc::channel(self.engine.places() + self.engine.max_sequences);
         let limits =
             WorkerLimits { max_sequences: self.engine.max_sequences, context_length: self.host.info.context_length };
         let weight_bytes = transformer.weight_bytes;
@@ -261,7 +280,8 @@ impl ModelInstance for BuiltinModel {
                 });
             }
         };
-        let (events, rx) = mpsc::unbounded_channel();
+        let place = self.places.clone().try_acquire_owned().map_err(|_| Error::Busy(self.engine.places()))?;
+        let (events, rx) = mpsc::channel(GenerationStream::capacity(max_tokens));
         let constraint = match &request.grammar {
             Some(grammar) => Some(self.host.grammars().and_then(|g| g.constraint(grammar)).map_err(Error::Grammar)?),
             None => None,
@@ -273,8 +293,11 @@ impl ModelInstance for BuiltinModel {
         let awake = guard.as_ref().ok_or(Error::Asleep)?;
         awake
             .sender
-            .send(Inbox::New(NewSequence { prompt: request.prompt, sampler, max_tokens, stops: request.stop, events }))
-            .map_err(|_| Error::Stopped)?;
-        Ok(GenerationStream::new(rx))
+            .try_send(Inbox::New(NewSequence { prompt: request.prompt, sampler, max_tokens, stops: request.stop, events }))
+            .map_err(|e| match e {
+                mpsc::error::TrySendError::Full(_) => Error::Busy(self.engine.places()),
+                mpsc::error::TrySendError::Closed(_) => Error::Stopped,
+            })?;
+        Ok(GenerationStream::new(rx, Some(place)))
     }
 }

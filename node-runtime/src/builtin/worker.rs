@@ -27,7 +27,7 @@ pub struct NewSequence {
     pub sampler: Sampler,
     pub max_tokens: u32,
     pub stops: Vec<String>,
-    pub events: mpsc::UnboundedSender<GenerationEvent>,
+    pub events: mpsc::Sender<GenerationEvent>,
 }
 
 /// What reaches the worker.
@@ -52,7 +52,7 @@ struct Sequence {
     text: TextStream,
     max_tokens: u32,
     generated: u32,
-    events: mpsc::UnboundedSender<GenerationEvent>,
+    events: mpsc::Sender<GenerationEvent>,
 }
 
 impl Sequence {
@@ -68,7 +68,9 @@ impl Sequence {
     fn send(&self, event: GenerationEvent) {
         // The receiver is gone when the client hung up; the sequence is
         // dropped at the next step, so a failed send needs no handling here.
-        let _ = self.events.send(event);
+        // The channel has room for every event a sequence can send
+        // (GenerationStream::capacity), so it is never full.
+        let _ = self.events.try_send(event);
     }
 }
 
@@ -87,7 +89,7 @@ struct Worker {
     host: Arc<ModelHost>,
     /// Where off-worker samples are sent back; weak, so that the worker
     /// still ends once every outside sender is gone.
-    inbox: mpsc::WeakUnboundedSender<Inbox>,
+    inbox: mpsc::WeakSender<Inbox>,
     limits: WorkerLimits,
     next_id: u64,
 }
@@ -96,8 +98,8 @@ struct Worker {
 pub fn run(
     model: Transformer,
     host: Arc<ModelHost>,
-    mut rx: mpsc::UnboundedReceiver<Inbox>,
-    inbox: mpsc::WeakUnboundedSender<Inbox>,
+    mut rx: mpsc::Receiver<Inbox>,
+    inbox: mpsc::WeakSender<Inbox>,
     limits: WorkerLimits,
 ) {
     let mut worker = Worker { model, host, inbox, limits, next_id: 0 };
@@ -234,7 +236,9 @@ impl Worker {
             .stack_size(crate::constraint::GRAMMAR_STACK)
             .spawn(move || {
                 let token = sampler.sample(&mut row, &host.tokenizer);
-                let _ = back.send(Inbox::Sampled { id, sampler, token });
+                // Waits only while the inbox is full, which the worker drains
+                // on every step; never on the worker's own thread.
+                let _ = back.blocking_send(Inbox::Sampled { id, sampler, token });
             })
             .ok()
             .map(|_| false)

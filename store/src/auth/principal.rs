@@ -33,6 +33,7 @@ impl Principal {
             limits: crate::ratelimit::KeyLimits {
                 requests_per_minute: row.requests_per_minute.and_then(|n| u32::try_from(n).ok()),
                 tokens_per_minute: row.tokens_per_minute.and_then(|n| u32::try_from(n).ok()),
+                max_concurrent_requests: row.max_concurrent_requests.and_then(|n| u32::try_from(n).ok()),
             },
         })
     }
