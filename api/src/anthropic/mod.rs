@@ -101,7 +101,7 @@ async fn run(
             let chat = validate::chat(chat, &state.limits.rules())?;
             state
                 .inference
-                .dispatch(&model, Route::Messages, raw, move |instance, lease| {
+                .dispatch(caller, &model, Route::Messages, raw, move |instance, lease| {
                     generate::messages(instance, lease, chat, name)
                 })
                 .await
@@ -119,7 +119,7 @@ pub async fn count_tokens(
         async {
             let (caller, req, body) = parts::<CountTokensRequest>(&state, caller, body)?;
             let model = state.inference.model_for_body(&caller, req.model.as_deref())?;
-            count(&state, model, req, body).await
+            count(&state, &caller, model, req, body).await
         }
         .await,
     )
@@ -136,7 +136,7 @@ pub async fn count_tokens_per_model(
         async {
             let (caller, req, body) = parts::<CountTokensRequest>(&state, caller, body)?;
             let model = state.inference.model_for_path(&caller, &name)?;
-            count(&state, model, req, body).await
+            count(&state, &caller, model, req, body).await
         }
         .await,
     )
@@ -144,7 +144,13 @@ pub async fn count_tokens_per_model(
 
 /// Counts the prompt's tokens with the model's own tokenizer and chat
 /// template (the model is woken for it, like for any request).
-async fn count(state: &AppState, model: Arc<CatalogEntry>, req: CountTokensRequest, raw: Bytes) -> ApiResult<Response> {
+async fn count(
+    state: &AppState,
+    caller: &Caller,
+    model: Arc<CatalogEntry>,
+    req: CountTokensRequest,
+    raw: Bytes,
+) -> ApiResult<Response> {
     let name = model.spec.name.to_string();
     let as_message = MessagesRequest {
         model: Some(name.clone()),
@@ -164,7 +170,7 @@ async fn count(state: &AppState, model: Arc<CatalogEntry>, req: CountTokensReque
     let valid = validate::chat(chat, &state.limits.rules())?;
     state
         .inference
-        .dispatch(&model, Route::CountTokens, raw, move |instance, lease| async move {
+        .dispatch(caller, &model, Route::CountTokens, raw, move |instance, lease| async move {
             let messages = valid.messages;
             let prompt =
                 choices::prepare(&instance, move |m| m.chat_prompt(&messages, None).map_err(from_engine)).await?;

@@ -97,6 +97,7 @@ impl Inference {
     /// timeout), or what `local` returns.
     pub(crate) async fn dispatch<F, Fut>(
         &self,
+        caller: &Caller,
         entry: &CatalogEntry,
         route: Route,
         raw: Bytes,
@@ -117,7 +118,7 @@ impl Inference {
                     let endpoint =
                         instance.endpoint().ok_or_else(|| ApiError::Internal("the engine went away".into()))?;
                     let lease = serving.hold.and_then(Hold::into_scheduler);
-                    let mut response = super::engine_proxy::proxy(endpoint, route, raw, lease).await?;
+                    let mut response = super::engine_proxy::proxy(endpoint, route, raw, lease, caller.request_id.as_deref()).await?;
                     stamp_wake_wait(&mut response, wake);
                     return Ok(response);
                 }
@@ -131,7 +132,10 @@ impl Inference {
                 }
                 Target::Remote { node, base, link } => {
                     let url = format!("{base}/{}/v1/{}", entry.spec.name, route.path());
-                    match super::forward::forward(&link.client, &link.token, &url, raw.clone(), serving.hold).await {
+                    let request_id = caller.request_id.as_deref();
+                    match super::forward::forward(&link.client, &link.token, &url, raw.clone(), serving.hold, request_id)
+                        .await
+                    {
                         Ok(mut response) => {
                             stamp_wake_wait(&mut response, wake);
                             return Ok(response);

@@ -25,13 +25,18 @@ use super::engine_proxy::{rewrite, send, usage_counts};
 use super::metering::{counted, tallied, usage_comment};
 use crate::usage::Tally;
 
-pub(super) async fn messages(endpoint: EngineEndpoint, raw: Bytes, lease: Option<Lease>) -> ApiResult<Response> {
+pub(super) async fn messages(
+    endpoint: EngineEndpoint,
+    raw: Bytes,
+    lease: Option<Lease>,
+    request_id: Option<&str>,
+) -> ApiResult<Response> {
     let request: MessagesRequest = serde_json::from_slice(&raw).map_err(|e| ApiError::BadJson(e.to_string()))?;
     let stream = request.stream.unwrap_or(false);
     let mut chat = translate::to_openai(&request, &endpoint.model)?;
     chat["stream"] = Value::Bool(stream);
     let upstream = rewrite(chat, &endpoint.model)?;
-    let answer = send(&endpoint, "chat/completions", &upstream.body).await?;
+    let answer = send(&endpoint, "chat/completions", &upstream.body, request_id).await?;
     if stream {
         return Ok(relay(endpoint.model, answer, lease));
     }

@@ -40,20 +40,27 @@ pub(super) fn client() -> &'static reqwest::Client {
 }
 
 /// Runs a validated request on the engine at `endpoint`; `lease` keeps the
-/// model counted busy until the answer's last byte.
+/// model counted busy until the answer's last byte. The engine is sent the
+/// request's id as `x-request-id`, so its own logs name the same request.
 ///
 /// # Errors
 /// The engine's refusal or failure, or an unreachable engine (503: the
 /// scheduler learns of a crash from the node and the next request restarts it).
-pub async fn proxy(endpoint: EngineEndpoint, route: Route, raw: Bytes, lease: Option<Lease>) -> ApiResult<Response> {
+pub async fn proxy(
+    endpoint: EngineEndpoint,
+    route: Route,
+    raw: Bytes,
+    lease: Option<Lease>,
+    request_id: Option<&str>,
+) -> ApiResult<Response> {
     match route {
-        Route::Chat | Route::Completions | Route::Embeddings => openai(endpoint, route, raw, lease).await,
-        Route::Messages => super::engine_messages::messages(endpoint, raw, lease).await,
+        Route::Chat | Route::Completions | Route::Embeddings => openai(endpoint, route, raw, lease, request_id).await,
+        Route::Messages => super::engine_messages::messages(endpoint, raw, lease, request_id).await,
         Route::CountTokens => Err(ApiError::Unsupported {
             param: "model",
             message: "counting tokens is not available for a model served by an external engine".into(),
         }),
-        Route::Responses => responses(endpoint, raw, lease).await,
+        Route::Responses => responses(endpoint, raw, lease, request_id).await,
     }
 }
 
@@ -83,10 +90,19 @@ pub(super) fn rewrite(mut body: Value, model: &str) -> ApiResult<Upstream> {
 
 /// Sends `body` to the engine's `path` and returns its answer once its
 /// status is known.
-pub(super) async fn send(endpoint: &EngineEndpoint, path: &str, body: &Value) -> ApiResult<reqwest::Response> {
+pub(super) async fn send(
+    endpoint: &EngineEndpoint,
+    path: &str,
+    body: &Value,
+    request_id: Option<&str>,
+) -> ApiResult<reqwest::Response> {
     let url = format!("{}/v1/{path}", endpoint.base);
+    let mut request = client().post(&url).json(body);
+    if let Some(id) = request_id {
+        request = request.header("x-request-id", id);
+    }
     let answer =
-        client().post(&url).json(body).send().await.map_err(|e| {
+        request.send().await.map_err(|e| {
             ApiError::Unavailable(format!("the model's engine cannot be reached ({})", e.without_url()))
         })?;
     if answer.status().is_success() {
@@ -124,7 +140,12 @@ pub(super) fn usage_counts(usage: &Value) -> Option<(u32, u32)> {
 /// conversation arrives whole (a gateway expanded `previous_response_id`),
 /// so the engine is asked to store nothing and continue nothing; the
 /// answer says what the client asked (`store`, `previous_response_id`).
-async fn responses(endpoint: EngineEndpoint, raw: Bytes, lease: Option<Lease>) -> ApiResult<Response> {
+async fn responses(
+    endpoint: EngineEndpoint,
+    raw: Bytes,
+    lease: Option<Lease>,
+    request_id: Option<&str>,
+) -> ApiResult<Response> {
     let mut body: Value = serde_json::from_slice(&raw).map_err(|e| ApiError::BadJson(e.to_string()))?;
     let object = body.as_object_mut().ok_or_else(|| ApiError::BadJson("the body must be a JSON object".into()))?;
     let asked = serde_json::json!({
@@ -134,7 +155,7 @@ async fn responses(endpoint: EngineEndpoint, raw: Bytes, lease: Option<Lease>) -
     object.insert("model".into(), Value::from(endpoint.model.as_str()));
     object.insert("store".into(), Value::Bool(false));
     let stream = object.get("stream").and_then(Value::as_bool).unwrap_or(false);
-    let answer = send(&endpoint, "responses", &body).await?;
+    let answer = send(&endpoint, "responses", &body, request_id).await?;
     if stream {
         return Ok(relayed(answer, Relay { client_usage: true, restore: Some(asked) }, lease));
     }
@@ -174,10 +195,16 @@ struct Relay {
     restore: Option<Value>,
 }
 
-async fn openai(endpoint: EngineEndpoint, route: Route, raw: Bytes, lease: Option<Lease>) -> ApiResult<Response> {
+async fn openai(
+    endpoint: EngineEndpoint,
+    route: Route,
+    raw: Bytes,
+    lease: Option<Lease>,
+    request_id: Option<&str>,
+) -> ApiResult<Response> {
     let body: Value = serde_json::from_slice(&raw).map_err(|e| ApiError::BadJson(e.to_string()))?;
     let upstream = rewrite(body, &endpoint.model)?;
-    let answer = send(&endpoint, route_path(route), &upstream.body).await?;
+    let answer = send(&endpoint, route_path(route), &upstream.body, request_id).await?;
     if upstream.stream {
         let relay_as = Relay { client_usage: upstream.client_usage, restore: None };
         return Ok(relayed(answer, relay_as, lease));
@@ -278,6 +305,25 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+
+    #[tokio::test]
+    async fn the_engine_is_sent_the_requests_id() {
+        use axum::http::HeaderMap;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap_or_else(|e| panic!("{e}"));
+        let base = format!("http://{}", listener.local_addr().unwrap_or_else(|e| panic!("{e}")));
+        let echo = axum::Router::new().route(
+            "/v1/chat/completions",
+            axum::routing::post(|headers: HeaderMap| async move {
+                let id = headers.get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+                axum::Json(json!({ "seen": id }))
+            }),
+        );
+        tokio::spawn(async move { axum::serve(listener, echo).await });
+        let endpoint = EngineEndpoint { base, model: "m".into() };
+        let answer = send(&endpoint, "chat/completions", &json!({}), Some("req-42")).await;
+        let seen: Value = answer.unwrap_or_else(|e| panic!("{e}")).json().await.unwrap_or_default();
+        assert_eq!(seen["seen"], "req-42");
+    }
 
     #[test]
     fn a_stream_asks_for_usage_and_remembers_whether_the_client_did() {

@@ -17,7 +17,8 @@ use greenthread_protocol::error::ApiError;
 /// node may be tried.
 pub struct Retry(pub String);
 
-/// POSTs `body` to `url` on a node and turns its answer into this response.
+/// POSTs `body` to `url` on a node, under the request's id, and turns its
+/// answer into this response.
 /// `hold` (the replica's lease) lives until the response body has been sent.
 ///
 /// # Errors
@@ -29,11 +30,17 @@ pub async fn forward(
     url: &str,
     body: Bytes,
     hold: Option<Hold>,
+    request_id: Option<&str>,
 ) -> Result<Response, Retry> {
-    let answer = client
+    let mut request = client
         .post(url)
         .header(header::AUTHORIZATION, token.bearer())
-        .header(header::CONTENT_TYPE, "application/json")
+        .header(header::CONTENT_TYPE, "application/json");
+    // The node answers under the same id, and passes it on to its engine.
+    if let Some(id) = request_id {
+        request = request.header("x-request-id", id);
+    }
+    let answer = request
         .body(body)
         .send()
         .await

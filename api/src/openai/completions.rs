@@ -65,7 +65,7 @@ async fn complete(
             let name = model.spec.name.to_string();
             state
                 .inference
-                .dispatch(&model, Route::Completions, raw, move |instance, lease| {
+                .dispatch(caller, &model, Route::Completions, raw, move |instance, lease| {
                     generate(instance, lease, valid, name)
                 })
                 .await

@@ -75,7 +75,7 @@ async fn create(
             let chat = validate::chat(chat, &state.limits.rules())?;
             state
                 .inference
-                .dispatch(&model, Route::Responses, forwarded, move |instance, lease| {
+                .dispatch(&caller, &model, Route::Responses, forwarded, move |instance, lease| {
                     super::respond::respond(instance, lease, chat, name, echo)
                 })
                 .await
