@@ -1,5 +1,7 @@
 //! Every route of the gateway and of a node's model API, in one place.
 
+use std::sync::Arc;
+
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{Method, Uri};
@@ -65,8 +67,16 @@ pub fn router(state: AppState) -> Router {
     router
         .layer(axum::middleware::from_fn_with_state(state.limits.body(), intake::read_body))
         .layer(DefaultBodyLimit::max(body_limit))
-        .layer(axum::middleware::from_fn(crate::http::access::access_log))
+        .layer(axum::middleware::from_fn_with_state(http_metrics(&state), crate::http::access::access_log))
         .layer(axum::middleware::from_fn(crate::http::stamp::stamp))
+}
+
+/// Counts every exchange in the per-route HTTP metrics.
+fn http_metrics(state: &AppState) -> Option<crate::http::access::ExchangeObserver> {
+    let metrics = state.metrics.clone();
+    Some(Arc::new(move |e: &crate::http::access::Exchange<'_>| {
+        metrics.requests.http(e.method, e.route, e.status, e.seconds);
+    }))
 }
 
 /// The per-model OpenAI routes `/<model>/v1/...`: the gateway's, and all a node serves.

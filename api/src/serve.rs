@@ -438,8 +438,7 @@ pub async fn start_platform(specs: &[ModelSpec], data_dir: &Path, platform: Plat
         manager: Some(manager),
         node: local.map(|(_, n)| n),
         cluster,
-        metrics,
-        ..AppState::new(catalog, access, limits)
+        ..AppState::new(catalog, access, limits).with_metrics(metrics)
     })
 }
 

@@ -49,18 +49,26 @@ impl AppState {
     /// A state that serves `catalog` through `access`, with nothing else yet:
     /// each role adds its scheduler, node, cluster, management plane or metering.
     pub fn new(catalog: Arc<ModelCatalog>, access: Arc<dyn ModelAccess>, limits: Limits) -> Self {
+        let inference = Inference::new(catalog, access);
         Self {
-            inference: Inference::new(catalog, access),
+            metrics: inference.metrics.clone(),
+            inference,
             manager: None,
             remote: None,
             node: None,
             cluster: None,
-            metrics: Arc::new(Metrics::new()),
             limits,
             gate: None,
             management: None,
             readiness: crate::http::Readiness::default(),
         }
+    }
+
+    /// The state with `metrics` as its registry, for requests and `/metrics` alike.
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.inference.metrics = metrics.clone();
+        self.metrics = metrics;
+        self
     }
 
     /// The models this server serves.

@@ -188,6 +188,26 @@ pub async fn status(State(state): State<AppState>, headers: HeaderMap) -> ApiRes
     }))
 }
 
+/// Each model's requests in hand: those holding a replica's lease run (up
+/// to its sequences), the rest wait for a sequence or a wake.
+fn in_hand(state: &AppState, status: &ManagerStatus) -> Vec<crate::metrics::InHand> {
+    state
+        .inference
+        .catalog
+        .all()
+        .iter()
+        .map(|entry| {
+            let spec = &entry.spec;
+            let admitted = state.inference.admissions.in_flight(&spec.name);
+            let leased = status.models.iter().find(|m| m.name == spec.name).map_or(0, |m| u64::from(m.in_flight));
+            let admission = spec.scaling.admission(&spec.engine);
+            let slots = u64::from(admission.concurrency) * u64::from(admission.replicas);
+            let running = leased.min(slots).min(admitted.max(leased));
+            crate::metrics::InHand { model: spec.name.to_string(), running, waiting: admitted.saturating_sub(running) }
+        })
+        .collect()
+}
+
 pub async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Result<impl IntoResponse, ApiError> {
     let manager = state
         .manager
@@ -207,6 +227,7 @@ pub async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Resul
             used: t.used_bytes,
         })
         .collect();
-    let body = state.metrics.render(&status, &warm);
+    let in_hand = in_hand(&state, &status);
+    let body = state.metrics.render(&status, &warm, &in_hand);
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], body))
 }

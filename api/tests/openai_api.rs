@@ -317,6 +317,28 @@ async fn a_model_at_its_bound_refuses_at_once_as_overloaded_and_takes_requests_a
 }
 
 #[tokio::test]
+async fn metrics_time_the_first_token_the_gaps_after_it_and_each_route() {
+    let s = qwen_server().await;
+    let mut body = chat("tiny-qwen", "the world", 12);
+    body["stream"] = json!(true);
+    let events = s.stream("/v1/chat/completions", body).await;
+    let pieces = events.iter().filter(|e| e.contains("\"content\":\"") && !e.contains("\"content\":\"\"")).count();
+    assert!(pieces >= 2, "{events:?}");
+    assert_eq!(s.post("/v1/chat/completions", chat("tiny-qwen", "Hello", 4)).await.0, 200);
+
+    let model = r#"{model="tiny-qwen"}"#;
+    assert_eq!(s.metric(&format!("greenthread_time_to_first_token_seconds_count{model}")).await, 1.0, "streams only");
+    let gaps = s.metric(&format!("greenthread_inter_token_latency_seconds_count{model}")).await;
+    assert_eq!(gaps, (pieces - 1) as f64, "one gap between each piece of output and the next");
+    assert_eq!(s.metric(&format!("greenthread_e2e_request_latency_seconds_count{model}")).await, 2.0);
+    assert_eq!(s.metric(&format!("greenthread_request_queue_time_seconds_count{model}")).await, 2.0);
+    assert!(s.metric(&format!("greenthread_time_to_first_token_seconds_sum{model}")).await > 0.0);
+    let chat_route = r#"greenthread_http_requests_total{method="POST",route="/v1/chat/completions",status="200"}"#;
+    assert_eq!(s.metric(chat_route).await, 2.0);
+    assert_eq!(s.metric(&format!("greenthread_num_requests_running{model}")).await, 0.0, "nothing in hand");
+}
+
+#[tokio::test]
 async fn a_client_that_hangs_up_mid_stream_does_not_disturb_the_next_request() {
     let s = qwen_server().await;
     let expected = s.post("/v1/chat/completions", chat("tiny-qwen", "Hello", 8)).await.1;

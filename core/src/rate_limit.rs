@@ -69,7 +69,8 @@ mod tests {
 
     #[test]
     fn requests_over_the_limit_and_tokens_at_it_are_refused() {
-        let limits = KeyLimits { requests_per_minute: Some(3), tokens_per_minute: Some(100), max_concurrent_requests: None };
+        let limits =
+            KeyLimits { requests_per_minute: Some(3), tokens_per_minute: Some(100), max_concurrent_requests: None };
         let w = Duration::from_secs(60);
         let reset = Duration::from_secs(10);
         assert!(decide(limits, w, 3, 99, reset).0);

@@ -8,7 +8,7 @@
 use std::sync::{Arc, Mutex, PoisonError};
 
 use axum::body::Body;
-use axum::extract::{MatchedPath, Request};
+use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
 use futures_util::StreamExt;
@@ -46,6 +46,20 @@ impl AccessSlot {
     }
 }
 
+/// One HTTP exchange, told once its answer has gone out.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Exchange<'a> {
+    pub method: &'a str,
+    /// The route's pattern (`/v1/chat/completions`, `/{model}/v1/models`).
+    pub route: &'a str,
+    pub status: u16,
+    /// From the request's arrival to its answer's last byte.
+    pub seconds: f64,
+}
+
+/// Told of every exchange (the per-route HTTP metrics).
+pub type ExchangeObserver = Arc<dyn Fn(&Exchange<'_>) + Send + Sync>;
+
 /// What the middleware itself knows of a request.
 struct Line {
     id: String,
@@ -55,10 +69,15 @@ struct Line {
     wake_ms: Option<String>,
     started: Instant,
     slot: AccessSlot,
+    observer: Option<ExchangeObserver>,
 }
 
 impl Line {
     fn write(&self, complete: bool) {
+        if let Some(observer) = &self.observer {
+            let seconds = self.started.elapsed().as_secs_f64();
+            observer(&Exchange { method: &self.method, route: &self.route, status: self.status, seconds });
+        }
         let note = self.slot.read();
         let (input_tokens, output_tokens) = note.tokens.unzip();
         let outcome = note.outcome.unwrap_or(if complete { "sent" } else { "aborted" });
@@ -81,7 +100,11 @@ impl Line {
 }
 
 /// Logs each request once its answer has gone out (or been abandoned).
-pub async fn access_log(mut request: Request, next: Next) -> Response {
+pub async fn access_log(
+    State(observer): State<Option<ExchangeObserver>>,
+    mut request: Request,
+    next: Next,
+) -> Response {
     let slot = AccessSlot::default();
     request.extensions_mut().insert(slot.clone());
     let started = Instant::now();
@@ -92,7 +115,7 @@ pub async fn access_log(mut request: Request, next: Next) -> Response {
     let route = request.extensions().get::<MatchedPath>().map_or("(no route)", MatchedPath::as_str).to_owned();
     let response = next.run(request).await;
     let wake_ms = response.headers().get(WAKE_WAIT_HEADER).and_then(|v| v.to_str().ok()).map(str::to_owned);
-    let line = Line { id, method, route, status: response.status().as_u16(), wake_ms, started, slot };
+    let line = Line { id, method, route, status: response.status().as_u16(), wake_ms, started, slot, observer };
     let (parts, body) = response.into_parts();
     let body = body.into_data_stream();
     let logged = async_stream::stream! {

@@ -109,7 +109,8 @@ mod tests {
     use super::*;
 
     fn spec(concurrency: u32, queue: u32) -> ModelSpec {
-        let mut s = ModelSpec::new(ModelName::parse("m").unwrap_or_else(|e| panic!("{e}")), ArtifactUri::File("/m".into()));
+        let mut s =
+            ModelSpec::new(ModelName::parse("m").unwrap_or_else(|e| panic!("{e}")), ArtifactUri::File("/m".into()));
         s.scaling.max_concurrency = Some(concurrency);
         s.scaling.max_queue = Some(queue);
         s

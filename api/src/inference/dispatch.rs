@@ -118,7 +118,8 @@ impl Inference {
                     let endpoint =
                         instance.endpoint().ok_or_else(|| ApiError::Internal("the engine went away".into()))?;
                     let lease = serving.hold.and_then(Hold::into_scheduler);
-                    let mut response = super::engine_proxy::proxy(endpoint, route, raw, lease, caller.request_id.as_deref()).await?;
+                    let mut response =
+                        super::engine_proxy::proxy(endpoint, route, raw, lease, caller.request_id.as_deref()).await?;
                     stamp_wake_wait(&mut response, wake);
                     return Ok(response);
                 }
@@ -133,8 +134,15 @@ impl Inference {
                 Target::Remote { node, base, link } => {
                     let url = format!("{base}/{}/v1/{}", entry.spec.name, route.path());
                     let request_id = caller.request_id.as_deref();
-                    match super::forward::forward(&link.client, &link.token, &url, raw.clone(), serving.hold, request_id)
-                        .await
+                    match super::forward::forward(
+                        &link.client,
+                        &link.token,
+                        &url,
+                        raw.clone(),
+                        serving.hold,
+                        request_id,
+                    )
+                    .await
                     {
                         Ok(mut response) => {
                             stamp_wake_wait(&mut response, wake);

@@ -101,10 +101,10 @@ pub(super) async fn send(
     if let Some(id) = request_id {
         request = request.header("x-request-id", id);
     }
-    let answer =
-        request.send().await.map_err(|e| {
-            ApiError::Unavailable(format!("the model's engine cannot be reached ({})", e.without_url()))
-        })?;
+    let answer = request
+        .send()
+        .await
+        .map_err(|e| ApiError::Unavailable(format!("the model's engine cannot be reached ({})", e.without_url())))?;
     if answer.status().is_success() {
         return Ok(answer);
     }

@@ -32,19 +32,13 @@ pub async fn forward(
     hold: Option<Hold>,
     request_id: Option<&str>,
 ) -> Result<Response, Retry> {
-    let mut request = client
-        .post(url)
-        .header(header::AUTHORIZATION, token.bearer())
-        .header(header::CONTENT_TYPE, "application/json");
+    let mut request =
+        client.post(url).header(header::AUTHORIZATION, token.bearer()).header(header::CONTENT_TYPE, "application/json");
     // The node answers under the same id, and passes it on to its engine.
     if let Some(id) = request_id {
         request = request.header("x-request-id", id);
     }
-    let answer = request
-        .body(body)
-        .send()
-        .await
-        .map_err(|e| Retry(format!("{url}: {e}")))?;
+    let answer = request.body(body).send().await.map_err(|e| Retry(format!("{url}: {e}")))?;
     let status = answer.status();
     if status == StatusCode::SERVICE_UNAVAILABLE {
         return Err(Retry(format!("{url}: the model is not awake there")));

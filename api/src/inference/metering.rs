@@ -69,6 +69,7 @@ impl Inference {
         entry: &CatalogEntry,
         run: impl Future<Output = ApiResult<Response>>,
     ) -> ApiResult<Response> {
+        let started = tokio::time::Instant::now();
         let ctx = self.metering.as_ref().and_then(|m| m.context(caller, entry));
         // The place is held from before the model is asked for (a wake's
         // wait counts) until the answer's last byte has gone out.
@@ -77,10 +78,14 @@ impl Inference {
             Err(refused) => Err(refused),
         };
         match answer {
-            Ok(response) => Ok(match ctx {
-                Some(ctx) => crate::usage::observe(ctx, response),
-                None => response,
-            }),
+            Ok(response) => {
+                let response = match ctx {
+                    Some(ctx) => crate::usage::observe(ctx, response),
+                    None => response,
+                };
+                let (metrics, model) = (self.metrics.clone(), entry.spec.name.to_string());
+                Ok(super::timing::timed(response, metrics, model, started, caller.access.clone()))
+            }
             Err(e) => {
                 if let Some(ctx) = ctx {
                     ctx.record_failure();

@@ -12,6 +12,7 @@ mod engine_messages;
 pub mod engine_proxy;
 pub mod forward;
 pub mod metering;
+mod timing;
 
 use std::sync::Arc;
 
@@ -34,11 +35,13 @@ pub struct Inference {
     pub responses: Option<ResponseArchive>,
     /// Requests in hand per model and key, bounded.
     pub admissions: Arc<Admissions>,
+    /// Where requests' latencies and tokens are counted.
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl Inference {
     /// Serves `catalog` through `access`, unmetered.
     pub fn new(catalog: Arc<ModelCatalog>, access: Arc<dyn ModelAccess>) -> Self {
-        Self { catalog, access, metering: None, responses: None, admissions: Arc::default() }
+        Self { catalog, access, metering: None, responses: None, admissions: Arc::default(), metrics: Arc::default() }
     }
 }

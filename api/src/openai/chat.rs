@@ -66,7 +66,9 @@ pub(crate) async fn complete(
             let name = model.spec.name.to_string();
             state
                 .inference
-                .dispatch(caller, &model, Route::Chat, raw, move |instance, lease| generate(instance, lease, chat, name))
+                .dispatch(caller, &model, Route::Chat, raw, move |instance, lease| {
+                    generate(instance, lease, chat, name)
+                })
                 .await
         })
         .await

@@ -139,7 +139,9 @@ async fn run(
             let name = model.spec.name.to_string();
             state
                 .inference
-                .dispatch(caller, &model, Route::Embeddings, raw, move |instance, lease| embed(instance, lease, valid, name))
+                .dispatch(caller, &model, Route::Embeddings, raw, move |instance, lease| {
+                    embed(instance, lease, valid, name)
+                })
                 .await
         })
         .await

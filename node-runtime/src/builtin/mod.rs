@@ -67,7 +67,8 @@ impl BuiltinEngine {
     /// Sequences one model holds at once, running and waiting: what a
     /// replica's admission allows (its queue beside its batch).
     fn places(&self) -> usize {
-        let queue = self.max_queue.unwrap_or(self.max_sequences * greenthread_core::model_spec::QUEUE_PER_SEQUENCE as usize);
+        let queue =
+            self.max_queue.unwrap_or(self.max_sequences * greenthread_core::model_spec::QUEUE_PER_SEQUENCE as usize);
         self.max_sequences + queue
     }
 
@@ -293,7 +294,13 @@ impl ModelInstance for BuiltinModel {
         let awake = guard.as_ref().ok_or(Error::Asleep)?;
         awake
             .sender
-            .try_send(Inbox::New(NewSequence { prompt: request.prompt, sampler, max_tokens, stops: request.stop, events }))
+            .try_send(Inbox::New(NewSequence {
+                prompt: request.prompt,
+                sampler,
+                max_tokens,
+                stops: request.stop,
+                events,
+            }))
             .map_err(|e| match e {
                 mpsc::error::TrySendError::Full(_) => Error::Busy(self.engine.places()),
                 mpsc::error::TrySendError::Closed(_) => Error::Stopped,

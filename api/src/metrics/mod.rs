@@ -1,6 +1,9 @@
-//! Prometheus metrics: one registry with typed labels. Counters and
-//! histograms are fed by the model manager's events; gauges of the current
-//! state are filled from `/status`'s data when `/metrics` is scraped.
+//! Prometheus metrics: one registry with typed labels. Lifecycle counters
+//! and histograms are fed by the model manager's events, request latencies
+//! by the requests themselves ([`requests`]); gauges of the current state
+//! are filled from `/status`'s data when `/metrics` is scraped.
+
+pub mod requests;
 
 use std::sync::Mutex;
 
@@ -67,6 +70,7 @@ pub struct Metrics {
     model_in_flight: Family<ModelLabels, Gauge>,
     tier_budget: Family<TierLabels, Gauge>,
     tier_used: Family<TierLabels, Gauge>,
+    pub requests: requests::RequestMetrics,
 }
 
 impl Default for Metrics {
@@ -90,8 +94,10 @@ impl Metrics {
             model_in_flight: Family::default(),
             tier_budget: Family::default(),
             tier_used: Family::default(),
+            requests: requests::RequestMetrics::new(),
             registry: Mutex::new(Registry::default()),
         };
+        m.requests.register(&mut registry);
         registry.register("model_transitions", "Lifecycle transitions of models", m.transitions.clone());
         registry.register(
             "model_state_duration_seconds",
@@ -115,9 +121,17 @@ impl Metrics {
         m
     }
 
-    /// The text exposition, after refreshing the state gauges from `status` and `tiers`.
-    pub fn render(&self, status: &ManagerStatus, tiers: &[TierUsage]) -> String {
+    /// The text exposition, after refreshing the state gauges from
+    /// `status`, `tiers` and the requests `in_hand` per model (running and waiting).
+    pub fn render(&self, status: &ManagerStatus, tiers: &[TierUsage], in_hand: &[InHand]) -> String {
         self.model_state.clear();
+        self.requests.running.clear();
+        self.requests.waiting.clear();
+        for m in in_hand {
+            let labels = ModelLabels { model: m.model.clone() };
+            self.requests.running.get_or_create(&labels).set(m.running as i64);
+            self.requests.waiting.get_or_create(&labels).set(m.waiting as i64);
+        }
         for m in &status.models {
             let model = m.name.to_string();
             self.model_state.get_or_create(&StateLabels { model: model.clone(), state: m.state.name().into() }).set(1);
@@ -138,6 +152,14 @@ impl Metrics {
         let _ = prometheus_client::encoding::text::encode(&mut out, &registry);
         out
     }
+}
+
+/// A model's requests in hand at this server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InHand {
+    pub model: String,
+    pub running: u64,
+    pub waiting: u64,
 }
 
 impl Observer for Metrics {
