@@ -10,11 +10,13 @@ import re
 import secrets
 import signal
 import subprocess
+import threading
 import time
 import urllib.request
 from pathlib import Path
 
 import anthropic
+import httpx2 as httpx  # the HTTP client the SDKs are built on
 import openai
 import pytest
 
@@ -295,9 +297,34 @@ def test_an_engine_killed_mid_stream_ends_the_stream_with_an_error_and_restarts(
 
 
 def test_an_engine_that_never_gets_ready_is_a_503_then_failed_with_its_log(client, served):
+    # A stream waiting for the same wake hears of it at once and every
+    # second, then gets the refusal as an error event.
+    heard = []
+
+    def stream():
+        body = {"model": "never-ready", "messages": [{"role": "user", "content": "Hi"}], "stream": True}
+        started = time.monotonic()
+        with httpx.stream("POST", f"{served.base}/v1/chat/completions", json=body, timeout=60,
+                          headers={"authorization": f"Bearer {served.key}"}) as r:
+            heard.append(r.status_code)
+            for line in r.iter_lines():
+                if line:
+                    heard.append((round(time.monotonic() - started, 1), line))
+
+    listener = threading.Thread(target=stream)
+    listener.start()
     with pytest.raises(openai.APIStatusError) as waiting:
         ask(client, "never-ready")
     assert waiting.value.status_code == 503 and waiting.value.response.headers.get("retry-after")
+    listener.join(timeout=60)
+    assert heard[0] == 200, heard
+    comments = [(t, line) for t, line in heard[1:] if line.startswith(":")]
+    assert comments and comments[0][0] < 1.0, f"the first word of the wake comes at once: {heard}"
+    assert all(line.startswith((": waking never-ready from ", ": waiting for never-ready")) for _, line in comments)
+    assert any(line.startswith(": waking never-ready from ") for _, line in comments), heard
+    assert len(comments) >= 4, f"then one every second while the wake lasts: {heard}"
+    last = heard[-1][1]
+    assert last.startswith("data: ") and json.loads(last[6:])["error"]["code"] == "model_waking", heard
     failed = wait_for("never-ready to fail", lambda: (s := model_status(served, "never-ready"))["state"] == "failed" and s)
     assert "not ready within" in failed["error"] and "loading shards" in failed["error"], failed
 

@@ -58,6 +58,13 @@ impl ModelAccess for Delegated {
             }
         })
     }
+
+    fn wake_progress<'a>(
+        &'a self,
+        model: &'a ModelName,
+    ) -> Pin<Box<dyn Future<Output = Option<greenthread_core::WakeProgress>> + Send + 'a>> {
+        Box::pin(async move { crate::inference::access::progress_in(&self.scheduler.status().await.ok()?, model) })
+    }
 }
 
 /// Runs `greenthread gateway` until a shutdown signal.

@@ -71,6 +71,9 @@ pub struct ModelBody {
     /// Unix seconds of its last request, if it has had one.
     pub last_used: Option<f64>,
     pub last_wake: Option<WakeBody>,
+    /// How far its wake has come, while it wakes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub wake_progress: Option<WakeProgressBody>,
     pub replica_list: Vec<ReplicaBody>,
     /// Why it failed, when `state` is `failed`.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -83,6 +86,16 @@ pub struct ReplicaBody {
     pub state: &'static str,
     pub device_bytes: u64,
     pub requests_in_flight: u32,
+}
+
+#[derive(Debug, Serialize)]
+pub struct WakeProgressBody {
+    pub from_tier: &'static str,
+    pub elapsed_seconds: f64,
+    /// Estimated from the last wake from the same tier, when there was one.
+    pub percent: Option<u8>,
+    /// The line a waiting stream is sent (`waking qwen from disk, 40%`).
+    pub message: String,
 }
 
 #[derive(Debug, Serialize)]
@@ -162,6 +175,12 @@ pub async fn status(State(state): State<AppState>, headers: HeaderMap) -> ApiRes
                 last_wake: m
                     .last_wake
                     .map(|w| WakeBody { seconds: w.duration.as_secs_f64(), from_tier: w.from.as_str() }),
+                wake_progress: m.wake_progress.map(|p| WakeProgressBody {
+                    from_tier: p.from.as_str(),
+                    elapsed_seconds: p.elapsed.as_secs_f64(),
+                    percent: p.percent(),
+                    message: p.describe(m.name.as_str()),
+                }),
                 replica_list: m
                     .replica_list
                     .iter()

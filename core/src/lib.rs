@@ -16,6 +16,7 @@ pub mod rate_limit;
 pub mod redact;
 pub mod sampling;
 pub mod units;
+pub mod wake_progress;
 
 pub use artifact::{ArtifactError, ArtifactUri, Sha256Digest};
 pub use chat::{ChatMessage, Role, ToolCall, ToolCallFunction};
@@ -26,3 +27,4 @@ pub use model_spec::{Admission, ModelSpec, ModelSpecError, Scaling, default_proj
 pub use node::{NodeControl, NodeError, NodeFuture, StageReport, TierUsage, WakeReport};
 pub use sampling::{MAX_LOGIT_BIAS, ParamError, SamplingParams, SamplingRequest};
 pub use units::{ByteSize, UnitError, format_duration, parse_duration};
+pub use wake_progress::WakeProgress;

@@ -6,7 +6,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use greenthread_core::{ModelName, NodeId};
+use greenthread_core::{ModelName, NodeId, WakeProgress};
 use greenthread_node_runtime::ModelInstance;
 use greenthread_node_runtime::node::LocalNode;
 use greenthread_scheduler::{Lease, ModelManager};
@@ -56,6 +56,20 @@ pub trait ModelAccess: Send + Sync {
         model: &'a ModelName,
         avoid: &'a [NodeId],
     ) -> Pin<Box<dyn Future<Output = ApiResult<Serving>> + Send + 'a>>;
+
+    /// How far `model`'s wake has come, where this access can tell.
+    fn wake_progress<'a>(
+        &'a self,
+        model: &'a ModelName,
+    ) -> Pin<Box<dyn Future<Output = Option<WakeProgress>> + Send + 'a>> {
+        let _ = model;
+        Box::pin(async { None })
+    }
+}
+
+/// `model`'s wake progress in a scheduler's status.
+pub fn progress_in(status: &greenthread_scheduler::ManagerStatus, model: &ModelName) -> Option<WakeProgress> {
+    status.models.iter().find(|m| m.name == *model).and_then(|m| m.wake_progress)
 }
 
 /// The gateway's access: a lease from the scheduler, then this process's
@@ -94,6 +108,13 @@ impl ModelAccess for Scheduled {
                 .ok_or_else(|| ApiError::Internal("a remote node without a cluster".into()))?;
             Ok(Serving { target: Target::Remote { node, base, link }, hold: Some(Hold::Scheduler(lease)) })
         })
+    }
+
+    fn wake_progress<'a>(
+        &'a self,
+        model: &'a ModelName,
+    ) -> Pin<Box<dyn Future<Output = Option<WakeProgress>> + Send + 'a>> {
+        Box::pin(async move { progress_in(&self.manager.status().await.ok()?, model) })
     }
 }
 

@@ -4,15 +4,19 @@
 use std::future::Future;
 use std::sync::Arc;
 
+use std::time::Duration;
+
+use axum::http::{HeaderValue, header};
 use axum::response::Response;
 use bytes::Bytes;
-use greenthread_core::NodeId;
+use futures_util::StreamExt;
+use greenthread_core::{ModelName, NodeId};
 use greenthread_node_runtime::ModelInstance;
 use greenthread_protocol::error::{ApiError, ApiResult};
 use greenthread_scheduler::Lease;
 
 use super::Inference;
-use super::access::{Hold, Target};
+use super::access::{Hold, Serving, Target};
 use super::forward::Retry;
 use crate::catalog::CatalogEntry;
 use crate::gate::Caller;
@@ -50,8 +54,8 @@ pub use crate::http::access::WAKE_WAIT_HEADER;
 
 /// Tells the usage meter and the client how long the request waited for its model.
 fn stamp_wake_wait(response: &mut Response, wake: crate::usage::WakeWait) {
-    let ms = format!("{:.1}", wake.0.as_secs_f64() * 1000.0);
-    if let Ok(value) = axum::http::HeaderValue::from_str(&ms) {
+    let ms = format!("{:.1}", wake.get().as_secs_f64() * 1000.0);
+    if let Ok(value) = HeaderValue::from_str(&ms) {
         response.headers_mut().insert(WAKE_WAIT_HEADER, value);
     }
     response.extensions_mut().insert(wake);
@@ -60,6 +64,51 @@ fn stamp_wake_wait(response: &mut Response, wake: crate::usage::WakeWait) {
 /// Attempts per request when nodes fail before responding: the first node
 /// and two others.
 const MAX_ATTEMPTS: usize = 3;
+
+/// How long a streamed request waits for its model before its answer's
+/// head goes out and progress comments begin: a ready model's lease takes
+/// well under this.
+const PROGRESS_AFTER: Duration = Duration::from_millis(50);
+/// How often a waiting stream hears how the wake goes: often enough for
+/// proxies with idle timeouts, and for people.
+const PROGRESS_EVERY: Duration = Duration::from_secs(1);
+
+/// Whether the validated body asks for a stream (`"stream": true` at its top).
+fn streams(route: Route, raw: &[u8]) -> bool {
+    #[derive(serde::Deserialize)]
+    struct Flag {
+        #[serde(default)]
+        stream: Option<bool>,
+    }
+    let streaming_route = matches!(route, Route::Chat | Route::Completions | Route::Messages | Route::Responses);
+    streaming_route && serde_json::from_slice::<Flag>(raw).is_ok_and(|f| f.stream == Some(true))
+}
+
+/// A streamed request whose answer's head has gone out before its model was ready.
+struct Job {
+    name: ModelName,
+    route: Route,
+    raw: Bytes,
+    request_id: Option<String>,
+    asked: tokio::time::Instant,
+}
+
+/// An error that ends a stream before any of the model's answer, in the
+/// stream shape of the request's API (the SDKs raise each of these).
+fn stream_error(route: Route, e: &ApiError) -> Bytes {
+    let text = match route {
+        Route::Messages => {
+            let body = greenthread_protocol::anthropic::translate::error_body(e.anthropic_status(), &e.to_string());
+            format!("event: error\ndata: {body}\n\n")
+        }
+        Route::Responses => {
+            let body = serde_json::json!({"type": "error", "code": e.code(), "message": e.to_string(), "param": null});
+            format!("event: error\ndata: {body}\n\n")
+        }
+        _ => format!("data: {}\n\n", e.body()),
+    };
+    Bytes::from(text)
+}
 
 impl Inference {
     /// The model a request body's `"model"` names (name or alias).
@@ -90,7 +139,9 @@ impl Inference {
     /// Runs a validated request where its model is: `local` on a model in this
     /// process, or the request's own bytes forwarded to the node serving it.
     /// A node that fails before any of the response has gone out is avoided
-    /// and the request placed again.
+    /// and the request placed again. A streamed request whose model is not
+    /// ready at once gets its answer's head straight away and an SSE comment
+    /// on the wake's progress every second until its model answers.
     ///
     /// # Errors
     /// The reason the model cannot be had (503 with `Retry-After` past the wake
@@ -104,22 +155,59 @@ impl Inference {
         local: F,
     ) -> ApiResult<Response>
     where
+        F: FnOnce(Arc<dyn ModelInstance>, Option<Lease>) -> Fut + Send + 'static,
+        Fut: Future<Output = ApiResult<Response>> + Send + 'static,
+    {
+        let asked = tokio::time::Instant::now();
+        let name = &entry.spec.name;
+        let request_id = caller.request_id.as_deref();
+        if !streams(route, &raw) {
+            let serving = self.access.serve(name, &[]).await?;
+            return self.run(name, route, raw, local, request_id, asked, serving).await;
+        }
+        let first = self.access.serve(name, &[]);
+        let serving = match tokio::time::timeout(PROGRESS_AFTER, first).await {
+            Ok(serving) => serving?,
+            Err(_) => {
+                let job = Job { name: name.clone(), route, raw, request_id: caller.request_id.clone(), asked };
+                return Ok(self.clone().while_waking(job, local));
+            }
+        };
+        self.run(name, route, raw, local, request_id, asked, serving).await
+    }
+
+    /// Runs the request on `serving`, placing it again on another node if
+    /// that one fails before responding.
+    #[allow(clippy::too_many_arguments)]
+    async fn run<F, Fut>(
+        &self,
+        name: &ModelName,
+        route: Route,
+        raw: Bytes,
+        local: F,
+        request_id: Option<&str>,
+        asked: tokio::time::Instant,
+        first: Serving,
+    ) -> ApiResult<Response>
+    where
         F: FnOnce(Arc<dyn ModelInstance>, Option<Lease>) -> Fut,
         Fut: Future<Output = ApiResult<Response>>,
     {
         let mut local = Some(local);
         let mut avoid: Vec<NodeId> = Vec::new();
-        let asked = tokio::time::Instant::now();
+        let mut next = Some(first);
         loop {
-            let serving = self.access.serve(&entry.spec.name, &avoid).await?;
-            let wake = crate::usage::WakeWait(asked.elapsed());
+            let serving = match next.take() {
+                Some(serving) => serving,
+                None => self.access.serve(name, &avoid).await?,
+            };
+            let wake = crate::usage::WakeWait::of(asked.elapsed());
             match serving.target {
                 Target::Local(instance) if instance.endpoint().is_some() => {
                     let endpoint =
                         instance.endpoint().ok_or_else(|| ApiError::Internal("the engine went away".into()))?;
                     let lease = serving.hold.and_then(Hold::into_scheduler);
-                    let mut response =
-                        super::engine_proxy::proxy(endpoint, route, raw, lease, caller.request_id.as_deref()).await?;
+                    let mut response = super::engine_proxy::proxy(endpoint, route, raw, lease, request_id).await?;
                     stamp_wake_wait(&mut response, wake);
                     return Ok(response);
                 }
@@ -132,8 +220,7 @@ impl Inference {
                     return Ok(response);
                 }
                 Target::Remote { node, base, link } => {
-                    let url = format!("{base}/{}/v1/{}", entry.spec.name, route.path());
-                    let request_id = caller.request_id.as_deref();
+                    let url = format!("{base}/{name}/v1/{}", route.path());
                     match super::forward::forward(
                         &link.client,
                         &link.token,
@@ -149,7 +236,7 @@ impl Inference {
                             return Ok(response);
                         }
                         Err(Retry(reason)) => {
-                            tracing::warn!(model = %entry.spec.name, %node, %reason, "Node failed before responding; trying another");
+                            tracing::warn!(model = %name, %node, %reason, "Node failed before responding; trying another");
                             avoid.push(node);
                             if avoid.len() >= MAX_ATTEMPTS {
                                 return Err(ApiError::Unavailable(reason));
@@ -159,5 +246,58 @@ impl Inference {
                 }
             }
         }
+    }
+
+    /// The answer of a streamed request that waits for its model: SSE
+    /// comments on the wake's progress at once and every second, then the
+    /// model's own stream — or the reason it could not be had, as an error
+    /// event.
+    fn while_waking<F, Fut>(self, job: Job, local: F) -> Response
+    where
+        F: FnOnce(Arc<dyn ModelInstance>, Option<Lease>) -> Fut + Send + 'static,
+        Fut: Future<Output = ApiResult<Response>> + Send + 'static,
+    {
+        let wake = crate::usage::WakeWait::default();
+        let waited = wake.clone();
+        let body = async_stream::stream! {
+            let Job { name, route, raw, request_id, asked } = job;
+            let serving = self.access.serve(&name, &[]);
+            tokio::pin!(serving);
+            let mut tick = tokio::time::interval(PROGRESS_EVERY);
+            let serving = loop {
+                let ready = tokio::select! {
+                    serving = &mut serving => Some(serving),
+                    _ = tick.tick() => None,
+                };
+                if let Some(serving) = ready {
+                    break serving;
+                }
+                let line = match self.access.wake_progress(&name).await {
+                    Some(progress) => progress.describe(name.as_str()),
+                    None => format!("waiting for {name}"),
+                };
+                yield Ok::<Bytes, std::convert::Infallible>(Bytes::from(format!(": {line}\n\n")));
+            };
+            waited.set(asked.elapsed());
+            let answer = match serving {
+                Ok(serving) => self.run(&name, route, raw, local, request_id.as_deref(), asked, serving).await,
+                Err(e) => Err(e),
+            };
+            match answer {
+                Ok(response) => {
+                    let mut chunks = response.into_body().into_data_stream();
+                    while let Some(Ok(chunk)) = chunks.next().await {
+                        yield Ok(chunk);
+                    }
+                }
+                Err(e) => yield Ok(stream_error(route, &e)),
+            }
+        };
+        let mut response = Response::new(axum::body::Body::from_stream(body));
+        let headers = response.headers_mut();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+        response.extensions_mut().insert(wake);
+        response
     }
 }

@@ -32,7 +32,7 @@ pub(super) fn timed(
 ) -> Response {
     let streaming =
         response.headers().get(header::CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
-    let wake = response.extensions().get::<WakeWait>().map_or(0.0, |w| w.0.as_secs_f64());
+    let wake = response.extensions().get::<WakeWait>().cloned().unwrap_or_default();
     let watch = Watch { metrics, model, started, wake, access, parser: streaming.then(SseParser::new), last: None };
     response.map(|inner| Body::new(Timed { inner, watch }))
 }
@@ -49,7 +49,7 @@ struct Watch {
     metrics: Arc<Metrics>,
     model: String,
     started: Instant,
-    wake: f64,
+    wake: WakeWait,
     access: AccessSlot,
     /// Reads a stream's events; `None` for a whole answer.
     parser: Option<SseParser>,
@@ -82,7 +82,8 @@ impl Drop for Watch {
     fn drop(&mut self) {
         let mut tokens = None;
         self.access.note(|n| tokens = n.tokens);
-        let done = Finished { queue_s: self.wake, e2e_s: self.started.elapsed().as_secs_f64(), tokens };
+        let done =
+            Finished { queue_s: self.wake.get().as_secs_f64(), e2e_s: self.started.elapsed().as_secs_f64(), tokens };
         self.metrics.requests.finished(&self.model, &done);
     }
 }

@@ -1,5 +1,7 @@
 //! Watching an answer go out, to meter it when it is done or abandoned.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
@@ -17,10 +19,27 @@ use crate::http::access::AccessSlot;
 /// Largest whole (non-streamed) answer whose usage is read back.
 const MAX_WHOLE: usize = 4 << 20;
 
-/// How long a request waited for its model: set by the dispatcher on the
-/// response it returns.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct WakeWait(pub Duration);
+/// How long a request waited for its model: put by the dispatcher on the
+/// response it returns, and read when the answer is done. Shared, because
+/// a stream that waits for a wake sends its head before the wait is over.
+#[derive(Debug, Clone, Default)]
+pub struct WakeWait(Arc<AtomicU64>);
+
+impl WakeWait {
+    pub fn of(wait: Duration) -> Self {
+        let wake = Self::default();
+        wake.set(wait);
+        wake
+    }
+
+    pub fn set(&self, wait: Duration) {
+        self.0.store(u64::try_from(wait.as_micros()).unwrap_or(u64::MAX), Ordering::Relaxed);
+    }
+
+    pub fn get(&self) -> Duration {
+        Duration::from_micros(self.0.load(Ordering::Relaxed))
+    }
+}
 
 /// Who and what one request is metered as.
 #[derive(Clone)]
@@ -67,7 +86,7 @@ enum Reading {
 /// Follows the bytes of an answer; records when dropped.
 struct Tracker {
     ctx: UsageContext,
-    wake: Duration,
+    wake: WakeWait,
     reading: Reading,
     ok: bool,
     /// Counts read from a node's stream so far.
@@ -165,7 +184,7 @@ impl Drop for Tracker {
             input_tokens,
             output_tokens,
             latency: self.ctx.started.elapsed(),
-            wake_wait: self.wake,
+            wake_wait: self.wake.get(),
             status,
             request_id: self.ctx.request_id.take(),
         });
@@ -182,7 +201,7 @@ pub fn observe(ctx: UsageContext, response: Response) -> Response {
         None if streamed => Reading::Stream(SseParser::new()),
         None => Reading::Whole(Vec::new()),
     };
-    let wake = response.extensions().get::<WakeWait>().copied().unwrap_or_default().0;
+    let wake = response.extensions().get::<WakeWait>().cloned().unwrap_or_default();
     let ok = response.status().is_success();
     let (parts, body) = response.into_parts();
     let mut tracker = Tracker { ctx, wake, reading, ok, usage: None, error_seen: false, finished: false };

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use greenthread_core::{
-    ModelName, ModelSpec, ModelState, NodeControl, NodeId, ProjectName, Tier, TierUsage, WakeReport,
+    ModelName, ModelSpec, ModelState, NodeControl, NodeId, ProjectName, Tier, TierUsage, WakeProgress, WakeReport,
 };
 use tokio::sync::{broadcast, mpsc, oneshot};
 
@@ -153,6 +153,9 @@ pub struct ReplicaStatus {
     pub device_bytes: u64,
     pub in_flight: u32,
     pub last_wake: Option<WakeReport>,
+    /// How far its wake has come, while it wakes.
+    #[serde(default)]
+    pub wake_progress: Option<WakeProgress>,
 }
 
 /// A model and the manager's view of it.
@@ -173,6 +176,9 @@ pub struct ModelStatus {
     pub last_wake: Option<WakeReport>,
     /// Requests waiting for it to wake.
     pub waiting: usize,
+    /// How far the wake of its most advanced waking replica has come.
+    #[serde(default)]
+    pub wake_progress: Option<WakeProgress>,
     pub replica_list: Vec<ReplicaStatus>,
 }
 

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use greenthread_core::{ModelName, ModelState, NodeId, Tier};
+use greenthread_core::{ModelName, ModelState, NodeId, Tier, WakeProgress};
 use tokio::time::Instant;
 
 use super::Actor;
@@ -98,6 +98,7 @@ impl Actor {
                         device_bytes: if r.state.on_device() { m.footprint } else { 0 },
                         in_flight: r.in_flight,
                         last_wake: r.last_wake,
+                        wake_progress: WakeProgress::of(&r.state, now.duration_since(r.since), r.last_wake.as_ref()),
                     })
                     .collect();
                 let state = m
@@ -118,6 +119,7 @@ impl Actor {
                     idle_for: m.last_used().map(|t| now.duration_since(t)),
                     last_wake: m.replicas.values().filter_map(|r| r.last_wake).next_back(),
                     waiting: m.waiters.len(),
+                    wake_progress: replica_list.iter().filter_map(|r| r.wake_progress).max_by_key(|p| p.elapsed),
                     replica_list,
                 }
             })
