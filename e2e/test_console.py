@@ -137,6 +137,7 @@ def test_the_playground_streams_an_answer_and_the_model_is_then_serving(server, 
     expect(page.locator("[data-answer]")).to_contain_text("Paris", timeout=60_000)
     status = page.locator("[data-status]")
     expect(status).to_contain_text(re.compile(r"Model was sleeping: woke in \d+ ms \(server-measured\); first token after"))
+    expect(page.locator("[data-request-id]")).to_have_text(re.compile(r"Request id: req_\w+"))
     expect(page.get_by_role("button", name="Send")).to_be_enabled(timeout=60_000)
     page.screenshot(path=str(SHOTS / "playground.png"))
     go(page, "Models")

@@ -209,7 +209,7 @@ pub async fn status(State(state): State<AppState>, headers: HeaderMap) -> ApiRes
 
 /// Each model's requests in hand: those holding a replica's lease run (up
 /// to its sequences), the rest wait for a sequence or a wake.
-fn in_hand(state: &AppState, status: &ManagerStatus) -> Vec<crate::metrics::InHand> {
+fn in_hand(state: &AppState, status: Option<&ManagerStatus>) -> Vec<crate::metrics::InHand> {
     state
         .inference
         .catalog
@@ -218,7 +218,13 @@ fn in_hand(state: &AppState, status: &ManagerStatus) -> Vec<crate::metrics::InHa
         .map(|entry| {
             let spec = &entry.spec;
             let admitted = state.inference.admissions.in_flight(&spec.name);
-            let leased = status.models.iter().find(|m| m.name == spec.name).map_or(0, |m| u64::from(m.in_flight));
+            // Without a scheduler here, an admitted request past the wait is running.
+            let leased = match status {
+                Some(status) => {
+                    status.models.iter().find(|m| m.name == spec.name).map_or(0, |m| u64::from(m.in_flight))
+                }
+                None => admitted,
+            };
             let admission = spec.scaling.admission(&spec.engine);
             let slots = u64::from(admission.concurrency) * u64::from(admission.replicas);
             let running = leased.min(slots).min(admitted.max(leased));
@@ -227,14 +233,18 @@ fn in_hand(state: &AppState, status: &ManagerStatus) -> Vec<crate::metrics::InHa
         .collect()
 }
 
+/// `/metrics`: the request metrics of this server, and where it runs the
+/// scheduler, the models' lifecycle and the tiers (a gateway's lifecycle
+/// metrics are its scheduler's).
 pub async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Result<impl IntoResponse, ApiError> {
-    let manager = state
-        .manager
-        .as_ref()
-        .ok_or_else(|| ApiError::RouteNotFound { method: "GET".into(), path: "/metrics".into() })?;
     if !viewer(&state, &headers).await?.sees_everything() {
         return Err(ApiError::PermissionDenied("/metrics needs an admin key.".into()));
     }
+    let text = |body: String| ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], body);
+    let Some(manager) = state.manager.as_ref() else {
+        let in_hand = in_hand(&state, None);
+        return Ok(text(state.metrics.render(None, &in_hand)));
+    };
     let status = manager.status().await.map_err(from_acquire)?;
     let nodes = node_tiers(&status);
     let warm: Vec<TierUsage> = totals(&nodes)
@@ -246,7 +256,6 @@ pub async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Resul
             used: t.used_bytes,
         })
         .collect();
-    let in_hand = in_hand(&state, &status);
-    let body = state.metrics.render(&status, &warm, &in_hand);
-    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], body))
+    let in_hand = in_hand(&state, Some(&status));
+    Ok(text(state.metrics.render(Some((&status, &warm)), &in_hand)))
 }

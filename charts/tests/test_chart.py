@@ -65,6 +65,8 @@ def test_every_rendered_object_is_valid_kubernetes(values):
             assert endpoint["authorization"]["type"] == "Bearer"
             assert endpoint["authorization"]["credentials"]["key"] == "admin-token"
             assert doc["spec"]["selector"]["matchLabels"]
+            [components] = doc["spec"]["selector"]["matchExpressions"]
+            assert sorted(components["values"]) == ["api", "scheduler"], "request metrics live on the api pods"
             continue
         try:
             kubernetes_validate.validate(doc, KUBE_VERSION, strict=True)
@@ -185,3 +187,32 @@ def test_a_model_resource_is_checked_against_the_crd_schema():
                 {"spec": {"artifact": "s3://m.gguf", "minReplicas": 2}}]:
         with pytest.raises(jsonschema.ValidationError):
             jsonschema.validate(bad, schema)
+
+
+def exported_metrics() -> set[str]:
+    """The metric names the server registers (`greenthread_` + the name given to prometheus-client)."""
+    import re
+    source = Path(__file__).resolve().parents[2] / "api" / "src" / "metrics"
+    names = set()
+    for path in source.glob("*.rs"):
+        names |= set(re.findall(r'register\(\s*"([a-z0-9_]+)"', path.read_text()))
+    return {f"greenthread_{n}" for n in names}
+
+
+def test_the_grafana_dashboard_charts_only_metrics_the_server_exports():
+    import json
+    import re
+    dashboard = json.loads((CHART / "dashboards" / "greenthread.json").read_text())
+    exprs = [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
+    used = {re.sub(r"_(bucket|sum|count|total)$", "", m) for e in exprs for m in re.findall(r"greenthread_[a-z0-9_]+", e)}
+    exported = exported_metrics()
+    assert len(exported) > 15, exported
+    assert used <= exported, f"charted but not exported: {used - exported}"
+    for wanted in ("time_to_first_token_seconds", "inter_token_latency_seconds", "request_queue_time_seconds",
+                   "num_requests_waiting", "http_requests"):
+        assert f"greenthread_{wanted}" in used, f"the dashboard charts {wanted}"
+    docs = render(sets=("grafanaDashboard.enabled=true",))
+    [config_map] = [d for d in by_kind(docs, "ConfigMap") if d["metadata"]["name"].endswith("-dashboard")]
+    assert config_map["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert json.loads(config_map["data"]["greenthread.json"]) == dashboard
+    assert not [d for d in by_kind(render(), "ConfigMap") if d["metadata"]["name"].endswith("-dashboard")]

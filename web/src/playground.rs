@@ -1,7 +1,9 @@
 //! The chat playground: a message to any model the key may call, the answer
-//! streamed token by token, how long the request waited for the model (the
-//! server's measure, from the `x-greenthread-wake-wait-ms` header: a
-//! sleeping model's wake) and how long the first token took.
+//! streamed token by token, the wake's progress while the model wakes (the
+//! stream's `: waking …` comments), how long the request waited for the
+//! model (the server's measure, from the `x-greenthread-wake-wait-ms`
+//! header, or the `: … ready after N ms` comment of a stream that waited),
+//! how long the first token took, and the request's id.
 
 use leptos::prelude::*;
 use leptos::task::spawn_local;
@@ -30,6 +32,11 @@ async fn callable(key: &str) -> Result<Vec<String>, String> {
     Ok(body["data"].as_array().into_iter().flatten().filter_map(|m| m["id"].as_str().map(str::to_owned)).collect())
 }
 
+/// The wait a waiting stream's `: <model> ready after N ms` comment reports.
+pub fn ready_after(comment: &str) -> Option<f64> {
+    comment.split_once(" ready after ")?.1.strip_suffix(" ms")?.parse().ok()
+}
+
 /// What the status line says once the first token is in.
 pub fn timing_line(state_before: Option<&str>, wake_wait_ms: Option<f64>, first_token_ms: f64) -> String {
     let first = format!("first token after {}", format::millis(first_token_ms));
@@ -51,6 +58,7 @@ pub fn Playground(key: String) -> impl IntoView {
     let temperature = RwSignal::new("1".to_owned());
     let answer = RwSignal::new(String::new());
     let status = RwSignal::new(None::<String>);
+    let request_id = RwSignal::new(None::<String>);
     let error = RwSignal::new(None::<String>);
     let busy = RwSignal::new(false);
     spawn_local(async move {
@@ -78,10 +86,11 @@ pub fn Playground(key: String) -> impl IntoView {
         busy.set(true);
         error.set(None);
         answer.set(String::new());
+        request_id.set(None);
         status.set(Some("Waiting for the model…".into()));
         let k = key.get_value();
         spawn_local(async move {
-            if let Err(e) = ask(&k, &m, &text, t, answer, status).await {
+            if let Err(e) = ask(&k, &m, &text, t, Shown { answer, status, request_id }).await {
                 error.set(Some(e));
                 status.set(None);
             }
@@ -105,21 +114,34 @@ pub fn Playground(key: String) -> impl IntoView {
             </form>
             <p class="error" role="alert">{move || error.get()}</p>
             <p class="muted" data-status>{move || status.get()}</p>
+            <p class="muted" data-request-id>{move || request_id.get().map(|id| format!("Request id: {id}"))}</p>
             <pre class="answer" data-answer aria-live="polite">{move || answer.get()}</pre>
         </section>
     }
 }
 
-/// Asks `model` and streams its answer into `answer`; `status` says
-/// whether the model was woken and how long the first words took.
-async fn ask(
-    key: &str,
-    model: &str,
-    text: &str,
-    temperature: f32,
+/// Where the playground shows an answer and what is known about it.
+#[derive(Clone, Copy)]
+struct Shown {
     answer: RwSignal<String>,
     status: RwSignal<Option<String>>,
-) -> Result<(), String> {
+    request_id: RwSignal<Option<String>>,
+}
+
+/// What a streamed answer tells besides its text.
+enum Heard<'a> {
+    /// The answer's head: the server's wake wait (if it could say yet) and the request's id.
+    Head { wake_wait_ms: Option<f64>, request_id: Option<String> },
+    /// A comment line of the stream (the wake's progress).
+    Comment(&'a str),
+    Text(&'a str),
+}
+
+/// Asks `model` and streams its answer into `shown.answer`; `shown.status`
+/// follows the wake and then says whether the model was woken and how long
+/// the first words took.
+async fn ask(key: &str, model: &str, text: &str, temperature: f32, shown: Shown) -> Result<(), String> {
+    let Shown { answer, status, request_id } = shown;
     // The state before asking tells a wake from a wait; a key without read scope just shows the wait.
     let before = api::models(key)
         .await
@@ -131,33 +153,36 @@ async fn ask(
     let started = js_sys::Date::now();
     let mut first = None;
     let waited = std::cell::Cell::new(None);
-    stream_chat(
-        key,
-        model,
-        text,
-        temperature,
-        |w| waited.set(w),
-        |piece| {
+    stream_chat(key, model, text, temperature, |heard| match heard {
+        Heard::Head { wake_wait_ms, request_id: id } => {
+            waited.set(wake_wait_ms);
+            request_id.set(id);
+        }
+        Heard::Comment(line) => match ready_after(line) {
+            Some(ms) => waited.set(Some(ms)),
+            None if first.is_none() => status.set(Some(format!("{line}…"))),
+            None => {}
+        },
+        Heard::Text(piece) => {
             if first.is_none() {
                 let ms = js_sys::Date::now() - started;
                 first = Some(ms);
                 status.set(Some(timing_line(before.as_deref(), waited.get(), ms)));
             }
             answer.update(|a| a.push_str(piece));
-        },
-    )
+        }
+    })
     .await
 }
 
-/// Streams a chat answer: `on_wait` gets the server's wake wait once the
-/// answer starts, `on_text` each piece of content.
+/// Streams a chat answer, telling `heard` its head, its comments and each
+/// piece of content.
 async fn stream_chat(
     key: &str,
     model: &str,
     text: &str,
     temperature: f32,
-    on_wait: impl FnOnce(Option<f64>),
-    mut on_text: impl FnMut(&str),
+    mut heard: impl FnMut(Heard<'_>),
 ) -> Result<(), String> {
     let body = serde_json::json!({"model": model, "stream": true, "temperature": temperature,
                                   "messages": [{"role": "user", "content": text}]});
@@ -172,7 +197,10 @@ async fn stream_chat(
         let error: serde_json::Value = response.json().await.unwrap_or_default();
         return Err(error["error"]["message"].as_str().unwrap_or("the request failed").to_owned());
     }
-    on_wait(response.headers().get(WAKE_WAIT_HEADER).and_then(|v| v.parse().ok()));
+    heard(Heard::Head {
+        wake_wait_ms: response.headers().get(WAKE_WAIT_HEADER).and_then(|v| v.parse().ok()),
+        request_id: response.headers().get("x-request-id"),
+    });
     let reader: web_sys::ReadableStreamDefaultReader = response
         .body()
         .ok_or("the answer has no body")?
@@ -187,7 +215,11 @@ async fn stream_chat(
             return Ok(());
         }
         let value = js_sys::Reflect::get(&chunk, &"value".into()).map_err(|_| "unreadable chunk")?;
-        for data in events.push(&js_sys::Uint8Array::new(&value).to_vec()) {
+        let data = events.push(&js_sys::Uint8Array::new(&value).to_vec());
+        for comment in events.take_comments() {
+            heard(Heard::Comment(&comment));
+        }
+        for data in data {
             if data == "[DONE]" {
                 return Ok(());
             }
@@ -196,7 +228,7 @@ async fn stream_chat(
                 return Err(message.to_owned());
             }
             if let Some(piece) = chunk["choices"][0]["delta"]["content"].as_str().filter(|p| !p.is_empty()) {
-                on_text(piece);
+                heard(Heard::Text(piece));
             }
         }
     }

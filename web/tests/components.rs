@@ -6,7 +6,7 @@
 
 use greenthread_web::chart::{self, Chart, Datum, Kind};
 use greenthread_web::live::{self, Incoming};
-use greenthread_web::playground::timing_line;
+use greenthread_web::playground::{ready_after, timing_line};
 use greenthread_web::remote;
 use greenthread_web::sse::SseReader;
 use greenthread_web::{App, Page, format};
@@ -136,6 +136,10 @@ fn server_sent_events_split_anywhere_come_out_whole() {
         assert_eq!(out, ["{\"a\":\"é\"}", "[DONE]"], "cut at {cut}");
     }
     assert_eq!(SseReader::default().push(b"data: x\r\n\r\n"), ["x"]);
+    let mut waiting = SseReader::default();
+    assert!(waiting.push(b": waking qwen from ram, 40%\n\n: qwen ready after 812.5 ms\n\ndata: y\n\n") == ["y"]);
+    assert_eq!(waiting.take_comments(), ["waking qwen from ram, 40%", "qwen ready after 812.5 ms"]);
+    assert!(waiting.take_comments().is_empty(), "each comment once");
 }
 
 #[wasm_bindgen_test]
@@ -192,4 +196,6 @@ fn the_playground_tells_a_wake_from_a_wait() {
     );
     assert_eq!(timing_line(Some("serving"), Some(0.1), 35.0), "Model was serving; first token after 35 ms");
     assert_eq!(timing_line(None, Some(5.0), 40.0), "Waited 5 ms for the model; first token after 40 ms");
+    assert_eq!(ready_after("qwen ready after 812.5 ms"), Some(812.5));
+    assert_eq!(ready_after("waking qwen from ram, 40%"), None);
 }

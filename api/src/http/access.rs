@@ -5,7 +5,9 @@
 //! handlers know (the model, the key, the token counts) they note on the
 //! request's [`AccessSlot`].
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{MatchedPath, Request, State};
@@ -19,6 +21,28 @@ use super::stamp::RequestId;
 /// The response header saying how long the request waited for its model,
 /// in milliseconds: a sleeping model's wake, else about zero.
 pub const WAKE_WAIT_HEADER: &str = "x-greenthread-wake-wait-ms";
+
+/// How long a request waited for its model: put by the dispatcher on the
+/// response it returns, and read when the answer is done. Shared, because
+/// a stream that waits for a wake sends its head before the wait is over.
+#[derive(Debug, Clone, Default)]
+pub struct WakeWait(Arc<AtomicU64>);
+
+impl WakeWait {
+    pub fn of(wait: Duration) -> Self {
+        let wake = Self::default();
+        wake.set(wait);
+        wake
+    }
+
+    pub fn set(&self, wait: Duration) {
+        self.0.store(u64::try_from(wait.as_micros()).unwrap_or(u64::MAX), Ordering::Relaxed);
+    }
+
+    pub fn get(&self) -> Duration {
+        Duration::from_micros(self.0.load(Ordering::Relaxed))
+    }
+}
 
 /// What the handlers learn about a request, for its access line.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -66,7 +90,9 @@ struct Line {
     method: String,
     route: String,
     status: u16,
-    wake_ms: Option<String>,
+    /// Read when the line is written: a stream that waited for a wake
+    /// learns the wait after its head went out.
+    wake: Option<WakeWait>,
     started: Instant,
     slot: AccessSlot,
     observer: Option<ExchangeObserver>,
@@ -81,6 +107,7 @@ impl Line {
         let note = self.slot.read();
         let (input_tokens, output_tokens) = note.tokens.unzip();
         let outcome = note.outcome.unwrap_or(if complete { "sent" } else { "aborted" });
+        let wake_ms = self.wake.as_ref().map(|w| format!("{:.1}", w.get().as_secs_f64() * 1000.0));
         tracing::info!(
             target: "greenthread::access",
             request_id = %self.id,
@@ -91,7 +118,7 @@ impl Line {
             key = note.key.as_deref(),
             input_tokens,
             output_tokens,
-            wake_ms = self.wake_ms.as_deref(),
+            wake_ms = wake_ms.as_deref(),
             latency_ms = format!("{:.1}", self.started.elapsed().as_secs_f64() * 1000.0),
             outcome,
             "request"
@@ -114,8 +141,8 @@ pub async fn access_log(
     // anything into the log).
     let route = request.extensions().get::<MatchedPath>().map_or("(no route)", MatchedPath::as_str).to_owned();
     let response = next.run(request).await;
-    let wake_ms = response.headers().get(WAKE_WAIT_HEADER).and_then(|v| v.to_str().ok()).map(str::to_owned);
-    let line = Line { id, method, route, status: response.status().as_u16(), wake_ms, started, slot, observer };
+    let wake = response.extensions().get::<WakeWait>().cloned();
+    let line = Line { id, method, route, status: response.status().as_u16(), wake, started, slot, observer };
     let (parts, body) = response.into_parts();
     let body = body.into_data_stream();
     let logged = async_stream::stream! {

@@ -278,7 +278,13 @@ impl Inference {
                 };
                 yield Ok::<Bytes, std::convert::Infallible>(Bytes::from(format!(": {line}\n\n")));
             };
-            waited.set(asked.elapsed());
+            let wait = asked.elapsed();
+            waited.set(wait);
+            if serving.is_ok() {
+                // The wait the head could not carry (the wake-wait header), for the console.
+                let ms = wait.as_secs_f64() * 1000.0;
+                yield Ok(Bytes::from(format!(": {name} ready after {ms:.1} ms\n\n")));
+            }
             let answer = match serving {
                 Ok(serving) => self.run(&name, route, raw, local, request_id.as_deref(), asked, serving).await,
                 Err(e) => Err(e),

@@ -121,10 +121,10 @@ impl Metrics {
         m
     }
 
-    /// The text exposition, after refreshing the state gauges from
-    /// `status`, `tiers` and the requests `in_hand` per model (running and waiting).
-    pub fn render(&self, status: &ManagerStatus, tiers: &[TierUsage], in_hand: &[InHand]) -> String {
-        self.model_state.clear();
+    /// The text exposition, after refreshing the state gauges from the
+    /// scheduler's `status` and `tiers` (where this server runs one) and the
+    /// requests `in_hand` per model (running and waiting).
+    pub fn render(&self, scheduler: Option<(&ManagerStatus, &[TierUsage])>, in_hand: &[InHand]) -> String {
         self.requests.running.clear();
         self.requests.waiting.clear();
         for m in in_hand {
@@ -132,6 +132,18 @@ impl Metrics {
             self.requests.running.get_or_create(&labels).set(m.running as i64);
             self.requests.waiting.get_or_create(&labels).set(m.waiting as i64);
         }
+        if let Some((status, tiers)) = scheduler {
+            self.refresh_lifecycle(status, tiers);
+        }
+        let mut out = String::new();
+        let registry = self.registry.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        // Writing to a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &registry);
+        out
+    }
+
+    fn refresh_lifecycle(&self, status: &ManagerStatus, tiers: &[TierUsage]) {
+        self.model_state.clear();
         for m in &status.models {
             let model = m.name.to_string();
             self.model_state.get_or_create(&StateLabels { model: model.clone(), state: m.state.name().into() }).set(1);
@@ -146,11 +158,6 @@ impl Metrics {
             self.tier_budget.get_or_create(&labels).set(t.budget as i64);
             self.tier_used.get_or_create(&labels).set(t.used as i64);
         }
-        let mut out = String::new();
-        let registry = self.registry.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        // Writing to a String cannot fail.
-        let _ = prometheus_client::encoding::text::encode(&mut out, &registry);
-        out
     }
 }
 

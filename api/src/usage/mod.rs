@@ -24,8 +24,9 @@ use sea_orm::{ActiveValue::Set, EntityTrait};
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
-pub use self::observe::{UsageContext, WakeWait, observe};
+pub use self::observe::{UsageContext, observe};
 pub use self::tally::{Counted, Tally};
+pub use crate::http::access::WakeWait;
 use greenthread_store::Store;
 use greenthread_store::entities::usage_record;
 

@@ -1,7 +1,5 @@
 //! Watching an answer go out, to meter it when it is done or abandoned.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
@@ -14,32 +12,10 @@ use tokio::time::Instant;
 use uuid::Uuid;
 
 use super::{Tally, UsageEvent, UsageMeter, UsageStatus};
-use crate::http::access::AccessSlot;
+use crate::http::access::{AccessSlot, WakeWait};
 
 /// Largest whole (non-streamed) answer whose usage is read back.
 const MAX_WHOLE: usize = 4 << 20;
-
-/// How long a request waited for its model: put by the dispatcher on the
-/// response it returns, and read when the answer is done. Shared, because
-/// a stream that waits for a wake sends its head before the wait is over.
-#[derive(Debug, Clone, Default)]
-pub struct WakeWait(Arc<AtomicU64>);
-
-impl WakeWait {
-    pub fn of(wait: Duration) -> Self {
-        let wake = Self::default();
-        wake.set(wait);
-        wake
-    }
-
-    pub fn set(&self, wait: Duration) {
-        self.0.store(u64::try_from(wait.as_micros()).unwrap_or(u64::MAX), Ordering::Relaxed);
-    }
-
-    pub fn get(&self) -> Duration {
-        Duration::from_micros(self.0.load(Ordering::Relaxed))
-    }
-}
 
 /// Who and what one request is metered as.
 #[derive(Clone)]
