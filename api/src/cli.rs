@@ -257,6 +257,11 @@ pub struct LogArgs {
     /// Log line format.
     #[arg(long, global = true, env = "GREENTHREAD_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+    /// Export traces (a span per request and per stage: admission, the wait
+    /// for the model, generation, forwarding) to this OpenTelemetry
+    /// collector over OTLP/HTTP, e.g. `http://127.0.0.1:4318`.
+    #[arg(long, global = true, env = "GREENTHREAD_OTLP_ENDPOINT")]
+    pub otlp_endpoint: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -27,6 +27,7 @@ pub mod scheduler_link;
 mod serve;
 pub mod state;
 pub mod status;
+pub mod telemetry;
 pub mod usage;
 
 pub use serve::{

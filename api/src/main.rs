@@ -1,8 +1,7 @@
 //! The `greenthread` binary: parse arguments, set up logging, run.
 
 use clap::Parser;
-use greenthread_api::cli::{Cli, Command, LogFormat};
-use tracing_subscriber::EnvFilter;
+use greenthread_api::cli::{Cli, Command};
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
@@ -18,7 +17,19 @@ fn main() -> std::process::ExitCode {
             }
         };
     }
-    init_logging(cli.log.log_format);
+    let telemetry = match greenthread_api::telemetry::init(cli.log.log_format, cli.log.otlp_endpoint.as_deref()) {
+        Ok(t) => t,
+        Err(message) => {
+            eprintln!("error: {message}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let code = run(cli);
+    telemetry.shutdown();
+    code
+}
+
+fn run(cli: Cli) -> std::process::ExitCode {
     if let Err(message) = check_cpu() {
         eprintln!("error: {message}");
         return std::process::ExitCode::FAILURE;
@@ -71,15 +82,6 @@ impl From<greenthread_api::ServeError> for Stopped {
 impl From<greenthread_api::gitops::GitopsExit> for Stopped {
     fn from(e: greenthread_api::gitops::GitopsExit) -> Self {
         Self::Gitops(e)
-    }
-}
-
-fn init_logging(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
     }
 }
 

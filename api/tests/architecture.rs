@@ -21,7 +21,8 @@ const API_LAYERS: &[&[&str]] = &[
     &["scheduler_link", "kube_store"],
     &["cluster"],
     &["manage"],
-    &["gate", "usage", "catalog", "domains", "metrics", "config", "cli", "engine_errors"],
+    &["gate", "usage", "catalog", "domains", "metrics", "config", "telemetry", "engine_errors"],
+    &["cli"],
     &["http"],
 ];
 

@@ -15,6 +15,7 @@ use axum::middleware::Next;
 use axum::response::Response;
 use futures_util::StreamExt;
 use tokio::time::Instant;
+use tracing::Instrument;
 
 use super::stamp::RequestId;
 
@@ -96,6 +97,8 @@ struct Line {
     started: Instant,
     slot: AccessSlot,
     observer: Option<ExchangeObserver>,
+    /// The request's span: it ends with the line, when the answer has gone out.
+    span: tracing::Span,
 }
 
 impl Line {
@@ -108,6 +111,8 @@ impl Line {
         let (input_tokens, output_tokens) = note.tokens.unzip();
         let outcome = note.outcome.unwrap_or(if complete { "sent" } else { "aborted" });
         let wake_ms = self.wake.as_ref().map(|w| format!("{:.1}", w.get().as_secs_f64() * 1000.0));
+        self.span.record("model", note.model.as_deref());
+        self.span.record("outcome", outcome);
         tracing::info!(
             target: "greenthread::access",
             request_id = %self.id,
@@ -140,9 +145,19 @@ pub async fn access_log(
     // The route's pattern, never the client's own path (which could carry
     // anything into the log).
     let route = request.extensions().get::<MatchedPath>().map_or("(no route)", MatchedPath::as_str).to_owned();
-    let response = next.run(request).await;
+    let span = tracing::info_span!(
+        "request",
+        request_id = %id,
+        method = %method,
+        route = %route,
+        status = tracing::field::Empty,
+        model = tracing::field::Empty,
+        outcome = tracing::field::Empty,
+    );
+    let response = next.run(request).instrument(span.clone()).await;
+    span.record("status", i64::from(response.status().as_u16()));
     let wake = response.extensions().get::<WakeWait>().cloned();
-    let line = Line { id, method, route, status: response.status().as_u16(), wake, started, slot, observer };
+    let line = Line { id, method, route, status: response.status().as_u16(), wake, started, slot, observer, span };
     let (parts, body) = response.into_parts();
     let body = body.into_data_stream();
     let logged = async_stream::stream! {

@@ -14,6 +14,7 @@ use greenthread_core::{ModelName, NodeId};
 use greenthread_node_runtime::ModelInstance;
 use greenthread_protocol::error::{ApiError, ApiResult};
 use greenthread_scheduler::Lease;
+use tracing::Instrument;
 
 use super::Inference;
 use super::access::{Hold, Serving, Target};
@@ -72,6 +73,11 @@ const PROGRESS_AFTER: Duration = Duration::from_millis(50);
 /// How often a waiting stream hears how the wake goes: often enough for
 /// proxies with idle timeouts, and for people.
 const PROGRESS_EVERY: Duration = Duration::from_secs(1);
+
+/// The span of a request's wait for its model: a lease, a wake, a queue.
+fn lease_span(model: &ModelName) -> tracing::Span {
+    tracing::info_span!("lease", model = %model)
+}
 
 /// Whether the validated body asks for a stream (`"stream": true` at its top).
 fn streams(route: Route, raw: &[u8]) -> bool {
@@ -162,10 +168,10 @@ impl Inference {
         let name = &entry.spec.name;
         let request_id = caller.request_id.as_deref();
         if !streams(route, &raw) {
-            let serving = self.access.serve(name, &[]).await?;
+            let serving = self.access.serve(name, &[]).instrument(lease_span(name)).await?;
             return self.run(name, route, raw, local, request_id, asked, serving).await;
         }
-        let first = self.access.serve(name, &[]);
+        let first = self.access.serve(name, &[]).instrument(lease_span(name));
         let serving = match tokio::time::timeout(PROGRESS_AFTER, first).await {
             Ok(serving) => serving?,
             Err(_) => {
@@ -199,7 +205,7 @@ impl Inference {
         loop {
             let serving = match next.take() {
                 Some(serving) => serving,
-                None => self.access.serve(name, &avoid).await?,
+                None => self.access.serve(name, &avoid).instrument(lease_span(name)).await?,
             };
             let wake = crate::usage::WakeWait::of(asked.elapsed());
             match serving.target {
@@ -207,7 +213,9 @@ impl Inference {
                     let endpoint =
                         instance.endpoint().ok_or_else(|| ApiError::Internal("the engine went away".into()))?;
                     let lease = serving.hold.and_then(Hold::into_scheduler);
-                    let mut response = super::engine_proxy::proxy(endpoint, route, raw, lease, request_id).await?;
+                    let span = tracing::info_span!("engine", engine = %endpoint.base);
+                    let mut response =
+                        super::engine_proxy::proxy(endpoint, route, raw, lease, request_id).instrument(span).await?;
                     stamp_wake_wait(&mut response, wake);
                     return Ok(response);
                 }
@@ -215,7 +223,8 @@ impl Inference {
                     let Some(run) = local.take() else {
                         return Err(ApiError::Internal("a local model was offered twice".into()));
                     };
-                    let mut response = run(instance, serving.hold.and_then(Hold::into_scheduler)).await?;
+                    let lease = serving.hold.and_then(Hold::into_scheduler);
+                    let mut response = run(instance, lease).instrument(tracing::info_span!("generate")).await?;
                     stamp_wake_wait(&mut response, wake);
                     return Ok(response);
                 }
@@ -229,6 +238,7 @@ impl Inference {
                         serving.hold,
                         request_id,
                     )
+                    .instrument(tracing::info_span!("forward", %node))
                     .await
                     {
                         Ok(mut response) => {
@@ -259,9 +269,12 @@ impl Inference {
     {
         let wake = crate::usage::WakeWait::default();
         let waited = wake.clone();
+        // The body is polled outside the request's span: its stages name it as their parent.
+        let request = tracing::Span::current();
         let body = async_stream::stream! {
             let Job { name, route, raw, request_id, asked } = job;
-            let serving = self.access.serve(&name, &[]);
+            let lease = tracing::info_span!(parent: &request, "lease", model = %name);
+            let serving = self.access.serve(&name, &[]).instrument(lease);
             tokio::pin!(serving);
             let mut tick = tokio::time::interval(PROGRESS_EVERY);
             let serving = loop {
@@ -286,7 +299,9 @@ impl Inference {
                 yield Ok(Bytes::from(format!(": {name} ready after {ms:.1} ms\n\n")));
             }
             let answer = match serving {
-                Ok(serving) => self.run(&name, route, raw, local, request_id.as_deref(), asked, serving).await,
+                Ok(serving) => {
+                    self.run(&name, route, raw, local, request_id.as_deref(), asked, serving).instrument(request.clone()).await
+                }
                 Err(e) => Err(e),
             };
             match answer {

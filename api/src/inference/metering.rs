@@ -73,7 +73,9 @@ impl Inference {
         let ctx = self.metering.as_ref().and_then(|m| m.context(caller, entry));
         // The place is held from before the model is asked for (a wake's
         // wait counts) until the answer's last byte has gone out.
-        let answer = match self.admissions.admit(&entry.spec, caller.key()) {
+        let admitted = tracing::info_span!("admission", model = %entry.spec.name)
+            .in_scope(|| self.admissions.admit(&entry.spec, caller.key()));
+        let answer = match admitted {
             Ok(ticket) => run.await.map(|response| crate::http::held::hold_until_sent(response, ticket)),
             Err(refused) => Err(refused),
         };
