@@ -228,7 +228,12 @@ fn in_hand(state: &AppState, status: Option<&ManagerStatus>) -> Vec<crate::metri
             let admission = spec.scaling.admission(&spec.engine);
             let slots = u64::from(admission.concurrency) * u64::from(admission.replicas);
             let running = leased.min(slots).min(admitted.max(leased));
-            crate::metrics::InHand { model: spec.name.to_string(), running, waiting: admitted.saturating_sub(running) }
+            crate::metrics::InHand {
+                model: spec.name.to_string(),
+                running,
+                waiting: admitted.saturating_sub(running),
+                engine: state.node.as_ref().and_then(|node| node.model(&spec.name)).and_then(|m| m.load()),
+            }
         })
         .collect()
 }

@@ -336,6 +336,16 @@ async fn metrics_time_the_first_token_the_gaps_after_it_and_each_route() {
     let chat_route = r#"greenthread_http_requests_total{method="POST",route="/v1/chat/completions",status="200"}"#;
     assert_eq!(s.metric(chat_route).await, 2.0);
     assert_eq!(s.metric(&format!("greenthread_num_requests_running{model}")).await, 0.0, "nothing in hand");
+
+    let mut body = chat("tiny-qwen", "the world", 400);
+    body["stream"] = json!(true);
+    let mut held = s.client.post(s.url("/v1/chat/completions")).json(&body).send().await.unwrap();
+    let _first = held.chunk().await.unwrap();
+    let _second = held.chunk().await.unwrap();
+    assert_eq!(s.metric(&format!("greenthread_num_requests_running{model}")).await, 1.0);
+    assert_eq!(s.metric(&format!("greenthread_batch_size{model}")).await, 1.0, "one sequence in the batch");
+    let kv = s.metric(&format!("greenthread_kv_cache_usage_perc{model}")).await;
+    assert!(kv > 0.0 && kv < 1.0, "the stream's tokens hold part of the KV cache: {kv}");
 }
 
 #[tokio::test]

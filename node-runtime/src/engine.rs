@@ -162,6 +162,20 @@ pub trait ModelInstance: Send + Sync {
     }
 }
 
+/// What an engine is doing now, for the metrics: the sequences in its
+/// batch, those waiting for a place in it, and its KV cache's use.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EngineLoad {
+    /// Sequences in the batch (generating or prefilling).
+    pub running: usize,
+    /// Sequences waiting for a place in the batch.
+    pub waiting: usize,
+    /// Tokens held in the KV caches of the running sequences.
+    pub kv_tokens: usize,
+    /// Tokens the KV caches may hold at most: sequences × context window.
+    pub kv_capacity: usize,
+}
+
 /// Where a model's weights are read from when it wakes: the node's RAM
 /// tier or its disk tier. Any engine reads one of these.
 #[derive(Debug, Clone, Copy)]
@@ -191,4 +205,9 @@ pub trait ServedModel: ModelInstance {
 
     /// Device bytes held now.
     fn device_bytes(&self) -> usize;
+
+    /// What the engine is doing now, where it can tell (the builtin engine).
+    fn load(&self) -> Option<EngineLoad> {
+        None
+    }
 }

@@ -21,7 +21,7 @@ pub mod vocabulary;
 pub mod fixtures;
 
 pub use engine::{
-    EmbeddingInput, GenerateRequest, GenerationEvent, GenerationStream, ModelInfo, ModelInstance, ServedModel,
-    TokenLogprob, TokenText, WeightSource,
+    EmbeddingInput, EngineLoad, GenerateRequest, GenerationEvent, GenerationStream, ModelInfo, ModelInstance,
+    ServedModel, TokenLogprob, TokenText, WeightSource,
 };
 pub use error::{Error, Result};

@@ -125,12 +125,14 @@ impl Metrics {
     /// scheduler's `status` and `tiers` (where this server runs one) and the
     /// requests `in_hand` per model (running and waiting).
     pub fn render(&self, scheduler: Option<(&ManagerStatus, &[TierUsage])>, in_hand: &[InHand]) -> String {
-        self.requests.running.clear();
-        self.requests.waiting.clear();
+        self.requests.clear_gauges();
         for m in in_hand {
             let labels = ModelLabels { model: m.model.clone() };
             self.requests.running.get_or_create(&labels).set(m.running as i64);
             self.requests.waiting.get_or_create(&labels).set(m.waiting as i64);
+            if let Some(load) = m.engine {
+                self.requests.engine(&labels, load);
+            }
         }
         if let Some((status, tiers)) = scheduler {
             self.refresh_lifecycle(status, tiers);
@@ -167,6 +169,8 @@ pub struct InHand {
     pub model: String,
     pub running: u64,
     pub waiting: u64,
+    /// The engine's own view, where it runs in this process and can tell.
+    pub engine: Option<greenthread_node_runtime::EngineLoad>,
 }
 
 impl Observer for Metrics {

@@ -46,6 +46,8 @@ pub struct RequestMetrics {
     generation_tokens: Family<ModelLabels, Counter>,
     pub(super) running: Family<ModelLabels, Gauge>,
     pub(super) waiting: Family<ModelLabels, Gauge>,
+    batch_size: Family<ModelLabels, Gauge>,
+    kv_cache_usage: Family<ModelLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
     http_requests: Family<HttpLabels, Counter>,
     http_duration: Family<RouteLabels, Histogram>,
 }
@@ -77,6 +79,8 @@ impl RequestMetrics {
             generation_tokens: Family::default(),
             running: Family::default(),
             waiting: Family::default(),
+            batch_size: Family::default(),
+            kv_cache_usage: Family::default(),
             http_requests: Family::default(),
             http_duration: Family::new_with_constructor(latency_histogram),
         }
@@ -111,12 +115,37 @@ impl RequestMetrics {
             "Requests waiting for a model's free sequence or its wake",
             self.waiting.clone(),
         );
+        registry.register(
+            "batch_size",
+            "Sequences in the engine's batch now (the builtin engine, in this process)",
+            self.batch_size.clone(),
+        );
+        registry.register(
+            "kv_cache_usage_perc",
+            "Share of the KV cache in use, 0 to 1 (the builtin engine, in this process)",
+            self.kv_cache_usage.clone(),
+        );
         registry.register("http_requests", "HTTP requests answered, by route and status", self.http_requests.clone());
         registry.register(
             "http_request_duration_seconds",
             "Time from an HTTP request's arrival to its answer's last byte, by route",
             self.http_duration.clone(),
         );
+    }
+
+    /// Forgets the gauges of models no longer listed.
+    pub(super) fn clear_gauges(&self) {
+        self.running.clear();
+        self.waiting.clear();
+        self.batch_size.clear();
+        self.kv_cache_usage.clear();
+    }
+
+    /// The engine's own gauges of a model.
+    pub(super) fn engine(&self, labels: &ModelLabels, load: greenthread_node_runtime::EngineLoad) {
+        self.batch_size.get_or_create(labels).set(load.running as i64);
+        let used = if load.kv_capacity == 0 { 0.0 } else { load.kv_tokens as f64 / load.kv_capacity as f64 };
+        self.kv_cache_usage.get_or_create(labels).set(used);
     }
 
     fn model(model: &str) -> ModelLabels {

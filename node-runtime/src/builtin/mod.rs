@@ -109,6 +109,8 @@ struct Awake {
     sender: mpsc::Sender<Inbox>,
     thread: JoinHandle<()>,
     weight_bytes: usize,
+    gauges: Arc<worker::Gauges>,
+    limits: WorkerLimits,
 }
 
 /// A model of the builtin engine: always able to tokenize, able to generate
@@ -180,11 +182,13 @@ impl BuiltinModel {
         let weight_bytes = transformer.weight_bytes;
         let host = self.host.clone();
         let inbox = sender.downgrade();
+        let gauges = Arc::new(worker::Gauges::default());
+        let published = gauges.clone();
         let thread = std::thread::Builder::new()
             .name(format!("gt-model-{}", self.name))
-            .spawn(move || worker::run(transformer, host, rx, inbox, limits))
+            .spawn(move || worker::run(transformer, host, rx, inbox, limits, published))
             .map_err(|e| Error::Inference(format!("cannot start the model's worker thread: {e}")))?;
-        *self.lock() = Some(Awake { sender, thread, weight_bytes });
+        *self.lock() = Some(Awake { sender, thread, weight_bytes, gauges, limits });
         Ok(())
     }
 
@@ -229,6 +233,10 @@ impl crate::engine::ServedModel for BuiltinModel {
 
     fn device_bytes(&self) -> usize {
         BuiltinModel::device_bytes(self)
+    }
+
+    fn load(&self) -> Option<crate::engine::EngineLoad> {
+        self.lock().as_ref().map(|a| a.gauges.read(a.limits))
     }
 }
 

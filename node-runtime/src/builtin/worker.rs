@@ -8,6 +8,7 @@
 use std::collections::VecDeque;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use greenthread_core::{FinishReason, Usage};
 use tokio::sync::mpsc;
@@ -74,6 +75,31 @@ impl Sequence {
     }
 }
 
+/// What the worker is doing, published after each step for the metrics.
+#[derive(Debug, Default)]
+pub struct Gauges {
+    running: AtomicUsize,
+    waiting: AtomicUsize,
+    kv_tokens: AtomicUsize,
+}
+
+impl Gauges {
+    fn publish(&self, active: &[Sequence], waiting: usize) {
+        self.running.store(active.len(), Ordering::Relaxed);
+        self.waiting.store(waiting, Ordering::Relaxed);
+        self.kv_tokens.store(active.iter().map(|s| s.cache.len()).sum(), Ordering::Relaxed);
+    }
+
+    pub fn read(&self, limits: WorkerLimits) -> crate::engine::EngineLoad {
+        crate::engine::EngineLoad {
+            running: self.running.load(Ordering::Relaxed),
+            waiting: self.waiting.load(Ordering::Relaxed),
+            kv_tokens: self.kv_tokens.load(Ordering::Relaxed),
+            kv_capacity: limits.max_sequences * limits.context_length,
+        }
+    }
+}
+
 /// Limits of one worker.
 #[derive(Debug, Clone, Copy)]
 pub struct WorkerLimits {
@@ -94,13 +120,15 @@ struct Worker {
     next_id: u64,
 }
 
-/// Runs until every sender of `rx` is dropped and no sample is away.
+/// Runs until every sender of `rx` is dropped and no sample is away,
+/// publishing what it does to `gauges` after every step.
 pub fn run(
     model: Transformer,
     host: Arc<ModelHost>,
     mut rx: mpsc::Receiver<Inbox>,
     inbox: mpsc::WeakSender<Inbox>,
     limits: WorkerLimits,
+    gauges: Arc<Gauges>,
 ) {
     let mut worker = Worker { model, host, inbox, limits, next_id: 0 };
     let mut waiting: VecDeque<NewSequence> = VecDeque::new();
@@ -138,6 +166,7 @@ pub fn run(
         if active.iter().any(|s| s.pending() > 0) {
             worker.step(&mut active);
         }
+        gauges.publish(&active, waiting.len());
     }
 }
 
