@@ -30,7 +30,7 @@ impl MigrationTrait for Migration {
             .alter_table(
                 Table::alter()
                     .table(ApiKeys::Table)
-                    .add_column(&mut integer_null(ApiKeys::MaxConcurrentRequests))
+                    .add_column(integer_null(ApiKeys::MaxConcurrentRequests))
                     .to_owned(),
             )
             .await?;
@@ -38,7 +38,7 @@ impl MigrationTrait for Migration {
             .alter_table(
                 Table::alter()
                     .table(UsageRecords::Table)
-                    .add_column(&mut string_len_null(UsageRecords::RequestId, 128))
+                    .add_column(string_len_null(UsageRecords::RequestId, 128))
                     .to_owned(),
             )
             .await?;

@@ -131,7 +131,10 @@ struct Shown {
 /// What a streamed answer tells besides its text.
 enum Heard<'a> {
     /// The answer's head: the server's wake wait (if it could say yet) and the request's id.
-    Head { wake_wait_ms: Option<f64>, request_id: Option<String> },
+    Head {
+        wake_wait_ms: Option<f64>,
+        request_id: Option<String>,
+    },
     /// A comment line of the stream (the wake's progress).
     Comment(&'a str),
     Text(&'a str),
