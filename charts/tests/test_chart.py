@@ -216,3 +216,17 @@ def test_the_grafana_dashboard_charts_only_metrics_the_server_exports():
     assert config_map["metadata"]["labels"]["grafana_dashboard"] == "1"
     assert json.loads(config_map["data"]["greenthread.json"]) == dashboard
     assert not [d for d in by_kind(render(), "ConfigMap") if d["metadata"]["name"].endswith("-dashboard")]
+
+
+def test_every_component_exports_traces_to_the_collector_given():
+    endpoint = "http://otel-collector.monitoring:4318"
+    docs = render(sets=(f"otlpEndpoint={endpoint}",))
+    workloads = by_kind(docs, "Deployment") + by_kind(docs, "DaemonSet")
+    assert len(workloads) >= 3
+    for w in workloads:
+        env = {e["name"]: e.get("value") for c in w["spec"]["template"]["spec"]["containers"] for e in c.get("env", [])
+               if c["name"] != "postgresql"}
+        if w["metadata"]["labels"].get("app.kubernetes.io/component") in ("api", "scheduler", "node"):
+            assert env.get("GREENTHREAD_OTLP_ENDPOINT") == endpoint, w["metadata"]["name"]
+    assert not any(e["name"] == "GREENTHREAD_OTLP_ENDPOINT" for w in by_kind(render(), "Deployment")
+                   for c in w["spec"]["template"]["spec"]["containers"] for e in c.get("env", []))
