@@ -45,7 +45,8 @@ def config(models_dir: Path, binary: str) -> str:
     return (
         "models:\n"
         f"  - name: qwen-ext\n    artifact: {artifact}\n" + engine
-        + f"  - name: qwen-nap\n    artifact: {artifact}\n    idle_timeout: 2s\n" + engine
+        # Fifty requests at once share one engine start: room for them all to wait.
+        + f"  - name: qwen-nap\n    artifact: {artifact}\n    idle_timeout: 2s\n    max_queue: 64\n" + engine
         + f"  - name: never-ready\n    artifact: {artifact}\n"
         "    engine:\n"
         "      kind: command\n"

@@ -1,6 +1,7 @@
 """Traces over OTLP: `greenthread serve --otlp-endpoint` exports a span per
 request, with its id, route, model and status, and child spans for its
-admission, its wait for the model and its generation, to a real OTLP/HTTP
+admission, its wait for the model, its generation and the generation's
+prefill and decode, to a real OTLP/HTTP
 receiver on loopback. Spans still buffered are sent when the server stops."""
 import os
 import signal
@@ -50,6 +51,8 @@ def test_a_request_becomes_a_trace_of_its_stages_at_the_collector(tmp_path):
         assert attributes["route"] == "/v1/chat/completions" and attributes["method"] == "POST"
         assert attributes["status"] == 200 and attributes["model"] == DEMO_MODEL and attributes["outcome"] == "ok"
         children = {s["name"]: s for s in spans if s["trace_id"] == request["trace_id"] and s["span_id"] != request["span_id"]}
-        assert {"admission", "lease", "generate"} <= set(children), sorted(children)
+        assert {"admission", "lease", "generate", "prefill", "decode"} <= set(children), sorted(children)
+        assert children["prefill"]["attributes"]["prompt_tokens"] > 0
+        assert 0 < children["decode"]["attributes"]["generated_tokens"] <= 4
         assert children["lease"]["attributes"]["model"] == DEMO_MODEL
         assert all(c["parent_id"] for c in children.values()), "every stage hangs off the request"

@@ -14,7 +14,8 @@ use support::{Served, Setup, TestServer, chat};
 
 #[tokio::test]
 async fn a_hundred_concurrent_requests_to_a_sleeping_model_share_one_wake_and_all_succeed() {
-    let s = TestServer::start(vec![Served::new("a", TinyModel::qwen2())]).await;
+    // Room for all hundred at once: this is about one wake, not about overload.
+    let s = TestServer::start(vec![Served::new("a", TinyModel::qwen2()).scaling(|sc| sc.max_queue = Some(100))]).await;
     assert_eq!(s.model_status("a").await["state"], "staged");
     assert_eq!(s.model_status("a").await["device_bytes"], 0);
     let requests = (0..100).map(|i| s.post("/v1/chat/completions", chat("a", &format!("Hello {i}"), 3)));

@@ -71,11 +71,54 @@ pub enum GenerationEvent {
 pub struct GenerationStream {
     rx: mpsc::Receiver<GenerationEvent>,
     _place: Option<tokio::sync::OwnedSemaphorePermit>,
+    /// The span of the stage the generation is in, for traces.
+    stage: Stage,
+}
+
+/// Where a generation is: its prompt being read (and its wait for a place
+/// in the batch), then its tokens being generated.
+#[derive(Debug)]
+enum Stage {
+    /// `span` is held, not read: it lasts as long as the stage.
+    Prefill {
+        parent: tracing::Span,
+        _span: tracing::Span,
+    },
+    Decode(tracing::Span),
+    Ended,
 }
 
 impl GenerationStream {
-    pub(crate) fn new(rx: mpsc::Receiver<GenerationEvent>, place: Option<tokio::sync::OwnedSemaphorePermit>) -> Self {
-        Self { rx, _place: place }
+    /// A generation of a `prompt_tokens` prompt; its spans are children of the current span.
+    pub(crate) fn new(
+        rx: mpsc::Receiver<GenerationEvent>,
+        place: Option<tokio::sync::OwnedSemaphorePermit>,
+        prompt_tokens: usize,
+    ) -> Self {
+        let parent = tracing::Span::current();
+        let span = tracing::info_span!(parent: &parent, "prefill", prompt_tokens);
+        Self { rx, _place: place, stage: Stage::Prefill { parent, _span: span } }
+    }
+
+    /// Moves the trace to the stage `event` shows: the first output ends
+    /// the prefill, the end of the generation ends the decode.
+    fn follow(&mut self, event: Option<&GenerationEvent>) {
+        match event {
+            Some(GenerationEvent::Text(_) | GenerationEvent::Logprob(_)) => {
+                if let Stage::Prefill { parent, .. } = &self.stage {
+                    let decode =
+                        tracing::info_span!(parent: parent, "decode", generated_tokens = tracing::field::Empty);
+                    self.stage = Stage::Decode(decode);
+                }
+            }
+            Some(GenerationEvent::Done { usage, .. } | GenerationEvent::Failed { usage, .. }) => {
+                if let Stage::Decode(span) = &self.stage {
+                    span.record("generated_tokens", usage.completion_tokens);
+                }
+                self.stage = Stage::Ended;
+            }
+            None => self.stage = Stage::Ended,
+        }
     }
 
     /// Room for every event a generation of `max_tokens` can send: per token
@@ -87,7 +130,9 @@ impl GenerationStream {
 
     /// The next event; `None` after `Done` or `Failed`.
     pub async fn next(&mut self) -> Option<GenerationEvent> {
-        self.rx.recv().await
+        let event = self.rx.recv().await;
+        self.follow(event.as_ref());
+        event
     }
 }
 

@@ -172,6 +172,31 @@ pub struct ModelRuntime {
     pub waiting: u32,
     pub last_wake_ms: Option<f64>,
     pub last_wake_from: Option<String>,
+    /// How far its wake has come, while it wakes.
+    pub wake_progress: Option<WakeProgressInfo>,
+}
+
+/// A wake under way.
+#[derive(SimpleObject, Debug, Clone, PartialEq)]
+pub struct WakeProgressInfo {
+    /// The tier the weights come from.
+    pub from_tier: String,
+    pub elapsed_ms: f64,
+    /// Estimated from the last wake from the same tier, when there was one.
+    pub percent: Option<i32>,
+    /// `waking qwen from disk, 40%`: what a waiting stream is told.
+    pub message: String,
+}
+
+impl WakeProgressInfo {
+    pub fn of(model: &str, p: &greenthread_core::WakeProgress) -> Self {
+        Self {
+            from_tier: p.from.to_string(),
+            elapsed_ms: p.elapsed.as_secs_f64() * 1000.0,
+            percent: p.percent().map(i32::from),
+            message: p.describe(model),
+        }
+    }
 }
 
 /// The tier a model's weights are in, as GraphQL and the CRD's status name it.
@@ -194,6 +219,7 @@ impl From<&ModelStatus> for ModelRuntime {
             waiting: s.waiting as u32,
             last_wake_ms: s.last_wake.map(|w| w.duration.as_secs_f64() * 1000.0),
             last_wake_from: s.last_wake.map(|w| w.from.to_string()),
+            wake_progress: s.wake_progress.as_ref().map(|p| WakeProgressInfo::of(s.name.as_str(), p)),
         }
     }
 }
@@ -580,4 +606,7 @@ pub struct ModelEvent {
     /// How long it was in `from`, in milliseconds.
     pub after_ms: f64,
     pub at: DateTime<Utc>,
+    /// On a `progress` event (`from` and `to` both `waking`, sent every
+    /// second while a model wakes): how far the wake has come.
+    pub progress: Option<WakeProgressInfo>,
 }

@@ -90,6 +90,9 @@ fn streams(route: Route, raw: &[u8]) -> bool {
     streaming_route && serde_json::from_slice::<Flag>(raw).is_ok_and(|f| f.stream == Some(true))
 }
 
+/// Largest refusal read back from a node to end a waiting stream with.
+const MAX_REFUSAL: usize = 64 << 10;
+
 /// A streamed request whose answer's head has gone out before its model was ready.
 struct Job {
     name: ModelName,
@@ -305,11 +308,21 @@ impl Inference {
                 Err(e) => Err(e),
             };
             match answer {
-                Ok(response) => {
+                Ok(response) if response.status().is_success() => {
                     let mut chunks = response.into_body().into_data_stream();
                     while let Some(Ok(chunk)) = chunks.next().await {
                         yield Ok(chunk);
                     }
+                }
+                // A refusal from a node or engine: its JSON error, as a stream's error event.
+                Ok(refused) => {
+                    let status = refused.status().as_u16();
+                    let body = axum::body::to_bytes(refused.into_body(), MAX_REFUSAL).await.unwrap_or_default();
+                    let message = serde_json::from_slice::<serde_json::Value>(&body)
+                        .ok()
+                        .and_then(|v| v.pointer("/error/message").and_then(|m| m.as_str()).map(str::to_owned))
+                        .unwrap_or_else(|| String::from_utf8_lossy(&body).into_owned());
+                    yield Ok(stream_error(route, &ApiError::Engine { status, message }));
                 }
                 Err(e) => yield Ok(stream_error(route, &e)),
             }
@@ -320,5 +333,41 @@ impl Inference {
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
         response.extensions_mut().insert(wake);
         response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_body_asking_for_a_stream_on_a_streaming_route_streams() {
+        assert!(streams(Route::Chat, br#"{"model":"m","stream":true}"#));
+        assert!(streams(Route::Responses, br#"{"stream":true,"input":"x"}"#));
+        assert!(!streams(Route::Chat, br#"{"model":"m","stream":false}"#));
+        assert!(!streams(Route::Chat, br#"{"model":"m"}"#));
+        assert!(!streams(Route::Embeddings, br#"{"stream":true}"#));
+        assert!(!streams(Route::Chat, b"not json"));
+    }
+
+    #[test]
+    fn a_waiting_stream_ends_with_an_error_event_each_sdk_raises() {
+        let e = ApiError::Waking { model: "m".into(), waited_s: 8, retry_after_s: 1 };
+        let parse = |bytes: Bytes| {
+            let text = String::from_utf8(bytes.to_vec()).unwrap_or_default();
+            let (head, data) = text.trim_end().rsplit_once("data: ").unwrap_or_default();
+            (head.to_owned(), serde_json::from_str::<serde_json::Value>(data).unwrap_or_default())
+        };
+        let (head, chat) = parse(stream_error(Route::Chat, &e));
+        assert_eq!((head.as_str(), chat["error"]["code"].as_str()), ("", Some("model_waking")));
+        let (head, messages) = parse(stream_error(Route::Messages, &e));
+        assert_eq!(head, "event: error\n");
+        assert_eq!(
+            (messages["type"].as_str(), messages["error"]["type"].as_str()),
+            (Some("error"), Some("overloaded_error"))
+        );
+        let (head, responses) = parse(stream_error(Route::Responses, &e));
+        assert_eq!(head, "event: error\n");
+        assert_eq!((responses["type"].as_str(), responses["code"].as_str()), (Some("error"), Some("model_waking")));
     }
 }

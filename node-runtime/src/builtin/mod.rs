@@ -313,6 +313,6 @@ impl ModelInstance for BuiltinModel {
                 mpsc::error::TrySendError::Full(_) => Error::Busy(self.engine.places()),
                 mpsc::error::TrySendError::Closed(_) => Error::Stopped,
             })?;
-        Ok(GenerationStream::new(rx, Some(place)))
+        Ok(GenerationStream::new(rx, Some(place), prompt_len))
     }
 }

@@ -8,6 +8,7 @@ use greenthread_core::{ModelName, ModelState, NodeError, NodeId, StageReport, Ti
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::time::Instant;
 
+use super::inbox::Inbox;
 use super::{
     AcquireError, Cause, Lease, ManagedModel, ManagerConfig, ManagerStatus, NodeHandle, Observer, SCALE_UP_IN_FLIGHT,
     SleepOutcome, TransitionEvent,
@@ -149,7 +150,7 @@ pub(super) struct Actor {
     config: ManagerConfig,
     models: BTreeMap<ModelName, Model>,
     nodes: BTreeMap<NodeId, Node>,
-    tx: mpsc::UnboundedSender<Command>,
+    tx: Inbox,
     events: broadcast::Sender<TransitionEvent>,
     observer: Arc<dyn Observer>,
     staged_waiters: Vec<oneshot::Sender<()>>,
@@ -159,7 +160,7 @@ impl Actor {
     pub(super) fn new(
         models: Vec<ManagedModel>,
         config: ManagerConfig,
-        tx: mpsc::UnboundedSender<Command>,
+        tx: Inbox,
         events: broadcast::Sender<TransitionEvent>,
         observer: Arc<dyn Observer>,
     ) -> Self {
@@ -182,7 +183,7 @@ impl Actor {
         Self { config, models, nodes: BTreeMap::new(), tx, events, observer, staged_waiters: Vec::new() }
     }
 
-    pub(super) async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Command>, nodes: Vec<NodeHandle>) {
+    pub(super) async fn run(mut self, mut rx: mpsc::Receiver<Command>, nodes: Vec<NodeHandle>) {
         for node in nodes {
             self.add_node(node);
         }

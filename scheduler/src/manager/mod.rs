@@ -13,6 +13,7 @@
 //! state changes only in its loop.
 
 mod actor;
+mod inbox;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,9 +21,10 @@ use std::time::Duration;
 use greenthread_core::{
     ModelName, ModelSpec, ModelState, NodeControl, NodeId, ProjectName, Tier, TierUsage, WakeProgress, WakeReport,
 };
-use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::sync::{broadcast, oneshot};
 
 use self::actor::{Actor, Command};
+use self::inbox::Inbox;
 use crate::preemption::PreemptionRules;
 
 /// Requests in flight per serving replica above which a model gains a
@@ -218,7 +220,7 @@ pub struct SleepOutcome {
 pub struct Lease {
     model: ModelName,
     node: NodeId,
-    tx: mpsc::UnboundedSender<Command>,
+    tx: Inbox,
 }
 
 impl Lease {
@@ -235,14 +237,14 @@ impl Lease {
 impl Drop for Lease {
     fn drop(&mut self) {
         // If the manager is gone there is nothing left to release.
-        let _ = self.tx.send(Command::Release { model: self.model.clone(), node: self.node.clone() });
+        self.tx.send_soon(Command::Release { model: self.model.clone(), node: self.node.clone() });
     }
 }
 
 /// A handle to the manager task; cheap to clone.
 #[derive(Clone)]
 pub struct ModelManager {
-    tx: mpsc::UnboundedSender<Command>,
+    tx: Inbox,
     events: broadcast::Sender<TransitionEvent>,
     observer: Arc<dyn Observer>,
     wake_timeout: Duration,
@@ -259,7 +261,7 @@ impl ModelManager {
         config: ManagerConfig,
         observer: Arc<dyn Observer>,
     ) -> Self {
-        let (tx, rx) = mpsc::unbounded_channel();
+        let (tx, rx) = Inbox::channel();
         let (events, _) = broadcast::channel(1024);
         let actor = Actor::new(models, config, tx.clone(), events.clone(), observer.clone());
         tokio::spawn(actor.run(rx, nodes));
@@ -282,7 +284,9 @@ impl ModelManager {
     pub async fn acquire_avoiding(&self, model: &ModelName, avoid: &[NodeId]) -> Result<Lease, AcquireError> {
         let (reply, rx) = oneshot::channel();
         let command = Command::Acquire { model: model.clone(), avoid: avoid.to_vec(), reply };
-        self.tx.send(command).map_err(|_| AcquireError::Stopped)?;
+        if !self.tx.send(command).await {
+            return Err(AcquireError::Stopped);
+        }
         match tokio::time::timeout(self.wake_timeout, rx).await {
             Ok(Ok(result)) => result,
             Ok(Err(_)) => Err(AcquireError::Stopped),
@@ -299,30 +303,30 @@ impl ModelManager {
 
     /// Adds a node (or replaces one that rejoins).
     pub fn add_node(&self, node: NodeHandle) {
-        let _ = self.tx.send(Command::AddNode(node));
+        self.tx.send_soon(Command::AddNode(node));
     }
 
     /// Takes a node out: its replicas are gone, their models placed again when needed.
     pub fn remove_node(&self, node: &NodeId) {
-        let _ = self.tx.send(Command::RemoveNode(node.clone()));
+        self.tx.send_soon(Command::RemoveNode(node.clone()));
     }
 
     /// Adds a model or changes its spec: a change the engine must load
     /// afresh drains and restarts its replicas; scaling changes apply at once.
     pub fn upsert(&self, model: ManagedModel) {
-        let _ = self.tx.send(Command::Upsert(model));
+        self.tx.send_soon(Command::Upsert(model));
     }
 
     /// A replica's engine stopped without being asked to: the replica is
     /// failed with `reason` (shown in `/status`), and the model's next
     /// request stages and wakes it again.
     pub fn replica_failed(&self, model: &ModelName, node: &NodeId, reason: String) {
-        let _ = self.tx.send(Command::ReplicaFailed { model: model.clone(), node: node.clone(), reason });
+        self.tx.send_soon(Command::ReplicaFailed { model: model.clone(), node: node.clone(), reason });
     }
 
     /// Removes a model once its requests in flight are done; waiting requests fail.
     pub fn remove(&self, model: &ModelName) {
-        let _ = self.tx.send(Command::Remove(model.clone()));
+        self.tx.send_soon(Command::Remove(model.clone()));
     }
 
     /// Puts the model's idle replicas to sleep now, down to `min_replicas`;
@@ -332,7 +336,9 @@ impl ModelManager {
     /// [`AcquireError::UnknownModel`], or [`AcquireError::Stopped`] when the manager task is gone.
     pub async fn sleep(&self, model: &ModelName) -> Result<SleepOutcome, AcquireError> {
         let (reply, rx) = oneshot::channel();
-        self.tx.send(Command::Sleep { model: model.clone(), reply }).map_err(|_| AcquireError::Stopped)?;
+        if !self.tx.send(Command::Sleep { model: model.clone(), reply }).await {
+            return Err(AcquireError::Stopped);
+        }
         rx.await.map_err(|_| AcquireError::Stopped)?
     }
 
@@ -342,14 +348,16 @@ impl ModelManager {
     /// [`AcquireError::Stopped`] when the manager task is gone.
     pub async fn status(&self) -> Result<ManagerStatus, AcquireError> {
         let (reply, rx) = oneshot::channel();
-        self.tx.send(Command::Status(reply)).map_err(|_| AcquireError::Stopped)?;
+        if !self.tx.send(Command::Status(reply)).await {
+            return Err(AcquireError::Stopped);
+        }
         rx.await.map_err(|_| AcquireError::Stopped)
     }
 
     /// Resolves once the start-up staging is over (no replica fetching).
     pub async fn staged(&self) {
         let (reply, rx) = oneshot::channel();
-        if self.tx.send(Command::WhenStaged(reply)).is_ok() {
+        if self.tx.send(Command::WhenStaged(reply)).await {
             let _ = rx.await;
         }
     }

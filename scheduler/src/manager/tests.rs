@@ -550,3 +550,39 @@ async fn an_operator_sleep_leaves_min_replicas_and_busy_replicas_awake() {
     drop(lease);
     assert_eq!(m.sleep(&name("unknown")).await.unwrap_err(), AcquireError::UnknownModel("unknown".into()));
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_waking_model_reports_its_progress_estimated_from_its_last_wake() {
+    let n = node(&[("a", 10)], Duration::from_millis(1000));
+    let m = ModelManager::start(
+        one(&n, 100),
+        vec![model("a", 10, |s| s.idle_timeout = Duration::from_secs(3))],
+        config(100),
+        Arc::new(NoObserver),
+    );
+    let progress = |m: ModelManager| async move {
+        let status = m.status().await.unwrap();
+        status.models.into_iter().find(|s| s.name.as_str() == "a").and_then(|s| s.wake_progress)
+    };
+    let first = tokio::spawn({
+        let m = m.clone();
+        async move { drop(m.acquire(&name("a")).await.unwrap()) }
+    });
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let p = progress(m.clone()).await.expect("waking");
+    assert_eq!((p.from, p.expected), (Tier::Disk, None), "staged on disk, no earlier wake to estimate from");
+    assert!(p.elapsed >= Duration::from_millis(300), "{p:?}");
+    first.await.unwrap();
+    assert_eq!(progress(m.clone()).await, None, "serving: nothing to report");
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert!(matches!(state_of(&m, "a").await, ModelState::Sleeping { .. }));
+    let again = tokio::spawn({
+        let m = m.clone();
+        async move { drop(m.acquire(&name("a")).await.unwrap()) }
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let p = progress(m.clone()).await.expect("waking again");
+    assert_eq!(p.expected, Some(Duration::from_millis(1000)), "the last wake from RAM took a second");
+    assert!((40..=60).contains(&p.percent().unwrap_or(0)), "{:?}", p.percent());
+    again.await.unwrap();
+}

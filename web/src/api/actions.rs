@@ -25,6 +25,9 @@ pub async fn set_scaling(key: &str, model: &str, scaling: &Scaling) -> Result<()
         idle_timeout: Some(scaling.idle_timeout.clone()),
         warm_tier: Some(scaling.warm_tier.clone()),
         never_preempt: Some(scaling.never_preempt),
+        // Left as they are: the console's scaling form does not edit them.
+        max_concurrency: None,
+        max_queue: None,
     };
     let i = op::update_model::UpdateModelInput { name: model.to_owned(), scaling: Some(scaling), ..Default::default() };
     refused!(call::<op::UpdateModel>(key, op::update_model::Variables { i }).await?.update_model.user_errors)

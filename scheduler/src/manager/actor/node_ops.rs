@@ -5,10 +5,10 @@ use std::future::Future;
 use std::sync::Arc;
 
 use greenthread_core::{ModelName, ModelState, NodeControl, NodeError, NodeId, StageReport, Tier, WakeReport};
-use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::{Actor, Command, Replica};
+use crate::manager::inbox::Inbox;
 use crate::manager::{AcquireError, Cause, TransitionEvent};
 
 impl Actor {
@@ -19,7 +19,7 @@ impl Actor {
         let spec = self.models[name].spec.clone();
         self.spawn_op(name, node, |control, model, node, tx| async move {
             let result = control.stage(&spec).await;
-            let _ = tx.send(Command::Staged { model, node, result });
+            tx.send(Command::Staged { model, node, result }).await;
         });
     }
 
@@ -31,7 +31,7 @@ impl Actor {
         }
         self.spawn_op(name, node, |control, model, node, tx| async move {
             let result = control.wake(&model).await;
-            let _ = tx.send(Command::Woke { model, node, result });
+            tx.send(Command::Woke { model, node, result }).await;
         });
     }
 
@@ -50,14 +50,14 @@ impl Actor {
         }
         self.spawn_op(name, node, move |control, model, node, tx| async move {
             let result = control.sleep(&model, warm).await;
-            let _ = tx.send(Command::Slept { model, node, result });
+            tx.send(Command::Slept { model, node, result }).await;
         });
     }
 
     /// Runs a node operation as its own task; it reports back through the channel.
     pub(super) fn spawn_op<F, Fut>(&mut self, name: &ModelName, node: &NodeId, op: F)
     where
-        F: FnOnce(Arc<dyn NodeControl>, ModelName, NodeId, mpsc::UnboundedSender<Command>) -> Fut,
+        F: FnOnce(Arc<dyn NodeControl>, ModelName, NodeId, Inbox) -> Fut,
         Fut: Future<Output = ()> + Send + 'static,
     {
         let Some(control) = self.nodes.get(node).map(|n| n.handle.control.clone()) else { return };
