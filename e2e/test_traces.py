@@ -52,7 +52,7 @@ def test_a_request_becomes_a_trace_of_its_stages_at_the_collector(tmp_path):
         assert attributes["status"] == 200 and attributes["model"] == DEMO_MODEL and attributes["outcome"] == "ok"
         children = {s["name"]: s for s in spans if s["trace_id"] == request["trace_id"] and s["span_id"] != request["span_id"]}
         assert {"admission", "lease", "generate", "prefill", "decode"} <= set(children), sorted(children)
-        assert children["prefill"]["attributes"]["prompt_tokens"] > 0
-        assert 0 < children["decode"]["attributes"]["generated_tokens"] <= 4
+        assert int(children["prefill"]["attributes"]["prompt_tokens"]) > 0
+        assert 0 < int(children["decode"]["attributes"]["generated_tokens"]) <= 4
         assert children["lease"]["attributes"]["model"] == DEMO_MODEL
         assert all(c["parent_id"] for c in children.values()), "every stage hangs off the request"
