@@ -119,6 +119,15 @@ def test_three_nodes_serve_six_models_and_survive_a_killed_node(cluster):
     for model in MODELS:
         assert ask(model).choices[0].message.content
 
+    # The gateway passes the request's id to the node that answers it: the
+    # node's access line names the same request.
+    traced = client.chat.completions.with_raw_response.create(
+        model=next(iter(MODELS)), messages=[{"role": "user", "content": "Hi"}], max_tokens=2,
+        extra_headers={"x-request-id": "cluster-trace-1"})
+    assert traced.headers["x-request-id"] == "cluster-trace-1"
+    node_logs = lambda: "".join((OUT / "cluster" / f"node-{i}.log").read_text() for i in range(1, 4))
+    wait_until(base, lambda _: "cluster-trace-1" in node_logs(), timeout=10)
+
 
     placed = status(base)
     hosts = {r["node"] for m in placed["models"] for r in m["replica_list"] if r["state"] == "serving"}

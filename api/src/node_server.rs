@@ -140,6 +140,9 @@ pub fn router(node: LocalNode, token: ClusterToken, limits: Limits, artifacts: A
         .layer(axum::middleware::from_fn_with_state(token, require_token))
         .layer(axum::extract::DefaultBodyLimit::max(limits.max_request_bytes))
         .route("/health", get(|| async { Json(serde_json::json!({"status": "ok"})) }))
+        // The access line and span of each request, under the id its gateway sent.
+        .layer(axum::middleware::from_fn_with_state(None, crate::http::access::access_log))
+        .layer(axum::middleware::from_fn(crate::http::stamp::stamp))
 }
 
 /// Reports to the scheduler at `control_plane` every heartbeat interval,
