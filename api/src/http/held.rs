@@ -1,6 +1,7 @@
-//! Keeping something alive exactly as long as an answer's body: a slot a
-//! request holds is given back when the last byte has gone out, or when
-//! the client goes away.
+//! An answer's body with something riding along: a slot the request holds,
+//! given back when the last byte has gone out or the client went away, or
+//! a watcher that sees each chunk as it goes (the request metrics). One
+//! wrapper for both, so size hints and end-of-stream pass through alike.
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -9,22 +10,38 @@ use axum::body::{Body, Bytes};
 use axum::response::Response;
 use http_body::{Frame, SizeHint};
 
-/// `response`, holding `guard` until its body is sent or dropped.
-pub fn hold_until_sent<G: Send + Unpin + 'static>(response: Response, guard: G) -> Response {
-    response.map(|inner| Body::new(Held { inner, _guard: guard }))
+/// What rides along with a body: told of each chunk, dropped after the body.
+pub trait Rider: Send + Unpin + 'static {
+    fn saw(&mut self, chunk: &Bytes) {
+        let _ = chunk;
+    }
 }
 
-struct Held<G> {
+/// `response`, carrying `rider` until its body is sent or dropped.
+pub fn hold_until_sent<R: Rider>(response: Response, rider: R) -> Response {
+    response.map(|inner| Body::new(Held { inner, rider }))
+}
+
+/// The body is declared first, so it is dropped first: whatever it does on
+/// drop (the usage meter noting its counts) is done before the rider's drop.
+struct Held<R> {
     inner: Body,
-    _guard: G,
+    rider: R,
 }
 
-impl<G: Unpin> http_body::Body for Held<G> {
+impl<R: Rider> http_body::Body for Held<R> {
     type Data = Bytes;
     type Error = axum::Error;
 
     fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
-        Pin::new(&mut self.get_mut().inner).poll_frame(cx)
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.inner).poll_frame(cx);
+        if let Poll::Ready(Some(Ok(frame))) = &polled
+            && let Some(chunk) = frame.data_ref()
+        {
+            this.rider.saw(chunk);
+        }
+        polled
     }
 
     fn is_end_stream(&self) -> bool {
@@ -44,8 +61,10 @@ mod tests {
 
     use super::*;
 
+    impl Rider for Arc<()> {}
+
     #[tokio::test]
-    async fn the_guard_lives_until_the_body_is_read() {
+    async fn the_rider_lives_until_the_body_is_read() {
         let guard = Arc::new(());
         let response = hold_until_sent("hello".into_response(), guard.clone());
         assert_eq!(Arc::strong_count(&guard), 2, "held while the body is unsent");

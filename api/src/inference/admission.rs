@@ -81,6 +81,8 @@ impl Admissions {
     }
 }
 
+impl crate::http::held::Rider for Ticket {}
+
 impl Drop for Ticket {
     fn drop(&mut self) {
         let mut counts = self.admissions.counts();

@@ -5,15 +5,12 @@
 //! the answer's own events, so an answer from a node or an external engine
 //! is timed exactly like one generated here.
 
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
-use axum::body::{Body, Bytes};
+use axum::body::Bytes;
 use axum::http::header;
 use axum::response::Response;
 use greenthread_protocol::sse::{SseItem, SseParser};
-use http_body::{Frame, SizeHint};
 use serde_json::Value;
 use tokio::time::Instant;
 
@@ -34,15 +31,8 @@ pub(super) fn timed(
         response.headers().get(header::CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
     let wake = response.extensions().get::<WakeWait>().cloned().unwrap_or_default();
     let watch = Watch { metrics, model, started, wake, access, parser: streaming.then(SseParser::new), last: None };
-    response.map(|inner| Body::new(Timed { inner, watch }))
-}
-
-/// The answer's body and its watch. The body is declared first, so it is
-/// dropped first: the usage meter inside it notes the token counts before
-/// the watch reads them.
-struct Timed {
-    inner: Body,
-    watch: Watch,
+    // Dropped after the body, so the usage meter inside it has noted the counts.
+    crate::http::held::hold_until_sent(response, watch)
 }
 
 struct Watch {
@@ -57,7 +47,7 @@ struct Watch {
     last: Option<Instant>,
 }
 
-impl Watch {
+impl crate::http::held::Rider for Watch {
     fn saw(&mut self, chunk: &Bytes) {
         let Some(parser) = &mut self.parser else { return };
         let pieces = parser
@@ -108,30 +98,6 @@ fn carries_output(data: &str) -> bool {
         event.get("type").and_then(Value::as_str),
         Some("content_block_delta" | "response.output_text.delta" | "response.function_call_arguments.delta")
     )
-}
-
-impl http_body::Body for Timed {
-    type Data = Bytes;
-    type Error = axum::Error;
-
-    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
-        let this = self.get_mut();
-        let polled = Pin::new(&mut this.inner).poll_frame(cx);
-        if let Poll::Ready(Some(Ok(frame))) = &polled
-            && let Some(chunk) = frame.data_ref()
-        {
-            this.watch.saw(chunk);
-        }
-        polled
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
-    }
 }
 
 #[cfg(test)]
