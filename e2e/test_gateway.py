@@ -95,6 +95,18 @@ def test_the_sdks_talk_to_the_gateway_only(tier):
     with pytest.raises(openai.NotFoundError):
         client.chat.completions.create(model="nope", messages=[{"role": "user", "content": "hi"}], max_tokens=2)
 
+    # One id on every hop: the gateway's lease at the scheduler and its
+    # forward to the node both carry the client's id, so each access line names it.
+    traced = client.chat.completions.with_raw_response.create(
+        model="qwen", messages=[{"role": "user", "content": "Hi"}], max_tokens=2,
+        extra_headers={"x-request-id": "gateway-trace-1"})
+    assert traced.headers["x-request-id"] == "gateway-trace-1"
+    logs = {name: tier["log_dir"] / f"{name}.log" for name in ("gateway", "scheduler", "node")}
+    deadline = time.monotonic() + 10
+    while not all("gateway-trace-1" in log.read_text() for log in logs.values()):
+        assert time.monotonic() < deadline, {n: "gateway-trace-1" in log.read_text() for n, log in logs.items()}
+        time.sleep(0.2)
+
     # The tokens came from the node, placed by the scheduler; the gateway reports the same.
     placed = status(tier["scheduler"], tier["admin"])
     serving = {m["name"]: [r["node"] for r in m["replica_list"] if r["state"] == "serving"] for m in placed["models"]}

@@ -38,9 +38,10 @@ impl ModelAccess for Delegated {
         &'a self,
         model: &'a ModelName,
         avoid: &'a [NodeId],
+        request_id: Option<&'a str>,
     ) -> Pin<Box<dyn Future<Output = ApiResult<Serving>> + Send + 'a>> {
         Box::pin(async move {
-            match self.scheduler.lease(model, avoid).await {
+            match self.scheduler.lease(model, avoid, request_id).await {
                 Ok((grant, lease)) => Ok(Serving {
                     target: Target::Remote { node: grant.node, base: grant.base, link: self.scheduler.link.clone() },
                     hold: Some(Hold::Remote(lease)),

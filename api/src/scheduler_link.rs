@@ -96,7 +96,7 @@ impl SchedulerLink {
     pub async fn wake(&self, model: &ModelName) -> Result<(), AcquireError> {
         match self {
             Self::Local(m) => m.acquire(model).await.map(drop),
-            Self::Remote(r) => r.lease(model, &[]).await.map(drop).map_err(|e| e.for_model(model)),
+            Self::Remote(r) => r.lease(model, &[], None).await.map(drop).map_err(|e| e.for_model(model)),
         }
     }
 
@@ -177,13 +177,22 @@ impl RemoteScheduler {
     ///
     /// # Errors
     /// The scheduler's refusal, or [`LinkError::NoLeader`] past the patience.
-    pub async fn lease(&self, model: &ModelName, avoid: &[NodeId]) -> Result<(LeaseGrant, RemoteLease), LinkError> {
+    pub async fn lease(
+        &self,
+        model: &ModelName,
+        avoid: &[NodeId],
+        request_id: Option<&str>,
+    ) -> Result<(LeaseGrant, RemoteLease), LinkError> {
         let ask = LeaseRequest { model: model.clone(), avoid: avoid.to_vec() };
         let deadline = tokio::time::Instant::now() + self.patience;
         loop {
             // The scheduler answers once the replica serves: a wake may take its whole wake timeout.
             let head = self.patience + QUICK;
-            let reason = match self.send(self.post("/internal/v1/leases").json(&ask), head).await? {
+            let mut ask_lease = self.post("/internal/v1/leases").json(&ask);
+            if let Some(id) = request_id {
+                ask_lease = ask_lease.header(crate::http::stamp::REQUEST_ID, id);
+            }
+            let reason = match self.send(ask_lease, head).await? {
                 Try::Done(answer) => {
                     let mut lines = Lines::new(Box::pin(answer.bytes_stream()));
                     match lines.next().await {

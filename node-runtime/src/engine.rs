@@ -96,6 +96,9 @@ impl GenerationStream {
         prompt_tokens: usize,
     ) -> Self {
         let parent = tracing::Span::current();
+        // Counts go out as integers: OpenTelemetry has no unsigned attribute,
+        // and an unsigned one is exported as a string.
+        let prompt_tokens = i64::try_from(prompt_tokens).unwrap_or(i64::MAX);
         let span = tracing::info_span!(parent: &parent, "prefill", prompt_tokens);
         Self { rx, _place: place, stage: Stage::Prefill { parent, _span: span } }
     }
@@ -113,7 +116,7 @@ impl GenerationStream {
             }
             Some(GenerationEvent::Done { usage, .. } | GenerationEvent::Failed { usage, .. }) => {
                 if let Stage::Decode(span) = &self.stage {
-                    span.record("generated_tokens", usage.completion_tokens);
+                    span.record("generated_tokens", i64::from(usage.completion_tokens));
                 }
                 self.stage = Stage::Ended;
             }

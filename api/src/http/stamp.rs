@@ -16,6 +16,10 @@ use tokio::time::Instant;
 
 use super::shape::is_messages_path;
 
+/// The header that names a request on every hop: client → gateway →
+/// scheduler → node → engine.
+pub const REQUEST_ID: &str = "x-request-id";
+
 /// Longest request id taken from a client; a longer or odd one is replaced.
 const MAX_ID_LEN: usize = 128;
 
@@ -41,7 +45,7 @@ impl RateSlot {
 /// at most [`MAX_ID_LEN`]), else a new `req_…`.
 pub fn request_id(headers: &HeaderMap) -> String {
     let given = headers
-        .get("x-request-id")
+        .get(REQUEST_ID)
         .and_then(|v| v.to_str().ok())
         .filter(|id| !id.is_empty() && id.len() <= MAX_ID_LEN && id.bytes().all(|b| b.is_ascii_graphic()));
     given.map_or_else(|| format!("req_{}", greenthread_protocol::ids::random_suffix()), str::to_owned)
@@ -62,7 +66,7 @@ pub async fn stamp(mut request: Request, next: Next) -> Response {
         if anthropic {
             headers.insert("request-id", value.clone());
         }
-        headers.insert("x-request-id", value);
+        headers.insert(REQUEST_ID, value);
     }
     // Until the head is sent: a stream's time to its first byte.
     headers.insert("openai-processing-ms", HeaderValue::from(started.elapsed().as_millis() as u64));

@@ -50,11 +50,13 @@ pub struct Serving {
 
 /// Gives requests their model.
 pub trait ModelAccess: Send + Sync {
-    /// The model `model`, not on the nodes in `avoid`.
+    /// The model `model`, not on the nodes in `avoid`, for the request
+    /// `request_id` (which a remote scheduler logs beside the lease).
     fn serve<'a>(
         &'a self,
         model: &'a ModelName,
         avoid: &'a [NodeId],
+        request_id: Option<&'a str>,
     ) -> Pin<Box<dyn Future<Output = ApiResult<Serving>> + Send + 'a>>;
 
     /// How far `model`'s wake has come, where this access can tell.
@@ -87,6 +89,7 @@ impl ModelAccess for Scheduled {
         &'a self,
         model: &'a ModelName,
         avoid: &'a [NodeId],
+        _request_id: Option<&'a str>,
     ) -> Pin<Box<dyn Future<Output = ApiResult<Serving>> + Send + 'a>> {
         Box::pin(async move {
             let lease = self.manager.acquire_avoiding(model, avoid).await.map_err(from_acquire)?;
@@ -130,6 +133,7 @@ impl ModelAccess for NodeLocal {
         &'a self,
         model: &'a ModelName,
         _avoid: &'a [NodeId],
+        _request_id: Option<&'a str>,
     ) -> Pin<Box<dyn Future<Output = ApiResult<Serving>> + Send + 'a>> {
         Box::pin(async move {
             match self.node.model(model) {

@@ -171,10 +171,10 @@ impl Inference {
         let name = &entry.spec.name;
         let request_id = caller.request_id.as_deref();
         if !streams(route, &raw) {
-            let serving = self.access.serve(name, &[]).instrument(lease_span(name)).await?;
+            let serving = self.access.serve(name, &[], request_id).instrument(lease_span(name)).await?;
             return self.run(name, route, raw, local, request_id, asked, serving).await;
         }
-        let first = self.access.serve(name, &[]).instrument(lease_span(name));
+        let first = self.access.serve(name, &[], request_id).instrument(lease_span(name));
         let serving = match tokio::time::timeout(PROGRESS_AFTER, first).await {
             Ok(serving) => serving?,
             Err(_) => {
@@ -208,7 +208,7 @@ impl Inference {
         loop {
             let serving = match next.take() {
                 Some(serving) => serving,
-                None => self.access.serve(name, &avoid).instrument(lease_span(name)).await?,
+                None => self.access.serve(name, &avoid, request_id).instrument(lease_span(name)).await?,
             };
             let wake = crate::usage::WakeWait::of(asked.elapsed());
             match serving.target {
@@ -277,7 +277,7 @@ impl Inference {
         let body = async_stream::stream! {
             let Job { name, route, raw, request_id, asked } = job;
             let lease = tracing::info_span!(parent: &request, "lease", model = %name);
-            let serving = self.access.serve(&name, &[]).instrument(lease);
+            let serving = self.access.serve(&name, &[], request_id.as_deref()).instrument(lease);
             tokio::pin!(serving);
             let mut tick = tokio::time::interval(PROGRESS_EVERY);
             let serving = loop {

@@ -99,7 +99,7 @@ pub(super) async fn send(
     let url = format!("{}/v1/{path}", endpoint.base);
     let mut request = client().post(&url).json(body);
     if let Some(id) = request_id {
-        request = request.header("x-request-id", id);
+        request = request.header(crate::http::stamp::REQUEST_ID, id);
     }
     let answer = request
         .send()

@@ -36,7 +36,7 @@ pub async fn forward(
         client.post(url).header(header::AUTHORIZATION, token.bearer()).header(header::CONTENT_TYPE, "application/json");
     // The node answers under the same id, and passes it on to its engine.
     if let Some(id) = request_id {
-        request = request.header("x-request-id", id);
+        request = request.header(crate::http::stamp::REQUEST_ID, id);
     }
     let answer = request.body(body).send().await.map_err(|e| Retry(format!("{url}: {e}")))?;
     let status = answer.status();

@@ -274,7 +274,7 @@ async fn remote_leases_end_with_their_connection(db: &Db) {
         }
     });
     let model = ModelName::parse("m").unwrap();
-    let (grant, lease) = remote.lease(&model, &[]).await.unwrap();
+    let (grant, lease) = remote.lease(&model, &[], Some("req-lease-1")).await.unwrap();
     assert_eq!(grant.node.as_str(), "n1");
     let held = wait_for(&client, &scheduler, "m", |m| m["requests_in_flight"] == 1).await;
     assert_eq!(held["state"], "serving");
@@ -301,7 +301,7 @@ async fn remote_leases_end_with_their_connection(db: &Db) {
 
     // A model the scheduler does not have is refused with the reason, not retried.
     let unknown = ModelName::parse("nope").unwrap();
-    let err = remote.lease(&unknown, &[]).await.err().unwrap();
+    let err = remote.lease(&unknown, &[], None).await.err().unwrap();
     assert!(matches!(err, greenthread_api::scheduler_link::LinkError::Refused(_)), "{err}");
     // A wrong token gets nothing.
     let stranger = RemoteScheduler {
@@ -312,7 +312,7 @@ async fn remote_leases_end_with_their_connection(db: &Db) {
         },
         patience: Duration::from_secs(1),
     };
-    let err = stranger.lease(&model, &[]).await.err().unwrap();
+    let err = stranger.lease(&model, &[], None).await.err().unwrap();
     assert!(matches!(err, greenthread_api::scheduler_link::LinkError::WrongToken), "{err}");
     assert_eq!(scheduler_model(&client, &scheduler, "m").await["requests_in_flight"], 0);
 }
