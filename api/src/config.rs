@@ -18,6 +18,7 @@
 //!     aliases: [Qwen/Qwen2.5-Coder-0.5B-Instruct]
 //!     context_length: 8192                # optional: serve a smaller window
 //!     chat_template: "{% for m in messages %}…"   # optional: replaces the file's
+//!     kind: chat                          # optional: chat | embedding | asr | tts | reranker (else the artifact's)
 //!     idle_timeout: 5m                    # optional: sleep after this long without requests
 //!     min_replicas: 0                     # optional: 0 may sleep, 1 stays on the device
 //!     max_replicas: 1                     # optional: most nodes it runs on at once when busy
@@ -43,7 +44,7 @@ use greenthread_core::desired::{ModelDecl, ProjectDecl, ServiceDecl, StateDoc, d
 use greenthread_core::engine::EngineSpec;
 use greenthread_core::units::duration_serde;
 use greenthread_core::{
-    ArtifactUri, ModelAlias, ModelName, ModelSpec, ProjectName, Scaling, ServiceName, Sha256Digest, WarmTier,
+    ArtifactUri, ModelAlias, ModelKind, ModelName, ModelSpec, ProjectName, Scaling, ServiceName, Sha256Digest, WarmTier,
     default_project, validate_model_set,
 };
 use serde::Deserialize;
@@ -98,6 +99,7 @@ struct ModelEntry {
     sha256: Option<Sha256Digest>,
     context_length: Option<u32>,
     chat_template: Option<String>,
+    kind: Option<ModelKind>,
     project: Option<ProjectName>,
     service: Option<ServiceName>,
     #[serde(default, with = "option_duration")]
@@ -255,6 +257,9 @@ pub fn to_json(state: &StateDoc) -> Value {
             if let Some(t) = &s.chat_template {
                 v["chat_template"] = json!(t);
             }
+            if let Some(k) = s.kind {
+                v["kind"] = json!(k);
+            }
             if s.engine.is_external() {
                 v["engine"] = json!(s.engine);
             }
@@ -350,6 +355,7 @@ fn into_state(doc: Document) -> Result<StateDoc, String> {
             sha256: entry.sha256,
             context_length: entry.context_length,
             chat_template: entry.chat_template,
+            kind: entry.kind,
             project,
             scaling: Scaling {
                 min_replicas: entry.min_replicas.unwrap_or(defaults.min_replicas),

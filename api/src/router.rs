@@ -11,7 +11,7 @@ use axum::routing::{get, post};
 use crate::anthropic;
 use crate::cluster::scheduler_api::SchedulerApi;
 use crate::http::{intake, shape};
-use crate::openai::{chat, completions, embeddings, models, responses};
+use crate::openai::{chat, completions, embeddings, models, rerank, responses};
 use crate::state::AppState;
 use greenthread_protocol::error::ApiError;
 
@@ -29,6 +29,9 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/chat/completions", post(chat::unified))
         .route("/v1/completions", post(completions::unified))
         .route("/v1/embeddings", post(embeddings::unified))
+        .route("/v1/rerank", post(rerank::unified))
+        .route("/v2/rerank", post(rerank::unified))
+        .route("/v1/score", post(rerank::score_unified))
         .route("/v1/messages", post(anthropic::unified))
         .route("/v1/messages/count_tokens", post(anthropic::count_tokens))
         .route("/v1/responses", post(responses::unified))
@@ -87,6 +90,8 @@ pub fn model_routes() -> Router<AppState> {
         .route("/{model}/v1/chat/completions", post(chat::per_model))
         .route("/{model}/v1/completions", post(completions::per_model))
         .route("/{model}/v1/embeddings", post(embeddings::per_model))
+        .route("/{model}/v1/rerank", post(rerank::per_model))
+        .route("/{model}/v1/score", post(rerank::score_per_model))
         .route("/{model}/v1/messages", post(anthropic::per_model))
         .route("/{model}/v1/messages/count_tokens", post(anthropic::count_tokens_per_model))
         .route("/{model}/v1/responses", post(responses::per_model))

@@ -6,6 +6,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::engine::{EngineError, EngineSpec};
+use crate::model_kind::ModelKind;
 use crate::units::duration_serde;
 use crate::{ArtifactUri, ModelAlias, ModelName, ProjectName, Sha256Digest, WarmTier};
 
@@ -113,6 +114,11 @@ pub struct ModelSpec {
     /// The engine that serves it: the builtin one unless the spec says.
     #[serde(default, skip_serializing_if = "EngineSpec::is_builtin")]
     pub engine: EngineSpec,
+    /// What the model does; `None`: whatever its artifact is. When set,
+    /// the artifact must be of this kind, and requests to routes the kind
+    /// does not serve are refused before the model is woken.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<ModelKind>,
 }
 
 impl ModelSpec {
@@ -128,6 +134,7 @@ impl ModelSpec {
             project: default_project(),
             scaling: Scaling::default(),
             engine: EngineSpec::Builtin,
+            kind: None,
         }
     }
 }

@@ -76,6 +76,7 @@ pub fn to_decl(name: &str, namespace: &str, spec: &ModelResourceSpec) -> Result<
     s.sha256 = sha256;
     s.context_length = spec.context_length;
     s.chat_template = spec.chat_template.clone();
+    s.kind = spec.kind.map(Into::into);
     if let Some(v) = spec.min_replicas {
         s.scaling.min_replicas = v;
     }
@@ -115,6 +116,7 @@ pub fn from_decl(decl: &ModelDecl) -> ModelResourceSpec {
         aliases: s.aliases.iter().map(ToString::to_string).collect(),
         context_length: s.context_length,
         chat_template: s.chat_template.clone(),
+        kind: s.kind.map(Into::into),
         min_replicas: Some(s.scaling.min_replicas),
         max_replicas: Some(s.scaling.max_replicas),
         idle_timeout: Some(format_duration(s.scaling.idle_timeout)),

@@ -59,6 +59,9 @@ pub struct ModelResourceSpec {
     /// A Jinja chat template replacing the one in the model file.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub chat_template: Option<String>,
+    /// What the model does; left out, its artifact decides.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<ModelKindName>,
     /// `0`: sleeps when idle (scale to zero); `1`: stays on the device.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(max = 1))]
@@ -122,6 +125,41 @@ pub struct EngineResource {
     /// `20GiB`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub device_memory: Option<String>,
+}
+
+/// `chat`, `embedding`, `asr`, `tts` or `reranker`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ModelKindName {
+    Chat,
+    Embedding,
+    Asr,
+    Tts,
+    Reranker,
+}
+
+impl From<ModelKindName> for greenthread_core::ModelKind {
+    fn from(kind: ModelKindName) -> Self {
+        match kind {
+            ModelKindName::Chat => Self::Chat,
+            ModelKindName::Embedding => Self::Embedding,
+            ModelKindName::Asr => Self::Asr,
+            ModelKindName::Tts => Self::Tts,
+            ModelKindName::Reranker => Self::Reranker,
+        }
+    }
+}
+
+impl From<greenthread_core::ModelKind> for ModelKindName {
+    fn from(kind: greenthread_core::ModelKind) -> Self {
+        match kind {
+            greenthread_core::ModelKind::Chat => Self::Chat,
+            greenthread_core::ModelKind::Embedding => Self::Embedding,
+            greenthread_core::ModelKind::Asr => Self::Asr,
+            greenthread_core::ModelKind::Tts => Self::Tts,
+            greenthread_core::ModelKind::Reranker => Self::Reranker,
+        }
+    }
 }
 
 /// `ram`, `disk` or `object`.

@@ -5,7 +5,7 @@
 
 use greenthread_kube::ModelResourceSpec;
 use greenthread_kube::convert::{from_decl, to_decl};
-use greenthread_kube::crd::{EngineResource, WarmTierName};
+use greenthread_kube::crd::{EngineResource, ModelKindName, WarmTierName};
 use greenthread_kube::sync::{Flow, Seen, digest, flow};
 use proptest::prelude::*;
 
@@ -18,6 +18,7 @@ fn spec(artifact: &str) -> ModelResourceSpec {
         aliases: vec![],
         context_length: None,
         chat_template: None,
+        kind: None,
         min_replicas: None,
         max_replicas: None,
         idle_timeout: None,
@@ -101,11 +102,15 @@ prop_compose! {
         warm in prop_oneof![Just(WarmTierName::Ram), Just(WarmTierName::Disk), Just(WarmTierName::Object)],
         never in any::<bool>(), external in any::<bool>(),
         concurrency in proptest::option::of(1u32..64), queue in proptest::option::of(0u32..256),
+        kind in proptest::option::of(prop_oneof![
+            Just(ModelKindName::Chat), Just(ModelKindName::Embedding), Just(ModelKindName::Asr),
+            Just(ModelKindName::Tts), Just(ModelKindName::Reranker),
+        ]),
     ) -> ModelResourceSpec {
         ModelResourceSpec {
             project: Some(project), service: Some(service), artifact: format!("s3://bucket/{file}.gguf"),
             sha256: sha, aliases: aliases.into_iter().map(|a| format!("alias-{a}")).collect(), context_length: context,
-            chat_template: None, min_replicas: Some(min), max_replicas: Some(min.max(1) + extra),
+            chat_template: None, kind, min_replicas: Some(min), max_replicas: Some(min.max(1) + extra),
             idle_timeout: Some(format!("{idle}s")), warm_tier: Some(warm), never_preempt: never,
             max_concurrency: concurrency, max_queue: queue,
             engine: external.then(|| EngineResource {

@@ -3,7 +3,7 @@
 //! whose requests are proxied to [`ModelInstance::endpoint`]) are
 //! interchangeable behind `Arc<dyn ModelInstance>`.
 
-use greenthread_core::{ChatMessage, FinishReason, SamplingParams, Usage};
+use greenthread_core::{ChatMessage, FinishReason, ModelKind, SamplingParams, Usage};
 use tokio::sync::mpsc;
 
 use crate::Result;
@@ -11,6 +11,8 @@ use crate::Result;
 /// Facts about a loaded model.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ModelInfo {
+    /// What the model does, as its artifact shows.
+    pub kind: ModelKind,
     /// Architecture, e.g. `qwen2`.
     pub architecture: String,
     /// The model file's own name for itself (`general.name`), if any.
@@ -25,6 +27,15 @@ pub struct ModelInfo {
     pub tool_calls: bool,
     /// The size of its vectors, for an embedding model; `None` for a chat model.
     pub embedding_dimensions: Option<usize>,
+}
+
+/// Documents scored against a query.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Scored {
+    /// One per document, in their order.
+    pub scores: Vec<f32>,
+    /// Tokens the model read.
+    pub tokens: usize,
 }
 
 /// One input of an embeddings request.
@@ -197,6 +208,18 @@ pub trait ModelInstance: Send + Sync {
     fn embedding_tokens(&self, input: EmbeddingInput) -> Result<Vec<u32>> {
         let _ = input;
         Err(crate::Error::WrongKind("this is a chat model; it does not serve /v1/embeddings".into()))
+    }
+
+    /// How relevant each of `documents` is to `query` (higher is more), and
+    /// the tokens read. Runs on the calling thread: call it from a blocking task.
+    ///
+    /// # Errors
+    /// [`crate::Error::WrongKind`] for a model that does not rerank,
+    /// [`crate::Error::Asleep`].
+    fn rerank(&self, query: &str, documents: &[String]) -> Result<Scored> {
+        let _ = (query, documents);
+        let kind = self.info().kind;
+        Err(crate::Error::WrongKind(format!("a {kind} model does not serve /v1/rerank")))
     }
 
     /// One vector per input, from [`ModelInstance::embedding_tokens`]. Runs

@@ -22,6 +22,6 @@ pub mod fixtures;
 
 pub use engine::{
     EmbeddingInput, EngineLoad, GenerateRequest, GenerationEvent, GenerationStream, ModelInfo, ModelInstance,
-    ServedModel, TokenLogprob, TokenText, WeightSource,
+    Scored, ServedModel, TokenLogprob, TokenText, WeightSource,
 };
 pub use error::{Error, Result};

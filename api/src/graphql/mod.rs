@@ -9,6 +9,7 @@ pub mod errors;
 mod gitops_mutations;
 pub mod guard;
 mod key_mutations;
+pub mod kind;
 mod model_actions;
 mod mutation;
 pub mod pagination;

@@ -88,6 +88,8 @@ pub struct CreateModelInput {
     pub aliases: Option<Vec<String>>,
     pub context_length: Option<u32>,
     pub chat_template: Option<String>,
+    /// What the model does; left out, its artifact decides.
+    pub kind: Option<super::kind::GqlModelKind>,
     pub scaling: Option<ScalingInput>,
     /// The engine that serves it, as in a document's `engine:` (default
     /// `{"kind": "builtin"}`). Only admin keys may choose an external one.
@@ -104,6 +106,8 @@ pub struct UpdateModelInput {
     pub aliases: Option<Vec<String>>,
     pub context_length: Option<u32>,
     pub chat_template: Option<String>,
+    /// What the model does; left out, its artifact decides.
+    pub kind: Option<super::kind::GqlModelKind>,
     pub scaling: Option<ScalingInput>,
     /// Replaces the engine (`{"kind": "builtin"}` goes back to the builtin one).
     pub engine: Option<async_graphql::Json<serde_json::Value>>,
@@ -453,6 +457,7 @@ impl CoreMutation {
         spec.aliases = aliases;
         spec.context_length = input.context_length;
         spec.chat_template = input.chat_template;
+        spec.kind = input.kind.map(Into::into);
         if let Some(engine) = input.engine.and_then(|e| c.engine(e.0, "input.engine")) {
             spec.engine = engine;
         }
@@ -509,6 +514,9 @@ impl CoreMutation {
             Some(t) if t.is_empty() => spec.chat_template = None,
             Some(t) => spec.chat_template = Some(t),
             None => {}
+        }
+        if let Some(kind) = input.kind {
+            spec.kind = Some(kind.into());
         }
         if let Some(engine) = input.engine.and_then(|e| c.engine(e.0, "input.engine")) {
             spec.engine = engine;

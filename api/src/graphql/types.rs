@@ -260,6 +260,10 @@ impl Model {
     async fn chat_template(&self) -> Option<&str> {
         self.spec.chat_template.as_deref()
     }
+    /// What the model does, as its spec declares it; `null`: its artifact decides.
+    async fn kind(&self) -> Option<super::kind::GqlModelKind> {
+        self.spec.kind.map(super::kind::GqlModelKind::of)
+    }
     /// The kind of engine that serves it: `builtin`, `llama-server`, `vllm`, `sglang` or `command`.
     async fn engine(&self) -> &'static str {
         self.spec.engine.kind()

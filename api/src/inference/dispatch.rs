@@ -10,7 +10,7 @@ use axum::http::{HeaderValue, header};
 use axum::response::Response;
 use bytes::Bytes;
 use futures_util::StreamExt;
-use greenthread_core::{ModelName, NodeId};
+use greenthread_core::{ModelKind, ModelName, NodeId, Task};
 use greenthread_node_runtime::ModelInstance;
 use greenthread_protocol::error::{ApiError, ApiResult};
 use greenthread_scheduler::Lease;
@@ -36,9 +36,22 @@ pub enum Route {
     /// The Responses API, forwarded with its conversation expanded (the
     /// gateway holds the stored responses); the node builds the answer.
     Responses,
+    /// Documents scored against a query (`/v1/rerank`).
+    Rerank,
+    /// vLLM's `/v1/score`.
+    Score,
 }
 
 impl Route {
+    /// What the route asks a model to do.
+    pub fn task(self) -> Task {
+        match self {
+            Self::Chat | Self::Completions | Self::Messages | Self::CountTokens | Self::Responses => Task::Generate,
+            Self::Embeddings => Task::Embed,
+            Self::Rerank | Self::Score => Task::Rerank,
+        }
+    }
+
     fn path(self) -> &'static str {
         match self {
             Self::Chat => "chat/completions",
@@ -47,11 +60,21 @@ impl Route {
             Self::Messages => "messages",
             Self::CountTokens => "messages/count_tokens",
             Self::Responses => "responses",
+            Self::Rerank => "rerank",
+            Self::Score => "score",
         }
     }
 }
 
 pub use crate::http::access::WAKE_WAIT_HEADER;
+
+/// A 400 naming the kinds that serve `route`, unless `kind` serves it.
+fn refuse_other_tasks(name: &ModelName, kind: ModelKind, route: Route) -> ApiResult<()> {
+    if kind.serves(route.task()) {
+        return Ok(());
+    }
+    Err(ApiError::invalid("model", greenthread_core::model_kind::wrong_kind(name.as_str(), kind, route.task())))
+}
 
 /// Tells the usage meter and the client how long the request waited for its model.
 fn stamp_wake_wait(response: &mut Response, wake: crate::usage::WakeWait) {
@@ -169,6 +192,10 @@ impl Inference {
     {
         let asked = tokio::time::Instant::now();
         let name = &entry.spec.name;
+        // A declared kind refuses other routes before anything is woken.
+        if let Some(kind) = entry.spec.kind {
+            refuse_other_tasks(name, kind, route)?;
+        }
         let request_id = caller.request_id.as_deref();
         if !streams(route, &raw) {
             let serving = self.access.serve(name, &[], request_id).instrument(lease_span(name)).await?;
@@ -223,6 +250,7 @@ impl Inference {
                     return Ok(response);
                 }
                 Target::Local(instance) => {
+                    refuse_other_tasks(name, instance.info().kind, route)?;
                     let Some(run) = local.take() else {
                         return Err(ApiError::Internal("a local model was offered twice".into()));
                     };

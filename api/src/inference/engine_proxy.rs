@@ -54,7 +54,10 @@ pub async fn proxy(
     request_id: Option<&str>,
 ) -> ApiResult<Response> {
     match route {
-        Route::Chat | Route::Completions | Route::Embeddings => openai(endpoint, route, raw, lease, request_id).await,
+        // vLLM and llama.cpp's server (with `--reranking`) rerank and score under the same paths.
+        Route::Chat | Route::Completions | Route::Embeddings | Route::Rerank | Route::Score => {
+            openai(endpoint, route, raw, lease, request_id).await
+        }
         Route::Messages => super::engine_messages::messages(endpoint, raw, lease, request_id).await,
         Route::CountTokens => Err(ApiError::Unsupported {
             param: "model",
@@ -225,6 +228,8 @@ fn route_path(route: Route) -> &'static str {
     match route {
         Route::Completions => "completions",
         Route::Embeddings => "embeddings",
+        Route::Rerank => "rerank",
+        Route::Score => "score",
         _ => "chat/completions",
     }
 }

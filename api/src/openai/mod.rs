@@ -5,6 +5,7 @@ pub mod chat;
 pub(crate) mod choices;
 pub mod completions;
 pub mod embeddings;
+pub mod rerank;
 pub mod models;
 mod respond;
 pub mod responses;

@@ -36,6 +36,8 @@ pub struct Served {
     pub wrong_sha256: bool,
     /// Serve this embedding model (a Hugging Face directory) instead of `model`.
     pub bert: Option<TinyBert>,
+    /// The kind the spec declares.
+    pub kind: Option<greenthread_core::ModelKind>,
 }
 
 impl Served {
@@ -48,6 +50,7 @@ impl Served {
             scaling: Scaling::default(),
             wrong_sha256: false,
             bert: None,
+            kind: None,
         }
     }
 
@@ -58,6 +61,12 @@ impl Served {
 
     pub fn scaling(mut self, f: impl FnOnce(&mut Scaling)) -> Self {
         f(&mut self.scaling);
+        self
+    }
+
+    /// Declares the model's kind in its spec.
+    pub fn kind(mut self, kind: greenthread_core::ModelKind) -> Self {
+        self.kind = Some(kind);
         self
     }
 
@@ -124,6 +133,7 @@ impl TestServer {
                 spec.aliases = m.aliases.iter().map(|a| ModelAlias::parse(a).unwrap()).collect();
                 spec.context_length = m.context_length;
                 spec.scaling = m.scaling.clone();
+                spec.kind = m.kind;
                 if m.wrong_sha256 {
                     spec.sha256 = Some(Sha256Digest::parse(&"0".repeat(64)).unwrap());
                 }

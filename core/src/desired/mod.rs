@@ -205,7 +205,7 @@ impl Change {
 }
 
 /// Model fields whose change reloads the model: its replicas restart.
-pub const RESTARTING_FIELDS: [&str; 5] = ["artifact", "sha256", "context_length", "chat_template", "engine"];
+pub const RESTARTING_FIELDS: [&str; 6] = ["artifact", "sha256", "context_length", "chat_template", "engine", "kind"];
 
 /// The flat, comparable form of an object: field name to value.
 pub fn project_fields(p: &ProjectDecl) -> BTreeMap<String, Value> {
@@ -236,6 +236,7 @@ pub fn model_fields(m: &ModelDecl) -> BTreeMap<String, Value> {
         ("max_concurrency".to_owned(), s.scaling.max_concurrency.map_or(Value::Null, Value::from)),
         ("max_queue".to_owned(), s.scaling.max_queue.map_or(Value::Null, Value::from)),
         ("engine".to_owned(), serde_json::to_value(&s.engine).unwrap_or(Value::Null)),
+        ("kind".to_owned(), s.kind.map_or(Value::Null, |k| Value::from(k.as_str()))),
     ])
 }
 

@@ -142,6 +142,7 @@ pub fn open_gguf(path: &Path, options: &LoadOptions) -> Result<ModelHost> {
         ));
     }
     let info = ModelInfo {
+        kind: greenthread_core::ModelKind::Chat,
         architecture: cfg.arch.as_str().to_owned(),
         description,
         context_length,

@@ -1,6 +1,8 @@
 //! A BERT encoder (the architecture of sentence-transformers models such as
 //! all-MiniLM-L6-v2): absolute position embeddings, post-norm layers with
-//! exact-erf GELU, then mean or CLS pooling and optional L2 normalisation.
+//! exact-erf GELU, then mean or CLS pooling and optional L2 normalisation —
+//! or, for a cross-encoder (`BertForSequenceClassification`), the pooler
+//! and classifier that score a pair.
 
 use std::collections::HashMap;
 
@@ -58,6 +60,15 @@ pub enum Pooling {
     Cls,
 }
 
+/// What the encoder's output becomes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BertHead {
+    /// A sentence vector (an embedding model).
+    Sentence { pooling: Pooling, normalize: bool },
+    /// The logits of a pair (a cross-encoder).
+    Classifier,
+}
+
 struct Layer {
     query: Linear,
     key: Linear,
@@ -69,16 +80,24 @@ struct Layer {
     output_norm: LayerNorm,
 }
 
+/// The head of a cross-encoder: `tanh(pooler(h[CLS]))`, then one logit per label.
+struct Classifier {
+    pooler: Linear,
+    classifier: Linear,
+}
+
 /// A BERT encoder with its weights on a device.
 pub struct Bert {
     words: Tensor,
     positions: Tensor,
-    token_type: Tensor,
+    /// One row per token type (segment): 0 for a text or a pair's first
+    /// part, 1 for a pair's second.
+    token_types: Tensor,
+    classifier: Option<Classifier>,
     embedding_norm: LayerNorm,
     layers: Vec<Layer>,
     heads: usize,
-    pooling: Pooling,
-    normalize: bool,
+    head: BertHead,
     device: Device,
     pub weight_bytes: usize,
 }
@@ -113,8 +132,7 @@ impl Bert {
     pub fn load(
         cfg: &BertConfig,
         tensors: HashMap<String, Tensor>,
-        pooling: Pooling,
-        normalize: bool,
+        head: BertHead,
         device: &Device,
     ) -> Result<Self> {
         let weight_bytes = tensors.values().map(|t| t.elem_count() * t.dtype().size_in_bytes()).sum();
@@ -135,18 +153,54 @@ impl Bert {
                 })
             })
             .collect::<Result<Vec<_>>>()?;
+        let classifier = match head {
+            BertHead::Classifier => {
+                Some(Classifier { pooler: t.linear("pooler.dense")?, classifier: t.linear("classifier")? })
+            }
+            BertHead::Sentence { .. } => None,
+        };
         Ok(Self {
             words: t.take("embeddings.word_embeddings.weight")?,
             positions: t.take("embeddings.position_embeddings.weight")?,
-            token_type: t.take("embeddings.token_type_embeddings.weight")?.get(0)?,
+            token_types: t.take("embeddings.token_type_embeddings.weight")?,
+            classifier,
             embedding_norm: t.norm("embeddings.LayerNorm", eps)?,
             layers,
             heads: cfg.num_attention_heads,
-            pooling,
-            normalize,
+            head,
             device: device.clone(),
             weight_bytes,
         })
+    }
+
+    /// The last hidden states of a padded batch, and its mask (1 for a
+    /// token, 0 for padding). `second_from[b]`: where input `b`'s second
+    /// segment starts (its length for a single text).
+    fn encode(&self, inputs: &[Vec<u32>], second_from: &[usize]) -> Result<(Tensor, Tensor)> {
+        let batch = inputs.len();
+        let len = inputs.iter().map(Vec::len).max().unwrap_or(0);
+        let mut ids = vec![0u32; batch * len];
+        let mut types = vec![0u32; batch * len];
+        let mut mask = vec![0f32; batch * len];
+        for (b, input) in inputs.iter().enumerate() {
+            ids[b * len..b * len + input.len()].copy_from_slice(input);
+            types[b * len + second_from[b].min(input.len())..b * len + input.len()].fill(1);
+            mask[b * len..b * len + input.len()].fill(1.0);
+        }
+        let ids = Tensor::from_vec(ids, (batch, len), &self.device)?;
+        let types = Tensor::from_vec(types, (batch, len), &self.device)?;
+        let mask = Tensor::from_vec(mask, (batch, len), &self.device)?;
+        let positions = self.positions.narrow(0, 0, len)?;
+        let x = self.words.embedding(&ids.flatten_all()?)?.reshape((batch, len, ()))?;
+        let segments = self.token_types.embedding(&types.flatten_all()?)?.reshape((batch, len, ()))?;
+        let x = (x.broadcast_add(&positions)? + segments)?;
+        let mut x = self.embedding_norm.forward(&x)?;
+        // 0 where a key is a real token, a large negative number where it is padding.
+        let key_bias = ((mask.clone() - 1.0)? * 1e9)?.reshape((batch, 1, 1, len))?;
+        for layer in &self.layers {
+            x = self.layer(layer, &x, &key_bias)?;
+        }
+        Ok((x, mask))
     }
 
     /// One vector per input (each `[CLS] … [SEP]` token ids), computed in one
@@ -155,42 +209,49 @@ impl Bert {
     /// # Errors
     /// When an id is outside the vocabulary or a tensor operation fails.
     pub fn embed(&self, inputs: &[Vec<u32>]) -> Result<Vec<Vec<f32>>> {
-        let batch = inputs.len();
-        let len = inputs.iter().map(Vec::len).max().unwrap_or(0);
-        if batch == 0 || len == 0 {
-            return Ok(vec![Vec::new(); batch]);
+        let BertHead::Sentence { pooling, normalize } = self.head else {
+            return Err(Error::Unservable("a cross-encoder makes no sentence vectors".into()));
+        };
+        if inputs.is_empty() || inputs.iter().all(Vec::is_empty) {
+            return Ok(vec![Vec::new(); inputs.len()]);
         }
-        let mut ids = vec![0u32; batch * len];
-        let mut mask = vec![0f32; batch * len];
-        for (b, input) in inputs.iter().enumerate() {
-            ids[b * len..b * len + input.len()].copy_from_slice(input);
-            mask[b * len..b * len + input.len()].fill(1.0);
-        }
-        let ids = Tensor::from_vec(ids, (batch, len), &self.device)?;
-        let mask = Tensor::from_vec(mask, (batch, len), &self.device)?;
-        let positions = self.positions.narrow(0, 0, len)?;
-        let x = self.words.embedding(&ids.flatten_all()?)?.reshape((batch, len, ()))?;
-        let x = x.broadcast_add(&positions)?.broadcast_add(&self.token_type)?;
-        let mut x = self.embedding_norm.forward(&x)?;
-        // 0 where a key is a real token, a large negative number where it is padding.
-        let key_bias = ((mask.clone() - 1.0)? * 1e9)?.reshape((batch, 1, 1, len))?;
-        for layer in &self.layers {
-            x = self.layer(layer, &x, &key_bias)?;
-        }
-        let pooled = match self.pooling {
+        let whole: Vec<usize> = inputs.iter().map(Vec::len).collect();
+        let (x, mask) = self.encode(inputs, &whole)?;
+        let pooled = match pooling {
             Pooling::Cls => x.narrow(1, 0, 1)?.squeeze(1)?,
             Pooling::Mean => {
                 let m = mask.unsqueeze(2)?;
                 x.broadcast_mul(&m)?.sum(1)?.broadcast_div(&m.sum(1)?)?
             }
         };
-        let pooled = if self.normalize {
+        let pooled = if normalize {
             let norm = pooled.sqr()?.sum_keepdim(1)?.sqrt()?.clamp(1e-12, f64::MAX)?;
             pooled.broadcast_div(&norm)?
         } else {
             pooled
         };
         Ok(pooled.to_vec2::<f32>()?)
+    }
+
+    /// The first logit of each pair (`[CLS] a [SEP] b [SEP]` ids, and where
+    /// `b` starts), computed in one padded batch.
+    ///
+    /// # Errors
+    /// When this is not a cross-encoder, an id is outside the vocabulary or
+    /// a tensor operation fails.
+    pub fn classify(&self, pairs: &[(Vec<u32>, usize)]) -> Result<Vec<f32>> {
+        let Some(head) = &self.classifier else {
+            return Err(Error::Unservable("an embedding model has no classifier".into()));
+        };
+        if pairs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (ids, second_from): (Vec<Vec<u32>>, Vec<usize>) = pairs.iter().cloned().unzip();
+        let (x, _) = self.encode(&ids, &second_from)?;
+        let cls = x.narrow(1, 0, 1)?.squeeze(1)?;
+        let pooled = head.pooler.forward(&cls)?.tanh()?;
+        let logits = head.classifier.forward(&pooled)?;
+        Ok(logits.narrow(1, 0, 1)?.squeeze(1)?.to_vec1::<f32>()?)
     }
 
     fn layer(&self, layer: &Layer, x: &Tensor, key_bias: &Tensor) -> Result<Tensor> {

@@ -1,7 +1,9 @@
-//! Embedding models: a Hugging Face directory (BERT `config.json`,
-//! `model.safetensors`, `tokenizer.json`, sentence-transformers pooling)
-//! served as sentence vectors, asleep with only its tokenizer in memory and
-//! awake with its weights, like the chat models.
+//! BERT models from a Hugging Face directory (`config.json`,
+//! `model.safetensors`, `tokenizer.json`): an embedding model
+//! (sentence-transformers pooling) served as sentence vectors, or a
+//! cross-encoder (`BertForSequenceClassification`) served as rerank scores.
+//! Asleep each keeps only its tokenizer in memory, awake its weights, like
+//! the chat models.
 
 pub mod bert;
 pub mod pack;
@@ -12,13 +14,15 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use candle_core::Device;
-use greenthread_core::ChatMessage;
+use greenthread_core::{ChatMessage, ModelKind, Task};
 use serde_json::Value;
 
-use self::bert::{Bert, BertConfig, Pooling};
+use self::bert::{Bert, BertConfig, BertHead, Pooling};
 use self::wordpiece::WordPiece;
 use crate::engine::WeightSource;
-use crate::engine::{EmbeddingInput, GenerateRequest, GenerationStream, ModelInfo, ModelInstance, ServedModel};
+use crate::engine::{
+    EmbeddingInput, GenerateRequest, GenerationStream, ModelInfo, ModelInstance, Scored, ServedModel,
+};
 use crate::{Error, Result};
 
 /// What an embedding model keeps while asleep: a megabyte or so.
@@ -26,12 +30,11 @@ struct Host {
     path: PathBuf,
     cfg: BertConfig,
     tokenizer: WordPiece,
-    pooling: Pooling,
-    normalize: bool,
+    head: BertHead,
     info: ModelInfo,
 }
 
-/// An embedding model.
+/// An embedding model or a cross-encoder.
 pub struct EmbeddingModel {
     host: Host,
     device: Device,
@@ -64,13 +67,26 @@ impl EmbeddingModel {
         }
         cfg.check().map_err(|e| unservable(path, e))?;
         let tokenizer = WordPiece::from_json(file("tokenizer.json")?).map_err(|e| unservable(path, e))?;
-        let (pooling, normalize) = sentence_head(&files).map_err(|e| unservable(path, e))?;
+        let cross_encoder = config["architectures"]
+            .as_array()
+            .is_some_and(|a| a.iter().any(|x| x.as_str().is_some_and(|x| x.ends_with("ForSequenceClassification"))));
+        let labels = config["id2label"].as_object().map_or(1, serde_json::Map::len);
+        if cross_encoder && labels != 1 {
+            return Err(unservable(path, format!("a cross-encoder with {labels} labels; one relevance logit is supported")));
+        }
+        let head = if cross_encoder {
+            BertHead::Classifier
+        } else {
+            let (pooling, normalize) = sentence_head(&files).map_err(|e| unservable(path, e))?;
+            BertHead::Sentence { pooling, normalize }
+        };
         let max_tokens = files
             .get("sentence_bert_config.json")
             .and_then(|t| serde_json::from_str::<Value>(t).ok())
             .and_then(|v| v["max_seq_length"].as_u64())
             .map_or(cfg.max_position_embeddings, |m| (m as usize).min(cfg.max_position_embeddings));
         let info = ModelInfo {
+            kind: if cross_encoder { ModelKind::Reranker } else { ModelKind::Embedding },
             architecture: "bert".into(),
             description: config["_name_or_path"].as_str().map(str::to_owned),
             context_length: max_tokens,
@@ -78,9 +94,9 @@ impl EmbeddingModel {
             weight_bytes: data_bytes as usize,
             has_chat_template: false,
             tool_calls: false,
-            embedding_dimensions: Some(cfg.hidden_size),
+            embedding_dimensions: (!cross_encoder).then_some(cfg.hidden_size),
         };
-        let host = Host { path: path.to_path_buf(), cfg, tokenizer, pooling, normalize, info };
+        let host = Host { path: path.to_path_buf(), cfg, tokenizer, head, info };
         Ok(Self { host, device: device.clone(), name: name.to_owned(), awake: Mutex::new(None) })
     }
 
@@ -88,8 +104,8 @@ impl EmbeddingModel {
         self.awake.lock().unwrap_or_else(PoisonError::into_inner).clone()
     }
 
-    fn wrong_kind(&self) -> Error {
-        Error::WrongKind(format!("model {} is an embedding model; use /v1/embeddings", self.name))
+    fn wrong_kind(&self, task: Task) -> Error {
+        Error::WrongKind(greenthread_core::model_kind::wrong_kind(&self.name, self.host.info.kind, task))
     }
 }
 
@@ -124,7 +140,7 @@ impl ServedModel for EmbeddingModel {
             WeightSource::Memory(bytes) => candle_core::safetensors::load_buffer(bytes, &self.device)?,
             WeightSource::File(path) => candle_core::safetensors::load(path, &self.device)?,
         };
-        let bert = Bert::load(&self.host.cfg, tensors, self.host.pooling, self.host.normalize, &self.device)
+        let bert = Bert::load(&self.host.cfg, tensors, self.host.head, &self.device)
             .map_err(|e| unservable(&self.host.path, e))?;
         *self.awake.lock().unwrap_or_else(PoisonError::into_inner) = Some(Arc::new(bert));
         Ok(())
@@ -152,7 +168,7 @@ impl ModelInstance for EmbeddingModel {
     }
 
     fn chat_prompt(&self, _: &[ChatMessage], _: Option<&Value>) -> Result<Vec<u32>> {
-        Err(self.wrong_kind())
+        Err(self.wrong_kind(Task::Generate))
     }
 
     fn text_prompt(&self, text: &str) -> Vec<u32> {
@@ -160,7 +176,7 @@ impl ModelInstance for EmbeddingModel {
     }
 
     fn generate(&self, _: GenerateRequest) -> Result<GenerationStream> {
-        Err(self.wrong_kind())
+        Err(self.wrong_kind(Task::Generate))
     }
 
     fn embedding_tokens(&self, input: EmbeddingInput) -> Result<Vec<u32>> {
@@ -180,4 +196,44 @@ impl ModelInstance for EmbeddingModel {
         let bert = self.awake().ok_or(Error::Asleep)?;
         bert.embed(inputs)
     }
+
+    fn rerank(&self, query: &str, documents: &[String]) -> Result<Scored> {
+        let bert = self.awake().ok_or(Error::Asleep)?;
+        let max = self.host.info.context_length;
+        let tokenizer = &self.host.tokenizer;
+        match self.host.head {
+            BertHead::Classifier => {
+                let pairs: Vec<_> = documents.iter().map(|d| tokenizer.encode_pair(query, d, max)).collect();
+                let tokens = pairs.iter().map(|(ids, _)| ids.len()).sum();
+                let mut scores = Vec::with_capacity(pairs.len());
+                for batch in pairs.chunks(BATCH) {
+                    // sentence-transformers' CrossEncoder: a sigmoid over a single logit.
+                    scores.extend(bert.classify(batch)?.into_iter().map(|logit| 1.0 / (1.0 + (-logit).exp())));
+                }
+                Ok(Scored { scores, tokens })
+            }
+            BertHead::Sentence { .. } => {
+                // The cosine similarity of the query's vector and each document's.
+                let texts: Vec<Vec<u32>> =
+                    std::iter::once(query).chain(documents.iter().map(String::as_str)).map(|t| tokenizer.encode(t, max)).collect();
+                let tokens = texts.iter().map(Vec::len).sum();
+                let mut vectors = Vec::with_capacity(texts.len());
+                for batch in texts.chunks(BATCH) {
+                    vectors.extend(bert.embed(batch)?);
+                }
+                let (query, documents) = vectors.split_first().ok_or(Error::Asleep)?;
+                let scores = documents.iter().map(|d| cosine(query, d)).collect();
+                Ok(Scored { scores, tokens })
+            }
+        }
+    }
+}
+
+/// Texts run through the model at once: bounds the padded batch's memory.
+const BATCH: usize = 32;
+
+fn cosine(a: &[f32], b: &[f32]) -> f32 {
+    let dot: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
+    let norm = |v: &[f32]| v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
+    dot / (norm(a) * norm(b))
 }

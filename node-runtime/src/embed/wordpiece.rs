@@ -48,7 +48,12 @@ impl WordPiece {
 
     /// `[CLS]`, the tokens of `text` (cut to fit), `[SEP]`: at most `max_len` ids.
     pub fn encode(&self, text: &str, max_len: usize) -> Vec<u32> {
-        let ids = match self.inner.encode_fast(text, false) {
+        self.frame(self.pieces(text), max_len)
+    }
+
+    /// The tokens of `text`, unframed.
+    fn pieces(&self, text: &str) -> Vec<u32> {
+        match self.inner.encode_fast(text, false) {
             Ok(encoding) => encoding.get_ids().to_vec(),
             // WordPiece maps what it cannot spell to [UNK]; it fails only
             // when the file names an unknown token it lacks.
@@ -56,8 +61,26 @@ impl WordPiece {
                 tracing::error!(error = %e, "Text could not be tokenized");
                 Vec::new()
             }
-        };
-        self.frame(ids, max_len)
+        }
+    }
+
+    /// A pair for a cross-encoder: `[CLS] first [SEP] second [SEP]`, the
+    /// longer of the two cut first until it fits `max_len`, and where the
+    /// second segment starts (its tokens have token type 1).
+    pub fn encode_pair(&self, first: &str, second: &str, max_len: usize) -> (Vec<u32>, usize) {
+        let (mut a, mut b) = (self.pieces(first), self.pieces(second));
+        let room = max_len.saturating_sub(3).max(2);
+        while a.len() + b.len() > room {
+            if a.len() > b.len() { a.pop() } else { b.pop() };
+        }
+        let mut ids = Vec::with_capacity(a.len() + b.len() + 3);
+        ids.push(self.cls);
+        ids.extend(a);
+        ids.push(self.sep);
+        let second_starts = ids.len();
+        ids.extend(b);
+        ids.push(self.sep);
+        (ids, second_starts)
     }
 
     /// `[CLS]`, `ids` (cut to fit), `[SEP]`: at most `max_len` ids.
@@ -107,6 +130,14 @@ mod tests {
     fn long_inputs_are_cut_but_keep_their_sep() {
         let t = tokenizer();
         assert_eq!(t.encode("hello hello hello hello", 4), [2, 4, 4, 3]);
+    }
+
+    #[test]
+    fn a_pair_is_framed_with_two_seps_and_the_longer_side_is_cut_first() {
+        let t = tokenizer();
+        assert_eq!(t.encode_pair("hello", "world!", 64), (vec![2, 4, 3, 5, 10, 3], 3));
+        // Room for 3 pieces: the longer first segment loses one, then the pair is even.
+        assert_eq!(t.encode_pair("hello hello hello", "world", 6), (vec![2, 4, 4, 3, 5, 3], 4));
     }
 
     #[test]

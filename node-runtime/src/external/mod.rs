@@ -125,6 +125,7 @@ impl ExternalModel {
         let declared = launch.device_memory.map(|m| m.bytes());
         let on_disk = std::fs::metadata(&artifact).map(|m| if m.is_file() { m.len() } else { 0 }).unwrap_or(0);
         let info = ModelInfo {
+            kind: greenthread_core::ModelKind::Chat,
             architecture: spec.engine.kind().to_owned(),
             description: None,
             context_length: spec.context_length.unwrap_or(0) as usize,

@@ -508,10 +508,19 @@ impl LocalNode {
 /// Opens the cached file of `spec`: a GGUF chat model, or a packed model
 /// directory (an embedding model).
 fn open_model(engine: &BuiltinEngine, spec: &ModelSpec, path: &Path) -> crate::Result<Arc<dyn ServedModel>> {
-    if pack::is_safetensors(path) {
-        return Ok(Arc::new(EmbeddingModel::open(path, engine.device(), spec.name.as_str())?));
+    let model: Arc<dyn ServedModel> = if pack::is_safetensors(path) {
+        Arc::new(EmbeddingModel::open(path, engine.device(), spec.name.as_str())?)
+    } else {
+        Arc::new(engine.open(spec, path)?)
+    };
+    let found = model.info().kind;
+    match spec.kind {
+        Some(declared) if declared != found => Err(crate::Error::invalid(
+            path,
+            format!("the spec declares kind {declared}, but the artifact is a {found} model"),
+        )),
+        _ => Ok(model),
     }
-    Ok(Arc::new(engine.open(spec, path)?))
 }
 
 impl NodeControl for LocalNode {
