@@ -44,8 +44,8 @@ use greenthread_core::desired::{ModelDecl, ProjectDecl, ServiceDecl, StateDoc, d
 use greenthread_core::engine::EngineSpec;
 use greenthread_core::units::duration_serde;
 use greenthread_core::{
-    ArtifactUri, ModelAlias, ModelKind, ModelName, ModelSpec, ProjectName, Scaling, ServiceName, Sha256Digest, WarmTier,
-    default_project, validate_model_set,
+    ArtifactUri, ModelAlias, ModelKind, ModelName, ModelSpec, ProjectName, Scaling, ServiceName, Sha256Digest,
+    WarmTier, default_project, validate_model_set,
 };
 use serde::Deserialize;
 use serde_json::{Value, json};

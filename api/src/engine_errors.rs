@@ -32,6 +32,7 @@ pub fn from_engine(e: greenthread_node_runtime::Error) -> ApiError {
         E::Grammar(_) => ApiError::invalid("response_format", e.to_string()),
         E::Stopped | E::Asleep | E::Engine(_) => ApiError::Unavailable(e.to_string()),
         E::WrongKind(_) => ApiError::invalid("model", e.to_string()),
+        E::Invalid { param, message } => ApiError::invalid(param, message),
         E::Busy(held) => ApiError::Overloaded { model: None, in_flight: held as u64, retry_after_s: 1 },
         other => ApiError::Internal(other.to_string()),
     }

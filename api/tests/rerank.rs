@@ -118,8 +118,7 @@ async fn the_reranker_sleeps_when_idle_and_wakes_to_the_same_scores() {
 async fn routes_a_kind_does_not_serve_are_refused_naming_the_kinds_that_do() {
     let s = server().await;
     let message = |b: &Value| b["error"]["message"].as_str().unwrap_or_default().to_owned();
-    let (status, err) =
-        s.post("/v1/rerank", json!({"model": "tiny-qwen", "query": "q", "documents": ["a"]})).await;
+    let (status, err) = s.post("/v1/rerank", json!({"model": "tiny-qwen", "query": "q", "documents": ["a"]})).await;
     assert_eq!((status, err["error"]["param"].as_str()), (400, Some("model")), "{err}");
     assert!(message(&err).contains("served by embedding and reranker models"), "{err}");
     let (status, err) = s.post("/v1/chat/completions", chat("tiny-reranker", "hello", 4)).await;

@@ -101,7 +101,8 @@ impl Task {
 /// Why a model of `kind` refuses `task`, naming the kinds that serve it.
 pub fn wrong_kind(model: &str, kind: ModelKind, task: Task) -> String {
     let serving: Vec<_> = ModelKind::serving(task).iter().map(|k| k.as_str()).collect();
-    format!("model {model} is a {kind} model; {} are served by {} models", task.routes(), serving.join(" and "))
+    let article = if matches!(kind, ModelKind::Asr | ModelKind::Embedding) { "an" } else { "a" };
+    format!("model {model} is {article} {kind} model; {} are served by {} models", task.routes(), serving.join(" and "))
 }
 
 #[cfg(test)]

@@ -219,7 +219,25 @@ pub trait ModelInstance: Send + Sync {
     fn rerank(&self, query: &str, documents: &[String]) -> Result<Scored> {
         let _ = (query, documents);
         let kind = self.info().kind;
-        Err(crate::Error::WrongKind(format!("a {kind} model does not serve /v1/rerank")))
+        Err(crate::Error::WrongKind(format!("this {kind} model does not serve /v1/rerank")))
+    }
+
+    /// What `samples` (mono, 16 kHz) say, each segment given to
+    /// `on_segment` as soon as it is decoded. Runs on the calling thread:
+    /// call it from a blocking task.
+    ///
+    /// # Errors
+    /// [`crate::Error::WrongKind`] for a model that does not hear,
+    /// [`crate::Error::Invalid`] for an unknown language, [`crate::Error::Asleep`].
+    fn transcribe(
+        &self,
+        samples: &[f32],
+        options: &crate::asr::TranscribeOptions,
+        on_segment: &mut dyn FnMut(&crate::asr::Segment),
+    ) -> Result<crate::asr::Transcript> {
+        let _ = (samples, options, on_segment);
+        let kind = self.info().kind;
+        Err(crate::Error::WrongKind(format!("this {kind} model does not serve /v1/audio/transcriptions")))
     }
 
     /// One vector per input, from [`ModelInstance::embedding_tokens`]. Runs

@@ -47,6 +47,9 @@ pub enum Error {
     /// The model is of another kind than the request needs (chat vs embeddings).
     #[error("{0}")]
     WrongKind(String),
+    /// A request's field the model cannot honour (an unknown language).
+    #[error("{message}")]
+    Invalid { param: &'static str, message: String },
 }
 
 impl Error {
@@ -66,6 +69,7 @@ impl Error {
                 | Self::BiasOutOfRange(_)
                 | Self::Grammar(_)
                 | Self::WrongKind(_)
+                | Self::Invalid { .. }
         )
     }
 }

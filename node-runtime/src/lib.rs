@@ -1,6 +1,7 @@
 //! GreenThread's node runtime: the builtin inference engine that turns a GGUF
 //! file into a model serving token streams.
 
+pub mod asr;
 pub mod builtin;
 pub mod chat_template;
 pub mod constraint;
@@ -21,7 +22,7 @@ pub mod vocabulary;
 pub mod fixtures;
 
 pub use engine::{
-    EmbeddingInput, EngineLoad, GenerateRequest, GenerationEvent, GenerationStream, ModelInfo, ModelInstance,
-    Scored, ServedModel, TokenLogprob, TokenText, WeightSource,
+    EmbeddingInput, EngineLoad, GenerateRequest, GenerationEvent, GenerationStream, ModelInfo, ModelInstance, Scored,
+    ServedModel, TokenLogprob, TokenText, WeightSource,
 };
 pub use error::{Error, Result};

@@ -40,6 +40,10 @@ pub enum Route {
     Rerank,
     /// vLLM's `/v1/score`.
     Score,
+    /// Speech to text in the spoken language (`/v1/audio/transcriptions`).
+    Transcriptions,
+    /// Speech to English text (`/v1/audio/translations`).
+    Translations,
 }
 
 impl Route {
@@ -49,6 +53,7 @@ impl Route {
             Self::Chat | Self::Completions | Self::Messages | Self::CountTokens | Self::Responses => Task::Generate,
             Self::Embeddings => Task::Embed,
             Self::Rerank | Self::Score => Task::Rerank,
+            Self::Transcriptions | Self::Translations => Task::Transcribe,
         }
     }
 
@@ -62,6 +67,8 @@ impl Route {
             Self::Responses => "responses",
             Self::Rerank => "rerank",
             Self::Score => "score",
+            Self::Transcriptions => "audio/transcriptions",
+            Self::Translations => "audio/translations",
         }
     }
 }

@@ -64,6 +64,10 @@ pub async fn proxy(
             message: "counting tokens is not available for a model served by an external engine".into(),
         }),
         Route::Responses => responses(endpoint, raw, lease, request_id).await,
+        Route::Transcriptions | Route::Translations => Err(ApiError::Unsupported {
+            param: "model",
+            message: "transcription is available for Whisper models the builtin engine serves".into(),
+        }),
     }
 }
 

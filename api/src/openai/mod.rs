@@ -1,12 +1,13 @@
 //! The OpenAI-compatible API: chat completions, completions, embeddings,
 //! models and responses.
 
+pub mod audio;
 pub mod chat;
 pub(crate) mod choices;
 pub mod completions;
 pub mod embeddings;
-pub mod rerank;
 pub mod models;
+pub mod rerank;
 mod respond;
 pub mod responses;
 pub(crate) mod single;

@@ -298,10 +298,8 @@ mod tests {
 
     #[test]
     fn documents_may_be_texts_or_objects_with_text() {
-        let v = validate(
-            parse(br#"{"query": "q", "documents": ["a", {"text": "b", "id": 7}], "top_n": 5}"#).unwrap(),
-        )
-        .unwrap();
+        let v = validate(parse(br#"{"query": "q", "documents": ["a", {"text": "b", "id": 7}], "top_n": 5}"#).unwrap())
+            .unwrap();
         assert_eq!(v.texts, ["a", "b"]);
         assert_eq!(v.top_n, 2, "top_n past the documents is all of them");
         assert_eq!(v.documents.unwrap()[1], json!({"text": "b", "id": 7}), "objects come back whole");

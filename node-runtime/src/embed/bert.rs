@@ -129,12 +129,7 @@ impl Bert {
     ///
     /// # Errors
     /// [`Error::InvalidModel`] when a tensor is missing or misshapen.
-    pub fn load(
-        cfg: &BertConfig,
-        tensors: HashMap<String, Tensor>,
-        head: BertHead,
-        device: &Device,
-    ) -> Result<Self> {
+    pub fn load(cfg: &BertConfig, tensors: HashMap<String, Tensor>, head: BertHead, device: &Device) -> Result<Self> {
         let weight_bytes = tensors.values().map(|t| t.elem_count() * t.dtype().size_in_bytes()).sum();
         let mut t = Tensors(tensors);
         let eps = cfg.layer_norm_eps;

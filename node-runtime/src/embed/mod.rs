@@ -20,9 +20,7 @@ use serde_json::Value;
 use self::bert::{Bert, BertConfig, BertHead, Pooling};
 use self::wordpiece::WordPiece;
 use crate::engine::WeightSource;
-use crate::engine::{
-    EmbeddingInput, GenerateRequest, GenerationStream, ModelInfo, ModelInstance, Scored, ServedModel,
-};
+use crate::engine::{EmbeddingInput, GenerateRequest, GenerationStream, ModelInfo, ModelInstance, Scored, ServedModel};
 use crate::{Error, Result};
 
 /// What an embedding model keeps while asleep: a megabyte or so.
@@ -72,7 +70,10 @@ impl EmbeddingModel {
             .is_some_and(|a| a.iter().any(|x| x.as_str().is_some_and(|x| x.ends_with("ForSequenceClassification"))));
         let labels = config["id2label"].as_object().map_or(1, serde_json::Map::len);
         if cross_encoder && labels != 1 {
-            return Err(unservable(path, format!("a cross-encoder with {labels} labels; one relevance logit is supported")));
+            return Err(unservable(
+                path,
+                format!("a cross-encoder with {labels} labels; one relevance logit is supported"),
+            ));
         }
         let head = if cross_encoder {
             BertHead::Classifier
@@ -214,8 +215,10 @@ impl ModelInstance for EmbeddingModel {
             }
             BertHead::Sentence { .. } => {
                 // The cosine similarity of the query's vector and each document's.
-                let texts: Vec<Vec<u32>> =
-                    std::iter::once(query).chain(documents.iter().map(String::as_str)).map(|t| tokenizer.encode(t, max)).collect();
+                let texts: Vec<Vec<u32>> = std::iter::once(query)
+                    .chain(documents.iter().map(String::as_str))
+                    .map(|t| tokenizer.encode(t, max))
+                    .collect();
                 let tokens = texts.iter().map(Vec::len).sum();
                 let mut vectors = Vec::with_capacity(texts.len());
                 for batch in texts.chunks(BATCH) {

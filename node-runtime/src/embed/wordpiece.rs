@@ -71,7 +71,11 @@ impl WordPiece {
         let (mut a, mut b) = (self.pieces(first), self.pieces(second));
         let room = max_len.saturating_sub(3).max(2);
         while a.len() + b.len() > room {
-            if a.len() > b.len() { a.pop() } else { b.pop() };
+            if a.len() > b.len() {
+                a.pop()
+            } else {
+                b.pop()
+            };
         }
         let mut ids = Vec::with_capacity(a.len() + b.len() + 3);
         ids.push(self.cls);

@@ -509,7 +509,17 @@ impl LocalNode {
 /// directory (an embedding model).
 fn open_model(engine: &BuiltinEngine, spec: &ModelSpec, path: &Path) -> crate::Result<Arc<dyn ServedModel>> {
     let model: Arc<dyn ServedModel> = if pack::is_safetensors(path) {
-        Arc::new(EmbeddingModel::open(path, engine.device(), spec.name.as_str())?)
+        let (files, data_bytes) = pack::unpack_files(path).map_err(|e| crate::Error::invalid(path, e))?;
+        let model_type = files
+            .get("config.json")
+            .and_then(|c| serde_json::from_str::<serde_json::Value>(c).ok())
+            .and_then(|c| c["model_type"].as_str().map(str::to_owned));
+        match model_type.as_deref() {
+            Some("whisper") => {
+                Arc::new(crate::asr::SpeechModel::open(&files, data_bytes, path, engine.device(), spec.name.as_str())?)
+            }
+            _ => Arc::new(EmbeddingModel::open(path, engine.device(), spec.name.as_str())?),
+        }
     } else {
         Arc::new(engine.open(spec, path)?)
     };

@@ -1,0 +1,201 @@
+//! Audio files into what Whisper hears: WAV, MP3, FLAC and OGG (Vorbis)
+//! decoded by symphonia, mixed down to mono and resampled to 16 kHz by
+//! rubato.
+
+use std::io::Cursor;
+
+use rubato::{FftFixedIn, Resampler};
+use symphonia::core::audio::SampleBuffer;
+use symphonia::core::codecs::{CODEC_TYPE_NULL, DecoderOptions};
+use symphonia::core::errors::Error as SymphoniaError;
+use symphonia::core::formats::FormatOptions;
+use symphonia::core::io::MediaSourceStream;
+use symphonia::core::meta::MetadataOptions;
+use symphonia::core::probe::Hint;
+
+/// Whisper's sample rate.
+pub const SAMPLE_RATE: usize = 16_000;
+/// Longest audio one request may carry.
+pub const MAX_SECONDS: usize = 30 * 60;
+
+/// Why audio could not be read: the client's file is at fault.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AudioError {
+    #[error("the file is empty")]
+    Empty,
+    #[error("the file is not audio in a format GreenThread reads (WAV, MP3, FLAC, OGG): {0}")]
+    Unrecognised(String),
+    #[error("the audio could not be decoded: {0}")]
+    Undecodable(String),
+    #[error("the audio holds no samples")]
+    Silent,
+    #[error("the audio is longer than {MAX_SECONDS} seconds")]
+    TooLong,
+}
+
+/// Mono samples at 16 kHz from an audio file's bytes; `extension` (of the
+/// file's name) is a hint for formats that are hard to sniff.
+///
+/// # Errors
+/// [`AudioError`] saying what is wrong with the file.
+pub fn decode(bytes: Vec<u8>, extension: Option<&str>) -> Result<Vec<f32>, AudioError> {
+    if bytes.is_empty() {
+        return Err(AudioError::Empty);
+    }
+    let (samples, rate) = decode_mono(bytes, extension)?;
+    if samples.is_empty() {
+        return Err(AudioError::Silent);
+    }
+    if samples.len() / rate > MAX_SECONDS {
+        return Err(AudioError::TooLong);
+    }
+    resample(&samples, rate)
+}
+
+/// The file's first audio track, mixed to mono, at its own rate.
+fn decode_mono(bytes: Vec<u8>, extension: Option<&str>) -> Result<(Vec<f32>, usize), AudioError> {
+    let source = MediaSourceStream::new(Box::new(Cursor::new(bytes)), Default::default());
+    let mut hint = Hint::new();
+    if let Some(extension) = extension {
+        hint.with_extension(extension);
+    }
+    let probed = symphonia::default::get_probe()
+        .format(&hint, source, &FormatOptions::default(), &MetadataOptions::default())
+        .map_err(|e| AudioError::Unrecognised(e.to_string()))?;
+    let mut format = probed.format;
+    let track = format
+        .tracks()
+        .iter()
+        .find(|t| t.codec_params.codec != CODEC_TYPE_NULL)
+        .ok_or_else(|| AudioError::Unrecognised("it has no audio track".into()))?;
+    let track_id = track.id;
+    let rate = track.codec_params.sample_rate.map(|r| r as usize);
+    let mut decoder = symphonia::default::get_codecs()
+        .make(&track.codec_params, &DecoderOptions::default())
+        .map_err(|e| AudioError::Unrecognised(e.to_string()))?;
+    let mut mono = Vec::new();
+    let mut rate_seen = rate;
+    loop {
+        let packet = match format.next_packet() {
+            Ok(packet) => packet,
+            Err(SymphoniaError::IoError(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => break,
+            Err(SymphoniaError::ResetRequired) => break,
+            Err(e) => return Err(AudioError::Undecodable(e.to_string())),
+        };
+        if packet.track_id() != track_id {
+            continue;
+        }
+        let decoded = match decoder.decode(&packet) {
+            Ok(decoded) => decoded,
+            // A damaged packet is skipped, as players do.
+            Err(SymphoniaError::DecodeError(_)) => continue,
+            Err(e) => return Err(AudioError::Undecodable(e.to_string())),
+        };
+        let spec = *decoded.spec();
+        rate_seen.get_or_insert(spec.rate as usize);
+        let channels = spec.channels.count().max(1);
+        let mut buffer = SampleBuffer::<f32>::new(decoded.capacity() as u64, spec);
+        buffer.copy_interleaved_ref(decoded);
+        mono.extend(buffer.samples().chunks(channels).map(|frame| frame.iter().sum::<f32>() / channels as f32));
+        if let Some(rate) = rate_seen
+            && mono.len() / rate.max(1) > MAX_SECONDS
+        {
+            return Err(AudioError::TooLong);
+        }
+    }
+    let rate = rate_seen.filter(|r| *r > 0).ok_or_else(|| AudioError::Undecodable("no sample rate".into()))?;
+    Ok((mono, rate))
+}
+
+/// `samples` at `rate` resampled to [`SAMPLE_RATE`].
+fn resample(samples: &[f32], rate: usize) -> Result<Vec<f32>, AudioError> {
+    if rate == SAMPLE_RATE {
+        return Ok(samples.to_vec());
+    }
+    let bad = |e: String| AudioError::Undecodable(format!("resampling from {rate} Hz: {e}"));
+    let mut resampler = FftFixedIn::<f32>::new(rate, SAMPLE_RATE, 1024, 2, 1).map_err(|e| bad(e.to_string()))?;
+    let delay = resampler.output_delay();
+    let expected = samples.len() * SAMPLE_RATE / rate;
+    let mut out = Vec::with_capacity(expected + delay + 2048);
+    let mut rest = samples;
+    while rest.len() >= resampler.input_frames_next() {
+        let (chunk, tail) = rest.split_at(resampler.input_frames_next());
+        out.extend_from_slice(&resampler.process(&[chunk], None).map_err(|e| bad(e.to_string()))?[0]);
+        rest = tail;
+    }
+    // The last partial chunk, then silence until the delayed output is out.
+    out.extend_from_slice(&resampler.process_partial(Some(&[rest]), None).map_err(|e| bad(e.to_string()))?[0]);
+    while out.len() < expected + delay {
+        out.extend_from_slice(&resampler.process_partial::<&[f32]>(None, None).map_err(|e| bad(e.to_string()))?[0]);
+    }
+    Ok(out[delay..delay + expected].to_vec())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A 16-bit PCM WAV of `samples` at `rate` with `channels` interleaved.
+    pub fn wav(samples: &[f32], rate: u32, channels: u16) -> Vec<u8> {
+        let data: Vec<u8> =
+            samples.iter().flat_map(|s| ((s.clamp(-1.0, 1.0) * 32767.0) as i16).to_le_bytes()).collect();
+        let mut out = Vec::new();
+        out.extend_from_slice(b"RIFF");
+        out.extend_from_slice(&(36 + data.len() as u32).to_le_bytes());
+        out.extend_from_slice(b"WAVEfmt ");
+        out.extend_from_slice(&16u32.to_le_bytes());
+        out.extend_from_slice(&1u16.to_le_bytes());
+        out.extend_from_slice(&channels.to_le_bytes());
+        out.extend_from_slice(&rate.to_le_bytes());
+        out.extend_from_slice(&(rate * u32::from(channels) * 2).to_le_bytes());
+        out.extend_from_slice(&(channels * 2).to_le_bytes());
+        out.extend_from_slice(&16u16.to_le_bytes());
+        out.extend_from_slice(b"data");
+        out.extend_from_slice(&(data.len() as u32).to_le_bytes());
+        out.extend_from_slice(&data);
+        out
+    }
+
+    fn tone(hz: f32, rate: u32, seconds: f32) -> Vec<f32> {
+        let n = (rate as f32 * seconds) as usize;
+        (0..n).map(|i| 0.5 * (2.0 * std::f32::consts::PI * hz * i as f32 / rate as f32).sin()).collect()
+    }
+
+    /// The frequency with the most energy, by correlating with candidate tones.
+    fn loudest(samples: &[f32], candidates: &[f32]) -> f32 {
+        let energy = |hz: f32| {
+            let (mut re, mut im) = (0f32, 0f32);
+            for (i, s) in samples.iter().enumerate() {
+                let phase = 2.0 * std::f32::consts::PI * hz * i as f32 / SAMPLE_RATE as f32;
+                re += s * phase.cos();
+                im += s * phase.sin();
+            }
+            re * re + im * im
+        };
+        candidates.iter().copied().max_by(|a, b| energy(*a).total_cmp(&energy(*b))).unwrap_or(0.0)
+    }
+
+    #[test]
+    fn a_44k_stereo_wav_becomes_16k_mono_of_the_same_length_and_pitch() {
+        let left = tone(440.0, 44_100, 1.0);
+        let stereo: Vec<f32> = left.iter().flat_map(|s| [*s, *s]).collect();
+        let samples = decode(wav(&stereo, 44_100, 2), Some("wav")).unwrap();
+        assert_eq!(samples.len(), 16_000);
+        assert_eq!(loudest(&samples[1000..15_000], &[220.0, 330.0, 440.0, 880.0]), 440.0);
+        let peak = samples[1000..15_000].iter().fold(0f32, |m, s| m.max(s.abs()));
+        assert!((peak - 0.5).abs() < 0.05, "amplitude kept: {peak}");
+    }
+
+    #[test]
+    fn a_16k_wav_passes_through() {
+        let samples = decode(wav(&tone(300.0, 16_000, 0.5), 16_000, 1), None).unwrap();
+        assert_eq!(samples.len(), 8_000);
+    }
+
+    #[test]
+    fn empty_garbage_and_silent_files_are_refused_with_the_reason() {
+        assert_eq!(decode(Vec::new(), None), Err(AudioError::Empty));
+        assert!(matches!(decode(b"this is not audio at all".to_vec(), Some("wav")), Err(AudioError::Unrecognised(_))));
+        assert_eq!(decode(wav(&[], 16_000, 1), Some("wav")), Err(AudioError::Silent));
+    }
+}
