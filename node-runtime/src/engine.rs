@@ -29,6 +29,44 @@ pub struct ModelInfo {
     pub embedding_dimensions: Option<usize>,
 }
 
+/// How to transcribe.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TranscribeOptions {
+    /// ISO-639-1 code; `None`: detected from the first window.
+    pub language: Option<String>,
+    /// Into English instead of the spoken language.
+    pub translate: bool,
+    /// Text that came before, to keep names and style.
+    pub prompt: Option<String>,
+    /// 0: greedy.
+    pub temperature: f32,
+}
+
+/// A stretch of the transcript with its time in the audio.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Segment {
+    pub id: usize,
+    pub start: f64,
+    pub end: f64,
+    pub text: String,
+    pub tokens: Vec<u32>,
+    pub avg_logprob: f64,
+    /// The probability that the window holds no speech.
+    pub no_speech_prob: f64,
+    pub temperature: f32,
+}
+
+/// What was said.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Transcript {
+    pub text: String,
+    /// The language heard (or asked for), as its ISO code.
+    pub language: String,
+    /// Seconds of audio.
+    pub duration: f64,
+    pub segments: Vec<Segment>,
+}
+
 /// Documents scored against a query.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Scored {
@@ -232,9 +270,9 @@ pub trait ModelInstance: Send + Sync {
     fn transcribe(
         &self,
         samples: &[f32],
-        options: &crate::asr::TranscribeOptions,
-        on_segment: &mut dyn FnMut(&crate::asr::Segment),
-    ) -> Result<crate::asr::Transcript> {
+        options: &TranscribeOptions,
+        on_segment: &mut dyn FnMut(&Segment),
+    ) -> Result<Transcript> {
         let _ = (samples, options, on_segment);
         let kind = self.info().kind;
         Err(crate::Error::WrongKind(format!("this {kind} model does not serve /v1/audio/transcriptions")))

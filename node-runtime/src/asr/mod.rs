@@ -6,6 +6,7 @@
 //! segments, the next window starting where the last whole segment ended.
 
 pub mod audio;
+mod decoder;
 pub mod mel;
 pub mod timestamps;
 
@@ -13,7 +14,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use candle_core::{Device, IndexOp, Tensor};
+use candle_core::{Device, Tensor};
 use candle_transformers::models::whisper::{self as whisper_model, model::Whisper};
 use greenthread_core::{ChatMessage, ModelKind, Task};
 use serde_json::Value;
@@ -29,43 +30,7 @@ const FRAMES_PER_SECOND: usize = 100;
 /// Most tokens of an earlier text given as the prompt (half the decoder's context, as Whisper does).
 const MAX_PROMPT_TOKENS: usize = 223;
 
-/// How to transcribe.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct TranscribeOptions {
-    /// ISO-639-1 code; `None`: detected from the first window.
-    pub language: Option<String>,
-    /// Into English instead of the spoken language.
-    pub translate: bool,
-    /// Text that came before, to keep names and style.
-    pub prompt: Option<String>,
-    /// 0: greedy.
-    pub temperature: f32,
-}
-
-/// A stretch of the transcript with its time in the audio.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Segment {
-    pub id: usize,
-    pub start: f64,
-    pub end: f64,
-    pub text: String,
-    pub tokens: Vec<u32>,
-    pub avg_logprob: f64,
-    /// The probability that the window holds no speech.
-    pub no_speech_prob: f64,
-    pub temperature: f32,
-}
-
-/// What was said.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Transcript {
-    pub text: String,
-    /// The language heard (or asked for), as its ISO code.
-    pub language: String,
-    /// Seconds of audio.
-    pub duration: f64,
-    pub segments: Vec<Segment>,
-}
+pub use crate::engine::{Segment, TranscribeOptions, Transcript};
 
 /// Token ids of the task and language markers.
 #[derive(Debug, Clone)]
@@ -91,13 +56,20 @@ struct Host {
     info: ModelInfo,
 }
 
+/// The weights of an awake model: candle's Whisper (its encoder is used)
+/// and a decoder with a self-attention cache over the same tensors.
+struct Awake {
+    whisper: Whisper,
+    decoder: decoder::Decoder,
+}
+
 /// A Whisper model.
 pub struct SpeechModel {
     host: Host,
     device: Device,
     name: String,
-    /// One transcription at a time runs on the weights (the decoder's caches are per model).
-    awake: Mutex<Option<Arc<Mutex<Whisper>>>>,
+    /// One transcription at a time runs on the weights (the encoder's caches are per model).
+    awake: Mutex<Option<Arc<Mutex<Awake>>>>,
 }
 
 impl SpeechModel {
@@ -167,7 +139,7 @@ impl SpeechModel {
         Ok(Self { host, device: device.clone(), name: name.to_owned(), awake: Mutex::new(None) })
     }
 
-    fn awake(&self) -> Option<Arc<Mutex<Whisper>>> {
+    fn awake(&self) -> Option<Arc<Mutex<Awake>>> {
         self.awake.lock().unwrap_or_else(PoisonError::into_inner).clone()
     }
 
@@ -203,11 +175,9 @@ impl SpeechModel {
     }
 
     /// The likeliest language of a window's audio.
-    fn detect(&self, model: &mut Whisper, features: &Tensor) -> Result<(String, u32)> {
+    fn detect(&self, decoder: &decoder::Decoder, window: &decoder::Window) -> Result<(String, u32)> {
         let m = &self.host.markers;
-        let input = Tensor::new(&[m.sot], &self.device)?.unsqueeze(0)?;
-        let hidden = model.decoder.forward(&input, features, true)?;
-        let logits = model.decoder.final_linear(&hidden.i((..1, 0..1))?)?.i(0)?.i(0)?.to_vec1::<f32>()?;
+        let logits = decoder.step(&mut window.fresh(), &[m.sot])?.to_vec1::<f32>()?;
         m.languages
             .iter()
             .max_by(|a, b| logits[*a.1 as usize].total_cmp(&logits[*b.1 as usize]))
@@ -219,15 +189,14 @@ impl SpeechModel {
     /// log-probability, and the probability that it holds no speech.
     fn decode_window(
         &self,
-        model: &mut Whisper,
-        features: &Tensor,
+        decoder: &decoder::Decoder,
+        audio: &decoder::Window,
         start: &[u32],
         temperature: f32,
         rng: &mut rand::rngs::StdRng,
     ) -> Result<(Vec<u32>, f64, f64)> {
         let m = &self.host.markers;
         let specials = m.specials;
-        let mut tokens = start.to_vec();
         let sot_at = start.iter().position(|t| *t == m.sot).unwrap_or(0);
         let room = self
             .host
@@ -235,21 +204,19 @@ impl SpeechModel {
             .max_target_positions
             .saturating_sub(start.len())
             .min(self.host.config.max_target_positions / 2);
+        let mut window = audio.fresh();
+        // The logits after the start of transcript tell how likely the window holds no speech.
+        let at_sot = decoder.step(&mut window, &start[..=sot_at])?;
+        let no_speech = match m.no_speech {
+            Some(token) => f64::from(candle_nn::ops::softmax_last_dim(&at_sot)?.to_vec1::<f32>()?[token as usize]),
+            None => 0.0,
+        };
+        let mut next_logits =
+            if sot_at + 1 < start.len() { decoder.step(&mut window, &start[sot_at + 1..])? } else { at_sot };
         let mut sampled = Vec::new();
         let mut logprob_sum = 0f64;
-        let mut no_speech = 0f64;
         for step in 0..room {
-            let input = Tensor::new(tokens.as_slice(), &self.device)?.unsqueeze(0)?;
-            let hidden = model.decoder.forward(&input, features, step == 0)?;
-            let seq = hidden.dim(1)?;
-            if step == 0
-                && let Some(token) = m.no_speech
-            {
-                let at_sot = model.decoder.final_linear(&hidden.i((..1, sot_at..sot_at + 1))?)?.i(0)?.i(0)?;
-                let probs = candle_nn::ops::softmax_last_dim(&at_sot)?.to_vec1::<f32>()?;
-                no_speech = f64::from(probs[token as usize]);
-            }
-            let mut logits = model.decoder.final_linear(&hidden.i((..1, seq - 1..))?)?.i(0)?.i(0)?.to_vec1::<f32>()?;
+            let mut logits = next_logits.to_vec1::<f32>()?;
             for &t in &self.host.config.suppress_tokens {
                 if let Some(l) = logits.get_mut(t as usize) {
                     *l = f32::NEG_INFINITY;
@@ -265,11 +232,11 @@ impl SpeechModel {
             timestamps::constrain(&mut logits, &sampled, &specials);
             let next = pick(&logits, temperature, rng);
             logprob_sum += log_softmax_at(&logits, next);
-            if next == specials.eot {
+            if next == specials.eot || step + 1 == room {
                 break;
             }
             sampled.push(next);
-            tokens.push(next);
+            next_logits = decoder.step(&mut window, &[next])?;
         }
         let avg = logprob_sum / (sampled.len() + 1) as f64;
         Ok((sampled, avg, no_speech))
@@ -315,10 +282,17 @@ impl ServedModel for SpeechModel {
             WeightSource::Memory(bytes) => candle_core::safetensors::load_buffer(bytes, &self.device)?,
             WeightSource::File(path) => candle_core::safetensors::load(path, &self.device)?,
         };
+        // Converted once, so candle's model and the decoder share every tensor.
+        let tensors = tensors
+            .into_iter()
+            .map(|(name, t)| Ok((name, t.to_dtype(whisper_model::DTYPE)?)))
+            .collect::<candle_core::Result<std::collections::HashMap<_, _>>>()?;
         let builder = candle_nn::VarBuilder::from_tensors(tensors, whisper_model::DTYPE, &self.device);
-        let model =
-            Whisper::load(&builder, self.host.config.clone()).map_err(|e| Error::invalid(&self.host.path, e))?;
-        *self.awake.lock().unwrap_or_else(PoisonError::into_inner) = Some(Arc::new(Mutex::new(model)));
+        let invalid = |e: candle_core::Error| Error::invalid(&self.host.path, e);
+        let whisper = Whisper::load(&builder, self.host.config.clone()).map_err(invalid)?;
+        let decoder = decoder::Decoder::load(builder.pp("model.decoder"), &self.host.config)?;
+        let awake = Awake { whisper, decoder };
+        *self.awake.lock().unwrap_or_else(PoisonError::into_inner) = Some(Arc::new(Mutex::new(awake)));
         Ok(())
     }
 
@@ -364,6 +338,7 @@ impl ModelInstance for SpeechModel {
         use rand::SeedableRng;
         let model = self.awake().ok_or(Error::Asleep)?;
         let mut model = model.lock().unwrap_or_else(PoisonError::into_inner);
+        let Awake { whisper, decoder } = &mut *model;
         let config = &self.host.config;
         // Frame i centred on sample 160·i, as Whisper's STFT frames it: half
         // an FFT of the audio reflected before it (candle's frames start at
@@ -393,16 +368,17 @@ impl ModelInstance for SpeechModel {
         let mut seek = 0usize;
         while seek < content_frames {
             let window = whisper_model::N_FRAMES.min(frames - seek);
-            let features = model.encoder.forward(&mel.narrow(2, seek, window)?, true)?;
+            let features = whisper.encoder.forward(&mel.narrow(2, seek, window)?, true)?;
+            let audio = decoder.window(&features)?;
             if language.is_none() && !self.host.markers.languages.is_empty() {
-                let (code, id) = self.detect(&mut model, &features)?;
+                let (code, id) = self.detect(decoder, &audio)?;
                 language = Some(id);
                 language_code = Some(code);
             }
             let mut start = prompt.clone();
             start.extend(self.start(language, options.translate)?);
             let (tokens, avg_logprob, no_speech_prob) =
-                self.decode_window(&mut model, &features, &start, options.temperature, &mut rng)?;
+                self.decode_window(decoder, &audio, &start, options.temperature, &mut rng)?;
             let window_seconds = (content_frames - seek).min(window) as f64 / FRAMES_PER_SECOND as f64;
             let (spans, resume) = timestamps::segments(&tokens, &self.host.markers.specials, window_seconds);
             let offset = seek as f64 / FRAMES_PER_SECOND as f64;
