@@ -11,7 +11,7 @@ import urllib.request
 import pytest
 from playwright.sync_api import expect, sync_playwright
 
-from conftest import DEMO_MODEL, OUT, create_key, graphql
+from conftest import DEMO_MODEL, EMBED_MODEL, OUT, create_key, graphql
 
 SHOTS = OUT / "console"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -79,6 +79,8 @@ def test_sign_in_refuses_bad_keys_then_shows_the_models_with_their_state(server,
     row = page.locator(f'tr[data-model="{DEMO_MODEL}"]')
     expect(row).to_be_visible()
     expect(row.locator(".state")).to_have_text(re.compile("staged|sleeping|serving"))
+    expect(row.locator(".kind")).to_have_text("chat")
+    expect(page.locator(f'tr[data-model="{EMBED_MODEL}"] .kind')).to_have_text("embedding")
     page.screenshot(path=str(SHOTS / "models.png"))
 
     # The key lives in the tab's session storage, not in the URL.
@@ -221,7 +223,7 @@ def test_the_models_page_follows_state_live_and_a_manager_sleeps_wakes_and_scale
     row.get_by_role("button", name="Wake").click()
     expect(row.locator(".state")).to_have_text("serving", timeout=60_000)
     expect(page.get_by_role("status")).to_contain_text("is serving")
-    expect(row.locator("td").nth(5)).to_contain_text(re.compile(r"\d+ ms from (ram|disk)"))
+    expect(row.locator("td").nth(6)).to_contain_text(re.compile(r"\d+ ms from (ram|disk)"))
     row.get_by_role("button", name="Sleep").click()
     expect(row.locator(".state")).to_have_text("sleeping", timeout=30_000)
 

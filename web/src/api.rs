@@ -109,6 +109,8 @@ pub struct Scaling {
 pub struct ModelRow {
     pub name: String,
     pub engine: String,
+    /// `chat`, `embedding`, `asr`, `tts` or `reranker`; `None` where the server cannot tell.
+    pub kind: Option<&'static str>,
     pub scaling: Scaling,
     pub runtime: Option<Runtime>,
 }
@@ -128,9 +130,19 @@ pub async fn model_logs(key: &str, name: &str) -> Result<Vec<String>, String> {
 impl From<op::models::ModelsModelsNodes> for ModelRow {
     fn from(m: op::models::ModelsModelsNodes) -> Self {
         let s = m.scaling;
+        use op::models::ModelKind;
+        let kind = m.kind.map(|k| match k {
+            ModelKind::CHAT => "chat",
+            ModelKind::EMBEDDING => "embedding",
+            ModelKind::ASR => "asr",
+            ModelKind::TTS => "tts",
+            ModelKind::RERANKER => "reranker",
+            ModelKind::Other(_) => "other",
+        });
         Self {
             name: m.name,
             engine: m.engine,
+            kind,
             scaling: Scaling {
                 min_replicas: count(s.min_replicas),
                 max_replicas: count(s.max_replicas),

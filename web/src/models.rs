@@ -124,7 +124,7 @@ fn ModelTable(
         <div class="scroll">
         <table class="models">
             <thead><tr>
-                <th>"Model"</th><th>"State"</th><th>"Tier"</th><th>"Device memory"</th><th>"Replicas"</th><th>"Last wake"</th>
+                <th>"Model"</th><th>"Kind"</th><th>"State"</th><th>"Tier"</th><th>"Device memory"</th><th>"Replicas"</th><th>"Last wake"</th>
                 {may_manage.then(|| view! { <th>"Actions"</th> })}
             </tr></thead>
             <tbody>
@@ -162,6 +162,7 @@ fn ModelLine(
     view! {
         <tr data-model=m.name.clone()>
             <td>{m.name.clone()}</td>
+            <td class="kind">{m.kind.unwrap_or("—")}</td>
             <td><span class=format!("state state-{state}") title=rt.failure.clone().unwrap_or_default()>{state.clone()}</span></td>
             <td>{rt.tier.clone().unwrap_or_else(|| "—".into())}</td>
             <td>{format::bytes(rt.device_bytes)}</td>

@@ -260,9 +260,15 @@ impl Model {
     async fn chat_template(&self) -> Option<&str> {
         self.spec.chat_template.as_deref()
     }
-    /// What the model does, as its spec declares it; `null`: its artifact decides.
-    async fn kind(&self) -> Option<super::kind::GqlModelKind> {
-        self.spec.kind.map(super::kind::GqlModelKind::of)
+    /// What the model does: as its spec declares it, else as its artifact
+    /// shows where this server holds it; `null` when neither is known here
+    /// (a gateway, for an undeclared model).
+    async fn kind(&self, ctx: &Context<'_>) -> Option<super::kind::GqlModelKind> {
+        let held = || {
+            let node = ctx.data_unchecked::<EngineLogs>().node.as_ref()?;
+            Some(node.instance(&self.spec.name)?.info().kind)
+        };
+        self.spec.kind.or_else(held).map(super::kind::GqlModelKind::of)
     }
     /// The kind of engine that serves it: `builtin`, `llama-server`, `vllm`, `sglang` or `command`.
     async fn engine(&self) -> &'static str {
