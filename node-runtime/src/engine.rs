@@ -313,6 +313,22 @@ pub enum WeightSource<'a> {
     File(&'a std::path::Path),
 }
 
+impl WeightSource<'_> {
+    /// The tensors of a safetensors file (a packed model directory) on `device`.
+    ///
+    /// # Errors
+    /// When the bytes or the file are not safetensors.
+    pub fn safetensors(
+        self,
+        device: &candle_core::Device,
+    ) -> Result<std::collections::HashMap<String, candle_core::Tensor>> {
+        Ok(match self {
+            Self::Memory(bytes) => candle_core::safetensors::load_buffer(bytes, device)?,
+            Self::File(path) => candle_core::safetensors::load(path, device)?,
+        })
+    }
+}
+
 /// A model a node holds: served while awake, its weights dropped asleep.
 pub trait ServedModel: ModelInstance {
     /// Materializes the weights from `source` and starts serving; waking an

@@ -16,6 +16,7 @@ pub mod pagination;
 mod project_policy;
 mod query;
 mod rate_limit;
+mod runtime;
 mod socket;
 mod subscription;
 mod transport;

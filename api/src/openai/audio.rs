@@ -215,9 +215,7 @@ pub async fn transcribe_unified(
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<Response> {
-    let req = read(&headers, body).await?;
-    let model = state.inference.model_for_body(&caller, req.model.as_deref())?;
-    run(&state, &caller, model, req, false).await
+    answer(&state, &caller, None, &headers, body, false).await
 }
 
 pub async fn transcribe_per_model(
@@ -227,9 +225,7 @@ pub async fn transcribe_per_model(
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<Response> {
-    let req = read(&headers, body).await?;
-    let model = state.inference.model_for_path(&caller, &name)?;
-    run(&state, &caller, model, req, false).await
+    answer(&state, &caller, Some(&name), &headers, body, false).await
 }
 
 pub async fn translate_unified(
@@ -238,9 +234,7 @@ pub async fn translate_unified(
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<Response> {
-    let req = read(&headers, body).await?;
-    let model = state.inference.model_for_body(&caller, req.model.as_deref())?;
-    run(&state, &caller, model, req, true).await
+    answer(&state, &caller, None, &headers, body, true).await
 }
 
 pub async fn translate_per_model(
@@ -250,9 +244,24 @@ pub async fn translate_per_model(
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<Response> {
-    let req = read(&headers, body).await?;
-    let model = state.inference.model_for_path(&caller, &name)?;
-    run(&state, &caller, model, req, true).await
+    answer(&state, &caller, Some(&name), &headers, body, true).await
+}
+
+/// Reads the request and runs it on the model its URL (`path_model`) or its form names.
+async fn answer(
+    state: &AppState,
+    caller: &Caller,
+    path_model: Option<&str>,
+    headers: &HeaderMap,
+    body: Bytes,
+    translate: bool,
+) -> ApiResult<Response> {
+    let req = read(headers, body).await?;
+    let model = match path_model {
+        Some(name) => state.inference.model_for_path(caller, name)?,
+        None => state.inference.model_for_body(caller, req.model.as_deref())?,
+    };
+    run(state, caller, model, req, translate).await
 }
 
 async fn run(

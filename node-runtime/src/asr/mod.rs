@@ -278,10 +278,7 @@ impl ServedModel for SpeechModel {
         if self.is_awake() {
             return Ok(());
         }
-        let tensors = match source {
-            WeightSource::Memory(bytes) => candle_core::safetensors::load_buffer(bytes, &self.device)?,
-            WeightSource::File(path) => candle_core::safetensors::load(path, &self.device)?,
-        };
+        let tensors = source.safetensors(&self.device)?;
         // Converted once, so candle's model and the decoder share every tensor.
         let tensors = tensors
             .into_iter()

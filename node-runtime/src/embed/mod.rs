@@ -137,10 +137,7 @@ impl ServedModel for EmbeddingModel {
         if self.is_awake() {
             return Ok(());
         }
-        let tensors = match source {
-            WeightSource::Memory(bytes) => candle_core::safetensors::load_buffer(bytes, &self.device)?,
-            WeightSource::File(path) => candle_core::safetensors::load(path, &self.device)?,
-        };
+        let tensors = source.safetensors(&self.device)?;
         let bert = Bert::load(&self.host.cfg, tensors, self.host.head, &self.device)
             .map_err(|e| unservable(&self.host.path, e))?;
         *self.awake.lock().unwrap_or_else(PoisonError::into_inner) = Some(Arc::new(bert));

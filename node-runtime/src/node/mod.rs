@@ -4,6 +4,7 @@
 
 mod fetch;
 mod local_files;
+mod open;
 mod resources;
 mod tiers;
 
@@ -21,7 +22,6 @@ pub use self::resources::{HostResources, evict_from_page_cache};
 pub use self::tiers::TierBudgets;
 use self::tiers::TierStore;
 use crate::builtin::BuiltinEngine;
-use crate::embed::{EmbeddingModel, pack};
 use crate::engine::WeightSource;
 use crate::external::ExternalModel;
 use crate::{ModelInstance, ServedModel};
@@ -251,7 +251,7 @@ impl LocalNode {
         }
         if self.model(name).is_none() {
             let engine = self.inner.config.engine.clone();
-            let model = blocking(move || open_model(&engine, &spec, &dest).map_err(engine_error)).await?;
+            let model = blocking(move || open::open_model(&engine, &spec, &dest).map_err(engine_error)).await?;
             lock(&self.inner.models).insert(name.clone(), model);
         }
         if self.spec(name)?.scaling.warm_tier == WarmTier::Ram {
@@ -502,34 +502,6 @@ impl LocalNode {
             }
         }
         Ok(lock(&self.inner.tiers).fastest(name).unwrap_or(Tier::Object))
-    }
-}
-
-/// Opens the cached file of `spec`: a GGUF chat model, or a packed model
-/// directory (an embedding model).
-fn open_model(engine: &BuiltinEngine, spec: &ModelSpec, path: &Path) -> crate::Result<Arc<dyn ServedModel>> {
-    let model: Arc<dyn ServedModel> = if pack::is_safetensors(path) {
-        let (files, data_bytes) = pack::unpack_files(path).map_err(|e| crate::Error::invalid(path, e))?;
-        let model_type = files
-            .get("config.json")
-            .and_then(|c| serde_json::from_str::<serde_json::Value>(c).ok())
-            .and_then(|c| c["model_type"].as_str().map(str::to_owned));
-        match model_type.as_deref() {
-            Some("whisper") => {
-                Arc::new(crate::asr::SpeechModel::open(&files, data_bytes, path, engine.device(), spec.name.as_str())?)
-            }
-            _ => Arc::new(EmbeddingModel::open(path, engine.device(), spec.name.as_str())?),
-        }
-    } else {
-        Arc::new(engine.open(spec, path)?)
-    };
-    let found = model.info().kind;
-    match spec.kind {
-        Some(declared) if declared != found => Err(crate::Error::invalid(
-            path,
-            format!("the spec declares kind {declared}, but the artifact is a {found} model"),
-        )),
-        _ => Ok(model),
     }
 }
 

@@ -1,0 +1,39 @@
+//! Which engine opens a cached model file, by what the file holds.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use greenthread_core::ModelSpec;
+
+use crate::ServedModel;
+use crate::builtin::BuiltinEngine;
+use crate::embed::{EmbeddingModel, pack};
+
+/// Opens the cached file of `spec`: a GGUF chat model, or a packed model
+/// directory (a BERT embedding model or cross-encoder, or a Whisper model),
+/// refused when the spec declares another kind than the artifact's.
+pub(super) fn open_model(engine: &BuiltinEngine, spec: &ModelSpec, path: &Path) -> crate::Result<Arc<dyn ServedModel>> {
+    let model: Arc<dyn ServedModel> = if pack::is_safetensors(path) {
+        let (files, data_bytes) = pack::unpack_files(path).map_err(|e| crate::Error::invalid(path, e))?;
+        let model_type = files
+            .get("config.json")
+            .and_then(|c| serde_json::from_str::<serde_json::Value>(c).ok())
+            .and_then(|c| c["model_type"].as_str().map(str::to_owned));
+        match model_type.as_deref() {
+            Some("whisper") => {
+                Arc::new(crate::asr::SpeechModel::open(&files, data_bytes, path, engine.device(), spec.name.as_str())?)
+            }
+            _ => Arc::new(EmbeddingModel::open(path, engine.device(), spec.name.as_str())?),
+        }
+    } else {
+        Arc::new(engine.open(spec, path)?)
+    };
+    let found = model.info().kind;
+    match spec.kind {
+        Some(declared) if declared != found => Err(crate::Error::invalid(
+            path,
+            format!("the spec declares kind {declared}, but the artifact is a {found} model"),
+        )),
+        _ => Ok(model),
+    }
+}
