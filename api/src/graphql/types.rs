@@ -6,8 +6,8 @@ use std::sync::Arc;
 use async_graphql::connection::Connection;
 use async_graphql::{Context, Enum, ID, Json, Object, SimpleObject};
 use chrono::{DateTime, Utc};
-use greenthread_core::desired::{self, ChangeAction, ObjectKind};
 use greenthread_core::ModelSpec;
+use greenthread_core::desired::{self, ChangeAction, ObjectKind};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 use uuid::Uuid;
 
