@@ -1,12 +1,17 @@
-"""Speech recognition and reranking, against a peer measured in the same run.
+"""Speech both ways and reranking, against a peer measured in the same run.
 
 Starts the release `greenthread serve` (open mode, loopback) with Whisper
-base and all-MiniLM-L6-v2, speaks a paragraph with espeak-ng, and measures:
+base, the Piper voice "joe" and all-MiniLM-L6-v2, speaks a paragraph with
+espeak-ng, and measures:
 
 - transcription: seconds of processing per second of audio (the real-time
   factor; lower is faster) through `POST /v1/audio/transcriptions`, next to
   faster-whisper (CTranslate2, float32, greedy, the same weights as
   published) on the same cores in process;
+- synthesis: seconds of processing per second of speech made through
+  `POST /v1/audio/speech` (and the time to its first audio, as it streams),
+  next to piper-tts (the voice's own runtime, on the same ONNX Runtime
+  version and cores) in process;
 - reranking: documents scored per second through `POST /v1/rerank`.
 
 Prints markdown tables. Run through bench/speech.sh.
@@ -57,6 +62,19 @@ def post_audio(base: str, path: Path, model: str) -> dict:
         return json.load(r)
 
 
+def speak(base: str, text: str) -> tuple[float, float]:
+    """Speaks `text` as a streamed WAV; returns the seconds to its first audio and the seconds of speech."""
+    req = urllib.request.Request(base + "/v1/audio/speech", headers={"content-type": "application/json"},
+                                 data=json.dumps({"model": "joe", "voice": "joe", "input": text}).encode())
+    started = time.perf_counter()
+    with urllib.request.urlopen(req, timeout=600) as r:
+        head = r.read(44 + 2)
+        first = time.perf_counter() - started
+        rest = r.read()
+    rate = int.from_bytes(head[24:28], "little")
+    return first, (len(head) + len(rest) - 44) / 2 / rate
+
+
 def timed(f) -> tuple[float, object]:
     times, result = [], None
     for _ in range(REPEATS):
@@ -76,7 +94,8 @@ def main() -> None:
         seconds = w.getnframes() / w.getframerate()
     (work / "config.yaml").write_text(
         f"models:\n  - name: whisper\n    artifact: {models / 'whisper-base'}\n    min_replicas: 1\n"
-        f"  - name: embed\n    artifact: {models / 'all-minilm-l6-v2'}\n    min_replicas: 1\n")
+        f"  - name: embed\n    artifact: {models / 'all-minilm-l6-v2'}\n    min_replicas: 1\n"
+        f"  - name: joe\n    artifact: {models / 'piper-joe-medium'}\n    min_replicas: 1\n")
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     log = open(work / "server.log", "w")
@@ -109,6 +128,25 @@ def main() -> None:
         print()
         print(f"GreenThread heard: {heard['text']!r}  ")
         print(f"faster-whisper heard: {peer_text!r}")
+        print()
+
+        speak_text = PARAGRAPH.split(". ")[0] + "." if SMOKE else PARAGRAPH
+        speak(base, "Warm up.")
+        made, (first_audio, audio_seconds) = timed(lambda: speak(base, speak_text))
+        from piper import PiperVoice
+        voice_dir = models / "piper-joe-medium"
+        peer_voice = PiperVoice.load(voice_dir / "model.onnx", config_path=voice_dir / "config.json")
+
+        def piper_speak() -> float:
+            chunks = list(peer_voice.synthesize(speak_text))
+            return sum(len(c.audio_int16_bytes) // 2 for c in chunks) / peer_voice.config.sample_rate
+        piper_speak()
+        piper_made, piper_seconds = timed(piper_speak)
+        print(f"| synthesis of {len(speak_text)} characters ({threads} cores) | seconds | speech made | real-time factor | first audio | vs piper |")
+        print("|---|---|---|---|---|---|")
+        print(f"| GreenThread, Piper joe (medium) over HTTP, WAV streamed | {made:.2f} | {audio_seconds:.1f} s "
+              f"| {made / audio_seconds:.3f} | {first_audio:.2f} s | {(piper_made / piper_seconds) / (made / audio_seconds):.2f}× |")
+        print(f"| piper-tts 1.8.0, in process | {piper_made:.2f} | {piper_seconds:.1f} s | {piper_made / piper_seconds:.3f} | — | 1.00× |")
         print()
 
         docs = DOCUMENTS[:8] if SMOKE else DOCUMENTS

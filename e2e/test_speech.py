@@ -1,9 +1,12 @@
-"""Speech recognition with the official openai SDK against the real binary
-serving the real Whisper base: sentences spoken by espeak-ng (Debian's,
-fetched by scripts/espeak-ng.sh) transcribed with a low word error rate, in
-every response format and streamed; the model sleeping and waking; and
-clear 400s for bad audio, empty files, unknown formats and a chat model
-asked to transcribe."""
+"""Speech both ways with the official openai SDK against the real binary
+serving the real Whisper base and the real Piper voice "joe": sentences
+spoken by espeak-ng (Debian's, fetched by scripts/espeak-ng.sh) transcribed
+with a low word error rate, in every response format and streamed; text
+synthesized by the voice and transcribed back by Whisper recovering the
+words, as a WAV streamed a sentence at a time, as PCM and as FLAC; both
+models sleeping and waking; and clear 400s for bad audio, empty files,
+unknown formats, an empty input, an unknown voice and a chat model asked
+to transcribe or speak."""
 import os
 import re
 import secrets
@@ -21,6 +24,9 @@ from conftest import OUT, Server, create_key, free_port, graphql, wait_healthy
 ROOT = Path(__file__).resolve().parent.parent
 ASR = "whisper-base"
 CHAT = "gemma"
+TTS = "joe"
+VOICE = "joe"
+SPOKEN_BY_VOICE = "The quick brown fox jumps over the lazy dog. Then it runs back home to sleep."
 SENTENCES = [
     "The weather today is sunny and warm, so we will walk to the park after lunch.",
     "Please send the report to my office before five o'clock on Friday.",
@@ -69,11 +75,18 @@ def speech(tmp_path_factory):
     models = Path(os.environ["GREENTHREAD_MODELS"])
     whisper = models / "whisper-base"
     assert whisper.is_dir(), f"{whisper} is missing: scripts/fetch_model.py whisper-base"
+    voice = models / "piper-joe-medium"
+    assert voice.is_dir(), f"{voice} is missing: scripts/fetch_model.py piper-joe-medium"
+    # The voice's two libraries: ONNX Runtime from its wheel, espeak-ng from Debian's packages.
+    onnxruntime = subprocess.run(["bash", str(ROOT / "scripts/onnxruntime.sh")], capture_output=True, text=True, check=True).stdout.strip()
+    espeak_env = subprocess.run(["bash", str(ROOT / "scripts/espeak-ng.sh"), "--env"], capture_output=True, text=True, check=True).stdout.split()
+    libraries = {"GREENTHREAD_ONNXRUNTIME": onnxruntime, **dict(pair.split("=", 1) for pair in espeak_env)}
     work = tmp_path_factory.mktemp("speech")
     config = work / "config.yaml"
     config.write_text(
         "models:\n"
         f"  - name: {ASR}\n    artifact: {whisper}\n    kind: asr\n"
+        f"  - name: {TTS}\n    artifact: {voice}\n    kind: tts\n"
         f"  - name: {CHAT}\n    artifact: {models / 'gemma-3-270m-q4_k_m.gguf'}\n    context_length: 512\n"
     )
     OUT.mkdir(exist_ok=True)
@@ -83,7 +96,7 @@ def speech(tmp_path_factory):
     with open(log, "w") as log_file:
         proc = subprocess.Popen(
             [binary, "serve", "--config", str(config), "--data-dir", str(work / "data"), "--listen", f"127.0.0.1:{port}"],
-            stdout=log_file, stderr=subprocess.STDOUT, env={**os.environ, "GREENTHREAD_ADMIN_TOKEN": admin},
+            stdout=log_file, stderr=subprocess.STDOUT, env={**os.environ, **libraries, "GREENTHREAD_ADMIN_TOKEN": admin},
         )
     server = Server(f"http://127.0.0.1:{port}", proc, log, admin)
     try:
@@ -146,23 +159,73 @@ def test_translation_into_english_keeps_english_speech(client, spoken):
     assert word_error_rate(SENTENCES[0], translated.text) < 0.3, translated.text
 
 
-def test_the_speech_model_sleeps_and_wakes_to_the_same_words(speech, client, spoken):
-    with open(spoken[0], "rb") as f:
-        before = client.audio.transcriptions.create(model=ASR, file=f).text
+def put_to_sleep(speech, name: str) -> str:
+    """Puts `name` to sleep; returns its kind once it sleeps."""
     data = graphql(speech.base, speech.admin,
-                   "mutation($i: ModelActionInput!) { sleepModel(input: $i) { userErrors { message } } }", {"i": {"name": ASR}})
+                   "mutation($i: ModelActionInput!) { sleepModel(input: $i) { userErrors { message } } }", {"i": {"name": name}})
     assert data["sleepModel"]["userErrors"] == [], data
     deadline = time.monotonic() + 30
     while True:
         nodes = graphql(speech.base, speech.admin, "{ models { nodes { name kind runtime { state } } } }")["models"]["nodes"]
-        kind, state = {m["name"]: (m["kind"], m["runtime"]["state"]) for m in nodes}[ASR]
+        kind, state = {m["name"]: (m["kind"], m["runtime"]["state"]) for m in nodes}[name]
         if state == "sleeping" or time.monotonic() > deadline:
             break
         time.sleep(0.2)
-    assert (kind, state) == ("ASR", "sleeping")
+    assert state == "sleeping"
+    return kind
+
+
+def test_the_speech_model_sleeps_and_wakes_to_the_same_words(speech, client, spoken):
+    with open(spoken[0], "rb") as f:
+        before = client.audio.transcriptions.create(model=ASR, file=f).text
+    assert put_to_sleep(speech, ASR) == "ASR"
     with open(spoken[0], "rb") as f:
         after = client.audio.transcriptions.create(model=ASR, file=f).text
     assert after == before
+
+
+def wav_seconds(data: bytes) -> float:
+    """Seconds of a mono 16-bit WAV stream (its header's sizes say "unknown")."""
+    assert data[:4] == b"RIFF" and data[8:16] == b"WAVEfmt ", data[:16]
+    rate = int.from_bytes(data[24:28], "little")
+    assert int.from_bytes(data[22:24], "little") == 1 and int.from_bytes(data[34:36], "little") == 16
+    return (len(data) - 44) / 2 / rate
+
+
+def test_synthesized_speech_is_transcribed_back_to_its_words(client):
+    with client.audio.speech.with_streaming_response.create(model=TTS, voice=VOICE, input=SPOKEN_BY_VOICE) as response:
+        assert response.headers["content-type"] == "audio/wav"
+        chunks = list(response.iter_bytes())
+    audio = b"".join(chunks)
+    seconds = wav_seconds(audio)
+    assert 3 < seconds < 12, seconds
+    heard = client.audio.transcriptions.create(model=ASR, file=("spoken.wav", audio, "audio/wav")).text
+    wer = word_error_rate(SPOKEN_BY_VOICE, heard)
+    assert wer < 0.2, f"{SPOKEN_BY_VOICE!r} heard as {heard!r}: WER {wer:.2f}"
+
+
+def test_speed_pcm_and_flac(client):
+    normal = client.audio.speech.create(model=TTS, voice=VOICE, input="Good morning, everyone.").read()
+    fast = client.audio.speech.create(model=TTS, voice=VOICE, input="Good morning, everyone.", speed=2.0).read()
+    assert wav_seconds(fast) < 0.7 * wav_seconds(normal), (wav_seconds(fast), wav_seconds(normal))
+    pcm = client.audio.speech.create(model=TTS, voice=VOICE, input="Good morning, everyone.", response_format="pcm").read()
+    # OpenAI's pcm: 16-bit samples at 24 kHz, whatever the voice's own rate.
+    assert abs(len(pcm) / 2 / 24000 - wav_seconds(normal)) < 0.05
+    flac = client.audio.speech.create(model=TTS, voice=VOICE, input="Good morning, everyone.", response_format="flac").read()
+    assert flac[:4] == b"fLaC"
+    heard = client.audio.transcriptions.create(model=ASR, file=("spoken.flac", flac, "audio/flac")).text
+    assert word_error_rate("Good morning, everyone.", heard) < 0.34, heard
+
+
+def test_voices_are_listed_and_the_voice_sleeps_and_wakes(speech, client):
+    import httpx
+    listed = httpx.get(f"{speech.base}/v1/audio/voices", params={"model": TTS},
+                       headers={"Authorization": f"Bearer {speech.api_key}"}).json()
+    assert [v["id"] for v in listed["voices"]] == [VOICE] and listed["voices"][0]["language"] == "en_US", listed
+    before = client.audio.speech.create(model=TTS, voice=VOICE, input="Hello.").read()
+    assert put_to_sleep(speech, TTS) == "TTS"
+    after = client.audio.speech.create(model=TTS, voice=VOICE, input="Hello.").read()
+    assert abs(wav_seconds(after) - wav_seconds(before)) < 0.3
 
 
 def test_bad_requests_get_clear_400s(client, spoken):
@@ -187,3 +250,24 @@ def test_bad_requests_get_clear_400s(client, spoken):
     with pytest.raises(openai.BadRequestError) as err:
         client.chat.completions.create(model=ASR, messages=[{"role": "user", "content": "hi"}], max_tokens=2)
     assert err.value.param == "model" and "is an asr model" in err.value.message
+
+
+def test_bad_speech_requests_get_clear_400s(client):
+    with pytest.raises(openai.BadRequestError) as err:
+        client.audio.speech.create(model=TTS, voice=VOICE, input="")
+    assert err.value.param == "input" and "empty" in err.value.message
+    with pytest.raises(openai.BadRequestError) as err:
+        client.audio.speech.create(model=TTS, voice="alloy", input="Hello.")
+    assert err.value.param == "voice" and VOICE in err.value.message
+    with pytest.raises(openai.BadRequestError) as err:
+        client.audio.speech.create(model=TTS, voice=VOICE, input="Hello.", response_format="mp3")
+    assert err.value.param == "response_format" and "wav" in err.value.message
+    with pytest.raises(openai.BadRequestError) as err:
+        client.audio.speech.create(model=TTS, voice=VOICE, input="Hello.", speed=9)
+    assert err.value.param == "speed"
+    with pytest.raises(openai.BadRequestError) as err:
+        client.audio.speech.create(model=CHAT, voice=VOICE, input="Hello.")
+    assert err.value.param == "model" and "served by tts models" in err.value.message
+    with pytest.raises(openai.BadRequestError) as err:
+        client.audio.transcriptions.create(model=TTS, file=("a.wav", b"RIFF", "audio/wav"))
+    assert err.value.param == "model" and "is a tts model" in err.value.message

@@ -5,9 +5,19 @@
 # and unpacked once under the cache. Run again, it answers at once.
 #
 #   "$(scripts/espeak-ng.sh)" -v en-us -w out.wav "Hello there."
+#
+# With --env it prints instead what the server needs to phonemize with
+# that library (text to speech): `GREENTHREAD_ESPEAK_NG=... LD_LIBRARY_PATH=...`,
+# nothing where the system has espeak-ng's library.
+#
+#   env $(scripts/espeak-ng.sh --env) greenthread serve ...
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-if command -v espeak-ng >/dev/null 2>&1; then
+if [[ "${1:-}" == "--env" ]]; then
+  if [[ -e /usr/lib/x86_64-linux-gnu/libespeak-ng.so.1 || -e /usr/lib/libespeak-ng.so.1 ]]; then
+    exit 0
+  fi
+elif command -v espeak-ng >/dev/null 2>&1; then
   command -v espeak-ng
   exit 0
 fi
@@ -34,4 +44,9 @@ WRAPPER
   rm -rf "$dir/debs"
   echo "$stamp" >"$dir/.packages"
 fi
-echo "$wrapper"
+if [[ "${1:-}" == "--env" ]]; then
+  lib="$dir/root/usr/lib/x86_64-linux-gnu"
+  echo "GREENTHREAD_ESPEAK_NG=$lib/libespeak-ng.so.1 LD_LIBRARY_PATH=$lib:$lib/pulseaudio${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+else
+  echo "$wrapper"
+fi

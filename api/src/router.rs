@@ -11,7 +11,7 @@ use axum::routing::{get, post};
 use crate::anthropic;
 use crate::cluster::scheduler_api::SchedulerApi;
 use crate::http::{intake, shape};
-use crate::openai::{audio, chat, completions, embeddings, models, rerank, responses};
+use crate::openai::{audio, chat, completions, embeddings, models, rerank, responses, speech};
 use crate::state::AppState;
 use greenthread_protocol::error::ApiError;
 
@@ -34,6 +34,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/score", post(rerank::score_unified))
         .route("/v1/audio/transcriptions", post(audio::transcribe_unified))
         .route("/v1/audio/translations", post(audio::translate_unified))
+        .route("/v1/audio/speech", post(speech::unified))
+        .route("/v1/audio/voices", get(speech::voices_unified).post(speech::voices_forwarded))
         .route("/v1/messages", post(anthropic::unified))
         .route("/v1/messages/count_tokens", post(anthropic::count_tokens))
         .route("/v1/responses", post(responses::unified))
@@ -96,6 +98,8 @@ pub fn model_routes() -> Router<AppState> {
         .route("/{model}/v1/score", post(rerank::score_per_model))
         .route("/{model}/v1/audio/transcriptions", post(audio::transcribe_per_model))
         .route("/{model}/v1/audio/translations", post(audio::translate_per_model))
+        .route("/{model}/v1/audio/speech", post(speech::per_model))
+        .route("/{model}/v1/audio/voices", get(speech::voices_per_model))
         .route("/{model}/v1/messages", post(anthropic::per_model))
         .route("/{model}/v1/messages/count_tokens", post(anthropic::count_tokens_per_model))
         .route("/{model}/v1/responses", post(responses::per_model))

@@ -130,7 +130,7 @@ async fn routes_a_kind_does_not_serve_are_refused_naming_the_kinds_that_do() {
     // A declared kind refuses at once, without waking the model.
     let (status, err) = s.post("/v1/embeddings", json!({"model": "declared-chat", "input": "x"})).await;
     assert_eq!(status, 400, "{err}");
-    assert!(message(&err).contains("/v1/embeddings are served by embedding models"), "{err}");
+    assert!(message(&err).contains("/v1/embeddings is served by embedding models"), "{err}");
     assert_ne!(s.model_status("declared-chat").await["state"], "serving");
 
     // A declared kind the artifact is not: the model cannot be served, and says why.

@@ -92,7 +92,7 @@ impl Task {
             Self::Generate => "/v1/chat/completions, /v1/completions, /v1/messages and /v1/responses",
             Self::Embed => "/v1/embeddings",
             Self::Transcribe => "/v1/audio/transcriptions and /v1/audio/translations",
-            Self::Speak => "/v1/audio/speech",
+            Self::Speak => "/v1/audio/speech and /v1/audio/voices",
             Self::Rerank => "/v1/rerank and /v1/score",
         }
     }
@@ -102,7 +102,9 @@ impl Task {
 pub fn wrong_kind(model: &str, kind: ModelKind, task: Task) -> String {
     let serving: Vec<_> = ModelKind::serving(task).iter().map(|k| k.as_str()).collect();
     let article = if matches!(kind, ModelKind::Asr | ModelKind::Embedding) { "an" } else { "a" };
-    format!("model {model} is {article} {kind} model; {} are served by {} models", task.routes(), serving.join(" and "))
+    let routes = task.routes();
+    let verb = if routes.contains(" and ") { "are" } else { "is" };
+    format!("model {model} is {article} {kind} model; {routes} {verb} served by {} models", serving.join(" and "))
 }
 
 #[cfg(test)]
@@ -147,6 +149,10 @@ mod tests {
         assert_eq!(
             message,
             "model qwen is a chat model; /v1/audio/transcriptions and /v1/audio/translations are served by asr models"
+        );
+        assert_eq!(
+            wrong_kind("whisper", ModelKind::Asr, Task::Embed),
+            "model whisper is an asr model; /v1/embeddings is served by embedding models"
         );
     }
 }

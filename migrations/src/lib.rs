@@ -6,6 +6,7 @@ mod m20261127_000002_rate_limits;
 mod m20261127_000003_domains;
 mod m20261206_000004_responses;
 mod m20261206_000005_serving;
+mod m20261206_000006_usage_units;
 
 pub use sea_orm_migration::MigratorTrait;
 use sea_orm_migration::prelude::*;
@@ -22,6 +23,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261127_000003_domains::Migration),
             Box::new(m20261206_000004_responses::Migration),
             Box::new(m20261206_000005_serving::Migration),
+            Box::new(m20261206_000006_usage_units::Migration),
         ]
     }
 }

@@ -67,6 +67,32 @@ pub struct Transcript {
     pub segments: Vec<Segment>,
 }
 
+/// A voice a text-to-speech model speaks with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Voice {
+    /// The name a request gives as `voice`.
+    pub id: String,
+    /// The language it speaks, e.g. `en_US`.
+    pub language: Option<String>,
+}
+
+/// What a text-to-speech model offers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Speaker {
+    /// Samples per second of the audio it makes (mono).
+    pub sample_rate: u32,
+    pub voices: Vec<Voice>,
+}
+
+/// How to speak.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SpeakOptions {
+    /// One of [`Speaker::voices`].
+    pub voice: String,
+    /// 1 is the voice's own pace; 2 twice as fast.
+    pub speed: f32,
+}
+
 /// Documents scored against a query.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Scored {
@@ -276,6 +302,25 @@ pub trait ModelInstance: Send + Sync {
         let _ = (samples, options, on_segment);
         let kind = self.info().kind;
         Err(crate::Error::WrongKind(format!("this {kind} model does not serve /v1/audio/transcriptions")))
+    }
+
+    /// The voices of a text-to-speech model and the rate of its audio; `None` for other kinds.
+    fn speaker(&self) -> Option<Speaker> {
+        None
+    }
+
+    /// Speaks `text`, handing each stretch of audio (mono, at
+    /// [`Speaker::sample_rate`], in [-1, 1]) to `on_audio` as soon as it is
+    /// made; stops early when `on_audio` returns false. Returns the samples
+    /// spoken. Runs on the calling thread: call it from a blocking task.
+    ///
+    /// # Errors
+    /// [`crate::Error::WrongKind`] for a model that does not speak,
+    /// [`crate::Error::Invalid`] for an unknown voice or nothing to say, [`crate::Error::Asleep`].
+    fn speak(&self, text: &str, options: &SpeakOptions, on_audio: &mut dyn FnMut(&[f32]) -> bool) -> Result<usize> {
+        let _ = (text, options, on_audio);
+        let kind = self.info().kind;
+        Err(crate::Error::WrongKind(format!("this {kind} model does not serve /v1/audio/speech")))
     }
 
     /// One vector per input, from [`ModelInstance::embedding_tokens`]. Runs

@@ -16,6 +16,7 @@ pub mod node;
 pub mod sampler;
 pub mod text_stream;
 pub mod tokenizer;
+pub mod tts;
 pub mod vocabulary;
 
 #[cfg(any(test, feature = "test-util"))]

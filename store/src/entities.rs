@@ -183,6 +183,12 @@ pub mod usage_record {
         pub status: String,
         /// The request's `x-request-id`.
         pub request_id: Option<String>,
+        /// Milliseconds of audio heard (speech recognition).
+        pub audio_ms: i64,
+        /// Characters spoken (text to speech).
+        pub characters: i64,
+        /// Documents ranked (reranking).
+        pub documents: i64,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -224,6 +224,12 @@ pub struct UsagePoint {
     pub requests: u64,
     pub input_tokens: u64,
     pub output_tokens: u64,
+    /// Seconds of audio heard.
+    pub audio_seconds: f64,
+    /// Characters spoken.
+    pub characters: u64,
+    /// Documents ranked.
+    pub documents: u64,
     pub woken: u64,
     pub total_wake_ms: f64,
 }
@@ -248,6 +254,9 @@ pub async fn usage(key: &str, since: &str, group_by: &str, bucket: &str) -> Resu
             requests: count(p.requests),
             input_tokens: count(p.input_tokens),
             output_tokens: count(p.output_tokens),
+            audio_seconds: p.audio_seconds,
+            characters: count(p.characters),
+            documents: count(p.documents),
             woken: count(p.woken),
             total_wake_ms: p.total_wake_ms,
         })

@@ -1,6 +1,7 @@
 //! GreenThread's web console: sign in with an API key, then see the
 //! project's models live and act on them, its projects and services, the
-//! nodes, API keys, usage charts, the audit log, and a chat playground.
+//! nodes, API keys, usage charts, the audit log, and playgrounds: chat,
+//! speech to text, text to speech and reranking.
 
 pub mod api;
 pub mod audit;
@@ -15,6 +16,7 @@ pub mod projects;
 pub mod remote;
 pub mod session;
 pub mod sign_in;
+pub mod speech;
 pub mod sse;
 pub mod usage;
 
@@ -139,7 +141,14 @@ pub fn App() -> impl IntoView {
                         Page::Keys => view! { <keys::Keys key=k /> }.into_any(),
                         Page::Usage => view! { <usage::Usage key=k /> }.into_any(),
                         Page::Audit => view! { <audit::Audit key=k /> }.into_any(),
-                        Page::Playground => view! { <playground::Playground key=k /> }.into_any(),
+                        Page::Playground => view! {
+                            <playground::Playground key=k.clone() />
+                            <div class="playgrounds">
+                                <speech::SpeechToText key=k.clone() />
+                                <speech::TextToSpeech key=k.clone() />
+                                <speech::Rerank key=k />
+                            </div>
+                        }.into_any(),
                     }
                 }
             }}

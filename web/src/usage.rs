@@ -1,5 +1,7 @@
 //! Usage dashboards: tokens and requests over time per model and per key,
-//! wake counts and wake latency, as SVG charts, with totals below.
+//! wake counts and wake latency, and for the models counted otherwise
+//! seconds of audio heard, characters spoken and documents ranked, as SVG
+//! charts, with totals below.
 
 use std::collections::BTreeMap;
 
@@ -116,7 +118,7 @@ pub fn Usage(key: String) -> impl IntoView {
                         None => "no key".into(),
                     };
                     let wake_mean = |p: &UsagePoint| if p.woken > 0 { p.total_wake_ms / p.woken as f64 } else { 0.0 };
-                    let charts = [
+                    let mut charts = vec![
                         ("Tokens by model", "tokens", series(&d.by_model, w, first, model, tokens), Kind::Stacked),
                         ("Requests by model", "requests", series(&d.by_model, w, first, model, |p| p.requests as f64), Kind::Stacked),
                         ("Tokens by key", "tokens", series(&d.by_key, w, first, key_name.clone(), tokens), Kind::Stacked),
@@ -124,6 +126,17 @@ pub fn Usage(key: String) -> impl IntoView {
                         ("Wakes by model", "wakes", series(&d.by_model, w, first, model, |p| p.woken as f64), Kind::Stacked),
                         ("Mean wake latency by model", "ms", series(&d.by_model, w, first, model, wake_mean), Kind::Points),
                     ];
+                    // The other units' charts, where the window holds any.
+                    let units: [(&'static str, &'static str, fn(&UsagePoint) -> f64); 3] = [
+                        ("Audio heard by model", "seconds", |p| p.audio_seconds),
+                        ("Characters spoken by model", "characters", |p| p.characters as f64),
+                        ("Documents ranked by model", "documents", |p| p.documents as f64),
+                    ];
+                    for (title, unit, value) in units {
+                        if d.by_model.iter().any(|p| value(p) > 0.0) {
+                            charts.push((title, unit, series(&d.by_model, w, first, model, value), Kind::Stacked));
+                        }
+                    }
                     let mut totals: BTreeMap<String, (u64, u64, u64, f64)> = BTreeMap::new();
                     for p in &d.by_model {
                         let t = totals.entry(model(p)).or_default();

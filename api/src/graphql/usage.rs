@@ -50,6 +50,12 @@ pub struct UsagePoint {
     pub aborted: u64,
     pub input_tokens: u64,
     pub output_tokens: u64,
+    /// Seconds of audio heard (speech recognition).
+    pub audio_seconds: f64,
+    /// Characters spoken (text to speech).
+    pub characters: u64,
+    /// Documents ranked (reranking).
+    pub documents: u64,
     pub avg_latency_ms: f64,
     /// Requests that waited for their model to wake (more than 10 ms).
     pub woken: u64,
@@ -69,6 +75,12 @@ pub struct UsageRecord {
     pub key_id: Option<String>,
     pub input_tokens: i32,
     pub output_tokens: i32,
+    /// Seconds of audio heard (speech recognition).
+    pub audio_seconds: f64,
+    /// Characters spoken (text to speech).
+    pub characters: i64,
+    /// Documents ranked (reranking).
+    pub documents: i64,
     pub latency_ms: i64,
     pub wake_ms: i64,
     /// `ok`, `error` or `aborted`.
@@ -84,6 +96,9 @@ impl From<usage_record::Model> for UsageRecord {
             key_id: r.key_id.map(|k| k.to_string()),
             input_tokens: r.input_tokens,
             output_tokens: r.output_tokens,
+            audio_seconds: r.audio_ms as f64 / 1000.0,
+            characters: r.characters,
+            documents: r.documents,
             latency_ms: r.latency_ms,
             wake_ms: r.wake_ms,
             status: r.status,
@@ -161,6 +176,9 @@ pub fn aggregate(rows: &[usage_record::Model], bucket: UsageBucket, group: Usage
                     aborted: 0,
                     input_tokens: 0,
                     output_tokens: 0,
+                    audio_seconds: 0.0,
+                    characters: 0,
+                    documents: 0,
                     avg_latency_ms: 0.0,
                     woken: 0,
                     total_wake_ms: 0.0,
@@ -173,6 +191,9 @@ pub fn aggregate(rows: &[usage_record::Model], bucket: UsageBucket, group: Usage
         point.aborted += u64::from(r.status == "aborted");
         point.input_tokens += u64::try_from(r.input_tokens).unwrap_or(0);
         point.output_tokens += u64::try_from(r.output_tokens).unwrap_or(0);
+        point.audio_seconds += r.audio_ms as f64 / 1000.0;
+        point.characters += u64::try_from(r.characters).unwrap_or(0);
+        point.documents += u64::try_from(r.documents).unwrap_or(0);
         point.woken += u64::from(r.wake_ms > WOKEN_MS);
         point.total_wake_ms += r.wake_ms as f64;
         *latency += r.latency_ms;
@@ -204,6 +225,9 @@ mod tests {
             wake_ms: if status == "ok" { 300 } else { 0 },
             status: status.into(),
             request_id: None,
+            audio_ms: i64::from(tokens) * 1500,
+            characters: i64::from(tokens) * 10,
+            documents: i64::from(tokens),
         }
     }
 
@@ -223,6 +247,7 @@ mod tests {
             (Some("a"), 2, 1, 3, 6)
         );
         assert_eq!((first.woken, first.total_wake_ms, first.avg_latency_ms), (1, 300.0, 100.0));
+        assert_eq!((first.audio_seconds, first.characters, first.documents), (4.5, 30, 3));
         assert_eq!(points[2].aborted, 1);
         let hourly = aggregate(&rows, UsageBucket::Hour, UsageGroup::Key);
         assert_eq!((hourly.len(), hourly[0].requests, hourly[0].key_id.clone()), (1, 4, None));

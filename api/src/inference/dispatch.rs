@@ -44,6 +44,10 @@ pub enum Route {
     Transcriptions,
     /// Speech to English text (`/v1/audio/translations`).
     Translations,
+    /// Text to speech (`/v1/audio/speech`).
+    Speech,
+    /// The voices of a text-to-speech model (`/v1/audio/voices`; forwarded as a POST).
+    Voices,
 }
 
 impl Route {
@@ -54,6 +58,7 @@ impl Route {
             Self::Embeddings => Task::Embed,
             Self::Rerank | Self::Score => Task::Rerank,
             Self::Transcriptions | Self::Translations => Task::Transcribe,
+            Self::Speech | Self::Voices => Task::Speak,
         }
     }
 
@@ -69,6 +74,8 @@ impl Route {
             Self::Score => "score",
             Self::Transcriptions => "audio/transcriptions",
             Self::Translations => "audio/translations",
+            Self::Speech => "audio/speech",
+            Self::Voices => "audio/voices",
         }
     }
 }

@@ -68,6 +68,10 @@ pub async fn proxy(
             param: "model",
             message: "transcription is available for Whisper models the builtin engine serves".into(),
         }),
+        Route::Speech | Route::Voices => Err(ApiError::Unsupported {
+            param: "model",
+            message: "speech is available for Piper voices the builtin engine serves".into(),
+        }),
     }
 }
 

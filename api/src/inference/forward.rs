@@ -44,7 +44,10 @@ pub async fn forward(
         return Err(Retry(format!("{url}: the model is not awake there")));
     }
     let content_type = answer.headers().get(header::CONTENT_TYPE).cloned();
-    let streaming = content_type.as_ref().is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
+    let units = answer.headers().get(crate::usage::UNITS_HEADER).cloned();
+    // Events and audio go on as they come; anything else is read whole.
+    let events = content_type.as_ref().is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
+    let streaming = events || content_type.as_ref().is_some_and(|v| v.as_bytes().starts_with(b"audio/"));
     let mut response = if streaming && status.is_success() {
         let mut chunks = answer.bytes_stream();
         // Until the first chunk arrives nothing has gone out, so a node that
@@ -56,14 +59,19 @@ pub async fn forward(
         };
         let stream = async_stream::stream! {
             let _hold = hold;
-            yield Ok::<Bytes, std::convert::Infallible>(first);
+            yield Ok::<Bytes, std::io::Error>(first);
             while let Some(chunk) = chunks.next().await {
                 match chunk {
                     Ok(c) => yield Ok(c),
                     Err(e) => {
                         tracing::warn!(error = %e, "The node's stream broke off");
                         let error = ApiError::Unavailable("the node serving this request stopped mid-stream".into());
-                        yield Ok(Bytes::from(format!("data: {}\n\n", error.body())));
+                        // Events can say so; audio can only break off too.
+                        if events {
+                            yield Ok(Bytes::from(format!("data: {}\n\n", error.body())));
+                        } else {
+                            yield Err(std::io::Error::other(error.to_string()));
+                        }
                         break;
                     }
                 }
@@ -76,6 +84,9 @@ pub async fn forward(
         Response::new(Body::from(bytes))
     };
     *response.status_mut() = status;
+    if let Some(units) = units {
+        response.headers_mut().insert(crate::usage::UNITS_HEADER, units);
+    }
     if let Some(ct) = content_type {
         response.headers_mut().insert(header::CONTENT_TYPE, ct);
     } else {

@@ -62,7 +62,7 @@ impl ArtifactPolicy {
         let inside = |p: &Path| roots.iter().any(|r| p.starts_with(r));
         // A model directory's files may be links: each must resolve inside too.
         if path.is_dir() {
-            let files = pack::DIRECTORY_FILES.iter().map(|(f, _)| *f).chain([pack::WEIGHTS_FILE]);
+            let files = pack::DIRECTORY_FILES.iter().map(|(f, _)| *f).chain(pack::WEIGHTS_FILES);
             for file in files {
                 if let Ok(target) = path.join(file).canonicalize()
                     && !inside(&target)

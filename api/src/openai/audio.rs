@@ -297,8 +297,9 @@ async fn hear(
         .await
         .map_err(|e| ApiError::Internal(format!("decoding audio failed: {e}")))?
         .map_err(|e| ApiError::invalid("file", e.to_string()))?;
+    let heard = crate::usage::Units::audio_seconds(samples.len() as f64 / audio::SAMPLE_RATE as f64);
     if stream {
-        return Ok(streamed(instance, lease, samples, options));
+        return Ok(heard.on(streamed(instance, lease, samples, options)));
     }
     let transcript = tokio::task::spawn_blocking(move || instance.transcribe(&samples, &options, &mut |_| {}))
         .await
@@ -313,7 +314,7 @@ async fn hear(
         Format::Srt => plain(subtitles(&transcript.segments, false), "text/plain; charset=utf-8"),
         Format::Vtt => plain(subtitles(&transcript.segments, true), "text/vtt; charset=utf-8"),
     };
-    Ok(crate::inference::metering::counted(response, 0, u32::try_from(tokens).unwrap_or(u32::MAX)))
+    Ok(crate::inference::metering::counted(heard.on(response), 0, u32::try_from(tokens).unwrap_or(u32::MAX)))
 }
 
 /// OpenAI's usage of a transcription: the seconds of audio heard.

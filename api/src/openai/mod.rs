@@ -1,5 +1,5 @@
 //! The OpenAI-compatible API: chat completions, completions, embeddings,
-//! models and responses.
+//! models, responses, reranking, and speech both ways.
 
 pub mod audio;
 pub mod chat;
@@ -11,3 +11,4 @@ pub mod rerank;
 mod respond;
 pub mod responses;
 pub(crate) mod single;
+pub mod speech;

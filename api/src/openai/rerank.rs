@@ -183,6 +183,7 @@ async fn run(
                 .inference
                 .dispatch(caller, &model, Route::Rerank, raw, move |instance, lease| async move {
                     let texts = valid.texts.clone();
+                    let documents = texts.len();
                     let (scores, tokens) = score(instance, lease, valid.query.clone(), texts).await?;
                     let mut ranked: Vec<usize> = (0..scores.len()).collect();
                     ranked.sort_by(|a, b| scores[*b].total_cmp(&scores[*a]));
@@ -202,7 +203,7 @@ async fn run(
                         "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
                         "meta": {"billed_units": {"search_units": 1}},
                     });
-                    Ok(counted(body, tokens))
+                    Ok(counted(body, tokens, documents))
                 })
                 .await
         })
@@ -244,6 +245,7 @@ async fn run_score(
             state
                 .inference
                 .dispatch(caller, &model, Route::Score, raw, move |instance, lease| async move {
+                    let documents = texts.len();
                     let (scores, tokens) = score(instance, lease, query, texts).await?;
                     let data: Vec<Value> = scores
                         .into_iter()
@@ -258,7 +260,7 @@ async fn run_score(
                         "data": data,
                         "usage": {"prompt_tokens": tokens, "total_tokens": tokens, "completion_tokens": 0},
                     });
-                    Ok(counted(body, tokens))
+                    Ok(counted(body, tokens, documents))
                 })
                 .await
         })
@@ -280,8 +282,10 @@ async fn score(
     Ok((scored.scores, scored.tokens))
 }
 
-fn counted(body: Value, tokens: usize) -> Response {
-    crate::inference::metering::counted(Json(body).into_response(), u32::try_from(tokens).unwrap_or(u32::MAX), 0)
+/// The answer, metered in tokens read and documents ranked.
+fn counted(body: Value, tokens: usize, documents: usize) -> Response {
+    let response = crate::usage::Units::documents(documents).on(Json(body).into_response());
+    crate::inference::metering::counted(response, u32::try_from(tokens).unwrap_or(u32::MAX), 0)
 }
 
 #[cfg(test)]

@@ -1,6 +1,6 @@
 //! Usage metering: one `usage_records` row per request — key, project,
-//! model, input and output tokens, latency, wake wait, status — also for a
-//! stream the client abandons.
+//! model, input and output tokens, audio seconds, characters and documents,
+//! latency, wake wait, status — also for a stream the client abandons.
 //!
 //! The hot path only hands a record to a bounded channel (never waits; a
 //! full channel drops the record and counts it); a writer task inserts them
@@ -14,6 +14,7 @@
 
 mod observe;
 mod tally;
+mod units;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -26,6 +27,7 @@ use uuid::Uuid;
 
 pub use self::observe::{UsageContext, observe};
 pub use self::tally::{Counted, Tally};
+pub use self::units::{UNITS_HEADER, Units};
 pub use crate::http::access::WakeWait;
 use greenthread_store::Store;
 use greenthread_store::entities::usage_record;
@@ -71,6 +73,8 @@ pub struct UsageEvent {
     pub wake_wait: Duration,
     pub status: UsageStatus,
     pub request_id: Option<String>,
+    /// Audio, characters and documents, for the kinds counted in them.
+    pub units: Units,
 }
 
 enum Message {
@@ -183,6 +187,9 @@ async fn write(store: &Store, batch: &mut Vec<UsageEvent>, rate_window: Duration
         wake_ms: Set(i64::try_from(e.wake_wait.as_millis()).unwrap_or(i64::MAX)),
         status: Set(e.status.as_str().to_owned()),
         request_id: Set(e.request_id),
+        audio_ms: Set(i64::try_from(e.units.audio_ms).unwrap_or(i64::MAX)),
+        characters: Set(i64::try_from(e.units.characters).unwrap_or(i64::MAX)),
+        documents: Set(i64::try_from(e.units.documents).unwrap_or(i64::MAX)),
     });
     let rows: Vec<_> = rows.collect();
     let count = rows.len();

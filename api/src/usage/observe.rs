@@ -11,7 +11,7 @@ use serde_json::Value;
 use tokio::time::Instant;
 use uuid::Uuid;
 
-use super::{Tally, UsageEvent, UsageMeter, UsageStatus};
+use super::{Tally, Units, UsageEvent, UsageMeter, UsageStatus};
 use crate::http::access::{AccessSlot, WakeWait};
 
 /// Largest whole (non-streamed) answer whose usage is read back.
@@ -45,6 +45,7 @@ impl UsageContext {
             wake_wait: Duration::ZERO,
             status: UsageStatus::Error,
             request_id: self.request_id.clone(),
+            units: Units::default(),
         });
     }
 }
@@ -67,6 +68,8 @@ struct Tracker {
     ok: bool,
     /// Counts read from a node's stream so far.
     usage: Option<(u32, u32)>,
+    /// What the answer's head said it counts besides tokens.
+    units: Units,
     error_seen: bool,
     finished: bool,
 }
@@ -163,13 +166,15 @@ impl Drop for Tracker {
             wake_wait: self.wake.get(),
             status,
             request_id: self.ctx.request_id.take(),
+            units: self.units,
         });
     }
 }
 
 /// `response`, metered: its usage is recorded once its body has gone out
 /// or been dropped.
-pub fn observe(ctx: UsageContext, response: Response) -> Response {
+pub fn observe(ctx: UsageContext, mut response: Response) -> Response {
+    let units = Units::take(&mut response);
     let streamed =
         response.headers().get(header::CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
     let reading = match response.extensions().get::<Tally>() {
@@ -180,7 +185,7 @@ pub fn observe(ctx: UsageContext, response: Response) -> Response {
     let wake = response.extensions().get::<WakeWait>().cloned().unwrap_or_default();
     let ok = response.status().is_success();
     let (parts, body) = response.into_parts();
-    let mut tracker = Tracker { ctx, wake, reading, ok, usage: None, error_seen: false, finished: false };
+    let mut tracker = Tracker { ctx, wake, reading, ok, usage: None, units, error_seen: false, finished: false };
     let mut chunks = body.into_data_stream();
     let stream = async_stream::stream! {
         while let Some(chunk) = chunks.next().await {

@@ -49,7 +49,7 @@ pub fn decode(bytes: Vec<u8>, extension: Option<&str>) -> Result<Vec<f32>, Audio
     if samples.len() / rate > MAX_SECONDS {
         return Err(AudioError::TooLong);
     }
-    resample(&samples, rate)
+    resample(&samples, rate, SAMPLE_RATE)
 }
 
 /// The file's first audio track, mixed to mono, at its own rate.
@@ -107,15 +107,18 @@ fn decode_mono(bytes: Vec<u8>, extension: Option<&str>) -> Result<(Vec<f32>, usi
     Ok((mono, rate))
 }
 
-/// `samples` at `rate` resampled to [`SAMPLE_RATE`].
-fn resample(samples: &[f32], rate: usize) -> Result<Vec<f32>, AudioError> {
-    if rate == SAMPLE_RATE {
+/// `samples` at `rate` resampled to `to` Hz.
+///
+/// # Errors
+/// When a rate is zero.
+pub fn resample(samples: &[f32], rate: usize, to: usize) -> Result<Vec<f32>, AudioError> {
+    if rate == to {
         return Ok(samples.to_vec());
     }
     let bad = |e: String| AudioError::Undecodable(format!("resampling from {rate} Hz: {e}"));
-    let mut resampler = FftFixedIn::<f32>::new(rate, SAMPLE_RATE, 1024, 2, 1).map_err(|e| bad(e.to_string()))?;
+    let mut resampler = FftFixedIn::<f32>::new(rate, to, 1024, 2, 1).map_err(|e| bad(e.to_string()))?;
     let delay = resampler.output_delay();
-    let expected = samples.len() * SAMPLE_RATE / rate;
+    let expected = samples.len() * to / rate;
     let mut out = Vec::with_capacity(expected + delay + 2048);
     let mut rest = samples;
     while rest.len() >= resampler.input_frames_next() {
@@ -123,8 +126,11 @@ fn resample(samples: &[f32], rate: usize) -> Result<Vec<f32>, AudioError> {
         out.extend_from_slice(&resampler.process(&[chunk], None).map_err(|e| bad(e.to_string()))?[0]);
         rest = tail;
     }
-    // The last partial chunk, then silence until the delayed output is out.
-    out.extend_from_slice(&resampler.process_partial(Some(&[rest]), None).map_err(|e| bad(e.to_string()))?[0]);
+    // The last partial chunk (none when the audio filled the chunks
+    // exactly), then silence until the delayed output is out.
+    let last = [rest];
+    let last = if rest.is_empty() { None } else { Some(&last[..]) };
+    out.extend_from_slice(&resampler.process_partial(last, None).map_err(|e| bad(e.to_string()))?[0]);
     while out.len() < expected + delay {
         out.extend_from_slice(&resampler.process_partial::<&[f32]>(None, None).map_err(|e| bad(e.to_string()))?[0]);
     }
@@ -184,6 +190,13 @@ mod tests {
         assert_eq!(loudest(&samples[1000..15_000], &[220.0, 330.0, 440.0, 880.0]), 440.0);
         let peak = samples[1000..15_000].iter().fold(0f32, |m, s| m.max(s.abs()));
         assert!((peak - 0.5).abs() < 0.05, "amplitude kept: {peak}");
+    }
+
+    #[test]
+    fn audio_that_fills_the_resampler_chunks_exactly_resamples() {
+        // 20 chunks of 1024 samples, and nothing left over.
+        let samples = resample(&tone(440.0, 22_050, 1.0)[..20 * 1024], 22_050, 24_000).unwrap();
+        assert_eq!(samples.len(), 20 * 1024 * 24_000 / 22_050);
     }
 
     #[test]

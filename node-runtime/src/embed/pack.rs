@@ -13,13 +13,19 @@ use serde_json::Value;
 /// Files read from a model directory: (path in the directory, required).
 pub const DIRECTORY_FILES: &[(&str, bool)] = &[
     ("config.json", true),
-    ("tokenizer.json", true),
+    // Required by the models that read text; a voice has none.
+    ("tokenizer.json", false),
     ("1_Pooling/config.json", false),
     ("modules.json", false),
     ("sentence_bert_config.json", false),
 ];
 /// The weights of a model directory.
 pub const WEIGHTS_FILE: &str = "model.safetensors";
+/// The weights of a model directory whose model is an ONNX graph (a Piper
+/// voice): packed as one `U8` tensor of that name, so the file stays safetensors.
+pub const ONNX_FILE: &str = "model.onnx";
+/// Every weights file a model directory may hold, the one looked for first first.
+pub const WEIGHTS_FILES: [&str; 2] = [WEIGHTS_FILE, ONNX_FILE];
 
 /// Prefix of the metadata keys that carry the directory's files.
 const KEY_PREFIX: &str = "greenthread.file.";
@@ -71,6 +77,50 @@ pub fn pack(weights: &Path, files: &BTreeMap<String, String>, out: &Path) -> std
     file.sync_all()
 }
 
+/// Writes the ONNX graph `onnx` as one `U8` tensor named [`ONNX_FILE`],
+/// with `files` in the metadata, to `out`.
+///
+/// # Errors
+/// When a file cannot be read or written.
+pub fn pack_onnx(onnx: &Path, files: &BTreeMap<String, String>, out: &Path) -> std::io::Result<()> {
+    let mut source = File::open(onnx)?;
+    let len = source.metadata()?.len();
+    let metadata: serde_json::Map<String, Value> =
+        files.iter().map(|(name, text)| (format!("{KEY_PREFIX}{name}"), Value::String(text.clone()))).collect();
+    let header = serde_json::json!({
+        ONNX_FILE: {"dtype": "U8", "shape": [len], "data_offsets": [0, len]},
+        "__metadata__": metadata,
+    });
+    let mut bytes = serde_json::to_vec(&header).map_err(bad)?;
+    bytes.resize(bytes.len().next_multiple_of(8), b' ');
+    let mut sink = BufWriter::new(File::create(out)?);
+    sink.write_all(&(bytes.len() as u64).to_le_bytes())?;
+    sink.write_all(&bytes)?;
+    std::io::copy(&mut source, &mut sink)?;
+    let file = sink.into_inner().map_err(|e| e.into_error())?;
+    file.sync_all()
+}
+
+/// The bytes of the tensor `name` in a packed file held in memory.
+///
+/// # Errors
+/// When `bytes` is not safetensors or has no such tensor.
+pub fn tensor_bytes<'a>(bytes: &'a [u8], name: &str) -> Result<&'a [u8], String> {
+    let len = bytes.get(..8).map(|b| u64::from_le_bytes(b.try_into().unwrap_or_default())).ok_or("file too short")?;
+    let start = usize::try_from(len).ok().and_then(|l| l.checked_add(8)).filter(|s| *s <= bytes.len());
+    let start = start.ok_or("the safetensors header runs past the file")?;
+    let header: Value = serde_json::from_slice(&bytes[8..start]).map_err(|e| format!("safetensors header: {e}"))?;
+    let offsets = header[name]["data_offsets"]
+        .as_array()
+        .and_then(|o| Some((o.first()?.as_u64()?, o.get(1)?.as_u64()?)))
+        .ok_or_else(|| format!("the file has no tensor {name}"))?;
+    let (from, to) = (start as u64 + offsets.0, start as u64 + offsets.1);
+    if from > to || to > bytes.len() as u64 {
+        return Err(format!("tensor {name} runs past the file"));
+    }
+    Ok(&bytes[from as usize..to as usize])
+}
+
 /// The directory files a packed file carries, by their path in the
 /// directory, and the bytes of tensor data it holds.
 ///
@@ -111,5 +161,21 @@ mod tests {
         assert_eq!(unpack_files(&packed).unwrap(), (files, 24));
         let loaded = candle_core::safetensors::load(&packed, &candle_core::Device::Cpu).unwrap();
         assert_eq!(loaded["w"].to_vec2::<f32>().unwrap(), [[0.0, 1.0, 2.0], [3.0, 4.0, 5.0]]);
+    }
+
+    #[test]
+    fn an_onnx_graph_packs_as_one_byte_tensor() {
+        let dir = tempfile::tempdir().unwrap();
+        let onnx = dir.path().join(ONNX_FILE);
+        std::fs::write(&onnx, b"\x08\x07graph bytes").unwrap();
+        let files = BTreeMap::from([("config.json".to_owned(), "{\"audio\": {}}".to_owned())]);
+        let packed = dir.path().join("packed");
+        pack_onnx(&onnx, &files, &packed).unwrap();
+        assert!(is_safetensors(&packed));
+        assert_eq!(unpack_files(&packed).unwrap(), (files, 13));
+        let bytes = std::fs::read(&packed).unwrap();
+        assert_eq!(tensor_bytes(&bytes, ONNX_FILE).unwrap(), b"\x08\x07graph bytes");
+        assert!(tensor_bytes(&bytes, "other").is_err());
+        assert!(tensor_bytes(&bytes[..20], ONNX_FILE).is_err());
     }
 }

@@ -110,7 +110,7 @@ pub async fn fetch(
 pub async fn source_size(uri: &ArtifactUri, local: &LocalArtifacts) -> Result<u64, NodeError> {
     match uri {
         ArtifactUri::File(path) => {
-            let path = if path.is_dir() { path.join(pack::WEIGHTS_FILE) } else { path.clone() };
+            let path = if path.is_dir() { path.join(weights_name(uri).await?) } else { path.clone() };
             let local = local.clone();
             tokio::task::spawn_blocking(move || {
                 local.open(&path)?.metadata().map(|m| m.len()).map_err(|e| e.to_string())
@@ -122,13 +122,35 @@ pub async fn source_size(uri: &ArtifactUri, local: &LocalArtifacts) -> Result<u6
         ArtifactUri::Object(url) => {
             let (store, location) = store_for(uri)?;
             let location = if url.ends_with('/') {
-                object_store::path::Path::from(format!("{location}/{}", pack::WEIGHTS_FILE))
+                object_store::path::Path::from(format!("{location}/{}", weights_name(uri).await?))
             } else {
                 location
             };
             store.head(&location).await.map(|m| m.size).map_err(|e| artifact_error(uri, e))
         }
     }
+}
+
+/// The weights file of a model directory: the first of
+/// [`pack::WEIGHTS_FILES`] it holds.
+async fn weights_name(uri: &ArtifactUri) -> Result<&'static str, NodeError> {
+    for name in pack::WEIGHTS_FILES {
+        let found = match uri {
+            ArtifactUri::File(dir) => dir.join(name).exists(),
+            ArtifactUri::Object(_) => {
+                let (store, prefix) = store_for(uri)?;
+                match store.head(&object_store::path::Path::from(format!("{prefix}/{name}"))).await {
+                    Ok(_) => true,
+                    Err(object_store::Error::NotFound { .. }) => false,
+                    Err(e) => return Err(artifact_error(uri, format!("{name}: {e}"))),
+                }
+            }
+        };
+        if found {
+            return Ok(name);
+        }
+    }
+    Err(artifact_error(uri, format!("the model directory holds none of {}", pack::WEIGHTS_FILES.join(", "))))
 }
 
 /// Whether an artifact names a model directory (Hugging Face layout) rather
@@ -176,10 +198,10 @@ async fn copy_directory(
     max_bytes: u64,
 ) -> Result<String, NodeError> {
     let mut files = BTreeMap::new();
+    let weights_file = weights_name(uri).await?;
     let sha256 = if let ArtifactUri::File(dir) = uri {
-        let (sha256, _) = copy_local(local, &dir.join(pack::WEIGHTS_FILE), weights, max_bytes)
-            .await
-            .map_err(|e| artifact_error(uri, e))?;
+        let (sha256, _) =
+            copy_local(local, &dir.join(weights_file), weights, max_bytes).await.map_err(|e| artifact_error(uri, e))?;
         check_digest(uri, &sha256, expected)?;
         for &(name, required) in pack::DIRECTORY_FILES {
             let path = dir.join(name);
@@ -193,7 +215,7 @@ async fn copy_directory(
     } else {
         let (store, prefix) = store_for(uri)?;
         let at = |file: &str| object_store::path::Path::from(format!("{prefix}/{file}"));
-        let (sha256, _) = copy_and_hash(store.as_ref(), &at(pack::WEIGHTS_FILE), weights, max_bytes)
+        let (sha256, _) = copy_and_hash(store.as_ref(), &at(weights_file), weights, max_bytes)
             .await
             .map_err(|e| artifact_error(uri, e))?;
         check_digest(uri, &sha256, expected)?;
@@ -215,10 +237,16 @@ async fn copy_directory(
         sha256
     };
     let (weights, packed) = (weights.to_path_buf(), packed.to_path_buf());
-    tokio::task::spawn_blocking(move || pack::pack(&weights, &files, &packed))
-        .await
-        .map_err(|e| artifact_error(uri, e))?
-        .map_err(|e| artifact_error(uri, format!("{}: {e}", pack::WEIGHTS_FILE)))?;
+    tokio::task::spawn_blocking(move || {
+        if weights_file == pack::ONNX_FILE {
+            pack::pack_onnx(&weights, &files, &packed)
+        } else {
+            pack::pack(&weights, &files, &packed)
+        }
+    })
+    .await
+    .map_err(|e| artifact_error(uri, e))?
+    .map_err(|e| artifact_error(uri, format!("{weights_file}: {e}")))?;
     Ok(sha256)
 }
 

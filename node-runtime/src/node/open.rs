@@ -10,18 +10,19 @@ use crate::builtin::BuiltinEngine;
 use crate::embed::{EmbeddingModel, pack};
 
 /// Opens the cached file of `spec`: a GGUF chat model, or a packed model
-/// directory (a BERT embedding model or cross-encoder, or a Whisper model),
+/// directory (a BERT embedding model or cross-encoder, a Whisper model, or a Piper voice),
 /// refused when the spec declares another kind than the artifact's.
 pub(super) fn open_model(engine: &BuiltinEngine, spec: &ModelSpec, path: &Path) -> crate::Result<Arc<dyn ServedModel>> {
     let model: Arc<dyn ServedModel> = if pack::is_safetensors(path) {
         let (files, data_bytes) = pack::unpack_files(path).map_err(|e| crate::Error::invalid(path, e))?;
-        let model_type = files
-            .get("config.json")
-            .and_then(|c| serde_json::from_str::<serde_json::Value>(c).ok())
-            .and_then(|c| c["model_type"].as_str().map(str::to_owned));
-        match model_type.as_deref() {
+        let config = files.get("config.json").and_then(|c| serde_json::from_str::<serde_json::Value>(c).ok());
+        let config = config.unwrap_or_default();
+        match config["model_type"].as_str() {
             Some("whisper") => {
                 Arc::new(crate::asr::SpeechModel::open(&files, data_bytes, path, engine.device(), spec.name.as_str())?)
+            }
+            _ if crate::tts::is_voice(&config) => {
+                Arc::new(crate::tts::VoiceModel::open(&files, data_bytes, path, spec.name.as_str())?)
             }
             _ => Arc::new(EmbeddingModel::open(path, engine.device(), spec.name.as_str())?),
         }
