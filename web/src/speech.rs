@@ -25,6 +25,7 @@ fn ModelPicker(
     kinds: &'static [&'static str],
     model: RwSignal<String>,
     id: &'static str,
+    label: &'static str,
 ) -> impl IntoView {
     let names = RwSignal::new(Vec::<String>::new());
     let missing = RwSignal::new(None::<String>);
@@ -39,11 +40,11 @@ fn ModelPicker(
         }
     });
     view! {
-        <label for=id>"Model"</label>
+        <label for=id>{label}</label>
         <select id=id on:change=move |ev| model.set(event_target_value(&ev)) prop:value=move || model.get()>
             {move || names.get().into_iter().map(|m| view! { <option value=m.clone()>{m.clone()}</option> }).collect_view()}
         </select>
-        <p class="muted">{move || missing.get()}</p>
+        {move || missing.get().map(|why| view! { <p class="muted">{why}</p> })}
     }
 }
 
@@ -164,7 +165,7 @@ pub fn SpeechToText(key: String) -> impl IntoView {
         <section class="card" data-playground="speech-to-text">
             <h2>"Speech to text"</h2>
             <div class="stack">
-                <ModelPicker key kinds=&["asr"] model id="stt-model" />
+                <ModelPicker key kinds=&["asr"] model id="stt-model" label="Speech model" />
                 <label for="stt-file">"Audio file (WAV, MP3, FLAC, OGG)"</label>
                 <input id="stt-file" type="file" accept="audio/*" on:change=upload />
                 <button type="button" on:click=record>{move || if recording.get() { "Stop" } else { "Record from the microphone" }}</button>
@@ -250,12 +251,23 @@ async fn synthesize(key: &str, model: &str, voice: &str, text: &str, speed: f64)
     if !response.ok() {
         return Err(failure(response).await);
     }
-    let bytes = response.binary().await.map_err(|e| e.to_string())?;
+    let mut bytes = response.binary().await.map_err(|e| e.to_string())?;
+    whole_wav(&mut bytes);
     let parts = js_sys::Array::of1(&js_sys::Uint8Array::from(bytes.as_slice()));
     let options = web_sys::BlobPropertyBag::new();
     options.set_type("audio/wav");
     let blob = web_sys::Blob::new_with_u8_array_sequence_and_options(&parts, &options).map_err(|_| "no blob")?;
     web_sys::Url::create_object_url_with_blob(&blob).map_err(|_| "the audio cannot be played".to_owned())
+}
+
+/// A streamed WAV's header says "until the end" for its sizes; with the
+/// whole file here, the real sizes let the player show its length.
+pub fn whole_wav(bytes: &mut [u8]) {
+    if bytes.len() >= 44 && &bytes[..4] == b"RIFF" && &bytes[36..40] == b"data" {
+        let total = u32::try_from(bytes.len()).unwrap_or(u32::MAX);
+        bytes[4..8].copy_from_slice(&(total - 8).to_le_bytes());
+        bytes[40..44].copy_from_slice(&(total - 44).to_le_bytes());
+    }
 }
 
 #[component]
@@ -311,7 +323,7 @@ pub fn TextToSpeech(key: String) -> impl IntoView {
         <section class="card" data-playground="text-to-speech">
             <h2>"Text to speech"</h2>
             <form class="stack" on:submit=speak>
-                <ModelPicker key kinds=&["tts"] model id="tts-model" />
+                <ModelPicker key kinds=&["tts"] model id="tts-model" label="Voice model" />
                 <label for="tts-voice">"Voice"</label>
                 <select id="tts-voice" on:change=move |ev| voice.set(event_target_value(&ev)) prop:value=move || voice.get()>
                     {move || voice_list.get().into_iter().map(|v| view! { <option value=v.clone()>{v.clone()}</option> }).collect_view()}
@@ -391,7 +403,7 @@ pub fn Rerank(key: String) -> impl IntoView {
         <section class="card" data-playground="rerank">
             <h2>"Rerank"</h2>
             <form class="stack" on:submit=run>
-                <ModelPicker key kinds=&["reranker", "embedding"] model id="rerank-model" />
+                <ModelPicker key kinds=&["reranker", "embedding"] model id="rerank-model" label="Rerank model" />
                 <label for="rerank-query">"Query"</label>
                 <input id="rerank-query" prop:value=move || query.get() on:input=move |ev| query.set(event_target_value(&ev)) />
                 <label for="rerank-documents">"Documents, one per line"</label>
@@ -406,24 +418,5 @@ pub fn Rerank(key: String) -> impl IntoView {
                 }).collect_view()}
             </ol>
         </section>
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn times_read_as_minutes_and_seconds() {
-        assert_eq!(clock(0.0), "0:00.0");
-        assert_eq!(clock(61.26), "1:01.3");
-        assert_eq!(clock(-1.0), "0:00.0");
-    }
-
-    #[test]
-    fn segments_come_from_verbose_json() {
-        let verbose = serde_json::json!({"segments": [{"start": 0.0, "end": 2.5, "text": " Hello there."}]});
-        assert_eq!(segments(&verbose), [Timed { start: 0.0, end: 2.5, text: "Hello there.".into() }]);
-        assert!(segments(&serde_json::json!({})).is_empty());
     }
 }

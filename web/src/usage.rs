@@ -55,6 +55,9 @@ pub fn series(
         .collect()
 }
 
+/// What a chart counts of each point.
+type Measure = fn(&UsagePoint) -> f64;
+
 fn tokens(p: &UsagePoint) -> f64 {
     (p.input_tokens + p.output_tokens) as f64
 }
@@ -127,7 +130,7 @@ pub fn Usage(key: String) -> impl IntoView {
                         ("Mean wake latency by model", "ms", series(&d.by_model, w, first, model, wake_mean), Kind::Points),
                     ];
                     // The other units' charts, where the window holds any.
-                    let units: [(&'static str, &'static str, fn(&UsagePoint) -> f64); 3] = [
+                    let units: [(&'static str, &'static str, Measure); 3] = [
                         ("Audio heard by model", "seconds", |p| p.audio_seconds),
                         ("Characters spoken by model", "characters", |p| p.characters as f64),
                         ("Documents ranked by model", "documents", |p| p.documents as f64),

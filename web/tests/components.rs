@@ -8,6 +8,7 @@ use greenthread_web::chart::{self, Chart, Datum, Kind};
 use greenthread_web::live::{self, Incoming};
 use greenthread_web::playground::{ready_after, timing_line};
 use greenthread_web::remote;
+use greenthread_web::speech::{self, Timed};
 use greenthread_web::sse::SseReader;
 use greenthread_web::{App, Page, format};
 use leptos::prelude::*;
@@ -198,4 +199,29 @@ fn the_playground_tells_a_wake_from_a_wait() {
     assert_eq!(timing_line(None, Some(5.0), 40.0), "Waited 5 ms for the model; first token after 40 ms");
     assert_eq!(ready_after("qwen ready after 812.5 ms"), Some(812.5));
     assert_eq!(ready_after("waking qwen from ram, 40%"), None);
+}
+
+#[wasm_bindgen_test]
+fn transcript_times_read_as_minutes_and_seconds() {
+    assert_eq!(speech::clock(0.0), "0:00.0");
+    assert_eq!(speech::clock(61.26), "1:01.3");
+    assert_eq!(speech::clock(-1.0), "0:00.0");
+}
+
+#[wasm_bindgen_test]
+fn transcript_segments_come_from_verbose_json() {
+    let verbose = serde_json::json!({"segments": [{"start": 0.0, "end": 2.5, "text": " Hello there."}]});
+    assert_eq!(speech::segments(&verbose), [Timed { start: 0.0, end: 2.5, text: "Hello there.".into() }]);
+    assert!(speech::segments(&serde_json::json!({})).is_empty());
+}
+
+#[wasm_bindgen_test]
+fn a_streamed_wav_gets_its_real_sizes() {
+    let mut wav = b"RIFF\xff\xff\xff\xffWAVEfmt ".to_vec();
+    wav.extend([0u8; 20]);
+    wav.extend(b"data\xdb\xff\xff\xff");
+    wav.extend([1u8; 100]);
+    speech::whole_wav(&mut wav);
+    assert_eq!(u32::from_le_bytes(wav[4..8].try_into().unwrap()), 136);
+    assert_eq!(u32::from_le_bytes(wav[40..44].try_into().unwrap()), 100);
 }
