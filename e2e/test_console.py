@@ -132,7 +132,7 @@ def test_the_playground_streams_an_answer_and_the_model_is_then_serving(server, 
     go(page, "Models")
     expect(page.locator(f'tr[data-model="{DEMO_MODEL}"] .state')).to_have_text("sleeping", timeout=30_000)
     go(page, "Playground")
-    page.get_by_label("Model").select_option(DEMO_MODEL)
+    page.get_by_label("Model", exact=True).select_option(DEMO_MODEL)
     page.get_by_label("Temperature").fill("0")
     page.get_by_label("Message").fill("What is the capital of France? Answer in one word.")
     page.get_by_role("button", name="Send").click()
