@@ -98,7 +98,14 @@ def test_a_key_is_created_with_its_secret_shown_once_then_revoked(server, page):
     sign_in(page, manager["secret"])
     go(page, "API keys")
     expect(page.get_by_role("heading", name="API keys")).to_be_visible()
-    page.get_by_label("Name").fill("from-the-console")
+    page.get_by_label("Name", exact=True).fill("from-the-console")
+    expect(page.get_by_label("Project")).to_have_value("default")
+    page.get_by_label("Requests per minute").fill("0")
+    page.get_by_role("button", name="Create key").click()
+    expect(page.get_by_role("alert")).to_contain_text("Requests per minute is a whole number from 1")
+    page.get_by_label("Requests per minute").fill("120")
+    page.get_by_label("At once").fill("3")
+    page.get_by_label("Expires (optional)").fill("2099-12-31")
     page.get_by_role("button", name="Create key").click()
     secret = page.locator("code[data-secret]")
     expect(secret).to_have_text(re.compile(r"^gt_"))
@@ -106,6 +113,13 @@ def test_a_key_is_created_with_its_secret_shown_once_then_revoked(server, page):
     expect(page.get_by_role("button", name="Copy")).to_be_visible()
     row = page.locator('tr[data-key="from-the-console"]')
     expect(row).to_contain_text("inference")
+    expect(row.locator(".limits")).to_have_text("120 requests/min · 3 at once")
+    expect(row.locator(".expires")).to_have_text("2099-12-31")
+    stored = graphql(server.base, server.admin, "{ apiKeys(first: 100) { nodes { name requestsPerMinute "
+                     "tokensPerMinute maxConcurrentRequests expiresAt project { name } } } }")["apiKeys"]["nodes"]
+    made = next(k for k in stored if k["name"] == "from-the-console")
+    assert (made["requestsPerMinute"], made["tokensPerMinute"], made["maxConcurrentRequests"]) == (120, None, 3), made
+    assert made["expiresAt"].startswith("2099-12-31T23:59:59") and made["project"]["name"] == "default", made
     page.screenshot(path=str(SHOTS / "keys.png"))
 
     # The new key works against the API until it is revoked in the console.
@@ -117,6 +131,17 @@ def test_a_key_is_created_with_its_secret_shown_once_then_revoked(server, page):
     with pytest.raises(urllib.error.HTTPError) as refused:
         models()
     assert refused.value.code == 401
+    page.get_by_role("button", name="Sign out").click()
+
+
+def test_a_key_without_inference_is_told_why_the_playground_is_empty(server, page):
+    page.goto(server.base + "/ui/")
+    sign_in(page, server.admin)
+    go(page, "Playground")
+    notice = page.locator("[data-needs-inference]")
+    expect(notice).to_contain_text("no inference scope")
+    notice.get_by_role("link", name="Create a key with the inference scope").click()
+    expect(page.get_by_role("heading", name="API keys")).to_be_visible()
     page.get_by_role("button", name="Sign out").click()
 
 

@@ -128,7 +128,7 @@ def test_spoken_sentences_are_transcribed_with_a_low_word_error_rate(client, spo
 def test_verbose_json_has_timed_segments_and_subtitles_have_cues(client, spoken):
     with open(spoken[0], "rb") as f:
         verbose = client.audio.transcriptions.create(model=ASR, file=f, response_format="verbose_json", language="en")
-    assert verbose.language == "en" and verbose.task == "transcribe"
+    assert verbose.language == "english" and verbose.task == "transcribe"
     with wave.open(str(spoken[0])) as w:
         seconds = w.getnframes() / w.getframerate()
     assert verbose.duration == pytest.approx(seconds, abs=0.05)
@@ -316,6 +316,32 @@ def test_the_console_transcribes_speaks_and_ranks(speech, spoken):
         expect(page.locator("[data-ranked] li").first).to_contain_text("Knead the dough", timeout=60_000)
         expect(page.locator("[data-ranked] li")).to_have_count(3)
         page.screenshot(path=str(shots / "speech-playgrounds.png"), full_page=True)
+        browser.close()
+
+
+def test_the_console_records_from_the_microphone(speech, spoken):
+    """Chromium's fake microphone plays a spoken sentence; the console
+    records it, decodes its WebM in the browser, and sends a WAV."""
+    from playwright.sync_api import expect, sync_playwright
+    from test_console import CHROMIUM_ARGS, chromium_path, go, sign_in
+    user = create_key(speech.base, speech.admin, "default", ["read", "inference"], name="console-microphone")
+    with wave.open(str(spoken[1])) as w:
+        seconds = w.getnframes() / w.getframerate()
+    microphone = ["--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+                  f"--use-file-for-fake-audio-capture={spoken[1]}%noloop"]
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium_path(), headless=True, args=CHROMIUM_ARGS + microphone)
+        page = browser.new_context().new_page()
+        page.goto(speech.base + "/ui/")
+        sign_in(page, user["secret"])
+        go(page, "Playground")
+        expect(page.get_by_label("Speech model")).to_have_value(ASR)
+        page.get_by_role("button", name="Record from the microphone").click()
+        expect(page.get_by_role("button", name="Stop")).to_be_visible(timeout=10_000)
+        page.wait_for_timeout(int((seconds + 1.0) * 1000))
+        page.get_by_role("button", name="Stop").click()
+        expect(page.locator("[data-transcript]")).to_contain_text("report", timeout=120_000)
+        expect(page.locator("[data-stt-status]")).to_contain_text("of audio")
         browser.close()
 
 

@@ -170,14 +170,60 @@ pub struct KeyRow {
     pub id: String,
     pub name: String,
     pub hint: String,
+    pub project: String,
     pub scopes: Vec<String>,
     pub created_at: String,
     pub last_used_at: Option<String>,
     pub revoked_at: Option<String>,
+    pub expires_at: Option<String>,
+    pub limits: Limits,
+}
+
+/// A key's bounds; `None` is unlimited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Limits {
+    pub requests_per_minute: Option<i64>,
+    pub tokens_per_minute: Option<i64>,
+    pub max_concurrent_requests: Option<i64>,
+}
+
+impl Limits {
+    /// "60 requests/min · 10000 tokens/min · 4 at once", or "none".
+    pub fn describe(&self) -> String {
+        let parts: Vec<String> = [
+            self.requests_per_minute.map(|n| format!("{n} requests/min")),
+            self.tokens_per_minute.map(|n| format!("{n} tokens/min")),
+            self.max_concurrent_requests.map(|n| format!("{n} at once")),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        if parts.is_empty() { "none".into() } else { parts.join(" · ") }
+    }
+}
+
+/// A key to create.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct NewKey {
+    pub project: String,
+    pub name: String,
+    pub scopes: Vec<String>,
+    /// RFC 3339.
+    pub expires_at: Option<String>,
+    pub limits: Limits,
+}
+
+/// The keys `key` may read, with the projects a new one may go in.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KeyListing {
+    /// The signed-in key's own project, first among `projects`.
+    pub project: String,
+    pub projects: Vec<String>,
+    pub rows: Vec<KeyRow>,
 }
 
 /// The signed-in key's project and the keys it may read.
-pub async fn keys(key: &str) -> Result<(String, Vec<KeyRow>), String> {
+pub async fn keys(key: &str) -> Result<KeyListing, String> {
     let data = call::<op::Keys>(key, op::keys::Variables).await?;
     let rows = data
         .api_keys
@@ -187,22 +233,35 @@ pub async fn keys(key: &str) -> Result<(String, Vec<KeyRow>), String> {
             id: k.id,
             name: k.name,
             hint: k.hint,
+            project: k.project.name,
             scopes: k.scopes,
             created_at: k.created_at,
             last_used_at: k.last_used_at,
             revoked_at: k.revoked_at,
+            expires_at: k.expires_at,
+            limits: Limits {
+                requests_per_minute: k.requests_per_minute,
+                tokens_per_minute: k.tokens_per_minute,
+                max_concurrent_requests: k.max_concurrent_requests,
+            },
         })
         .collect();
-    Ok((data.viewer.project.name, rows))
+    let project = data.viewer.project.name;
+    let mut projects = vec![project.clone()];
+    projects.extend(data.projects.nodes.into_iter().map(|p| p.name).filter(|p| *p != project));
+    Ok(KeyListing { project, projects, rows })
 }
 
-/// Creates a key in `project`; its secret, shown this once.
-pub async fn create_key(key: &str, project: &str, name: &str, scopes: &[String]) -> Result<String, String> {
+/// Creates a key; its secret, shown this once.
+pub async fn create_key(key: &str, new: &NewKey) -> Result<String, String> {
     let input = op::create_api_key::CreateApiKeyInput {
-        project: project.to_owned(),
-        name: name.to_owned(),
-        scopes: scopes.to_vec(),
-        ..Default::default()
+        project: new.project.clone(),
+        name: new.name.clone(),
+        scopes: new.scopes.clone(),
+        expires_at: new.expires_at.clone(),
+        requests_per_minute: new.limits.requests_per_minute,
+        tokens_per_minute: new.limits.tokens_per_minute,
+        max_concurrent_requests: new.limits.max_concurrent_requests,
     };
     let payload = call::<op::CreateApiKey>(key, op::create_api_key::Variables { i: input }).await?.create_api_key;
     refused!(payload.user_errors)?;

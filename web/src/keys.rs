@@ -1,10 +1,11 @@
-//! API keys of the signed-in key's project: create one (its secret shown
-//! once, with a copy button), revoke one, see when each was last used.
+//! API keys: create one in a project, with its scopes, expiry and limits
+//! (its secret shown once, with a copy button), revoke one, see each key's
+//! project, scopes, limits, expiry and when it was last used.
 
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 
-use crate::api::{self, KeyRow};
+use crate::api::{self, KeyListing, KeyRow, Limits, NewKey};
 use crate::{format, remote};
 
 /// Scopes a key created here may get (admin keys are made by admins elsewhere).
@@ -12,11 +13,16 @@ const SCOPES: &[&str] = &["inference", "read", "manage"];
 
 #[component]
 pub fn Keys(key: String) -> impl IntoView {
-    let listing = RwSignal::new(None::<Result<(String, Vec<KeyRow>), String>>);
+    let listing = RwSignal::new(None::<Result<KeyListing, String>>);
     let secret = RwSignal::new(None::<String>);
     let error = RwSignal::new(None::<String>);
     let name = RwSignal::new(String::new());
     let chosen = RwSignal::new(vec!["inference".to_owned()]);
+    let project = RwSignal::new(String::new());
+    let expires = RwSignal::new(String::new());
+    let requests = RwSignal::new(String::new());
+    let tokens = RwSignal::new(String::new());
+    let concurrent = RwSignal::new(String::new());
     let key = StoredValue::new(key);
     let reload = move || {
         let k = key.get_value();
@@ -26,19 +32,37 @@ pub fn Keys(key: String) -> impl IntoView {
 
     let create = move |ev: leptos::ev::SubmitEvent| {
         ev.prevent_default();
-        let Some(Ok((project, _))) = listing.get_untracked() else { return };
+        let Some(Ok(known)) = listing.get_untracked() else { return };
         let (label, scopes) = (name.get_untracked().trim().to_owned(), chosen.get_untracked());
         if label.is_empty() || scopes.is_empty() {
             error.set(Some("Give the key a name and at least one scope.".into()));
             return;
         }
+        let limits = match limits_of(&requests.get_untracked(), &tokens.get_untracked(), &concurrent.get_untracked()) {
+            Ok(limits) => limits,
+            Err(e) => {
+                error.set(Some(e));
+                return;
+            }
+        };
+        let chosen_project = Some(project.get_untracked()).filter(|p| !p.is_empty()).unwrap_or(known.project);
+        let new = NewKey {
+            project: chosen_project,
+            name: label,
+            scopes,
+            expires_at: expiry(&expires.get_untracked()),
+            limits,
+        };
         let k = key.get_value();
         spawn_local(async move {
-            match api::create_key(&k, &project, &label, &scopes).await {
+            match api::create_key(&k, &new).await {
                 Ok(s) => {
                     secret.set(Some(s));
                     error.set(None);
                     name.set(String::new());
+                    for field in [expires, requests, tokens, concurrent] {
+                        field.set(String::new());
+                    }
                     reload();
                 }
                 Err(e) => error.set(Some(e)),
@@ -57,19 +81,70 @@ pub fn Keys(key: String) -> impl IntoView {
     view! {
         <section class="card">
             <h1>"API keys"</h1>
-            <form class="row" on:submit=create>
-                <label for="key-name">"Name"</label>
-                <input id="key-name" prop:value=move || name.get() on:input=move |ev| name.set(event_target_value(&ev)) />
-                <ScopeChoices chosen=chosen />
-                <button type="submit">"Create key"</button>
+            <form class="key-form" on:submit=create>
+                <div class="row">
+                    <label for="key-name">"Name"</label>
+                    <input id="key-name" prop:value=move || name.get() on:input=move |ev| name.set(event_target_value(&ev)) />
+                    <label for="key-project">"Project"</label>
+                    <select id="key-project" prop:value=move || project.get() on:change=move |ev| project.set(event_target_value(&ev))>
+                        {move || match listing.get() {
+                            Some(Ok(l)) => l.projects.into_iter().map(|p| view! { <option value=p.clone()>{p.clone()}</option> }).collect_view().into_any(),
+                            _ => ().into_any(),
+                        }}
+                    </select>
+                    <fieldset class="inline"><legend>"Scopes"</legend><ScopeChoices chosen=chosen /></fieldset>
+                </div>
+                <div class="row">
+                    <label for="key-expires">"Expires (optional)"</label>
+                    <input id="key-expires" type="date" prop:value=move || expires.get() on:input=move |ev| expires.set(event_target_value(&ev)) />
+                    <label for="key-rpm">"Requests per minute"</label>
+                    <input id="key-rpm" type="number" min="1" placeholder="unlimited" prop:value=move || requests.get()
+                        on:input=move |ev| requests.set(event_target_value(&ev)) />
+                    <label for="key-tpm">"Tokens per minute"</label>
+                    <input id="key-tpm" type="number" min="1" placeholder="unlimited" prop:value=move || tokens.get()
+                        on:input=move |ev| tokens.set(event_target_value(&ev)) />
+                    <label for="key-concurrent">"At once"</label>
+                    <input id="key-concurrent" type="number" min="1" placeholder="unlimited" prop:value=move || concurrent.get()
+                        on:input=move |ev| concurrent.set(event_target_value(&ev)) />
+                    <button type="submit">"Create key"</button>
+                </div>
             </form>
             <p class="error" role="alert">{move || error.get()}</p>
             <NewSecret secret=secret />
-            {move || remote::show(listing.get(), |(_, rows)| rows.is_empty(), "No keys yet.", move |(_, rows)| {
-                view! { <KeyTable rows=rows revoke=revoke /> }.into_any()
+            {move || remote::show(listing.get(), |l| l.rows.is_empty(), "No keys yet.", move |l: KeyListing| {
+                view! { <KeyTable rows=l.rows revoke=revoke /> }.into_any()
             })}
         </section>
     }
+}
+
+/// The limits typed into the form: each empty (unlimited) or a whole number from 1.
+///
+/// # Errors
+/// A message naming the field that is not.
+pub fn limits_of(requests: &str, tokens: &str, concurrent: &str) -> Result<Limits, String> {
+    let parse = |text: &str, what: &str| -> Result<Option<i64>, String> {
+        match text.trim() {
+            "" => Ok(None),
+            t => t
+                .parse::<i64>()
+                .ok()
+                .filter(|n| *n >= 1)
+                .map(Some)
+                .ok_or_else(|| format!("{what} is a whole number from 1, or empty for unlimited.")),
+        }
+    };
+    Ok(Limits {
+        requests_per_minute: parse(requests, "Requests per minute")?,
+        tokens_per_minute: parse(tokens, "Tokens per minute")?,
+        max_concurrent_requests: parse(concurrent, "At once")?,
+    })
+}
+
+/// A date from the form (`YYYY-MM-DD`) as the end of that day in UTC; `None` when empty.
+pub fn expiry(date: &str) -> Option<String> {
+    let date = date.trim();
+    (!date.is_empty()).then(|| format!("{date}T23:59:59Z"))
 }
 
 /// A checkbox per scope a new key may get.
@@ -120,7 +195,7 @@ fn KeyTable(rows: Vec<KeyRow>, revoke: impl Fn(String) + Copy + Send + Sync + 's
     view! {
         <div class="scroll">
         <table>
-            <thead><tr><th>"Name"</th><th>"Key"</th><th>"Scopes"</th><th>"Last used"</th><th></th></tr></thead>
+            <thead><tr><th>"Name"</th><th>"Key"</th><th>"Project"</th><th>"Scopes"</th><th>"Limits"</th><th>"Expires"</th><th>"Last used"</th><th></th></tr></thead>
             <tbody>
                 {rows.into_iter().map(|k| {
                     let id = k.id.clone();
@@ -129,7 +204,10 @@ fn KeyTable(rows: Vec<KeyRow>, revoke: impl Fn(String) + Copy + Send + Sync + 's
                         <tr data-key=k.name.clone()>
                             <td>{k.name.clone()}</td>
                             <td><code>{k.hint.clone()}</code></td>
+                            <td>{k.project.clone()}</td>
                             <td>{k.scopes.join(", ")}</td>
+                            <td class="limits">{k.limits.describe()}</td>
+                            <td class="expires">{k.expires_at.as_deref().map_or_else(|| "never".to_owned(), |at| at.chars().take(10).collect())}</td>
                             <td title=k.last_used_at.clone().unwrap_or_default()>{format::ago_rfc3339(k.last_used_at.as_deref())}</td>
                             <td>{if revoked {
                                 view! { <span class="state state-failed">"revoked"</span> }.into_any()

@@ -61,8 +61,19 @@ pub fn Playground(key: String) -> impl IntoView {
     let request_id = RwSignal::new(None::<String>);
     let error = RwSignal::new(None::<String>);
     let busy = RwSignal::new(false);
+    // A key without the inference scope (the admin key the server prints
+    // is one) may call no model: say so, and where to get one that may.
+    let needs_inference = RwSignal::new(false);
     spawn_local(async move {
-        match callable(&key.get_value()).await {
+        let k = key.get_value();
+        let found = callable(&k).await;
+        if found.as_ref().map_or(true, Vec::is_empty)
+            && api::viewer(&k).await.is_ok_and(|v| !v.scopes.iter().any(|s| s == "inference"))
+        {
+            needs_inference.set(true);
+            return;
+        }
+        match found {
             Ok(names) => {
                 if let Some(first) = names.first() {
                     model.set(first.clone());
@@ -100,6 +111,13 @@ pub fn Playground(key: String) -> impl IntoView {
     view! {
         <section class="card">
             <h1>"Playground"</h1>
+            <Show when=move || needs_inference.get()>
+                <p class="notice" role="status" data-needs-inference>
+                    "This key has no "<code>"inference"</code>" scope, so it may call no model and the list below is empty. "
+                    <a href="#/keys">"Create a key with the inference scope"</a>
+                    " on the API keys page, then sign out and sign in with it."
+                </p>
+            </Show>
             <form class="stack" on:submit=send>
                 <label for="model">"Model"</label>
                 <select id="model" on:change=move |ev| model.set(event_target_value(&ev)) prop:value=move || model.get()>

@@ -147,11 +147,22 @@ pub fn SpeechToText(key: String) -> impl IntoView {
     let record = move |_| {
         if let Some(active) = recorder.get_value() {
             let _ = active.stop();
+            recorder.set_value(None);
             recording.set(false);
             return;
         }
+        // The browser records in its own container (WebM/Opus in Chromium);
+        // it decodes that itself, and the server gets a WAV.
+        let recorded = move |blob: web_sys::Blob| {
+            spawn_local(async move {
+                match as_wav(blob).await {
+                    Ok(wav) => run(wav, "recording.wav".into()),
+                    Err(e) => error.set(Some(e)),
+                }
+            });
+        };
         spawn_local(async move {
-            match start_recording(move |blob| run(blob, "recording.webm".into())).await {
+            match start_recording(recorded).await {
                 Ok(active) => {
                     recorder.set_value(Some(active));
                     recording.set(true);
@@ -182,6 +193,42 @@ pub fn SpeechToText(key: String) -> impl IntoView {
             </table>
         </section>
     }
+}
+
+/// A mono 16-bit WAV of `samples` at `rate`.
+pub fn wav_of(samples: &[f32], rate: u32) -> Vec<u8> {
+    let data = u32::try_from(samples.len() * 2).unwrap_or(u32::MAX);
+    let mut out = Vec::with_capacity(44 + samples.len() * 2);
+    out.extend_from_slice(b"RIFF");
+    out.extend_from_slice(&(36 + data).to_le_bytes());
+    out.extend_from_slice(b"WAVEfmt ");
+    for field in [16u32.to_le_bytes(), [1, 0, 1, 0], rate.to_le_bytes(), (rate * 2).to_le_bytes(), [2, 0, 16, 0]] {
+        out.extend_from_slice(&field);
+    }
+    out.extend_from_slice(b"data");
+    out.extend_from_slice(&data.to_le_bytes());
+    for s in samples {
+        out.extend_from_slice(&((s.clamp(-1.0, 1.0) * 32767.0) as i16).to_le_bytes());
+    }
+    out
+}
+
+/// A recording in whatever the browser recorded it as, decoded by the
+/// browser and written as a WAV (its first channel).
+async fn as_wav(recording: web_sys::Blob) -> Result<web_sys::Blob, String> {
+    let bytes = JsFuture::from(recording.array_buffer()).await.map_err(|_| "the recording cannot be read")?;
+    let bytes: js_sys::ArrayBuffer = bytes.dyn_into().map_err(|_| "the recording cannot be read")?;
+    let context = web_sys::AudioContext::new().map_err(|_| "this browser has no Web Audio")?;
+    let decoding = context.decode_audio_data(&bytes).map_err(|_| "the recording cannot be decoded")?;
+    let decoded = JsFuture::from(decoding).await.map_err(|_| "the recording cannot be decoded");
+    let _ = context.close();
+    let audio: web_sys::AudioBuffer = decoded?.dyn_into().map_err(|_| "the recording cannot be decoded")?;
+    let samples = audio.get_channel_data(0).map_err(|_| "the recording has no audio")?;
+    let wav = wav_of(&samples, audio.sample_rate() as u32);
+    let parts = js_sys::Array::of1(&js_sys::Uint8Array::from(wav.as_slice()));
+    let options = web_sys::BlobPropertyBag::new();
+    options.set_type("audio/wav");
+    web_sys::Blob::new_with_u8_array_sequence_and_options(&parts, &options).map_err(|_| "no blob".to_owned())
 }
 
 /// Starts recording the microphone; `done` gets the recording once stopped.

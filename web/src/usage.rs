@@ -78,7 +78,7 @@ async fn load(key: &str, window: Window) -> Result<Loaded, String> {
     // Names for the keys; a key of another project shows by its id.
     let key_names = api::keys(key)
         .await
-        .map(|(_, keys)| keys.into_iter().map(|k| (k.id, format!("{} ({})", k.name, k.hint))).collect())
+        .map(|listing| listing.rows.into_iter().map(|k| (k.id, format!("{} ({})", k.name, k.hint))).collect())
         .unwrap_or_default();
     Ok(Loaded { by_model, by_key, key_names })
 }

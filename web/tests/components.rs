@@ -225,3 +225,13 @@ fn a_streamed_wav_gets_its_real_sizes() {
     assert_eq!(u32::from_le_bytes(wav[4..8].try_into().unwrap()), 136);
     assert_eq!(u32::from_le_bytes(wav[40..44].try_into().unwrap()), 100);
 }
+
+#[wasm_bindgen_test]
+fn a_recording_becomes_a_mono_16_bit_wav() {
+    let wav = speech::wav_of(&[0.0, 1.0, -1.0, 2.0], 48_000);
+    assert_eq!((&wav[..4], &wav[8..16], &wav[36..40]), (&b"RIFF"[..], &b"WAVEfmt "[..], &b"data"[..]));
+    assert_eq!(u32::from_le_bytes(wav[24..28].try_into().unwrap()), 48_000);
+    assert_eq!(u32::from_le_bytes(wav[40..44].try_into().unwrap()), 8);
+    let samples: Vec<i16> = wav[44..].chunks(2).map(|b| i16::from_le_bytes([b[0], b[1]])).collect();
+    assert_eq!(samples, [0, 32767, -32767, 32767], "clipped to full scale");
+}

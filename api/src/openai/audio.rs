@@ -16,7 +16,7 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use bytes::Bytes;
 use greenthread_node_runtime::ModelInstance;
-use greenthread_node_runtime::asr::{Segment, TranscribeOptions, Transcript, audio};
+use greenthread_node_runtime::asr::{Segment, TranscribeOptions, Transcript, audio, languages};
 use greenthread_scheduler::Lease;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -342,7 +342,8 @@ fn verbose(transcript: &Transcript, translate: bool) -> Value {
         .collect();
     json!({
         "task": if translate { "translate" } else { "transcribe" },
-        "language": transcript.language,
+        // OpenAI names the language ("english"); the code where Whisper's table has no name.
+        "language": languages::name(&transcript.language).unwrap_or(&transcript.language),
         "duration": transcript.duration,
         "text": transcript.text,
         "segments": segments,

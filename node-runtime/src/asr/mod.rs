@@ -7,6 +7,7 @@
 
 pub mod audio;
 mod decoder;
+pub mod languages;
 pub mod mel;
 pub mod timestamps;
 
