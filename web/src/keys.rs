@@ -81,7 +81,7 @@ pub fn Keys(key: String) -> impl IntoView {
     view! {
         <section class="card">
             <h1>"API keys"</h1>
-            <form class="key-form" on:submit=create>
+            <form class="key-form" novalidate=true on:submit=create>
                 <div class="row">
                     <label for="key-name">"Name"</label>
                     <input id="key-name" prop:value=move || name.get() on:input=move |ev| name.set(event_target_value(&ev)) />
@@ -95,17 +95,17 @@ pub fn Keys(key: String) -> impl IntoView {
                     <fieldset class="inline"><legend>"Scopes"</legend><ScopeChoices chosen=chosen /></fieldset>
                 </div>
                 <div class="row">
-                    <label for="key-expires">"Expires (optional)"</label>
-                    <input id="key-expires" type="date" prop:value=move || expires.get() on:input=move |ev| expires.set(event_target_value(&ev)) />
-                    <label for="key-rpm">"Requests per minute"</label>
+                    <span class="field"><label for="key-expires">"Expires (optional)"</label>
+                    <input id="key-expires" type="date" prop:value=move || expires.get() on:input=move |ev| expires.set(event_target_value(&ev)) /></span>
+                    <span class="field"><label for="key-rpm">"Requests per minute"</label>
                     <input id="key-rpm" type="number" min="1" placeholder="unlimited" prop:value=move || requests.get()
-                        on:input=move |ev| requests.set(event_target_value(&ev)) />
-                    <label for="key-tpm">"Tokens per minute"</label>
+                        on:input=move |ev| requests.set(event_target_value(&ev)) /></span>
+                    <span class="field"><label for="key-tpm">"Tokens per minute"</label>
                     <input id="key-tpm" type="number" min="1" placeholder="unlimited" prop:value=move || tokens.get()
-                        on:input=move |ev| tokens.set(event_target_value(&ev)) />
-                    <label for="key-concurrent">"At once"</label>
+                        on:input=move |ev| tokens.set(event_target_value(&ev)) /></span>
+                    <span class="field"><label for="key-concurrent">"At once"</label>
                     <input id="key-concurrent" type="number" min="1" placeholder="unlimited" prop:value=move || concurrent.get()
-                        on:input=move |ev| concurrent.set(event_target_value(&ev)) />
+                        on:input=move |ev| concurrent.set(event_target_value(&ev)) /></span>
                     <button type="submit">"Create key"</button>
                 </div>
             </form>
