@@ -64,6 +64,9 @@ fn validate(req: &SpeechRequest) -> ApiResult<Valid> {
     if req.input.trim().is_empty() {
         return Err(ApiError::invalid("input", "input is empty"));
     }
+    if req.input.contains('\0') {
+        return Err(ApiError::invalid("input", "input holds a NUL character"));
+    }
     let chars = req.input.chars().count();
     if chars > MAX_INPUT_CHARS {
         return Err(ApiError::invalid("input", format!("input has {chars} characters; at most {MAX_INPUT_CHARS}")));
@@ -206,7 +209,7 @@ fn streamed(
                 }
             }
         }
-        match encoder.finish() {
+        match finish(encoder).await {
             Ok(tail) if !tail.is_empty() => yield Ok(tail),
             Ok(_) => {}
             Err(e) => yield Err(std::io::Error::other(e)),
@@ -249,18 +252,26 @@ fn sse(
                 }
             }
         }
-        match encoder.finish() {
+        match finish(encoder).await {
             Ok(tail) => {
                 if !tail.is_empty() {
                     yield Ok(delta(&tail));
                 }
                 let usage = json!({"input_tokens": characters, "output_tokens": 0, "total_tokens": characters});
                 yield Ok(Event::default().data(json!({"type": "speech.audio.done", "usage": usage}).to_string()));
+                // What the gateway's meter reads: no tokens (the characters travel as units).
+                yield Ok(crate::inference::metering::usage_comment(0, 0));
             }
             Err(e) => yield Ok(Event::default().data(ApiError::Internal(e).body().to_string())),
         }
     };
     Sse::new(events).into_response()
+}
+
+/// The encoder's last bytes (a whole FLAC file: seconds of work for long
+/// audio), made off the async workers.
+async fn finish(mut encoder: Encoder) -> Result<Bytes, String> {
+    tokio::task::spawn_blocking(move || encoder.finish()).await.map_err(|e| e.to_string())?
 }
 
 #[derive(Debug, Deserialize)]
@@ -341,6 +352,7 @@ mod tests {
         assert_eq!((v.options.speed, v.format, v.events), (2.0, AudioFormat::Wav, false));
         assert_eq!(param(r#"{"input": " ", "voice": "joe"}"#), "input");
         assert_eq!(param(r#"{"input": "Hi."}"#), "voice");
+        assert_eq!(param(r#"{"input": "Hi\u0000.", "voice": "joe"}"#), "input");
         assert_eq!(param(r#"{"input": "Hi.", "voice": "joe", "speed": 5}"#), "speed");
         assert_eq!(param(r#"{"input": "Hi.", "voice": "joe", "response_format": "mp3"}"#), "response_format");
         assert_eq!(param(r#"{"input": "Hi.", "voice": "joe", "stream_format": "chunks"}"#), "stream_format");

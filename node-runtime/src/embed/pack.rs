@@ -114,9 +114,11 @@ pub fn tensor_bytes<'a>(bytes: &'a [u8], name: &str) -> Result<&'a [u8], String>
         .as_array()
         .and_then(|o| Some((o.first()?.as_u64()?, o.get(1)?.as_u64()?)))
         .ok_or_else(|| format!("the file has no tensor {name}"))?;
-    let (from, to) = (start as u64 + offsets.0, start as u64 + offsets.1);
+    let past = || format!("tensor {name} runs past the file");
+    let from = (start as u64).checked_add(offsets.0).ok_or_else(past)?;
+    let to = (start as u64).checked_add(offsets.1).ok_or_else(past)?;
     if from > to || to > bytes.len() as u64 {
-        return Err(format!("tensor {name} runs past the file"));
+        return Err(past());
     }
     Ok(&bytes[from as usize..to as usize])
 }
@@ -177,5 +179,14 @@ mod tests {
         assert_eq!(tensor_bytes(&bytes, ONNX_FILE).unwrap(), b"\x08\x07graph bytes");
         assert!(tensor_bytes(&bytes, "other").is_err());
         assert!(tensor_bytes(&bytes[..20], ONNX_FILE).is_err());
+        // Offsets near the top of u64 are refused, not added past it.
+        let header = format!(
+            r#"{{"{ONNX_FILE}": {{"dtype": "U8", "shape": [1], "data_offsets": [{}, {}]}}}}"#,
+            u64::MAX - 2,
+            u64::MAX
+        );
+        let mut hostile = (header.len() as u64).to_le_bytes().to_vec();
+        hostile.extend(header.as_bytes());
+        assert!(tensor_bytes(&hostile, ONNX_FILE).is_err());
     }
 }

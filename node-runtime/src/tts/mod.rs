@@ -72,10 +72,11 @@ impl VoiceModel {
             return Err(bad(format!("voices phonemized by {phoneme_type:?} are not served; espeak ones are")));
         }
         let ids = PhonemeIds::from_json(&config["phoneme_id_map"]).map_err(bad)?;
+        // Up to 384 kHz: anything above is no voice, and would overflow a WAV's byte rate.
         let sample_rate = config["audio"]["sample_rate"]
             .as_u64()
             .and_then(|r| u32::try_from(r).ok())
-            .filter(|r| *r > 0)
+            .filter(|r| (1..=384_000).contains(r))
             .ok_or_else(|| bad("config.json has no audio.sample_rate".into()))?;
         let scale = |key: &str, default: f32| config["inference"][key].as_f64().map_or(default, |v| v as f32);
         let speakers = config["speaker_id_map"]
@@ -232,12 +233,17 @@ impl ModelInstance for VoiceModel {
             return Err(Error::Invalid { param: "input", message: "the input has nothing to say".into() });
         }
         let session = self.awake().ok_or(Error::Asleep)?;
-        let mut session = session.lock().unwrap_or_else(PoisonError::into_inner);
         let gap = vec![0f32; (self.settings.sample_rate as f32 * SENTENCE_GAP_SECONDS / options.speed) as usize];
         let mut spoken = 0;
         for (i, sentence) in sentences.iter().enumerate() {
             let mut audio = if i == 0 { Vec::new() } else { gap.clone() };
-            audio.extend(self.sentence(&mut session, self.ids.encode(sentence), speaker, options.speed)?);
+            // The session is held for one sentence, never while the audio is
+            // handed on: a slow reader waits alone, not every request to the voice.
+            let said = {
+                let mut session = session.lock().unwrap_or_else(PoisonError::into_inner);
+                self.sentence(&mut session, self.ids.encode(sentence), speaker, options.speed)?
+            };
+            audio.extend(said);
             spoken += audio.len();
             if !on_audio(&audio) {
                 break;
