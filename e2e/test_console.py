@@ -314,6 +314,28 @@ def test_projects_and_nodes_pages(server, page):
     page.get_by_role("button", name="Sign out").click()
 
 
+def test_an_admin_adds_a_project_and_deletes_it_by_typing_its_name(server, page):
+    page.goto(server.base + "/ui/#/projects")
+    sign_in(page, server.admin)
+    page.get_by_label("Project name").fill("console-project")
+    page.get_by_label("Project description").fill("made in the console")
+    page.get_by_role("button", name="Create project").click()
+    project = page.locator('article[data-project="console-project"]')
+    expect(project).to_contain_text("made in the console")
+    expect(page.locator('tr[data-service="console-project/default"]')).to_be_visible()
+    project.get_by_role("button", name="Delete project").click()
+    confirm = project.get_by_label(re.compile("Type console-project to confirm"))
+    delete = project.get_by_role("button", name="Delete", exact=True)
+    confirm.fill("console")
+    expect(delete).to_be_disabled()
+    confirm.fill("console-project")
+    delete.click()
+    expect(project).to_have_count(0)
+    names = [p["name"] for p in graphql(server.base, server.admin, "{ projects(first: 50) { nodes { name } } }")["projects"]["nodes"]]
+    assert "console-project" not in names and "default" in names, names
+    page.get_by_role("button", name="Sign out").click()
+
+
 def test_nodes_are_for_admins_only(server, page):
     reader = create_key(server.base, server.admin, "default", ["read"], name="console-no-nodes")
     page.goto(server.base + "/ui/")

@@ -1,5 +1,6 @@
 //! Projects and their services: which models each service holds and the
-//! custom domains that route to it. A manage key may add a service.
+//! custom domains that route to it. A manage key may add a service; an
+//! admin key may add a project, and delete one once its name is typed.
 
 use leptos::prelude::*;
 use leptos::task::spawn_local;
@@ -42,9 +43,13 @@ pub fn Projects(key: String, may_manage: bool) -> impl IntoView {
                             </tr>
                         }
                     }).collect_view();
+                    let doomed = p.name.clone();
                     view! {
                         <article class="project" data-project=p.name.clone()>
-                            <h2>{p.name.clone()}</h2>
+                            <div class="title-row">
+                                <h2>{p.name.clone()}</h2>
+                                {may_manage.then(|| view! { <DeleteProject key=key.get_value() name=doomed on_deleted=reload /> })}
+                            </div>
                             <p class="muted">{p.description.clone()}</p>
                             <div class="scroll">
                             <table>
@@ -57,7 +62,89 @@ pub fn Projects(key: String, may_manage: bool) -> impl IntoView {
                 }).collect_view().into_any()
             })}
             {may_manage.then(|| view! { <NewService key=key.get_value() listing on_created=reload /> })}
+            {may_manage.then(|| view! { <NewProject key=key.get_value() on_created=reload /> })}
         </section>
+    }
+}
+
+/// Adds a project (the server allows it to admin keys, and says so to others).
+#[component]
+fn NewProject(key: String, on_created: impl Fn() + Copy + Send + Sync + 'static) -> impl IntoView {
+    let name = RwSignal::new(String::new());
+    let description = RwSignal::new(String::new());
+    let error = RwSignal::new(None::<String>);
+    let key = StoredValue::new(key);
+    let create = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        let (n, d) = (name.get_untracked().trim().to_owned(), description.get_untracked());
+        if n.is_empty() {
+            error.set(Some("Name the project.".into()));
+            return;
+        }
+        spawn_local(async move {
+            match admin::create_project(&key.get_value(), &n, &d).await {
+                Ok(()) => {
+                    error.try_set(None);
+                    name.try_set(String::new());
+                    description.try_set(String::new());
+                    on_created();
+                }
+                Err(e) => {
+                    error.try_set(Some(e));
+                }
+            }
+        });
+    };
+    view! {
+        <form class="stack new-project" on:submit=create>
+            <h2>"New project"</h2>
+            <label for="project-name">"Project name"</label>
+            <input id="project-name" placeholder="research" prop:value=move || name.get() on:input=move |ev| name.set(event_target_value(&ev)) />
+            <label for="project-description">"Project description"</label>
+            <input id="project-description" prop:value=move || description.get() on:input=move |ev| description.set(event_target_value(&ev)) />
+            <p class="error" role="alert">{move || error.get()}</p>
+            <button type="submit">"Create project"</button>
+        </form>
+    }
+}
+
+/// Deletes a project, with everything in it, once its name is typed again.
+#[component]
+fn DeleteProject(key: String, name: String, on_deleted: impl Fn() + Copy + Send + Sync + 'static) -> impl IntoView {
+    let asking = RwSignal::new(false);
+    let typed = RwSignal::new(String::new());
+    let error = RwSignal::new(None::<String>);
+    let key = StoredValue::new(key);
+    let name = StoredValue::new(name);
+    let confirm = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        if typed.get_untracked() != name.get_value() {
+            return;
+        }
+        spawn_local(async move {
+            match admin::delete_project(&key.get_value(), &name.get_value()).await {
+                Ok(()) => on_deleted(),
+                Err(e) => {
+                    error.try_set(Some(e));
+                }
+            }
+        });
+    };
+    view! {
+        <Show when=move || asking.get() fallback=move || view! {
+            <button type="button" class="link" on:click=move |_| asking.set(true)>"Delete project"</button>
+        }>
+            <form class="row confirm-delete" on:submit=confirm>
+                <label for=move || format!("delete-{}", name.get_value())>
+                    {move || format!("Deleting removes its models, services and keys. Type {} to confirm", name.get_value())}
+                </label>
+                <input id=move || format!("delete-{}", name.get_value()) prop:value=move || typed.get()
+                    on:input=move |ev| typed.set(event_target_value(&ev)) />
+                <button type="submit" disabled=move || typed.get() != name.get_value()>"Delete"</button>
+                <button type="button" class="link" on:click=move |_| { asking.set(false); typed.set(String::new()); }>"Cancel"</button>
+                <span class="error" role="alert">{move || error.get()}</span>
+            </form>
+        </Show>
     }
 }
 

@@ -80,6 +80,21 @@ pub async fn projects(key: &str) -> Result<Projects, String> {
     })
 }
 
+/// Creates a project (admin keys), with its `default` service.
+pub async fn create_project(key: &str, name: &str, description: &str) -> Result<(), String> {
+    let i = op::create_project::CreateProjectInput {
+        name: name.to_owned(),
+        description: Some(description.to_owned()).filter(|d| !d.is_empty()),
+    };
+    refused!(call::<op::CreateProject>(key, op::create_project::Variables { i }).await?.create_project.user_errors)
+}
+
+/// Deletes a project and everything in it.
+pub async fn delete_project(key: &str, name: &str) -> Result<(), String> {
+    let i = op::delete_project::DeleteProjectInput { name: name.to_owned() };
+    refused!(call::<op::DeleteProject>(key, op::delete_project::Variables { i }).await?.delete_project.user_errors)
+}
+
 /// Creates a service in `project`.
 pub async fn create_service(key: &str, project: &str, name: &str, description: &str) -> Result<(), String> {
     let i = op::create_service::CreateServiceInput {

@@ -35,6 +35,8 @@ operations!(
     CreateApiKey,
     RevokeApiKey,
     Projects,
+    CreateProject,
+    DeleteProject,
     CreateService,
     Nodes,
     AuditEvents,
