@@ -303,6 +303,12 @@ def test_projects_and_nodes_pages(server, page):
     page.get_by_role("button", name="Create service").click()
     expect(page.locator(".new-service").get_by_role("alert")).to_contain_text("name")
     page.screenshot(path=str(SHOTS / "projects.png"))
+    # A service that holds models is not deleted, and the page says why; an empty one is.
+    service.get_by_role("button", name="Delete").click()
+    expect(page.locator("[data-service-error]")).not_to_be_empty()
+    expect(service).to_be_visible()
+    page.locator('tr[data-service="default/console-made"]').get_by_role("button", name="Delete").click()
+    expect(page.locator('tr[data-service="default/console-made"]')).to_have_count(0)
 
     go(page, "Nodes")
     node = page.locator("article.node").first
@@ -325,7 +331,7 @@ def test_an_admin_adds_a_project_and_deletes_it_by_typing_its_name(server, page)
     expect(page.locator('tr[data-service="console-project/default"]')).to_be_visible()
     project.get_by_role("button", name="Delete project").click()
     confirm = project.get_by_label(re.compile("Type console-project to confirm"))
-    delete = project.get_by_role("button", name="Delete", exact=True)
+    delete = project.get_by_role("button", name="Delete for good")
     confirm.fill("console")
     expect(delete).to_be_disabled()
     confirm.fill("console-project")

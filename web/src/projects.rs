@@ -11,6 +11,8 @@ use crate::remote;
 #[component]
 pub fn Projects(key: String, may_manage: bool) -> impl IntoView {
     let listing = RwSignal::new(None::<Result<Listing, String>>);
+    // Why the last deletion of a service was refused (a service that still holds models).
+    let failure = RwSignal::new(None::<String>);
     let key = StoredValue::new(key);
     let reload = move || {
         let k = key.get_value();
@@ -22,6 +24,7 @@ pub fn Projects(key: String, may_manage: bool) -> impl IntoView {
     view! {
         <section class="card">
             <h1>"Projects and services"</h1>
+            <p class="error" role="alert" data-service-error>{move || failure.get()}</p>
             {move || remote::show(listing.get(), |l| l.projects.is_empty(), "No projects.", |l: Listing| {
                 l.projects.clone().into_iter().map(|p| {
                     let services = p.services.clone().into_iter().map(|s| {
@@ -40,6 +43,22 @@ pub fn Projects(key: String, may_manage: bool) -> impl IntoView {
                                             {if verified { "verified" } else { "unverified" }}</span></span>
                                     }).collect_view().into_any()
                                 }}</td>
+                                <td>{may_manage.then(|| {
+                                    let (project, service) = (p.name.clone(), s.name.clone());
+                                    view! {
+                                        <button type="button" class="link" on:click=move |_| {
+                                            let (k, project, service) = (key.get_value(), project.clone(), service.clone());
+                                            spawn_local(async move {
+                                                match admin::delete_service(&k, &project, &service).await {
+                                                    Ok(()) => reload(),
+                                                    Err(e) => {
+                                                        failure.try_set(Some(e));
+                                                    }
+                                                }
+                                            });
+                                        }>"Delete"</button>
+                                    }
+                                })}</td>
                             </tr>
                         }
                     }).collect_view();
@@ -53,7 +72,7 @@ pub fn Projects(key: String, may_manage: bool) -> impl IntoView {
                             <p class="muted">{p.description.clone()}</p>
                             <div class="scroll">
                             <table>
-                                <thead><tr><th>"Service"</th><th>"Description"</th><th>"Models"</th><th>"Domains"</th></tr></thead>
+                                <thead><tr><th>"Service"</th><th>"Description"</th><th>"Models"</th><th>"Domains"</th><th></th></tr></thead>
                                 <tbody>{services}</tbody>
                             </table>
                             </div>
@@ -140,7 +159,7 @@ fn DeleteProject(key: String, name: String, on_deleted: impl Fn() + Copy + Send 
                 </label>
                 <input id=move || format!("delete-{}", name.get_value()) prop:value=move || typed.get()
                     on:input=move |ev| typed.set(event_target_value(&ev)) />
-                <button type="submit" disabled=move || typed.get() != name.get_value()>"Delete"</button>
+                <button type="submit" disabled=move || typed.get() != name.get_value()>"Delete for good"</button>
                 <button type="button" class="link" on:click=move |_| { asking.set(false); typed.set(String::new()); }>"Cancel"</button>
                 <span class="error" role="alert">{move || error.get()}</span>
             </form>

@@ -95,6 +95,12 @@ pub async fn delete_project(key: &str, name: &str) -> Result<(), String> {
     refused!(call::<op::DeleteProject>(key, op::delete_project::Variables { i }).await?.delete_project.user_errors)
 }
 
+/// Deletes an empty service of `project`.
+pub async fn delete_service(key: &str, project: &str, name: &str) -> Result<(), String> {
+    let i = op::delete_service::DeleteServiceInput { project: project.to_owned(), name: name.to_owned() };
+    refused!(call::<op::DeleteService>(key, op::delete_service::Variables { i }).await?.delete_service.user_errors)
+}
+
 /// Creates a service in `project`.
 pub async fn create_service(key: &str, project: &str, name: &str, description: &str) -> Result<(), String> {
     let i = op::create_service::CreateServiceInput {

@@ -38,6 +38,7 @@ operations!(
     CreateProject,
     DeleteProject,
     CreateService,
+    DeleteService,
     Nodes,
     AuditEvents,
     ModelEvents,
