@@ -48,6 +48,18 @@ fn ModelPicker(
     }
 }
 
+/// `request` with `key` as its bearer token.
+fn bearer(request: gloo_net::http::RequestBuilder, key: &str) -> gloo_net::http::RequestBuilder {
+    request.header("authorization", &format!("Bearer {key}"))
+}
+
+/// Sends a built request; the answer when it succeeded, else the server's message.
+async fn send(request: Result<gloo_net::http::Request, gloo_net::Error>) -> Result<gloo_net::http::Response, String> {
+    let response =
+        request.map_err(|e| e.to_string())?.send().await.map_err(|e| format!("the server cannot be reached: {e}"))?;
+    if response.ok() { Ok(response) } else { Err(failure(response).await) }
+}
+
 /// The message of an OpenAI-shaped error answer.
 async fn failure(response: gloo_net::http::Response) -> String {
     let body: serde_json::Value = response.json().await.unwrap_or_default();
@@ -92,16 +104,7 @@ async fn transcribe(
     form.append_with_blob_and_filename("file", audio, filename).map_err(|_| "the audio cannot be sent")?;
     form.append_with_str("model", model).map_err(|_| "the form cannot be built")?;
     form.append_with_str("response_format", "verbose_json").map_err(|_| "the form cannot be built")?;
-    let response = gloo_net::http::Request::post("/v1/audio/transcriptions")
-        .header("authorization", &format!("Bearer {key}"))
-        .body(form)
-        .map_err(|e| e.to_string())?
-        .send()
-        .await
-        .map_err(|e| format!("the server cannot be reached: {e}"))?;
-    if !response.ok() {
-        return Err(failure(response).await);
-    }
+    let response = send(bearer(gloo_net::http::Request::post("/v1/audio/transcriptions"), key).body(form)).await?;
     response.json().await.map_err(|e| e.to_string())
 }
 
@@ -271,15 +274,8 @@ async fn start_recording(done: impl Fn(web_sys::Blob) + 'static) -> Result<web_s
 }
 
 async fn voices(key: &str, model: &str) -> Result<Vec<String>, String> {
-    let response = gloo_net::http::Request::get("/v1/audio/voices")
-        .query([("model", model)])
-        .header("authorization", &format!("Bearer {key}"))
-        .send()
-        .await
-        .map_err(|e| format!("the server cannot be reached: {e}"))?;
-    if !response.ok() {
-        return Err(failure(response).await);
-    }
+    let response =
+        send(bearer(gloo_net::http::Request::get("/v1/audio/voices").query([("model", model)]), key).build()).await?;
     let body: serde_json::Value = response.json().await.map_err(|e| e.to_string())?;
     Ok(body["voices"].as_array().into_iter().flatten().filter_map(|v| v["id"].as_str().map(str::to_owned)).collect())
 }
@@ -288,16 +284,7 @@ async fn voices(key: &str, model: &str) -> Result<Vec<String>, String> {
 async fn synthesize(key: &str, model: &str, voice: &str, text: &str, speed: f64) -> Result<String, String> {
     let body =
         serde_json::json!({"model": model, "voice": voice, "input": text, "speed": speed, "response_format": "wav"});
-    let response = gloo_net::http::Request::post("/v1/audio/speech")
-        .header("authorization", &format!("Bearer {key}"))
-        .json(&body)
-        .map_err(|e| e.to_string())?
-        .send()
-        .await
-        .map_err(|e| format!("the server cannot be reached: {e}"))?;
-    if !response.ok() {
-        return Err(failure(response).await);
-    }
+    let response = send(bearer(gloo_net::http::Request::post("/v1/audio/speech"), key).json(&body)).await?;
     let mut bytes = response.binary().await.map_err(|e| e.to_string())?;
     whole_wav(&mut bytes);
     let parts = js_sys::Array::of1(&js_sys::Uint8Array::from(bytes.as_slice()));
@@ -396,16 +383,7 @@ async fn rerank(
     documents: &[String],
 ) -> Result<Vec<(usize, f64, String)>, String> {
     let body = serde_json::json!({"model": model, "query": query, "documents": documents});
-    let response = gloo_net::http::Request::post("/v1/rerank")
-        .header("authorization", &format!("Bearer {key}"))
-        .json(&body)
-        .map_err(|e| e.to_string())?
-        .send()
-        .await
-        .map_err(|e| format!("the server cannot be reached: {e}"))?;
-    if !response.ok() {
-        return Err(failure(response).await);
-    }
+    let response = send(bearer(gloo_net::http::Request::post("/v1/rerank"), key).json(&body)).await?;
     let body: serde_json::Value = response.json().await.map_err(|e| e.to_string())?;
     Ok(body["results"]
         .as_array()
