@@ -86,8 +86,46 @@ class Server:
         return "\n".join(self.log.read_text(errors="replace").splitlines()[-n:])
 
 
+class DnsZone:
+    """A real DNS server on loopback (dnslib, UDP) answering the TXT records a
+    test publishes; the server verifies custom domains against it."""
+
+    def __init__(self):
+        from dnslib import QTYPE, RCODE, RR, TXT
+        from dnslib.server import BaseResolver, DNSServer
+
+        records = self.records = {}
+
+        class Records(BaseResolver):
+            def resolve(self, request, handler):
+                reply = request.reply()
+                name = str(request.q.qname).rstrip(".").lower()
+                if name not in records:
+                    reply.header.rcode = RCODE.NXDOMAIN
+                elif request.q.qtype == QTYPE.TXT:
+                    reply.add_answer(RR(request.q.qname, QTYPE.TXT, rdata=TXT(records[name]), ttl=0))
+                return reply
+
+        self.port = free_port()
+        self._server = DNSServer(Records(), address="127.0.0.1", port=self.port)
+        self._server.start_thread()
+
+    def publish(self, name: str, value: str) -> None:
+        self.records[name.rstrip(".").lower()] = value
+
+    def stop(self) -> None:
+        self._server.stop()
+
+
 @pytest.fixture(scope="session")
-def server(tmp_path_factory) -> Server:
+def dns():
+    zone = DnsZone()
+    yield zone
+    zone.stop()
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory, dns) -> Server:
     binary = os.environ.get("GREENTHREAD_BIN")
     models = os.environ.get("GREENTHREAD_MODELS")
     if not binary or not models:
@@ -115,7 +153,7 @@ def server(tmp_path_factory) -> Server:
     with open(log, "w") as log_file:
         proc = subprocess.Popen(
             [binary, "serve", "--config", str(config), "--data-dir", str(work / "data"), "--listen", f"127.0.0.1:{port}",
-             "--artifact-dir", models, "--rate-window", "2s"],
+             "--artifact-dir", models, "--rate-window", "2s", "--dns-server", f"127.0.0.1:{dns.port}"],
             stdout=log_file,
             stderr=subprocess.STDOUT,
             env={**os.environ, "GREENTHREAD_ADMIN_TOKEN": admin},

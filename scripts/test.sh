@@ -37,6 +37,8 @@ e2e_python="$(python_env e2e e2e/requirements.txt)"
 export GREENTHREAD_INSTRUCTOR_PYTHON="$(python_env instructor e2e/clients/requirements-instructor.txt)"
 ensure_node
 node_packages e2e/clients/ai-sdk
+# axe-core, injected into the console's pages to check their accessibility.
+node_packages e2e/clients/axe
 
 log "PostgreSQL for the store tests (SQLite needs nothing)"
 ensure_postgres

@@ -3,6 +3,7 @@
 
 pub mod actions;
 pub mod admin;
+pub mod deploy;
 pub mod operations;
 
 use graphql_client::{GraphQLQuery, Response};
@@ -10,7 +11,7 @@ use graphql_client::{GraphQLQuery, Response};
 use self::operations as op;
 
 /// A mutation's refusal of one input field.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct UserError {
     pub field: Option<String>,
     pub message: String,
@@ -108,6 +109,7 @@ pub struct Scaling {
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct ModelRow {
     pub name: String,
+    pub project: String,
     pub engine: String,
     /// `chat`, `embedding`, `asr`, `tts` or `reranker`; `None` where the server cannot tell.
     pub kind: Option<&'static str>,
@@ -141,6 +143,7 @@ impl From<op::models::ModelsModelsNodes> for ModelRow {
         });
         Self {
             name: m.name,
+            project: m.project.name,
             engine: m.engine,
             kind,
             scaling: Scaling {

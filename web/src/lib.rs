@@ -6,6 +6,8 @@
 pub mod api;
 pub mod audit;
 pub mod chart;
+pub mod deploy;
+pub mod domains;
 pub mod format;
 pub mod keys;
 pub mod live;

@@ -7,6 +7,7 @@ use leptos::prelude::*;
 use leptos::task::spawn_local;
 
 use crate::api::{self, ModelRow, Scaling, actions};
+use crate::deploy::{DeployPanel, Deploying};
 use crate::format;
 use crate::live::{self, Link, ModelEvent};
 use crate::remote;
@@ -23,6 +24,7 @@ pub fn Models(key: String, may_manage: bool) -> impl IntoView {
     let editing = RwSignal::new(None::<String>);
     let reading = RwSignal::new(None::<String>);
     let acting = RwSignal::new(None::<String>);
+    let deploying = RwSignal::new(None::<Deploying>);
     // Answers may overtake each other: only the newest read is shown.
     let asked = StoredValue::new(0u64);
     let key = StoredValue::new(key);
@@ -72,6 +74,11 @@ pub fn Models(key: String, may_manage: bool) -> impl IntoView {
             <div class="title-row">
                 <h1>"Models"</h1>
                 <LiveBadge link />
+                {may_manage.then(|| view! {
+                    <button type="button" class="small" data-action="deploy"
+                        aria-expanded=move || (deploying.get() == Some(Deploying::New)).to_string()
+                        on:click=move |_| deploying.set(Some(Deploying::New))>"Deploy model"</button>
+                })}
             </div>
             <p class="muted event-line" data-last-event>{move || last_event.get().map(|e| {
                 format!("{} → {} ({}, after {})", e.model, e.to, e.cause, format::millis(e.after_ms))
@@ -81,7 +88,13 @@ pub fn Models(key: String, may_manage: bool) -> impl IntoView {
                 Err(e) => view! { <p class="error" role="alert">{e}</p> }.into_any(),
             })}
             {move || remote::show(rows.get(), Vec::is_empty, "No models yet.", |list| {
-                view! { <ModelTable list may_manage acting editing reading act /> }.into_any()
+                view! { <ModelTable list may_manage acting editing reading deploying act /> }.into_any()
+            })}
+            {move || deploying.get().map(|mode| view! {
+                <DeployPanel key=key.get_value() mode deploying on_applied=move |m: String| {
+                    notice.set(Some(Ok(m)));
+                    reload();
+                } />
             })}
             {move || reading.get().map(|name| view! { <EngineLog key=key.get_value() model=name reading /> })}
             {move || editing.get().and_then(|name| {
@@ -118,6 +131,7 @@ fn ModelTable(
     acting: RwSignal<Option<String>>,
     editing: RwSignal<Option<String>>,
     reading: RwSignal<Option<String>>,
+    deploying: RwSignal<Option<Deploying>>,
     act: impl Fn(String, bool) + Copy + Send + Sync + 'static,
 ) -> impl IntoView {
     view! {
@@ -128,7 +142,7 @@ fn ModelTable(
                 {may_manage.then(|| view! { <th>"Actions"</th> })}
             </tr></thead>
             <tbody>
-                {list.into_iter().map(|m| view! { <ModelLine m may_manage acting editing reading act /> }).collect_view()}
+                {list.into_iter().map(|m| view! { <ModelLine m may_manage acting editing reading deploying act /> }).collect_view()}
             </tbody>
         </table>
         </div>
@@ -143,6 +157,7 @@ fn ModelLine(
     acting: RwSignal<Option<String>>,
     editing: RwSignal<Option<String>>,
     reading: RwSignal<Option<String>>,
+    deploying: RwSignal<Option<Deploying>>,
     act: impl Fn(String, bool) + Copy + Send + Sync + 'static,
 ) -> impl IntoView {
     let rt = m.runtime.clone().unwrap_or_default();
@@ -154,6 +169,9 @@ fn ModelLine(
         _ => "—".to_owned(),
     };
     let name = StoredValue::new(m.name.clone());
+    let project = StoredValue::new(m.project.clone());
+    let edit = move || Deploying::Edit { model: name.get_value(), project: project.get_value() };
+    let remove = move || Deploying::Remove { model: name.get_value(), project: project.get_value() };
     let busy = move || acting.get().is_some_and(|a| a == name.get_value());
     let (can_wake, can_sleep) = (
         matches!(state.as_str(), "staged" | "sleeping" | "absent" | "failed"),
@@ -182,6 +200,12 @@ fn ModelLine(
                         on:click=move |_| editing.update(|e| {
                             *e = if e.as_deref() == Some(name.get_value().as_str()) { None } else { Some(name.get_value()) };
                         })>"Scaling"</button>
+                    <button type="button" class="small secondary" data-action="edit"
+                        aria-expanded=move || (deploying.get() == Some(edit())).to_string()
+                        on:click=move |_| deploying.set(Some(edit()))>"Edit"</button>
+                    <button type="button" class="small danger" data-action="remove"
+                        aria-expanded=move || (deploying.get() == Some(remove())).to_string()
+                        on:click=move |_| deploying.set(Some(remove()))>"Remove"</button>
                     {external.then(|| view! {
                         <button type="button" class="small secondary" data-action="log"
                             aria-expanded=move || (reading.get().as_deref() == Some(name.get_value().as_str())).to_string()

@@ -1,11 +1,13 @@
 //! Projects and their services: which models each service holds and the
-//! custom domains that route to it. A manage key may add a service; an
-//! admin key may add a project, and delete one once its name is typed.
+//! custom domains that route to it. A manage key may add a service and a
+//! domain; an admin key may add a project, and delete one once its name is
+//! typed.
 
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 
 use crate::api::admin::{self, Projects as Listing};
+use crate::domains::Domains;
 use crate::remote;
 
 #[component]
@@ -80,6 +82,10 @@ pub fn Projects(key: String, may_manage: bool) -> impl IntoView {
                     }
                 }).collect_view().into_any()
             })}
+            {move || match listing.get() {
+                Some(Ok(l)) => Some(view! { <Domains key=key.get_value() listing=l may_manage on_changed=reload /> }),
+                _ => None,
+            }}
             {may_manage.then(|| view! { <NewService key=key.get_value() listing on_created=reload /> })}
             {may_manage.then(|| view! { <NewProject key=key.get_value() on_created=reload /> })}
         </section>

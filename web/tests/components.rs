@@ -235,3 +235,203 @@ fn a_recording_becomes_a_mono_16_bit_wav() {
     let samples: Vec<i16> = wav[44..].chunks(2).map(|b| i16::from_le_bytes([b[0], b[1]])).collect();
     assert_eq!(samples, [0, 32767, -32767, 32767], "clipped to full scale");
 }
+
+mod deploy {
+    use greenthread_web::api::UserError;
+    use greenthread_web::api::deploy::{ChangeRow, FieldDiff, Plan};
+    use greenthread_web::deploy::document::{DocChange, Field, ModelForm, entry, field_of};
+    use greenthread_web::deploy::plan::PlanView;
+    use leptos::prelude::*;
+    use serde_json::json;
+    use wasm_bindgen_test::wasm_bindgen_test;
+
+    use super::{host, texts};
+
+    fn document() -> serde_json::Value {
+        json!({
+            "projects": [{"name": "shop", "description": ""}],
+            "services": [{"project": "shop", "name": "default", "description": ""}],
+            "models": [{"name": "qwen2.5-coder", "project": "shop", "service": "default", "artifact": "/m/q.gguf",
+                        "aliases": ["coder"], "min_replicas": 0, "max_replicas": 1, "idle_timeout": "5m",
+                        "warm_tier": "ram", "never_preempt": false, "context_length": 4096}],
+        })
+    }
+
+    #[wasm_bindgen_test]
+    fn a_new_model_is_added_to_the_document_with_the_forms_fields() {
+        let mut form = ModelForm::new_in("shop");
+        form.name = " tiny ".into();
+        form.artifact = "/m/tiny.gguf".into();
+        form.aliases = "a, , b".into();
+        form.kind = "chat".into();
+        let put = DocChange::Put { replacing: None, entry: form.to_entry(None).unwrap() };
+        let doc = put.applied_to(document());
+        let tiny = entry(&doc, "tiny").unwrap();
+        assert_eq!(tiny["aliases"], json!(["a", "b"]));
+        assert_eq!((tiny["kind"].as_str(), tiny["service"].as_str()), (Some("chat"), Some("default")));
+        assert!(tiny.get("engine").is_none(), "the builtin engine is the default");
+        assert_eq!(doc["models"].as_array().unwrap().len(), 2);
+    }
+
+    #[wasm_bindgen_test]
+    fn an_edit_keeps_the_fields_the_form_does_not_show_and_a_removal_takes_only_its_model() {
+        let doc = document();
+        let mut form = ModelForm::from_entry(entry(&doc, "qwen2.5-coder").unwrap());
+        assert_eq!((form.aliases.as_str(), form.idle_timeout.as_str()), ("coder", "5m"));
+        form.idle_timeout = "10m".into();
+        let edited = form.to_entry(entry(&doc, "qwen2.5-coder")).unwrap();
+        assert_eq!(edited["context_length"], 4096, "kept though the form has no such field");
+        let doc = DocChange::Put { replacing: Some("qwen2.5-coder".into()), entry: edited }.applied_to(doc);
+        assert_eq!(doc["models"].as_array().unwrap().len(), 1);
+        assert_eq!(entry(&doc, "qwen2.5-coder").unwrap()["idle_timeout"], "10m");
+        let doc = DocChange::Take("qwen2.5-coder".into()).applied_to(doc);
+        assert_eq!(doc["models"], json!([]));
+        assert_eq!(doc["services"].as_array().unwrap().len(), 1);
+    }
+
+    #[wasm_bindgen_test]
+    fn the_form_refuses_what_it_can_tell_by_field() {
+        let mut form = ModelForm::new_in("shop");
+        assert_eq!(form.to_entry(None).unwrap_err().0, Field::Name);
+        form.name = "m".into();
+        assert_eq!(form.to_entry(None).unwrap_err().0, Field::Artifact);
+        form.artifact = "/m/q.gguf".into();
+        form.max_replicas = "two".into();
+        assert_eq!(form.to_entry(None).unwrap_err().0, Field::MaxReplicas);
+        form.max_replicas = "2".into();
+        form.engine = "llama-server".into();
+        form.engine_binary = "llama-server".into();
+        assert_eq!(form.to_entry(None).unwrap_err().0, Field::Engine, "a relative binary");
+        form.engine_binary = "/opt/llama-server".into();
+        assert_eq!(
+            form.to_entry(None).unwrap()["engine"],
+            json!({"kind": "llama-server", "binary": "/opt/llama-server"})
+        );
+    }
+
+    #[wasm_bindgen_test]
+    fn the_servers_refusals_land_beside_their_fields() {
+        let refusal = |field: &str, message: &str| UserError { field: Some(field.into()), message: message.into() };
+        let name = "qwen2.5-coder";
+        let cases = [
+            (refusal("desired.models.qwen2.5-coder.artifact", "outside the artifact directories"), Field::Artifact),
+            (refusal("desired.models.qwen2.5-coder.engine.binary", "not absolute"), Field::Engine),
+            (refusal("desired", "models[3].idle_timeout: invalid duration \"soon\" at line 9"), Field::IdleTimeout),
+            (refusal("desired.models", "the name \"qwen2.5-coder\" is already taken"), Field::Name),
+            (refusal("desired.models", "model \"m\": max_replicas must be at least 1"), Field::MaxReplicas),
+            (refusal("desired.services", "service \"x\" is declared twice"), Field::Service),
+            (refusal("desired", "expected a document"), Field::Form),
+        ];
+        for (error, field) in cases {
+            assert_eq!(field_of(&error, name), field, "{error:?}");
+        }
+    }
+
+    #[wasm_bindgen_test]
+    fn a_plan_reads_as_a_diff_with_its_summary() {
+        let root = host();
+        let plan = Plan {
+            etag: "e1".into(),
+            changes: vec![
+                ChangeRow {
+                    action: "UPDATE".into(),
+                    address: "model/qwen".into(),
+                    destructive: false,
+                    fields: vec![FieldDiff {
+                        field: "idle_timeout".into(),
+                        before: Some(json!("5m")),
+                        after: Some(json!("10m")),
+                    }],
+                },
+                ChangeRow { action: "DELETE".into(), address: "model/old".into(), destructive: true, fields: vec![] },
+            ],
+        };
+        let handle = leptos::mount::mount_to(root.clone(), move || view! { <PlanView plan /> });
+        assert_eq!(texts(&root, "[data-plan-summary]"), ["Plan: 0 to create, 1 to update, 1 to delete."]);
+        assert_eq!(texts(&root, "[data-change='model/qwen'] td"), ["5m", "10m"]);
+        assert_eq!(texts(&root, "[data-change='model/old'] .danger"), ["destructive"]);
+        drop(handle);
+    }
+}
+
+mod playground {
+    use greenthread_web::playground::conversation::{Sampling, ToolCall, Turn, merge_tool_calls, request, speed_line};
+    use greenthread_web::playground::markdown::to_html;
+    use serde_json::json;
+    use wasm_bindgen_test::wasm_bindgen_test;
+
+    #[wasm_bindgen_test]
+    fn markdown_renders_but_html_in_an_answer_stays_text() {
+        let html = to_html(
+            "**Paris**\n\n```rust\nfn main() {}\n```\n\n<script>alert(1)</script> <img src=x onerror=alert(1)>",
+        );
+        assert!(html.contains("<strong>Paris</strong>"), "{html}");
+        assert!(html.contains("<code class=\"language-rust\">fn main() {}"), "{html}");
+        assert!(!html.contains("<script") && !html.contains("<img"), "{html}");
+        assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"), "{html}");
+        for (link, kept) in [
+            ("[a](javascript:alert(1))", false),
+            ("[a](JaVaScRiPt:alert(1))", false),
+            ("[a](data:text/html,x)", false),
+            ("![a](javascript:alert(1))", false),
+            ("[a](https://example.com/x)", true),
+            ("[a](/docs/page:1)", true),
+        ] {
+            let html = to_html(link);
+            assert!(!html.contains("javascript") && !html.contains("data:"), "{link}: {html}");
+            assert_eq!(html.contains("example.com") || html.contains("/docs/page:1"), kept, "{link}: {html}");
+        }
+    }
+
+    #[wasm_bindgen_test]
+    fn a_conversation_is_sent_whole_with_its_parameters_and_tools() {
+        let mut answer = Turn::assistant();
+        answer.content = "Hi.".into();
+        let turns = [Turn::user("Hello"), answer, Turn::user("Weather?")];
+        let sampling = Sampling { temperature: "0".into(), top_p: "".into(), max_tokens: "64".into() };
+        let tools = r#"[{"type":"function","function":{"name":"weather","parameters":{"type":"object"}}}]"#;
+        let body = request("m", "Be brief.", &turns, &sampling, tools).unwrap();
+        let roles: Vec<&str> =
+            body["messages"].as_array().unwrap().iter().map(|m| m["role"].as_str().unwrap()).collect();
+        assert_eq!(roles, ["system", "user", "assistant", "user"]);
+        assert_eq!((body["temperature"].as_f64(), body["max_tokens"].as_u64()), (Some(0.0), Some(64)));
+        assert!(body.get("top_p").is_none(), "an empty parameter is the server's default");
+        assert_eq!(body["tools"][0]["function"]["name"], "weather");
+        assert_eq!(body["stream_options"]["include_usage"], true);
+        assert!(request("m", "", &turns, &Sampling { temperature: "3".into(), ..Sampling::default() }, "").is_err());
+        assert!(request("m", "", &turns, &Sampling::default(), "{not json").is_err());
+        assert!(request("m", "", &turns, &Sampling { max_tokens: "1.5".into(), ..Sampling::default() }, "").is_err());
+    }
+
+    #[wasm_bindgen_test]
+    fn streamed_tool_call_pieces_come_together() {
+        let mut calls = Vec::new();
+        merge_tool_calls(
+            &mut calls,
+            &json!([{"index": 0, "id": "call_1", "function": {"name": "weather", "arguments": "{\"ci"}}]),
+        );
+        merge_tool_calls(&mut calls, &json!([{"index": 0, "function": {"arguments": "ty\":\"Paris\"}"}}]));
+        merge_tool_calls(
+            &mut calls,
+            &json!([{"index": 1, "id": "call_2", "function": {"name": "time", "arguments": "{}"}}]),
+        );
+        assert_eq!(
+            calls,
+            [
+                ToolCall { id: "call_1".into(), name: "weather".into(), arguments: "{\"city\":\"Paris\"}".into() },
+                ToolCall { id: "call_2".into(), name: "time".into(), arguments: "{}".into() },
+            ]
+        );
+        // A turn with tool calls sends them back as the API expects.
+        let mut turn = Turn::assistant();
+        turn.tool_calls = calls;
+        let body = request("m", "", &[turn], &Sampling::default(), "").unwrap();
+        assert_eq!(body["messages"][0]["tool_calls"][1]["function"]["name"], "time");
+    }
+
+    #[wasm_bindgen_test]
+    fn speed_counts_the_tokens_after_the_first() {
+        assert_eq!(speed_line(120.0, 1120.0, 11), "first token after 120 ms · 11 tokens at 10.0 tokens/s");
+        assert_eq!(speed_line(120.0, 120.0, 1), "first token after 120 ms · 1 tokens");
+    }
+}

@@ -4,6 +4,7 @@
 //! a websocket, the `authorization` field of `connection_init`'s payload),
 //! and are rate limited per key.
 
+mod artifacts;
 mod domains;
 pub mod errors;
 mod gitops_mutations;
@@ -30,6 +31,7 @@ use async_graphql::http::GraphiQLSource;
 use axum::http::StatusCode;
 use axum::response::Html;
 
+use self::artifacts::ArtifactQuery;
 use self::domains::{DomainMutation, DomainQuery};
 use self::errors::{Auth, BAD_REQUEST, BAD_USER_INPUT, RATE_LIMITED, coded};
 use self::gitops_mutations::GitopsMutation;
@@ -48,7 +50,7 @@ use greenthread_store::auth::AuthError;
 
 /// Every query.
 #[derive(async_graphql::MergedObject, Default)]
-pub struct QueryRoot(CoreQuery, DomainQuery);
+pub struct QueryRoot(CoreQuery, DomainQuery, ArtifactQuery);
 
 /// Every mutation.
 #[derive(async_graphql::MergedObject, Default)]

@@ -72,6 +72,14 @@ impl Project {
     async fn artifact_prefixes(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<String>> {
         greenthread_store::prefixes::of_project(management(ctx).store.db(), self.0.id).await.map_err(internal)
     }
+    /// This project as the document `plan` and `apply` take: its
+    /// description, services and models, with absolute artifacts. Change it
+    /// and plan it to change the project, as a deploy form does.
+    async fn desired(&self, ctx: &Context<'_>) -> async_graphql::Result<Json<serde_json::Value>> {
+        let state = greenthread_store::state::load(management(ctx).store.db()).await.map_err(internal)?;
+        let scope = state.project_name(self.0.id).cloned().into_iter().collect();
+        Ok(Json(crate::config::to_json(&state.doc.restricted_to(&scope))))
+    }
     #[graphql(complexity = "super::pagination::weight(first, child_complexity)")]
     async fn services(
         &self,

@@ -85,6 +85,80 @@ impl ArtifactPolicy {
     }
 }
 
+/// A model file or folder an artifact directory holds, as a deploy form offers it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ArtifactFile {
+    pub path: PathBuf,
+    /// The file's size, or the sum of a folder's files.
+    pub bytes: u64,
+    pub format: ArtifactFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ArtifactFormat {
+    /// One GGUF file.
+    Gguf,
+    /// A model folder: `config.json` beside its weights (safetensors or ONNX).
+    Folder,
+}
+
+/// How deep a listing looks below each artifact directory.
+const LISTING_DEPTH: usize = 4;
+
+impl ArtifactPolicy {
+    /// The GGUF files and model folders under the directories on this
+    /// machine that [`check`](Self::check) would allow, by path, at most
+    /// `limit` of them. Hidden entries are skipped and links are not
+    /// followed into folders; a model folder's own files are not listed
+    /// on their own. Blocking: it reads the file system.
+    pub fn listing(&self, limit: usize) -> Vec<ArtifactFile> {
+        let mut found = Vec::new();
+        let roots = self.roots.iter().cloned().chain(self.elsewhere.iter().filter_map(|r| r.canonicalize().ok()));
+        for root in roots {
+            let mut walk = walkdir::WalkDir::new(&root).max_depth(LISTING_DEPTH).sort_by_file_name().into_iter();
+            while let Some(Ok(entry)) = walk.next() {
+                let hidden = entry.depth() > 0 && entry.file_name().to_string_lossy().starts_with('.');
+                if hidden {
+                    if entry.file_type().is_dir() {
+                        walk.skip_current_dir();
+                    }
+                    continue;
+                }
+                let path = entry.path();
+                let file = if entry.file_type().is_dir() {
+                    if !is_model_folder(path) {
+                        continue;
+                    }
+                    walk.skip_current_dir();
+                    ArtifactFile { path: path.to_path_buf(), bytes: folder_bytes(path), format: ArtifactFormat::Folder }
+                } else if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("gguf")) {
+                    let Ok(meta) = std::fs::metadata(path) else { continue };
+                    ArtifactFile { path: path.to_path_buf(), bytes: meta.len(), format: ArtifactFormat::Gguf }
+                } else {
+                    continue;
+                };
+                if self.check(&ArtifactUri::File(file.path.clone())).is_ok() {
+                    found.push(file);
+                }
+            }
+        }
+        found.sort_by(|a, b| a.path.cmp(&b.path));
+        found.dedup_by(|a, b| a.path == b.path);
+        found.truncate(limit);
+        found
+    }
+}
+
+fn is_model_folder(path: &Path) -> bool {
+    path.join("config.json").is_file() && pack::WEIGHTS_FILES.iter().any(|w| path.join(w).is_file())
+}
+
+/// The bytes of the files a model folder is packed from.
+fn folder_bytes(path: &Path) -> u64 {
+    let files = pack::DIRECTORY_FILES.iter().map(|(f, _)| *f).chain(pack::WEIGHTS_FILES);
+    files.filter_map(|f| std::fs::metadata(path.join(f)).ok()).map(|m| m.len()).sum()
+}
+
 /// An object-store prefix as an admin allows it for a project: a URI of a
 /// supported store naming a bucket (and maybe a folder), without
 /// credentials, ending in `/` so that it matches whole path segments.
@@ -154,6 +228,33 @@ mod tests {
         std::os::unix::fs::symlink(outside.path().join("secret"), model.join("tokenizer.json")).unwrap();
         let err = policy.check(&ArtifactUri::File(model)).unwrap_err();
         assert!(err.contains("tokenizer.json"), "{err}");
+    }
+
+    #[test]
+    #[cfg(unix)]
+    fn a_listing_offers_gguf_files_and_model_folders_under_the_roots_only() {
+        let root = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::write(root.path().join("b.gguf"), vec![0u8; 10]).unwrap();
+        std::fs::write(root.path().join("notes.txt"), b"x").unwrap();
+        std::fs::create_dir_all(root.path().join("team/bert/1_Pooling")).unwrap();
+        std::fs::write(root.path().join("team/bert/config.json"), b"{}").unwrap();
+        std::fs::write(root.path().join("team/bert/model.safetensors"), vec![0u8; 100]).unwrap();
+        std::fs::write(root.path().join("team/bert/1_Pooling/x.gguf"), b"inside a folder").unwrap();
+        std::fs::create_dir(root.path().join(".hidden")).unwrap();
+        std::fs::write(root.path().join(".hidden/a.gguf"), b"x").unwrap();
+        std::fs::create_dir(root.path().join("empty")).unwrap();
+        std::fs::write(root.path().join("empty/config.json"), b"{}").unwrap();
+        std::fs::write(outside.path().join("secret.gguf"), b"x").unwrap();
+        std::os::unix::fs::symlink(outside.path().join("secret.gguf"), root.path().join("link.gguf")).unwrap();
+        let policy = ArtifactPolicy::new([root.path().to_path_buf()]);
+        let listed = policy.listing(100);
+        let base = root.path().canonicalize().unwrap();
+        let names: Vec<_> = listed.iter().map(|f| f.path.strip_prefix(&base).unwrap().to_path_buf()).collect();
+        assert_eq!(names, [PathBuf::from("b.gguf"), PathBuf::from("team/bert")]);
+        assert_eq!((listed[0].bytes, listed[0].format), (10, ArtifactFormat::Gguf));
+        assert_eq!((listed[1].bytes, listed[1].format), (102, ArtifactFormat::Folder));
+        assert_eq!(policy.listing(1).len(), 1);
     }
 
     #[test]

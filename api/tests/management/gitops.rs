@@ -145,3 +145,39 @@ async fn apply_then_restart_shows_no_drift(db: &Db) {
     assert_eq!(status, 200, "the key and the model survive a restart: {body}");
 }
 on_both_databases!(apply_then_restart_shows_no_drift);
+
+/// What the console's deploy form does: read a project as a document, add a
+/// model from the artifact listing, plan, apply with the plan's etag.
+async fn a_projects_document_is_what_a_deploy_form_edits(db: &Db) {
+    let s = Server::start(db).await;
+    let desired = doc(&s, "2m");
+    let etag = plan(&s, ADMIN, &desired).await["etag"].as_str().unwrap().to_owned();
+    assert_eq!(apply(&s, ADMIN, &desired, &etag, None).await["applied"], true);
+    let read = "query($p: String!) { project(name: $p) { desired } }";
+    let mut current = s.ok(ADMIN, read, json!({"p": "shop"})).await["project"]["desired"].clone();
+    assert_eq!(plan(&s, ADMIN, &current).await["changes"], json!([]), "the document is the state: {current}");
+    assert_eq!(current["models"].as_array().unwrap().len(), 2);
+
+    // The listing offers the shared tiny model; a read key may not list files.
+    let (manager, _) = s.key(ADMIN, "shop", &["manage"]).await;
+    let listed = s.ok(&manager, "{ artifacts { path bytes format } }", json!({})).await["artifacts"].clone();
+    let tiny = listed.as_array().unwrap().iter().find(|f| f["path"].as_str().unwrap().ends_with("/tiny.gguf")).unwrap();
+    assert_eq!(tiny["format"], "GGUF");
+    assert!(tiny["bytes"].as_u64().unwrap() > 0, "{tiny}");
+    let (reader, _) = s.key(ADMIN, "shop", &["read"]).await;
+    assert_eq!(s.error_code(&reader, "{ artifacts { path } }", json!({})).await, "FORBIDDEN");
+
+    current["models"].as_array_mut().unwrap().push(json!({
+        "name": "shop-new", "project": "shop", "service": "chat", "artifact": tiny["path"], "idle_timeout": "30s",
+    }));
+    let p = plan(&s, &manager, &current).await;
+    let changes = p["changes"].as_array().unwrap();
+    assert_eq!(changes.len(), 1, "{p}");
+    assert_eq!((changes[0]["action"].as_str(), changes[0]["address"].as_str()), (Some("CREATE"), Some("model/shop-new")));
+    assert_eq!(apply(&s, &manager, &current, p["etag"].as_str().unwrap(), None).await["applied"], true);
+    let again = s.ok(&manager, read, json!({"p": "shop"})).await["project"]["desired"].clone();
+    assert_eq!(plan(&s, &manager, &again).await["changes"], json!([]));
+    // Another project's document is not the manager's to read.
+    assert_eq!(s.error_code(&manager, read, json!({"p": "default"})).await, "NOT_FOUND");
+}
+on_both_databases!(a_projects_document_is_what_a_deploy_form_edits);

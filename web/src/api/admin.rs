@@ -24,6 +24,9 @@ pub struct DomainRow {
     pub verified: bool,
     pub project: String,
     pub service: String,
+    /// The TXT record that proves it: its name and value.
+    pub record_name: String,
+    pub record_value: String,
 }
 
 /// Which model runs in which project and service.
@@ -75,6 +78,8 @@ pub async fn projects(key: &str) -> Result<Projects, String> {
                 verified: d.verified,
                 project: d.project.name,
                 service: d.service.name,
+                record_name: d.verification_record.name,
+                record_value: d.verification_record.value,
             })
             .collect(),
     })
@@ -109,6 +114,29 @@ pub async fn create_service(key: &str, project: &str, name: &str, description: &
         description: Some(description.to_owned()),
     };
     refused!(call::<op::CreateService>(key, op::create_service::Variables { i }).await?.create_service.user_errors)
+}
+
+/// Binds `hostname` to a service; it routes once verified.
+pub async fn add_domain(key: &str, project: &str, service: &str, hostname: &str) -> Result<(), String> {
+    let i = op::add_domain::AddDomainInput {
+        project: project.to_owned(),
+        service: service.to_owned(),
+        hostname: hostname.to_owned(),
+    };
+    refused!(call::<op::AddDomain>(key, op::add_domain::Variables { i }).await?.add_domain.user_errors)
+}
+
+/// Looks up the domain's TXT record; whether it is verified now.
+pub async fn verify_domain(key: &str, hostname: &str) -> Result<bool, String> {
+    let i = op::verify_domain::DomainInput { hostname: hostname.to_owned() };
+    let payload = call::<op::VerifyDomain>(key, op::verify_domain::Variables { i }).await?.verify_domain;
+    refused!(payload.user_errors)?;
+    Ok(payload.domain.is_some_and(|d| d.verified))
+}
+
+pub async fn remove_domain(key: &str, hostname: &str) -> Result<(), String> {
+    let i = op::remove_domain::DomainInput { hostname: hostname.to_owned() };
+    refused!(call::<op::RemoveDomain>(key, op::remove_domain::Variables { i }).await?.remove_domain.user_errors)
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -42,6 +42,13 @@ operations!(
     Nodes,
     AuditEvents,
     ModelEvents,
+    Artifacts,
+    ProjectDocument,
+    PlanDocument,
+    ApplyDocument,
+    AddDomain,
+    VerifyDomain,
+    RemoveDomain,
 );
 // Enums (`UsageGroup`, `UsageBucket`) have no default.
 operations!("Debug, Clone": Usage);
