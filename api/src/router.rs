@@ -52,6 +52,7 @@ pub fn router(state: AppState) -> Router {
             state.scheduler(),
             state.catalog().clone(),
             crate::graphql::types::EngineLogs { node: state.node.clone(), cluster: state.cluster.clone() },
+            state.metrics.recent.clone(),
             crate::graphql::RateLimiter::standard(),
             body_limit,
         );

@@ -4,6 +4,7 @@
 pub mod actions;
 pub mod admin;
 pub mod deploy;
+pub mod model_page;
 pub mod operations;
 
 use graphql_client::{GraphQLQuery, Response};

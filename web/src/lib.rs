@@ -1,5 +1,6 @@
 //! GreenThread's web console: sign in with an API key, then see the
-//! project's models live and act on them, its projects and services, the
+//! project's models live and act on them (deploy, edit, remove; a page per
+//! model), its projects, services and domains, the
 //! nodes, API keys, usage charts, the audit log, and playgrounds: chat,
 //! speech to text, text to speech and reranking.
 
@@ -11,6 +12,7 @@ pub mod domains;
 pub mod format;
 pub mod keys;
 pub mod live;
+pub mod model_page;
 pub mod models;
 pub mod nodes;
 pub mod playground;
@@ -79,8 +81,12 @@ impl Page {
     }
 }
 
+fn current_hash() -> String {
+    web_sys::window().and_then(|w| w.location().hash().ok()).unwrap_or_default()
+}
+
 fn current_page() -> Page {
-    web_sys::window().and_then(|w| w.location().hash().ok()).map_or(Page::Models, |h| Page::from_hash(&h))
+    Page::from_hash(&current_hash())
 }
 
 /// The console: the sign-in form until a key is accepted, then the pages.
@@ -89,7 +95,12 @@ pub fn App() -> impl IntoView {
     let key = RwSignal::new(session::load());
     let viewer = RwSignal::new(None::<Result<api::Viewer, String>>);
     let page = RwSignal::new(current_page());
-    let on_hash = leptos::prelude::window_event_listener(leptos::ev::hashchange, move |_| page.set(current_page()));
+    // One model's page is under the models tab: `#/models/<name>`.
+    let model = RwSignal::new(model_page::model_of(&current_hash()));
+    let on_hash = leptos::prelude::window_event_listener(leptos::ev::hashchange, move |_| {
+        page.set(current_page());
+        model.set(model_page::model_of(&current_hash()));
+    });
     on_cleanup(move || on_hash.remove());
     Effect::new(move |_| {
         if let Some(k) = key.get() {
@@ -137,7 +148,10 @@ pub fn App() -> impl IntoView {
                 (Some(k), Some(Ok(v))) => {
                     let manage = v.may_manage();
                     match page.get() {
-                        Page::Models => view! { <models::Models key=k may_manage=manage /> }.into_any(),
+                        Page::Models => match model.get() {
+                            Some(name) => view! { <model_page::ModelPage key=k name may_manage=manage /> }.into_any(),
+                            None => view! { <models::Models key=k may_manage=manage /> }.into_any(),
+                        },
                         Page::Projects => view! { <projects::Projects key=k may_manage=manage /> }.into_any(),
                         Page::Nodes => view! { <nodes::Nodes key=k /> }.into_any(),
                         Page::Keys => view! { <keys::Keys key=k /> }.into_any(),

@@ -179,7 +179,7 @@ fn ModelLine(
     );
     view! {
         <tr data-model=m.name.clone()>
-            <td>{m.name.clone()}</td>
+            <td><a href=crate::model_page::href(&m.name)>{m.name.clone()}</a></td>
             <td class="kind">{m.kind.unwrap_or("—")}</td>
             <td><span class=format!("state state-{state}") title=rt.failure.clone().unwrap_or_default()>{state.clone()}</span></td>
             <td>{rt.tier.clone().unwrap_or_else(|| "—".into())}</td>
@@ -221,7 +221,7 @@ fn ModelLine(
 
 /// The last lines an external engine wrote, read when opened and on request.
 #[component]
-fn EngineLog(key: String, model: String, reading: RwSignal<Option<String>>) -> impl IntoView {
+pub fn EngineLog(key: String, model: String, reading: RwSignal<Option<String>>) -> impl IntoView {
     let lines = RwSignal::new(None::<Result<Vec<String>, String>>);
     let (key, model) = (StoredValue::new(key), StoredValue::new(model));
     let load = move || {

@@ -151,7 +151,7 @@ pub fn Usage(key: String) -> impl IntoView {
                     view! {
                         <div class="charts">
                             {charts.into_iter().map(|(title, unit, data, kind)| view! {
-                                <Chart title unit data buckets=w.buckets kind since=w.label />
+                                <Chart title unit data buckets=w.buckets kind since=w.label start_ms=first * w.bucket_ms bucket_ms=w.bucket_ms />
                             }).collect_view()}
                         </div>
                         <div class="scroll">

@@ -76,11 +76,48 @@ fn the_chart_component_draws_a_titled_mark_per_value_and_a_legend() {
     let handle = leptos::mount::mount_to(root.clone(), move || {
         view! { <Chart title="Tokens by model" unit="tokens" data buckets=60 kind=Kind::Stacked /> }
     });
-    assert_eq!(root.query_selector_all("rect").unwrap().length(), 3);
+    assert_eq!(root.query_selector_all("rect[data-series]").unwrap().length(), 3);
+    assert_eq!(root.query_selector_all("rect.zone").unwrap().length(), 60, "a hover zone per bucket");
+    assert_eq!(texts(&root, "text.tick"), ["0 tokens", "5 tokens", "10 tokens", "15 tokens"]);
     let titles = texts(&root, "rect > title");
     assert!(titles.contains(&"qwen: 12 tokens".to_owned()), "{titles:?}");
     assert_eq!(texts(&root, ".legend li"), ["gemma", "qwen"]);
     assert!(texts(&root, "figcaption")[0].contains("max 15 tokens"));
+    drop(handle);
+}
+
+#[wasm_bindgen_test]
+fn the_value_axis_has_round_steps_up_to_the_top() {
+    assert_eq!(chart::ticks(15.0), [0.0, 5.0, 10.0, 15.0]);
+    assert_eq!(chart::ticks(37.0), [0.0, 10.0, 20.0, 30.0, 40.0]);
+    assert_eq!(chart::ticks(0.8).len(), 5, "steps of 0.2");
+    assert_eq!(chart::ticks(0.0), [0.0]);
+    for top in [1.0, 3.0, 7.5, 99.0, 1234.0, 98_765.0] {
+        let t = chart::ticks(top);
+        assert!(*t.last().unwrap() >= top && t.len() <= 6, "{top}: {t:?}");
+    }
+    assert_eq!(
+        (chart::compact(950.0), chart::compact(1234.0), chart::compact(2.5e6)),
+        ("950".into(), "1.2k".into(), "2.5M".into())
+    );
+}
+
+#[wasm_bindgen_test]
+async fn hovering_a_bucket_reads_out_its_values_and_time() {
+    let root = host();
+    let data = vec![datum(2, "qwen", 12.0), datum(2, "gemma", 3.0)];
+    let start = js_sys::Date::new(&"2026-01-01T10:00:00".into()).get_time();
+    let handle = leptos::mount::mount_to(root.clone(), move || {
+        view! { <Chart title="Tokens" unit="tokens" data buckets=4 kind=Kind::Stacked start_ms=start bucket_ms=60_000.0 /> }
+    });
+    let zone: web_sys::Element = root.query_selector("rect.zone[data-bucket='2']").unwrap().unwrap();
+    zone.dispatch_event(&web_sys::Event::new("mouseenter").unwrap()).unwrap();
+    settle().await;
+    assert_eq!(texts(&root, "[data-readout]"), ["10:02–10:03: gemma 3 tokens · qwen 12 tokens"]);
+    let zone: web_sys::Element = root.query_selector("rect.zone[data-bucket='0']").unwrap().unwrap();
+    zone.dispatch_event(&web_sys::Event::new("mouseenter").unwrap()).unwrap();
+    settle().await;
+    assert_eq!(texts(&root, "[data-readout]"), ["10:00–10:01: nothing"], "an empty bucket is a gap, not a zero bar");
     drop(handle);
 }
 
@@ -90,7 +127,7 @@ fn an_empty_chart_says_so() {
     let handle = leptos::mount::mount_to(root.clone(), || {
         view! { <Chart title="Wakes" unit="wakes" data=vec![] buckets=60 kind=Kind::Stacked /> }
     });
-    assert_eq!(texts(&root, "svg text"), ["No data in this window"]);
+    assert_eq!(texts(&root, "svg text:not(.tick)"), ["No data in this window"]);
     drop(handle);
 }
 

@@ -17,6 +17,7 @@ pub mod pagination;
 mod project_policy;
 mod query;
 mod rate_limit;
+mod recent;
 mod runtime;
 mod socket;
 mod subscription;
@@ -102,6 +103,7 @@ impl GraphqlState {
         scheduler: Option<crate::scheduler_link::SchedulerLink>,
         catalog: Arc<ModelCatalog>,
         engine_logs: types::EngineLogs,
+        recent: Arc<crate::metrics::recent::Recent>,
         limiter: RateLimiter,
         max_message_bytes: usize,
     ) -> Self {
@@ -110,6 +112,7 @@ impl GraphqlState {
             .data(Scheduler(scheduler))
             .data(engine_logs)
             .data(catalog)
+            .data(recent)
             .finish();
         Self {
             schema,

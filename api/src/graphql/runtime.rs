@@ -22,6 +22,19 @@ pub struct ModelRuntime {
     pub last_wake_from: Option<String>,
     /// How far its wake has come, while it wakes.
     pub wake_progress: Option<WakeProgressInfo>,
+    /// Where it is: one entry per node that holds it.
+    pub placements: Vec<Placement>,
+}
+
+/// A model on one node.
+#[derive(SimpleObject)]
+pub struct Placement {
+    pub node: String,
+    pub state: String,
+    pub tier: Option<String>,
+    pub device_bytes: u64,
+    pub in_flight: u32,
+    pub last_wake_ms: Option<f64>,
 }
 
 /// A wake under way.
@@ -68,6 +81,18 @@ impl From<&ModelStatus> for ModelRuntime {
             last_wake_ms: s.last_wake.map(|w| w.duration.as_secs_f64() * 1000.0),
             last_wake_from: s.last_wake.map(|w| w.from.to_string()),
             wake_progress: s.wake_progress.as_ref().map(|p| WakeProgressInfo::of(s.name.as_str(), p)),
+            placements: s
+                .replica_list
+                .iter()
+                .map(|r| Placement {
+                    node: r.node.to_string(),
+                    state: r.state.name().to_owned(),
+                    tier: tier_of(&r.state),
+                    device_bytes: r.device_bytes,
+                    in_flight: r.in_flight,
+                    last_wake_ms: r.last_wake.map(|w| w.duration.as_secs_f64() * 1000.0),
+                })
+                .collect(),
         }
     }
 }

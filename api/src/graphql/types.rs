@@ -269,6 +269,10 @@ impl Model {
             None => Ok(Vec::new()),
         }
     }
+    /// Its last hour as this server saw it (the console's model page).
+    async fn last_hour(&self) -> super::recent::LastHour {
+        super::recent::LastHour { model: self.row.name.clone() }
+    }
     /// Its state on the scheduler; null where this server runs none, or
     /// while a cluster's scheduler changes leaders.
     async fn runtime(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<ModelRuntime>> {

@@ -61,7 +61,11 @@ impl crate::http::held::Rider for Watch {
         let now = Instant::now();
         let requests = &self.metrics.requests;
         match self.last {
-            None => requests.first_token(&self.model, (now - self.started).as_secs_f64()),
+            None => {
+                let seconds = (now - self.started).as_secs_f64();
+                requests.first_token(&self.model, seconds);
+                self.metrics.recent.first_token(&self.model, chrono::Utc::now(), seconds * 1000.0);
+            }
             Some(last) => requests.token_gap(&self.model, (now - last).as_secs_f64()),
         }
         self.last = Some(now);

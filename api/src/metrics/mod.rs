@@ -3,6 +3,7 @@
 //! by the requests themselves ([`requests`]); gauges of the current state
 //! are filled from `/status`'s data when `/metrics` is scraped.
 
+pub mod recent;
 pub mod requests;
 
 use std::sync::Mutex;
@@ -71,6 +72,8 @@ pub struct Metrics {
     tier_budget: Family<TierLabels, Gauge>,
     tier_used: Family<TierLabels, Gauge>,
     pub requests: requests::RequestMetrics,
+    /// The last hour of each model, for the console's model page.
+    pub recent: std::sync::Arc<recent::Recent>,
 }
 
 impl Default for Metrics {
@@ -95,6 +98,7 @@ impl Metrics {
             tier_budget: Family::default(),
             tier_used: Family::default(),
             requests: requests::RequestMetrics::new(),
+            recent: std::sync::Arc::default(),
             registry: Mutex::new(Registry::default()),
         };
         m.requests.register(&mut registry);
@@ -176,6 +180,21 @@ pub struct InHand {
 impl Observer for Metrics {
     fn transition(&self, e: &TransitionEvent) {
         let model = e.model.to_string();
+        self.recent.changed(
+            &model,
+            recent::Change {
+                at: chrono::Utc::now(),
+                node: e.node.to_string(),
+                from: e.from.name().into(),
+                to: e.to.name().into(),
+                cause: e.cause.as_str().into(),
+                preempted_by: match &e.cause {
+                    Cause::Preempted { by } => Some(by.to_string()),
+                    _ => None,
+                },
+                after: e.after,
+            },
+        );
         self.transitions
             .get_or_create(&TransitionLabels {
                 model: model.clone(),

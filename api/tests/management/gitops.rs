@@ -173,7 +173,10 @@ async fn a_projects_document_is_what_a_deploy_form_edits(db: &Db) {
     let p = plan(&s, &manager, &current).await;
     let changes = p["changes"].as_array().unwrap();
     assert_eq!(changes.len(), 1, "{p}");
-    assert_eq!((changes[0]["action"].as_str(), changes[0]["address"].as_str()), (Some("CREATE"), Some("model/shop-new")));
+    assert_eq!(
+        (changes[0]["action"].as_str(), changes[0]["address"].as_str()),
+        (Some("CREATE"), Some("model/shop-new"))
+    );
     assert_eq!(apply(&s, &manager, &current, p["etag"].as_str().unwrap(), None).await["applied"], true);
     let again = s.ok(&manager, read, json!({"p": "shop"})).await["project"]["desired"].clone();
     assert_eq!(plan(&s, &manager, &again).await["changes"], json!([]));

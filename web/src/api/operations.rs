@@ -49,6 +49,7 @@ operations!(
     AddDomain,
     VerifyDomain,
     RemoveDomain,
+    ModelPage,
 );
 // Enums (`UsageGroup`, `UsageBucket`) have no default.
 operations!("Debug, Clone": Usage);
