@@ -109,6 +109,7 @@ def test_the_deploy_form_works_by_keyboard_alone(server, page):
     artifact = next(a["path"] for a in graphql(server.base, manager["secret"], "{ artifacts { path } }")["artifacts"]
                     if a["path"].endswith(DEMO_FILE))
     page.goto(server.base + "/ui/#/models")
+    expect(page.get_by_label("API key")).to_be_focused()
     page.keyboard.type(manager["secret"])
     page.keyboard.press("Enter")
     deploy = page.get_by_role("button", name="Deploy model")

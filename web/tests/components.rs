@@ -357,6 +357,7 @@ mod deploy {
             (refusal("desired.models", "the name \"qwen2.5-coder\" is already taken"), Field::Name),
             (refusal("desired.models", "model \"m\": max_replicas must be at least 1"), Field::MaxReplicas),
             (refusal("desired.services", "service \"x\" is declared twice"), Field::Service),
+            (refusal("desired", "model qwen2.5-coder is declared twice"), Field::Name),
             (refusal("desired", "expected a document"), Field::Form),
         ];
         for (error, field) in cases {

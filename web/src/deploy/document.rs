@@ -271,9 +271,12 @@ pub fn field_of(error: &UserError, model: &str) -> Field {
             }
         }
     }
+    let names_the_model = error.message.contains(&format!("model {model}"))
+        || error.message.contains(&format!("model {model:?}"))
+        || error.message.contains(&format!("name {model:?}"));
     match field {
         // A whole-model refusal: the field its message names, else the name (taken, declared twice).
-        "desired.models" => Field::ALL
+        "desired.models" | "desired" if field == "desired.models" || names_the_model => Field::ALL
             .into_iter()
             .filter(|f| !matches!(f, Field::Name | Field::Form))
             .find(|f| error.message.contains(f.key()))

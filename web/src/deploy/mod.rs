@@ -307,29 +307,33 @@ fn ModelFields(
     view! {
         <form class="deploy-form" aria-label=mode.title() novalidate=true on:submit=on_submit>
             <div class="fields">
-                <label>"Project"
-                    <select name="project" disabled=editing prop:value=text(|f| &f.project)
+                <div class="field">
+                <label for="deploy-project">"Project"</label>
+                <select id="deploy-project" name="project" disabled=editing prop:value=text(|f| &f.project)
                         on:change=move |ev| form.update(|f| { f.project = event_target_value(&ev); f.service = "default".into(); })>
                         {move || projects.get().into_iter().map(|p| view! { <option value=p.name.clone()>{p.name.clone()}</option> }).collect_view()}
                     </select>
-                </label>
-                <label>"Service"
-                    <select name="service" prop:value=text(|f| &f.service) aria-invalid=invalid(errors, Field::Service)
+                </div>
+                <div class="field">
+                <label for="deploy-service">"Service"</label>
+                <select id="deploy-service" name="service" prop:value=text(|f| &f.service) aria-invalid=invalid(errors, Field::Service)
                         on:change=move |ev| form.update(|f| f.service = event_target_value(&ev))>
                         {move || services().into_iter().map(|s| view! { <option value=s.clone()>{s.clone()}</option> }).collect_view()}
                     </select>
-                    {field_error(errors, Field::Service)}
-                </label>
-                <label>"Name"
-                    <input name="name" node_ref=first readonly=editing autocomplete="off" prop:value=text(|f| &f.name)
+                {field_error(errors, Field::Service)}
+                </div>
+                <div class="field">
+                <label for="deploy-name">"Name"</label>
+                <input id="deploy-name" name="name" node_ref=first readonly=editing autocomplete="off" prop:value=text(|f| &f.name)
                         aria-invalid=invalid(errors, Field::Name) aria-describedby=described(Field::Name)
                         on:input=move |ev| form.update(|f| f.name = event_target_value(&ev)) />
-                    {field_error(errors, Field::Name)}
-                </label>
+                {field_error(errors, Field::Name)}
+                </div>
             </div>
             <div class="fields">
-                <label>"Artifact file"
-                    <select name="artifactFile" prop:value=text(|f| &f.artifact)
+                <div class="field">
+                <label for="deploy-artifactFile">"Artifact file"</label>
+                <select id="deploy-artifactFile" name="artifactFile" prop:value=text(|f| &f.artifact)
                         on:change=move |ev| form.update(|f| f.artifact = event_target_value(&ev))>
                         <option value="">"Choose a file the server offers…"</option>
                         {move || artifacts.get().into_iter().map(|a| {
@@ -337,68 +341,77 @@ fn ModelFields(
                             view! { <option value=a.path.clone()>{label}</option> }
                         }).collect_view()}
                     </select>
-                </label>
-                <label class="wide">"Artifact"
-                    <input name="artifact" node_ref=artifact_field placeholder="/models/qwen.gguf or s3://bucket/model.gguf"
+                </div>
+                <div class="field wide">
+                <label for="deploy-artifact">"Artifact"</label>
+                <input id="deploy-artifact" name="artifact" node_ref=artifact_field placeholder="/models/qwen.gguf or s3://bucket/model.gguf"
                         autocomplete="off" prop:value=text(|f| &f.artifact)
                         aria-invalid=invalid(errors, Field::Artifact) aria-describedby=described(Field::Artifact)
                         on:input=move |ev| form.update(|f| f.artifact = event_target_value(&ev)) />
-                    {field_error(errors, Field::Artifact)}
-                </label>
+                {field_error(errors, Field::Artifact)}
+                </div>
             </div>
             <div class="fields">
-                <label>"Kind"
-                    <select name="kind" prop:value=text(|f| &f.kind) on:change=move |ev| form.update(|f| f.kind = event_target_value(&ev))>
+                <div class="field">
+                <label for="deploy-kind">"Kind"</label>
+                <select id="deploy-kind" name="kind" prop:value=text(|f| &f.kind) on:change=move |ev| form.update(|f| f.kind = event_target_value(&ev))>
                         {KINDS.into_iter().map(|k| view! { <option value=k>{if k.is_empty() { "from the artifact" } else { k }}</option> }).collect_view()}
                     </select>
-                    {field_error(errors, Field::Kind)}
-                </label>
-                <label>"Engine"
-                    <select name="engine" prop:value=text(|f| &f.engine) aria-invalid=invalid(errors, Field::Engine)
+                {field_error(errors, Field::Kind)}
+                </div>
+                <div class="field">
+                <label for="deploy-engine">"Engine"</label>
+                <select id="deploy-engine" name="engine" prop:value=text(|f| &f.engine) aria-invalid=invalid(errors, Field::Engine)
                         on:change=move |ev| form.update(|f| f.engine = event_target_value(&ev))>
                         {ENGINES.into_iter().map(|e| view! { <option value=e>{e}</option> }).collect_view()}
                         {move || (form.with(|f| f.engine == "command")).then(|| view! { <option value="command">"command"</option> })}
                     </select>
-                    {field_error(errors, Field::Engine)}
-                </label>
+                {field_error(errors, Field::Engine)}
+                </div>
                 <Show when=move || form.with(|f| f.engine != "builtin" && f.engine != "command")>
-                    <label>"Engine binary"
-                        <input name="engineBinary" placeholder="/usr/local/bin/llama-server" prop:value=text(|f| &f.engine_binary)
+                    <div class="field">
+                    <label for="deploy-engineBinary">"Engine binary"</label>
+                    <input id="deploy-engineBinary" name="engineBinary" placeholder="/usr/local/bin/llama-server" prop:value=text(|f| &f.engine_binary)
                             on:input=move |ev| form.update(|f| f.engine_binary = event_target_value(&ev)) />
-                    </label>
+                    </div>
                 </Show>
-                <label>"Aliases"
-                    <input name="aliases" placeholder="comma, separated" prop:value=text(|f| &f.aliases)
+                <div class="field">
+                <label for="deploy-aliases">"Aliases"</label>
+                <input id="deploy-aliases" name="aliases" placeholder="comma, separated" prop:value=text(|f| &f.aliases)
                         aria-invalid=invalid(errors, Field::Aliases) aria-describedby=described(Field::Aliases)
                         on:input=move |ev| form.update(|f| f.aliases = event_target_value(&ev)) />
-                    {field_error(errors, Field::Aliases)}
-                </label>
+                {field_error(errors, Field::Aliases)}
+                </div>
             </div>
             <div class="fields">
-                <label>"Warm tier"
-                    <select name="warmTier" prop:value=text(|f| &f.warm_tier) on:change=move |ev| form.update(|f| f.warm_tier = event_target_value(&ev))>
+                <div class="field">
+                <label for="deploy-warmTier">"Warm tier"</label>
+                <select id="deploy-warmTier" name="warmTier" prop:value=text(|f| &f.warm_tier) on:change=move |ev| form.update(|f| f.warm_tier = event_target_value(&ev))>
                         <option value="ram">"ram"</option><option value="disk">"disk"</option><option value="object">"object"</option>
                     </select>
-                    {field_error(errors, Field::WarmTier)}
-                </label>
-                <label>"Idle timeout"
-                    <input name="idleTimeout" placeholder="5m" prop:value=text(|f| &f.idle_timeout)
+                {field_error(errors, Field::WarmTier)}
+                </div>
+                <div class="field">
+                <label for="deploy-idleTimeout">"Idle timeout"</label>
+                <input id="deploy-idleTimeout" name="idleTimeout" placeholder="5m" prop:value=text(|f| &f.idle_timeout)
                         aria-invalid=invalid(errors, Field::IdleTimeout) aria-describedby=described(Field::IdleTimeout)
                         on:input=move |ev| form.update(|f| f.idle_timeout = event_target_value(&ev)) />
-                    {field_error(errors, Field::IdleTimeout)}
-                </label>
-                <label>"Min replicas"
-                    <input name="minReplicas" type="number" min="0" max="1" prop:value=text(|f| &f.min_replicas)
+                {field_error(errors, Field::IdleTimeout)}
+                </div>
+                <div class="field">
+                <label for="deploy-minReplicas">"Min replicas"</label>
+                <input id="deploy-minReplicas" name="minReplicas" type="number" min="0" max="1" prop:value=text(|f| &f.min_replicas)
                         aria-invalid=invalid(errors, Field::MinReplicas) aria-describedby=described(Field::MinReplicas)
                         on:input=move |ev| form.update(|f| f.min_replicas = event_target_value(&ev)) />
-                    {field_error(errors, Field::MinReplicas)}
-                </label>
-                <label>"Max replicas"
-                    <input name="maxReplicas" type="number" min="1" prop:value=text(|f| &f.max_replicas)
+                {field_error(errors, Field::MinReplicas)}
+                </div>
+                <div class="field">
+                <label for="deploy-maxReplicas">"Max replicas"</label>
+                <input id="deploy-maxReplicas" name="maxReplicas" type="number" min="1" prop:value=text(|f| &f.max_replicas)
                         aria-invalid=invalid(errors, Field::MaxReplicas) aria-describedby=described(Field::MaxReplicas)
                         on:input=move |ev| form.update(|f| f.max_replicas = event_target_value(&ev)) />
-                    {field_error(errors, Field::MaxReplicas)}
-                </label>
+                {field_error(errors, Field::MaxReplicas)}
+                </div>
                 <label class="check">
                     <input name="neverPreempt" type="checkbox" prop:checked=move || form.with(|f| f.never_preempt)
                         on:change=move |ev| form.update(|f| f.never_preempt = event_target_checked(&ev)) />

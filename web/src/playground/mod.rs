@@ -163,10 +163,11 @@ pub fn Playground(key: String) -> impl IntoView {
                   (min, max, step): (&'static str, &'static str, &'static str),
                   value: RwSignal<String>| {
         view! {
-            <label for=id>{label}
+            <span class="field">
+                <label for=id>{label}</label>
                 <input id=id type="number" min=min max=max step=step placeholder="default"
                     prop:value=move || value.get() on:input=move |ev| value.set(event_target_value(&ev)) />
-            </label>
+            </span>
         }
     };
     view! {
@@ -181,11 +182,12 @@ pub fn Playground(key: String) -> impl IntoView {
             </Show>
             <form class="stack playground" on:submit=on_submit>
                 <div class="fields">
-                    <label for="model">"Model"
+                    <span class="field">
+                        <label for="model">"Model"</label>
                         <select id="model" on:change=move |ev| model.set(event_target_value(&ev)) prop:value=move || model.get()>
                             {move || models.get().into_iter().map(|m| view! { <option value=m.clone()>{m.clone()}</option> }).collect_view()}
                         </select>
-                    </label>
+                    </span>
                     {number("temperature", "Temperature", ("0", "2", "0.1"), temperature)}
                     {number("top-p", "Top p", ("0", "1", "0.05"), top_p)}
                     {number("max-tokens", "Max tokens", ("1", "32768", "1"), max_tokens)}
