@@ -27,10 +27,11 @@ def pages(page):
     yield "models", page.locator(f'tr[data-model="{DEMO_MODEL}"]')
     page.get_by_role("button", name="Deploy model").click()
     yield "deploy", page.get_by_role("form", name="Deploy a model").get_by_role("option").first
-    for slug, ready in [("projects", page.get_by_role("region", name="Custom domains")),
+    for slug, ready in [(f"models/{DEMO_MODEL}", page.locator("[data-model-state]")),
+                        ("projects", page.get_by_role("region", name="Custom domains")),
                         ("nodes", page.locator("article.node").first),
                         ("keys", page.locator("table tbody tr").first),
-                        ("usage", page.get_by_role("img", name="Tokens by model")),
+                        ("usage", page.get_by_role("heading", name="Usage")),
                         ("audit", page.locator("table.audit tbody tr").first),
                         ("playground", page.get_by_role("button", name="Send"))]:
         page.goto(f"{page.url.split('#')[0]}#/{slug}")
@@ -50,8 +51,9 @@ def test_every_page_has_no_serious_accessibility_violations(server, browser, wid
         sign_in(page, key["secret"])
         for slug, ready in pages(page):
             expect(ready).to_be_attached(timeout=30_000)
+            expect(page.locator('[aria-busy="true"]')).to_have_count(0, timeout=30_000)
             found[slug] = violations(page)
-            page.screenshot(path=str(SHOTS / f"{slug}-{width}.png"), full_page=True)
+            page.screenshot(path=str(SHOTS / f"{slug.replace('/', '-')}-{width}.png"), full_page=True)
             if width == "phone":
                 assert page.evaluate("document.documentElement.scrollWidth") <= WIDTHS[width]["width"], slug
     finally:

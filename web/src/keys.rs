@@ -195,7 +195,7 @@ fn KeyTable(rows: Vec<KeyRow>, revoke: impl Fn(String) + Copy + Send + Sync + 's
     view! {
         <div class="scroll">
         <table>
-            <thead><tr><th>"Name"</th><th>"Key"</th><th>"Project"</th><th>"Scopes"</th><th>"Limits"</th><th>"Expires"</th><th>"Last used"</th><th></th></tr></thead>
+            <thead><tr><th>"Name"</th><th>"Key"</th><th>"Project"</th><th>"Scopes"</th><th>"Limits"</th><th>"Expires"</th><th>"Last used"</th><th><span class="sr-only">"Actions"</span></th></tr></thead>
             <tbody>
                 {rows.into_iter().map(|k| {
                     let id = k.id.clone();

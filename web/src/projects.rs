@@ -74,7 +74,7 @@ pub fn Projects(key: String, may_manage: bool) -> impl IntoView {
                             <p class="muted">{p.description.clone()}</p>
                             <div class="scroll">
                             <table>
-                                <thead><tr><th>"Service"</th><th>"Description"</th><th>"Models"</th><th>"Domains"</th><th></th></tr></thead>
+                                <thead><tr><th>"Service"</th><th>"Description"</th><th>"Models"</th><th>"Domains"</th><th><span class="sr-only">"Actions"</span></th></tr></thead>
                                 <tbody>{services}</tbody>
                             </table>
                             </div>
