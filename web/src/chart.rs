@@ -87,8 +87,8 @@ pub fn marks(data: &[Datum], buckets: usize, kind: Kind) -> (Vec<Mark>, f64) {
 }
 
 /// Room left of the plot for the value axis, and above it for the top label.
-const LEFT: f64 = 52.0;
-const TOP: f64 = 8.0;
+const LEFT: f64 = 40.0;
+const TOP: f64 = 18.0;
 
 /// Round values for the value axis from 0 up to at least `top`: steps of
 /// 1, 2 or 5 times a power of ten, at most five of them.
@@ -181,12 +181,13 @@ pub fn Chart(
             <figcaption>{title}<span class="muted">{format!(" (max {} {unit})", compact(top))}</span></figcaption>
             <svg class="chart" viewBox=format!("0 0 {} {}", WIDTH + LEFT, HEIGHT + TOP + 4.0) role="img" aria-label=title
                 on:mouseleave=move |_| hovered.set(None)>
+                <text class="tick unit" x="2" y="11">{unit}</text>
                 <g transform=format!("translate({LEFT} {TOP})")>
                     {axis.iter().map(|v| {
                         let y = y_of(*v);
                         view! {
                             <line class="grid" x1="0" y1=y x2=WIDTH y2=y />
-                            <text class="tick" x="-6" y=y + 4.0 text-anchor="end">{format!("{} {unit}", compact(*v))}</text>
+                            <text class="tick" x="-6" y=y + 4.0 text-anchor="end">{compact(*v)}</text>
                         }
                     }).collect_view()}
                     {empty.then(|| view! { <text x=WIDTH / 2.0 y=HEIGHT / 2.0 text-anchor="middle" fill="#5b6470">"No data in this window"</text> })}

@@ -78,7 +78,7 @@ fn the_chart_component_draws_a_titled_mark_per_value_and_a_legend() {
     });
     assert_eq!(root.query_selector_all("rect[data-series]").unwrap().length(), 3);
     assert_eq!(root.query_selector_all("rect.zone").unwrap().length(), 60, "a hover zone per bucket");
-    assert_eq!(texts(&root, "text.tick"), ["0 tokens", "5 tokens", "10 tokens", "15 tokens"]);
+    assert_eq!(texts(&root, "text.tick"), ["tokens", "0", "5", "10", "15"], "the unit, then the values");
     let titles = texts(&root, "rect > title");
     assert!(titles.contains(&"qwen: 12 tokens".to_owned()), "{titles:?}");
     assert_eq!(texts(&root, ".legend li"), ["gemma", "qwen"]);
@@ -469,7 +469,54 @@ mod playground {
 
     #[wasm_bindgen_test]
     fn speed_counts_the_tokens_after_the_first() {
-        assert_eq!(speed_line(120.0, 1120.0, 11), "first token after 120 ms · 11 tokens at 10.0 tokens/s");
-        assert_eq!(speed_line(120.0, 120.0, 1), "first token after 120 ms · 1 tokens");
+        assert_eq!(speed_line(120.0, 1120.0, 11), "11 tokens at 10.0 tokens/s");
+        assert_eq!(speed_line(120.0, 120.0, 1), "1 tokens");
+    }
+}
+
+mod model_page {
+    use greenthread_web::model_page::timeline::{Segment, Step, segments};
+    use greenthread_web::model_page::{href, model_of};
+    use wasm_bindgen_test::wasm_bindgen_test;
+
+    fn seg(state: &str, start_ms: f64, end_ms: f64) -> Segment {
+        Segment { state: state.into(), start_ms, end_ms }
+    }
+
+    #[wasm_bindgen_test]
+    fn the_band_follows_the_changes_and_leaves_the_unknown_out() {
+        let steps = [
+            Step { at_ms: 400.0, from: "serving", to: "sleeping" },
+            Step { at_ms: 100.0, from: "sleeping", to: "serving" },
+            Step { at_ms: 700.0, from: "sleeping", to: "waking" },
+        ];
+        assert_eq!(
+            segments(&steps, Some("waking"), 0.0, 1000.0),
+            [
+                seg("sleeping", 0.0, 100.0),
+                seg("serving", 100.0, 400.0),
+                seg("sleeping", 400.0, 700.0),
+                seg("waking", 700.0, 1000.0),
+            ]
+        );
+        // Nothing changed: the current state all along; nothing known: nothing drawn.
+        assert_eq!(segments(&[], Some("serving"), 0.0, 10.0), [seg("serving", 0.0, 10.0)]);
+        assert_eq!(segments(&[], None, 0.0, 10.0), []);
+        // Before the server had the model there is a gap, and a change before the window is clipped.
+        let started =
+            [Step { at_ms: 500.0, from: "absent", to: "staged" }, Step { at_ms: -5.0, from: "x", to: "absent" }];
+        assert_eq!(segments(&started, Some("staged"), 0.0, 1000.0), [seg("staged", 500.0, 1000.0)]);
+        // A replica's change that leaves the state as it was does not split a stretch.
+        let same = [Step { at_ms: 300.0, from: "serving", to: "serving" }];
+        assert_eq!(segments(&same, Some("serving"), 0.0, 600.0), [seg("serving", 0.0, 600.0)]);
+    }
+
+    #[wasm_bindgen_test]
+    fn a_models_page_has_its_own_address() {
+        assert_eq!(href("qwen2.5-coder"), "#/models/qwen2.5-coder");
+        assert_eq!(model_of(&href("team/model a")), Some("team/model a".into()));
+        assert_eq!(model_of("#/models"), None);
+        assert_eq!(model_of("#/models/"), None);
+        assert_eq!(model_of("#/keys"), None);
     }
 }

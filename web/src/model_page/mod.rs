@@ -139,13 +139,24 @@ fn Detail(d: ModelDetail, usage: Vec<UsagePoint>, now: f64) -> impl IntoView {
     }
 }
 
+/// A rate with two significant digits below 10.
+fn rate(v: f64) -> String {
+    if v >= 10.0 {
+        format!("{v:.0}")
+    } else if v >= 1.0 {
+        format!("{v:.1}")
+    } else {
+        format!("{v:.2}")
+    }
+}
+
 #[component]
 fn Stats(per_minute: f64, tokens_per_second: f64, first_token: FirstToken) -> impl IntoView {
     let ms = |v: Option<f64>| v.map_or_else(|| "—".to_owned(), format::millis);
     view! {
         <dl class="stats">
-            <div><dt>{format!("Requests / min (last {RATE_MINUTES} min)")}</dt><dd data-stat="requests">{format!("{per_minute:.1}")}</dd></div>
-            <div><dt>"Output tokens / s"</dt><dd data-stat="tokens">{format!("{tokens_per_second:.1}")}</dd></div>
+            <div><dt>{format!("Requests / min (last {RATE_MINUTES} min)")}</dt><dd data-stat="requests">{rate(per_minute)}</dd></div>
+            <div><dt>"Output tokens / s"</dt><dd data-stat="tokens">{rate(tokens_per_second)}</dd></div>
             <div><dt>{format!("Time to first token ({} streamed)", first_token.count)}</dt>
                 <dd data-stat="ttft">{format!("p50 {} · p95 {} · p99 {}", ms(first_token.p50_ms), ms(first_token.p95_ms), ms(first_token.p99_ms))}</dd></div>
         </dl>

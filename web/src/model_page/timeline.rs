@@ -23,7 +23,8 @@ pub struct Step<'a> {
 
 /// The states over `[start_ms, now_ms]`: before the first change the model
 /// was in that change's `from` (in `current` when nothing changed), and each
-/// change starts a stretch of its `to`. Steps outside the window are clipped.
+/// change starts a stretch of its `to`. Steps outside the window are
+/// clipped. `absent` (before the server had the model) is left out: a gap.
 pub fn segments(steps: &[Step<'_>], current: Option<&str>, start_ms: f64, now_ms: f64) -> Vec<Segment> {
     let mut steps: Vec<&Step<'_>> = steps.iter().filter(|s| s.at_ms <= now_ms).collect();
     steps.sort_by(|a, b| a.at_ms.total_cmp(&b.at_ms));
@@ -43,6 +44,7 @@ pub fn segments(steps: &[Step<'_>], current: Option<&str>, start_ms: f64, now_ms
         out.push(Segment { state, start_ms: since, end_ms: now_ms });
     }
     // Neighbours in the same state (a replica's change that left the model's state as it was) are one stretch.
+    out.retain(|s| s.state != "absent");
     out.dedup_by(|later, earlier| {
         let same = later.state == earlier.state;
         if same {

@@ -129,13 +129,13 @@ pub fn merge_tool_calls(calls: &mut Vec<ToolCall>, delta: &Value) {
     }
 }
 
-/// "first token after 120 ms · 42 tokens at 31.5 tokens/s": decode speed
-/// from the first token to the last, over the tokens after the first.
+/// "42 tokens at 31.5 tokens/s": decode speed from the first token to the
+/// last, over the tokens after the first (the status line has the time to
+/// the first).
 pub fn speed_line(first_token_ms: f64, last_token_ms: f64, tokens: u64) -> String {
-    let first = format!("first token after {}", crate::format::millis(first_token_ms));
     let seconds = (last_token_ms - first_token_ms) / 1000.0;
     if tokens < 2 || seconds <= 0.0 {
-        return format!("{first} · {tokens} tokens");
+        return format!("{tokens} tokens");
     }
-    format!("{first} · {tokens} tokens at {:.1} tokens/s", (tokens - 1) as f64 / seconds)
+    format!("{tokens} tokens at {:.1} tokens/s", (tokens - 1) as f64 / seconds)
 }
