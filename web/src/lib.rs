@@ -98,8 +98,17 @@ pub fn App() -> impl IntoView {
     // One model's page is under the models tab: `#/models/<name>`.
     let model = RwSignal::new(model_page::model_of(&current_hash()));
     let on_hash = leptos::prelude::window_event_listener(leptos::ev::hashchange, move |_| {
-        page.set(current_page());
-        model.set(model_page::model_of(&current_hash()));
+        // Only what changed is set, the model first: going from one model's page to another's
+        // (or back to the list) mounts the new page once.
+        let (next_model, next_page) = (model_page::model_of(&current_hash()), current_page());
+        batch(|| {
+            if model.get_untracked() != next_model {
+                model.set(next_model);
+            }
+            if page.get_untracked() != next_page {
+                page.set(next_page);
+            }
+        });
     });
     on_cleanup(move || on_hash.remove());
     Effect::new(move |_| {

@@ -358,11 +358,23 @@ mod deploy {
             (refusal("desired.models", "model \"m\": max_replicas must be at least 1"), Field::MaxReplicas),
             (refusal("desired.services", "service \"x\" is declared twice"), Field::Service),
             (refusal("desired", "model qwen2.5-coder is declared twice"), Field::Name),
+            (
+                refusal(
+                    "desired.models",
+                    "model \"qwen2.5-coder\": max_replicas must be at least 1 and at least min_replicas, not 0",
+                ),
+                Field::MaxReplicas,
+            ),
             (refusal("desired", "expected a document"), Field::Form),
         ];
         for (error, field) in cases {
             assert_eq!(field_of(&error, name), field, "{error:?}");
         }
+        // A model whose name holds a field's name is still refused by its name.
+        assert_eq!(
+            field_of(&refusal("desired.models", "the name \"kind-bert\" is already taken"), "kind-bert"),
+            Field::Name
+        );
     }
 
     #[wasm_bindgen_test]
@@ -407,11 +419,17 @@ mod playground {
         assert!(html.contains("<code class=\"language-rust\">fn main() {}"), "{html}");
         assert!(!html.contains("<script") && !html.contains("<img"), "{html}");
         assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"), "{html}");
+        let image = to_html("![the sky](https://example.com/sky.png?q=secret)");
+        assert!(
+            !image.contains("<img") && image.contains("<a href=\"https://example.com/sky.png?q=secret\">the sky</a>"),
+            "{image}"
+        );
         for (link, kept) in [
             ("[a](javascript:alert(1))", false),
             ("[a](JaVaScRiPt:alert(1))", false),
             ("[a](data:text/html,x)", false),
             ("![a](javascript:alert(1))", false),
+            ("![a](https://example.com/x.png)", true),
             ("[a](https://example.com/x)", true),
             ("[a](/docs/page:1)", true),
         ] {
@@ -468,6 +486,17 @@ mod playground {
     }
 
     #[wasm_bindgen_test]
+    fn a_stopped_answer_does_not_break_the_next_turn() {
+        let mut cut = Turn::assistant();
+        cut.tool_calls = vec![ToolCall { id: "call_1".into(), name: "weather".into(), arguments: "{\"ci".into() }];
+        let turns = [Turn::user("a"), Turn::assistant(), Turn::user("b"), cut, Turn::user("c")];
+        let body = request("m", "", &turns, &Sampling::default(), "").unwrap();
+        let roles: Vec<&str> =
+            body["messages"].as_array().unwrap().iter().map(|m| m["role"].as_str().unwrap()).collect();
+        assert_eq!(roles, ["user", "user", "user"], "empty and cut-off answers are left out");
+    }
+
+    #[wasm_bindgen_test]
     fn speed_counts_the_tokens_after_the_first() {
         assert_eq!(speed_line(120.0, 1120.0, 11), "11 tokens at 10.0 tokens/s");
         assert_eq!(speed_line(120.0, 120.0, 1), "1 tokens");
@@ -483,12 +512,16 @@ mod model_page {
         Segment { state: state.into(), start_ms, end_ms }
     }
 
+    fn step<'a>(at_ms: f64, node: &'a str, from: &'a str, to: &'a str) -> Step<'a> {
+        Step { at_ms, node, from, to }
+    }
+
     #[wasm_bindgen_test]
     fn the_band_follows_the_changes_and_leaves_the_unknown_out() {
         let steps = [
-            Step { at_ms: 400.0, from: "serving", to: "sleeping" },
-            Step { at_ms: 100.0, from: "sleeping", to: "serving" },
-            Step { at_ms: 700.0, from: "sleeping", to: "waking" },
+            step(400.0, "a", "serving", "sleeping"),
+            step(100.0, "a", "sleeping", "serving"),
+            step(700.0, "a", "sleeping", "waking"),
         ];
         assert_eq!(
             segments(&steps, Some("waking"), 0.0, 1000.0),
@@ -502,13 +535,27 @@ mod model_page {
         // Nothing changed: the current state all along; nothing known: nothing drawn.
         assert_eq!(segments(&[], Some("serving"), 0.0, 10.0), [seg("serving", 0.0, 10.0)]);
         assert_eq!(segments(&[], None, 0.0, 10.0), []);
-        // Before the server had the model there is a gap, and a change before the window is clipped.
-        let started =
-            [Step { at_ms: 500.0, from: "absent", to: "staged" }, Step { at_ms: -5.0, from: "x", to: "absent" }];
+        // Before the server had the model there is a gap; a change before the window counts from its start.
+        let started = [step(500.0, "a", "absent", "staged"), step(-5.0, "a", "x", "absent")];
         assert_eq!(segments(&started, Some("staged"), 0.0, 1000.0), [seg("staged", 500.0, 1000.0)]);
-        // A replica's change that leaves the state as it was does not split a stretch.
-        let same = [Step { at_ms: 300.0, from: "serving", to: "serving" }];
-        assert_eq!(segments(&same, Some("serving"), 0.0, 600.0), [seg("serving", 0.0, 600.0)]);
+        // A gap between two stretches of serving stays a gap.
+        let gap = [step(300.0, "a", "serving", "absent"), step(600.0, "a", "absent", "serving")];
+        assert_eq!(segments(&gap, None, 0.0, 900.0), [seg("serving", 0.0, 300.0), seg("serving", 600.0, 900.0)]);
+        // A change stamped after now (a clock ahead) counts as now.
+        let ahead = [step(2000.0, "a", "sleeping", "waking")];
+        assert_eq!(segments(&ahead, None, 0.0, 1000.0), [seg("sleeping", 0.0, 1000.0)]);
+    }
+
+    #[wasm_bindgen_test]
+    fn with_two_replicas_the_model_is_as_good_as_its_best() {
+        // b wakes while a serves: still serving; a sleeps while b serves: still serving; then b sleeps too.
+        let steps = [
+            step(100.0, "b", "absent", "waking"),
+            step(200.0, "b", "waking", "serving"),
+            step(300.0, "a", "serving", "sleeping"),
+            step(400.0, "b", "serving", "sleeping"),
+        ];
+        assert_eq!(segments(&steps, None, 0.0, 500.0), [seg("serving", 0.0, 400.0), seg("sleeping", 400.0, 500.0)]);
     }
 
     #[wasm_bindgen_test]

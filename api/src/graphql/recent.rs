@@ -6,6 +6,8 @@ use std::sync::Arc;
 use async_graphql::{Context, Object, SimpleObject};
 use chrono::{DateTime, Utc};
 
+use super::errors::principal;
+use crate::catalog::ModelCatalog;
 use crate::metrics::recent::{self, Change, Recent};
 
 /// One state change of one replica.
@@ -58,10 +60,28 @@ fn since(minutes: u32) -> DateTime<Utc> {
 
 #[Object]
 impl LastHour {
-    /// Its state changes, oldest first: wakes, sleeps and preemptions with their causes.
-    async fn changes(&self, ctx: &Context<'_>, #[graphql(default = 60)] minutes: u32) -> Vec<ModelChange> {
-        let Some(recent) = ctx.data_opt::<Arc<Recent>>() else { return Vec::new() };
-        recent.changes(&self.model, since(minutes)).into_iter().map(Into::into).collect()
+    /// Its state changes, oldest first: wakes, sleeps and preemptions with
+    /// their causes. The model a preemption made room for is named only when
+    /// the caller may read it (an admin, or a model of its own project).
+    async fn changes(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(default = 60)] minutes: u32,
+    ) -> async_graphql::Result<Vec<ModelChange>> {
+        let p = principal(ctx)?;
+        let Some(recent) = ctx.data_opt::<Arc<Recent>>() else { return Ok(Vec::new()) };
+        let catalog = ctx.data_unchecked::<Arc<ModelCatalog>>();
+        let readable = |name: &str| {
+            p.is_admin() || catalog.by_name(name).is_some_and(|e| e.spec.project.as_str() == p.project.as_str())
+        };
+        Ok(recent
+            .changes(&self.model, since(minutes))
+            .into_iter()
+            .map(|mut c| {
+                c.preempted_by = c.preempted_by.filter(|by| readable(by));
+                c.into()
+            })
+            .collect())
     }
 
     /// Times to first token of its streamed answers at this server.

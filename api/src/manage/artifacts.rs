@@ -104,19 +104,31 @@ pub enum ArtifactFormat {
 
 /// How deep a listing looks below each artifact directory.
 const LISTING_DEPTH: usize = 4;
+/// Most directory entries one listing reads, whatever the folders hold (a
+/// dataset beside the models must not make each listing read millions).
+const LISTING_ENTRIES: usize = 100_000;
 
 impl ArtifactPolicy {
     /// The GGUF files and model folders under the directories on this
     /// machine that [`check`](Self::check) would allow, by path, at most
-    /// `limit` of them. Hidden entries are skipped and links are not
-    /// followed into folders; a model folder's own files are not listed
-    /// on their own. Blocking: it reads the file system.
+    /// `limit` of them. Hidden entries and unreadable folders are skipped,
+    /// links are not followed into folders, and a model folder's own files
+    /// are not listed on their own. At most [`LISTING_ENTRIES`] entries are
+    /// read. Blocking: it reads the file system.
     pub fn listing(&self, limit: usize) -> Vec<ArtifactFile> {
         let mut found = Vec::new();
+        let mut budget = LISTING_ENTRIES;
         let roots = self.roots.iter().cloned().chain(self.elsewhere.iter().filter_map(|r| r.canonicalize().ok()));
         for root in roots {
+            // Sorted by name, so the first `limit` of a root are its first `limit` by path.
+            let before = found.len();
             let mut walk = walkdir::WalkDir::new(&root).max_depth(LISTING_DEPTH).sort_by_file_name().into_iter();
-            while let Some(Ok(entry)) = walk.next() {
+            while let Some(next) = walk.next() {
+                if budget == 0 || found.len() - before >= limit {
+                    break;
+                }
+                budget -= 1;
+                let Ok(entry) = next else { continue };
                 let hidden = entry.depth() > 0 && entry.file_name().to_string_lossy().starts_with('.');
                 if hidden {
                     if entry.file_type().is_dir() {
@@ -255,6 +267,7 @@ mod tests {
         assert_eq!((listed[0].bytes, listed[0].format), (10, ArtifactFormat::Gguf));
         assert_eq!((listed[1].bytes, listed[1].format), (102, ArtifactFormat::Folder));
         assert_eq!(policy.listing(1).len(), 1);
+        assert_eq!(policy.listing(1)[0].path, listed[0].path, "the first by path");
     }
 
     #[test]

@@ -37,9 +37,26 @@ struct Log {
     first_tokens: VecDeque<(DateTime<Utc>, f64)>,
 }
 
+/// Writes between sweeps for models whose last hour is over.
+const SWEEP_EVERY: u32 = 1024;
+
 #[derive(Debug, Default)]
 pub struct Recent {
-    models: Mutex<HashMap<String, Log>>,
+    models: Mutex<Models>,
+}
+
+#[derive(Debug, Default)]
+struct Models {
+    logs: HashMap<String, Log>,
+    writes: u32,
+}
+
+impl Log {
+    fn newest(&self) -> Option<DateTime<Utc>> {
+        let change = self.changes.back().map(|c| c.at);
+        let token = self.first_tokens.back().map(|(t, _)| *t);
+        change.max(token)
+    }
 }
 
 /// Drops what is older than the window before `now`, and the oldest past the cap.
@@ -51,21 +68,36 @@ fn prune<T>(queue: &mut VecDeque<T>, at: impl Fn(&T) -> DateTime<Utc>, now: Date
 }
 
 impl Recent {
-    fn with_log<T>(&self, model: &str, f: impl FnOnce(&mut Log) -> T) -> T {
-        let mut models = self.models.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        f(models.entry(model.to_owned()).or_default())
+    fn lock(&self) -> std::sync::MutexGuard<'_, Models> {
+        self.models.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Adds to `model`'s log; now and then drops the logs of models not heard of for the window
+    /// (removed or renamed ones), so the map does not grow with every name ever used.
+    fn write(&self, model: &str, now: DateTime<Utc>, f: impl FnOnce(&mut Log)) {
+        let mut models = self.lock();
+        f(models.logs.entry(model.to_owned()).or_default());
+        models.writes = models.writes.wrapping_add(1);
+        if models.writes.is_multiple_of(SWEEP_EVERY) {
+            let oldest = now - chrono::Duration::from_std(WINDOW).unwrap_or_default();
+            models.logs.retain(|_, log| log.newest().is_some_and(|t| t >= oldest));
+        }
+    }
+
+    fn read<T: Default>(&self, model: &str, f: impl FnOnce(&Log) -> T) -> T {
+        self.lock().logs.get(model).map(f).unwrap_or_default()
     }
 
     pub fn changed(&self, model: &str, change: Change) {
         let now = change.at;
-        self.with_log(model, |log| {
+        self.write(model, now, |log| {
             log.changes.push_back(change);
             prune(&mut log.changes, |c| c.at, now);
         });
     }
 
     pub fn first_token(&self, model: &str, at: DateTime<Utc>, ms: f64) {
-        self.with_log(model, |log| {
+        self.write(model, at, |log| {
             log.first_tokens.push_back((at, ms));
             prune(&mut log.first_tokens, |(t, _)| *t, at);
         });
@@ -73,12 +105,17 @@ impl Recent {
 
     /// The model's changes since `since`, oldest first.
     pub fn changes(&self, model: &str, since: DateTime<Utc>) -> Vec<Change> {
-        self.with_log(model, |log| log.changes.iter().filter(|c| c.at >= since).cloned().collect())
+        self.read(model, |log| log.changes.iter().filter(|c| c.at >= since).cloned().collect())
     }
 
     /// The model's times to first token since `since`, in milliseconds.
     pub fn first_tokens(&self, model: &str, since: DateTime<Utc>) -> Vec<f64> {
-        self.with_log(model, |log| log.first_tokens.iter().filter(|(t, _)| *t >= since).map(|(_, ms)| *ms).collect())
+        self.read(model, |log| log.first_tokens.iter().filter(|(t, _)| *t >= since).map(|(_, ms)| *ms).collect())
+    }
+
+    /// How many models have a log.
+    pub fn models(&self) -> usize {
+        self.lock().logs.len()
     }
 }
 
@@ -128,6 +165,20 @@ mod tests {
         assert_eq!(recent.changes("m", at(3000)).len(), 1);
         assert_eq!(recent.first_tokens("m", at(0)), [120.0]);
         assert!(recent.changes("other", at(0)).is_empty());
+    }
+
+    #[test]
+    fn reading_adds_nothing_and_models_gone_quiet_are_swept() {
+        let recent = Recent::default();
+        assert!(recent.changes("never-seen", at(0)).is_empty());
+        assert_eq!(recent.models(), 0, "a read does not make a log");
+        recent.changed("removed", change(0, "sleeping"));
+        for i in 0..SWEEP_EVERY {
+            recent.first_token("busy", at(4000), f64::from(i));
+        }
+        assert_eq!(recent.models(), 1, "the model not heard of for an hour is gone");
+        assert!(recent.changes("removed", at(0)).is_empty());
+        assert_eq!(recent.first_tokens("busy", at(0)).len(), SWEEP_EVERY as usize);
     }
 
     #[test]

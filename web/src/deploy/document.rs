@@ -271,17 +271,22 @@ pub fn field_of(error: &UserError, model: &str) -> Field {
             }
         }
     }
-    let names_the_model = error.message.contains(&format!("model {model}"))
-        || error.message.contains(&format!("model {model:?}"))
-        || error.message.contains(&format!("name {model:?}"));
+    // The message without the model's own name, which may hold a field's name (`kind-bert`).
+    let message =
+        [format!("{model:?}"), model.to_owned()].iter().fold(error.message.clone(), |m, n| m.replace(n, "«»"));
+    let names_the_model = message.contains("model «»") || message.contains("name «»");
+    // The field the message names first: `max_replicas must be at least min_replicas` is about max.
+    let named_first = Field::ALL
+        .into_iter()
+        .filter(|f| !matches!(f, Field::Name | Field::Form))
+        .filter_map(|f| message.find(f.key()).map(|at| (at, f)))
+        .min_by_key(|(at, _)| *at)
+        .map(|(_, f)| f);
     match field {
         // A whole-model refusal: the field its message names, else the name (taken, declared twice).
-        "desired.models" | "desired" if field == "desired.models" || names_the_model => Field::ALL
-            .into_iter()
-            .filter(|f| !matches!(f, Field::Name | Field::Form))
-            .find(|f| error.message.contains(f.key()))
-            .or_else(|| error.message.contains("alias").then_some(Field::Aliases))
-            .unwrap_or(Field::Name),
+        "desired.models" | "desired" if field == "desired.models" || names_the_model => {
+            named_first.or_else(|| message.contains("alias").then_some(Field::Aliases)).unwrap_or(Field::Name)
+        }
         "desired.services" => Field::Service,
         _ => Field::Form,
     }

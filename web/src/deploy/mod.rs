@@ -145,9 +145,21 @@ pub fn DeployPanel(
         };
         busy.set(true);
         let (k, name) = (key.get_value(), f.name.trim().to_owned());
+        let opened = existing.get_value();
         spawn_local(async move {
             let result = async {
-                let desired = change.applied_to(remote::document(&k, &f.project).await?);
+                let doc = remote::document(&k, &f.project).await?;
+                // The entry as it is now, not as it was when the form opened: a field the form
+                // does not show that someone changed since is kept, not reverted.
+                let change = match change {
+                    DocChange::Put { replacing: Some(model), .. } => {
+                        let now = document::entry(&doc, &model).cloned().or(opened);
+                        let entry = f.to_entry(now.as_ref()).map_err(|(_, message)| Refusal::Failed(message))?;
+                        DocChange::Put { replacing: Some(model), entry }
+                    }
+                    other => other,
+                };
+                let desired = change.applied_to(doc);
                 let plan = remote::plan(&k, &desired).await?;
                 Ok::<_, Refusal>(Planned { idempotency_key: idempotency_key(&plan.etag), desired, plan })
             }
@@ -167,6 +179,7 @@ pub fn DeployPanel(
 
     let apply_it = move |_| {
         let Some(p) = planned.get_untracked() else { return };
+        errors.set(HashMap::new());
         busy.set(true);
         let (k, name) = (key.get_value(), form.get_untracked().name.trim().to_owned());
         spawn_local(async move {
@@ -175,11 +188,14 @@ pub fn DeployPanel(
                     deploying.try_set(None);
                     on_applied(mode.get_value().done(&name));
                 }
-                Err(refusal) => {
+                Err(refusal @ Refusal::Fields(_)) => {
                     // Back to the form with the refusal beside its field.
                     planned.try_set(None);
                     refuse(errors, refusal, &name);
                 }
+                // The plan stays: Apply again sends the same idempotency key, and a
+                // state that moved since the plan is planned again from the form.
+                Err(refusal) => refuse(errors, refusal, &name),
             }
             busy.try_set(false);
         });
@@ -201,7 +217,7 @@ pub fn DeployPanel(
                 None => view! { <p class="muted loading" aria-busy="true">"Loading…"</p> }.into_any(),
                 Some(Err(e)) => view! { <p class="error" role="alert">{e}</p> }.into_any(),
                 Some(Ok(())) => match planned.get() {
-                    Some(p) => view! { <PlanStep p planned busy apply_it /> }.into_any(),
+                    Some(p) => view! { <PlanStep p planned errors busy apply_it /> }.into_any(),
                     None if removing => view! { <RemoveStep form confirm errors busy on_submit /> }.into_any(),
                     None => view! {
                         <ModelFields mode=mode.get_value() form projects artifacts errors busy on_submit />
@@ -217,6 +233,7 @@ pub fn DeployPanel(
 fn PlanStep(
     p: Planned,
     planned: RwSignal<Option<Planned>>,
+    errors: Errors,
     busy: RwSignal<bool>,
     apply_it: impl Fn(leptos::ev::MouseEvent) + Copy + Send + Sync + 'static,
 ) -> impl IntoView {
@@ -229,6 +246,7 @@ fn PlanStep(
     });
     view! {
         <PlanView plan=p.plan />
+        <p class="error" role="alert">{move || errors.with(|e| e.get(&Field::Form).cloned())}</p>
         <div class="row">
             <button type="button" node_ref=apply_button disabled=move || busy.get() on:click=apply_it>
                 {move || if busy.get() { "Applying…" } else { "Apply" }}

@@ -52,24 +52,39 @@ pub fn ModelPage(key: String, name: String, may_manage: bool) -> impl IntoView {
     let usage = RwSignal::new(Vec::<UsagePoint>::new());
     let link = RwSignal::new(Link::Connecting);
     let now = RwSignal::new(js_sys::Date::now());
+    // Answers may overtake each other: only the newest read is shown.
+    let asked = StoredValue::new(0u64);
     let reload = move || {
-        let (k, n) = (key.get_value(), name.get_value());
+        asked.update_value(|n| *n += 1);
+        let (k, n, mine) = (key.get_value(), name.get_value(), asked.get_value());
         spawn_local(async move {
             let d = model_page::detail(&k, &n).await;
             let first = LAST_HOUR.first(js_sys::Date::now());
             let since: String = js_sys::Date::new(&(first * LAST_HOUR.bucket_ms).into()).to_iso_string().into();
             let points = api::usage(&k, &since, "MODEL", LAST_HOUR.bucket).await.unwrap_or_default();
-            usage.try_set(points.into_iter().filter(|p| p.model.as_deref() == Some(n.as_str())).collect());
-            now.try_set(js_sys::Date::now());
-            detail.try_set(Some(d));
+            if asked.try_get_value() != Some(mine) {
+                return;
+            }
+            batch(|| {
+                usage.try_set(points.into_iter().filter(|p| p.model.as_deref() == Some(n.as_str())).collect());
+                now.try_set(js_sys::Date::now());
+                detail.try_set(Some(d));
+            });
         });
     };
     reload();
     live::subscribe(key.get_value(), link, move |event| {
-        if event.model == name.get_value() {
+        // A wake's progress ticks (from and to both `waking`) change nothing the page shows.
+        if event.model == name.get_value() && event.from != event.to {
             reload();
         }
     });
+    // The engine log is read once it is known the engine is external, and stays open across reloads.
+    let external = Memo::new(move |_| match detail.get() {
+        Some(Ok(d)) => d.engine != "builtin",
+        _ => false,
+    });
+    let reading = RwSignal::new(Some(name.get_value()));
     let handle = set_interval_with_handle(reload, std::time::Duration::from_millis(REFRESH_MS));
     on_cleanup(move || {
         if let Ok(h) = handle {
@@ -85,12 +100,9 @@ pub fn ModelPage(key: String, name: String, may_manage: bool) -> impl IntoView {
             {move || remote::show(detail.get(), |_| false, "", move |d| {
                 view! { <Detail d usage=usage.get() now=now.get() /> }.into_any()
             })}
-            {move || match detail.get() {
-                Some(Ok(d)) if may_manage && d.engine != "builtin" => Some(view! {
-                    <EngineLog key=key.get_value() model=d.name.clone() reading=RwSignal::new(Some(d.name)) />
-                }),
-                _ => None,
-            }}
+            {move || (may_manage && external.get() && reading.get().is_some()).then(|| view! {
+                <EngineLog key=key.get_value() model=name.get_value() reading />
+            })}
         </section>
     }
 }
@@ -101,7 +113,12 @@ fn Detail(d: ModelDetail, usage: Vec<UsagePoint>, now: f64) -> impl IntoView {
     let steps: Vec<Step<'_>> = d
         .changes
         .iter()
-        .map(|c| Step { at_ms: js_sys::Date::parse(&c.at), from: c.from.as_str(), to: c.to.as_str() })
+        .map(|c| Step {
+            at_ms: js_sys::Date::parse(&c.at),
+            node: c.node.as_str(),
+            from: c.from.as_str(),
+            to: c.to.as_str(),
+        })
         .collect();
     let band: Vec<Segment> = segments(&steps, d.state.as_deref(), start, now);
     let first = LAST_HOUR.first(now);

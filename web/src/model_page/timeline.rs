@@ -13,38 +13,68 @@ pub struct Segment {
     pub end_ms: f64,
 }
 
-/// One recorded change: when, from which state, to which.
+/// One recorded change of one replica: when, on which node, from which state, to which.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Step<'a> {
     pub at_ms: f64,
+    pub node: &'a str,
     pub from: &'a str,
     pub to: &'a str,
 }
 
-/// The states over `[start_ms, now_ms]`: before the first change the model
-/// was in that change's `from` (in `current` when nothing changed), and each
-/// change starts a stretch of its `to`. Steps outside the window are
-/// clipped. `absent` (before the server had the model) is left out: a gap.
+/// How much a replica in `state` says about the model: a model is serving
+/// when any replica serves, waking when one wakes, and so on down.
+fn rank(state: &str) -> u8 {
+    match state {
+        "serving" => 7,
+        "draining" => 6,
+        "waking" => 5,
+        "sleeping" => 4,
+        "staged" => 3,
+        "fetching" => 2,
+        "failed" => 1,
+        _ => 0,
+    }
+}
+
+/// The model's state from its replicas': the best of them (`absent` for none).
+fn model_state<'a>(replicas: &std::collections::BTreeMap<&'a str, &'a str>) -> String {
+    replicas.values().copied().max_by_key(|s| rank(s)).unwrap_or("absent").to_owned()
+}
+
+/// The model's states over `[start_ms, now_ms]`, from its replicas' changes:
+/// before a replica's first change it was in that change's `from` (the model
+/// in `current` when nothing changed), and at each change the model is in
+/// the best state of its replicas. Changes before the window count from its
+/// start; later ones (a clock ahead of this one) count as now. `absent`
+/// (before the server had the model) is left out: a gap.
 pub fn segments(steps: &[Step<'_>], current: Option<&str>, start_ms: f64, now_ms: f64) -> Vec<Segment> {
-    let mut steps: Vec<&Step<'_>> = steps.iter().filter(|s| s.at_ms <= now_ms).collect();
+    let mut steps: Vec<&Step<'_>> = steps.iter().collect();
     steps.sort_by(|a, b| a.at_ms.total_cmp(&b.at_ms));
-    let first_state = steps.first().map(|s| s.from).or(current);
-    let Some(mut state) = first_state.map(str::to_owned) else { return Vec::new() };
+    let mut replicas = std::collections::BTreeMap::new();
+    for step in &steps {
+        replicas.entry(step.node).or_insert(step.from);
+    }
+    let mut state = match (replicas.is_empty(), current) {
+        (true, Some(c)) => c.to_owned(),
+        (true, None) => return Vec::new(),
+        (false, _) => model_state(&replicas),
+    };
     let mut out: Vec<Segment> = Vec::new();
     let mut since = start_ms;
     for step in steps {
-        let at = step.at_ms.max(start_ms);
+        let at = step.at_ms.clamp(start_ms, now_ms);
         if at > since {
             out.push(Segment { state: state.clone(), start_ms: since, end_ms: at });
+            since = at;
         }
-        state = step.to.to_owned();
-        since = at;
+        replicas.insert(step.node, step.to);
+        state = model_state(&replicas);
     }
     if now_ms > since {
         out.push(Segment { state, start_ms: since, end_ms: now_ms });
     }
-    // Neighbours in the same state (a replica's change that left the model's state as it was) are one stretch.
-    out.retain(|s| s.state != "absent");
+    // Neighbours in the same state are one stretch; then the unknown goes.
     out.dedup_by(|later, earlier| {
         let same = later.state == earlier.state;
         if same {
@@ -52,6 +82,7 @@ pub fn segments(steps: &[Step<'_>], current: Option<&str>, start_ms: f64, now_ms
         }
         same
     });
+    out.retain(|s| s.state != "absent");
     out
 }
 

@@ -31,18 +31,24 @@ impl Turn {
         Self { role: "assistant", content: String::new(), tool_calls: Vec::new() }
     }
 
-    fn message(&self) -> Value {
-        let mut m = json!({"role": self.role, "content": self.content});
-        if !self.tool_calls.is_empty() {
-            m["tool_calls"] = self
-                .tool_calls
-                .iter()
-                .map(
-                    |c| json!({"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}),
-                )
-                .collect();
+    /// The turn as a message, or `None` for an answer that was stopped
+    /// before it said anything. A tool call cut off mid-arguments is left
+    /// out: its partial JSON would have every later request refused.
+    fn message(&self) -> Option<Value> {
+        let calls: Vec<Value> = self
+            .tool_calls
+            .iter()
+            .filter(|c| !c.name.is_empty() && serde_json::from_str::<Value>(&c.arguments).is_ok())
+            .map(|c| json!({"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}))
+            .collect();
+        if self.role == "assistant" && self.content.is_empty() && calls.is_empty() {
+            return None;
         }
-        m
+        let mut m = json!({"role": self.role, "content": self.content});
+        if !calls.is_empty() {
+            m["tool_calls"] = Value::Array(calls);
+        }
+        Some(m)
     }
 }
 
@@ -95,7 +101,7 @@ pub fn request(model: &str, system: &str, turns: &[Turn], sampling: &Sampling, t
     if !system.trim().is_empty() {
         messages.push(json!({"role": "system", "content": system}));
     }
-    messages.extend(turns.iter().map(Turn::message));
+    messages.extend(turns.iter().filter_map(Turn::message));
     let mut body =
         json!({"model": model, "stream": true, "stream_options": {"include_usage": true}, "messages": messages});
     sampling.write_into(&mut body)?;

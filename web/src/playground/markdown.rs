@@ -1,9 +1,11 @@
 //! A model's answer as Markdown rendered safely: raw HTML in the answer is
-//! shown as text, never parsed, and links and images keep only web and
-//! mail addresses (no `javascript:` or `data:`). The HTML that comes out is
+//! shown as text, never parsed; links keep only web and mail addresses (no
+//! `javascript:` or `data:`); and images become links, so an answer cannot
+//! make the browser fetch an address by itself (a prompt-injected image
+//! would carry the conversation off in its URL). The HTML that comes out is
 //! pulldown-cmark's, whose text is always escaped.
 
-use pulldown_cmark::{CowStr, Event, Options, Parser, Tag, html};
+use pulldown_cmark::{CowStr, Event, LinkType, Options, Parser, Tag, TagEnd, html};
 
 /// Whether a link may be followed from the console.
 fn safe_destination(url: &str) -> bool {
@@ -22,9 +24,11 @@ fn defused(event: Event<'_>) -> Event<'_> {
         Event::Start(Tag::Link { link_type, dest_url, title, id }) if !safe_destination(&dest_url) => {
             Event::Start(Tag::Link { link_type, dest_url: CowStr::Borrowed("#"), title, id })
         }
-        Event::Start(Tag::Image { link_type, dest_url, title, id }) if !safe_destination(&dest_url) => {
-            Event::Start(Tag::Image { link_type, dest_url: CowStr::Borrowed(""), title, id })
+        Event::Start(Tag::Image { dest_url, title, id, .. }) => {
+            let dest_url = if safe_destination(&dest_url) { dest_url } else { CowStr::Borrowed("#") };
+            Event::Start(Tag::Link { link_type: LinkType::Inline, dest_url, title, id })
         }
+        Event::End(TagEnd::Image) => Event::End(TagEnd::Link),
         other => other,
     }
 }

@@ -142,6 +142,12 @@ pub fn Playground(key: String) -> impl IntoView {
             busy.set(false);
         });
     };
+    // Leaving the page stops the answer too: the server need not go on generating it.
+    on_cleanup(move || {
+        if let Some(Some(controller)) = running.try_get_value() {
+            controller.abort();
+        }
+    });
     let stop = move |_| {
         if let Some(controller) = running.get_value() {
             controller.abort();
