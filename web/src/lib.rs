@@ -9,6 +9,7 @@ pub mod audit;
 pub mod chart;
 pub mod deploy;
 pub mod domains;
+pub mod engine_log;
 pub mod format;
 pub mod keys;
 pub mod live;

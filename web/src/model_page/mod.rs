@@ -13,8 +13,8 @@ use self::timeline::{Segment, Step, Timeline, segments};
 use crate::api::model_page::{self, ChangeRow, FirstToken, ModelDetail, PlacementRow};
 use crate::api::{self, UsagePoint};
 use crate::chart::{Chart, Datum, Kind};
+use crate::engine_log::EngineLog;
 use crate::live::{self, Link};
-use crate::models::EngineLog;
 use crate::usage::{LAST_HOUR, Window};
 use crate::{format, remote};
 
