@@ -68,7 +68,7 @@ def test_a_tool_call_is_shown_and_stop_cancels_a_stream(server, page):
     page.get_by_role("button", name="Send").click()
     answer = page.locator("[data-answer]")
     expect(answer).to_contain_text("3", timeout=60_000)
-    page.get_by_role("button", name="Stop").click()
+    page.get_by_role("button", name="Stop", exact=True).click()
     expect(page.locator("[data-status]")).to_have_text("Stopped.")
     expect(page.get_by_role("button", name="Send")).to_be_enabled()
     stopped_at = answer.inner_text()

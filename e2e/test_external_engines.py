@@ -356,7 +356,7 @@ def test_graphql_shows_the_engine_and_only_admins_choose_one(client, served):
 
 def test_the_console_shows_an_engines_log(client, served):
     from playwright.sync_api import expect, sync_playwright
-    from test_console import CHROMIUM_ARGS, chromium_path
+    from console import CHROMIUM_ARGS, chromium_path
 
     ask(client)
     with sync_playwright() as p:

@@ -282,7 +282,7 @@ def test_bad_speech_requests_get_clear_400s(client):
 
 def test_the_console_transcribes_speaks_and_ranks(speech, spoken):
     from playwright.sync_api import expect, sync_playwright
-    from test_console import CHROMIUM_ARGS, chromium_path, go, sign_in
+    from console import CHROMIUM_ARGS, chromium_path, go, sign_in
     user = create_key(speech.base, speech.admin, "default", ["read", "inference"], name="console-speech")
     shots = OUT / "console"
     shots.mkdir(parents=True, exist_ok=True)
@@ -323,7 +323,7 @@ def test_the_console_records_from_the_microphone(speech, spoken):
     """Chromium's fake microphone plays a spoken sentence; the console
     records it, decodes its WebM in the browser, and sends a WAV."""
     from playwright.sync_api import expect, sync_playwright
-    from test_console import CHROMIUM_ARGS, chromium_path, go, sign_in
+    from console import CHROMIUM_ARGS, chromium_path, go, sign_in
     user = create_key(speech.base, speech.admin, "default", ["read", "inference"], name="console-microphone")
     with wave.open(str(spoken[1])) as w:
         seconds = w.getnframes() / w.getframerate()
@@ -337,9 +337,9 @@ def test_the_console_records_from_the_microphone(speech, spoken):
         go(page, "Playground")
         expect(page.get_by_label("Speech model")).to_have_value(ASR)
         page.get_by_role("button", name="Record from the microphone").click()
-        expect(page.get_by_role("button", name="Stop")).to_be_visible(timeout=10_000)
+        expect(page.get_by_role("button", name="Stop recording")).to_be_visible(timeout=10_000)
         page.wait_for_timeout(int((seconds + 1.0) * 1000))
-        page.get_by_role("button", name="Stop").click()
+        page.get_by_role("button", name="Stop recording").click()
         expect(page.locator("[data-transcript]")).to_contain_text("report", timeout=120_000)
         expect(page.locator("[data-stt-status]")).to_contain_text("of audio")
         browser.close()

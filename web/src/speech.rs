@@ -169,7 +169,7 @@ pub fn SpeechToText(key: String) -> impl IntoView {
                 Ok(active) => {
                     recorder.set_value(Some(active));
                     recording.set(true);
-                    status.set(Some("Recording… press Stop when done.".into()));
+                    status.set(Some("Recording… press Stop recording when done.".into()));
                 }
                 Err(e) => error.set(Some(e)),
             }
@@ -182,7 +182,7 @@ pub fn SpeechToText(key: String) -> impl IntoView {
                 <ModelPicker key kinds=&["asr"] model id="stt-model" label="Speech model" />
                 <label for="stt-file">"Audio file (WAV, MP3, FLAC, OGG)"</label>
                 <input id="stt-file" type="file" accept="audio/*" on:change=upload />
-                <button type="button" on:click=record>{move || if recording.get() { "Stop" } else { "Record from the microphone" }}</button>
+                <button type="button" on:click=record>{move || if recording.get() { "Stop recording" } else { "Record from the microphone" }}</button>
             </div>
             <p class="error" role="alert">{move || error.get()}</p>
             <p class="muted" data-stt-status>{move || status.get()}</p>
