@@ -60,6 +60,10 @@ cargo clippy --manifest-path web/Cargo.toml --target wasm32-unknown-unknown --re
 cargo clippy --locked --workspace --all-targets --profile ci -- -D warnings
 # The CUDA weight path builds without CUDA (the driver is loaded at run time); keep it building.
 cargo clippy --locked -p greenthread-node-runtime --features cuda --all-targets --profile ci -- -D warnings
+# candle's CUDA inference, its kernels compiled by nvcc from CUDA 13.0's PyPI wheels (about 3 minutes
+# cold on 2 cores); linted, not linked: this machine has no CUDA libraries to link or run it with.
+cuda_env="$(scripts/cuda-toolkit.sh --env)"
+(export $cuda_env; cargo clippy --locked -p greenthread-node-runtime --features cuda-inference --all-targets --profile ci -- -D warnings)
 
 scripts/test-web.sh
 scripts/test-chart.sh
