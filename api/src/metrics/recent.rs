@@ -114,7 +114,8 @@ impl Recent {
     }
 
     /// How many models have a log.
-    pub fn models(&self) -> usize {
+    #[cfg(test)]
+    fn models(&self) -> usize {
         self.lock().logs.len()
     }
 }
