@@ -11,7 +11,7 @@ use tokio::time::Instant;
 use super::inbox::Inbox;
 use super::{
     AcquireError, Cause, Lease, ManagedModel, ManagerConfig, ManagerStatus, NodeHandle, Observer, SCALE_UP_IN_FLIGHT,
-    SleepOutcome, TransitionEvent,
+    SleepOutcome, TransitionEvent, UNREACHABLE_PASSED_OVER_FOR,
 };
 use crate::placement::Placement;
 
@@ -144,6 +144,16 @@ struct Node {
     handle: NodeHandle,
     /// Where this node holds each model's weights when not on its device.
     weights: BTreeMap<ModelName, Tier>,
+    /// When an operation last found it unreachable; cleared by the next
+    /// operation that reaches it.
+    unreachable_since: Option<Instant>,
+}
+
+impl Node {
+    /// Whether placement and leases may use it at `now`.
+    fn reachable(&self, now: Instant) -> bool {
+        self.unreachable_since.is_none_or(|t| now.duration_since(t) >= UNREACHABLE_PASSED_OVER_FOR)
+    }
 }
 
 pub(super) struct Actor {
@@ -264,7 +274,7 @@ impl Actor {
             }
         }
         tracing::info!(node = %id, budget = handle.device_budget, "Node joined");
-        self.nodes.insert(id, Node { handle, weights });
+        self.nodes.insert(id, Node { handle, weights, unreachable_since: None });
     }
 
     fn remove_node(&mut self, id: &NodeId) {
@@ -320,8 +330,10 @@ impl Actor {
     /// least busy such replica.
     fn serve_waiters(&mut self, name: &ModelName) {
         // A model whose spec is changing serves nothing until it has changed.
-        let Some(m) = self.models.get_mut(name).filter(|m| m.pending.is_none()) else { return };
         let now = Instant::now();
+        let unreachable: Vec<NodeId> =
+            self.nodes.iter().filter(|(_, n)| !n.reachable(now)).map(|(id, _)| id.clone()).collect();
+        let Some(m) = self.models.get_mut(name).filter(|m| m.pending.is_none()) else { return };
         let mut still_waiting = Vec::new();
         for waiter in std::mem::take(&mut m.waiters) {
             if waiter.reply.is_closed() {
@@ -330,7 +342,9 @@ impl Actor {
             let best = m
                 .replicas
                 .iter_mut()
-                .filter(|(n, r)| r.state == ModelState::Serving && !r.busy && !waiter.avoid.contains(n))
+                .filter(|(n, r)| {
+                    r.state == ModelState::Serving && !r.busy && !waiter.avoid.contains(n) && !unreachable.contains(n)
+                })
                 .min_by_key(|(_, r)| r.in_flight);
             match best {
                 Some((node, replica)) => {

@@ -30,6 +30,11 @@ use crate::preemption::PreemptionRules;
 /// Requests in flight per serving replica above which a model gains a
 /// replica (when `max_replicas` allows): about the point where one
 /// replica's batch stops absorbing more sequences for free.
+/// How long a node that an operation could not reach is passed over by
+/// placement and leases: longer than a cluster takes to declare a silent
+/// node lost (3 s), so a dead node is taken out before it is tried again,
+/// and short enough that a live node behind a passing fault is soon used again.
+pub const UNREACHABLE_PASSED_OVER_FOR: Duration = Duration::from_secs(10);
 pub const SCALE_UP_IN_FLIGHT: u32 = 4;
 
 /// How the manager runs.

@@ -15,6 +15,8 @@ struct ScriptedNode {
     wake_time: Duration,
     bytes: HashMap<String, u64>,
     broken: Vec<String>,
+    /// Every operation fails as a killed node's would.
+    down: std::sync::atomic::AtomicBool,
     state: Mutex<NodeLog>,
 }
 
@@ -28,6 +30,8 @@ struct NodeLog {
     staged: Vec<String>,
     /// Every model forgotten, in order.
     forgotten: Vec<String>,
+    /// Operations refused while down.
+    refused: u32,
 }
 
 impl ScriptedNode {
@@ -40,6 +44,16 @@ impl ScriptedNode {
     fn peak(&self) -> u64 {
         self.state.lock().unwrap().peak
     }
+    fn set_down(&self, down: bool) {
+        self.down.store(down, std::sync::atomic::Ordering::SeqCst);
+    }
+    fn refuse_if_down(&self) -> Result<(), NodeError> {
+        if self.down.load(std::sync::atomic::Ordering::SeqCst) {
+            self.state.lock().unwrap().refused += 1;
+            return Err(NodeError::Unreachable("connection refused".into()));
+        }
+        Ok(())
+    }
 }
 
 impl NodeControl for ScriptedNode {
@@ -48,6 +62,7 @@ impl NodeControl for ScriptedNode {
         self.state.lock().unwrap().staged.push(spec.artifact.to_string());
         Box::pin(async move {
             tokio::time::sleep(Duration::from_millis(10)).await;
+            self.refuse_if_down()?;
             if self.broken.contains(&model.to_string()) {
                 return Err(NodeError::Artifact("sha256 mismatch".into()));
             }
@@ -57,6 +72,7 @@ impl NodeControl for ScriptedNode {
 
     fn wake<'a>(&'a self, model: &'a ModelName) -> NodeFuture<'a, WakeReport> {
         Box::pin(async move {
+            self.refuse_if_down()?;
             let bytes = self.bytes[model.as_str()];
             {
                 let mut s = self.state.lock().unwrap();
@@ -406,6 +422,37 @@ async fn a_retry_that_avoids_a_failed_node_gets_a_replica_elsewhere() {
     drop(m.acquire(&name("a")).await.unwrap());
     let retry = m.acquire_avoiding(&name("a"), &[NodeId::parse("n1").unwrap()]).await.unwrap();
     assert_eq!(retry.node().as_str(), "n2");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_node_that_cannot_be_reached_is_passed_over_and_its_requests_served_elsewhere() {
+    let models = [("a", 10), ("b", 10), ("c", 10)];
+    let (n1, n2) = (node(&models, Duration::from_millis(50)), node(&models, Duration::from_millis(50)));
+    let held = vec![("a", Tier::Ram), ("b", Tier::Ram), ("c", Tier::Ram)];
+    let m = ModelManager::start(
+        vec![handle("n1", &n1, 100, held), handle("n2", &n2, 100, vec![])],
+        models.iter().map(|(n, b)| model(n, *b, |_| {})).collect(),
+        config(100),
+        Arc::new(NoObserver),
+    );
+    // Killed, and not yet declared lost by its missing heartbeats.
+    n1.set_down(true);
+    let lease = m.acquire(&name("a")).await.expect("the request is placed on the node that answers");
+    assert_eq!(lease.node().as_str(), "n2");
+    assert_eq!(n1.state.lock().unwrap().refused, 1);
+    assert!(
+        replicas_of(&m, "a").await.contains(&("n1".to_owned(), "failed".to_owned())),
+        "the replica on the node that could not be reached is shown failed"
+    );
+
+    // Another model whose weights are on n1 does not try it again at once.
+    assert_eq!(m.acquire(&name("b")).await.unwrap().node().as_str(), "n2");
+    assert_eq!(n1.state.lock().unwrap().refused, 1, "passed over, not tried again");
+
+    // Back after a passing fault: used again once the window has passed.
+    n1.set_down(false);
+    tokio::time::sleep(UNREACHABLE_PASSED_OVER_FOR).await;
+    assert_eq!(m.acquire(&name("c")).await.unwrap().node().as_str(), "n1");
 }
 
 #[tokio::test(start_paused = true)]

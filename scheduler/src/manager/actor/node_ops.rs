@@ -80,13 +80,14 @@ impl Actor {
         r.busy = false;
         match result {
             Ok(report) => {
+                self.reached(node);
                 if let Some(m) = self.models.get_mut(name) {
                     m.footprint = report.device_bytes;
                 }
                 self.transition(name, node, ModelState::Staged { tier: report.tier }, Cause::Startup);
                 self.schedule(name);
             }
-            Err(err) => self.fail(name, node, err.to_string()),
+            Err(err) => self.op_failed(name, node, err),
         }
         self.release_staged_waiters();
     }
@@ -96,6 +97,8 @@ impl Actor {
         r.busy = false;
         match result {
             Ok(report) => {
+                self.reached(node);
+                let Some(r) = self.replica_mut(name, node) else { return };
                 r.last_wake = Some(report);
                 r.resident_since = Some(Instant::now());
                 r.uses = 0;
@@ -107,7 +110,7 @@ impl Actor {
                 self.transition(name, node, ModelState::Serving, Cause::Request);
                 self.serve_waiters(name);
             }
-            Err(err) => self.fail(name, node, err.to_string()),
+            Err(err) => self.op_failed(name, node, err),
         }
         self.schedule_all();
     }
@@ -119,11 +122,42 @@ impl Actor {
         let cause = r.sleep_cause.take().unwrap_or(Cause::Idle);
         match result {
             Ok(tier) => {
+                self.reached(node);
                 self.transition(name, node, ModelState::Sleeping { tier }, cause);
             }
-            Err(err) => self.fail(name, node, err.to_string()),
+            Err(err) => self.op_failed(name, node, err),
         }
         self.schedule_all();
+    }
+
+    /// A node operation that failed. A node that cannot be reached (killed,
+    /// partitioned, not yet declared lost) is passed over for a while and
+    /// the model's requests are placed on another; any other failure is the
+    /// model's own and its requests get the reason.
+    fn op_failed(&mut self, name: &ModelName, node: &NodeId, err: NodeError) {
+        if !matches!(err, NodeError::Unreachable(_)) {
+            return self.fail(name, node, err.to_string());
+        }
+        let reason = err.to_string();
+        tracing::warn!(model = %name, node = %node, %reason, "Node unreachable; placing its requests elsewhere");
+        if let Some(n) = self.nodes.get_mut(node) {
+            n.unreachable_since = Some(Instant::now());
+        }
+        let public = greenthread_core::redact::public_reason(&reason);
+        self.transition(name, node, ModelState::Failed { reason: public }, Cause::Failure);
+        if let Some(m) = self.models.get_mut(name) {
+            for waiter in m.waiters.iter_mut().filter(|w| !w.avoid.contains(node)) {
+                waiter.avoid.push(node.clone());
+            }
+        }
+        self.schedule(name);
+    }
+
+    /// An operation reached `node`: it is used again at once.
+    fn reached(&mut self, node: &NodeId) {
+        if let Some(n) = self.nodes.get_mut(node) {
+            n.unreachable_since = None;
+        }
     }
 
     /// Records a failure: logged whole here, kept (and shown to clients)

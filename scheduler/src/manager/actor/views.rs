@@ -30,7 +30,7 @@ impl Actor {
                 };
                 NodeView {
                     node: id.clone(),
-                    alive: true,
+                    alive: node.reachable(now),
                     device: self.device_view(id, now),
                     weights,
                     has_replica: avoid.contains(id) || replica.is_some_and(|r| r.state.on_device() || r.busy),
