@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# CUDA's compiler and headers, for building candle's CUDA inference
-# (`cuda-inference`) on a machine without a CUDA installation: the CUDA
+# CUDA's compiler and headers, for building the GPU build (`cuda`: the CUDA
+# weight tiers and candle's CUDA inference) on a machine without a CUDA
+# installation: the CUDA
 # 13.0 wheels on PyPI (nvcc, nvvm, crt, the runtime's headers, CCCL)
 # downloaded (no install), verified and unpacked once under the cache into
 # one CUDA root. 13.0 is what the GPU machines' driver (580) runs; no CUDA 12
@@ -9,8 +10,11 @@
 #   scripts/cuda-toolkit.sh         prints the CUDA root
 #   scripts/cuda-toolkit.sh --env   prints what a build needs, for `export $(...)`:
 #                                   CUDA_HOME, PATH with nvcc, the compute
-#                                   capability to build for (Hopper, sm_90a) and
-#                                   nvcc's parallelism
+#                                   capability to build for (Hopper, sm_90a),
+#                                   nvcc's parallelism, and where the stand-ins
+#                                   for CUDA's libraries are (GREENTHREAD_CUDA_STUBS,
+#                                   from scripts/cuda-stubs.sh: the build links
+#                                   against them, tests run on them)
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 # Each wheel by file name and sha256 (from PyPI).
@@ -63,7 +67,10 @@ PY
 fi
 
 if [[ "${1:-}" == "--env" ]]; then
+  # Before any build: cudarc's build script links from CUDA_HOME/lib/stubs only if it exists.
+  stubs="$("$ROOT/scripts/cuda-stubs.sh" "$root")"
   echo "CUDA_HOME=$root"
+  echo "GREENTHREAD_CUDA_STUBS=$stubs"
   echo "PATH=$root/bin:$PATH"
   echo "CUDA_COMPUTE_CAP=${CUDA_COMPUTE_CAP:-90}"
   echo "CUDAFORGE_THREADS=${CUDAFORGE_THREADS:-$(nproc)}"

@@ -7,20 +7,26 @@
 # serve`, put to sleep with CUDA checkpoints, together larger than the GPU).
 # Takes well under 8 minutes.
 #
-#   scripts/gpu-check.sh --build     build .gpu/gpu-check here (any x86-64 Linux; no CUDA needed)
+#   scripts/gpu-check.sh --build     build .gpu/gpu-check and the GPU build of .gpu/greenthread
+#                                    here (any x86-64 Linux: nvcc and stand-ins for CUDA's
+#                                    libraries come from scripts/cuda-toolkit.sh)
 #   scripts/gpu-check.sh [SIZE]      run it on the GPU machine (default SIZE 4GiB)
 #
 # The GPU machines have no Rust toolchain: build here, carry `.gpu`, run there.
+# The binaries need CUDA 13's libraries (libcublas, libcublasLt, libcurand,
+# libnvrtc beside the driver's libcuda): found in CUDA's install or in the
+# Python packages' nvidia/ folders there.
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 BIN="$ROOT/.gpu/gpu-check"
 
 if [[ "${1:-}" == "--build" ]]; then
   source "$ROOT/scripts/lib.sh"
+  export $("$ROOT/scripts/cuda-toolkit.sh" --env)
   cargo build --release --locked --manifest-path "$ROOT/Cargo.toml" -p greenthread-node-runtime --features cuda --bin gpu-check
   mkdir -p "$ROOT/.gpu"
   cp "$CARGO_TARGET_DIR/release/gpu-check" "$BIN"
-  cargo build --release --locked --manifest-path "$ROOT/Cargo.toml" -p greenthread-api --bin greenthread
+  cargo build --release --locked --manifest-path "$ROOT/Cargo.toml" -p greenthread-api --features cuda --bin greenthread
   # Stripped: the GPU machine needs no line tables, and the copy travels.
   strip -o "$ROOT/.gpu/greenthread" "$CARGO_TARGET_DIR/release/greenthread"
   echo "built $BIN and $ROOT/.gpu/greenthread"
@@ -35,6 +41,18 @@ if [[ ! -x "$BIN" ]]; then
     exit 1
   fi
 fi
+# CUDA 13's libraries the GPU build links: CUDA's install, else PyTorch's nvidia/ packages.
+for lib in libcublas.so.13 libcublasLt.so.13 libcurand.so.10 libnvrtc.so.13; do
+  found="$( (ls /usr/local/cuda*/lib64/"$lib" /usr/local/cuda*/targets/x86_64-linux/lib/"$lib"; \
+    python3 -c 'import site; print("\n".join(site.getsitepackages()))' 2>/dev/null \
+    | xargs -I{} find {}/nvidia -name "$lib" 2>/dev/null) 2>/dev/null | head -1)"
+  if [[ -n "$found" ]]; then
+    LD_LIBRARY_PATH="$(dirname "$found")${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+  else
+    echo "warning: $lib not found; the GPU build of greenthread will not start" >&2
+  fi
+done
+export LD_LIBRARY_PATH
 nvidia-smi --query-gpu=name,memory.total,memory.used,driver_version --format=csv || true
 "$BIN" --size "${1:-4GiB}" --dir "${TMPDIR:-/tmp}"
 nvidia-smi --query-gpu=memory.used --format=csv || true

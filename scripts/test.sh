@@ -58,12 +58,16 @@ cargo fmt --all -- --check
 cargo fmt --manifest-path web/Cargo.toml -- --check
 cargo clippy --manifest-path web/Cargo.toml --target wasm32-unknown-unknown --release --all-targets -- -D warnings
 cargo clippy --locked --workspace --all-targets --profile ci -- -D warnings
-# The CUDA weight path builds without CUDA (the driver is loaded at run time); keep it building.
-cargo clippy --locked -p greenthread-node-runtime --features cuda --all-targets --profile ci -- -D warnings
-# candle's CUDA inference, its kernels compiled by nvcc from CUDA 13.0's PyPI wheels (about 3 minutes
-# cold on 2 cores); linted, not linked: this machine has no CUDA libraries to link or run it with.
+# The GPU build (`cuda`: the CUDA weight tiers and candle's CUDA inference), its kernels compiled
+# by nvcc from CUDA 13.0's PyPI wheels (about 3 minutes cold on 2 cores), linked against stand-ins
+# for CUDA's libraries; its tests run on them, where no GPU answers.
 cuda_env="$(scripts/cuda-toolkit.sh --env)"
-(export $cuda_env; cargo clippy --locked -p greenthread-node-runtime --features cuda-inference --all-targets --profile ci -- -D warnings)
+(
+  export $cuda_env
+  cargo clippy --locked -p greenthread-node-runtime --features cuda --all-targets --profile ci -- -D warnings
+  LD_LIBRARY_PATH="$GREENTHREAD_CUDA_STUBS" GREENTHREAD_EXPECT_NO_CUDA_DEVICE=1 \
+    cargo test --locked -p greenthread-node-runtime --features cuda --profile ci --lib -- cuda::tests no_gpu
+)
 
 scripts/test-web.sh
 scripts/test-chart.sh

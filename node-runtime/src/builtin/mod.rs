@@ -51,7 +51,7 @@ impl BuiltinEngine {
     /// An engine on the first CUDA device when this build has candle's CUDA
     /// backend and one is present; otherwise on the CPU, saying so in the log.
     pub fn best_available() -> Self {
-        #[cfg(feature = "cuda-inference")]
+        #[cfg(feature = "cuda")]
         match candle_core::Device::new_cuda(0) {
             Ok(device) => return Self { device, max_sequences: DEFAULT_MAX_SEQUENCES, max_queue: None },
             Err(e) => tracing::warn!(error = %e, "No usable CUDA device; running models on the CPU"),
@@ -314,5 +314,23 @@ impl ModelInstance for BuiltinModel {
                 mpsc::error::TrySendError::Closed(_) => Error::Stopped,
             })?;
         Ok(GenerationStream::new(rx, Some(place), prompt_len))
+    }
+}
+
+#[cfg(all(test, feature = "cuda"))]
+mod no_gpu {
+    use super::BuiltinEngine;
+
+    /// The GPU build where no GPU answers (on the stand-ins of
+    /// `scripts/cuda-stubs.sh`, which say "no device") runs models on the
+    /// CPU rather than failing to start; where a GPU answers, it takes it.
+    #[test]
+    fn without_a_gpu_the_gpu_build_runs_its_models_on_the_cpu() {
+        let engine = BuiltinEngine::best_available();
+        if std::env::var_os("GREENTHREAD_EXPECT_NO_CUDA_DEVICE").is_some() {
+            assert!(engine.is_cpu(), "chose {} where no GPU exists", engine.device_name());
+        } else {
+            assert_eq!(engine.is_cpu(), candle_core::Device::new_cuda(0).is_err());
+        }
     }
 }
