@@ -54,7 +54,12 @@ impl BuiltinEngine {
         #[cfg(feature = "cuda")]
         match candle_core::Device::new_cuda(0) {
             Ok(device) => return Self { device, max_sequences: DEFAULT_MAX_SEQUENCES, max_queue: None },
-            Err(e) => tracing::warn!(error = %e, "No usable CUDA device; running models on the CPU"),
+            Err(e) => {
+                // candle appends a backtrace to the message when RUST_BACKTRACE is set; the first line says it all.
+                let error = e.to_string();
+                let error = error.lines().next().unwrap_or_default();
+                tracing::warn!(%error, "No usable CUDA device; running models on the CPU");
+            }
         }
         Self::cpu()
     }
