@@ -65,6 +65,7 @@ cuda_env="$(scripts/cuda-toolkit.sh --env)"
 (
   export $cuda_env
   cargo clippy --locked -p greenthread-node-runtime --features cuda --all-targets --profile ci -- -D warnings
+  cargo clippy --locked -p greenthread-api --features cuda --all-targets --profile ci -- -D warnings
   LD_LIBRARY_PATH="$GREENTHREAD_CUDA_STUBS" GREENTHREAD_EXPECT_NO_CUDA_DEVICE=1 \
     cargo test --locked -p greenthread-node-runtime --features cuda --profile ci --lib -- cuda::tests no_gpu
 )
