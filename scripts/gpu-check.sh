@@ -7,9 +7,10 @@
 # serve`, put to sleep with CUDA checkpoints, together larger than the GPU).
 # Takes well under 8 minutes.
 #
-#   scripts/gpu-check.sh --build     build .gpu/gpu-check and the GPU build of .gpu/greenthread
-#                                    here (any x86-64 Linux: nvcc and stand-ins for CUDA's
-#                                    libraries come from scripts/cuda-toolkit.sh)
+#   scripts/gpu-check.sh --build     build .gpu/gpu-check.xz and the GPU build of
+#                                    .gpu/greenthread.xz here (any x86-64 Linux: nvcc and
+#                                    stand-ins for CUDA's libraries come from
+#                                    scripts/cuda-toolkit.sh); carry .gpu
 #   scripts/gpu-check.sh [SIZE]      run it on the GPU machine (default SIZE 4GiB)
 #
 # The GPU machines have no Rust toolchain: build here, carry `.gpu`, run there.
@@ -24,14 +25,26 @@ if [[ "${1:-}" == "--build" ]]; then
   source "$ROOT/scripts/lib.sh"
   export $("$ROOT/scripts/cuda-toolkit.sh" --env)
   cargo build --release --locked --manifest-path "$ROOT/Cargo.toml" -p greenthread-node-runtime --features cuda --bin gpu-check
-  mkdir -p "$ROOT/.gpu"
-  cp "$CARGO_TARGET_DIR/release/gpu-check" "$BIN"
   cargo build --release --locked --manifest-path "$ROOT/Cargo.toml" -p greenthread-api --features cuda --bin greenthread
-  # Stripped: the GPU machine needs no line tables, and the copy travels.
-  strip -o "$ROOT/.gpu/greenthread" "$CARGO_TARGET_DIR/release/greenthread"
-  echo "built $BIN and $ROOT/.gpu/greenthread"
+  # Stripped and xz-compressed: the GPU machine needs no line tables, and at most
+  # 64 MiB travel per call (the GPU build is about 120 MB stripped, 25 MB compressed).
+  rm -rf "$ROOT/.gpu"
+  mkdir -p "$ROOT/.gpu"
+  for bin in gpu-check greenthread; do
+    strip -o "$ROOT/.gpu/$bin" "$CARGO_TARGET_DIR/release/$bin"
+    xz -T0 -6 "$ROOT/.gpu/$bin"
+  done
+  du -ch "$ROOT"/.gpu/*.xz
   exit 0
 fi
+
+# Unpacked where they arrive (Python's lzma: the GPU machine may have no xz).
+for packed in "$ROOT"/.gpu/*.xz; do
+  [[ -e "$packed" && ! -x "${packed%.xz}" ]] || continue
+  python3 -c 'import lzma, shutil, sys; shutil.copyfileobj(lzma.open(sys.argv[1]), open(sys.argv[2], "wb"))' \
+    "$packed" "${packed%.xz}"
+  chmod +x "${packed%.xz}"
+done
 
 if [[ ! -x "$BIN" ]]; then
   if command -v cargo >/dev/null; then
