@@ -165,7 +165,9 @@ impl Cluster {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn requests_reach_models_on_remote_nodes_and_each_model_runs_where_it_was_placed() {
-    let c = start(&["a", "b"], &["n1", "n2"], 200_000).await;
+    // Room for one model each: 119,128 bytes of weights and a KV cache of
+    // 512 bytes a token × 512 tokens × 4 sequences make a footprint of 1,167,704.
+    let c = start(&["a", "b"], &["n1", "n2"], 1_800_000).await;
     let (code, a) = c.chat("a").await;
     assert_eq!(code, 200, "{a}");
     assert!(a["choices"][0]["message"]["content"].is_string());

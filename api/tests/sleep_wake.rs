@@ -36,7 +36,8 @@ async fn three_models_with_device_room_for_one_take_turns_and_every_swap_shows()
     // Three models of one size (different weights); the budget fits one and a half.
     let seeded = |seed| TinyModel { seed, ..TinyModel::qwen2() };
     let models = vec![Served::new("a", seeded(1)), Served::new("b", seeded(2)), Served::new("c", seeded(3))];
-    let footprint = 119_128;
+    // Weights, and the KV cache: 512 bytes a token (f32) × 512 tokens × 8 sequences.
+    let footprint = 119_128 + 512 * 512 * 8;
     let s = TestServer::start_with(models, Setup { device_budget: footprint * 3 / 2, ..Setup::default() }).await;
     let (_, status) = s.get("/status").await;
     let mut footprints = Vec::new();

@@ -95,7 +95,9 @@ fn main() {
                 local_artifacts: LocalArtifacts::Anywhere,
             };
             let node = LocalNode::new(config, std::slice::from_ref(&spec)).unwrap();
-            let staged = node.stage_named(&name).await.unwrap();
+            node.stage_named(&name).await.unwrap();
+            // What a wake copies: the weights (the footprint also counts the KV cache, allocated as it fills).
+            let weights = node.instance(&name).unwrap().info().weight_bytes;
             // Cache files are named by the model and a digest of its artifact's URI.
             let cached = std::fs::read_dir(dir.path().join(format!("cache-{warm:?}")))
                 .unwrap()
@@ -107,8 +109,8 @@ fn main() {
                 let bound = match warm {
                     WarmTier::Ram => {
                         let bytes = std::fs::read(&cached).unwrap();
-                        let bw = memcpy_bandwidth(&bytes[..staged.device_bytes as usize], threads);
-                        staged.device_bytes as f64 / bw
+                        let bw = memcpy_bandwidth(&bytes[..weights], threads);
+                        weights as f64 / bw
                     }
                     _ => std::fs::metadata(&cached).unwrap().len() as f64 / cold_read_bandwidth(&cached, threads),
                 };
@@ -123,7 +125,7 @@ fn main() {
                 bounds.push(bound);
             }
             let (wake, bound, sleep) = (median(wakes), median(bounds), median(sleeps));
-            report.push((warm, staged.device_bytes, wake, bound, sleep));
+            report.push((warm, weights as u64, wake, bound, sleep));
         }
         let file = model_path.file_name().unwrap().to_string_lossy();
         for (warm, bytes, wake, bound, sleep) in report {

@@ -394,6 +394,12 @@ pub trait ServedModel: ModelInstance {
     /// Device bytes held now.
     fn device_bytes(&self) -> usize;
 
+    /// Device bytes the model may hold awake, which admission counts: its
+    /// weights, and the KV cache it may grow to where the engine keeps one.
+    fn footprint(&self) -> usize {
+        self.info().weight_bytes
+    }
+
     /// What the engine is doing now, where it can tell (the builtin engine).
     fn load(&self) -> Option<EngineLoad> {
         None

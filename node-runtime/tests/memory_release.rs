@@ -1,6 +1,8 @@
 //! Sleep returns a model's memory to the operating system: the process's
-//! resident set falls by at least the model's device footprint. Alone in
-//! its test binary, so no other test's allocations move the numbers.
+//! resident set falls by at least the model's weights; awake, it never grows
+//! by more than the footprint admission counted (the weights and the KV
+//! cache the model may grow to). Alone in its test binary, so no other
+//! test's allocations move the numbers.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -18,7 +20,7 @@ fn rss() -> u64 {
 }
 
 #[tokio::test(flavor = "current_thread")]
-async fn sleeping_returns_at_least_the_device_footprint_to_the_os() {
+async fn sleeping_returns_the_weights_to_the_os_and_the_footprint_bounds_what_waking_holds() {
     let dir = tempfile::tempdir().unwrap();
     let artifact = dir.path().join("big.gguf");
     let mut tiny = TinyModel::qwen2().with_shape(512, 8, 2, 64, 2048);
@@ -38,8 +40,11 @@ async fn sleeping_returns_at_least_the_device_footprint_to_the_os() {
 
     let before_wake = rss();
     let footprint = node.wake(&name).await.unwrap().device_bytes;
-    assert!(footprint > 50 << 20, "the model should be big enough to measure ({footprint} bytes)");
     let m = node.instance(&name).unwrap();
+    let weights = m.info().weight_bytes as u64;
+    assert!(weights > 50 << 20, "the model should be big enough to measure ({weights} bytes)");
+    // 16 layers × 2 KV heads × 64 dims, K and V in f32, 512 tokens, 16 sequences.
+    assert_eq!(footprint, weights + 16 * 2 * 64 * 2 * 4 * 512 * 16, "the footprint counts the KV cache");
     let mut stream = m
         .generate(GenerateRequest {
             prompt: m.text_prompt("Hello the world"),
@@ -56,18 +61,19 @@ async fn sleeping_returns_at_least_the_device_footprint_to_the_os() {
         }
     }
     let awake = rss();
-    assert!(awake >= before_wake + footprint * 9 / 10, "waking should make the weights resident");
+    assert!(awake >= before_wake + weights * 9 / 10, "waking should make the weights resident");
+    assert!(awake <= before_wake + footprint, "the footprint admission counts bounds what waking holds");
 
     node.sleep(&name, WarmTier::Disk).await.unwrap();
     let asleep = rss();
     let released = awake.saturating_sub(asleep);
     assert!(
-        released >= footprint * 9 / 10,
-        "sleep released {} MiB of a {} MiB footprint (resident: {} → {} MiB)",
+        released >= weights * 9 / 10,
+        "sleep released {} MiB of {} MiB of weights (resident: {} → {} MiB)",
         released >> 20,
-        footprint >> 20,
+        weights >> 20,
         awake >> 20,
         asleep >> 20
     );
-    eprintln!("footprint {} MiB, released {} MiB", footprint >> 20, released >> 20);
+    eprintln!("weights {} MiB, footprint {} MiB, released {} MiB", weights >> 20, footprint >> 20, released >> 20);
 }

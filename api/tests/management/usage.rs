@@ -19,7 +19,7 @@ async fn every_request_is_metered(db: &Db) {
         .ok(
             ADMIN,
             "mutation($i: CreateModelInput!) { createModel(input: $i) { userErrors { message } } }",
-            json!({"i": {"project": "p", "name": "long", "artifact": long.to_str().unwrap()}}),
+            json!({"i": {"project": "p", "name": "long", "artifact": long.to_str().unwrap(), "contextLength": 8192}}),
         )
         .await;
     assert_eq!(created["createModel"]["userErrors"], json!([]));

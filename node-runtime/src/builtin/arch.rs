@@ -85,6 +85,14 @@ pub struct ArchConfig {
 }
 
 impl ArchConfig {
+    /// Bytes one token takes in a KV cache of `element_bytes`-sized values:
+    /// keys and values, every layer, every KV head.
+    pub fn kv_bytes_per_token(&self, element_bytes: usize) -> u64 {
+        (2 * self.n_layers * self.n_kv_heads * self.head_dim * element_bytes) as u64
+    }
+}
+
+impl ArchConfig {
     /// Reads the hyperparameters of a supported architecture.
     ///
     /// # Errors

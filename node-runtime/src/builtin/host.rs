@@ -33,6 +33,11 @@ pub struct LoadOptions {
     pub sha256: Option<Sha256Digest>,
 }
 
+/// Tokens a sequence may hold when the spec declares no `context_length`
+/// (Ollama's default too): a model trained for 32k tokens would otherwise
+/// reserve a KV cache of 32k tokens for every concurrent sequence.
+pub const DEFAULT_CONTEXT_LENGTH: usize = 4096;
+
 /// What a model keeps on the host, awake or asleep: a few megabytes.
 pub struct ModelHost {
     /// The file it was opened from.
@@ -121,7 +126,7 @@ pub fn open_gguf(path: &Path, options: &LoadOptions) -> Result<ModelHost> {
     let tokenizer = Tokenizer::new(md.tokenizer_spec().map_err(|e| Error::invalid(path, e))?)
         .map_err(|e| Error::invalid(path, e))?;
     let context_length = match options.context_length {
-        None => cfg.context_length,
+        None => cfg.context_length.min(DEFAULT_CONTEXT_LENGTH),
         Some(c) if c <= cfg.context_length => c,
         Some(c) => {
             return Err(Error::invalid(
@@ -243,4 +248,24 @@ pub fn sha256_file(path: &Path) -> std::io::Result<String> {
         hasher.update(&buf[..n]);
     }
     Ok(hex::encode(hasher.finalize()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fixtures::tiny_model::TinyModel;
+
+    #[test]
+    fn a_model_trained_for_more_serves_the_default_context_unless_its_spec_declares_one() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let path = dir.path().join("long.gguf");
+        TinyModel { context_length: 32768, ..TinyModel::qwen2() }.write(&path).unwrap_or_else(|e| panic!("{e}"));
+        let open = |context_length| {
+            let options = LoadOptions { context_length, chat_template: None, sha256: None };
+            open_gguf(&path, &options).map(|host| host.info.context_length)
+        };
+        assert_eq!(open(None).ok(), Some(DEFAULT_CONTEXT_LENGTH));
+        assert_eq!(open(Some(32768)).ok(), Some(32768), "a declared context is served whole");
+        assert!(open(Some(32769)).is_err(), "never more than it was trained for");
+    }
 }

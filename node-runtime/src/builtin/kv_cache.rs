@@ -3,6 +3,10 @@
 
 use candle_core::{DType, Device, Tensor};
 
+/// What the cache holds keys and values as; its size is what the model's
+/// footprint counts per cached value.
+pub const KV_DTYPE: DType = DType::F32;
+
 /// Cache growth step, in tokens. Growing in steps keeps copies rare without
 /// reserving the whole context window for a short chat.
 const GROWTH_STEP: usize = 256;
@@ -60,7 +64,7 @@ impl SeqCache {
             needed.div_ceil(GROWTH_STEP).saturating_mul(GROWTH_STEP).max(self.capacity * 2).min(self.max_len);
         for layer in self.layers.iter_mut() {
             let fresh = |old: Option<&Tensor>| -> candle_core::Result<Tensor> {
-                let t = Tensor::zeros((self.kv_heads, new_capacity, self.head_dim), DType::F32, &self.device)?;
+                let t = Tensor::zeros((self.kv_heads, new_capacity, self.head_dim), KV_DTYPE, &self.device)?;
                 if let Some(old) = old
                     && self.len > 0
                 {

@@ -162,7 +162,16 @@ impl BuiltinModel {
 
     /// Device bytes held now: the weights while awake, nothing asleep.
     pub fn device_bytes(&self) -> usize {
-        self.lock().as_ref().map_or(0, |a| a.weight_bytes)
+        self.lock().as_ref().map_or(0, |a| a.weight_bytes + self.kv_reserve())
+    }
+
+    /// The KV cache the model may grow to: every sequence it runs at once
+    /// (`max_sequences`) at its whole context. Counted in its footprint, so
+    /// admission never lets the caches outgrow the device (or, on a CPU node,
+    /// resident memory); more sequences wait in the queue.
+    pub fn kv_reserve(&self) -> usize {
+        let per_token = self.host.cfg.kv_bytes_per_token(kv_cache::KV_DTYPE.size_in_bytes()) as usize;
+        per_token * self.host.info.context_length * self.engine.max_sequences
     }
 
     /// Materializes the weights from `source` and starts serving. Waking an
@@ -238,6 +247,10 @@ impl crate::engine::ServedModel for BuiltinModel {
 
     fn device_bytes(&self) -> usize {
         BuiltinModel::device_bytes(self)
+    }
+
+    fn footprint(&self) -> usize {
+        self.host.info.weight_bytes + self.kv_reserve()
     }
 
     fn load(&self) -> Option<crate::engine::EngineLoad> {

@@ -14,7 +14,7 @@ const STEP: u64 = 256;
 
 /// Bytes one token takes in llama.cpp's default KV cache (K and V, f16, every layer).
 pub fn kv_bytes_per_token(arch: &ArchConfig) -> u64 {
-    (2 * arch.n_layers * arch.n_kv_heads * arch.head_dim * 2) as u64
+    arch.kv_bytes_per_token(2)
 }
 
 /// The largest context that fits `declared` bytes beside `weights`, at most

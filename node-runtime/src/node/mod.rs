@@ -258,7 +258,7 @@ impl LocalNode {
             self.load_into_ram(name).await?;
         }
         let tier = lock(&self.inner.tiers).fastest(name).unwrap_or(Tier::Disk);
-        let device_bytes = self.model(name).map_or(0, |m| m.info().weight_bytes as u64);
+        let device_bytes = self.model(name).map_or(0, |m| m.footprint() as u64);
         Ok(StageReport { tier, device_bytes })
     }
 
@@ -305,7 +305,7 @@ impl LocalNode {
             lock(&self.inner.externals).insert(name.clone(), model.clone());
             lock(&self.inner.models).insert(name.clone(), model);
         }
-        let device_bytes = self.model(name).map_or(0, |m| m.info().weight_bytes as u64);
+        let device_bytes = self.model(name).map_or(0, |m| m.footprint() as u64);
         Ok(StageReport { tier: Tier::Disk, device_bytes })
     }
 
