@@ -38,15 +38,7 @@ if [[ "${1:-}" == "--build" ]]; then
   exit 0
 fi
 
-# Unpacked where they arrive (Python's lzma: the GPU machine may have no xz).
-for packed in "$ROOT"/.gpu/*.xz; do
-  [[ -e "$packed" && ! -x "${packed%.xz}" ]] || continue
-  python3 -c 'import lzma, shutil, sys; shutil.copyfileobj(lzma.open(sys.argv[1]), open(sys.argv[2], "wb"))' \
-    "$packed" "${packed%.xz}"
-  chmod +x "${packed%.xz}"
-done
-
-if [[ ! -x "$BIN" ]]; then
+if [[ ! -x "$BIN" && ! -e "$BIN.xz" ]]; then
   if command -v cargo >/dev/null; then
     "$0" --build
   else
@@ -54,6 +46,14 @@ if [[ ! -x "$BIN" ]]; then
     exit 1
   fi
 fi
+
+# Unpacked where they arrive (Python's lzma: the GPU machine may have no xz).
+for packed in "$ROOT"/.gpu/*.xz; do
+  [[ -e "$packed" && ! -x "${packed%.xz}" ]] || continue
+  python3 -c 'import lzma, shutil, sys; shutil.copyfileobj(lzma.open(sys.argv[1]), open(sys.argv[2], "wb"))' \
+    "$packed" "${packed%.xz}"
+  chmod +x "${packed%.xz}"
+done
 # CUDA 13's libraries the GPU build links: CUDA's install, else PyTorch's nvidia/ packages.
 for lib in libcublas.so.13 libcublasLt.so.13 libcurand.so.10 libnvrtc.so.13; do
   found="$( (ls /usr/local/cuda*/lib64/"$lib" /usr/local/cuda*/targets/x86_64-linux/lib/"$lib"; \
