@@ -94,6 +94,28 @@ async fn an_idle_model_sleeps_and_releases_its_device_bytes_then_wakes_for_the_n
     assert_eq!(first["choices"], second["choices"]);
 }
 
+/// A Hugging Face checkpoint (config, safetensors, tokenizer.json) is the
+/// same model as the GGUF file of its weights, asleep and awake.
+#[tokio::test]
+async fn a_hugging_face_checkpoint_answers_as_its_gguf_twin_and_sleeps_and_wakes_like_it() {
+    let weights = TinyModel::qwen2().with_dtype(candle_core::quantized::GgmlDType::F32);
+    let checkpoint = Served::checkpoint("hf", weights.clone(), candle_core::DType::F32)
+        .scaling(|s| s.idle_timeout = Duration::from_millis(300));
+    let s = TestServer::start(vec![checkpoint, Served::new("gguf", weights)]).await;
+    let (status, first) = s.post("/v1/chat/completions", chat("hf", "Hello world", 8)).await;
+    assert_eq!(status, 200, "{first}");
+    let (_, twin) = s.post("/v1/chat/completions", chat("gguf", "Hello world", 8)).await;
+    assert_eq!(first["choices"], twin["choices"]);
+    assert_eq!(first["usage"], twin["usage"]);
+    assert!(s.model_status("hf").await["device_bytes"].as_u64().unwrap() > 0);
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let status = s.model_status("hf").await;
+    assert_eq!((status["state"].as_str(), status["device_bytes"].as_u64()), (Some("sleeping"), Some(0)), "{status}");
+    let (_, second) = s.post("/v1/chat/completions", chat("hf", "Hello world", 8)).await;
+    assert_eq!(first["choices"], second["choices"]);
+    assert_eq!(s.metric(r#"greenthread_model_wakes_total{model="hf",tier="ram"}"#).await, 2.0);
+}
+
 #[tokio::test]
 async fn a_model_with_min_replicas_one_is_awake_before_any_request_and_stays() {
     let model = Served::new("a", TinyModel::qwen2()).scaling(|s| {

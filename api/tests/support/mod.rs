@@ -38,6 +38,8 @@ pub struct Served {
     pub bert: Option<TinyBert>,
     /// The kind the spec declares.
     pub kind: Option<greenthread_core::ModelKind>,
+    /// Serve `model` from a Hugging Face directory with tensors of this type, not a GGUF file.
+    pub checkpoint: Option<candle_core::DType>,
 }
 
 impl Served {
@@ -51,7 +53,13 @@ impl Served {
             wrong_sha256: false,
             bert: None,
             kind: None,
+            checkpoint: None,
         }
+    }
+
+    /// A chat model served from a Hugging Face directory.
+    pub fn checkpoint(name: &'static str, model: TinyModel, dtype: candle_core::DType) -> Self {
+        Self { checkpoint: Some(dtype), ..Self::new(name, model) }
     }
 
     /// An embedding model, served from a model directory.
@@ -117,13 +125,18 @@ impl TestServer {
         let specs: Vec<ModelSpec> = models
             .iter()
             .map(|m| {
-                let path = match &m.bert {
-                    Some(bert) => {
+                let path = match (&m.bert, m.checkpoint) {
+                    (Some(bert), _) => {
                         let path = dir.path().join(m.name);
                         bert.write_dir(&path).unwrap();
                         path
                     }
-                    None => {
+                    (None, Some(dtype)) => {
+                        let path = dir.path().join(m.name);
+                        m.model.write_hf(&path, dtype).unwrap();
+                        path
+                    }
+                    (None, None) => {
                         let path = dir.path().join(format!("{}.gguf", m.name));
                         m.model.write(&path).unwrap();
                         path

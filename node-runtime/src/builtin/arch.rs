@@ -3,12 +3,17 @@
 
 use super::gguf::Metadata;
 
+/// The architectures named in errors.
+pub const SUPPORTED: &str = "llama, qwen2, qwen3, gemma3";
+
 /// Decoder families. They share one transformer implementation; what
 /// differs is captured in [`ArchConfig`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Architecture {
     Llama,
     Qwen2,
+    /// Qwen2 without attention biases, with per-head query and key norms.
+    Qwen3,
     Gemma3,
 }
 
@@ -17,6 +22,7 @@ impl Architecture {
         match raw {
             "llama" => Some(Self::Llama),
             "qwen2" => Some(Self::Qwen2),
+            "qwen3" => Some(Self::Qwen3),
             "gemma3" => Some(Self::Gemma3),
             _ => None,
         }
@@ -26,6 +32,7 @@ impl Architecture {
         match self {
             Self::Llama => "llama",
             Self::Qwen2 => "qwen2",
+            Self::Qwen3 => "qwen3",
             Self::Gemma3 => "gemma3",
         }
     }
@@ -53,6 +60,52 @@ pub struct RopeParams {
     pub base: f32,
     /// Linear position scaling: positions are divided by this.
     pub scale: f32,
+    /// Llama 3.1's frequency-dependent scaling, on top of `base`.
+    pub llama3: Option<Llama3Rope>,
+}
+
+/// Llama 3.1's rope scaling: low frequencies slowed by `factor`, high ones
+/// kept, a smooth blend between (Hugging Face's `rope_type: llama3`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Llama3Rope {
+    pub factor: f32,
+    pub low_freq_factor: f32,
+    pub high_freq_factor: f32,
+    /// The context the unscaled model was trained for.
+    pub original_context: f32,
+}
+
+impl Llama3Rope {
+    /// The scaled inverse frequency of one rotary pair.
+    pub fn scale(&self, inv_freq: f32) -> f32 {
+        let wavelength = 2.0 * std::f32::consts::PI / inv_freq;
+        let low_freq_wavelength = self.original_context / self.low_freq_factor;
+        let high_freq_wavelength = self.original_context / self.high_freq_factor;
+        if wavelength < high_freq_wavelength {
+            inv_freq
+        } else if wavelength > low_freq_wavelength {
+            inv_freq / self.factor
+        } else {
+            let smooth = (self.original_context / wavelength - self.low_freq_factor)
+                / (self.high_freq_factor - self.low_freq_factor);
+            (1.0 - smooth) * inv_freq / self.factor + smooth * inv_freq
+        }
+    }
+}
+
+impl RopeParams {
+    /// Plain rotary embeddings of `base`.
+    pub fn base(base: f32) -> Self {
+        Self { base, scale: 1.0, llama3: None }
+    }
+
+    /// The inverse frequencies of a head of `head_dim` dimensions.
+    pub fn inverse_frequencies(&self, head_dim: usize) -> Vec<f32> {
+        (0..head_dim / 2)
+            .map(|i| 1.0 / self.base.powf(2.0 * i as f32 / head_dim as f32))
+            .map(|f| self.llama3.map_or(f, |l| l.scale(f)))
+            .collect()
+    }
 }
 
 /// Everything that shapes a model's forward pass.
@@ -98,9 +151,8 @@ impl ArchConfig {
     /// # Errors
     /// A message naming the missing or unsupported setting.
     pub fn from_metadata(md: &Metadata<'_>) -> Result<Self, String> {
-        let arch = Architecture::parse(md.architecture()).ok_or_else(|| {
-            format!("architecture {:?} is not supported (supported: llama, qwen2, gemma3)", md.architecture())
-        })?;
+        let arch = Architecture::parse(md.architecture())
+            .ok_or_else(|| format!("architecture {:?} is not supported (supported: {SUPPORTED})", md.architecture()))?;
         let k = |s: &str| md.arch_key(s);
         let hidden = md.usize(&k("embedding_length"))?;
         let n_heads = md.usize(&k("attention.head_count"))?;
@@ -130,7 +182,7 @@ impl ArchConfig {
             Some("linear") => md.opt_f32(&k("rope.scaling.factor"))?.unwrap_or(1.0),
             Some(other) => return Err(format!("rope scaling {other:?} is not supported")),
         };
-        let rope_global = RopeParams { base, scale };
+        let rope_global = RopeParams { base, scale, llama3: None };
         let is_gemma = arch == Architecture::Gemma3;
         Ok(Self {
             arch,
@@ -146,7 +198,7 @@ impl ArchConfig {
             rope_global,
             // Gemma 3's local layers use base 10k without scaling (llama.cpp's
             // rope_freq_base_train_swa for this architecture).
-            rope_local: if is_gemma { RopeParams { base: 10_000.0, scale: 1.0 } } else { rope_global },
+            rope_local: if is_gemma { RopeParams::base(10_000.0) } else { rope_global },
             sliding_window: if is_gemma { md.opt_usize(&k("attention.sliding_window"))? } else { None },
             global_layer_period: if is_gemma { Some(6) } else { None },
             embed_scale: if is_gemma { Some((hidden as f32).sqrt()) } else { None },

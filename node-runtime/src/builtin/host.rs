@@ -53,6 +53,17 @@ pub struct ModelHost {
 }
 
 impl ModelHost {
+    pub(super) fn new(
+        path: &Path,
+        cfg: ArchConfig,
+        tokenizer: Tokenizer,
+        template: Option<ChatTemplate>,
+        info: ModelInfo,
+        index: TensorIndex,
+    ) -> Self {
+        Self { path: path.to_path_buf(), cfg, tokenizer, template, info, index, grammars: std::sync::OnceLock::new() }
+    }
+
     /// The grammar compiler of this model's vocabulary.
     ///
     /// # Errors
@@ -125,16 +136,7 @@ pub fn open_gguf(path: &Path, options: &LoadOptions) -> Result<ModelHost> {
     let cfg = ArchConfig::from_metadata(&md).map_err(|e| Error::invalid(path, e))?;
     let tokenizer = Tokenizer::new(md.tokenizer_spec().map_err(|e| Error::invalid(path, e))?)
         .map_err(|e| Error::invalid(path, e))?;
-    let context_length = match options.context_length {
-        None => cfg.context_length.min(DEFAULT_CONTEXT_LENGTH),
-        Some(c) if c <= cfg.context_length => c,
-        Some(c) => {
-            return Err(Error::invalid(
-                path,
-                format!("context_length {c} exceeds the {} tokens the model was trained for", cfg.context_length),
-            ));
-        }
-    };
+    let context_length = serve_context(path, &cfg, options)?;
     let template = chat_template(path, &md, cfg.arch, options, &tokenizer)?;
     let description = md.opt_str("general.name").ok().flatten().map(str::to_owned);
     let index = TensorIndex::new(&content, path)?;
@@ -157,15 +159,23 @@ pub fn open_gguf(path: &Path, options: &LoadOptions) -> Result<ModelHost> {
         tool_calls: template.as_ref().and_then(ChatTemplate::tool_format).is_some(),
         embedding_dimensions: None,
     };
-    Ok(ModelHost {
-        path: path.to_path_buf(),
-        cfg,
-        tokenizer,
-        template,
-        info,
-        index,
-        grammars: std::sync::OnceLock::new(),
-    })
+    Ok(ModelHost::new(path, cfg, tokenizer, template, info, index))
+}
+
+/// The context a model serves: what its spec declares, at most what it was
+/// trained for; [`DEFAULT_CONTEXT_LENGTH`] where the spec is silent.
+///
+/// # Errors
+/// [`Error::InvalidModel`] when the spec asks for more than the model was trained for.
+pub(super) fn serve_context(path: &Path, cfg: &ArchConfig, options: &LoadOptions) -> Result<usize> {
+    match options.context_length {
+        None => Ok(cfg.context_length.min(DEFAULT_CONTEXT_LENGTH)),
+        Some(c) if c <= cfg.context_length => Ok(c),
+        Some(c) => Err(Error::invalid(
+            path,
+            format!("context_length {c} exceeds the {} tokens the model was trained for", cfg.context_length),
+        )),
+    }
 }
 
 /// The GGUF header and metadata of the file at `path`. A file that does not

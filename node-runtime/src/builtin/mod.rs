@@ -1,4 +1,5 @@
-//! The builtin engine: GGUF models run with candle on the CPU (or CUDA).
+//! The builtin engine: GGUF models and Hugging Face checkpoints run with
+//! candle on the CPU (or CUDA).
 //! A model is opened once (tokenizer, template, tensor layout stay on the
 //! host) and then wakes and sleeps: waking materializes its weights and
 //! starts its worker thread, sleeping stops the worker and frees every
@@ -7,6 +8,7 @@
 mod activation;
 pub mod arch;
 pub mod gguf;
+pub mod hf;
 mod host;
 pub mod kv_cache;
 pub mod plan;
@@ -94,18 +96,38 @@ impl BuiltinEngine {
     /// # Errors
     /// As [`open_gguf`].
     pub fn open(&self, spec: &ModelSpec, path: &std::path::Path) -> Result<BuiltinModel> {
-        let options = LoadOptions {
+        Ok(self.asleep(spec, open_gguf(path, &Self::options(spec))?))
+    }
+
+    /// Opens `spec`'s model from the packed Hugging Face directory at `path`
+    /// (its small files in `files`), asleep.
+    ///
+    /// # Errors
+    /// As [`hf::open_hf`].
+    pub fn open_hf(
+        &self,
+        spec: &ModelSpec,
+        path: &std::path::Path,
+        files: &std::collections::BTreeMap<String, String>,
+    ) -> Result<BuiltinModel> {
+        Ok(self.asleep(spec, hf::open_hf(path, files, &Self::options(spec))?))
+    }
+
+    fn options(spec: &ModelSpec) -> LoadOptions {
+        LoadOptions {
             context_length: spec.context_length.map(|c| c as usize),
             chat_template: spec.chat_template.clone(),
             sha256: None,
-        };
-        let host = open_gguf(path, &options)?;
+        }
+    }
+
+    fn asleep(&self, spec: &ModelSpec, host: ModelHost) -> BuiltinModel {
         let mut engine = match spec.scaling.max_concurrency {
             Some(n) => self.clone().with_max_sequences(n as usize),
             None => self.clone(),
         };
         engine.max_queue = spec.scaling.max_queue.map(|n| n as usize);
-        Ok(BuiltinModel::asleep(host, engine, spec.name.as_str()))
+        BuiltinModel::asleep(host, engine, spec.name.as_str())
     }
 }
 
@@ -250,7 +272,7 @@ impl crate::engine::ServedModel for BuiltinModel {
     }
 
     fn footprint(&self) -> usize {
-        self.host.info.weight_bytes + self.kv_reserve()
+        self.host.index.loaded_bytes(&self.engine.device) + self.kv_reserve()
     }
 
     fn load(&self) -> Option<crate::engine::EngineLoad> {
@@ -266,7 +288,16 @@ impl ModelInstance for BuiltinModel {
     fn chat_prompt(&self, messages: &[ChatMessage], tools: Option<&serde_json::Value>) -> Result<Vec<u32>> {
         let template = self.host.template.as_ref().ok_or(Error::NoChatTemplate)?;
         let text = template.render(messages, tools, true)?;
-        Ok(self.host.tokenizer.encode(&text, true))
+        let tokenizer = &self.host.tokenizer;
+        // Templates that write `{{ bos_token }}` (Gemma's, Llama 3's) meet a
+        // tokenizer that adds BOS itself: one BOS, as transformers and
+        // llama.cpp's chat give.
+        let bos = tokenizer.bos_text();
+        let text = match text.strip_prefix(bos) {
+            Some(rest) if tokenizer.adds_bos() && !bos.is_empty() => rest,
+            _ => text.as_str(),
+        };
+        Ok(tokenizer.encode(text, true))
     }
 
     fn text_prompt(&self, text: &str) -> Vec<u32> {

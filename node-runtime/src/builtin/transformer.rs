@@ -59,9 +59,13 @@ impl Transformer {
     /// When a tensor is missing or has the wrong shape.
     pub fn load(cfg: ArchConfig, w: &mut Weights, device: &Device) -> Result<Self> {
         let (h, nh, nkv, d, ff) = (cfg.hidden, cfg.n_heads, cfg.n_kv_heads, cfg.head_dim, cfg.ffn_hidden);
-        let embeddings = match w.block_matrix("token_embd.weight")? {
-            Some(block) => Embeddings::Block(block),
-            None => Embeddings::Candle(w.qtensor("token_embd.weight")?),
+        let embeddings = if w.is_float("token_embd.weight") {
+            Embeddings::Dense(w.dense("token_embd.weight")?)
+        } else {
+            match w.block_matrix("token_embd.weight")? {
+                Some(block) => Embeddings::Block(block),
+                None => Embeddings::Candle(w.qtensor("token_embd.weight")?),
+            }
         };
         let vocab = embeddings.rows();
         let mut layers = Vec::with_capacity(cfg.n_layers);
@@ -237,6 +241,8 @@ enum Embeddings {
     /// Block formats: rows are decoded on lookup, and the same bytes serve as a tied output matrix.
     Block(Arc<BlockMatrix>),
     Candle(Arc<QTensor>),
+    /// Plain floats; the same tensor (shared, not copied) serves as a tied output matrix.
+    Dense(Tensor),
 }
 
 impl Embeddings {
@@ -244,6 +250,7 @@ impl Embeddings {
         match self {
             Self::Block(m) => m.rows(),
             Self::Candle(t) => t.shape().dims().first().copied().unwrap_or(0),
+            Self::Dense(t) => t.dims().first().copied().unwrap_or(0),
         }
     }
 
@@ -261,6 +268,7 @@ impl Embeddings {
                 Tensor::from_vec(out, (ids.len(), m.cols()), &Device::Cpu)
             }
             Self::Candle(t) => t.embedding(ids),
+            Self::Dense(t) => t.index_select(ids, 0)?.to_dtype(DType::F32),
         }
     }
 
@@ -268,6 +276,7 @@ impl Embeddings {
         match self {
             Self::Block(m) => Ok(Kernel::Block(m.clone())),
             Self::Candle(t) => Kernel::from_qtensor(t.clone()),
+            Self::Dense(t) => Ok(Kernel::Dense(t.clone())),
         }
     }
 }
@@ -330,8 +339,7 @@ struct RopeTable {
 impl RopeTable {
     fn new(cfg: &ArchConfig, params: RopeParams, positions: &[usize], device: &Device) -> candle_core::Result<Self> {
         let half = cfg.head_dim / 2;
-        let inv_freq: Vec<f32> =
-            (0..half).map(|i| 1.0 / params.base.powf(2.0 * i as f32 / cfg.head_dim as f32)).collect();
+        let inv_freq = params.inverse_frequencies(cfg.head_dim);
         let mut cos = Vec::with_capacity(positions.len() * half);
         let mut sin = Vec::with_capacity(positions.len() * half);
         for &p in positions {

@@ -1,5 +1,6 @@
-//! Where a GGUF file's tensors lie, and reading them onto the device from a
-//! file (the disk tier) or from the file's bytes in memory (the RAM tier).
+//! Where a model file's tensors lie (a GGUF file, or a packed Hugging Face
+//! directory's safetensors), and reading them onto the device from the file
+//! (the disk tier) or from its bytes in memory (the RAM tier).
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -24,6 +25,22 @@ pub struct TensorEntry {
     /// Byte offset from the start of the file.
     pub start: u64,
     pub len: usize,
+    /// Added to every element on load (Gemma's Hugging Face norms, stored as `w` for a scale of `1 + w`).
+    pub shift: f32,
+}
+
+impl TensorEntry {
+    /// Whether the tensor is stored as plain floats rather than quantized blocks.
+    pub fn is_float(&self) -> bool {
+        matches!(self.dtype, GgmlDType::F32 | GgmlDType::F16 | GgmlDType::BF16)
+    }
+
+    /// Bytes it takes once loaded on `device`: vectors and, on the CPU, float
+    /// matrices become f32; quantized matrices stay as stored.
+    pub fn loaded_len(&self, device: &Device) -> usize {
+        let widened = self.dims.len() == 1 || (self.is_float() && device.is_cpu());
+        if widened { self.dims.iter().product::<usize>() * 4 } else { self.len }
+    }
 }
 
 /// Every tensor of a GGUF file.
@@ -50,15 +67,30 @@ impl TensorIndex {
                     dims: info.shape.dims().to_vec(),
                     start: content.tensor_data_offset + info.offset,
                     len: elems / block * info.ggml_dtype.type_size(),
+                    shift: 0.0,
                 },
             );
         }
         Ok(Self { entries })
     }
 
-    /// Bytes of all tensors: the model's weight footprint.
+    /// An index of tensors found elsewhere (a safetensors header).
+    pub fn from_entries(entries: HashMap<String, TensorEntry>) -> Self {
+        Self { entries }
+    }
+
+    /// Bytes of all tensors as stored: what a wake reads.
     pub fn total_bytes(&self) -> usize {
         self.entries.values().map(|e| e.len).sum()
+    }
+
+    /// Bytes of all tensors once loaded on `device`: the model's weight footprint.
+    pub fn loaded_bytes(&self, device: &Device) -> usize {
+        self.entries.values().map(|e| e.loaded_len(device)).sum()
+    }
+
+    pub fn get(&self, name: &str) -> Option<&TensorEntry> {
+        self.entries.get(name)
     }
 
     /// Rows of a 2-D tensor.
@@ -126,8 +158,31 @@ impl Weights {
     fn take(&mut self, name: &str) -> Result<(TensorEntry, Vec<u8>)> {
         let taken =
             self.raw.remove(name).ok_or_else(|| Error::invalid(&self.path, format!("tensor {name} is missing")))?;
-        self.loaded_bytes += taken.1.len();
+        self.loaded_bytes += taken.0.loaded_len(&self.device);
         Ok(taken)
+    }
+
+    /// Whether the tensor `name` is stored as plain floats.
+    pub fn is_float(&self, name: &str) -> bool {
+        self.raw.get(name).is_some_and(|(e, _)| e.is_float())
+    }
+
+    /// A float tensor as a plain tensor: f32 on the CPU, as stored elsewhere
+    /// (a GPU multiplies bf16 and f16 natively).
+    ///
+    /// # Errors
+    /// [`Error::InvalidModel`] when it is missing or not a float tensor.
+    pub fn dense(&mut self, name: &str) -> Result<Tensor> {
+        let (entry, bytes) = self.take(name)?;
+        let dtype = match entry.dtype {
+            GgmlDType::F32 => candle_core::DType::F32,
+            GgmlDType::F16 => candle_core::DType::F16,
+            GgmlDType::BF16 => candle_core::DType::BF16,
+            other => return Err(Error::invalid(&self.path, format!("tensor {name} is {other:?}, not floats"))),
+        };
+        let t = Tensor::from_raw_buffer(&bytes, dtype, &entry.dims, &Device::Cpu)?;
+        let t = if self.device.is_cpu() { t.to_dtype(candle_core::DType::F32)? } else { t.to_device(&self.device)? };
+        Ok(t)
     }
 
     /// A tensor by name, quantized as stored.
@@ -146,7 +201,11 @@ impl Weights {
     /// # Errors
     /// As [`Self::qtensor`], or when it does not have `len` elements.
     pub fn vector(&mut self, name: &str, len: usize) -> Result<Tensor> {
-        let t = self.qtensor(name)?.dequantize(&self.device)?;
+        let shift = self.raw.get(name).map_or(0.0, |(e, _)| e.shift);
+        let mut t = self.qtensor(name)?.dequantize(&self.device)?;
+        if shift != 0.0 {
+            t = (t + f64::from(shift))?;
+        }
         if t.dims() != [len] {
             return Err(Error::invalid(
                 &self.path,
@@ -186,6 +245,9 @@ impl Weights {
     /// # Errors
     /// As [`Self::qtensor`].
     pub fn matrix(&mut self, name: &str) -> Result<Kernel> {
+        if self.is_float(name) {
+            return Ok(Kernel::Dense(self.dense(name)?));
+        }
         match self.block_matrix(name)? {
             Some(block) => Ok(Kernel::Block(block)),
             None => Ok(Kernel::Candle(QMatMul::from_arc(self.qtensor(name)?)?)),
@@ -218,6 +280,9 @@ pub enum Kernel {
     Block(Arc<BlockMatrix>),
     /// candle's quantized matmul: other formats, other devices.
     Candle(QMatMul),
+    /// Plain floats (Hugging Face checkpoints): f32 on the CPU, bf16 or f16
+    /// as stored on a GPU.
+    Dense(Tensor),
 }
 
 impl Kernel {
@@ -266,20 +331,26 @@ impl QLinear {
         match &self.weight {
             Kernel::Candle(m) => m.forward(x),
             Kernel::Block(m) => block_forward(m, x),
+            Kernel::Dense(w) => dense_forward(w, x),
         }
     }
 
     /// `x`: `[tokens, inputs]` → `[tokens, outputs]`.
     pub fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        let y = match &self.weight {
-            Kernel::Candle(m) => m.forward(x)?,
-            Kernel::Block(m) => block_forward(m, x)?,
-        };
+        let y = self.weight_forward(x)?;
         match &self.bias {
             Some(b) => y.broadcast_add(b),
             None => Ok(y),
         }
     }
+}
+
+/// `x · wᵀ` in the weight's type, back in f32.
+fn dense_forward(w: &Tensor, x: &Tensor) -> candle_core::Result<Tensor> {
+    if w.dtype() == x.dtype() {
+        return x.matmul(&w.t()?);
+    }
+    x.to_dtype(w.dtype())?.matmul(&w.t()?)?.to_dtype(x.dtype())
 }
 
 fn block_forward(w: &BlockMatrix, x: &Tensor) -> candle_core::Result<Tensor> {

@@ -18,6 +18,10 @@ pub const DIRECTORY_FILES: &[(&str, bool)] = &[
     ("1_Pooling/config.json", false),
     ("modules.json", false),
     ("sentence_bert_config.json", false),
+    // A chat model's special tokens, end-of-turn ids and chat template.
+    ("tokenizer_config.json", false),
+    ("generation_config.json", false),
+    ("chat_template.jinja", false),
 ];
 /// The weights of a model directory.
 pub const WEIGHTS_FILE: &str = "model.safetensors";
@@ -51,6 +55,17 @@ fn read_header(file: &mut File) -> std::io::Result<(serde_json::Map<String, Valu
         Value::Object(map) => Ok((map, 8 + len)),
         _ => Err(bad("safetensors header is not an object")),
     }
+}
+
+/// The JSON header of the safetensors file at `path`, where its data
+/// starts, and the file's length.
+///
+/// # Errors
+/// When the file cannot be read or is not safetensors.
+pub fn header(path: &Path) -> std::io::Result<(serde_json::Map<String, Value>, u64, u64)> {
+    let mut file = File::open(path)?;
+    let (header, data_start) = read_header(&mut file)?;
+    Ok((header, data_start, file.metadata()?.len()))
 }
 
 /// Writes `weights` (a safetensors file) with `files` added to its metadata to `out`.

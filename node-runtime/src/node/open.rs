@@ -10,7 +10,8 @@ use crate::builtin::BuiltinEngine;
 use crate::embed::{EmbeddingModel, pack};
 
 /// Opens the cached file of `spec`: a GGUF chat model, or a packed model
-/// directory (a BERT embedding model or cross-encoder, a Whisper model, or a Piper voice),
+/// directory (a Llama, Qwen or Gemma chat model, a BERT embedding model or
+/// cross-encoder, a Whisper model, or a Piper voice),
 /// refused when the spec declares another kind than the artifact's.
 pub(super) fn open_model(engine: &BuiltinEngine, spec: &ModelSpec, path: &Path) -> crate::Result<Arc<dyn ServedModel>> {
     let model: Arc<dyn ServedModel> = if pack::is_safetensors(path) {
@@ -18,6 +19,7 @@ pub(super) fn open_model(engine: &BuiltinEngine, spec: &ModelSpec, path: &Path) 
         let config = files.get("config.json").and_then(|c| serde_json::from_str::<serde_json::Value>(c).ok());
         let config = config.unwrap_or_default();
         match config["model_type"].as_str() {
+            _ if crate::builtin::hf::is_chat_model(&config) => Arc::new(engine.open_hf(spec, path, &files)?),
             Some("whisper") => {
                 Arc::new(crate::asr::SpeechModel::open(&files, data_bytes, path, engine.device(), spec.name.as_str())?)
             }

@@ -1,6 +1,7 @@
 //! Tokenizers read from GGUF metadata: GPT-2 style byte-level BPE
 //! (`tokenizer.ggml.model = gpt2`) and SentencePiece style BPE (`llama`),
-//! run by Hugging Face's `tokenizers` (built in `models.rs`).
+//! run by Hugging Face's `tokenizers` (built in `models.rs`); and a Hugging
+//! Face directory's own `tokenizer.json`, run as written (`hf.rs`).
 //!
 //! Both follow llama.cpp's reading of the same metadata, so a prompt becomes
 //! the same token ids here as there. Special tokens are split out here
@@ -10,10 +11,12 @@
 //! tokenizer.
 
 pub(crate) mod byte_level;
+mod hf;
 mod models;
 mod pretokenize;
 mod special;
 
+pub use hf::HfTokenizerFiles;
 pub use pretokenize::PreSplit;
 
 use self::models::SPACE;
@@ -124,56 +127,52 @@ impl Tokenizer {
             }
         }
         let ids = models::vocabulary(&spec);
-        // llama.cpp treats end-of-turn texts as control tokens even where the
-        // file marks them normal (Qwen2's `</s>`) or user-defined (Gemma 3's),
-        // so they split out of text only with special-token parsing and end a
-        // generation; the same here keeps the ids equal.
-        for text in END_OF_GENERATION_TEXTS {
-            if let Some(&id) = ids.get(*text)
-                && matches!(token_types[id as usize], TokenType::Normal | TokenType::UserDefined)
-            {
-                tracing::debug!(
-                    token = text,
-                    id,
-                    "End-of-turn token not marked control in the file; treated as control"
-                );
-                token_types[id as usize] = TokenType::Control;
-            }
-        }
-        let (model, pieces) = match spec.model.as_str() {
+        mark_end_of_turn_control(&ids, &mut token_types);
+        let (model, family) = match spec.model.as_str() {
             "gpt2" => {
                 if let Some(b) = (0..=255u8).find(|&b| !ids.contains_key(&byte_level::byte_char(b).to_string())) {
                     return Err(TokenizerError::Inconsistent(format!("no token spells the byte {b:#04x}")));
                 }
-                let pieces = (0..n).map(|i| byte_level_piece(&spec.tokens[i], token_types[i])).collect();
-                (models::byte_level_bpe(&spec, ids.clone())?, pieces)
+                (models::byte_level_bpe(&spec, ids.clone())?, Family::ByteLevel)
             }
-            "llama" => {
-                let pieces = (0..n).map(|i| sentencepiece_piece(&spec.tokens[i], token_types[i])).collect();
-                (models::sentencepiece_bpe(&spec, ids.clone())?, pieces)
-            }
+            "llama" => (models::sentencepiece_bpe(&spec, ids.clone())?, Family::SentencePiece),
             other => return Err(TokenizerError::UnsupportedModel(other.to_owned())),
         };
-        let special = SpecialMatcher::new(&spec.tokens, &token_types);
-        let mut end_of_generation: Vec<u32> = [spec.eos, spec.eot].into_iter().flatten().collect();
-        for text in END_OF_GENERATION_TEXTS {
-            if let Some(&id) = ids.get(*text)
-                && token_types[id as usize] == TokenType::Control
-                && !end_of_generation.contains(&id)
-            {
-                end_of_generation.push(id);
-            }
-        }
-        Ok(Self {
+        let ends = [spec.eos, spec.eot].into_iter().flatten().collect();
+        Ok(Self::assemble(Parts {
             model,
-            pieces,
+            family,
             texts: spec.tokens,
-            special,
+            types: token_types,
+            ids: &ids,
             bos: spec.bos,
             eos: spec.eos,
+            ends,
             add_bos: spec.add_bos,
-            end_of_generation,
-        })
+        }))
+    }
+
+    /// The tokenizer of a vocabulary whose model and token types are settled.
+    fn assemble(parts: Parts<'_>) -> Self {
+        let Parts { model, family, texts, types, ids, bos, eos, mut ends, add_bos } = parts;
+        let pieces = texts
+            .iter()
+            .zip(&types)
+            .map(|(text, &ty)| match family {
+                Family::ByteLevel => byte_level_piece(text, ty),
+                Family::SentencePiece => sentencepiece_piece(text, ty),
+            })
+            .collect();
+        let special = SpecialMatcher::new(&texts, &types);
+        for text in END_OF_GENERATION_TEXTS {
+            if let Some(&id) = ids.get(*text)
+                && types[id as usize] == TokenType::Control
+                && !ends.contains(&id)
+            {
+                ends.push(id);
+            }
+        }
+        Self { model, pieces, texts, special, bos, eos, add_bos, end_of_generation: ends }
     }
 
     pub fn vocab_size(&self) -> usize {
@@ -234,6 +233,11 @@ impl Tokenizer {
         self.texts.get(id as usize).map(String::as_str)
     }
 
+    /// Whether [`Self::encode`] puts BOS in front of every text.
+    pub fn adds_bos(&self) -> bool {
+        self.add_bos && self.bos.is_some()
+    }
+
     pub fn bos_text(&self) -> &str {
         self.bos.and_then(|id| self.token_text(id)).unwrap_or("")
     }
@@ -245,6 +249,58 @@ impl Tokenizer {
     /// Whether generating `id` ends the model's turn.
     pub fn is_end_of_generation(&self, id: u32) -> bool {
         self.end_of_generation.contains(&id)
+    }
+}
+
+/// The `tokenizers` model a GGUF vocabulary describes, without its special
+/// tokens: what a Hugging Face `tokenizer.json` of that vocabulary holds.
+///
+/// # Errors
+/// As [`Tokenizer::new`].
+pub fn hf_library_tokenizer(spec: &TokenizerSpec) -> Result<tokenizers::Tokenizer, TokenizerError> {
+    let ids = models::vocabulary(spec);
+    match spec.model.as_str() {
+        "gpt2" => models::byte_level_bpe(spec, ids),
+        "llama" => models::sentencepiece_bpe(spec, ids),
+        other => Err(TokenizerError::UnsupportedModel(other.to_owned())),
+    }
+}
+
+/// How a vocabulary spells text: the two families the engine reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Family {
+    /// GPT-2's bytes-as-characters (Qwen, Llama 3).
+    ByteLevel,
+    /// `▁` for spaces and `<0xAB>` byte fallbacks (Gemma, Llama 2).
+    SentencePiece,
+}
+
+/// What [`Tokenizer::assemble`] builds a tokenizer from.
+struct Parts<'a> {
+    model: tokenizers::Tokenizer,
+    family: Family,
+    texts: Vec<String>,
+    types: Vec<TokenType>,
+    ids: &'a ahash::AHashMap<String, u32>,
+    bos: Option<u32>,
+    eos: Option<u32>,
+    /// Ids that end a generation besides the end-of-turn texts.
+    ends: Vec<u32>,
+    add_bos: bool,
+}
+
+/// llama.cpp treats end-of-turn texts as control tokens even where the
+/// file marks them normal (Qwen2's `</s>`) or user-defined (Gemma 3's), so
+/// they split out of text only with special-token parsing and end a
+/// generation; the same here keeps the ids equal.
+fn mark_end_of_turn_control(ids: &ahash::AHashMap<String, u32>, types: &mut [TokenType]) {
+    for text in END_OF_GENERATION_TEXTS {
+        if let Some(&id) = ids.get(*text)
+            && matches!(types[id as usize], TokenType::Normal | TokenType::UserDefined)
+        {
+            tracing::debug!(token = text, id, "End-of-turn token not marked control in the file; treated as control");
+            types[id as usize] = TokenType::Control;
+        }
     }
 }
 
