@@ -2,7 +2,9 @@
 # Measures GreenThread's CUDA weight path on a GPU machine and prints a table
 # last: pinned host-to-device bandwidth (the bound), wake time and GB/s from
 # RAM and from disk for a random-weight file generated on the spot, sleep
-# time, and device memory in use after sleep; then external engines
+# time, and device memory in use after sleep; then the builtin engine on a
+# random 8B bf16 Hugging Face checkpoint next to transformers
+# (scripts/gpu/builtin_check.py); then external engines
 # (scripts/gpu/engine_check.py: three PyTorch servers under `greenthread
 # serve`, put to sleep with CUDA checkpoints, together larger than the GPU).
 # Takes well under 8 minutes.
@@ -69,6 +71,11 @@ export LD_LIBRARY_PATH
 nvidia-smi --query-gpu=name,memory.total,memory.used,driver_version --format=csv || true
 "$BIN" --size "${1:-4GiB}" --dir "${TMPDIR:-/tmp}"
 nvidia-smi --query-gpu=memory.used --format=csv || true
+if [[ -x "$ROOT/.gpu/greenthread" ]]; then
+  # The builtin engine on a random 8B bf16 checkpoint, next to transformers where PyTorch has CUDA.
+  torch_ok="$(python3 -c 'import torch, transformers; assert torch.cuda.is_available()' 2>/dev/null && echo yes || true)"
+  python3 "$ROOT/scripts/gpu/builtin_check.py" "$ROOT/.gpu/greenthread" --dir "${TMPDIR:-/tmp}" ${torch_ok:---no-torch}
+fi
 if [[ -x "$ROOT/.gpu/greenthread" ]] && python3 -c 'import torch; assert torch.cuda.is_available()' 2>/dev/null; then
   python3 "$ROOT/scripts/gpu/engine_check.py" "$ROOT/.gpu/greenthread" ${2:+"$2"}
 else

@@ -25,6 +25,8 @@ need python3 "Python 3 runs the SDK tests and the llama.cpp reference"
 log "Fetching the real models (verified; cached after the first run)"
 python3 scripts/fetch_model.py qwen2.5-coder-0.5b-instruct >/dev/null
 python3 scripts/fetch_model.py gemma-3-270m >/dev/null
+# SmolLM2-135M-Instruct's GGUF, which the e2e tests write as a Hugging Face checkpoint.
+python3 scripts/fetch_model.py smollm2-135m-instruct >/dev/null
 python3 scripts/fetch_model.py all-minilm-l6-v2 >/dev/null
 python3 scripts/fetch_model.py whisper-base >/dev/null
 python3 scripts/fetch_model.py piper-joe-medium >/dev/null
@@ -97,3 +99,6 @@ log "Every benchmark once, in smoke mode (it must complete; its numbers are not 
 for bench in wake engine overhead workload features engines speech; do
   GREENTHREAD_BENCH_SMOKE=1 "bench/$bench.sh" >/dev/null || die "bench/$bench.sh failed in smoke mode"
 done
+# The GPU check of the builtin engine runs its steps on a tiny checkpoint on the CPU, so it cannot rot.
+"$e2e_python" scripts/gpu/builtin_check.py "$GREENTHREAD_BIN" --shape tiny --no-torch >/dev/null \
+  || die "scripts/gpu/builtin_check.py failed on the tiny checkpoint"

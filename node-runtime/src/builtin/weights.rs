@@ -202,7 +202,13 @@ impl Weights {
     /// As [`Self::qtensor`], or when it does not have `len` elements.
     pub fn vector(&mut self, name: &str, len: usize) -> Result<Tensor> {
         let shift = self.raw.get(name).map_or(0.0, |(e, _)| e.shift);
-        let mut t = self.qtensor(name)?.dequantize(&self.device)?;
+        // Float vectors never become quantized tensors: not every device's
+        // quantized storage takes bf16.
+        let mut t = if self.is_float(name) {
+            self.dense(name)?.to_dtype(candle_core::DType::F32)?
+        } else {
+            self.qtensor(name)?.dequantize(&self.device)?
+        };
         if shift != 0.0 {
             t = (t + f64::from(shift))?;
         }
