@@ -12,6 +12,11 @@ use greenthread_node_runtime::fixtures::TinyModel;
 use greenthread_node_runtime::node::{LocalArtifacts, LocalNode, NodeConfig, TierBudgets};
 use greenthread_node_runtime::{GenerateRequest, GenerationEvent};
 
+/// What the allocator and the thread pools' scratch keep or give back
+/// independently of any model, from run to run (up to 15 MiB seen here):
+/// sleep must release the weights but for this.
+const ALLOCATOR_SLACK: u64 = 16 << 20;
+
 /// Resident bytes of this process.
 fn rss() -> u64 {
     let statm = std::fs::read_to_string("/proc/self/statm").unwrap();
@@ -24,7 +29,7 @@ async fn sleeping_returns_the_weights_to_the_os_and_the_footprint_bounds_what_wa
     let dir = tempfile::tempdir().unwrap();
     let artifact = dir.path().join("big.gguf");
     let mut tiny = TinyModel::qwen2().with_shape(512, 8, 2, 64, 2048);
-    tiny.layers = 16;
+    tiny.layers = 40;
     tiny.write(&artifact).unwrap();
     let name = ModelName::parse("big").unwrap();
     let mut spec = ModelSpec::new(name.clone(), ArtifactUri::File(artifact));
@@ -37,14 +42,22 @@ async fn sleeping_returns_the_weights_to_the_os_and_the_footprint_bounds_what_wa
     };
     let node = LocalNode::new(config, std::slice::from_ref(&spec)).unwrap();
     node.stage(&spec).await.unwrap();
+    // The first cycle leaves what lives as long as the process (the thread
+    // pools and their per-thread scratch, a few MiB that vary run to run);
+    // the second is the steady state, and is what is checked.
+    cycle(&node, &name, false).await;
+    cycle(&node, &name, true).await;
+}
 
+/// Wakes the model, generates, puts it to sleep, and (when `check`) checks what each step holds.
+async fn cycle(node: &LocalNode, name: &ModelName, check: bool) {
     let before_wake = rss();
-    let footprint = node.wake(&name).await.unwrap().device_bytes;
-    let m = node.instance(&name).unwrap();
+    let footprint = node.wake(name).await.unwrap().device_bytes;
+    let m = node.instance(name).unwrap();
     let weights = m.info().weight_bytes as u64;
-    assert!(weights > 50 << 20, "the model should be big enough to measure ({weights} bytes)");
-    // 16 layers × 2 KV heads × 64 dims, K and V in f32, 512 tokens, 16 sequences.
-    assert_eq!(footprint, weights + 16 * 2 * 64 * 2 * 4 * 512 * 16, "the footprint counts the KV cache");
+    assert!(weights > 8 * ALLOCATOR_SLACK, "the model should be big enough to measure ({weights} bytes)");
+    // 40 layers × 2 KV heads × 64 dims, K and V in f32, 512 tokens, 16 sequences.
+    assert_eq!(footprint, weights + 40 * 2 * 64 * 2 * 4 * 512 * 16, "the footprint counts the KV cache");
     let mut stream = m
         .generate(GenerateRequest {
             prompt: m.text_prompt("Hello the world"),
@@ -61,10 +74,15 @@ async fn sleeping_returns_the_weights_to_the_os_and_the_footprint_bounds_what_wa
         }
     }
     let awake = rss();
+    drop(stream);
+    if !check {
+        node.sleep(name, WarmTier::Disk).await.unwrap();
+        return;
+    }
     assert!(awake >= before_wake + weights * 9 / 10, "waking should make the weights resident");
     assert!(awake <= before_wake + footprint, "the footprint admission counts bounds what waking holds");
 
-    node.sleep(&name, WarmTier::Disk).await.unwrap();
+    node.sleep(name, WarmTier::Disk).await.unwrap();
     // What other threads still hold as the sleep returns (a stream's last
     // buffers) goes within moments; the lowest of a second's readings counts.
     let mut asleep = rss();
@@ -74,7 +92,7 @@ async fn sleeping_returns_the_weights_to_the_os_and_the_footprint_bounds_what_wa
     }
     let released = awake.saturating_sub(asleep);
     assert!(
-        released >= weights * 9 / 10,
+        released + ALLOCATOR_SLACK >= weights,
         "sleep released {} MiB of {} MiB of weights (resident: {} → {} MiB)",
         released >> 20,
         weights >> 20,
