@@ -1,4 +1,4 @@
-"""Concurrent load on one model: GreenThread's builtin engine under
+"""Concurrent load on each demo model: GreenThread's builtin engine under
 `greenthread serve`, and llama.cpp's `llama-server` with continuous batching
 and `--parallel N`, on the same GGUF with the same threads, in one run.
 
@@ -9,9 +9,11 @@ and `--parallel N`, on the same GGUF with the same threads, in one run.
   doubles until time to first token p99 passes 2 s. Reported: the highest
   rate held.
 
-Prompts are chat turns of mixed lengths (8 to 400 words) and answers of
-mixed lengths (16 to 128 tokens), drawn from a fixed seed, so both engines
-get the same requests in the same order. Run through bench/load.sh.
+Prompts are texts of mixed lengths (8 to 400 words, as completions: the
+base Gemma has no chat template, and both engines read the same text into
+the same token ids) and answers of mixed lengths (16 to 128 tokens), drawn
+from a fixed seed, so both engines get the same requests in the same order.
+Run through bench/load.sh; GREENTHREAD_BENCH_MODELS picks models (qwen, gemma).
 """
 import json
 import os
@@ -32,7 +34,7 @@ CLIENTS = [1, 4] if SMOKE else [1, 4, 16, 64]
 RATES = [0.5] if SMOKE else [0.25, 0.5, 1, 2, 4, 8]
 TTFT_LIMIT = 2.0
 THREADS = os.environ.get("GREENTHREAD_BENCH_THREADS") or str(os.cpu_count() or 2)
-FILE = "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"
+MODELS = {"qwen": "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf", "gemma": "gemma-3-270m-q4_k_m.gguf"}
 # Each sequence may hold its prompt and answer: 400 words and 128 tokens fit in 1024.
 CONTEXT = 1024
 WORDS = ("the a lighthouse keeper storm ship night sea light rock island wave wind rain harbor boat sailor "
@@ -46,18 +48,18 @@ def free_port() -> int:
 
 
 def requests(seed: int):
-    """An endless sequence of (messages, max_tokens), the same for every engine."""
+    """An endless sequence of (prompt, max_tokens), the same for every engine."""
     rng = random.Random(seed)
     while True:
         words = " ".join(rng.choice(WORDS) for _ in range(rng.randint(8, 400)))
-        yield [{"role": "user", "content": f"Continue this story: {words}"}], rng.randint(16, 128)
+        yield f"A story: {words}", rng.randint(16, 128)
 
 
-def stream(base: str, model: str, messages, max_tokens: int) -> tuple[float, list[float], int] | None:
-    """One streamed chat completion: (time to first token, gaps between tokens, tokens), or None on an error."""
-    body = {"model": model, "messages": messages, "max_tokens": max_tokens, "temperature": 0, "stream": True,
+def stream(base: str, model: str, prompt: str, max_tokens: int) -> tuple[float, list[float], int] | None:
+    """One streamed completion: (time to first token, gaps between tokens, tokens), or None on an error."""
+    body = {"model": model, "prompt": prompt, "max_tokens": max_tokens, "temperature": 0, "stream": True,
             "stream_options": {"include_usage": True}}
-    req = urllib.request.Request(base + "/v1/chat/completions", data=json.dumps(body).encode(),
+    req = urllib.request.Request(base + "/v1/completions", data=json.dumps(body).encode(),
                                  headers={"content-type": "application/json"})
     started = time.perf_counter()
     stamps, tokens = [], 0
@@ -69,7 +71,7 @@ def stream(base: str, model: str, messages, max_tokens: int) -> tuple[float, lis
                 chunk = json.loads(line[6:])
                 if chunk.get("usage"):
                     tokens = chunk["usage"]["completion_tokens"]
-                if any(c.get("delta", {}).get("content") for c in chunk.get("choices") or []):
+                if any(c.get("text") for c in chunk.get("choices") or []):
                     stamps.append(time.perf_counter())
     except OSError:
         return None
@@ -109,8 +111,8 @@ def closed_loop(base: str, model: str, clients: int) -> dict:
     def client():
         while time.perf_counter() < deadline:
             with source_lock:
-                messages, max_tokens = next(source)
-            results.add(stream(base, model, messages, max_tokens))
+                prompt, max_tokens = next(source)
+            results.add(stream(base, model, prompt, max_tokens))
 
     started = time.perf_counter()
     threads = [threading.Thread(target=client) for _ in range(clients)]
@@ -135,8 +137,8 @@ def open_loop(base: str, model: str) -> tuple[float, list[tuple[float, float, in
         while at - started < WINDOW:
             at += rng.expovariate(rate)
             time.sleep(max(0.0, at - time.perf_counter()))
-            messages, max_tokens = next(source)
-            t = threading.Thread(target=lambda m=messages, n=max_tokens: results.add(stream(base, model, m, n)))
+            prompt, max_tokens = next(source)
+            t = threading.Thread(target=lambda m=prompt, n=max_tokens: results.add(stream(base, model, m, n)))
             t.start()
             threads.append(t)
         for t in threads:
@@ -178,7 +180,7 @@ def stop(proc: subprocess.Popen) -> None:
 
 
 def warm(base: str, model: str) -> None:
-    if stream(base, model, [{"role": "user", "content": "Hello"}], 4) is None:
+    if stream(base, model, "Hello", 4) is None:
         sys.exit(f"{base}: {model} does not answer")
 
 
@@ -218,12 +220,19 @@ def measure_llama(server: str, artifact: Path) -> dict:
 
 
 def main() -> None:
-    artifact = Path(os.environ["GREENTHREAD_MODELS"]) / FILE
+    chosen = (os.environ.get("GREENTHREAD_BENCH_MODELS") or ",".join(MODELS)).split(",")
+    for name in chosen:
+        report(MODELS[name.strip()])
+        print()
+
+
+def report(file: str) -> None:
+    artifact = Path(os.environ["GREENTHREAD_MODELS"]) / file
     with tempfile.TemporaryDirectory() as work:
         ours = measure_greenthread(os.environ["GREENTHREAD_BIN"], artifact, work)
     theirs = measure_llama(os.environ["GREENTHREAD_LLAMA_SERVER"], artifact)
     ms = lambda s: f"{s * 1000:.0f}"
-    print(f"{FILE}, {THREADS} engine threads on {os.cpu_count()} cores, {WINDOW:.0f} s per point, "
+    print(f"{file}, {THREADS} engine threads on {os.cpu_count()} cores, {WINDOW:.0f} s per point, "
           f"context {CONTEXT} per sequence")
     print()
     print("| N streams | engine | output tokens/s | TTFT p50 / p99 (ms) | ITL p50 / p99 (ms) | requests (failed) "
