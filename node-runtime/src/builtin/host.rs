@@ -136,23 +136,64 @@ pub fn open_gguf(path: &Path, options: &LoadOptions) -> Result<ModelHost> {
     let cfg = ArchConfig::from_metadata(&md).map_err(|e| Error::invalid(path, e))?;
     let tokenizer = Tokenizer::new(md.tokenizer_spec().map_err(|e| Error::invalid(path, e))?)
         .map_err(|e| Error::invalid(path, e))?;
-    let context_length = serve_context(path, &cfg, options)?;
-    let template = chat_template(path, &md, cfg.arch, options, &tokenizer)?;
-    let description = md.opt_str("general.name").ok().flatten().map(str::to_owned);
     let index = TensorIndex::new(&content, path)?;
+    chat_host(ChatParts {
+        path,
+        cfg,
+        tokenizer,
+        index,
+        template: md.opt_str("tokenizer.chat_template").ok().flatten().map(str::to_owned),
+        description: md.opt_str("general.name").ok().flatten().map(str::to_owned),
+        options,
+    })
+}
+
+/// What a model file gives a chat model's host, whatever its format.
+pub(super) struct ChatParts<'a> {
+    pub path: &'a Path,
+    pub cfg: ArchConfig,
+    pub tokenizer: Tokenizer,
+    pub index: TensorIndex,
+    /// The file's own chat template, if it has one.
+    pub template: Option<String>,
+    /// The file's name for the model.
+    pub description: Option<String>,
+    pub options: &'a LoadOptions,
+}
+
+/// A chat model's host: the tokenizer checked against the embeddings, the
+/// context served, and the chat template — the configured one, else the
+/// file's, else the architecture's known turns. A broken template in the
+/// file is logged and skipped: the model still serves completions.
+///
+/// # Errors
+/// [`Error::InvalidModel`] when the embeddings are missing or smaller than
+/// the vocabulary, or the spec's context is too long; [`Error::Template`]
+/// when a configured template does not compile.
+pub(super) fn chat_host(parts: ChatParts<'_>) -> Result<ModelHost> {
+    let ChatParts { path, cfg, tokenizer, index, template, description, options } = parts;
     let embedding_rows =
-        index.rows("token_embd.weight").ok_or_else(|| Error::invalid(path, "tensor token_embd.weight is missing"))?;
+        index.rows("token_embd.weight").ok_or_else(|| Error::invalid(path, "the token embeddings are missing"))?;
     if tokenizer.vocab_size() > embedding_rows {
         return Err(Error::invalid(
             path,
             format!("the tokenizer has {} tokens but the embeddings only {embedding_rows}", tokenizer.vocab_size()),
         ));
     }
+    let context_length = serve_context(path, &cfg, options)?;
+    let (bos, eos) = (tokenizer.bos_text(), tokenizer.eos_text());
+    let template = match (&options.chat_template, template, cfg.arch) {
+        (Some(configured), _, _) => Some(ChatTemplate::new(configured, bos, eos)?),
+        (None, Some(source), _) => compile_or_skip(path, &source, bos, eos),
+        (None, None, Architecture::Gemma3) => compile_or_skip(path, GEMMA_TURNS, bos, eos),
+        (None, None, _) => None,
+    };
     let info = ModelInfo {
         kind: greenthread_core::ModelKind::Chat,
         architecture: cfg.arch.as_str().to_owned(),
         description,
         context_length,
+        // The tokenizer may know fewer tokens than the embeddings have rows (padding rows).
         vocab_size: tokenizer.vocab_size(),
         weight_bytes: index.total_bytes(),
         has_chat_template: template.is_some(),
@@ -162,12 +203,20 @@ pub fn open_gguf(path: &Path, options: &LoadOptions) -> Result<ModelHost> {
     Ok(ModelHost::new(path, cfg, tokenizer, template, info, index))
 }
 
+fn compile_or_skip(path: &Path, source: &str, bos: &str, eos: &str) -> Option<ChatTemplate> {
+    ChatTemplate::new(source, bos, eos)
+        .inspect_err(|e| {
+            tracing::warn!(path = %path.display(), error = %e, "The model's chat template does not compile; chat is disabled");
+        })
+        .ok()
+}
+
 /// The context a model serves: what its spec declares, at most what it was
 /// trained for; [`DEFAULT_CONTEXT_LENGTH`] where the spec is silent.
 ///
 /// # Errors
 /// [`Error::InvalidModel`] when the spec asks for more than the model was trained for.
-pub(super) fn serve_context(path: &Path, cfg: &ArchConfig, options: &LoadOptions) -> Result<usize> {
+fn serve_context(path: &Path, cfg: &ArchConfig, options: &LoadOptions) -> Result<usize> {
     match options.context_length {
         None => Ok(cfg.context_length.min(DEFAULT_CONTEXT_LENGTH)),
         Some(c) if c <= cfg.context_length => Ok(c),
@@ -211,35 +260,6 @@ pub fn read_tokenizer(path: &Path) -> Result<Tokenizer> {
     let content = read_content(path)?;
     let md = Metadata::new(&content.metadata).map_err(|e| Error::invalid(path, e))?;
     Tokenizer::new(md.tokenizer_spec().map_err(|e| Error::invalid(path, e))?).map_err(|e| Error::invalid(path, e))
-}
-
-/// The configured template, else the file's, else the architecture's known
-/// turn format. A broken template in the file is logged and skipped: the
-/// model still serves completions.
-fn chat_template(
-    path: &Path,
-    md: &Metadata<'_>,
-    arch: Architecture,
-    options: &LoadOptions,
-    tokenizer: &Tokenizer,
-) -> Result<Option<ChatTemplate>> {
-    let (bos, eos) = (tokenizer.bos_text(), tokenizer.eos_text());
-    if let Some(source) = &options.chat_template {
-        return ChatTemplate::new(source, bos, eos).map(Some);
-    }
-    let from_file = md.opt_str("tokenizer.chat_template").ok().flatten();
-    let source = match (from_file, arch) {
-        (Some(source), _) => source,
-        (None, Architecture::Gemma3) => GEMMA_TURNS,
-        (None, _) => return Ok(None),
-    };
-    match ChatTemplate::new(source, bos, eos) {
-        Ok(t) => Ok(Some(t)),
-        Err(e) => {
-            tracing::warn!(path = %path.display(), error = %e, "The model's chat template does not compile; chat is disabled");
-            Ok(None)
-        }
-    }
 }
 
 /// SHA-256 of a file, lowercase hex.

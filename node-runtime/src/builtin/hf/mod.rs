@@ -15,11 +15,8 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use super::arch::Architecture;
-use super::host::{LoadOptions, ModelHost, serve_context};
-use crate::chat_template::{ChatTemplate, GEMMA_TURNS};
+use super::host::{ChatParts, LoadOptions, ModelHost, chat_host};
 use crate::embed::pack;
-use crate::engine::ModelInfo;
 use crate::tokenizer::{HfTokenizerFiles, Tokenizer};
 use crate::{Error, Result};
 
@@ -51,63 +48,26 @@ pub fn open_hf(path: &Path, files: &BTreeMap<String, String>, options: &LoadOpti
     .map_err(|e| invalid(e.to_string()))?;
     let (header, data_start, file_len) = pack::header(path).map_err(|e| invalid(e.to_string()))?;
     let index = tensors::index(path, cfg.arch, &header, data_start, file_len)?;
-    let embedding_rows =
-        index.rows("token_embd.weight").ok_or_else(|| invalid("the checkpoint has no embed_tokens tensor".into()))?;
-    if tokenizer.vocab_size() > embedding_rows {
-        return Err(invalid(format!(
-            "the tokenizer has {} tokens but the embeddings only {embedding_rows}",
-            tokenizer.vocab_size()
-        )));
-    }
-    let context_length = serve_context(path, &cfg, options)?;
-    let template = chat_template(path, files, cfg.arch, options, &tokenizer)?;
-    let info = ModelInfo {
-        kind: greenthread_core::ModelKind::Chat,
-        architecture: cfg.arch.as_str().to_owned(),
+    chat_host(ChatParts {
+        path,
+        cfg,
+        tokenizer,
+        index,
+        template: file("chat_template.jinja")
+            .map(str::to_owned)
+            .or_else(|| default_template(file("tokenizer_config.json"))),
         description: config["_name_or_path"].as_str().filter(|n| !n.is_empty()).map(str::to_owned),
-        context_length,
-        // The tokenizer may know fewer tokens than the embeddings have rows (padding rows).
-        vocab_size: tokenizer.vocab_size(),
-        weight_bytes: index.total_bytes(),
-        has_chat_template: template.is_some(),
-        tool_calls: template.as_ref().and_then(ChatTemplate::tool_format).is_some(),
-        embedding_dimensions: None,
-    };
-    Ok(ModelHost::new(path, cfg, tokenizer, template, info, index))
+        options,
+    })
 }
 
-/// The configured template, else `chat_template.jinja`, else
-/// `tokenizer_config.json`'s (a string, or a list whose `default` entry
-/// counts), else Gemma's known turns. A broken template is logged and
-/// skipped: the model still serves completions.
-fn chat_template(
-    path: &Path,
-    files: &BTreeMap<String, String>,
-    arch: Architecture,
-    options: &LoadOptions,
-    tokenizer: &Tokenizer,
-) -> Result<Option<ChatTemplate>> {
-    let (bos, eos) = (tokenizer.bos_text(), tokenizer.eos_text());
-    if let Some(source) = &options.chat_template {
-        return ChatTemplate::new(source, bos, eos).map(Some);
-    }
-    let tokenizer_config: Value =
-        files.get("tokenizer_config.json").and_then(|t| serde_json::from_str(t).ok()).unwrap_or_default();
-    let from_config = match &tokenizer_config["chat_template"] {
-        Value::String(s) => Some(s.as_str()),
-        Value::Array(named) => named.iter().find(|t| t["name"] == "default").and_then(|t| t["template"].as_str()),
+/// `tokenizer_config.json`'s chat template: a string, or the entry named
+/// `default` of a list of named ones.
+fn default_template(tokenizer_config: Option<&str>) -> Option<String> {
+    let config: Value = serde_json::from_str(tokenizer_config?).ok()?;
+    match &config["chat_template"] {
+        Value::String(s) => Some(s.clone()),
+        Value::Array(named) => named.iter().find(|t| t["name"] == "default")?["template"].as_str().map(str::to_owned),
         _ => None,
-    };
-    let source = match (files.get("chat_template.jinja").map(String::as_str).or(from_config), arch) {
-        (Some(source), _) => source,
-        (None, Architecture::Gemma3) => GEMMA_TURNS,
-        (None, _) => return Ok(None),
-    };
-    match ChatTemplate::new(source, bos, eos) {
-        Ok(t) => Ok(Some(t)),
-        Err(e) => {
-            tracing::warn!(path = %path.display(), error = %e, "The model's chat template does not compile; chat is disabled");
-            Ok(None)
-        }
     }
 }
