@@ -19,7 +19,6 @@ import json
 import os
 import random
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -27,6 +26,8 @@ import threading
 import time
 import urllib.request
 from pathlib import Path
+
+from engines import free_port, wait_ok
 
 SMOKE = bool(os.environ.get("GREENTHREAD_BENCH_SMOKE"))
 WINDOW = 3.0 if SMOKE else float(os.environ.get("GREENTHREAD_BENCH_SECONDS") or 30)
@@ -39,12 +40,6 @@ MODELS = {"qwen": "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf", "gemma": "gemma-3-2
 CONTEXT = 1024
 WORDS = ("the a lighthouse keeper storm ship night sea light rock island wave wind rain harbor boat sailor "
          "captain rope bell tower stair lamp oil glass window door letter winter summer morning evening").split()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def requests(seed: int):
@@ -149,20 +144,6 @@ def open_loop(base: str, model: str) -> tuple[float, list[tuple[float, float, in
             break
         held = rate
     return held, tried
-
-
-def wait_ok(url: str, proc: subprocess.Popen, timeout=300.0) -> None:
-    started = time.perf_counter()
-    while time.perf_counter() - started < timeout:
-        if proc.poll() is not None:
-            sys.exit(f"{url}: the server exited with {proc.returncode}")
-        try:
-            with urllib.request.urlopen(url, timeout=2) as r:
-                if r.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.1)
-    sys.exit(f"{url} never answered")
 
 
 def start(argv: list[str], health: str) -> subprocess.Popen:
