@@ -31,8 +31,9 @@ from engines import free_port, wait_ok
 
 SMOKE = bool(os.environ.get("GREENTHREAD_BENCH_SMOKE"))
 WINDOW = 3.0 if SMOKE else float(os.environ.get("GREENTHREAD_BENCH_SECONDS") or 30)
-CLIENTS = [1, 4] if SMOKE else [1, 4, 16, 64]
+CLIENTS = [1, 4] if SMOKE else [int(n) for n in (os.environ.get("GREENTHREAD_BENCH_CLIENTS") or "1,4,16,64").split(",")]
 RATES = [0.5] if SMOKE else [0.25, 0.5, 1, 2, 4, 8]
+OPEN_LOOP = SMOKE or os.environ.get("GREENTHREAD_BENCH_OPEN_LOOP", "1") != "0"
 TTFT_LIMIT = 2.0
 THREADS = os.environ.get("GREENTHREAD_BENCH_THREADS") or str(os.cpu_count() or 2)
 MODELS = {"qwen": "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf", "gemma": "gemma-3-270m-q4_k_m.gguf"}
@@ -177,7 +178,8 @@ def measure_greenthread(binary: str, artifact: Path, work: str) -> dict:
     try:
         warm(base, "demo")
         out = {n: closed_loop(base, "demo", n) for n in CLIENTS}
-        out["open"] = open_loop(base, "demo")
+        if OPEN_LOOP:
+            out["open"] = open_loop(base, "demo")
     finally:
         stop(proc)
     return out
@@ -185,7 +187,7 @@ def measure_greenthread(binary: str, artifact: Path, work: str) -> dict:
 
 def measure_llama(server: str, artifact: Path) -> dict:
     out = {}
-    for n in CLIENTS + ["open"]:
+    for n in CLIENTS + (["open"] if OPEN_LOOP else []):
         parallel = max(CLIENTS) if n == "open" else n
         port = free_port()
         base = f"http://127.0.0.1:{port}"
@@ -224,6 +226,8 @@ def report(file: str) -> None:
             ratio = f"{ours[n]['tokens/s'] / theirs[n]['tokens/s']:.2f}x" if name == "greenthread" else ""
             print(f"| {n} | {name} | {r['tokens/s']:.1f} | {ms(r['ttft50'])} / {ms(r['ttft99'])} "
                   f"| {ms(r['itl50'])} / {ms(r['itl99'])} | {r['requests']} ({r['failed']}) | {ratio} |")
+    if not OPEN_LOOP:
+        return
     print()
     print(f"| open loop (Poisson) | highest rate held, TTFT p99 < {TTFT_LIMIT:.0f} s (req/s) | rates tried: p99 (s) |")
     print("|---|---:|---|")

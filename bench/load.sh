@@ -7,6 +7,7 @@
 #   bench/load.sh                       the full run (about 15 minutes a model on 2 cores)
 #   GREENTHREAD_BENCH_MODELS=gemma bench/load.sh   one of them (qwen, gemma)
 #   GREENTHREAD_BENCH_SECONDS=60 bench/load.sh   longer windows
+#   GREENTHREAD_BENCH_CLIENTS=4,16 GREENTHREAD_BENCH_OPEN_LOOP=0 bench/load.sh   some N, no open loop
 source "$(dirname "$0")/../scripts/lib.sh"
 cd "$ROOT"
 python3 scripts/fetch_model.py qwen2.5-coder-0.5b-instruct >/dev/null

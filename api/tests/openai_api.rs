@@ -349,6 +349,41 @@ async fn metrics_time_the_first_token_the_gaps_after_it_and_each_route() {
 }
 
 #[tokio::test]
+async fn a_prompt_that_starts_like_an_earlier_one_reuses_its_cached_head_and_answers_the_same() {
+    let s = qwen_server().await;
+    let model = r#"{model="tiny-qwen"}"#;
+    let (queries, hits) = (
+        format!("greenthread_prefix_cache_queries_total{model}"),
+        format!("greenthread_prefix_cache_hits_total{model}"),
+    );
+    let system = "You are a careful assistant. Answer in one short sentence, plainly, without lists. ".repeat(3);
+    let ask = |question: &str| {
+        let mut body = chat("tiny-qwen", question, 8);
+        body["messages"] = json!([{"role": "system", "content": system}, {"role": "user", "content": question}]);
+        body
+    };
+    let (status, first) = s.post("/v1/chat/completions", ask("What is the capital of France?")).await;
+    assert_eq!(status, 200, "{first}");
+    let prompt = first["usage"]["prompt_tokens"].as_f64().unwrap();
+    assert!(prompt > 40.0, "a long shared head: {prompt} tokens");
+    assert_eq!(s.metric(&queries).await, prompt, "every prompt token is looked up");
+    assert_eq!(s.metric(&hits).await, 0.0, "nothing was cached before the first request");
+
+    // The same prompt again: all but its last token come from the cache, and the answer is the same.
+    let (_, again) = s.post("/v1/chat/completions", ask("What is the capital of France?")).await;
+    assert_eq!(again["choices"][0]["message"], first["choices"][0]["message"]);
+    assert_eq!(s.metric(&hits).await, prompt - 1.0);
+
+    // Another question after the same system prompt reuses the shared head only.
+    let (status, other) = s.post("/v1/chat/completions", ask("Name a large river.")).await;
+    assert_eq!(status, 200, "{other}");
+    let reused = s.metric(&hits).await - (prompt - 1.0);
+    let other_prompt = other["usage"]["prompt_tokens"].as_f64().unwrap();
+    assert!(reused >= 40.0 && reused < other_prompt - 1.0, "reused {reused} of {other_prompt}");
+    assert_eq!(s.metric(&queries).await, 2.0 * prompt + other_prompt);
+}
+
+#[tokio::test]
 async fn a_client_that_hangs_up_mid_stream_does_not_disturb_the_next_request() {
     let s = qwen_server().await;
     let expected = s.post("/v1/chat/completions", chat("tiny-qwen", "Hello", 8)).await.1;

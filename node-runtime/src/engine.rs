@@ -346,6 +346,11 @@ pub struct EngineLoad {
     pub kv_tokens: usize,
     /// Tokens the KV caches may hold at most: sequences × context window.
     pub kv_capacity: usize,
+    /// Prompt tokens looked up in the prefix cache since the model was
+    /// opened in this process (counts only grow).
+    pub prefix_queried_tokens: u64,
+    /// Of those, tokens whose keys and values were reused from the cache.
+    pub prefix_hit_tokens: u64,
 }
 
 /// Where a model's weights are read from when it wakes: the node's RAM

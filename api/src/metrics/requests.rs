@@ -48,6 +48,8 @@ pub struct RequestMetrics {
     pub(super) waiting: Family<ModelLabels, Gauge>,
     batch_size: Family<ModelLabels, Gauge>,
     kv_cache_usage: Family<ModelLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
+    prefix_cache_queries: Family<ModelLabels, Counter>,
+    prefix_cache_hits: Family<ModelLabels, Counter>,
     http_requests: Family<HttpLabels, Counter>,
     http_duration: Family<RouteLabels, Histogram>,
 }
@@ -81,6 +83,8 @@ impl RequestMetrics {
             waiting: Family::default(),
             batch_size: Family::default(),
             kv_cache_usage: Family::default(),
+            prefix_cache_queries: Family::default(),
+            prefix_cache_hits: Family::default(),
             http_requests: Family::default(),
             http_duration: Family::new_with_constructor(latency_histogram),
         }
@@ -125,6 +129,16 @@ impl RequestMetrics {
             "Share of the KV cache in use, 0 to 1 (the builtin engine, in this process)",
             self.kv_cache_usage.clone(),
         );
+        registry.register(
+            "prefix_cache_queries",
+            "Prompt tokens looked up in the prefix cache (the builtin engine, in this process)",
+            self.prefix_cache_queries.clone(),
+        );
+        registry.register(
+            "prefix_cache_hits",
+            "Prompt tokens whose keys and values came from the prefix cache instead of a forward pass",
+            self.prefix_cache_hits.clone(),
+        );
         registry.register("http_requests", "HTTP requests answered, by route and status", self.http_requests.clone());
         registry.register(
             "http_request_duration_seconds",
@@ -146,6 +160,13 @@ impl RequestMetrics {
         self.batch_size.get_or_create(labels).set(load.running as i64);
         let used = if load.kv_capacity == 0 { 0.0 } else { load.kv_tokens as f64 / load.kv_capacity as f64 };
         self.kv_cache_usage.get_or_create(labels).set(used);
+        // The engine keeps these totals itself (across the model's sleeps);
+        // the counters show them as they stand.
+        let set = |family: &Family<ModelLabels, Counter>, total: u64| {
+            family.get_or_create(labels).inner().store(total, std::sync::atomic::Ordering::Relaxed);
+        };
+        set(&self.prefix_cache_queries, load.prefix_queried_tokens);
+        set(&self.prefix_cache_hits, load.prefix_hit_tokens);
     }
 
     fn model(model: &str) -> ModelLabels {

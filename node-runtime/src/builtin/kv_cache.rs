@@ -42,6 +42,24 @@ impl SeqCache {
         }
     }
 
+    /// A new cache holding the first `tokens` positions of `other`, with
+    /// the same limit: the keys and values of a shared prompt head, copied.
+    pub fn prefix_of(other: &SeqCache, tokens: usize) -> candle_core::Result<Self> {
+        if tokens > other.len {
+            candle_core::bail!("a cache of {} tokens has no prefix of {tokens}", other.len);
+        }
+        let mut cache = Self::new(other.layers.len(), other.kv_heads, other.head_dim, other.max_len, &other.device);
+        cache.reserve(tokens)?;
+        for (to, from) in cache.layers.iter().zip(&other.layers) {
+            if let (Some(to), Some(from)) = (to, from) {
+                to.k.slice_set(&from.k.narrow(1, 0, tokens)?.contiguous()?, 1, 0)?;
+                to.v.slice_set(&from.v.narrow(1, 0, tokens)?.contiguous()?, 1, 0)?;
+            }
+        }
+        cache.len = tokens;
+        Ok(cache)
+    }
+
     /// Tokens already in the cache.
     pub fn len(&self) -> usize {
         self.len

@@ -12,6 +12,7 @@ pub mod hf;
 mod host;
 pub mod kv_cache;
 pub mod plan;
+mod prefix;
 pub mod transformer;
 pub mod weights;
 mod worker;
@@ -136,7 +137,6 @@ struct Awake {
     sender: mpsc::Sender<Inbox>,
     thread: JoinHandle<()>,
     weight_bytes: usize,
-    gauges: Arc<worker::Gauges>,
     limits: WorkerLimits,
 }
 
@@ -147,6 +147,8 @@ pub struct BuiltinModel {
     engine: BuiltinEngine,
     name: String,
     awake: Mutex<Option<Awake>>,
+    /// What the worker publishes; the model's own, so its counters outlive a sleep.
+    gauges: Arc<worker::Gauges>,
     /// Places for sequences, running and waiting; a generation holds one
     /// until its stream is dropped.
     places: Arc<tokio::sync::Semaphore>,
@@ -155,7 +157,14 @@ pub struct BuiltinModel {
 impl BuiltinModel {
     fn asleep(host: ModelHost, engine: BuiltinEngine, name: &str) -> Self {
         let places = Arc::new(tokio::sync::Semaphore::new(engine.places()));
-        Self { host: Arc::new(host), engine, name: name.to_owned(), awake: Mutex::new(None), places }
+        Self {
+            host: Arc::new(host),
+            engine,
+            name: name.to_owned(),
+            awake: Mutex::new(None),
+            gauges: Arc::default(),
+            places,
+        }
     }
 
     /// A model already materialized, awake at once (tools and tests).
@@ -218,13 +227,12 @@ impl BuiltinModel {
         let weight_bytes = transformer.weight_bytes;
         let host = self.host.clone();
         let inbox = sender.downgrade();
-        let gauges = Arc::new(worker::Gauges::default());
-        let published = gauges.clone();
+        let published = self.gauges.clone();
         let thread = std::thread::Builder::new()
             .name(format!("gt-model-{}", self.name))
             .spawn(move || worker::run(transformer, host, rx, inbox, limits, published))
             .map_err(|e| Error::Inference(format!("cannot start the model's worker thread: {e}")))?;
-        *self.lock() = Some(Awake { sender, thread, weight_bytes, gauges, limits });
+        *self.lock() = Some(Awake { sender, thread, weight_bytes, limits });
         Ok(())
     }
 
@@ -276,7 +284,7 @@ impl crate::engine::ServedModel for BuiltinModel {
     }
 
     fn load(&self) -> Option<crate::engine::EngineLoad> {
-        self.lock().as_ref().map(|a| a.gauges.read(a.limits))
+        self.lock().as_ref().map(|a| self.gauges.read(a.limits))
     }
 }
 

@@ -4,11 +4,13 @@
 //! as they are sampled. Sampling under a grammar searches the vocabulary and
 //! can take far longer than a step, so it runs on a thread of its own while
 //! the other sequences go on; the sequence rejoins when its token is back.
+//! A sequence that ends leaves its KV cache behind for prompts that start
+//! the same way (see `prefix`).
 
 use std::collections::VecDeque;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use greenthread_core::{FinishReason, Usage};
 use tokio::sync::mpsc;
@@ -16,6 +18,7 @@ use tokio::sync::mpsc;
 use super::host::ModelHost;
 use super::kv_cache::SeqCache;
 use super::plan::{STEP_TOKEN_BUDGET, plan_step};
+use super::prefix::{Retained, best_shared_prefix};
 use super::transformer::{BatchItem, Transformer};
 use crate::engine::{GenerationEvent, TokenLogprob, TokenText};
 use crate::sampler::Sampler;
@@ -76,11 +79,14 @@ impl Sequence {
 }
 
 /// What the worker is doing, published after each step for the metrics.
+/// One per model, kept across its sleeps: the prefix counters only grow.
 #[derive(Debug, Default)]
 pub struct Gauges {
     running: AtomicUsize,
     waiting: AtomicUsize,
     kv_tokens: AtomicUsize,
+    prefix_queried_tokens: AtomicU64,
+    prefix_hit_tokens: AtomicU64,
 }
 
 impl Gauges {
@@ -96,7 +102,14 @@ impl Gauges {
             waiting: self.waiting.load(Ordering::Relaxed),
             kv_tokens: self.kv_tokens.load(Ordering::Relaxed),
             kv_capacity: limits.max_sequences * limits.context_length,
+            prefix_queried_tokens: self.prefix_queried_tokens.load(Ordering::Relaxed),
+            prefix_hit_tokens: self.prefix_hit_tokens.load(Ordering::Relaxed),
         }
+    }
+
+    fn count_prefix(&self, prompt: usize, reused: usize) {
+        self.prefix_queried_tokens.fetch_add(prompt as u64, Ordering::Relaxed);
+        self.prefix_hit_tokens.fetch_add(reused as u64, Ordering::Relaxed);
     }
 }
 
@@ -118,6 +131,9 @@ struct Worker {
     inbox: mpsc::WeakSender<Inbox>,
     limits: WorkerLimits,
     next_id: u64,
+    /// Caches of ended sequences, in places no running sequence uses.
+    retained: Retained,
+    gauges: Arc<Gauges>,
 }
 
 /// Runs until every sender of `rx` is dropped and no sample is away,
@@ -130,7 +146,7 @@ pub fn run(
     limits: WorkerLimits,
     gauges: Arc<Gauges>,
 ) {
-    let mut worker = Worker { model, host, inbox, limits, next_id: 0 };
+    let mut worker = Worker { model, host, inbox, limits, next_id: 0, retained: Retained::default(), gauges };
     let mut waiting: VecDeque<NewSequence> = VecDeque::new();
     let mut active: Vec<Sequence> = Vec::new();
     loop {
@@ -144,17 +160,21 @@ pub fn run(
         while let Ok(message) = rx.try_recv() {
             worker.receive(message, &mut waiting, &mut active);
         }
-        // Clients that hung up free their slot and cache now.
-        active.retain(|s| !s.events.is_closed());
+        // Clients that hung up free their place now; what their caches hold stays for reuse.
+        let hung_up: Vec<usize> = (0..active.len()).filter(|&i| active[i].events.is_closed()).collect();
+        worker.retire(&mut active, &hung_up);
         waiting.retain(|s| !s.events.is_closed());
         while active.len() < limits.max_sequences
             && let Some(new) = waiting.pop_front()
         {
+            let cache = worker.cache_for(&new.prompt, &active);
+            // The new sequence takes a place: a retained cache may have to make way.
+            worker.retained.shrink_to(limits.max_sequences - active.len() - 1);
             worker.next_id += 1;
             active.push(Sequence {
                 id: worker.next_id,
                 prompt_len: new.prompt.len(),
-                cache: worker.model.new_cache(limits.context_length),
+                cache,
                 tokens: new.prompt,
                 sampler: Some(new.sampler),
                 text: TextStream::new(new.stops),
@@ -166,12 +186,53 @@ pub fn run(
         if active.iter().any(|s| s.pending() > 0) {
             worker.step(&mut active);
         }
-        gauges.publish(&active, waiting.len());
+        worker.gauges.publish(&active, waiting.len());
     }
 }
 
 impl Worker {
-    fn receive(&self, message: Inbox, waiting: &mut VecDeque<NewSequence>, active: &mut Vec<Sequence>) {
+    /// A cache for `prompt`: a copy of the longest head it shares with a
+    /// retained or running sequence's cache, or an empty one.
+    fn cache_for(&self, prompt: &[u32], active: &[Sequence]) -> SeqCache {
+        let running = active.iter().map(|s| (&s.tokens[..s.cache.len()], &s.cache));
+        let candidates: Vec<(&[u32], &SeqCache)> = self.retained.iter().chain(running).collect();
+        let shared = best_shared_prefix(prompt, candidates.iter().map(|(tokens, _)| *tokens));
+        let copied = shared.and_then(|(i, tokens)| match SeqCache::prefix_of(candidates[i].1, tokens) {
+            Ok(cache) => Some((cache, tokens)),
+            Err(e) => {
+                // Nothing is lost: the prompt is computed in full instead.
+                tracing::warn!(error = %e, "Cannot copy a cached prompt head");
+                None
+            }
+        });
+        let reused = copied.as_ref().map_or(0, |(_, tokens)| *tokens);
+        self.gauges.count_prefix(prompt.len(), reused);
+        copied.map_or_else(|| self.model.new_cache(self.limits.context_length), |(cache, _)| cache)
+    }
+
+    /// Removes the sequences at `indices` (ended, their final events sent)
+    /// and keeps their caches for prompts that start the same way.
+    fn retire(&mut self, active: &mut Vec<Sequence>, indices: &[usize]) {
+        let mut i = 0;
+        let mut ended = Vec::new();
+        active.retain_mut(|seq| {
+            let keep = !indices.contains(&i);
+            i += 1;
+            if !keep {
+                let mut tokens = std::mem::take(&mut seq.tokens);
+                tokens.truncate(seq.cache.len());
+                let cache = std::mem::replace(&mut seq.cache, self.model.new_cache(0));
+                ended.push((tokens, cache));
+            }
+            keep
+        });
+        for (tokens, cache) in ended {
+            self.retained.keep(tokens, cache);
+        }
+        self.retained.shrink_to(self.limits.max_sequences - active.len());
+    }
+
+    fn receive(&mut self, message: Inbox, waiting: &mut VecDeque<NewSequence>, active: &mut Vec<Sequence>) {
         match message {
             Inbox::New(new) => waiting.push_back(new),
             Inbox::Sampled { id, sampler, token } => {
@@ -179,7 +240,7 @@ impl Worker {
                 if let Some(i) = active.iter().position(|s| s.id == id) {
                     active[i].sampler = Some(sampler);
                     if self.take_token(&mut active[i], token) {
-                        active.remove(i);
+                        self.retire(active, &[i]);
                     }
                 }
             }
@@ -188,7 +249,7 @@ impl Worker {
 
     /// One forward pass over the planned part of every active sequence, then
     /// sampling for those whose pending tokens are all processed.
-    fn step(&self, active: &mut Vec<Sequence>) {
+    fn step(&mut self, active: &mut Vec<Sequence>) {
         let pending: Vec<usize> = active.iter().map(Sequence::pending).collect();
         let plan = plan_step(&pending, STEP_TOKEN_BUDGET);
         let scheduled: Vec<usize> = (0..active.len()).filter(|&i| plan[i] > 0).collect();
@@ -241,7 +302,7 @@ impl Worker {
                 finished.push(i);
             }
         }
-        remove(active, &finished);
+        self.retire(active, &finished);
     }
 
     /// Samples `seq`'s next token from `row`: here, or, under a grammar, on
