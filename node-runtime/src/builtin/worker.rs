@@ -17,7 +17,7 @@ use tokio::sync::mpsc;
 
 use super::host::ModelHost;
 use super::kv_cache::SeqCache;
-use super::plan::{STEP_TOKEN_BUDGET, plan_step};
+use super::plan::{STEP_BUDGET, plan_step};
 use super::prefix::{Retained, best_shared_prefix};
 use super::transformer::{BatchItem, Transformer};
 use crate::engine::{GenerationEvent, TokenLogprob, TokenText};
@@ -251,7 +251,7 @@ impl Worker {
     /// sampling for those whose pending tokens are all processed.
     fn step(&mut self, active: &mut Vec<Sequence>) {
         let pending: Vec<usize> = active.iter().map(Sequence::pending).collect();
-        let plan = plan_step(&pending, STEP_TOKEN_BUDGET);
+        let plan = plan_step(&pending, STEP_BUDGET);
         let scheduled: Vec<usize> = (0..active.len()).filter(|&i| plan[i] > 0).collect();
         let sampled: Vec<usize> = scheduled.iter().copied().filter(|&i| plan[i] == pending[i]).collect();
 
