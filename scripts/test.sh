@@ -96,7 +96,7 @@ export GREENTHREAD_BIN="$CARGO_TARGET_DIR/ci/greenthread"
   -o tmp_path_retention_policy=failed -o tmp_path_retention_count=1 "$@"
 
 log "Every benchmark once, in smoke mode (it must complete; its numbers are not checked)"
-for bench in wake engine overhead workload features engines speech load; do
+for bench in wake engine overhead workload features engines speech load prefix; do
   GREENTHREAD_BENCH_SMOKE=1 "bench/$bench.sh" >/dev/null || die "bench/$bench.sh failed in smoke mode"
 done
 # The GPU check of the builtin engine runs its steps on a tiny checkpoint on the CPU, so it cannot rot.

@@ -60,6 +60,11 @@ impl SeqCache {
         Ok(cache)
     }
 
+    /// Forgets every position from `tokens` on; later appends overwrite them.
+    pub fn truncate(&mut self, tokens: usize) {
+        self.len = self.len.min(tokens);
+    }
+
     /// Tokens already in the cache.
     pub fn len(&self) -> usize {
         self.len

@@ -6,7 +6,8 @@
 //!
 //! Retained caches live only in places no sequence uses: the worker's KV
 //! memory stays bounded by its sequence limit, and the oldest retained cache
-//! makes way first.
+//! makes way first. A new sequence takes a retained cache over (no copy);
+//! the head of a running sequence is copied.
 
 use std::collections::VecDeque;
 
@@ -40,9 +41,18 @@ impl Retained {
         }
     }
 
-    /// The retained caches as (tokens held, cache).
-    pub fn iter(&self) -> impl Iterator<Item = (&[u32], &SeqCache)> {
-        self.entries.iter().map(|(tokens, cache)| (tokens.as_slice(), cache))
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// The tokens each retained cache holds, oldest first.
+    pub fn tokens(&self) -> impl Iterator<Item = &[u32]> {
+        self.entries.iter().map(|(tokens, _)| tokens.as_slice())
+    }
+
+    /// Takes the `index`th retained cache (in [`Self::tokens`] order) out.
+    pub fn take(&mut self, index: usize) -> Option<SeqCache> {
+        self.entries.remove(index).map(|(_, cache)| cache)
     }
 }
 
@@ -61,9 +71,47 @@ pub fn best_shared_prefix<'a>(prompt: &[u32], candidates: impl Iterator<Item = &
 
 #[cfg(test)]
 mod tests {
+    use candle_core::Device;
     use proptest::prelude::*;
 
     use super::*;
+    use crate::builtin::host::{LoadOptions, load_gguf};
+    use crate::builtin::transformer::BatchItem;
+    use crate::fixtures::TinyModel;
+
+    /// A prompt run on a copied head, or on a retained cache cut back to
+    /// it, gives exactly the logits of the same prompt run in the same two
+    /// chunks on one cache; the tiny Gemma's sliding window (8 tokens) is
+    /// shorter than the head.
+    #[test]
+    fn a_reused_head_gives_the_logits_of_the_prompt_computed_in_full() {
+        for model in [TinyModel::qwen2(), TinyModel::gemma3()] {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("model.gguf");
+            model.write(&path).unwrap();
+            let loaded = load_gguf(&path, &LoadOptions::default(), &Device::Cpu).unwrap();
+            let model = &loaded.transformer;
+            let vocab = model.vocab_size() as u32;
+            let prompt: Vec<u32> = (0..40u32).map(|i| (i * 7 + 3) % vocab).collect();
+            let run = |cache: &mut SeqCache, tokens: &[u32]| -> Vec<f32> {
+                let mut batch = [BatchItem { tokens, cache, want_logits: true }];
+                let logits = model.forward(&mut batch).unwrap().unwrap();
+                logits.flatten_all().unwrap().to_vec1().unwrap()
+            };
+            let mut computed = model.new_cache(64);
+            run(&mut computed, &prompt[..30]);
+            let expected = run(&mut computed, &prompt[30..]);
+            // The donor shares 30 tokens with the prompt, then goes elsewhere.
+            let mut donor = model.new_cache(64);
+            run(&mut donor, &[&prompt[..30], &[1, 2, 3]].concat());
+            let copied = run(&mut SeqCache::prefix_of(&donor, 30).unwrap(), &prompt[30..]);
+            donor.truncate(30);
+            let taken_over = run(&mut donor, &prompt[30..]);
+            let arch = loaded.host.cfg.arch;
+            assert_eq!(copied, expected, "{arch:?}: a copied head");
+            assert_eq!(taken_over, expected, "{arch:?}: a retained cache cut back to the head");
+        }
+    }
 
     fn ids(range: std::ops::Range<u32>) -> Vec<u32> {
         range.collect()
@@ -89,9 +137,14 @@ mod tests {
     proptest! {
         #[test]
         fn the_reused_head_is_shared_and_leaves_a_token_to_run(
-            prompt in proptest::collection::vec(0u32..3, 0..60),
-            held in proptest::collection::vec(proptest::collection::vec(0u32..3, 0..60), 0..5),
+            head in proptest::collection::vec(0u32..3, 0..60),
+            tail in proptest::collection::vec(0u32..3, 0..10),
+            held in proptest::collection::vec((0usize..61, proptest::collection::vec(0u32..3, 0..10)), 0..5),
         ) {
+            // Candidates share heads of every length with the prompt, most of them long enough to reuse.
+            let prompt = [head.clone(), tail].concat();
+            let held: Vec<Vec<u32>> =
+                held.into_iter().map(|(cut, rest)| [&head[..cut.min(head.len())], &rest[..]].concat()).collect();
             let found = best_shared_prefix(&prompt, held.iter().map(Vec::as_slice));
             let shared = |h: &[u32]| prompt.iter().zip(h).take_while(|(a, b)| a == b).count().min(prompt.len().saturating_sub(1));
             let best = held.iter().map(|h| shared(h)).max().unwrap_or(0);

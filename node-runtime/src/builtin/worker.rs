@@ -168,8 +168,6 @@ pub fn run(
             && let Some(new) = waiting.pop_front()
         {
             let cache = worker.cache_for(&new.prompt, &active);
-            // The new sequence takes a place: a retained cache may have to make way.
-            worker.retained.shrink_to(limits.max_sequences - active.len() - 1);
             worker.next_id += 1;
             active.push(Sequence {
                 id: worker.next_id,
@@ -191,23 +189,35 @@ pub fn run(
 }
 
 impl Worker {
-    /// A cache for `prompt`: a copy of the longest head it shares with a
-    /// retained or running sequence's cache, or an empty one.
-    fn cache_for(&self, prompt: &[u32], active: &[Sequence]) -> SeqCache {
-        let running = active.iter().map(|s| (&s.tokens[..s.cache.len()], &s.cache));
-        let candidates: Vec<(&[u32], &SeqCache)> = self.retained.iter().chain(running).collect();
-        let shared = best_shared_prefix(prompt, candidates.iter().map(|(tokens, _)| *tokens));
-        let copied = shared.and_then(|(i, tokens)| match SeqCache::prefix_of(candidates[i].1, tokens) {
-            Ok(cache) => Some((cache, tokens)),
-            Err(e) => {
-                // Nothing is lost: the prompt is computed in full instead.
-                tracing::warn!(error = %e, "Cannot copy a cached prompt head");
-                None
+    /// A cache for `prompt`, about to run beside `active`: the longest head
+    /// it shares with a retained cache (taken over, no copy) or with a
+    /// running sequence (copied), or an empty one. Retained caches make way
+    /// before any copy, so with the new sequence's there are never more than
+    /// `max_sequences` caches alive.
+    fn cache_for(&mut self, prompt: &[u32], active: &[Sequence]) -> SeqCache {
+        let retained = self.retained.len();
+        let running = active.iter().map(|s| &s.tokens[..s.cache.len()]);
+        let shared = best_shared_prefix(prompt, self.retained.tokens().chain(running));
+        let free_places = self.limits.max_sequences - active.len() - 1;
+        let cache = match shared {
+            Some((i, tokens)) if i < retained => self.retained.take(i).map(|mut cache| {
+                cache.truncate(tokens);
+                cache
+            }),
+            Some((i, tokens)) => {
+                self.retained.shrink_to(free_places);
+                SeqCache::prefix_of(&active[i - retained].cache, tokens)
+                    .inspect_err(|e| {
+                        // Nothing is lost: the prompt is computed in full instead.
+                        tracing::warn!(error = %e, "Cannot copy a cached prompt head");
+                    })
+                    .ok()
             }
-        });
-        let reused = copied.as_ref().map_or(0, |(_, tokens)| *tokens);
-        self.gauges.count_prefix(prompt.len(), reused);
-        copied.map_or_else(|| self.model.new_cache(self.limits.context_length), |(cache, _)| cache)
+            None => None,
+        };
+        self.retained.shrink_to(free_places);
+        self.gauges.count_prefix(prompt.len(), cache.as_ref().map_or(0, SeqCache::len));
+        cache.unwrap_or_else(|| self.model.new_cache(self.limits.context_length))
     }
 
     /// Removes the sequences at `indices` (ended, their final events sent)
