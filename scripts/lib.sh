@@ -16,6 +16,20 @@ export GREENTHREAD_MODELS="${GREENTHREAD_MODELS:-$GT_CACHE/models}"
 BENCH_SMOKE="${GREENTHREAD_BENCH_SMOKE:-}"
 if [[ -n "$BENCH_SMOKE" ]]; then BENCH_PROFILE=ci; else BENCH_PROFILE=release; fi
 
+# Runs the Python benchmark `bench/NAME.py` against `greenthread` (built in
+# the benchmark profile; in smoke mode the suite's build is reused) and
+# llama.cpp's llama-server, with the e2e environment's Python.
+bench_against_llama_server() {
+  local python llama_server binary="$CARGO_TARGET_DIR/$BENCH_PROFILE/greenthread"
+  python="$(python_env e2e e2e/requirements.txt)"
+  llama_server="$(scripts/llama-server.sh)"
+  if [[ -z "$BENCH_SMOKE" || ! -x "$binary" ]]; then
+    cargo build --profile "$BENCH_PROFILE" --locked -p greenthread-api --bin greenthread >&2
+  fi
+  GREENTHREAD_BIN="$binary" GREENTHREAD_LLAMA_SERVER="$llama_server" GREENTHREAD_BENCH_SMOKE="$BENCH_SMOKE" \
+    "$python" "bench/$1.py"
+}
+
 log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 
