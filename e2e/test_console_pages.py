@@ -74,7 +74,9 @@ def test_a_tool_call_is_shown_and_stop_cancels_a_stream(server, page):
     stopped_at = answer.inner_text()
     page.wait_for_timeout(1500)
     assert answer.inner_text() == stopped_at
-    assert "1000" not in stopped_at
+    # Stopped near the start of the count (the model may name 1000 as it begins; up to 1500
+    # tokens it would list hundreds of numbers).
+    assert len(re.findall(r"\d+", stopped_at)) < 200, stopped_at
     page.get_by_role("button", name="Sign out").click()
 
 
