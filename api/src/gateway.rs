@@ -107,7 +107,7 @@ pub async fn start_gateway(args: &GatewayArgs) -> Result<AppState, ServeError> {
     let limits =
         Limits { max_request_bytes: args.max_request_bytes, wake_timeout: args.wake_timeout, ..Limits::default() };
     let link = NodeLink { client: crate::cluster::http_client(), token };
-    let remote = Arc::new(RemoteScheduler { base: scheduler, link, patience: args.wake_timeout });
+    let remote = Arc::new(RemoteScheduler::new(scheduler, link, args.wake_timeout));
     let catalog = Arc::new(ModelCatalog::new(&specs, greenthread_protocol::ids::now_unix())?);
     let access = Arc::new(Delegated { scheduler: remote.clone() });
     let mut app = AppState { remote: Some(remote), ..AppState::new(catalog, access, limits) };

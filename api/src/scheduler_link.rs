@@ -5,6 +5,7 @@
 
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use axum::http::{StatusCode, header};
@@ -112,6 +113,13 @@ impl SchedulerLink {
     }
 }
 
+/// Most leases held at once as streams of the one HTTP/2 connection to the
+/// scheduler, below the streams its listener allows a connection
+/// (`http::server`'s 256). A lease past them opens an HTTP/1.1 connection
+/// of its own, so the scheduler's stream limit never caps how many
+/// requests a gateway has in flight.
+const MULTIPLEXED_LEASES: usize = 192;
+
 /// A scheduler leader reached over HTTP with the cluster token.
 pub struct RemoteScheduler {
     /// Its base URL (on Kubernetes, the Service that selects the leader).
@@ -120,12 +128,45 @@ pub struct RemoteScheduler {
     /// Longest a lease waits for a leader to answer at all (a leader change
     /// takes seconds; requests wait it out rather than fail).
     pub patience: Duration,
+    lanes: LeaseLanes,
+}
+
+/// How leases reach the scheduler: as streams of one kept-alive HTTP/2
+/// connection, which spares each lease a connection's set-up (a lease's
+/// stream is never read to its end, so an HTTP/1.1 connection that carried
+/// one cannot be reused), and past [`MULTIPLEXED_LEASES`] on connections of
+/// their own.
+struct LeaseLanes {
+    /// `None` for an `https://` scheduler, whose TLS front negotiates its own protocol.
+    multiplexed: Option<reqwest::Client>,
+    held: Arc<AtomicUsize>,
+}
+
+/// One of the [`MULTIPLEXED_LEASES`], given back when dropped.
+struct LaneSlot(Arc<AtomicUsize>);
+
+impl Drop for LaneSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl LeaseLanes {
+    /// The multiplexed client and a slot on it, if one is free.
+    fn take(&self) -> Option<(&reqwest::Client, LaneSlot)> {
+        let client = self.multiplexed.as_ref()?;
+        self.held
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < MULTIPLEXED_LEASES).then_some(n + 1))
+            .ok()?;
+        Some((client, LaneSlot(self.held.clone())))
+    }
 }
 
 /// A replica leased from a remote scheduler: held while this value lives,
 /// released when it is dropped (which closes the lease's stream).
 pub struct RemoteLease {
     _stream: Lines,
+    _slot: Option<LaneSlot>,
 }
 
 /// What one try at the scheduler gave.
@@ -136,8 +177,18 @@ enum Try<T> {
 }
 
 impl RemoteScheduler {
+    /// The scheduler at `base` (`http://host:port`), reached through `link`.
+    pub fn new(base: String, link: NodeLink, patience: Duration) -> Self {
+        let multiplexed = base.starts_with("http://").then(crate::cluster::multiplexed_client);
+        Self { base, link, patience, lanes: LeaseLanes { multiplexed, held: Arc::new(AtomicUsize::new(0)) } }
+    }
+
     fn post(&self, path: &str) -> reqwest::RequestBuilder {
-        self.link.client.post(format!("{}{path}", self.base)).header(header::AUTHORIZATION, self.link.token.bearer())
+        self.post_with(&self.link.client, path)
+    }
+
+    fn post_with(&self, client: &reqwest::Client, path: &str) -> reqwest::RequestBuilder {
+        client.post(format!("{}{path}", self.base)).header(header::AUTHORIZATION, self.link.token.bearer())
     }
 
     fn get(&self, path: &str) -> reqwest::RequestBuilder {
@@ -188,17 +239,32 @@ impl RemoteScheduler {
         loop {
             // The scheduler answers once the replica serves: a wake may take its whole wake timeout.
             let head = self.patience + QUICK;
-            let mut ask_lease = self.post("/internal/v1/leases").json(&ask);
-            if let Some(id) = request_id {
-                ask_lease = ask_lease.header(crate::http::stamp::REQUEST_ID, id);
+            let ask_lease = |client: &reqwest::Client| {
+                let request = self.post_with(client, "/internal/v1/leases").json(&ask);
+                match request_id {
+                    Some(id) => request.header(crate::http::stamp::REQUEST_ID, id),
+                    None => request,
+                }
+            };
+            let mut answer = Try::NoLeader(String::new());
+            let mut slot = None;
+            if let Some((client, taken)) = self.lanes.take() {
+                answer = self.send(ask_lease(client), head).await?;
+                slot = Some(taken);
             }
-            let reason = match self.send(ask_lease, head).await? {
+            // A scheduler that cannot be reached over HTTP/2 (or a proxy
+            // before it that speaks only HTTP/1.1) is asked over HTTP/1.1.
+            if matches!(answer, Try::NoLeader(_)) {
+                slot = None;
+                answer = self.send(ask_lease(&self.link.client), head).await?;
+            }
+            let reason = match answer {
                 Try::Done(answer) => {
                     let mut lines = Lines::new(Box::pin(answer.bytes_stream()));
                     match lines.next().await {
                         Some(line) => {
                             let grant = serde_json::from_slice(&line).map_err(|e| LinkError::Garbled(e.to_string()))?;
-                            return Ok((grant, RemoteLease { _stream: lines }));
+                            return Ok((grant, RemoteLease { _stream: lines, _slot: slot }));
                         }
                         // The leader went away before granting: nothing was leased.
                         None => "the lease stream ended before its grant".to_owned(),
@@ -284,5 +350,22 @@ impl Lines {
                 _ => return None,
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn leases_past_the_multiplexed_ones_take_connections_of_their_own_until_one_is_given_back() {
+        let lanes = LeaseLanes { multiplexed: Some(reqwest::Client::new()), held: Arc::new(AtomicUsize::new(0)) };
+        let mut slots: Vec<LaneSlot> = (0..MULTIPLEXED_LEASES).filter_map(|_| lanes.take().map(|(_, s)| s)).collect();
+        assert_eq!(slots.len(), MULTIPLEXED_LEASES);
+        assert!(lanes.take().is_none());
+        slots.pop();
+        assert!(lanes.take().is_some());
+        let tls = LeaseLanes { multiplexed: None, held: Arc::new(AtomicUsize::new(0)) };
+        assert!(tls.take().is_none());
     }
 }

@@ -177,12 +177,29 @@ pub async fn heartbeat(
 /// The HTTP client for calls inside the cluster: connections fail fast, so
 /// a dead node is noticed in a second, not a minute.
 pub fn http_client() -> reqwest::Client {
+    client_builder().build().unwrap_or_default()
+}
+
+/// [`http_client`] speaking HTTP/2 from the first byte (cleartext, prior
+/// knowledge): every request a stream of one kept-alive connection. The
+/// scheduler's leases travel on it (see [`crate::scheduler_link`]).
+pub fn multiplexed_client() -> reqwest::Client {
+    client_builder()
+        .http2_prior_knowledge()
+        // A peer that vanished without closing the connection is noticed by
+        // its unanswered pings, as the TCP keep-alive notices it for HTTP/1.1.
+        .http2_keep_alive_interval(Duration::from_secs(15))
+        .http2_keep_alive_timeout(Duration::from_secs(10))
+        .http2_keep_alive_while_idle(true)
+        .build()
+        .unwrap_or_default()
+}
+
+fn client_builder() -> reqwest::ClientBuilder {
     reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(2))
         .pool_idle_timeout(Duration::from_secs(30))
         // Long-lived streams (leases, events, tokens) to a peer that vanished
         // without closing its connections fail within a minute, not hours.
         .tcp_keepalive(Duration::from_secs(15))
-        .build()
-        .unwrap_or_default()
 }

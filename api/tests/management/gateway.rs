@@ -260,11 +260,11 @@ on_both_databases!(gateway_waits_out_a_scheduler_restart);
 async fn remote_leases_end_with_their_connection(db: &Db) {
     let Tier { scheduler, client, _running, dir: _dir, .. } = Tier::start(db).await;
 
-    let remote = Arc::new(RemoteScheduler {
-        base: scheduler.clone(),
-        link: NodeLink { client: reqwest::Client::new(), token: ClusterToken::new(TOKEN).unwrap() },
-        patience: Duration::from_secs(5),
-    });
+    let remote = Arc::new(RemoteScheduler::new(
+        scheduler.clone(),
+        NodeLink { client: reqwest::Client::new(), token: ClusterToken::new(TOKEN).unwrap() },
+        Duration::from_secs(5),
+    ));
     // A subscriber from the start; it is connected long before the sleep below.
     let (seen, mut events) = tokio::sync::mpsc::unbounded_channel();
     let mut stream = remote.clone().events();
@@ -281,7 +281,12 @@ async fn remote_leases_end_with_their_connection(db: &Db) {
     // Held while the stream is open, across several keep-alives.
     tokio::time::sleep(Duration::from_millis(2500)).await;
     assert_eq!(scheduler_model(&client, &scheduler, "m").await["requests_in_flight"], 1);
+    // Leases share one HTTP/2 connection: each is released when its own stream closes.
+    let (_, second) = remote.lease(&model, &[], None).await.unwrap();
+    wait_for(&client, &scheduler, "m", |m| m["requests_in_flight"] == 2).await;
     drop(lease);
+    wait_for(&client, &scheduler, "m", |m| m["requests_in_flight"] == 1).await;
+    drop(second);
     wait_for(&client, &scheduler, "m", |m| m["requests_in_flight"] == 0).await;
 
     // An operator's sleep through the link, seen on the event stream.
@@ -304,14 +309,11 @@ async fn remote_leases_end_with_their_connection(db: &Db) {
     let err = remote.lease(&unknown, &[], None).await.err().unwrap();
     assert!(matches!(err, greenthread_api::scheduler_link::LinkError::Refused(_)), "{err}");
     // A wrong token gets nothing.
-    let stranger = RemoteScheduler {
-        base: scheduler.clone(),
-        link: NodeLink {
-            client: reqwest::Client::new(),
-            token: ClusterToken::new("another-token-0123456789abc").unwrap(),
-        },
-        patience: Duration::from_secs(1),
-    };
+    let stranger = RemoteScheduler::new(
+        scheduler.clone(),
+        NodeLink { client: reqwest::Client::new(), token: ClusterToken::new("another-token-0123456789abc").unwrap() },
+        Duration::from_secs(1),
+    );
     let err = stranger.lease(&model, &[], None).await.err().unwrap();
     assert!(matches!(err, greenthread_api::scheduler_link::LinkError::WrongToken), "{err}");
     assert_eq!(scheduler_model(&client, &scheduler, "m").await["requests_in_flight"], 0);

@@ -8,6 +8,7 @@ use greenthread_core::{ModelName, ModelState, NodeError, NodeId, StageReport, Ti
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::time::Instant;
 
+use super::door::{Door, Doors};
 use super::inbox::Inbox;
 use super::{
     AcquireError, Cause, Lease, ManagedModel, ManagerConfig, ManagerStatus, NodeHandle, Observer, SCALE_UP_IN_FLIGHT,
@@ -25,10 +26,9 @@ pub(super) enum Command {
         avoid: Vec<NodeId>,
         reply: oneshot::Sender<Result<Lease, AcquireError>>,
     },
-    Release {
-        model: ModelName,
-        node: NodeId,
-    },
+    /// A lease given back to a replica that is closed or watched, or a
+    /// load that may call for another replica: decide again.
+    Recheck,
     AddNode(NodeHandle),
     RemoveNode(NodeId),
     Staged {
@@ -81,11 +81,10 @@ struct Replica {
     state: ModelState,
     /// When it entered `state`.
     since: Instant,
-    in_flight: u32,
-    last_used: Option<Instant>,
+    /// Its leases out, their use, and whether callers may lease it
+    /// without this task.
+    door: Arc<Door>,
     resident_since: Option<Instant>,
-    /// Requests served since it woke.
-    uses: u32,
     /// A node operation for it is under way.
     busy: bool,
     last_wake: Option<WakeReport>,
@@ -98,14 +97,23 @@ impl Replica {
         Self {
             state,
             since: Instant::now(),
-            in_flight: 0,
-            last_used: None,
+            door: Arc::new(Door::new()),
             resident_since: None,
-            uses: 0,
             busy: false,
             last_wake: None,
             sleep_cause: None,
         }
+    }
+
+    fn in_flight(&self) -> u32 {
+        self.door.leases()
+    }
+}
+
+impl Drop for Replica {
+    /// A replica that is gone takes no more leases (those out end as they will).
+    fn drop(&mut self) {
+        self.door.set_open(false);
     }
 }
 
@@ -136,7 +144,7 @@ impl Model {
     }
 
     fn last_used(&self) -> Option<Instant> {
-        self.replicas.values().filter_map(|r| r.last_used).max()
+        self.replicas.values().filter_map(|r| r.door.last_used()).max()
     }
 }
 
@@ -161,6 +169,7 @@ pub(super) struct Actor {
     models: BTreeMap<ModelName, Model>,
     nodes: BTreeMap<NodeId, Node>,
     tx: Inbox,
+    doors: Doors,
     events: broadcast::Sender<TransitionEvent>,
     observer: Arc<dyn Observer>,
     staged_waiters: Vec<oneshot::Sender<()>>,
@@ -171,6 +180,7 @@ impl Actor {
         models: Vec<ManagedModel>,
         config: ManagerConfig,
         tx: Inbox,
+        doors: Doors,
         events: broadcast::Sender<TransitionEvent>,
         observer: Arc<dyn Observer>,
     ) -> Self {
@@ -190,7 +200,7 @@ impl Actor {
                 )
             })
             .collect();
-        Self { config, models, nodes: BTreeMap::new(), tx, events, observer, staged_waiters: Vec::new() }
+        Self { config, models, nodes: BTreeMap::new(), tx, doors, events, observer, staged_waiters: Vec::new() }
     }
 
     pub(super) async fn run(mut self, mut rx: mpsc::Receiver<Command>, nodes: Vec<NodeHandle>) {
@@ -208,24 +218,22 @@ impl Actor {
                 },
                 _ = tick.tick() => self.on_tick(),
             }
+            self.publish_doors();
         }
     }
 
     fn handle(&mut self, command: Command) {
         match command {
             Command::Acquire { model, avoid, reply } => self.on_acquire(model, avoid, reply),
-            Command::Release { model, node } => {
-                if let Some(r) = self.models.get_mut(&model).and_then(|m| m.replicas.get_mut(&node)) {
-                    r.in_flight = r.in_flight.saturating_sub(1);
-                    r.last_used = Some(Instant::now());
-                }
-                self.schedule_all();
-            }
+            Command::Recheck => self.schedule_all(),
             Command::AddNode(node) => {
                 self.add_node(node);
                 self.schedule_all();
             }
-            Command::RemoveNode(node) => self.remove_node(&node),
+            Command::RemoveNode(node) => {
+                self.remove_node(&node);
+                self.unseal(|_, n| *n == node);
+            }
             Command::Staged { model, node, result } => self.on_staged(&model, &node, result),
             Command::Woke { model, node, result } => self.on_woke(&model, &node, result),
             Command::Slept { model, node, result } => self.on_slept(&model, &node, result),
@@ -239,14 +247,22 @@ impl Actor {
                 self.staged_waiters.push(reply);
                 self.release_staged_waiters();
             }
-            Command::Upsert(model) => self.upsert(model),
-            Command::Remove(name) => self.remove_model(&name),
+            Command::Upsert(model) => {
+                let name = model.spec.name.clone();
+                self.upsert(model);
+                self.unseal(|m, _| *m == name);
+            }
+            Command::Remove(name) => {
+                self.remove_model(&name);
+                self.unseal(|m, _| *m == name);
+            }
             Command::ReplicaFailed { model, node, reason } => {
                 let on_device = self.replica_mut(&model, &node).is_some_and(|r| r.state.on_device() && !r.busy);
                 if on_device {
                     self.fail(&model, &node, reason);
                     self.schedule_all();
                 }
+                self.unseal(|m, n| *m == model && *n == node);
             }
         }
     }
@@ -345,13 +361,12 @@ impl Actor {
                 .filter(|(n, r)| {
                     r.state == ModelState::Serving && !r.busy && !waiter.avoid.contains(n) && !unreachable.contains(n)
                 })
-                .min_by_key(|(_, r)| r.in_flight);
+                .min_by_key(|(_, r)| r.in_flight());
             match best {
                 Some((node, replica)) => {
-                    replica.in_flight += 1;
-                    replica.uses += 1;
-                    replica.last_used = Some(now);
-                    let lease = Lease { model: name.clone(), node: node.clone(), tx: self.tx.clone() };
+                    replica.door.enter();
+                    let door = replica.door.clone();
+                    let lease = Lease { model: name.clone(), node: node.clone(), door, tx: self.tx.clone() };
                     // A caller that gave up drops the lease inside the error, which releases it.
                     let _ = waiter.reply.send(Ok(lease));
                 }
@@ -367,11 +382,11 @@ impl Actor {
         for (name, m) in &self.models {
             let mut on_device = m.on_device();
             for (node, r) in &m.replicas {
-                let idle_long = r.last_used.is_none_or(|t| now.duration_since(t) >= m.spec.scaling.idle_timeout)
+                let idle_long = r.door.last_used().is_none_or(|t| now.duration_since(t) >= m.spec.scaling.idle_timeout)
                     && r.resident_since.is_some_and(|t| now.duration_since(t) >= m.spec.scaling.idle_timeout);
                 if r.state == ModelState::Serving
                     && !r.busy
-                    && r.in_flight == 0
+                    && r.in_flight() == 0
                     && m.waiters.is_empty()
                     && on_device > m.spec.scaling.min_replicas as usize
                     && idle_long
@@ -398,7 +413,7 @@ impl Actor {
         let mut may_sleep = m.on_device().saturating_sub(m.spec.scaling.min_replicas as usize);
         let mut chosen = Vec::new();
         for (node, r) in m.serving() {
-            if r.in_flight > 0 {
+            if r.in_flight() > 0 {
                 outcome.busy += 1;
             } else if may_sleep == 0 {
                 outcome.kept_for_min += 1;
@@ -445,7 +460,7 @@ impl Actor {
             return true;
         }
         let serving: Vec<&Replica> = m.serving().map(|(_, r)| r).collect();
-        let load: u32 = serving.iter().map(|r| r.in_flight).sum();
+        let load: u32 = serving.iter().map(|r| r.in_flight()).sum();
         !serving.is_empty()
             && on_device < m.spec.scaling.max_replicas
             && load >= SCALE_UP_IN_FLIGHT * serving.len() as u32
@@ -503,6 +518,32 @@ impl Actor {
                 }
             }
             _ => {}
+        }
+    }
+
+    /// Opens the doors of the replicas callers may lease without this task
+    /// (serving, idle of node operations, on a reachable node, of a model not
+    /// changing), closes the others, and publishes them. While any model
+    /// waits, every door says when it falls idle: that replica's sleep may
+    /// make the room the waiting model needs.
+    fn publish_doors(&self) {
+        let now = Instant::now();
+        let waiting = self.models.values().any(|m| !m.waiters.is_empty());
+        for (name, m) in &self.models {
+            for (node, r) in &m.replicas {
+                let reachable = self.nodes.get(node).is_some_and(|n| n.reachable(now));
+                r.door.set_open(r.state == ModelState::Serving && !r.busy && reachable && m.pending.is_none());
+                r.door.watch(waiting);
+            }
+            self.doors.publish(name, m.replicas.iter().map(|(node, r)| (node.clone(), r.door.clone())));
+        }
+        self.doors.retain(|name| self.models.contains_key(name));
+    }
+
+    /// Unseals the doors a caller sealed for a change this task has now made.
+    fn unseal(&self, which: impl Fn(&ModelName, &NodeId) -> bool) {
+        for (name, m) in &self.models {
+            m.replicas.iter().filter(|(node, _)| which(name, node)).for_each(|(_, r)| r.door.unseal());
         }
     }
 

@@ -13,6 +13,7 @@
 //! state changes only in its loop.
 
 mod actor;
+mod door;
 mod inbox;
 
 use std::sync::Arc;
@@ -24,17 +25,18 @@ use greenthread_core::{
 use tokio::sync::{broadcast, oneshot};
 
 use self::actor::{Actor, Command};
+use self::door::{Door, Doors, Left};
 use self::inbox::Inbox;
 use crate::preemption::PreemptionRules;
 
-/// Requests in flight per serving replica above which a model gains a
-/// replica (when `max_replicas` allows): about the point where one
-/// replica's batch stops absorbing more sequences for free.
 /// How long a node that an operation could not reach is passed over by
 /// placement and leases: longer than a cluster takes to declare a silent
 /// node lost (3 s), so a dead node is taken out before it is tried again,
 /// and short enough that a live node behind a passing fault is soon used again.
 pub const UNREACHABLE_PASSED_OVER_FOR: Duration = Duration::from_secs(10);
+/// Requests in flight per serving replica above which a model gains a
+/// replica (when `max_replicas` allows): about the point where one
+/// replica's batch stops absorbing more sequences for free.
 pub const SCALE_UP_IN_FLIGHT: u32 = 4;
 
 /// How the manager runs.
@@ -225,6 +227,7 @@ pub struct SleepOutcome {
 pub struct Lease {
     model: ModelName,
     node: NodeId,
+    door: Arc<Door>,
     tx: Inbox,
 }
 
@@ -241,8 +244,10 @@ impl Lease {
 
 impl Drop for Lease {
     fn drop(&mut self) {
-        // If the manager is gone there is nothing left to release.
-        self.tx.send_soon(Command::Release { model: self.model.clone(), node: self.node.clone() });
+        // The count is the door's; the manager hears only of what it may wait for.
+        if self.door.leave() == Left::Tell {
+            self.tx.send_soon(Command::Recheck);
+        }
     }
 }
 
@@ -250,6 +255,7 @@ impl Drop for Lease {
 #[derive(Clone)]
 pub struct ModelManager {
     tx: Inbox,
+    doors: Doors,
     events: broadcast::Sender<TransitionEvent>,
     observer: Arc<dyn Observer>,
     wake_timeout: Duration,
@@ -268,9 +274,10 @@ impl ModelManager {
     ) -> Self {
         let (tx, rx) = Inbox::channel();
         let (events, _) = broadcast::channel(1024);
-        let actor = Actor::new(models, config, tx.clone(), events.clone(), observer.clone());
+        let doors = Doors::default();
+        let actor = Actor::new(models, config, tx.clone(), doors.clone(), events.clone(), observer.clone());
         tokio::spawn(actor.run(rx, nodes));
-        Self { tx, events, observer, wake_timeout: config.wake_timeout, retry_after: config.rules.force_after }
+        Self { tx, doors, events, observer, wake_timeout: config.wake_timeout, retry_after: config.rules.force_after }
     }
 
     /// A lease on `model`, waking it if needed; waits at most the wake timeout.
@@ -287,6 +294,15 @@ impl ModelManager {
     /// # Errors
     /// As [`Self::acquire`].
     pub async fn acquire_avoiding(&self, model: &ModelName, avoid: &[NodeId]) -> Result<Lease, AcquireError> {
+        // A serving replica is leased here, in the caller's task; the manager
+        // task is asked only for a model it must wake (or place, or refuse).
+        if let Some((node, door, out)) = self.doors.enter(model, avoid) {
+            // A load that may call for another replica is the manager's to judge.
+            if out >= SCALE_UP_IN_FLIGHT {
+                self.tx.send_soon(Command::Recheck);
+            }
+            return Ok(Lease { model: model.clone(), node, door, tx: self.tx.clone() });
+        }
         let (reply, rx) = oneshot::channel();
         let command = Command::Acquire { model: model.clone(), avoid: avoid.to_vec(), reply };
         if !self.tx.send(command).await {
@@ -313,12 +329,15 @@ impl ModelManager {
 
     /// Takes a node out: its replicas are gone, their models placed again when needed.
     pub fn remove_node(&self, node: &NodeId) {
+        self.doors.seal(|_, n| n == node);
         self.tx.send_soon(Command::RemoveNode(node.clone()));
     }
 
     /// Adds a model or changes its spec: a change the engine must load
     /// afresh drains and restarts its replicas; scaling changes apply at once.
     pub fn upsert(&self, model: ManagedModel) {
+        let name = model.spec.name.clone();
+        self.doors.seal(|m, _| *m == name);
         self.tx.send_soon(Command::Upsert(model));
     }
 
@@ -326,11 +345,13 @@ impl ModelManager {
     /// failed with `reason` (shown in `/status`), and the model's next
     /// request stages and wakes it again.
     pub fn replica_failed(&self, model: &ModelName, node: &NodeId, reason: String) {
+        self.doors.seal(|m, n| m == model && n == node);
         self.tx.send_soon(Command::ReplicaFailed { model: model.clone(), node: node.clone(), reason });
     }
 
     /// Removes a model once its requests in flight are done; waiting requests fail.
     pub fn remove(&self, model: &ModelName) {
+        self.doors.seal(|m, _| m == model);
         self.tx.send_soon(Command::Remove(model.clone()));
     }
 

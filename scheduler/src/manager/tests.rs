@@ -19,6 +19,8 @@ struct ScriptedNode {
     broken: Vec<String>,
     /// Every operation fails as a killed node's would.
     down: std::sync::atomic::AtomicBool,
+    /// Leases a test holds on this node's models, which no sleep may meet.
+    held: Arc<std::sync::atomic::AtomicU32>,
     state: Mutex<NodeLog>,
 }
 
@@ -34,6 +36,8 @@ struct NodeLog {
     forgotten: Vec<String>,
     /// Operations refused while down.
     refused: u32,
+    /// Sleeps that began while a lease was held.
+    slept_while_held: u32,
 }
 
 impl ScriptedNode {
@@ -89,8 +93,11 @@ impl NodeControl for ScriptedNode {
 
     fn sleep<'a>(&'a self, model: &'a ModelName, warm: WarmTier) -> NodeFuture<'a, Tier> {
         Box::pin(async move {
+            let held_before = self.held.load(std::sync::atomic::Ordering::SeqCst);
             tokio::time::sleep(Duration::from_millis(5)).await;
+            let held_after = self.held.load(std::sync::atomic::Ordering::SeqCst);
             let mut s = self.state.lock().unwrap();
+            s.slept_while_held += u32::from(held_before + held_after > 0);
             *s.sleeps.entry(model.to_string()).or_default() += 1;
             s.on_device -= self.bytes[model.as_str()];
             Ok(warm.into())
@@ -498,4 +505,49 @@ async fn a_waking_model_reports_its_progress_estimated_from_its_last_wake() {
     assert_eq!(p.expected, Some(Duration::from_millis(1000)), "the last wake from RAM took a second");
     assert!((40..=60).contains(&p.percent().unwrap_or(0)), "{:?}", p.percent());
     again.await.unwrap();
+}
+
+/// Leases taken and given back from many threads at once, racing an
+/// operator's sleeps: a replica never begins a sleep while a lease is out,
+/// and every request still gets a lease (through a wake when it slept).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn leases_racing_sleeps_never_meet_a_sleeping_replica() {
+    let n = node(&[("a", 10)], Duration::from_millis(1));
+    let m = ModelManager::start(one(&n, 100), vec![model("a", 10, |_| {})], config(100), Arc::new(NoObserver));
+    let deadline = Instant::now() + Duration::from_millis(400);
+    let callers = futures_join(8, |_| {
+        let (m, held) = (m.clone(), n.held.clone());
+        async move {
+            let mut leases = 0u32;
+            while Instant::now() < deadline {
+                let lease = m.acquire(&name("a")).await.unwrap();
+                held.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                tokio::task::yield_now().await;
+                held.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+                drop(lease);
+                leases += 1;
+                // Room between requests, for the sleeps to find the replica idle.
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            leases
+        }
+    });
+    let sleeper = tokio::spawn({
+        let m = m.clone();
+        async move {
+            while Instant::now() < deadline {
+                m.sleep(&name("a")).await.unwrap();
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        }
+    });
+    let leases: u32 = callers.await.into_iter().sum();
+    sleeper.await.unwrap();
+    let (sleeps, slept_while_held) = {
+        let log = n.state.lock().unwrap();
+        (log.sleeps.get("a").copied().unwrap_or(0), log.slept_while_held)
+    };
+    assert!(sleeps > 0, "the race needs sleeps to happen");
+    assert!(leases > 100, "{leases} leases");
+    assert_eq!(slept_while_held, 0, "a sleep began with a lease out ({sleeps} sleeps)");
 }

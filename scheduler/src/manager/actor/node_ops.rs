@@ -38,7 +38,8 @@ impl Actor {
     pub(super) fn start_sleep(&mut self, name: &ModelName, node: &NodeId, cause: Cause) {
         let Some(m) = self.models.get(name) else { return };
         let Some(r) = m.replicas.get(node) else { return };
-        if r.state != ModelState::Serving || r.busy || r.in_flight > 0 {
+        // Idle and closed to new leases in one step: none can slip in before the sleep.
+        if r.state != ModelState::Serving || r.busy || !r.door.close_if_idle() {
             return;
         }
         let warm = m.spec.scaling.warm_tier;
@@ -101,7 +102,7 @@ impl Actor {
                 let Some(r) = self.replica_mut(name, node) else { return };
                 r.last_wake = Some(report);
                 r.resident_since = Some(Instant::now());
-                r.uses = 0;
+                r.door.forget_uses();
                 if let Some(m) = self.models.get_mut(name) {
                     m.footprint = report.device_bytes;
                 }
@@ -194,6 +195,10 @@ impl Actor {
                     cause,
                 };
                 r.since = now;
+                // Opening is `publish_doors`' to decide; a replica that stops serving closes at once.
+                if r.state != ModelState::Serving {
+                    r.door.set_open(false);
+                }
                 tracing::debug!(model = %name, node = %node, from = %event.from, to = %event.to, ms = event.after.as_millis() as u64, cause = event.cause.as_str(), "Model state changed");
                 self.observer.transition(&event);
                 // Nobody listening is fine.

@@ -80,7 +80,7 @@ impl Actor {
         let idle: Vec<NodeId> = m
             .replicas
             .iter()
-            .filter(|(_, r)| r.state == ModelState::Serving && !r.busy && r.in_flight == 0)
+            .filter(|(_, r)| r.state == ModelState::Serving && !r.busy && r.in_flight() == 0)
             .map(|(n, _)| n.clone())
             .collect();
         for node in idle {

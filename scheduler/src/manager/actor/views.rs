@@ -54,10 +54,10 @@ impl Actor {
                 model: name.clone(),
                 project: m.spec.project.clone(),
                 bytes: m.footprint,
-                in_flight: r.in_flight,
-                idle_for: r.last_used.map_or(Duration::MAX, |t| now.duration_since(t)),
+                in_flight: r.in_flight(),
+                idle_for: r.door.last_used().map_or(Duration::MAX, |t| now.duration_since(t)),
                 resident_for: r.resident_since.map_or(Duration::ZERO, |t| now.duration_since(t)),
-                uses: r.uses,
+                uses: r.door.uses(),
                 never_preempt: m.spec.scaling.never_preempt || m.on_device() as u32 <= m.spec.scaling.min_replicas,
                 settled: r.state == ModelState::Serving && !r.busy,
             })
@@ -96,7 +96,7 @@ impl Actor {
                         node: node.clone(),
                         state: r.state.clone(),
                         device_bytes: if r.state.on_device() { m.footprint } else { 0 },
-                        in_flight: r.in_flight,
+                        in_flight: r.in_flight(),
                         last_wake: r.last_wake,
                         wake_progress: WakeProgress::of(&r.state, now.duration_since(r.since), r.last_wake.as_ref()),
                     })
