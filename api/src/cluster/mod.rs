@@ -181,8 +181,8 @@ pub fn http_client() -> reqwest::Client {
 }
 
 /// [`http_client`] speaking HTTP/2 from the first byte (cleartext, prior
-/// knowledge): every request a stream of one kept-alive connection. The
-/// scheduler's leases travel on it (see [`crate::scheduler_link`]).
+/// knowledge): every request a stream of one kept-alive connection. A
+/// gateway's leases from the scheduler travel on it.
 pub fn multiplexed_client() -> reqwest::Client {
     client_builder()
         .http2_prior_knowledge()
