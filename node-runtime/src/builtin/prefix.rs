@@ -1,13 +1,14 @@
 //! Prefix caching: a sequence that ends leaves its KV cache in one of the
 //! worker's free places, so a new prompt that starts with the same tokens (a
-//! shared system prompt, the earlier turns of a chat) copies their keys and
+//! shared system prompt, the earlier turns of a chat) reuses their keys and
 //! values instead of computing them again. A new prompt may also share the
 //! head of a sequence still running.
 //!
 //! Retained caches live only in places no sequence uses: the worker's KV
 //! memory stays bounded by its sequence limit, and the oldest retained cache
 //! makes way first. A new sequence takes a retained cache over (no copy);
-//! the head of a running sequence is copied.
+//! the head of a running sequence is shared page by page (only its last,
+//! partly shared page is copied: see `kv_cache`).
 
 use std::collections::VecDeque;
 
@@ -76,40 +77,46 @@ mod tests {
 
     use super::*;
     use crate::builtin::host::{LoadOptions, load_gguf};
+    use crate::builtin::kv_cache::PAGE_TOKENS;
     use crate::builtin::transformer::BatchItem;
     use crate::fixtures::TinyModel;
 
-    /// A prompt run on a copied head, or on a retained cache cut back to
+    /// A prompt run on a shared head, or on a retained cache cut back to
     /// it, gives exactly the logits of the same prompt run in the same two
     /// chunks on one cache; the tiny Gemma's sliding window (8 tokens) is
-    /// shorter than the head.
+    /// shorter than the head. Heads within one page and across pages.
     #[test]
     fn a_reused_head_gives_the_logits_of_the_prompt_computed_in_full() {
-        for model in [TinyModel::qwen2(), TinyModel::gemma3()] {
+        for (model, (head, len)) in [TinyModel::qwen2(), TinyModel::gemma3()]
+            .into_iter()
+            .flat_map(|m| [(m.clone(), (30, 40)), (m, (PAGE_TOKENS + 20, 2 * PAGE_TOKENS + 5))])
+        {
             let dir = tempfile::tempdir().unwrap();
             let path = dir.path().join("model.gguf");
             model.write(&path).unwrap();
             let loaded = load_gguf(&path, &LoadOptions::default(), &Device::Cpu).unwrap();
             let model = &loaded.transformer;
             let vocab = model.vocab_size() as u32;
-            let prompt: Vec<u32> = (0..40u32).map(|i| (i * 7 + 3) % vocab).collect();
+            let prompt: Vec<u32> = (0..len as u32).map(|i| (i * 7 + 3) % vocab).collect();
             let run = |cache: &mut SeqCache, tokens: &[u32]| -> Vec<f32> {
                 let mut batch = [BatchItem { tokens, cache, want_logits: true }];
                 let logits = model.forward(&mut batch).unwrap().unwrap();
                 logits.flatten_all().unwrap().to_vec1().unwrap()
             };
-            let mut computed = model.new_cache(64);
-            run(&mut computed, &prompt[..30]);
-            let expected = run(&mut computed, &prompt[30..]);
-            // The donor shares 30 tokens with the prompt, then goes elsewhere.
-            let mut donor = model.new_cache(64);
-            run(&mut donor, &[&prompt[..30], &[1, 2, 3]].concat());
-            let copied = run(&mut SeqCache::prefix_of(&donor, 30).unwrap(), &prompt[30..]);
-            donor.truncate(30);
-            let taken_over = run(&mut donor, &prompt[30..]);
+            let mut computed = model.new_cache(4 * PAGE_TOKENS);
+            run(&mut computed, &prompt[..head]);
+            let expected = run(&mut computed, &prompt[head..]);
+            // The donor shares the head with the prompt, then goes elsewhere.
+            let mut donor = model.new_cache(4 * PAGE_TOKENS);
+            run(&mut donor, &[&prompt[..head], &[1, 2, 3]].concat());
+            let mut sharer = SeqCache::prefix_of(&donor, head).unwrap();
+            let shared = run(&mut sharer, &prompt[head..]);
+            drop(sharer);
+            donor.truncate(head);
+            let taken_over = run(&mut donor, &prompt[head..]);
             let arch = loaded.host.cfg.arch;
-            assert_eq!(copied, expected, "{arch:?}: a copied head");
-            assert_eq!(taken_over, expected, "{arch:?}: a retained cache cut back to the head");
+            assert_eq!(shared, expected, "{arch:?}: a shared head of {head}");
+            assert_eq!(taken_over, expected, "{arch:?}: a retained cache cut back to the head of {head}");
         }
     }
 

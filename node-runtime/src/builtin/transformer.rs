@@ -11,7 +11,7 @@ use rayon::prelude::*;
 
 use super::activation;
 use super::arch::{ArchConfig, RopeParams, RopeStyle};
-use super::kv_cache::SeqCache;
+use super::kv_cache::{PagePool, SeqCache};
 use super::weights::{Kernel, QLinear, Weights};
 use crate::Result;
 use greenthread_kernels::BlockMatrix;
@@ -48,6 +48,8 @@ pub struct Transformer {
     output_norm: Tensor,
     lm_head: QLinear,
     device: Device,
+    /// The pages every sequence's keys and values live in.
+    kv_pages: Arc<PagePool>,
     /// Bytes of weights held on the device.
     pub weight_bytes: usize,
 }
@@ -95,7 +97,17 @@ impl Transformer {
             // Tied embeddings: the output projection shares the embedding table.
             QLinear::new(embeddings.as_kernel()?, None)
         };
-        Ok(Self { cfg, embeddings, layers, output_norm, lm_head, device: device.clone(), weight_bytes: w.loaded_bytes })
+        let kv_pages = PagePool::new(cfg.n_layers, cfg.n_kv_heads, cfg.head_dim, device);
+        Ok(Self {
+            cfg,
+            embeddings,
+            layers,
+            output_norm,
+            lm_head,
+            device: device.clone(),
+            kv_pages,
+            weight_bytes: w.loaded_bytes,
+        })
     }
 
     /// Prepares what kernels build lazily — candle repacks K-quant weights
@@ -126,7 +138,7 @@ impl Transformer {
 
     /// A fresh cache for one sequence of at most `max_len` tokens.
     pub fn new_cache(&self, max_len: usize) -> SeqCache {
-        SeqCache::new(self.cfg.n_layers, self.cfg.n_kv_heads, self.cfg.head_dim, max_len, &self.device)
+        SeqCache::new(&self.kv_pages, max_len)
     }
 
     /// Runs one step over `batch`, appending every item's tokens to its cache.
@@ -213,9 +225,9 @@ impl Transformer {
             let window = if layer.local { cfg.sliding_window } else { None };
             // Oldest position any of this item's queries may see.
             let from = window.map_or(0, |w| (start + 1).saturating_sub(w));
-            let (keys, values) = item.cache.append(li, &k.narrow(0, offset, t)?, &v.narrow(0, offset, t)?, from)?;
+            let pages = item.cache.append(li, &k.narrow(0, offset, t)?, &v.narrow(0, offset, t)?, from)?;
             let q_item = q.narrow(0, offset, t)?;
-            outputs.push(attend(&q_item, &keys, &values, start, from, window, nkv, &self.device)?);
+            outputs.push(attend(&q_item, &pages, start, from, window, nkv, &self.device)?);
             offset += t;
         }
         let attn = Tensor::cat(&outputs, 0)?;
@@ -283,13 +295,14 @@ impl Embeddings {
 
 /// Causal attention of one sequence's `t` new queries over its cached keys.
 ///
-/// `q`: `[t, heads, d]` (already scaled); `keys`, `values`: `[kv_heads, len, d]`
-/// covering absolute positions `from..start + t`.
-#[allow(clippy::too_many_arguments)]
+/// `q`: `[t, heads, d]` (already scaled); `pages`: keys and values, each
+/// `[kv_heads, positions, d]`, that together cover absolute positions
+/// `from..start + t` in order. Scores are computed page by page and joined
+/// (they are `d` times smaller than the keys for one new token), and the
+/// output sums each page's share, so no page is copied to make one matrix.
 fn attend(
     q: &Tensor,
-    keys: &Tensor,
-    values: &Tensor,
+    pages: &[(Tensor, Tensor)],
     start: usize,
     from: usize,
     window: Option<usize>,
@@ -298,11 +311,13 @@ fn attend(
 ) -> candle_core::Result<Tensor> {
     let (t, nh, d) = q.dims3()?;
     let group = nh / nkv;
-    let len = keys.dim(1)?;
+    let len: usize = pages.iter().map(|(k, _)| k.dim(1)).sum::<candle_core::Result<_>>()?;
     // [t, nkv, group, d] → [nkv, t * group, d]: query heads that share a
     // key/value head become rows of one matrix product.
     let q = q.reshape((t, nkv, group, d))?.transpose(0, 1)?.contiguous()?.reshape((nkv, t * group, d))?;
-    let scores = q.matmul(&keys.transpose(1, 2)?)?;
+    let scores: Vec<Tensor> =
+        pages.iter().map(|(keys, _)| q.matmul(&keys.transpose(1, 2)?)).collect::<candle_core::Result<_>>()?;
+    let scores = if scores.len() == 1 { scores[0].clone() } else { Tensor::cat(&scores, 2)? };
     // A single new token sees its whole (windowed) cache: no mask needed.
     let scores = if t > 1 {
         let mut mask = vec![0f32; t * group * len];
@@ -325,7 +340,19 @@ fn attend(
         scores
     };
     let probs = candle_nn::ops::softmax_last_dim(&scores)?;
-    let out = probs.matmul(&values.contiguous()?)?;
+    let mut out: Option<Tensor> = None;
+    let mut offset = 0;
+    for (_, values) in pages {
+        let positions = values.dim(1)?;
+        let share = if pages.len() == 1 { probs.clone() } else { probs.narrow(2, offset, positions)?.contiguous()? };
+        let part = share.matmul(&values.contiguous()?)?;
+        out = Some(match out {
+            Some(sum) => (sum + part)?,
+            None => part,
+        });
+        offset += positions;
+    }
+    let Some(out) = out else { candle_core::bail!("attention over an empty cache") };
     out.reshape((nkv, t, group, d))?.transpose(0, 1)?.contiguous()?.reshape((t, nh * d))
 }
 

@@ -191,7 +191,7 @@ pub fn run(
 impl Worker {
     /// A cache for `prompt`, about to run beside `active`: the longest head
     /// it shares with a retained cache (taken over, no copy) or with a
-    /// running sequence (copied), or an empty one. Retained caches make way
+    /// running sequence (its pages shared), or an empty one. Retained caches make way
     /// before any copy, so with the new sequence's there are never more than
     /// `max_sequences` caches alive.
     fn cache_for(&mut self, prompt: &[u32], active: &[Sequence]) -> SeqCache {
@@ -209,7 +209,7 @@ impl Worker {
                 SeqCache::prefix_of(&active[i - retained].cache, tokens)
                     .inspect_err(|e| {
                         // Nothing is lost: the prompt is computed in full instead.
-                        tracing::warn!(error = %e, "Cannot copy a cached prompt head");
+                        tracing::warn!(error = %e, "Cannot share a cached prompt head");
                     })
                     .ok()
             }
