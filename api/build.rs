@@ -1,8 +1,13 @@
 //! Embeds the web console's assets, which `scripts/build-web.sh` writes to
 //! `web/dist` (or `GREENTHREAD_WEB_DIST`). Without them the server still
 //! builds, and its console page says how to build the console.
+//!
+//! Also records what `greenthread --version` reports about the build: the
+//! commit (`GREENTHREAD_COMMIT`, else git's `HEAD`, else `unknown`), the
+//! target and the SIMD extensions the code was compiled for.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::process::Command;
 
 /// The files the console consists of.
 const ASSETS: &[&str] = &["index.html", "console.js", "console_bg.wasm", "style.css"];
@@ -30,5 +35,41 @@ fn main() -> std::io::Result<()> {
         }
     }
     println!("cargo:rustc-env=GREENTHREAD_CONSOLE_BUILT={built}");
+    println!("cargo:rustc-env=GREENTHREAD_COMMIT={}", commit(&manifest));
+    println!("cargo:rustc-env=GREENTHREAD_TARGET={}", std::env::var("TARGET").unwrap_or_default());
+    println!("cargo:rustc-env=GREENTHREAD_TARGET_SIMD={}", compiled_simd());
     Ok(())
+}
+
+/// The commit being built, and the files whose change means another one.
+fn commit(manifest: &Path) -> String {
+    println!("cargo:rerun-if-env-changed=GREENTHREAD_COMMIT");
+    if let Some(commit) = std::env::var("GREENTHREAD_COMMIT").ok().filter(|c| !c.is_empty()) {
+        return commit;
+    }
+    let git = |args: &[&str]| {
+        let out = Command::new("git").args(args).current_dir(manifest).output().ok()?;
+        out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+    };
+    let Some(git_dir) = git(&["rev-parse", "--absolute-git-dir"]).map(PathBuf::from) else {
+        return "unknown".to_string();
+    };
+    // HEAD moves with a checkout, the branch's ref with a commit (or packed-refs once packed).
+    let branch = git(&["symbolic-ref", "-q", "HEAD"]).map(|r| git_dir.join(r));
+    for watched in [Some(git_dir.join("HEAD")), branch, Some(git_dir.join("packed-refs"))].into_iter().flatten() {
+        if watched.exists() {
+            println!("cargo:rerun-if-changed={}", watched.display());
+        }
+    }
+    git(&["rev-parse", "--short=12", "HEAD"]).unwrap_or_else(|| "unknown".to_string())
+}
+
+/// The SIMD extensions every function may use (the target's baseline and
+/// `-C target-cpu`/`target-feature`); kernels pick wider ones at run time.
+fn compiled_simd() -> String {
+    const NAMED: &[&str] = &["sse4.2", "avx", "avx2", "fma", "avx512f", "avx512vnni", "avxvnni", "neon"];
+    let enabled = std::env::var("CARGO_CFG_TARGET_FEATURE").unwrap_or_default();
+    let enabled: Vec<&str> = enabled.split(',').collect();
+    let named: Vec<&str> = NAMED.iter().copied().filter(|f| enabled.contains(f)).collect();
+    if named.is_empty() { "baseline".to_string() } else { named.join(",") }
 }

@@ -95,6 +95,9 @@ export GREENTHREAD_BIN="$CARGO_TARGET_DIR/ci/greenthread"
 "$e2e_python" -m pytest e2e -q -p no:cacheprovider \
   -o tmp_path_retention_policy=failed -o tmp_path_retention_count=1 "$@"
 
+log "The container image: built around the suite's binary, run with runc, asked a question"
+scripts/test-image.sh "$GREENTHREAD_BIN"
+
 log "Every benchmark once, in smoke mode (it must complete; its numbers are not checked)"
 for bench in wake engine overhead workload features engines speech load prefix; do
   GREENTHREAD_BENCH_SMOKE=1 "bench/$bench.sh" >/dev/null || die "bench/$bench.sh failed in smoke mode"

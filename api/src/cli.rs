@@ -8,7 +8,12 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use greenthread_core::{ByteSize, NodeId, parse_duration};
 
 #[derive(Debug, Parser)]
-#[command(name = "greenthread", version, about = "Serve many language models on shared hardware")]
+#[command(
+    name = "greenthread",
+    version = crate::build_info::VERSION,
+    long_version = crate::build_info::long_version(),
+    about = "Serve many language models on shared hardware"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,

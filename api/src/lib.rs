@@ -3,6 +3,7 @@
 //! entry point that runs gateway, scheduler and node in one process.
 
 pub mod anthropic;
+pub mod build_info;
 pub mod catalog;
 pub mod cli;
 pub mod cluster;

@@ -72,6 +72,17 @@ pub enum Level {
     Scalar,
 }
 
+impl Level {
+    /// How `greenthread --version` and the logs name it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Vnni => "vnni (AVX-VNNI or AVX-512 VNNI)",
+            Self::Avx2 => "avx2",
+            Self::Scalar => "scalar",
+        }
+    }
+}
+
 /// The level for this CPU, detected once.
 pub fn level() -> Level {
     #[cfg(target_arch = "x86_64")]
