@@ -23,7 +23,7 @@ const API_LAYERS: &[&[&str]] = &[
     &["manage"],
     &["gate", "usage", "catalog", "domains", "metrics", "config", "telemetry", "engine_errors"],
     &["cli"],
-    &["http"],
+    &["http", "build_info"],
 ];
 
 /// Every crate of the workspace, by folder; `web` is the console's own workspace.
