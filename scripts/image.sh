@@ -32,12 +32,8 @@ tools=(mmdebstrap umoci skopeo)
 missing=()
 for tool in "${tools[@]}"; do command -v "$tool" >/dev/null || missing+=("$tool"); done
 if [[ ${#missing[@]} -gt 0 ]]; then
-  command -v apt-get >/dev/null && [[ "$(id -u)" == 0 ]] \
-    || die "${missing[*]} needed: install Debian's packages mmdebstrap, umoci and skopeo"
   log "Installing ${missing[*]} from Debian (once)"
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2 \
-    || { apt-get update -qq >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2; } \
-    || die "apt-get could not install ${missing[*]}"
+  apt_install --no-install-recommends "${missing[@]}" || die "apt-get could not install ${missing[*]}"
 fi
 
 repository="$(sed -n 's/^  repository: *//p' charts/greenthread/values.yaml | head -1)"

