@@ -42,6 +42,8 @@ fn main() -> std::io::Result<()> {
 }
 
 /// The commit being built, and the files whose change means another one.
+/// (`vergen-gitcl` does this too, through the same git CLI, with a larger
+/// dependency tree than these lines for the one value needed here.)
 fn commit(manifest: &Path) -> String {
     println!("cargo:rerun-if-env-changed=GREENTHREAD_COMMIT");
     if let Some(commit) = std::env::var("GREENTHREAD_COMMIT").ok().filter(|c| !c.is_empty()) {
