@@ -86,6 +86,9 @@ export GREENTHREAD_TEST_KUBECONFIG
 log "Rust tests (unit, integration, llama.cpp reference)"
 cargo test --locked --workspace --profile ci -- --include-ignored
 
+log "Fuzzing: every target 8 s past its corpus (docs/RELIABILITY.md; longer runs: scripts/fuzz.sh SECONDS --libfuzzer)"
+scripts/fuzz.sh 8
+
 log "End-to-end tests: the SDKs and client libraries against greenthread serve"
 # `cargo test` above built the binary (integration tests need it) with the same features.
 export GREENTHREAD_BIN="$CARGO_TARGET_DIR/ci/greenthread"
@@ -99,7 +102,7 @@ log "The container image: built around the suite's binary, run with runc, asked 
 scripts/test-image.sh "$GREENTHREAD_BIN"
 
 log "Every benchmark once, in smoke mode (it must complete; its numbers are not checked)"
-for bench in wake engine overhead workload features engines speech load prefix; do
+for bench in wake engine overhead workload features engines speech load prefix soak chaos; do
   GREENTHREAD_BENCH_SMOKE=1 "bench/$bench.sh" >/dev/null || die "bench/$bench.sh failed in smoke mode"
 done
 # The GPU check of the builtin engine runs its steps on a tiny checkpoint on the CPU, so it cannot rot.

@@ -70,7 +70,10 @@ pub struct SpeechRequest {
 }
 
 /// Reads the request: a multipart form from a client, or JSON from a gateway.
-async fn read(headers: &HeaderMap, body: Bytes) -> ApiResult<SpeechRequest> {
+///
+/// # Errors
+/// [`ApiError::InvalidParam`] naming what is wrong with the form or the JSON.
+pub async fn read(headers: &HeaderMap, body: Bytes) -> ApiResult<SpeechRequest> {
     let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default();
     if content_type.starts_with("application/json") {
         return greenthread_protocol::json::parse(&body);

@@ -6,6 +6,7 @@
 
 mod actions;
 mod api;
+mod crash;
 mod crud;
 mod domains;
 mod gateway;

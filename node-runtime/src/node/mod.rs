@@ -18,6 +18,7 @@ use greenthread_core::{
 use tokio::time::Instant;
 
 pub use self::local_files::LocalArtifacts;
+pub use self::open::open_model;
 pub use self::resources::{HostResources, evict_from_page_cache};
 pub use self::tiers::TierBudgets;
 use self::tiers::TierStore;
@@ -251,7 +252,7 @@ impl LocalNode {
         }
         if self.model(name).is_none() {
             let engine = self.inner.config.engine.clone();
-            let model = blocking(move || open::open_model(&engine, &spec, &dest).map_err(engine_error)).await?;
+            let model = blocking(move || open_model(&engine, &spec, &dest).map_err(engine_error)).await?;
             lock(&self.inner.models).insert(name.clone(), model);
         }
         if self.spec(name)?.scaling.warm_tier == WarmTier::Ram {

@@ -13,7 +13,7 @@ use crate::embed::{EmbeddingModel, pack};
 /// directory (a Llama, Qwen or Gemma chat model, a BERT embedding model or
 /// cross-encoder, a Whisper model, or a Piper voice),
 /// refused when the spec declares another kind than the artifact's.
-pub(super) fn open_model(engine: &BuiltinEngine, spec: &ModelSpec, path: &Path) -> crate::Result<Arc<dyn ServedModel>> {
+pub fn open_model(engine: &BuiltinEngine, spec: &ModelSpec, path: &Path) -> crate::Result<Arc<dyn ServedModel>> {
     let model: Arc<dyn ServedModel> = if pack::is_safetensors(path) {
         let (files, data_bytes) = pack::unpack_files(path).map_err(|e| crate::Error::invalid(path, e))?;
         let config = files.get("config.json").and_then(|c| serde_json::from_str::<serde_json::Value>(c).ok());
