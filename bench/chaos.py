@@ -46,13 +46,16 @@ MODELS = {"gemma": "gemma-3-270m-q4_k_m.gguf"} if SMOKE else {
 class Part:
     """One process of the cluster, in its own process group."""
 
-    def __init__(self, name: str, args: list[str], log: Path, env: dict | None = None, health: str | None = None):
-        self.name, self.args, self.log, self.env, self.health = name, args, log, env, health
+    def __init__(self, name: str, args: list[str], log: Path, env: dict | None = None, health: str | None = None,
+                 user: str | None = None):
+        self.name, self.args, self.log, self.env, self.health, self.user = name, args, log, env, health, user
         self.proc = None
 
     def start(self):
         out = open(self.log, "a")
-        self.proc = subprocess.Popen(self.args, stdout=out, stderr=subprocess.STDOUT, env=self.env, start_new_session=True)
+        # A direct child (no runuser in between), so a kill is reaped here and leaves no zombie.
+        self.proc = subprocess.Popen(self.args, stdout=out, stderr=subprocess.STDOUT, env=self.env, start_new_session=True,
+                                     user=self.user, group=self.user)
         if self.health:
             wait_for(lambda: ok(self.health), f"{self.name} to answer {self.health}", self)
 
@@ -95,17 +98,18 @@ def postgres(work: Path, port: int) -> tuple[Part, list[str]]:
         sys.exit("PostgreSQL's server binaries are needed (scripts/chaos.sh installs them)")
     bin_dir = bins[-1]
     data = work / "pg"
-    as_user = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+    # PostgreSQL refuses to run as root: as its package's user then.
+    user = "postgres" if os.geteuid() == 0 else None
     data.mkdir()
-    if as_user:
-        shutil.chown(data, "postgres")
-        shutil.chown(work, "postgres")
-    subprocess.run(as_user + [str(bin_dir / "initdb"), "-D", str(data), "-U", "postgres", "-A", "trust"],
-                   check=True, stdout=subprocess.DEVNULL)
-    args = as_user + [str(bin_dir / "postgres"), "-D", str(data), "-p", str(port), "-k", "/tmp",
-                      "-c", "listen_addresses=127.0.0.1", "-c", "fsync=on"]
+    if user:
+        shutil.chown(data, user)
+        shutil.chown(work, user)
+    subprocess.run([str(bin_dir / "initdb"), "-D", str(data), "-U", "postgres", "-A", "trust"],
+                   check=True, stdout=subprocess.DEVNULL, user=user, group=user)
+    args = [str(bin_dir / "postgres"), "-D", str(data), "-p", str(port), "-k", "/tmp",
+            "-c", "listen_addresses=127.0.0.1", "-c", "fsync=on"]
     psql = ["psql", "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", "-d", "greenthread", "-At", "-c"]
-    return Part("postgres", args, work / "postgres.log"), psql
+    return Part("postgres", args, work / "postgres.log", user=user), psql
 
 
 def sql(psql: list[str], query: str) -> str:
@@ -139,12 +143,15 @@ class Load:
             outcome, detail = "error", f"{e.code} {e.read()[:200]!r}"
         except TimeoutError:
             outcome = "hung"
-        except ConnectionRefusedError:
-            outcome = "refused"
         except OSError as e:
-            outcome, detail = ("hung", str(e)) if "timed out" in str(e) else ("error", str(e))
+            if isinstance(e, ConnectionRefusedError) or isinstance(getattr(e, "reason", None), ConnectionRefusedError):
+                outcome = "refused"
+            else:
+                outcome, detail = ("hung", str(e)) if "timed out" in str(e) else ("error", str(e))
         with self.lock:
             self.records.append((rid, started, time.monotonic(), outcome, detail))
+        if outcome == "refused":
+            time.sleep(0.05)  # nothing listens: a client retries at a human pace, not in a spin
 
     def client(self, seed: int):
         names = list(MODELS)
@@ -210,7 +217,7 @@ def main() -> int:
     load = None
     try:
         pg.start()
-        wait_for(lambda: subprocess.run(["pg_isready", "-h", "127.0.0.1", "-p", str(pg_port)],
+        wait_for(lambda: subprocess.run(["pg_isready", "-h", "127.0.0.1", "-p", str(pg_port), "-U", "postgres"],
                                         capture_output=True).returncode == 0, "PostgreSQL", pg)
         subprocess.run(psql[:-4] + ["-d", "postgres", "-c", "CREATE DATABASE greenthread"], check=True, capture_output=True)
         for name in ("scheduler", "node-1", "node-2", "gateway"):
@@ -246,7 +253,7 @@ def main() -> int:
                 time.sleep(DOWN)
                 parts[fault].start()
                 if fault == "postgres":
-                    wait_for(lambda: subprocess.run(["pg_isready", "-h", "127.0.0.1", "-p", str(pg_port)],
+                    wait_for(lambda: subprocess.run(["pg_isready", "-h", "127.0.0.1", "-p", str(pg_port), "-U", "postgres"],
                                                     capture_output=True).returncode == 0, "PostgreSQL", pg)
                 restarted_at = time.monotonic()
             time.sleep(STEADY)

@@ -9,7 +9,6 @@ cd "$ROOT"
 minutes="${1:-30}"
 python3 scripts/fetch_model.py qwen2.5-coder-0.5b-instruct >/dev/null
 python3 scripts/fetch_model.py gemma-3-270m >/dev/null
-python3 scripts/fetch_model.py smollm2-135m-instruct >/dev/null
 python3 scripts/fetch_model.py all-minilm-l6-v2 >/dev/null
 python="$(python_env e2e e2e/requirements.txt)"
 binary="$CARGO_TARGET_DIR/$BENCH_PROFILE/greenthread"
