@@ -1,6 +1,8 @@
-//! Crash consistency of the store: `apply` stopped at each of its await
-//! points in turn (every statement is at least one), as if the process froze
-//! there and died, leaves the database as it was before the apply or as the
+//! Crash consistency of the store: `apply` stopped at each point where it
+//! waits, in turn (on PostgreSQL every statement is at least one, a round
+//! trip to the server; SQLite's thread answers some statements before apply
+//! waits on them, so there the points are fewer than the statements), as if
+//! the process froze there and died, leaves the database as it was before the apply or as the
 //! whole apply leaves it — never part of it. Checked twice at each point:
 //! as a restart finds it after the process is killed (SQLite: the files as
 //! they are on disk at that moment, opened afresh; PostgreSQL: the server
@@ -192,7 +194,7 @@ async fn apply_is_all_or_nothing_wherever_it_stops(db: &Db) {
         }
         points += 1;
     }
-    // Each statement is at least one wait: fewer would mean the stops never landed inside it.
+    // At least a wait per change: fewer would mean the stops never landed inside the writes.
     assert!(points > changes, "apply finished after only {points} waits");
     println!("apply ({changes} changes) stopped at each of its {} waits", points - 1);
 }
