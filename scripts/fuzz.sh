@@ -5,8 +5,8 @@
 #                                         inputs, in the test profile's own
 #                                         binaries (what CI runs: no extra build)
 #   scripts/fuzz.sh SECONDS --libfuzzer   coverage-guided: libFuzzer mutates the
-#                                         corpus, in an instrumented build
-#                                         (cargo-bolero, installed on first use)
+#                                         corpus, in a build instrumented for it
+#                                         (stable Rust; minutes per crate cold)
 #   scripts/fuzz.sh SECONDS [--libfuzzer] TARGET...   only these targets
 #
 # A target that panics fails the script. With --libfuzzer, the input that made
@@ -38,6 +38,7 @@ targets=(
   "greenthread-api fuzz desired_state"
   "greenthread-api fuzz embeddings_body"
   "greenthread-api fuzz rerank_body"
+  "greenthread-api fuzz speech_body"
   "greenthread-api fuzz transcription_form"
   "greenthread-api fuzz api_key"
 )
@@ -49,15 +50,24 @@ selected() {
   return 1
 }
 
-cargo_bolero() {
-  local bin="$GT_CACHE/tools/bin/cargo-bolero"
-  if [[ ! -x "$bin" ]]; then
-    log "Installing cargo-bolero (once)"
-    # Without its default features it needs no system libraries; libFuzzer is all it runs here.
-    cargo install --locked --quiet --root "$GT_CACHE/tools" --version 0.13.5 --no-default-features \
-      --features libfuzzer cargo-bolero >&2
-  fi
-  echo "$bin"
+# libFuzzer's coverage instrumentation (the flags cargo-bolero passes; all stable
+# rustc flags), for the target triple only, so build scripts and proc-macros
+# stay plain; with the libFuzzer runtime that bolero links under `fuzzing_libfuzzer`.
+host="$(rustc -vV | sed -n 's/^host: //p')"
+instrumented="--cfg fuzzing -Cpasses=sancov-module --cfg fuzzing_libfuzzer \
+-Cllvm-args=-sanitizer-coverage-inline-8bit-counters -Cllvm-args=-sanitizer-coverage-level=4 \
+-Cllvm-args=-sanitizer-coverage-pc-table -Cllvm-args=-sanitizer-coverage-trace-compares \
+-Cllvm-args=-sanitizer-coverage-stack-depth"
+
+# Builds the test file FILE of PACKAGE instrumented (later calls find it fresh) and prints the binary.
+instrumented_binary() {
+  RUSTFLAGS="$instrumented" cargo test --locked --target "$host" --profile fuzz -p "$1" --test "$2" --no-run \
+    --target-dir "$CARGO_TARGET_DIR/fuzz" --message-format json 2>/dev/null \
+    | python3 -c 'import json, sys
+for line in sys.stdin:
+    m = json.loads(line)
+    if m.get("reason") == "compiler-artifact" and m["target"]["kind"] == ["test"] and m.get("executable"):
+        print(m["executable"])'
 }
 
 profile="${GREENTHREAD_FUZZ_PROFILE:-ci}"
@@ -71,16 +81,21 @@ for entry in "${targets[@]}"; do
       cargo test --locked --profile "$profile" -q -p "$package" --test "$file" -- --exact "$target" --nocapture \
       || die "fuzz target $target failed (its input is printed above)"
   else
-    # Stable Rust with the flags libFuzzer's instrumentation needs (RUSTC_BOOTSTRAP);
-    # no sanitizer (AddressSanitizer wants a nightly toolchain): what it catches is a
+    binary="$(instrumented_binary "$package" "$file")"
+    [[ -x "$binary" ]] || die "the instrumented build of $package's $file failed (run it again to see why)"
+    # No sanitizer (AddressSanitizer needs a nightly toolchain): what libFuzzer catches is a
     # panic, an abort, an input slower than the timeout, or one that exhausts memory.
-    # libFuzzer grows its corpus in the cache, from the one in the repository.
+    # It grows its corpus in the cache, from the one in the repository; an input that
+    # fails goes to the target's crashes/ folder, which `cargo test` replays.
+    dir="${package#greenthread-}/tests/__fuzz__/$target"
     corpus="$GT_CACHE/fuzz/$target"
-    mkdir -p "$corpus"
-    cp -n "${package#greenthread-}/tests/__fuzz__/$target/corpus/"* "$corpus/"
-    "$(cargo_bolero)" bolero test --rustc-bootstrap --sanitizer NONE --profile fuzz \
-      -p "$package" "$target" -T "${seconds}s" --timeout 20s --corpus-dir "$corpus" \
-      || die "fuzz target $target failed: see its crashes/ folder"
+    mkdir -p "$corpus" "$dir/crashes"
+    cp -r "$dir/corpus/." "$corpus/"
+    (cd "${package#greenthread-}" && BOLERO_TEST_NAME="$target" BOLERO_LIBTEST_HARNESS=1 \
+      BOLERO_LIBFUZZER_ARGS="$corpus $ROOT/$dir/crashes -artifact_prefix=$ROOT/$dir/crashes/ -timeout=20 -max_total_time=$seconds -print_final_stats=1" \
+      "$binary" "$target" --exact --nocapture --quiet --test-threads 1) \
+      || die "fuzz target $target failed: its input is in $dir/crashes"
+    rmdir "$dir/crashes" 2>/dev/null || true
   fi
   ran=$((ran + 1))
 done

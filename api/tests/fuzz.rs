@@ -1,6 +1,7 @@
 //! Fuzz targets for what the API reads from outside besides the chat
 //! bodies (those are `greenthread-protocol`'s): the desired-state document,
-//! the embeddings and rerank bodies, the transcription form, and API keys.
+//! the embeddings, rerank and speech bodies, the transcription form, and
+//! API keys.
 //!
 //! `cargo test` replays each corpus (`tests/__fuzz__/TARGET/corpus`) and
 //! runs random inputs for a second; `scripts/fuzz.sh` runs them longer.
@@ -13,7 +14,7 @@ use std::sync::Arc;
 use axum::http::{HeaderMap, HeaderValue, header};
 use bytes::Bytes;
 use greenthread_api::config::{Config, to_json};
-use greenthread_api::openai::{audio, embeddings, rerank};
+use greenthread_api::openai::{audio, embeddings, rerank, speech};
 use greenthread_core::desired::{self, StateDoc};
 use greenthread_protocol::ApiResult;
 use greenthread_protocol::json::parse;
@@ -53,6 +54,13 @@ fn desired_state() {
 fn embeddings_body() {
     bolero::check!().for_each(|body: &[u8]| {
         refused_by_the_client(parse::<embeddings::EmbeddingRequest>(body).and_then(embeddings::validate));
+    });
+}
+
+#[test]
+fn speech_body() {
+    bolero::check!().for_each(|body: &[u8]| {
+        refused_by_the_client(parse::<speech::SpeechRequest>(body).and_then(|req| speech::validate(&req)));
     });
 }
 
@@ -140,6 +148,10 @@ fn every_seed_is_accepted() {
             "{}",
             path.display()
         );
+    }
+    for (path, bytes) in seeds("speech_body") {
+        let valid = parse::<speech::SpeechRequest>(&bytes).and_then(|req| speech::validate(&req));
+        assert!(valid.is_ok(), "{}: {:?}", path.display(), valid.err());
     }
     for (path, bytes) in seeds("rerank_body") {
         let accepted = match bytes.split_first() {

@@ -53,14 +53,19 @@ pub struct SpeechRequest {
 
 /// A validated request.
 #[derive(Debug, Clone)]
-struct Valid {
+pub struct Valid {
     input: String,
     options: SpeakOptions,
     format: AudioFormat,
     events: bool,
 }
 
-fn validate(req: &SpeechRequest) -> ApiResult<Valid> {
+/// Validates a speech request.
+///
+/// # Errors
+/// [`ApiError::InvalidParam`] naming the field, [`ApiError::Unsupported`] for
+/// options these voices do not take.
+pub fn validate(req: &SpeechRequest) -> ApiResult<Valid> {
     if req.input.trim().is_empty() {
         return Err(ApiError::invalid("input", "input is empty"));
     }
