@@ -48,7 +48,10 @@ pub fn decode(bytes: Vec<u8>, extension: Option<&str>) -> Result<Vec<f32>, Audio
     if bytes.is_empty() {
         return Err(AudioError::Empty);
     }
-    let (samples, rate) = decode_mono(bytes, extension)?;
+    // symphonia panics on some damaged headers (a WAV declaring 0 Hz); a
+    // client's file is refused for it, not allowed to take the request down.
+    let (samples, rate) = std::panic::catch_unwind(|| decode_mono(bytes, extension))
+        .map_err(|_| AudioError::Undecodable("the decoder failed on this file's header".into()))??;
     if samples.is_empty() {
         return Err(AudioError::Silent);
     }
@@ -212,6 +215,14 @@ mod tests {
         assert_eq!(decode(wav(&tone, 1_000_000_000, 1), None), Err(AudioError::Rate(1_000_000_000)));
         assert_eq!(decode(wav(&tone, 999, 1), Some("wav")), Err(AudioError::Rate(999)));
         assert!(decode(wav(&tone, 8_000, 1), Some("wav")).is_ok(), "telephone audio is read");
+    }
+
+    /// Found by fuzzing (`audio_file`): symphonia panics on a WAV header
+    /// declaring 0 Hz; the file is refused instead.
+    #[test]
+    fn a_header_the_decoder_panics_on_is_refused() {
+        let decoded = decode(wav(&tone(440.0, 16_000, 0.05), 0, 1), Some("wav"));
+        assert!(matches!(decoded, Err(AudioError::Undecodable(_))), "{decoded:?}");
     }
 
     #[test]
