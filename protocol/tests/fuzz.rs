@@ -85,11 +85,14 @@ fn responses() {
     bolero::check!().for_each(|body: &[u8]| refused_by_the_client(responses_body(body)));
 }
 
+/// A target's path from body to validated request.
+type Target = fn(&[u8]) -> ApiResult<()>;
+
 /// Every seed is a request the API accepts: mutation starts from bodies
 /// that reach the end of validation.
 #[test]
 fn every_seed_is_accepted() {
-    let targets: [(&str, fn(&[u8]) -> ApiResult<()>); 4] = [
+    let targets: [(&str, Target); 4] = [
         ("openai_chat", openai_chat_body),
         ("openai_completion", openai_completion_body),
         ("anthropic_messages", anthropic_messages_body),
