@@ -86,8 +86,8 @@ export GREENTHREAD_TEST_KUBECONFIG
 log "Rust tests (unit, integration, llama.cpp reference)"
 cargo test --locked --workspace --profile ci -- --include-ignored
 
-log "Fuzzing: every target 8 s past its corpus (docs/RELIABILITY.md; longer runs: scripts/fuzz.sh SECONDS --libfuzzer)"
-scripts/fuzz.sh 8
+log "Fuzzing: every target 5 s past its corpus (docs/RELIABILITY.md; longer runs: scripts/fuzz.sh SECONDS --libfuzzer)"
+scripts/fuzz.sh 5
 
 log "End-to-end tests: the SDKs and client libraries against greenthread serve"
 # `cargo test` above built the binary (integration tests need it) with the same features.
