@@ -24,8 +24,11 @@ if [[ "${1:-}" == "--libfuzzer" ]]; then
   shift
 fi
 
-# package, test file, target: the seed corpus of each is in the package's folder
-# (its name without `greenthread-`), under tests/__fuzz__/TARGET/corpus.
+# package, where, target: `fuzz` is the package's tests/fuzz.rs, its seed corpus
+# under tests/__fuzz__/TARGET/corpus; `lib` is its unit tests' `fuzz` module
+# (the API's: a package with a binary cannot have instrumented integration tests),
+# its seed corpus under src/__fuzz__/fuzz__TARGET/corpus. The package's folder
+# is its name without `greenthread-`.
 targets=(
   "greenthread-node-runtime fuzz model_file"
   "greenthread-node-runtime fuzz chat_template"
@@ -35,12 +38,12 @@ targets=(
   "greenthread-protocol fuzz openai_completion"
   "greenthread-protocol fuzz anthropic_messages"
   "greenthread-protocol fuzz responses"
-  "greenthread-api fuzz desired_state"
-  "greenthread-api fuzz embeddings_body"
-  "greenthread-api fuzz rerank_body"
-  "greenthread-api fuzz speech_body"
-  "greenthread-api fuzz transcription_form"
-  "greenthread-api fuzz api_key"
+  "greenthread-api lib desired_state"
+  "greenthread-api lib embeddings_body"
+  "greenthread-api lib rerank_body"
+  "greenthread-api lib speech_body"
+  "greenthread-api lib transcription_form"
+  "greenthread-api lib api_key"
 )
 wanted=("$@")
 selected() {
@@ -59,14 +62,18 @@ instrumented="--cfg fuzzing -Cpasses=sancov-module --cfg fuzzing_libfuzzer \
 -Cllvm-args=-sanitizer-coverage-pc-table -Cllvm-args=-sanitizer-coverage-trace-compares \
 -Cllvm-args=-sanitizer-coverage-stack-depth"
 
-# Builds the test file FILE of PACKAGE instrumented (later calls find it fresh) and prints the binary.
+# `cargo test`'s arguments selecting PACKAGE's tests in WHERE (`lib` or a tests/ file).
+tests_in() { if [[ "$1" == lib ]]; then echo --lib; else echo "--test $1"; fi; }
+
+# Builds PACKAGE's tests in WHERE instrumented (later calls find it fresh) and prints the binary.
 instrumented_binary() {
-  RUSTFLAGS="$instrumented" cargo test --locked --target "$host" --profile fuzz -p "$1" --test "$2" --no-run \
+  # shellcheck disable=SC2046
+  RUSTFLAGS="$instrumented" cargo test --locked --target "$host" --profile fuzz -p "$1" $(tests_in "$2") --no-run \
     --target-dir "$CARGO_TARGET_DIR/fuzz" --message-format json 2>/dev/null \
     | python3 -c 'import json, sys
 for line in sys.stdin:
     m = json.loads(line)
-    if m.get("reason") == "compiler-artifact" and m["target"]["kind"] == ["test"] and m.get("executable"):
+    if m.get("reason") == "compiler-artifact" and m.get("executable") and m["profile"]["test"]:
         print(m["executable"])'
 }
 
@@ -75,25 +82,29 @@ ran=0
 for entry in "${targets[@]}"; do
   read -r package file target <<<"$entry"
   selected "$target" || continue
+  if [[ "$file" == lib ]]; then
+    name="fuzz::$target" dir="${package#greenthread-}/src/__fuzz__/fuzz__$target"
+  else
+    name="$target" dir="${package#greenthread-}/tests/__fuzz__/$target"
+  fi
   log "Fuzzing $target ($package) for ${seconds}s with the $engine engine"
   if [[ "$engine" == random ]]; then
     BOLERO_RANDOM_TEST_TIME_MS=$((seconds * 1000)) \
-      cargo test --locked --profile "$profile" -q -p "$package" --test "$file" -- --exact "$target" --nocapture \
+      cargo test --locked --profile "$profile" -q -p "$package" $(tests_in "$file") -- --exact "$name" --nocapture \
       || die "fuzz target $target failed (its input is printed above)"
   else
-    binary="$(instrumented_binary "$package" "$file")"
-    [[ -x "$binary" ]] || die "the instrumented build of $package's $file failed (run it again to see why)"
+    binary="$(instrumented_binary "$package" "$file")" || die "the instrumented build of $package's $file tests failed"
+    [[ -x "$binary" ]] || die "the instrumented build of $package's $file tests made no test binary"
     # No sanitizer (AddressSanitizer needs a nightly toolchain): what libFuzzer catches is a
     # panic, an abort, an input slower than the timeout, or one that exhausts memory.
     # It grows its corpus in the cache, from the one in the repository; an input that
     # fails goes to the target's crashes/ folder, which `cargo test` replays.
-    dir="${package#greenthread-}/tests/__fuzz__/$target"
     corpus="$GT_CACHE/fuzz/$target"
     mkdir -p "$corpus" "$dir/crashes"
     cp -r "$dir/corpus/." "$corpus/"
-    (cd "${package#greenthread-}" && BOLERO_TEST_NAME="$target" BOLERO_LIBTEST_HARNESS=1 \
+    (cd "${package#greenthread-}" && BOLERO_TEST_NAME="$name" BOLERO_LIBTEST_HARNESS=1 \
       BOLERO_LIBFUZZER_ARGS="$corpus $ROOT/$dir/crashes -artifact_prefix=$ROOT/$dir/crashes/ -timeout=20 -max_total_time=$seconds -print_final_stats=1" \
-      "$binary" "$target" --exact --nocapture --quiet --test-threads 1) \
+      "$binary" "$name" --exact --nocapture --quiet --test-threads 1) \
       || die "fuzz target $target failed: its input is in $dir/crashes"
     rmdir "$dir/crashes" 2>/dev/null || true
   fi

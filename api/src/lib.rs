@@ -31,6 +31,9 @@ pub mod status;
 pub mod telemetry;
 pub mod usage;
 
+#[cfg(test)]
+mod fuzz;
+
 pub use serve::{
     Budgets, LOCAL_NODE, ManagedOptions, Platform, SYNC_EVERY, ServeError, Started, run_node, run_serve, start_managed,
     start_platform,

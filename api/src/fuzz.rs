@@ -3,8 +3,11 @@
 //! the embeddings, rerank and speech bodies, the transcription form, and
 //! API keys.
 //!
-//! `cargo test` replays each corpus (`tests/__fuzz__/TARGET/corpus`) and
-//! runs random inputs for a second; `scripts/fuzz.sh` runs them longer.
+//! `cargo test` replays each corpus (`src/__fuzz__/fuzz__TARGET/corpus`)
+//! and runs random inputs for a second; `scripts/fuzz.sh` runs them longer.
+//! They are unit tests rather than a `tests/` file because a package's
+//! integration tests make cargo build its binary too, and built with
+//! libFuzzer's instrumentation but without libFuzzer, the binary cannot link.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -13,8 +16,8 @@ use std::sync::Arc;
 
 use axum::http::{HeaderMap, HeaderValue, header};
 use bytes::Bytes;
-use greenthread_api::config::{Config, to_json};
-use greenthread_api::openai::{audio, embeddings, rerank, speech};
+use crate::config::{Config, to_json};
+use crate::openai::{audio, embeddings, rerank, speech};
 use greenthread_core::desired::{self, StateDoc};
 use greenthread_protocol::ApiResult;
 use greenthread_protocol::json::parse;
@@ -120,7 +123,7 @@ fn api_key() {
 
 /// The seeds of each target, read from its corpus.
 fn seeds(target: &str) -> Vec<(std::path::PathBuf, Vec<u8>)> {
-    let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/__fuzz__").join(target).join("corpus");
+    let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/__fuzz__").join(format!("fuzz__{target}")).join("corpus");
     let seeds: Vec<_> = std::fs::read_dir(&corpus)
         .unwrap()
         .map(|e| e.unwrap().path())
