@@ -14,10 +14,10 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use axum::http::{HeaderMap, HeaderValue, header};
-use bytes::Bytes;
 use crate::config::{Config, to_json};
 use crate::openai::{audio, embeddings, rerank, speech};
+use axum::http::{HeaderMap, HeaderValue, header};
+use bytes::Bytes;
 use greenthread_core::desired::{self, StateDoc};
 use greenthread_protocol::ApiResult;
 use greenthread_protocol::json::parse;
@@ -123,7 +123,8 @@ fn api_key() {
 
 /// The seeds of each target, read from its corpus.
 fn seeds(target: &str) -> Vec<(std::path::PathBuf, Vec<u8>)> {
-    let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/__fuzz__").join(format!("fuzz__{target}")).join("corpus");
+    let corpus =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("src/__fuzz__").join(format!("fuzz__{target}")).join("corpus");
     let seeds: Vec<_> = std::fs::read_dir(&corpus)
         .unwrap()
         .map(|e| e.unwrap().path())
