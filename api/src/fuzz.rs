@@ -9,6 +9,7 @@
 //! integration tests make cargo build its binary too, and built with
 //! libFuzzer's instrumentation but without libFuzzer, the binary cannot link.
 
+#![cfg(test)]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::Path;

@@ -31,7 +31,7 @@ pub mod status;
 pub mod telemetry;
 pub mod usage;
 
-#[cfg(test)]
+// The fuzz targets of the API's inputs: the file is compiled only in tests.
 mod fuzz;
 
 pub use serve::{

@@ -47,8 +47,9 @@ fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
-/// The production code of a file: unit tests (a `tests.rs`, or the
-/// `#[cfg(test)] mod tests` a file ends with) may use anything.
+/// The production code of a file: unit tests (a `tests.rs`, the
+/// `#[cfg(test)] mod tests` a file ends with, or a file that is
+/// `#![cfg(test)]`, which [`module_graph`] leaves out) may use anything.
 fn production_code(path: &Path) -> String {
     if path.file_name().is_some_and(|n| n == "tests.rs") {
         return String::new();
@@ -102,6 +103,8 @@ fn crate_references(code: &str) -> BTreeSet<String> {
 fn module_graph(src: &Path) -> Graph {
     let mut files = Vec::new();
     rust_files(src, &mut files);
+    // A file compiled only in tests (`#![cfg(test)]`) is unit tests: it may use anything.
+    files.retain(|f| !std::fs::read_to_string(f).is_ok_and(|text| text.lines().any(|l| l == "#![cfg(test)]")));
     let module_of = |file: &Path| {
         let rel = file.strip_prefix(src).expect("under src");
         let first = rel.components().next().expect("a path").as_os_str().to_string_lossy().into_owned();
