@@ -49,19 +49,27 @@ fn model_file() {
 }
 
 /// The seeds open and wake: mutation starts from files that go all the way.
+/// Inputs named `regression-*` are failures fuzzing found: each is refused
+/// with an error (before its fix, it panicked).
 #[test]
-fn every_model_file_seed_opens_and_wakes() {
+fn every_model_file_seed_opens_and_wakes_and_every_regression_is_refused() {
     let engine = BuiltinEngine::cpu();
     let corpus = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/__fuzz__/model_file/corpus");
-    let mut seeds = 0;
+    let (mut seeds, mut regressions) = (0, 0);
     for entry in std::fs::read_dir(corpus).unwrap() {
         let path = entry.unwrap().path();
         let spec = ModelSpec::new(ModelName::parse("seed").unwrap(), ArtifactUri::File(path.clone()));
-        let model = open_model(&engine, &spec, &path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let opened = open_model(&engine, &spec, &path);
+        if path.file_name().is_some_and(|n| n.to_string_lossy().starts_with("regression-")) {
+            assert!(opened.is_err(), "{} opened", path.display());
+            regressions += 1;
+            continue;
+        }
+        let model = opened.unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         model.wake(WeightSource::File(&path)).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         seeds += 1;
     }
-    assert!(seeds >= 4, "the corpus holds {seeds} model files");
+    assert!(seeds >= 4 && regressions >= 1, "the corpus holds {seeds} model files and {regressions} regressions");
 }
 
 /// A chat template (a model file carries its own, a spec may replace it)

@@ -238,7 +238,11 @@ fn read_content(path: &Path) -> Result<Content> {
         return Err(Error::invalid(path, "not a GGUF file (it does not start with the GGUF magic)"));
     }
     Seek::rewind(&mut reader).map_err(|source| Error::Io { path: path.to_path_buf(), source })?;
-    Content::read(&mut reader).map_err(|e| Error::invalid(path, format!("not a readable GGUF file: {e}")))
+    // candle's reader panics on some damaged headers (a `general.alignment`
+    // of 0 divides by it): such a file is refused, not allowed to panic.
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| Content::read(&mut reader)))
+        .map_err(|_| Error::invalid(path, "not a readable GGUF file: its header is damaged"))?
+        .map_err(|e| Error::invalid(path, format!("not a readable GGUF file: {e}")))
 }
 
 /// Reads only the architecture of the GGUF file at `path` (its metadata).
