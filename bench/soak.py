@@ -166,6 +166,35 @@ def proper_refusal(status: int, headers, body: bytes) -> bool:
     return status < 500 or (status == 503 and headers.get("retry-after") is not None)
 
 
+def not_ok(tally, model, r) -> None:
+    """Tallies an answer other than 200: a proper refusal, or lost."""
+    data = r.read()
+    if proper_refusal(r.status, r.headers, data):
+        return tally.add(f"refused {r.status}")
+    tally.add("lost", f"{model}: {r.status} {data[:200]!r}")
+
+
+def streamed(tally, model, r, sent, started, hang_up=False) -> None:
+    """Reads an SSE answer: its time to first chunk, and whether it ended with `[DONE]`."""
+    first, done = None, False
+    try:
+        for line in r:
+            if line.startswith(b"data: [DONE]"):
+                done = True
+                break
+            if line.startswith(b"data: {") and first is None:
+                first = time.perf_counter() - sent
+                if hang_up:
+                    break
+    except OSError as e:
+        return tally.add("lost", f"{model}: stream broke ({e})")
+    if hang_up:
+        return tally.add("hung up mid-stream", ttft=first, at=sent - started)
+    if not done:
+        return tally.add("lost", f"{model}: the stream ended without [DONE]")
+    tally.add("streamed", ttft=first, at=sent - started)
+
+
 def chat(port, tally, model, started, rng, stream, hang_up=False, tools=False):
     body = {"model": model, "max_tokens": rng.randint(4, 24), "stream": stream,
             "messages": [{"role": "user", "content": rng.choice(["Name a colour.", "Say hello.", "What is 2+2?",
@@ -180,33 +209,14 @@ def chat(port, tally, model, started, rng, stream, hang_up=False, tools=False):
         return tally.add("lost", f"{model}: no answer ({e})")
     with contextlib.closing(conn):
         if r.status != 200:
-            data = r.read()
-            if proper_refusal(r.status, r.headers, data):
-                return tally.add(f"refused {r.status}")
-            return tally.add("lost", f"{model}: {r.status} {data[:200]!r}")
+            return not_ok(tally, model, r)
         if not stream:
             answer = json.loads(r.read())
             choice = answer["choices"][0]
             if tools and not choice["message"].get("tool_calls") and choice.get("finish_reason") != "length":
                 return tally.add("lost", f"{model}: tool_choice required, but no call: {choice}")
             return tally.add("tool call" if tools else "answered")
-        first, done = None, False
-        try:
-            for line in r:
-                if line.startswith(b"data: [DONE]"):
-                    done = True
-                    break
-                if line.startswith(b"data: {") and first is None:
-                    first = time.perf_counter() - sent
-                    if hang_up:
-                        break
-        except OSError as e:
-            return tally.add("lost", f"{model}: stream broke ({e})")
-        if hang_up:
-            return tally.add("hung up mid-stream", ttft=first, at=sent - started)
-        if not done:
-            return tally.add("lost", f"{model}: the stream ended without [DONE]")
-        tally.add("streamed", ttft=first, at=sent - started)
+        streamed(tally, model, r, sent, started, hang_up)
 
 
 def embed(port, tally, model, rng):
@@ -284,20 +294,8 @@ def completion(port, tally, model, started, rng):
         return tally.add("lost", f"{model}: no answer ({e})")
     with contextlib.closing(conn):
         if r.status != 200:
-            data = r.read()
-            if proper_refusal(r.status, r.headers, data):
-                return tally.add(f"refused {r.status}")
-            return tally.add("lost", f"{model}: {r.status} {data[:200]!r}")
-        first, done = None, False
-        for line in r:
-            if line.startswith(b"data: [DONE]"):
-                done = True
-                break
-            if line.startswith(b"data: {") and first is None:
-                first = time.perf_counter() - sent
-        if not done:
-            return tally.add("lost", f"{model}: the stream ended without [DONE]")
-        tally.add("streamed", ttft=first, at=sent - started)
+            return not_ok(tally, model, r)
+        streamed(tally, model, r, sent, started)
 
 
 def resources(pid: int) -> dict:
