@@ -16,7 +16,7 @@ use greenthread_scheduler::{AcquireError, ManagerStatus, ModelManager, SleepOutc
 use serde::de::DeserializeOwned;
 
 use crate::cluster::NodeLink;
-use crate::cluster::wire::{LeaseGrant, LeaseRefused, LeaseRequest, SleepModel};
+use crate::cluster::wire::{LeaseGrant, LeaseQuery, LeaseRefused, LeaseRequest, SleepModel};
 
 /// How long a caller waits between two tries to reach a scheduler leader.
 const LEADER_RETRY: Duration = Duration::from_millis(250);
@@ -234,13 +234,14 @@ impl RemoteScheduler {
         avoid: &[NodeId],
         request_id: Option<&str>,
     ) -> Result<(LeaseGrant, RemoteLease), LinkError> {
-        let ask = LeaseRequest { model: model.clone(), avoid: avoid.to_vec() };
+        // Asked in the query string, the lease's request has no body: one HTTP/2 frame.
+        let query = LeaseQuery::of(&LeaseRequest { model: model.clone(), avoid: avoid.to_vec() }).to_query_string();
         let deadline = tokio::time::Instant::now() + self.patience;
         loop {
             // The scheduler answers once the replica serves: a wake may take its whole wake timeout.
             let head = self.patience + QUICK;
             let ask_lease = |client: &reqwest::Client| {
-                let request = self.post_with(client, "/internal/v1/leases").json(&ask);
+                let request = self.post_with(client, &format!("/internal/v1/leases?{query}"));
                 match request_id {
                     Some(id) => request.header(crate::http::stamp::REQUEST_ID, id),
                     None => request,

@@ -254,6 +254,41 @@ async fn internal_endpoints_refuse_callers_without_the_cluster_token() {
     assert_eq!(c.client.get(format!("{node}/health")).send().await.unwrap().status().as_u16(), 200);
 }
 
+/// A gateway asks for a lease in the query string (a request without a
+/// body); a gateway of an earlier version asks in a JSON body, and is
+/// granted the same; a question that is not one gets a 400 naming it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_lease_is_granted_whether_asked_in_the_query_or_in_a_json_body() {
+    let c = start(&["a"], &["n1"], 1 << 30).await;
+    let leases = format!("{}/internal/v1/leases", c.base);
+    let grant = |request: reqwest::RequestBuilder| async move {
+        let mut answer = request.bearer_auth(TOKEN).send().await.unwrap();
+        let status = answer.status().as_u16();
+        // A granted lease's stream stays open: read its first line only.
+        let first = answer.chunk().await.unwrap().unwrap_or_default();
+        (status, serde_json::from_slice::<Value>(first.trim_ascii()).unwrap())
+    };
+    for request in [
+        c.client.post(format!("{leases}?model=a")),
+        c.client.post(&leases).json(&serde_json::json!({"model": "a"})),
+        c.client.post(&leases).json(&serde_json::json!({"model": "a", "avoid": []})),
+    ] {
+        let (status, grant) = grant(request).await;
+        assert_eq!(status, 200, "{grant}");
+        assert_eq!(grant["node"], "n1");
+        assert_eq!(grant["base"], c.nodes[0].url.as_str());
+    }
+    for (request, what) in [
+        (c.client.post(format!("{leases}?model=a&avoid=n1,Not%20a%20node")), "avoid"),
+        (c.client.post(&leases).body("{not json"), "not a lease request"),
+        (c.client.post(&leases), "not a lease request"),
+    ] {
+        let (status, refused) = grant(request).await;
+        assert_eq!(status, 400, "{refused}");
+        assert!(refused["error"].as_str().unwrap().contains(what), "{refused}");
+    }
+}
+
 /// A node opens only files under its own artifact folders, whatever a
 /// holder of the cluster token asks: a real model outside them is refused,
 /// and so is a system file, before anything is read.

@@ -17,14 +17,14 @@ use std::time::Duration;
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{FromRef, State};
+use axum::extract::{FromRef, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use greenthread_scheduler::{AcquireError, ManagerStatus, SleepOutcome};
 
 use super::Cluster;
-use super::wire::{LeaseGrant, LeaseRefused, LeaseRequest, SleepModel};
+use super::wire::{LeaseGrant, LeaseQuery, LeaseRefused, LeaseRequest, SleepModel};
 
 /// What the scheduler's internal API serves from: the cluster, and the
 /// registry where the scheduler has a database.
@@ -69,7 +69,23 @@ impl IntoResponse for Refused {
 /// `POST /internal/v1/leases`: waits for a replica (waking the model if
 /// need be, within the scheduler's wake timeout) and holds it while the
 /// answer's stream is open.
-pub async fn lease(State(api): State<SchedulerApi>, Json(ask): Json<LeaseRequest>) -> Result<Response, Refused> {
+pub async fn lease(State(api): State<SchedulerApi>, Query(query): Query<LeaseQuery>, body: Bytes) -> Response {
+    let asked = match query.request() {
+        Ok(Some(ask)) => Ok(ask),
+        // A gateway of an earlier version asks in a JSON body.
+        Ok(None) => serde_json::from_slice::<LeaseRequest>(&body).map_err(|e| e.to_string()),
+        Err(e) => Err(e),
+    };
+    match asked {
+        Ok(ask) => grant(&api, ask).await.unwrap_or_else(IntoResponse::into_response),
+        Err(reason) => {
+            let body = serde_json::json!({"error": format!("not a lease request: {reason}")});
+            (StatusCode::BAD_REQUEST, Json(body)).into_response()
+        }
+    }
+}
+
+async fn grant(api: &SchedulerApi, ask: LeaseRequest) -> Result<Response, Refused> {
     let cluster = &api.cluster;
     let manager = cluster.manager();
     let lease = match (manager.acquire_avoiding(&ask.model, &ask.avoid).await, &api.registry) {

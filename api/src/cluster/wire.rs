@@ -48,6 +48,51 @@ pub struct LeaseRequest {
     pub avoid: Vec<NodeId>,
 }
 
+/// A lease's question as the query string carries it (`?model=m&avoid=a,b`),
+/// so that asking is a request without a body: one HTTP/2 frame, which the
+/// scheduler answers without waiting for a second.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct LeaseQuery {
+    pub model: Option<ModelName>,
+    /// Node ids separated by commas (an id has none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub avoid: Option<String>,
+}
+
+impl LeaseQuery {
+    pub fn of(ask: &LeaseRequest) -> Self {
+        let avoid = ask.avoid.iter().map(NodeId::as_str).collect::<Vec<_>>().join(",");
+        Self { model: Some(ask.model.clone()), avoid: (!avoid.is_empty()).then_some(avoid) }
+    }
+
+    /// The query string (without its `?`). Model names and node ids are
+    /// slugs (`[a-z0-9._-]`), which a query carries as they are.
+    pub fn to_query_string(&self) -> String {
+        let mut query = self.model.as_ref().map(|m| format!("model={}", m.as_str())).unwrap_or_default();
+        if let Some(avoid) = &self.avoid {
+            query.push_str(&format!("&avoid={avoid}"));
+        }
+        query
+    }
+
+    /// The question asked, if the query asks one (an earlier gateway asks in
+    /// a JSON body instead).
+    ///
+    /// # Errors
+    /// A node id in `avoid` that is not one.
+    pub fn request(self) -> Result<Option<LeaseRequest>, String> {
+        let Some(model) = self.model else { return Ok(None) };
+        let avoid = match self.avoid.as_deref() {
+            None | Some("") => Vec::new(),
+            Some(ids) => ids
+                .split(',')
+                .map(|id| NodeId::parse(id).map_err(|e| format!("avoid: {e}")))
+                .collect::<Result<_, _>>()?,
+        };
+        Ok(Some(LeaseRequest { model, avoid }))
+    }
+}
+
 /// The replica a gateway may send one request to: the first line of the
 /// lease stream. The lease lasts as long as that stream stays open.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -67,4 +112,41 @@ pub struct LeaseRefused {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SleepModel {
     pub model: ModelName,
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::extract::Query;
+    use axum::http::Uri;
+
+    use super::*;
+
+    /// The query as the scheduler's handler reads it.
+    fn read(query: &str) -> Result<Option<LeaseRequest>, String> {
+        let uri: Uri = format!("/internal/v1/leases?{query}").parse().map_err(|e| format!("{e}"))?;
+        let Query(query) = Query::<LeaseQuery>::try_from_uri(&uri).map_err(|e| e.to_string())?;
+        query.request()
+    }
+
+    fn ask(model: &str, avoid: &[&str]) -> LeaseRequest {
+        LeaseRequest {
+            model: ModelName::parse(model).unwrap(),
+            avoid: avoid.iter().map(|id| NodeId::parse(id).unwrap()).collect(),
+        }
+    }
+
+    #[test]
+    fn a_lease_request_reads_back_from_its_query_string() {
+        for asked in [ask("qwen2.5-coder", &[]), ask("m_1", &["gpu-node-1"]), ask("m", &["a.b", "c-d", "e_f"])] {
+            let read = read(&LeaseQuery::of(&asked).to_query_string()).unwrap().unwrap();
+            assert_eq!((read.model, read.avoid), (asked.model, asked.avoid));
+        }
+    }
+
+    #[test]
+    fn a_query_without_a_model_asks_nothing_and_a_bad_node_id_is_refused() {
+        assert!(read("").unwrap().is_none());
+        assert!(read("model=m&avoid=ok,Not%20an%20id").unwrap_err().contains("avoid"));
+        assert!(read("model=Bad%20Name").is_err());
+    }
 }
