@@ -246,10 +246,12 @@ def main() -> int:
                 os.posix_fallocate(fd, 0, max(1, disk_budget - used))
                 os.close(fd)
                 parts["node-2"].kill()
+                died_at = time.monotonic()
                 parts["node-2"].start()
                 restarted_at = time.monotonic()
             else:
                 parts[fault].kill()
+                died_at = time.monotonic()
                 time.sleep(DOWN)
                 parts[fault].start()
                 if fault == "postgres":
@@ -258,7 +260,10 @@ def main() -> int:
                 restarted_at = time.monotonic()
             time.sleep(STEADY)
             window = load.between(killed_at - STEADY, time.monotonic())
-            in_flight = [r for r in window if r[1] < killed_at < r[2]]
+            # In flight: sent before the process was gone (SIGKILL takes a
+            # moment: a connection it accepted meanwhile is reset, not refused)
+            # and not answered before the signal.
+            in_flight = [r for r in window if r[1] < died_at and r[2] > killed_at]
             after = [r for r in window if r[1] >= killed_at]
             down = [r for r in after if r[3] == "refused" and fault == "gateway" and r[1] < restarted_at]
             others = [r for r in window if r[3] != "answered" and r not in in_flight and r not in down]
@@ -267,7 +272,9 @@ def main() -> int:
             rows.append((fault, len(window), len([r for r in in_flight if r[3] != "answered"]), len(in_flight),
                          len(down), len(others), len(hung),
                          f"{recovered - killed_at:.2f}" if recovered else "never"))
-            failures += [f"{fault}: {r[0]} {r[3]} {r[4]}" for r in others + hung]
+            failures += [f"{fault}: {r[0]} {r[3]} {r[4]} (sent {r[1] - killed_at:+.3f} s after the kill, "
+                         f"ended {r[2] - killed_at:+.3f} s; the process was gone at {died_at - killed_at:+.3f} s)"
+                         for r in others + hung]
             if recovered is None:
                 failures.append(f"{fault}: no request succeeded after it")
         load.stop()
