@@ -51,11 +51,10 @@ pub struct LeaseRequest {
 /// A lease's question as the query string carries it (`?model=m&avoid=a,b`),
 /// so that asking is a request without a body: one HTTP/2 frame, which the
 /// scheduler answers without waiting for a second.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 pub struct LeaseQuery {
     pub model: Option<ModelName>,
     /// Node ids separated by commas (an id has none).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub avoid: Option<String>,
 }
 
