@@ -16,7 +16,7 @@ use greenthread_scheduler::{AcquireError, ManagerStatus, ModelManager, SleepOutc
 use serde::de::DeserializeOwned;
 
 use crate::cluster::NodeLink;
-use crate::cluster::wire::{LeaseGrant, LeaseQuery, LeaseRefused, LeaseRequest, SleepModel};
+use crate::cluster::wire::{LeaseGrant, LeaseRefused, LeaseRequest, SleepModel};
 
 /// How long a caller waits between two tries to reach a scheduler leader.
 const LEADER_RETRY: Duration = Duration::from_millis(250);
@@ -235,7 +235,7 @@ impl RemoteScheduler {
         request_id: Option<&str>,
     ) -> Result<(LeaseGrant, RemoteLease), LinkError> {
         // Asked in the query string, the lease's request has no body: one HTTP/2 frame.
-        let query = LeaseQuery::of(&LeaseRequest { model: model.clone(), avoid: avoid.to_vec() }).to_query_string();
+        let query = LeaseRequest { model: model.clone(), avoid: avoid.to_vec() }.query_string();
         let deadline = tokio::time::Instant::now() + self.patience;
         loop {
             // The scheduler answers once the replica serves: a wake may take its whole wake timeout.

@@ -280,6 +280,7 @@ async fn a_lease_is_granted_whether_asked_in_the_query_or_in_a_json_body() {
     }
     for (request, what) in [
         (c.client.post(format!("{leases}?model=a&avoid=n1,Not%20a%20node")), "avoid"),
+        (c.client.post(format!("{leases}?model=Not%20a%20model")), "not a lease request"),
         (c.client.post(&leases).body("{not json"), "not a lease request"),
         (c.client.post(&leases), "not a lease request"),
     ] {

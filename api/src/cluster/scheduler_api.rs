@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use axum::Json;
 use axum::body::Body;
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{FromRef, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -69,8 +70,12 @@ impl IntoResponse for Refused {
 /// `POST /internal/v1/leases`: waits for a replica (waking the model if
 /// need be, within the scheduler's wake timeout) and holds it while the
 /// answer's stream is open.
-pub async fn lease(State(api): State<SchedulerApi>, Query(query): Query<LeaseQuery>, body: Bytes) -> Response {
-    let asked = match query.request() {
+pub async fn lease(
+    State(api): State<SchedulerApi>,
+    query: Result<Query<LeaseQuery>, QueryRejection>,
+    body: Bytes,
+) -> Response {
+    let asked = match query.map_err(|e| e.body_text()).and_then(|Query(q)| q.request()) {
         Ok(Some(ask)) => Ok(ask),
         // A gateway of an earlier version asks in a JSON body.
         Ok(None) => serde_json::from_slice::<LeaseRequest>(&body).map_err(|e| e.to_string()),

@@ -48,9 +48,23 @@ pub struct LeaseRequest {
     pub avoid: Vec<NodeId>,
 }
 
-/// A lease's question as the query string carries it (`?model=m&avoid=a,b`),
-/// so that asking is a request without a body: one HTTP/2 frame, which the
-/// scheduler answers without waiting for a second.
+impl LeaseRequest {
+    /// The question as a query string (`model=m&avoid=a,b`, without its
+    /// `?`), so that asking is a request without a body: one HTTP/2 frame,
+    /// which the scheduler answers without waiting for a second. Model names
+    /// and node ids are slugs (`[a-z0-9._-]`), which a query carries as they are.
+    pub fn query_string(&self) -> String {
+        let mut query = format!("model={}", self.model.as_str());
+        if !self.avoid.is_empty() {
+            let avoid: Vec<&str> = self.avoid.iter().map(NodeId::as_str).collect();
+            query.push_str(&format!("&avoid={}", avoid.join(",")));
+        }
+        query
+    }
+}
+
+/// A lease's question as the scheduler reads it from the query string
+/// ([`LeaseRequest::query_string`]).
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct LeaseQuery {
     pub model: Option<ModelName>,
@@ -59,21 +73,6 @@ pub struct LeaseQuery {
 }
 
 impl LeaseQuery {
-    pub fn of(ask: &LeaseRequest) -> Self {
-        let avoid = ask.avoid.iter().map(NodeId::as_str).collect::<Vec<_>>().join(",");
-        Self { model: Some(ask.model.clone()), avoid: (!avoid.is_empty()).then_some(avoid) }
-    }
-
-    /// The query string (without its `?`). Model names and node ids are
-    /// slugs (`[a-z0-9._-]`), which a query carries as they are.
-    pub fn to_query_string(&self) -> String {
-        let mut query = self.model.as_ref().map(|m| format!("model={}", m.as_str())).unwrap_or_default();
-        if let Some(avoid) = &self.avoid {
-            query.push_str(&format!("&avoid={avoid}"));
-        }
-        query
-    }
-
     /// The question asked, if the query asks one (an earlier gateway asks in
     /// a JSON body instead).
     ///
@@ -137,7 +136,7 @@ mod tests {
     #[test]
     fn a_lease_request_reads_back_from_its_query_string() {
         for asked in [ask("qwen2.5-coder", &[]), ask("m_1", &["gpu-node-1"]), ask("m", &["a.b", "c-d", "e_f"])] {
-            let read = read(&LeaseQuery::of(&asked).to_query_string()).unwrap().unwrap();
+            let read = read(&asked.query_string()).unwrap().unwrap();
             assert_eq!((read.model, read.avoid), (asked.model, asked.avoid));
         }
     }
