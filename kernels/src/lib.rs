@@ -66,7 +66,7 @@ impl BlockFormat {
 pub enum Level {
     /// `vpdpbusd` on 256-bit vectors (AVX-VNNI, or AVX-512 VNNI with VL).
     Vnni,
-    /// `vpmaddubsw` + `vpmaddwd`; saturates on Q8_0's full range, so Q8_0 is left to candle.
+    /// `vpmaddubsw` + `vpmaddwd`, with Q8_0's signed values multiplied by sign.
     Avx2,
     /// Plain Rust.
     Scalar,
@@ -109,21 +109,17 @@ impl BlockMatrix {
     pub fn from_qtensor(t: &QTensor) -> Option<Self> {
         let format = BlockFormat::from_ggml(t.dtype())?;
         let (rows, cols) = t.shape().dims2().ok()?;
-        if !Self::runs_on(format, cols, &t.device()) {
+        if !Self::runs_on(cols, &t.device()) {
             return None;
         }
         let data = t.data().ok()?.into_owned();
         (data.len() == rows * cols / BLOCK * format.block_bytes()).then_some(Self { format, rows, cols, data })
     }
 
-    /// Whether these kernels run `format` with `cols` inputs fast on `device`.
-    pub fn runs_on(format: BlockFormat, cols: usize, device: &candle_core::Device) -> bool {
-        let fast = match level() {
-            Level::Vnni => true,
-            Level::Avx2 => format != BlockFormat::Q8_0,
-            Level::Scalar => false,
-        };
-        fast && cols.is_multiple_of(BLOCK) && device.is_cpu()
+    /// Whether these kernels run a block matrix with `cols` inputs fast on
+    /// `device` (every block format runs on every SIMD level).
+    pub fn runs_on(cols: usize, device: &candle_core::Device) -> bool {
+        level() != Level::Scalar && cols.is_multiple_of(BLOCK) && device.is_cpu()
     }
 
     /// Builds a matrix from raw blocks as GGUF stores them.

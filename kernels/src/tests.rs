@@ -45,7 +45,7 @@ fn every_simd_kernel_on_this_cpu_agrees_with_the_scalar_definition() {
             let mut slow = vec![0f32; m * n];
             w.matmul_reference(&x, m, &mut slow);
             let acts = QuantizedActivations::new(&x, m, k, format.offset());
-            for isa in x86::available_isas(format) {
+            for isa in x86::available_isas() {
                 let mut fast = vec![0f32; m * n];
                 x86::matmul_forced(isa, &w, &acts, &mut fast);
                 let err = max_relative_error(&fast, &slow);
@@ -152,5 +152,36 @@ fn probe_decode_bandwidth() {
         }
         let s = t.elapsed().as_secs_f64() / 200.0;
         eprintln!("   candle m=1: {:.3} ms, {:.1} GB/s", s * 1e3, w.bytes() as f64 / s / 1e9);
+    }
+}
+
+/// Q8_0's extremes: a weight of -128 (which ggml's quantizer never writes
+/// but a file may hold) against activations of ±127, where a pair of
+/// products reaches 2 · 128 · 127 and AVX2's `vpmaddubsw` would saturate on
+/// anything less careful.
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn q8_0_extremes_are_exact_on_every_simd_kernel() {
+    let (m, n, k) = (2, 3, 64);
+    let one = half::f16::from_f32(1.0).to_le_bytes();
+    let mut raw = Vec::new();
+    for (row, value) in [-128i8, 127, -127].into_iter().enumerate() {
+        for block in 0..k / BLOCK {
+            raw.extend_from_slice(&one);
+            // Alternate signs inside the second block so pairs mix them.
+            raw.extend((0..BLOCK).map(|j| if block == 1 && j % 3 == row { value.wrapping_neg() } else { value } as u8));
+        }
+    }
+    let w = BlockMatrix::from_raw(BlockFormat::Q8_0, n, k, raw);
+    let x: Vec<f32> = (0..m * k).map(|i| if (i / 2) % 2 == 0 { 1.0 } else { -1.0 }).collect();
+    let mut slow = vec![0f32; m * n];
+    w.matmul_reference(&x, m, &mut slow);
+    let acts = QuantizedActivations::new(&x, m, k, BlockFormat::Q8_0.offset());
+    let isas = x86::available_isas();
+    assert!(!isas.is_empty(), "the build targets x86-64-v3, so AVX2 at least is there");
+    for isa in isas {
+        let mut fast = vec![0f32; m * n];
+        x86::matmul_forced(isa, &w, &acts, &mut fast);
+        assert_eq!(fast, slow, "{isa}");
     }
 }

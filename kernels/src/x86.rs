@@ -97,19 +97,32 @@ unsafe fn hsum(v: __m256) -> f32 {
 }
 
 #[inline(always)]
-unsafe fn dot_avxvnni(acc: __m256i, u: __m256i, a: __m256i) -> __m256i {
+unsafe fn dot_avxvnni<const F: u8>(acc: __m256i, u: __m256i, a: __m256i) -> __m256i {
     unsafe { _mm256_dpbusd_avx_epi32(acc, u, a) }
 }
 
 #[inline(always)]
-unsafe fn dot_avx512vnni(acc: __m256i, u: __m256i, a: __m256i) -> __m256i {
+unsafe fn dot_avx512vnni<const F: u8>(acc: __m256i, u: __m256i, a: __m256i) -> __m256i {
     unsafe { _mm256_dpbusd_epi32(acc, u, a) }
 }
 
-/// `vpmaddubsw` saturates at ±32767: exact for values below 128 (Q4_0, Q5_0).
+/// `acc + Σ u·a` with AVX2's `vpmaddubsw`, which saturates a pair's sum at
+/// ±32767. Q4_0's and Q5_0's values (below 32) never reach it. Q8_0's offset
+/// values (up to 255) would, so for Q8_0 the signed weights `w = u - 128` are
+/// multiplied as `|w| · (a · sign w)`, as ggml does: with activations in
+/// ±127 a pair is at most 2 · 128 · 127 = 32512, exact. `Σ w·a` equals
+/// `acc + Σ u·a` because `acc` holds the block's correction `-128 · Σ a`.
 #[inline(always)]
-unsafe fn dot_avx2(acc: __m256i, u: __m256i, a: __m256i) -> __m256i {
-    unsafe { _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(u, a), _mm256_set1_epi16(1))) }
+unsafe fn dot_avx2<const F: u8>(acc: __m256i, u: __m256i, a: __m256i) -> __m256i {
+    unsafe {
+        let ones = _mm256_set1_epi16(1);
+        if F == Q8_0 {
+            let w = _mm256_xor_si256(u, _mm256_set1_epi8(0x80u8 as i8));
+            _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_abs_epi8(w), _mm256_sign_epi8(a, w)), ones)
+        } else {
+            _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(u, a), ones))
+        }
+    }
 }
 
 /// Where one micro-kernel call reads and writes.
@@ -153,7 +166,7 @@ macro_rules! micro_kernel {
                         let corr = _mm256_zextsi128_si256(_mm_cvtsi32_si128(*t.corrections.add(i * t.blocks + b)));
                         let da = *t.scales.add(i * t.blocks + b);
                         for r in 0..NR {
-                            let dp = $dot(corr, u[r], a);
+                            let dp = $dot::<F>(corr, u[r], a);
                             acc[i][r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dp), _mm256_set1_ps(dw[r] * da), acc[i][r]);
                         }
                     }
@@ -189,7 +202,7 @@ macro_rules! row_kernel {
                     let (dw, u) = decode::<F>(p);
                     let a = _mm256_loadu_si256(t.values.add(b * BLOCK).cast());
                     let corr = _mm256_zextsi128_si256(_mm_cvtsi32_si128(*t.corrections.add(b)));
-                    let dp = $dot(corr, u, a);
+                    let dp = $dot::<F>(corr, u, a);
                     let s = _mm256_set1_ps(dw * *t.scales.add(b));
                     acc[b % 4] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dp), s, acc[b % 4]);
                 }
@@ -244,18 +257,15 @@ pub fn matmul(w: &BlockMatrix, a: &QuantizedActivations, out: &mut [f32]) {
     matmul_with(isa(), w, a, out);
 }
 
-/// Every instruction set this CPU has that runs `format`, for tests.
+/// Every instruction set this CPU has, for tests.
 #[cfg(test)]
-pub fn available_isas(format: BlockFormat) -> Vec<&'static str> {
+pub fn available_isas() -> Vec<&'static str> {
     let has = |f: &str| match f {
         "avxvnni" => is_x86_feature_detected!("avxvnni"),
         "avx512vnni" => is_x86_feature_detected!("avx512vnni") && is_x86_feature_detected!("avx512vl"),
         _ => is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma"),
     };
-    ["avxvnni", "avx512vnni", "avx2"]
-        .into_iter()
-        .filter(|f| has(f) && has("avx2") && !(*f == "avx2" && format == BlockFormat::Q8_0))
-        .collect()
+    ["avxvnni", "avx512vnni", "avx2"].into_iter().filter(|f| has(f) && has("avx2")).collect()
 }
 
 #[cfg(test)]
@@ -270,7 +280,7 @@ pub fn matmul_forced(isa_name: &str, w: &BlockMatrix, a: &QuantizedActivations, 
 
 fn matmul_with(isa: Isa, w: &BlockMatrix, a: &QuantizedActivations, out: &mut [f32]) {
     assert_eq!((a.k, out.len()), (w.cols, a.m * w.rows));
-    assert!(isa != Isa::None && !(isa == Isa::Avx2 && w.format == BlockFormat::Q8_0));
+    assert!(isa != Isa::None);
     match w.format {
         BlockFormat::Q4_0 => run::<Q4_0>(isa, w, a, out),
         BlockFormat::Q5_0 => run::<Q5_0>(isa, w, a, out),

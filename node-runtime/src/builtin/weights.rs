@@ -271,7 +271,7 @@ impl Weights {
         let block = Some(entry).and_then(|e| {
             let format = BlockFormat::from_ggml(e.dtype)?;
             let [rows, cols] = e.dims[..] else { return None };
-            BlockMatrix::runs_on(format, cols, &self.device).then_some((format, rows, cols))
+            BlockMatrix::runs_on(cols, &self.device).then_some((format, rows, cols))
         });
         let Some((format, rows, cols)) = block else { return Ok(None) };
         let (_, bytes) = self.take(name)?;
