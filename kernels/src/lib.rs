@@ -64,6 +64,9 @@ impl BlockFormat {
 /// Which instruction set the kernels use on this CPU.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Level {
+    /// `vpdpbusd` on 512-bit vectors for several activation rows, on 256-bit
+    /// ones for one (AVX-512 VNNI).
+    Vnni512,
     /// `vpdpbusd` on 256-bit vectors (AVX-VNNI, or AVX-512 VNNI with VL).
     Vnni,
     /// `vpmaddubsw` + `vpmaddwd`, with Q8_0's signed values multiplied by sign.
@@ -76,6 +79,7 @@ impl Level {
     /// How `greenthread --version` and the logs name it.
     pub fn name(self) -> &'static str {
         match self {
+            Self::Vnni512 => "avx512-vnni (512-bit)",
             Self::Vnni => "vnni (AVX-VNNI or AVX-512 VNNI)",
             Self::Avx2 => "avx2",
             Self::Scalar => "scalar",
@@ -163,7 +167,7 @@ impl BlockMatrix {
     pub fn matmul_quantized(&self, acts: &QuantizedActivations, out: &mut [f32]) {
         match level() {
             #[cfg(target_arch = "x86_64")]
-            Level::Vnni | Level::Avx2 => x86::matmul(self, acts, out),
+            Level::Vnni512 | Level::Vnni | Level::Avx2 => x86::matmul(self, acts, out),
             _ => reference::matmul(self, acts, out),
         }
     }

@@ -28,6 +28,8 @@ const SHAPES: &[(usize, usize, usize)] = &[
     (4, 8, 32),
     (5, 33, 640),
     (9, 18, 128),
+    // An odd number of blocks: the 512-bit kernel's last block is alone.
+    (8, 12, 96),
     (64, 20, 896),
 ];
 
@@ -183,5 +185,55 @@ fn q8_0_extremes_are_exact_on_every_simd_kernel() {
         let mut fast = vec![0f32; m * n];
         x86::matmul_forced(isa, &w, &acts, &mut fast);
         assert_eq!(fast, slow, "{isa}");
+    }
+}
+
+/// CPU time this process has used in user mode: unlike wall time, it does
+/// not count while another process has the cores.
+fn user_cpu_seconds() -> f64 {
+    let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+    // SAFETY: getrusage writes the struct it is given.
+    #[allow(unsafe_code)]
+    let usage = unsafe {
+        libc::getrusage(libc::RUSAGE_SELF, usage.as_mut_ptr());
+        usage.assume_init()
+    };
+    usage.ru_utime.tv_sec as f64 + usage.ru_utime.tv_usec as f64 * 1e-6
+}
+
+/// Prefill's matrix products (64 activation rows) with each instruction set
+/// this CPU has, one after the other in the same run: wall time, and CPU
+/// time over all threads (steadier on a shared machine).
+#[cfg(target_arch = "x86_64")]
+#[test]
+#[ignore = "timing probe"]
+#[allow(clippy::disallowed_types)]
+fn probe_prefill_by_instruction_set() {
+    let mut rng = StdRng::seed_from_u64(10);
+    for (dtype, n, k) in [(GgmlDType::Q5_0, 4864, 896), (GgmlDType::Q5_0, 896, 4864), (GgmlDType::Q8_0, 2048, 640)] {
+        let q = quantized(&mut rng, dtype, n, k);
+        let w = BlockMatrix::from_qtensor(&q).unwrap();
+        let m = 64;
+        let x = random(&mut rng, m * k);
+        let acts = QuantizedActivations::new(&x, m, k, w.format().offset());
+        let mut out = vec![0f32; m * n];
+        for isa in x86::available_isas() {
+            x86::matmul_forced(isa, &w, &acts, &mut out);
+            let reps = 40;
+            let (t, cpu) = (std::time::Instant::now(), user_cpu_seconds());
+            for _ in 0..reps {
+                x86::matmul_forced(isa, &w, &acts, &mut out);
+            }
+            let s = t.elapsed().as_secs_f64() / f64::from(reps);
+            let c = (user_cpu_seconds() - cpu) / f64::from(reps);
+            let macs = (m * n * k) as f64;
+            eprintln!(
+                "{dtype:?} {n}x{k} m={m} {isa}: {:.3} ms ({:.1} GMAC/s), CPU {:.3} ms ({:.1} GMAC per CPU-second)",
+                s * 1e3,
+                macs / s / 1e9,
+                c * 1e3,
+                macs / c / 1e9
+            );
+        }
     }
 }
