@@ -3,13 +3,12 @@
 //!
 //! Each micro-kernel keeps an `MR × NR` tile of accumulators in registers:
 //! a weight block is decoded once and multiplied with `MR` activation rows.
-//! The 512-bit one (prompts, four activation rows or more) reads weight rows
-//! its task decoded once for all activation rows, takes two consecutive
-//! blocks per instruction, and applies the scales as vectors, two blocks at
-//! a time, instead of a scalar product and a broadcast per block and pair
-//! of rows.
+//! On AVX-512 VNNI, prompts (four activation rows or more) take the 512-bit
+//! kernel of [`interleaved`] instead.
 
 #![allow(unsafe_code)]
+
+mod interleaved;
 
 use std::arch::x86_64::*;
 use std::sync::OnceLock;
@@ -30,7 +29,7 @@ const PREFETCH_AHEAD: usize = 2048;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Isa {
-    /// AVX-512 VNNI: 512-bit tiles, 256-bit (EVEX) rows.
+    /// AVX-512 VNNI: 512-bit interleaved tiles for prompts, 256-bit (EVEX) rows.
     Avx512,
     AvxVnni,
     /// AVX-512 VNNI on 256-bit vectors only.
@@ -155,11 +154,6 @@ struct Tile {
     corrections: *const i32,
     k: usize,
     blocks: usize,
-    /// For the 512-bit kernel: per activation row and pair of blocks, the
-    /// two scales and corrections as the vector lanes take them.
-    pair_scales: *const [f32; 16],
-    pair_corrections: *const [i32; 16],
-    pairs: usize,
     /// `out[i][j]` of the tile's first row and column.
     out: *mut f32,
     out_stride: usize,
@@ -243,134 +237,6 @@ row_kernel!(row_avxvnni, "avx2,fma,avxvnni", dot_avxvnni);
 row_kernel!(row_avx512vnni, "avx2,fma,avx512vnni,avx512vl", dot_avx512vnni);
 row_kernel!(row_avx2, "avx2,fma", dot_avx2);
 
-/// Two consecutive blocks of one weight row, `b` and `b + 1`, in one
-/// register; with `pair == false` only block `b`, the upper half zero.
-#[inline(always)]
-unsafe fn decode_pair<const F: u8>(p: *const u8, bb: usize, pair: bool) -> (__m512, __m512i) {
-    unsafe {
-        let (d0, u0) = decode::<F>(p);
-        if !pair {
-            return (_mm512_set1_ps(d0), _mm512_zextsi256_si512(u0));
-        }
-        let (d1, u1) = decode::<F>(p.add(bb));
-        (halves(d0, d1), _mm512_inserti64x4::<1>(_mm512_castsi256_si512(u0), u1))
-    }
-}
-
-/// `lo` in the lower eight lanes, `hi` in the upper eight.
-#[inline(always)]
-unsafe fn halves(lo: f32, hi: f32) -> __m512 {
-    unsafe { _mm512_mask_blend_ps(0xFF00, _mm512_set1_ps(lo), _mm512_set1_ps(hi)) }
-}
-
-/// A task's weight rows decoded once for the 512-bit kernel: per row and
-/// pair of blocks, the 64 unsigned values and then the two blocks' scales
-/// as the lanes take them (block `2p` in lanes 0–7, `2p + 1` in 8–15).
-/// Decoding a Q5_0 block costs more than multiplying it with one
-/// activation row, so all of a prompt's rows read the decoded copy.
-#[derive(Clone, Copy)]
-#[repr(C, align(64))]
-struct Lanes([u8; 64]);
-
-thread_local! {
-    static DECODED: std::cell::RefCell<Vec<Lanes>> = const { std::cell::RefCell::new(Vec::new()) };
-}
-
-/// Decodes `rows` weight rows from `w` into `out`, row after row.
-///
-/// # Safety
-/// `w` must address `rows` rows of `blocks` blocks of format `F`, `row_bytes` apart.
-#[target_feature(enable = "avx2,fma,avx512f,avx512bw,avx512vl,avx512vnni")]
-unsafe fn decode_rows<const F: u8>(w: *const u8, rows: usize, row_bytes: usize, blocks: usize, out: &mut Vec<Lanes>) {
-    unsafe {
-        let bb = match F {
-            Q4_0 => BlockFormat::Q4_0.block_bytes(),
-            Q5_0 => BlockFormat::Q5_0.block_bytes(),
-            _ => BlockFormat::Q8_0.block_bytes(),
-        };
-        let pairs = blocks.div_ceil(2);
-        out.clear();
-        out.resize(rows * pairs * 2, Lanes([0; 64]));
-        let dst = out.as_mut_ptr().cast::<__m512i>();
-        for r in 0..rows {
-            for p in 0..pairs {
-                let src = w.add(r * row_bytes + 2 * p * bb);
-                _mm_prefetch::<_MM_HINT_T0>(src.wrapping_add(PREFETCH_AHEAD).cast());
-                let (dw, u) = decode_pair::<F>(src, bb, 2 * p + 1 < blocks);
-                let at = dst.add((r * pairs + p) * 2);
-                _mm512_store_si512(at, u);
-                _mm512_store_si512(at.add(1), _mm512_castps_si512(dw));
-            }
-        }
-    }
-}
-
-/// The 512-bit micro-kernel over decoded rows (`w`, `NR` of them): per pair
-/// of blocks one `vpdpbusd` per tile entry, whose lane `l` sums four
-/// products of block `b + l / 8`, started at that block's offset correction
-/// and scaled by a vector of the two blocks' activation scales and then of
-/// their weight scales.
-///
-/// # Safety
-/// `t` must address `MR` activation rows with their pair vectors and the
-/// outputs, `w` `NR` decoded rows of `t.pairs` pairs each.
-#[target_feature(enable = "avx2,fma,avx512f,avx512bw,avx512vl,avx512vnni")]
-unsafe fn tile_avx512<const MR: usize, const NR: usize>(t: Tile, w: *const Lanes) {
-    unsafe {
-        let w = w.cast::<__m512i>();
-        let mut acc = [[_mm512_setzero_ps(); NR]; MR];
-        for p in 0..t.pairs {
-            let b = 2 * p;
-            let mut u = [_mm512_setzero_si512(); NR];
-            let mut dw = [_mm512_setzero_ps(); NR];
-            for r in 0..NR {
-                let at = w.add((r * t.pairs + p) * 2);
-                u[r] = _mm512_load_si512(at);
-                dw[r] = _mm512_castsi512_ps(_mm512_load_si512(at.add(1)));
-            }
-            for (i, acc) in acc.iter_mut().enumerate() {
-                let values = t.values.add(i * t.k + b * BLOCK);
-                // A lone last block must not read past the row's end.
-                let a = if b + 1 < t.blocks {
-                    _mm512_loadu_si512(values.cast())
-                } else {
-                    _mm512_maskz_loadu_epi8(u32::MAX.into(), values)
-                };
-                let corr = _mm512_loadu_si512(t.pair_corrections.add(i * t.pairs + p).cast());
-                let da = _mm512_loadu_ps(t.pair_scales.add(i * t.pairs + p).cast());
-                for ((acc, &u), &dw) in acc.iter_mut().zip(&u).zip(&dw) {
-                    let dp = _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(corr, u, a));
-                    *acc = _mm512_fmadd_ps(_mm512_mul_ps(dp, da), dw, *acc);
-                }
-            }
-        }
-        for (i, acc) in acc.iter().enumerate() {
-            for (r, &acc) in acc.iter().enumerate() {
-                *t.out.add(i * t.out_stride + r) = _mm512_reduce_add_ps(acc);
-            }
-        }
-    }
-}
-
-/// Each activation row's scales and corrections by pair of blocks, laid out
-/// as the 512-bit kernel's lanes take them: block `2p` in lanes 0–7 (its
-/// correction in lane 0), block `2p + 1` in lanes 8–15 (lane 8), zero where
-/// a row's last pair has one block.
-fn pair_vectors(a: &QuantizedActivations) -> (Vec<[f32; 16]>, Vec<[i32; 16]>) {
-    let blocks = a.blocks_per_row();
-    let pairs = blocks.div_ceil(2);
-    let mut scales = vec![[0f32; 16]; a.m * pairs];
-    let mut corrections = vec![[0i32; 16]; a.m * pairs];
-    for i in 0..a.m {
-        for b in 0..blocks {
-            let (at, half) = (i * pairs + b / 2, (b % 2) * 8);
-            scales[at][half..half + 8].fill(a.scales[i * blocks + b]);
-            corrections[at][half] = a.corrections[i * blocks + b];
-        }
-    }
-    (scales, corrections)
-}
-
 /// One row times one row with the detected instruction set.
 ///
 /// # Safety
@@ -442,13 +308,12 @@ fn matmul_with(isa: Isa, w: &BlockMatrix, a: &QuantizedActivations, out: &mut [f
 }
 
 fn run<const F: u8>(isa: Isa, w: &BlockMatrix, a: &QuantizedActivations, out: &mut [f32]) {
+    // Prompts (four activation rows or more) on AVX-512 VNNI: 16 weight rows per instruction.
+    if isa == Isa::Avx512 && a.m >= 4 {
+        return interleaved::matmul::<F>(w, a, out);
+    }
     let (n, m, blocks) = (w.rows, a.m, a.blocks_per_row());
     let row_bytes = blocks * w.format.block_bytes();
-    // Four activation rows or more take the 512-bit kernel, over weight
-    // rows each task decodes once.
-    let wide = isa == Isa::Avx512 && m >= 4;
-    let pairs = blocks.div_ceil(2);
-    let (pair_scales, pair_corrections) = if wide { pair_vectors(a) } else { (Vec::new(), Vec::new()) };
     let base = Tile {
         w: w.data.as_ptr(),
         row_bytes,
@@ -457,9 +322,6 @@ fn run<const F: u8>(isa: Isa, w: &BlockMatrix, a: &QuantizedActivations, out: &m
         corrections: a.corrections.as_ptr(),
         k: a.k,
         blocks,
-        pair_scales: pair_scales.as_ptr(),
-        pair_corrections: pair_corrections.as_ptr(),
-        pairs,
         out: out.as_mut_ptr(),
         out_stride: n,
     };
@@ -474,9 +336,6 @@ fn run<const F: u8>(isa: Isa, w: &BlockMatrix, a: &QuantizedActivations, out: &m
                 values: base.values.add(i * a.k),
                 scales: base.scales.add(i * blocks),
                 corrections: base.corrections.add(i * blocks),
-                // Only the 512-bit kernel reads these, and only when they were laid out.
-                pair_scales: base.pair_scales.wrapping_add(i * pairs),
-                pair_corrections: base.pair_corrections.wrapping_add(i * pairs),
                 out: base.out.add(i * n + j),
                 ..base
             }
@@ -487,24 +346,6 @@ fn run<const F: u8>(isa: Isa, w: &BlockMatrix, a: &QuantizedActivations, out: &m
         // SAFETY: `at` addresses only rows i < m and columns j0 ≤ j < j1 ≤ n.
         unsafe {
             let mut i = 0;
-            if wide {
-                i = m - m % 4;
-                DECODED.with_borrow_mut(|decoded| {
-                    decode_rows::<F>(at(0, j0).w, j1 - j0, row_bytes, blocks, decoded);
-                    let rows = |j: usize| decoded.as_ptr().add((j - j0) * pairs * 2);
-                    for i in (0..i).step_by(4) {
-                        let mut j = j0;
-                        while j + 4 <= j1 {
-                            tile_avx512::<4, 4>(at(i, j), rows(j));
-                            j += 4;
-                        }
-                        while j < j1 {
-                            tile_avx512::<4, 1>(at(i, j), rows(j));
-                            j += 1;
-                        }
-                    }
-                });
-            }
             while i + 4 <= m {
                 let mut j = j0;
                 while j + 2 <= j1 {
