@@ -160,11 +160,18 @@ fn probe_decode_bandwidth() {
 /// Q8_0's extremes: a weight of -128 (which ggml's quantizer never writes
 /// but a file may hold) against activations of ±127, where a pair of
 /// products reaches 2 · 128 · 127 and AVX2's `vpmaddubsw` would saturate on
-/// anything less careful.
+/// anything less careful; for one activation row and for a prompt's five.
 #[cfg(target_arch = "x86_64")]
 #[test]
 fn q8_0_extremes_are_exact_on_every_simd_kernel() {
-    let (m, n, k) = (2, 3, 64);
+    for m in [1, 5] {
+        q8_0_extremes_are_exact(m);
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+fn q8_0_extremes_are_exact(m: usize) {
+    let (n, k) = (3, 64);
     let one = half::f16::from_f32(1.0).to_le_bytes();
     let mut raw = Vec::new();
     for (row, value) in [-128i8, 127, -127].into_iter().enumerate() {
@@ -184,7 +191,7 @@ fn q8_0_extremes_are_exact_on_every_simd_kernel() {
     for isa in isas {
         let mut fast = vec![0f32; m * n];
         x86::matmul_forced(isa, &w, &acts, &mut fast);
-        assert_eq!(fast, slow, "{isa}");
+        assert_eq!(fast, slow, "{isa}, {m} rows");
     }
 }
 

@@ -1,10 +1,11 @@
 //! The block kernels with x86 SIMD, chosen at run time: 512-bit `vpdpbusd`
-//! (AVX-512 VNNI), 256-bit `vpdpbusd` (AVX-VNNI) or AVX2's `vpmaddubsw`.
+//! (AVX-512 VNNI), 256-bit `vpdpbusd` (AVX-VNNI, or AVX-512 VNNI on 256-bit
+//! vectors) or AVX2's `vpmaddubsw`.
 //!
-//! Each micro-kernel keeps an `MR × NR` tile of accumulators in registers:
-//! a weight block is decoded once and multiplied with `MR` activation rows.
-//! On AVX-512 VNNI, prompts (four activation rows or more) take the 512-bit
-//! kernel of [`interleaved`] instead.
+//! One to three activation rows (decoding) take the row kernels here, which
+//! stream each weight row once, decoding its blocks as they go. Prompts, four
+//! rows or more, take [`interleaved`]: weight rows decoded once per call into
+//! a layout where one instruction advances many outputs.
 
 #![allow(unsafe_code)]
 
@@ -19,7 +20,7 @@ const Q4_0: u8 = 0;
 const Q5_0: u8 = 1;
 const Q8_0: u8 = 2;
 
-/// Weight rows one thread takes at a time: 16 rows of a 896-wide Q5_0 matrix
+/// Weight rows a row-kernel task takes at a time: 16 rows of a 896-wide Q5_0 matrix
 /// are ~10 KB, which stays in L1 while every activation row streams past.
 const ROWS_PER_TASK: usize = 16;
 
@@ -29,7 +30,7 @@ const PREFETCH_AHEAD: usize = 2048;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Isa {
-    /// AVX-512 VNNI: 512-bit interleaved tiles for prompts, 256-bit (EVEX) rows.
+    /// AVX-512 VNNI: 512-bit vectors for prompts, 256-bit (EVEX) for rows.
     Avx512,
     AvxVnni,
     /// AVX-512 VNNI on 256-bit vectors only.
@@ -142,60 +143,18 @@ unsafe fn dot_avx2<const F: u8>(acc: __m256i, u: __m256i, a: __m256i) -> __m256i
     }
 }
 
-/// Where one micro-kernel call reads and writes.
+/// Where one row kernel call reads and writes.
 #[derive(Clone, Copy)]
 struct Tile {
-    /// First weight row of the tile.
+    /// The weight row.
     w: *const u8,
-    row_bytes: usize,
-    /// First activation row of the tile.
+    /// The activation row.
     values: *const i8,
     scales: *const f32,
     corrections: *const i32,
-    k: usize,
     blocks: usize,
-    /// `out[i][j]` of the tile's first row and column.
+    /// `out[i][j]` of that activation row `i` and weight row `j`.
     out: *mut f32,
-    out_stride: usize,
-}
-
-macro_rules! micro_kernel {
-    ($name:ident, $features:literal, $dot:ident) => {
-        #[target_feature(enable = $features)]
-        unsafe fn $name<const F: u8, const MR: usize, const NR: usize>(t: Tile) {
-            unsafe {
-                let bb = match F {
-                    Q4_0 => BlockFormat::Q4_0.block_bytes(),
-                    Q5_0 => BlockFormat::Q5_0.block_bytes(),
-                    _ => BlockFormat::Q8_0.block_bytes(),
-                };
-                let mut acc = [[_mm256_setzero_ps(); NR]; MR];
-                for b in 0..t.blocks {
-                    let mut u = [_mm256_setzero_si256(); NR];
-                    let mut dw = [0f32; NR];
-                    for r in 0..NR {
-                        let p = t.w.add(r * t.row_bytes + b * bb);
-                        _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(PREFETCH_AHEAD).cast());
-                        (dw[r], u[r]) = decode::<F>(p);
-                    }
-                    for i in 0..MR {
-                        let a = _mm256_loadu_si256(t.values.add(i * t.k + b * BLOCK).cast());
-                        let corr = _mm256_zextsi128_si256(_mm_cvtsi32_si128(*t.corrections.add(i * t.blocks + b)));
-                        let da = *t.scales.add(i * t.blocks + b);
-                        for r in 0..NR {
-                            let dp = $dot::<F>(corr, u[r], a);
-                            acc[i][r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dp), _mm256_set1_ps(dw[r] * da), acc[i][r]);
-                        }
-                    }
-                }
-                for i in 0..MR {
-                    for r in 0..NR {
-                        *t.out.add(i * t.out_stride + r) = hsum(acc[i][r]);
-                    }
-                }
-            }
-        }
-    };
 }
 
 /// One activation row times one weight row, with four independent
@@ -230,9 +189,6 @@ macro_rules! row_kernel {
     };
 }
 
-micro_kernel!(tile_avxvnni, "avx2,fma,avxvnni", dot_avxvnni);
-micro_kernel!(tile_avx512vnni, "avx2,fma,avx512vnni,avx512vl", dot_avx512vnni);
-micro_kernel!(tile_avx2, "avx2,fma", dot_avx2);
 row_kernel!(row_avxvnni, "avx2,fma,avxvnni", dot_avxvnni);
 row_kernel!(row_avx512vnni, "avx2,fma,avx512vnni,avx512vl", dot_avx512vnni);
 row_kernel!(row_avx2, "avx2,fma", dot_avx2);
@@ -247,20 +203,6 @@ unsafe fn row<const F: u8>(isa: Isa, t: Tile) {
             Isa::AvxVnni => row_avxvnni::<F>(t),
             Isa::Avx512 | Isa::Avx512Vnni => row_avx512vnni::<F>(t),
             Isa::Avx2 | Isa::None => row_avx2::<F>(t),
-        }
-    }
-}
-
-/// Runs the `MR × NR` micro-kernel of the detected instruction set.
-///
-/// # Safety
-/// `t` must address `MR` activation rows, `NR` weight rows and the matching outputs.
-unsafe fn tile<const F: u8, const MR: usize, const NR: usize>(isa: Isa, t: Tile) {
-    unsafe {
-        match isa {
-            Isa::AvxVnni => tile_avxvnni::<F, MR, NR>(t),
-            Isa::Avx512 | Isa::Avx512Vnni => tile_avx512vnni::<F, MR, NR>(t),
-            Isa::Avx2 | Isa::None => tile_avx2::<F, MR, NR>(t),
         }
     }
 }
@@ -308,22 +250,19 @@ fn matmul_with(isa: Isa, w: &BlockMatrix, a: &QuantizedActivations, out: &mut [f
 }
 
 fn run<const F: u8>(isa: Isa, w: &BlockMatrix, a: &QuantizedActivations, out: &mut [f32]) {
-    // Prompts (four activation rows or more) on AVX-512 VNNI: 16 weight rows per instruction.
-    if isa == Isa::Avx512 && a.m >= 4 {
-        return interleaved::matmul::<F>(w, a, out);
+    // Prompts (four activation rows or more): weight rows decoded once, interleaved.
+    if a.m >= 4 {
+        return interleaved::matmul::<F>(isa, w, a, out);
     }
     let (n, m, blocks) = (w.rows, a.m, a.blocks_per_row());
     let row_bytes = blocks * w.format.block_bytes();
     let base = Tile {
         w: w.data.as_ptr(),
-        row_bytes,
         values: a.values.as_ptr(),
         scales: a.scales.as_ptr(),
         corrections: a.corrections.as_ptr(),
-        k: a.k,
         blocks,
         out: out.as_mut_ptr(),
-        out_stride: n,
     };
     let at = move |i: usize, j: usize| {
         // Capture the whole Tile (Sync), not its raw-pointer fields one by one.
@@ -337,7 +276,7 @@ fn run<const F: u8>(isa: Isa, w: &BlockMatrix, a: &QuantizedActivations, out: &m
                 scales: base.scales.add(i * blocks),
                 corrections: base.corrections.add(i * blocks),
                 out: base.out.add(i * n + j),
-                ..base
+                blocks,
             }
         }
     };
@@ -345,23 +284,10 @@ fn run<const F: u8>(isa: Isa, w: &BlockMatrix, a: &QuantizedActivations, out: &m
         let (j0, j1) = (rows.start * ROWS_PER_TASK, (rows.end * ROWS_PER_TASK).min(n));
         // SAFETY: `at` addresses only rows i < m and columns j0 ≤ j < j1 ≤ n.
         unsafe {
-            let mut i = 0;
-            while i + 4 <= m {
-                let mut j = j0;
-                while j + 2 <= j1 {
-                    tile::<F, 4, 2>(isa, at(i, j));
-                    j += 2;
-                }
-                if j < j1 {
-                    tile::<F, 4, 1>(isa, at(i, j));
-                }
-                i += 4;
-            }
-            while i < m {
+            for i in 0..m {
                 for j in j0..j1 {
                     row::<F>(isa, at(i, j));
                 }
-                i += 1;
             }
         }
     };
