@@ -4,10 +4,12 @@
 //! candle's CPU path for these runs one dot product per (row, column) and,
 //! for Q5_0, without SIMD at all; its fast repacked kernels need the inner
 //! dimension to be a multiple of 256, which 896- and 640-wide models are not.
-//! These kernels read the blocks as stored (no repacked copy, no load-time
-//! work), quantize the activations to 8 bits once per call, and compute
-//! `u8 × i8` dot products with VNNI (or AVX2), reusing each decoded weight
-//! block across several activation rows. Dispatch is decided at run time.
+//! These kernels read the blocks as stored (no repacked copy kept, no
+//! load-time work), quantize the activations to 8 bits once per call, and
+//! compute `u8 × i8` dot products with VNNI (or AVX2). Decoding one token
+//! streams each weight row once; a prompt's product decodes its weight rows
+//! once per call into interleaved groups of 16, which all of its activation
+//! rows reuse. Dispatch is decided at run time.
 
 mod activations;
 mod reference;
