@@ -146,6 +146,36 @@ fn an_untagged_call_of_an_offered_tool_is_a_call_and_other_json_is_text() {
 }
 
 #[test]
+fn a_bare_call_straight_after_a_closing_tag_is_a_call() {
+    // Qwen2.5-Coder 0.5B at temperature 0.7 wrote this, the call again
+    // between two tagged ones, without a newline before it.
+    let call = "{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\"}}";
+    let output =
+        format!("Here is the response:\n<tool_call>\n{call}\n</tool_call>{call}\n<tool_call>\n{call}\n</tool_call>");
+    let (text, calls) = HermesToolCalls::parse(&output, &names());
+    assert_eq!((text.as_str(), calls.len()), ("Here is the response:\n", 3));
+    let spaced = format!("<tool_call>{call}</tool_call> \n {call}");
+    assert_eq!(HermesToolCalls::parse(&spaced, &names()).1.len(), 2, "whitespace between them");
+    let not_a_call = format!("<tool_call>{call}</tool_call>{{\"type\": 1}}");
+    assert_eq!(HermesToolCalls::parse(&not_a_call, &names()), ("{\"type\": 1}".to_owned(), vec![calls[0].clone()]));
+    let after_text = format!("<tool_call>{call}</tool_call> Done. {call}");
+    assert_eq!(HermesToolCalls::parse(&after_text, &names()).1.len(), 1, "text in between: not a line of its own");
+    let mut s = ToolCallSplitter::new(names());
+    let mut parts = s.push(&format!("Sure.<tool_call>{call}</tool_call>\n"));
+    parts.extend(s.push("{\"name\": \"f\", "));
+    parts.extend(s.push("\"arguments\": {}}"));
+    parts.extend(s.finish());
+    let names_called: Vec<&str> = parts
+        .iter()
+        .filter_map(|p| match p {
+            ToolSplit::Call(c) => Some(c.name.as_str()),
+            ToolSplit::Text(_) => None,
+        })
+        .collect();
+    assert_eq!(names_called, ["get_weather", "f"], "streamed in pieces: {parts:?}");
+}
+
+#[test]
 fn an_answer_that_opens_with_calls_is_its_calls() {
     let output = "{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\"}}\n\
                   {\"name\": \"get_weather_args\", \"type\": \"object\"}";

@@ -3,8 +3,9 @@
 //! `<tool_call>\n{"name": …, "arguments": {…}}\n</tool_call>`.
 //! The grammar rules that force one, and the parsers that find them in
 //! output, whole or streamed — also as small models often write them
-//! instead: the bare object (the whole output, or a line of its own after
-//! a sentence), or the object in a Markdown code fence (` ```json … ``` `),
+//! instead: the bare object (the whole output, a line of its own after a
+//! sentence, or straight after another call's closing tag), or the object
+//! in a Markdown code fence (` ```json … ``` `),
 //! when it names one of the offered tools; Llama 3's `parameters` for
 //! `arguments`; and a JSON array of calls, bare or after Mistral's
 //! `[TOOL_CALLS]`, for several at once. A call cut
@@ -249,11 +250,24 @@ struct TagSplitter {
     tools: Vec<String>,
     buffer: String,
     open: Option<Block>,
+    /// Whether a call ended and only whitespace has come since: a `{` now
+    /// opens a bare call as a new line would (`</tool_call>{"name": …}`).
+    after_call: bool,
 }
 
 impl TagSplitter {
     fn new(tools: Vec<String>) -> Self {
-        Self { tools, buffer: String::new(), open: None }
+        Self { tools, buffer: String::new(), open: None, after_call: false }
+    }
+
+    /// `part`, noting whether it was a call.
+    fn emit(&mut self, out: &mut Vec<ToolSplit>, part: ToolSplit) {
+        match &part {
+            ToolSplit::Call(_) => self.after_call = true,
+            ToolSplit::Text(text) if !text.trim().is_empty() => self.after_call = false,
+            ToolSplit::Text(_) => {}
+        }
+        out.push(part);
     }
 
     pub fn push(&mut self, text: &str) -> Vec<ToolSplit> {
@@ -265,31 +279,56 @@ impl TagSplitter {
                     let Some(end) = self.buffer.find(CLOSE) else { break };
                     let block: String = self.buffer.drain(..end + CLOSE.len()).collect();
                     self.open = None;
-                    match parse_call(&block[..end]) {
-                        Some(call) => out.push(ToolSplit::Call(call)),
-                        None => out.push(ToolSplit::Text(format!("{OPEN}{block}"))),
-                    }
+                    let part = match parse_call(&block[..end]) {
+                        Some(call) => ToolSplit::Call(call),
+                        None => ToolSplit::Text(format!("{OPEN}{block}")),
+                    };
+                    self.emit(&mut out, part);
                 }
                 Some(Block::Fence) => {
                     let Some(end) = self.buffer.find(FENCE) else { break };
                     let block: String = self.buffer.drain(..end + FENCE.len()).collect();
                     self.open = None;
-                    match self.fenced_call(&block[..end]) {
-                        Some(call) => out.push(ToolSplit::Call(call)),
-                        None => out.push(ToolSplit::Text(format!("{FENCE}{block}"))),
-                    }
+                    let part = match self.fenced_call(&block[..end]) {
+                        Some(call) => ToolSplit::Call(call),
+                        None => ToolSplit::Text(format!("{FENCE}{block}")),
+                    };
+                    self.emit(&mut out, part);
                 }
                 Some(Block::Marker) => break,
                 Some(Block::Line) => {
                     let Some(end) = self.buffer.find('\n') else { break };
                     let line: String = self.buffer.drain(..=end).collect();
                     self.open = None;
-                    match parse_call(&line).filter(|call| self.tools.contains(&call.name)) {
-                        Some(call) => out.push(ToolSplit::Call(call)),
-                        None => out.push(ToolSplit::Text(line)),
-                    }
+                    let part = match parse_call(&line).filter(|call| self.tools.contains(&call.name)) {
+                        Some(call) => ToolSplit::Call(call),
+                        None => ToolSplit::Text(line),
+                    };
+                    self.emit(&mut out, part);
                 }
                 None => {
+                    if self.after_call {
+                        let rest = self.buffer.trim_start();
+                        let start = self.buffer.len() - rest.len();
+                        if rest.starts_with('{') {
+                            let space: String = self.buffer.drain(..start).collect();
+                            if !space.is_empty() {
+                                out.push(ToolSplit::Text(space));
+                            }
+                            self.after_call = false;
+                            self.open = Some(Block::Line);
+                            continue;
+                        }
+                        if rest.is_empty() {
+                            // Only whitespace so far: pass it on, and wait for what follows.
+                            let space = std::mem::take(&mut self.buffer);
+                            if !space.is_empty() {
+                                out.push(ToolSplit::Text(space));
+                            }
+                            break;
+                        }
+                        self.after_call = false;
+                    }
                     let tag = self.buffer.find(OPEN).map(|at| (at, Block::Tag, OPEN.len()));
                     let fence = self.buffer.find(FENCE).map(|at| (at, Block::Fence, FENCE.len()));
                     // The newline stays text; the line's `{` begins the block.
@@ -303,7 +342,7 @@ impl TagSplitter {
                         let before: String = self.buffer.drain(..start).collect();
                         self.buffer.drain(..len);
                         if !before.is_empty() {
-                            out.push(ToolSplit::Text(before));
+                            self.emit(&mut out, ToolSplit::Text(before));
                         }
                         self.open = Some(block);
                         continue;
@@ -311,7 +350,7 @@ impl TagSplitter {
                     let keep = partial_opener_len(&self.buffer);
                     let ready: String = self.buffer.drain(..self.buffer.len() - keep).collect();
                     if !ready.is_empty() {
-                        out.push(ToolSplit::Text(ready));
+                        self.emit(&mut out, ToolSplit::Text(ready));
                     }
                     break;
                 }
